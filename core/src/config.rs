@@ -1,0 +1,566 @@
+//! The one configuration format shared by every front end (Rust, C, Python,
+//! Go, CLI). JSON; the CLI also accepts the same structure as TOML.
+//!
+//! This module is the reference: each field below is documented with its
+//! default. Unknown fields are rejected, and every error names the field
+//! (for example `issuers[0].refresh.min_ttl_secs`).
+//!
+//! ```json
+//! {
+//!   "issuers": [{
+//!     "issuer": "https://idp.example.com",
+//!     "jwks_uri": "https://idp.example.com/.well-known/jwks.json",
+//!     "audiences": ["orders-api"],
+//!     "algorithms": ["RS256", "ES256"]
+//!   }],
+//!   "cache": { "capacity": 100000, "max_ttl_secs": 300 }
+//! }
+//! ```
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::token::Alg;
+
+/// Top-level configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The issuers whose tokens are accepted. At least one.
+    pub issuers: Vec<IssuerConfig>,
+    /// The verification-result cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// How JWKS and discovery documents are fetched.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Revocation denylist bounds.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
+    /// Tokens longer than this many bytes are rejected before any parsing.
+    /// Default 16384 (16 KiB).
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Directory where the last good JWKS of each issuer is persisted
+    /// (atomic write) and loaded at start when the endpoint is unreachable.
+    /// Default: none (nothing persisted).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Run the background refresher thread. Default true. With false, keys are
+    /// fetched at start, on unknown `kid`, on `refresh_issuer`, and when
+    /// `Verifier::run_due_refreshes` is called (tests with a manual clock).
+    #[serde(default = "default_true")]
+    pub background_refresh: bool,
+}
+
+/// One trusted issuer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The issuer identifier, compared exactly with the token's `iss`.
+    /// With `discovery`, also the base URL of the OIDC discovery document.
+    pub issuer: String,
+    /// Where the JWKS is fetched. Exactly one key source is required:
+    /// `jwks_uri`, `discovery`, `jwks` or `jwks_file`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Find `jwks_uri` in `{issuer}/.well-known/openid-configuration`.
+    /// The document's `issuer` must equal `issuer`. Default false.
+    #[serde(default)]
+    pub discovery: bool,
+    /// A static JWKS, inline (air-gapped use). Never refreshed.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// A static JWKS file, reloaded when its modification time changes.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted audiences; the token's `aud` must contain one of them.
+    /// Required (non-empty) unless `allow_any_audience` is true.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accept any (or no) `aud`. Default false: audience is checked.
+    #[serde(default)]
+    pub allow_any_audience: bool,
+    /// Allowed `alg` values. Default: RS256, RS384, RS512, PS256, PS384,
+    /// PS512, ES256, ES384, EdDSA. HS* only with `hmac_keys`. `none` never.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Alg>,
+    /// Claims that must be present, besides `exp` (always required).
+    /// Default: none.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// If set, the header `typ` must equal this (case-insensitive, so
+    /// `at+jwt` matches `AT+JWT`). Default: not checked.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Clock-skew leeway for `exp`, `nbf` and `iat`, in seconds. Default 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Locally configured HMAC secrets (HS256/384/512). Symmetric keys are
+    /// never taken from a fetched JWKS.
+    #[serde(default)]
+    pub hmac_keys: Vec<HmacKeyConfig>,
+    /// How this issuer's keys are refreshed.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+}
+
+/// A locally configured HMAC secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacKeyConfig {
+    /// The `kid` tokens use for this secret; none matches tokens without `kid`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The secret as base64url (unpadded or padded). At least 32 bytes.
+    pub secret_base64: String,
+}
+
+/// Per-issuer key refresh policy. All durations in seconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// JWKS TTL when the response has no usable `Cache-Control: max-age` or
+    /// `Expires`. Default 300.
+    #[serde(default = "default_ttl")]
+    pub default_ttl_secs: u64,
+    /// Lower clamp for the TTL from cache headers. Default 60.
+    #[serde(default = "default_min_ttl")]
+    pub min_ttl_secs: u64,
+    /// Upper clamp for the TTL from cache headers. Default 86400.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl_secs: u64,
+    /// At most one unknown-`kid` refresh per this many seconds; unknown kids
+    /// are remembered this long. Default 30.
+    #[serde(default = "default_cooldown")]
+    pub unknown_kid_cooldown_secs: u64,
+    /// How long past its TTL a keyset is still served while refreshes fail.
+    /// After that the issuer fails closed (`keys_stale`). Default 21600 (6 h).
+    #[serde(default = "default_max_stale")]
+    pub max_stale_secs: u64,
+    /// How long a key that disappeared from the JWKS still verifies.
+    /// Default 0: removed keys stop verifying as soon as a refresh sees it.
+    #[serde(default)]
+    pub rotation_grace_secs: u64,
+    /// First retry delay after a failed fetch; doubles up to
+    /// `backoff_max_secs`, with ±20 % jitter. Default 1.
+    #[serde(default = "default_backoff_initial")]
+    pub backoff_initial_secs: u64,
+    /// Largest retry delay. Default 300.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_secs: u64,
+    /// Fraction of the TTL removed at random so a fleet does not refresh in
+    /// lockstep; a refresh is scheduled at 75 % to 90 % of the TTL by
+    /// default. Between 0 and 0.5. Default 0.15.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+/// The verification-result cache.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cache verification results. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Maximum number of cached results (across all shards). Default 100000.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    /// A cached result lives at most this long (and never past `exp`).
+    /// Default 300.
+    #[serde(default = "default_cache_ttl")]
+    pub max_ttl_secs: u64,
+    /// Number of independently locked shards (rounded up to a power of
+    /// two). Default 16.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+/// HTTP client settings for JWKS and discovery fetches.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Allow `http://` URLs. Default false (HTTPS only). Meant for tests on
+    /// loopback.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// TCP/TLS connect timeout, milliseconds. Default 2000.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout, milliseconds. Default 5000.
+    #[serde(default = "default_total_timeout")]
+    pub timeout_ms: u64,
+    /// Largest accepted response body, bytes. Default 262144 (256 KiB).
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: u64,
+    /// A PEM bundle of CA certificates to trust instead of the built-in
+    /// WebPKI roots. Default: the built-in roots.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Same-host redirects followed at most. Redirects to another host (or
+    /// scheme) are refused. Default 3.
+    #[serde(default = "default_redirects")]
+    pub max_redirects: u32,
+}
+
+/// Bounds on the revocation denylists.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// Most entries held across all denylists; a revocation past that is
+    /// refused (`revocation_list_full`), never silently dropped. Default 100000.
+    #[serde(default = "default_revocation_entries")]
+    pub max_entries: usize,
+    /// How long a `revoke_subject` entry is kept after its `issued_before`
+    /// time; tokens living longer than this should be revoked by `jti`.
+    /// Also the default lifetime of a `revoke_jti` without an expiry.
+    /// Default 86400.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_token_bytes() -> usize {
+    16 * 1024
+}
+fn default_algorithms() -> Vec<Alg> {
+    vec![
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ]
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_ttl() -> u64 {
+    300
+}
+fn default_min_ttl() -> u64 {
+    60
+}
+fn default_max_ttl() -> u64 {
+    86_400
+}
+fn default_cooldown() -> u64 {
+    30
+}
+fn default_max_stale() -> u64 {
+    6 * 3600
+}
+fn default_backoff_initial() -> u64 {
+    1
+}
+fn default_backoff_max() -> u64 {
+    300
+}
+fn default_jitter() -> f64 {
+    0.15
+}
+fn default_capacity() -> usize {
+    100_000
+}
+fn default_cache_ttl() -> u64 {
+    300
+}
+fn default_shards() -> usize {
+    16
+}
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_total_timeout() -> u64 {
+    5_000
+}
+fn default_max_response() -> u64 {
+    256 * 1024
+}
+fn default_redirects() -> u32 {
+    3
+}
+fn default_revocation_entries() -> usize {
+    100_000
+}
+fn default_max_token_lifetime() -> u64 {
+    86_400
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            default_ttl_secs: default_ttl(),
+            min_ttl_secs: default_min_ttl(),
+            max_ttl_secs: default_max_ttl(),
+            unknown_kid_cooldown_secs: default_cooldown(),
+            max_stale_secs: default_max_stale(),
+            rotation_grace_secs: 0,
+            backoff_initial_secs: default_backoff_initial(),
+            backoff_max_secs: default_backoff_max(),
+            jitter: default_jitter(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            capacity: default_capacity(),
+            max_ttl_secs: default_cache_ttl(),
+            shards: default_shards(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allow_http: false,
+            connect_timeout_ms: default_connect_timeout(),
+            timeout_ms: default_total_timeout(),
+            max_response_bytes: default_max_response(),
+            ca_bundle: None,
+            max_redirects: default_redirects(),
+        }
+    }
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            max_entries: default_revocation_entries(),
+            max_token_lifetime_secs: default_max_token_lifetime(),
+        }
+    }
+}
+
+impl IssuerConfig {
+    /// An issuer fetching its JWKS from `jwks_uri`, with every other field at
+    /// its default (audience must still be set, or `allow_any_audience`).
+    pub fn new(issuer: impl Into<String>, jwks_uri: impl Into<String>) -> IssuerConfig {
+        IssuerConfig {
+            issuer: issuer.into(),
+            jwks_uri: Some(jwks_uri.into()),
+            discovery: false,
+            jwks: None,
+            jwks_file: None,
+            audiences: Vec::new(),
+            allow_any_audience: false,
+            algorithms: default_algorithms(),
+            required_claims: Vec::new(),
+            typ: None,
+            leeway_secs: default_leeway(),
+            hmac_keys: Vec::new(),
+            refresh: RefreshConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A config with these issuers and every other field at its default.
+    pub fn new(issuers: Vec<IssuerConfig>) -> Config {
+        Config {
+            issuers,
+            cache: CacheConfig::default(),
+            http: HttpConfig::default(),
+            revocation: RevocationConfig::default(),
+            max_token_bytes: default_max_token_bytes(),
+            state_dir: None,
+            background_refresh: true,
+        }
+    }
+
+    /// Parse and validate a JSON configuration. Errors name the field.
+    pub fn from_json(text: &str) -> Result<Config> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Error::new(ErrorKind::InvalidConfig, format!("{path}: {inner}"))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse and validate a configuration from any serde value (used by the
+    /// CLI for TOML and by the Python package for dicts). Errors name the field.
+    pub fn from_value(value: serde_json::Value) -> Result<Config> {
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Error::new(ErrorKind::InvalidConfig, format!("{path}: {inner}"))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check cross-field rules that serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: String, why: &str| Err(Error::new(ErrorKind::InvalidConfig, format!("{field}: {why}")));
+        if self.issuers.is_empty() {
+            return bad("issuers".into(), "at least one issuer is required");
+        }
+        if self.max_token_bytes < 64 {
+            return bad("max_token_bytes".into(), "must be at least 64");
+        }
+        if self.cache.enabled && self.cache.capacity == 0 {
+            return bad("cache.capacity".into(), "must be positive when the cache is enabled");
+        }
+        if self.cache.shards == 0 || self.cache.shards > 1024 {
+            return bad("cache.shards".into(), "must be between 1 and 1024");
+        }
+        if self.http.max_response_bytes < 1024 {
+            return bad("http.max_response_bytes".into(), "must be at least 1024");
+        }
+        if self.http.timeout_ms == 0 || self.http.connect_timeout_ms == 0 {
+            return bad("http.timeout_ms".into(), "timeouts must be positive");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, iss) in self.issuers.iter().enumerate() {
+            let f = |name: &str| format!("issuers[{i}].{name}");
+            if iss.issuer.is_empty() {
+                return bad(f("issuer"), "must not be empty");
+            }
+            if !seen.insert(iss.issuer.as_str()) {
+                return bad(f("issuer"), "duplicate issuer");
+            }
+            let sources = [
+                iss.jwks_uri.is_some(),
+                iss.discovery,
+                iss.jwks.is_some(),
+                iss.jwks_file.is_some(),
+            ]
+            .iter()
+            .filter(|s| **s)
+            .count();
+            let has_hmac = !iss.hmac_keys.is_empty();
+            if sources > 1 {
+                return bad(
+                    f("jwks_uri"),
+                    "give exactly one of jwks_uri, discovery, jwks, jwks_file",
+                );
+            }
+            if sources == 0 && !has_hmac {
+                return bad(
+                    f("jwks_uri"),
+                    "a key source is required: jwks_uri, discovery, jwks, jwks_file or hmac_keys",
+                );
+            }
+            for (field, url) in [
+                ("jwks_uri", iss.jwks_uri.as_deref()),
+                ("issuer", iss.discovery.then_some(iss.issuer.as_str())),
+            ] {
+                if let Some(url) = url {
+                    let ok = url.starts_with("https://") || (self.http.allow_http && url.starts_with("http://"));
+                    if !ok {
+                        return bad(f(field), "must be an https:// URL (http:// only with http.allow_http)");
+                    }
+                }
+            }
+            if iss.audiences.is_empty() && !iss.allow_any_audience {
+                return bad(
+                    f("audiences"),
+                    "at least one audience is required unless allow_any_audience is true",
+                );
+            }
+            if iss.algorithms.is_empty() {
+                return bad(f("algorithms"), "at least one algorithm is required");
+            }
+            let has_hs = iss.algorithms.iter().any(|a| a.is_hmac());
+            if has_hs && !has_hmac {
+                return bad(f("algorithms"), "HS256/384/512 need locally configured hmac_keys");
+            }
+            if has_hmac && !has_hs {
+                return bad(f("hmac_keys"), "hmac_keys given but no HS algorithm is allowed");
+            }
+            for (k, key) in iss.hmac_keys.iter().enumerate() {
+                match crate::token::decode_b64_lenient(&key.secret_base64) {
+                    Some(bytes) if bytes.len() >= 32 => {}
+                    Some(_) => {
+                        return bad(
+                            f(&format!("hmac_keys[{k}].secret_base64")),
+                            "secret must be at least 32 bytes",
+                        )
+                    }
+                    None => return bad(f(&format!("hmac_keys[{k}].secret_base64")), "not valid base64url"),
+                }
+            }
+            let r = &iss.refresh;
+            if r.min_ttl_secs > r.max_ttl_secs {
+                return bad(f("refresh.min_ttl_secs"), "must not exceed refresh.max_ttl_secs");
+            }
+            if r.default_ttl_secs == 0 {
+                return bad(f("refresh.default_ttl_secs"), "must be positive");
+            }
+            if r.backoff_initial_secs == 0 || r.backoff_initial_secs > r.backoff_max_secs {
+                return bad(
+                    f("refresh.backoff_initial_secs"),
+                    "must be positive and at most backoff_max_secs",
+                );
+            }
+            if !(0.0..=0.5).contains(&r.jitter) {
+                return bad(f("refresh.jitter"), "must be between 0 and 0.5");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = Config::from_json(
+            r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/jwks","audiences":["api"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.max_token_bytes, 16384);
+        assert_eq!(c.cache.capacity, 100_000);
+        assert_eq!(c.http.max_response_bytes, 262_144);
+        let i = &c.issuers[0];
+        assert_eq!(i.leeway_secs, 30);
+        assert_eq!(i.refresh.unknown_kid_cooldown_secs, 30);
+        assert_eq!(i.refresh.default_ttl_secs, 300);
+        assert_eq!(i.refresh.rotation_grace_secs, 0);
+        assert!(!i.algorithms.iter().any(|a| a.is_hmac()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = Config::from_json(r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/j","audiences":["a"],"refresh":{"min_ttl_secs":"x"}}]}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(e.message().contains("issuers[0].refresh.min_ttl_secs"), "{e}");
+
+        let e = Config::from_json(
+            r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/j","audiences":["a"],"bogus":1}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.message().contains("bogus"), "{e}");
+
+        let e = Config::from_json(r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/j"}]}"#).unwrap_err();
+        assert!(e.message().contains("issuers[0].audiences"), "{e}");
+
+        let e =
+            Config::from_json(r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"http://idp/j","audiences":["a"]}]}"#)
+                .unwrap_err();
+        assert!(e.message().contains("issuers[0].jwks_uri"), "{e}");
+
+        let e = Config::from_json(r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/j","audiences":["a"],"algorithms":["none"]}]}"#).unwrap_err();
+        assert!(e.message().contains("issuers[0].algorithms"), "{e}");
+
+        let e = Config::from_json(r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/j","audiences":["a"],"algorithms":["HS256"]}]}"#).unwrap_err();
+        assert!(e.message().contains("hmac_keys"), "{e}");
+    }
+}

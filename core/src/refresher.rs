@@ -1,0 +1,75 @@
+//! The background refresher: one thread per verifier that runs each issuer's
+//! scheduled refresh before its keys expire, so no request waits for one.
+//!
+//! The thread holds only a weak reference to the verifier's state: dropping
+//! the [`Verifier`](crate::Verifier) wakes it, and it exits at once (or, if a
+//! fetch is under way, as soon as that fetch ends).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::verifier::Shared;
+
+/// Longest sleep between checks, so a manual clock or a changed JWKS file is
+/// noticed without an exact deadline.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Shortest sleep, so a refresh that is due but coalesced cannot spin.
+const MIN_SLEEP: Duration = Duration::from_millis(50);
+
+type Stop = Arc<(Mutex<bool>, Condvar)>;
+
+/// Handle to the refresher thread; dropping it stops the thread.
+pub(crate) struct Refresher {
+    stop: Stop,
+}
+
+impl Refresher {
+    pub(crate) fn spawn_if_needed(shared: &Arc<Shared>) -> Option<Refresher> {
+        if !shared.has_refreshable_issuers() {
+            return None;
+        }
+        let stop: Stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let weak = Arc::downgrade(shared);
+        let thread_stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("jwtwarden-refresh".into())
+            .spawn(move || run(weak, thread_stop));
+        match spawned {
+            Ok(_) => Some(Refresher { stop }),
+            Err(e) => {
+                log::error!("cannot start the refresher thread: {e}; keys refresh only on unknown kid");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        let (flag, cv) = &*self.stop;
+        *flag.lock() = true;
+        cv.notify_all();
+    }
+}
+
+fn run(shared: Weak<Shared>, stop: Stop) {
+    loop {
+        let sleep = {
+            let Some(s) = shared.upgrade() else { return };
+            let next = s.issuers.iter().map(|i| i.run_due(&s.env)).min().unwrap_or(u64::MAX);
+            let now = s.env.clock.now_ms();
+            Duration::from_millis(next.saturating_sub(now)).clamp(MIN_SLEEP, MAX_SLEEP)
+        };
+        let (flag, cv) = &*stop;
+        let mut stopped = flag.lock();
+        if *stopped {
+            return;
+        }
+        cv.wait_for(&mut stopped, sleep);
+        if *stopped {
+            return;
+        }
+    }
+}

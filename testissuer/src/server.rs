@@ -1,0 +1,398 @@
+//! The shared issuer state and the tiny_http server that serves it.
+//!
+//! One listener thread receives requests from tiny_http and hands each one to a
+//! thread of its own, so a delayed response never blocks other requests.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde_json::{json, Value};
+use tiny_http::{Header, Request, Response, Server};
+
+use crate::fault::{self, Fault};
+use crate::keys::{self, KeyEntry};
+use crate::{sock, Alg};
+
+/// Path of the JWKS document.
+pub(crate) const JWKS_PATH: &str = "/jwks.json";
+/// Path of the OIDC discovery document.
+pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// Path that redirects (302) to the JWKS on the same host.
+pub(crate) const REDIRECT_PATH: &str = "/redirect-same-host";
+
+/// Response settings changed through the setters / admin API.
+#[derive(Default)]
+pub(crate) struct Config {
+    pub(crate) fault: Fault,
+    pub(crate) cache_control: Option<String>,
+    pub(crate) expires: Option<String>,
+    pub(crate) etag: bool,
+    pub(crate) jwks_override: Option<String>,
+}
+
+/// Request counters (admin requests are never counted).
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(crate) jwks: u64,
+    pub(crate) discovery: u64,
+    pub(crate) total: u64,
+    pub(crate) per_path: HashMap<String, u64>,
+}
+
+/// Everything the request handlers and the `TestIssuer` handle share.
+pub(crate) struct Shared {
+    pub(crate) url: String,
+    pub(crate) addr: SocketAddr,
+    admin: bool,
+    pub(crate) keys: Mutex<Vec<KeyEntry>>,
+    pub(crate) config: Mutex<Config>,
+    pub(crate) counts: Mutex<Counts>,
+    pub(crate) last_jwks_headers: Mutex<Vec<(String, String)>>,
+    stopping: Mutex<bool>,
+    stop_cv: Condvar,
+    pub(crate) shutdown_requested: AtomicBool,
+}
+
+impl Shared {
+    /// Generates and publishes a key; returns its kid.
+    pub(crate) fn add_key(&self, alg: Alg, fresh: bool) -> String {
+        // Generate outside the lock (RSA can be slow) so serving is not held up.
+        let used: HashSet<u64> = self.keys.lock().iter().map(KeyEntry::material_id).collect();
+        let material = keys::material_for(alg, &used, fresh);
+        let mut keys = self.keys.lock();
+        let kid = loop {
+            let kid = keys::random_kid();
+            if !keys.iter().any(|k| k.kid == kid) {
+                break kid;
+            }
+        };
+        keys.push(KeyEntry::new(alg, material, kid.clone()));
+        kid
+    }
+
+    /// Stops publishing `kid`; returns false if there is no such key.
+    pub(crate) fn retire_key(&self, kid: &str) -> bool {
+        let mut keys = self.keys.lock();
+        match keys.iter_mut().find(|k| k.kid == kid) {
+            Some(k) => {
+                k.published = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Kids of the published keys, in publication order.
+    pub(crate) fn published_kids(&self) -> Vec<String> {
+        let keys = self.keys.lock();
+        keys.iter().filter(|k| k.published).map(|k| k.kid.clone()).collect()
+    }
+
+    /// Runs `f` on the key `kid` (published or retired).
+    pub(crate) fn with_key<T>(&self, kid: &str, f: impl FnOnce(&KeyEntry) -> T) -> Option<T> {
+        let keys = self.keys.lock();
+        keys.iter().find(|k| k.kid == kid).map(f)
+    }
+
+    /// The generated JWKS document of the published keys.
+    pub(crate) fn generated_jwks(&self) -> String {
+        let keys = self.keys.lock();
+        let set: Vec<&Value> = keys.iter().filter(|k| k.published).map(|k| k.jwk()).collect();
+        json!({ "keys": set }).to_string()
+    }
+
+    /// The OIDC discovery document.
+    pub(crate) fn discovery_doc(&self) -> String {
+        json!({ "issuer": self.url, "jwks_uri": format!("{}{}", self.url, JWKS_PATH) }).to_string()
+    }
+
+    /// `{"iss": url, "aud": "api", "sub", "iat", "nbf", "exp": now+3600, "jti"}`.
+    pub(crate) fn default_claims(&self, sub: &str, now: u64) -> Value {
+        let jti: String = (0..16).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+        json!({
+            "iss": self.url, "aud": "api", "sub": sub,
+            "iat": now, "nbf": now, "exp": now + 3600, "jti": jti,
+        })
+    }
+
+    /// Signs `claims` with `header` using `kid`'s key, or `None` if there is no such key.
+    pub(crate) fn mint(&self, kid: &str, header: Option<&Value>, claims: &Value) -> Option<String> {
+        self.with_key(kid, |k| match header {
+            Some(h) => k.sign(h, claims),
+            None => k.sign(&json!({ "alg": k.alg.as_str(), "typ": "JWT", "kid": k.kid }), claims),
+        })
+    }
+
+    /// Zeroes all request counters.
+    pub(crate) fn reset_counts(&self) {
+        *self.counts.lock() = Counts::default();
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.lock()
+    }
+
+    /// Sleeps for `d`, returning early with `false` if the issuer stops meanwhile.
+    fn sleep_unless_stopping(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut stopping = self.stopping.lock();
+        while !*stopping {
+            if self.stop_cv.wait_until(&mut stopping, deadline).timed_out() {
+                return !*stopping;
+            }
+        }
+        false
+    }
+}
+
+/// A running tiny_http server plus its listener thread.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
+    server: Option<Arc<Server>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Binds `127.0.0.1:port` and starts serving `shared`'s state.
+pub(crate) fn start(port: u16, admin: bool) -> io::Result<(Arc<Shared>, Running)> {
+    let server = Server::http(("127.0.0.1", port)).map_err(io::Error::other)?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| io::Error::other("tiny_http did not bind an IP address"))?;
+    let shared = Arc::new(Shared {
+        url: format!("http://127.0.0.1:{}", addr.port()),
+        addr,
+        admin,
+        keys: Mutex::new(Vec::new()),
+        config: Mutex::new(Config::default()),
+        counts: Mutex::new(Counts::default()),
+        last_jwks_headers: Mutex::new(Vec::new()),
+        stopping: Mutex::new(false),
+        stop_cv: Condvar::new(),
+        shutdown_requested: AtomicBool::new(false),
+    });
+    let server = Arc::new(server);
+    let thread = {
+        let (shared, server) = (shared.clone(), server.clone());
+        std::thread::Builder::new()
+            .name(format!("testissuer-{}", addr.port()))
+            .spawn(move || listen(&shared, &server))?
+    };
+    let running = Running {
+        shared: shared.clone(),
+        server: Some(server),
+        thread: Some(thread),
+    };
+    Ok((shared, running))
+}
+
+impl Running {
+    /// Stops the server: no new connections are accepted once this returns, open
+    /// connections (idle keep-alive ones included) are shut down, and requests waiting
+    /// on a [`Fault::Delay`] have their connections dropped.
+    pub(crate) fn stop(&mut self) {
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        *self.shared.stopping.lock() = true;
+        self.shared.stop_cv.notify_all();
+        server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // Dropping the last handle makes tiny_http's accept thread exit and close the
+        // listener, but asynchronously: wait (briefly) until connections are refused.
+        drop(server);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline
+            && std::net::TcpStream::connect_timeout(&self.shared.addr, Duration::from_millis(100)).is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sock::shutdown_server_connections(self.shared.addr);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn listen(shared: &Arc<Shared>, server: &Server) {
+    loop {
+        match server.recv() {
+            Ok(rq) => {
+                if shared.is_stopping() {
+                    drop_connection(shared, rq);
+                    continue;
+                }
+                let shared = shared.clone();
+                // If the spawn fails the request is dropped and tiny_http answers 500.
+                let _ = std::thread::Builder::new()
+                    .name("testissuer-request".into())
+                    .spawn(move || handle(&shared, rq));
+            }
+            Err(_) if shared.is_stopping() => return,
+            Err(_) => {}
+        }
+    }
+}
+
+fn handle(shared: &Shared, rq: Request) {
+    let path = rq.url().split(['?', '#']).next().unwrap_or_default().to_string();
+    if shared.admin && (path == "/admin" || path.starts_with("/admin/")) {
+        crate::admin::handle(shared, rq, &path);
+        return;
+    }
+    {
+        let mut c = shared.counts.lock();
+        c.total += 1;
+        *c.per_path.entry(path.clone()).or_default() += 1;
+        match path.as_str() {
+            JWKS_PATH => c.jwks += 1,
+            DISCOVERY_PATH => c.discovery += 1,
+            _ => {}
+        }
+    }
+    match path.as_str() {
+        JWKS_PATH => {
+            *shared.last_jwks_headers.lock() = rq
+                .headers()
+                .iter()
+                .map(|h| {
+                    (
+                        h.field.as_str().as_str().to_ascii_lowercase(),
+                        h.value.as_str().to_string(),
+                    )
+                })
+                .collect();
+            serve_with_fault(shared, rq, true);
+        }
+        DISCOVERY_PATH => serve_with_fault(shared, rq, false),
+        REDIRECT_PATH => {
+            let location = format!("{}{}", shared.url, JWKS_PATH);
+            respond(rq, redirect(&location));
+        }
+        _ => respond(rq, json_response(404, json!({"error": "not found"}).to_string())),
+    }
+}
+
+fn serve_with_fault(shared: &Shared, rq: Request, jwks: bool) {
+    let fault = shared.config.lock().fault.clone();
+    match fault {
+        Fault::None => serve_normal(shared, rq, jwks),
+        Fault::Status(code) => {
+            let body = json!({"error": "injected fault", "status": code}).to_string();
+            respond(rq, json_response(code, body));
+        }
+        Fault::Delay(d) => {
+            if shared.sleep_unless_stopping(d) {
+                serve_normal(shared, rq, jwks);
+            } else {
+                drop_connection(shared, rq);
+            }
+        }
+        Fault::Drop => drop_connection(shared, rq),
+        Fault::Oversized(size) => {
+            let doc = if jwks {
+                current_jwks(shared)
+            } else {
+                shared.discovery_doc()
+            };
+            respond(rq, json_response(200, fault::oversized_body(&doc, size)));
+        }
+        Fault::InvalidJson => respond(rq, json_response(200, fault::INVALID_JSON_BODY)),
+        Fault::RedirectTo(location) => respond(rq, redirect(&location)),
+    }
+}
+
+fn current_jwks(shared: &Shared) -> String {
+    let over = shared.config.lock().jwks_override.clone();
+    over.unwrap_or_else(|| shared.generated_jwks())
+}
+
+fn serve_normal(shared: &Shared, rq: Request, jwks: bool) {
+    if !jwks {
+        respond(rq, json_response(200, shared.discovery_doc()));
+        return;
+    }
+    let body = current_jwks(shared);
+    let (cache_control, expires, etag_enabled) = {
+        let c = shared.config.lock();
+        (c.cache_control.clone(), c.expires.clone(), c.etag)
+    };
+    let etag = etag_enabled.then(|| format!("\"{:016x}\"", fnv1a(body.as_bytes())));
+    let not_modified = etag.as_deref().is_some_and(|tag| {
+        rq.headers()
+            .iter()
+            .filter(|h| h.field.equiv("If-None-Match"))
+            .any(|h| if_none_match_matches(h.value.as_str(), tag))
+    });
+    let mut resp = if not_modified {
+        Response::from_data(Vec::new()).with_status_code(304)
+    } else {
+        json_response(200, body)
+    };
+    for (name, value) in [("Cache-Control", cache_control), ("Expires", expires), ("ETag", etag)] {
+        if let Some(v) = value {
+            if let Ok(h) = Header::from_bytes(name.as_bytes(), v.as_bytes()) {
+                resp.add_header(h);
+            }
+        }
+    }
+    respond(rq, resp);
+}
+
+/// Whether an `If-None-Match` value (a list of entity tags or `*`) matches `tag` (weak comparison).
+fn if_none_match_matches(value: &str, tag: &str) -> bool {
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == tag)
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A JSON response with `Content-Type: application/json` and a `Content-Length`.
+pub(crate) fn json_response(status: u16, body: impl Into<Vec<u8>>) -> Response<std::io::Cursor<Vec<u8>>> {
+    Response::from_data(body.into())
+        .with_status_code(status)
+        .with_header(content_type_json())
+}
+
+fn content_type_json() -> Header {
+    Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).expect("valid header")
+}
+
+fn redirect(location: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    let resp = Response::from_data(Vec::new()).with_status_code(302);
+    match Header::from_bytes(&b"Location"[..], location.as_bytes()) {
+        Ok(h) => resp.with_header(h),
+        Err(()) => resp,
+    }
+}
+
+/// Sends `resp`, always with `Content-Length` (never chunked). Client-side errors are ignored.
+pub(crate) fn respond(rq: Request, resp: Response<std::io::Cursor<Vec<u8>>>) {
+    let _ = rq.respond(resp.with_chunked_threshold(usize::MAX));
+}
+
+/// Closes the request's connection without sending a response.
+fn drop_connection(shared: &Shared, rq: Request) {
+    if let Some(peer) = rq.remote_addr().copied() {
+        sock::shutdown_connection(shared.addr, peer);
+    }
+    // Taking the writer means tiny_http will not send its automatic 500 on drop.
+    drop(rq.into_writer());
+}

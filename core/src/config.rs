@@ -344,6 +344,18 @@ impl Default for RevocationConfig {
     }
 }
 
+impl RefreshConfig {
+    /// The keyset TTL, in seconds, for a response whose cache headers gave
+    /// `max_age_secs`: the header's value (else `default_ttl_secs`) clamped
+    /// to `[min_ttl_secs, max_ttl_secs]`, and at least one second.
+    pub fn ttl_secs(&self, max_age_secs: Option<u64>) -> u64 {
+        max_age_secs
+            .unwrap_or(self.default_ttl_secs)
+            .clamp(self.min_ttl_secs, self.max_ttl_secs)
+            .max(1)
+    }
+}
+
 impl IssuerConfig {
     /// An issuer fetching its JWKS from `jwks_uri`, with every other field at
     /// its default (audience must still be set, or `allow_any_audience`).

@@ -411,12 +411,7 @@ impl Issuer {
     }
 
     fn ttl_ms(&self, max_age_secs: Option<u64>) -> u64 {
-        let r = &self.cfg.refresh;
-        max_age_secs
-            .unwrap_or(r.default_ttl_secs)
-            .clamp(r.min_ttl_secs, r.max_ttl_secs)
-            .max(1)
-            * 1000
+        self.cfg.refresh.ttl_secs(max_age_secs) * 1000
     }
 
     fn schedule_after_success(&self, now: u64, ttl_ms: u64) {

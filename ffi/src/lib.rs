@@ -1,0 +1,1 @@
+//! C ABI over the jwtwarden engine (work in progress).

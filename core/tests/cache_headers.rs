@@ -1,0 +1,111 @@
+//! JWKS lifetime from Cache-Control / Expires, clamped; conditional GET.
+
+mod common;
+
+use common::{setup_with, Setup};
+use jwtwarden::Health;
+use serde_json::json;
+
+fn with_refresh(refresh: serde_json::Value) -> Setup {
+    setup_with(|c| c["issuers"][0]["refresh"] = refresh)
+}
+
+/// Seconds (simulated) until the next scheduled fetch, stepping 1 s.
+fn seconds_until_next_fetch(s: &Setup, limit: u64) -> u64 {
+    let before = s.issuer.jwks_requests();
+    for t in 1..=limit {
+        s.clock.advance_secs(1);
+        s.verifier.run_due_refreshes();
+        if s.issuer.jwks_requests() > before {
+            return t;
+        }
+    }
+    panic!("no scheduled fetch within {limit} s");
+}
+
+#[test]
+fn max_age_is_honoured_with_refresh_ahead_of_expiry() {
+    let issuer = jwtwarden_testissuer::TestIssuer::start();
+    issuer.set_cache_control(Some("public, max-age=120"));
+    let clock = jwtwarden::ManualClock::starting_now();
+    let verifier = common::verifier_for(&issuer, &clock, |_| {});
+    let s = Setup {
+        issuer,
+        clock,
+        verifier,
+    };
+    // Refresh at 75–90 % of the TTL: before expiry, never before 75 %.
+    let t = seconds_until_next_fetch(&s, 200);
+    assert!((90..=108).contains(&t), "refreshed after {t} s of a 120 s TTL");
+    assert_eq!(s.verifier.issuer_health(&s.issuer.url()).unwrap(), Health::Fresh);
+}
+
+#[test]
+fn max_age_is_clamped_to_min_and_max() {
+    let s = with_refresh(json!({"min_ttl_secs": 60, "max_ttl_secs": 600}));
+    s.issuer.set_cache_control(Some("max-age=5"));
+    s.verifier.refresh_issuer(&s.issuer.url()).unwrap();
+    let t = seconds_until_next_fetch(&s, 700);
+    assert!(
+        (45..=54).contains(&t),
+        "max-age=5 clamped up to 60 s: refreshed after {t} s"
+    );
+
+    s.issuer.set_cache_control(Some("max-age=999999"));
+    s.verifier.refresh_issuer(&s.issuer.url()).unwrap();
+    let t = seconds_until_next_fetch(&s, 700);
+    assert!(
+        (450..=540).contains(&t),
+        "max-age clamped down to 600 s: refreshed after {t} s"
+    );
+}
+
+#[test]
+fn expires_header_is_used_without_max_age() {
+    let issuer = jwtwarden_testissuer::TestIssuer::start();
+    let now = std::time::SystemTime::now();
+    issuer.set_expires(Some(&httpdate::fmt_http_date(
+        now + std::time::Duration::from_secs(200),
+    )));
+    let clock = jwtwarden::ManualClock::starting_now();
+    let verifier = common::verifier_for(&issuer, &clock, |_| {});
+    let s = Setup {
+        issuer,
+        clock,
+        verifier,
+    };
+    let t = seconds_until_next_fetch(&s, 400);
+    assert!((145..=182).contains(&t), "Expires ~200 s ahead: refreshed after {t} s");
+}
+
+#[test]
+fn not_modified_after_etag_extends_the_ttl() {
+    let issuer = jwtwarden_testissuer::TestIssuer::start();
+    issuer.set_etag(true);
+    issuer.set_cache_control(Some("max-age=100"));
+    let clock = jwtwarden::ManualClock::starting_now();
+    let verifier = common::verifier_for(&issuer, &clock, |_| {});
+    let s = Setup {
+        issuer,
+        clock,
+        verifier,
+    };
+    let token = s.token(&s.issuer.first_kid());
+    s.verifier.verify(&token).unwrap();
+
+    seconds_until_next_fetch(&s, 100);
+    let headers = s.issuer.last_jwks_request_headers();
+    assert!(
+        headers.iter().any(|(k, _)| k == "if-none-match"),
+        "conditional GET: {headers:?}"
+    );
+    let m = s.verifier.metrics();
+    assert_eq!(m.issuers[0].not_modified, 1);
+    assert_eq!(m.issuers[0].fetch_failures, 0);
+
+    // Past the first TTL, the 304 keeps the set fresh and usable.
+    s.clock.advance_secs(50);
+    assert_eq!(s.verifier.issuer_health(&s.issuer.url()).unwrap(), Health::Fresh);
+    assert_eq!(s.verifier.metrics().issuers[0].keyset_age_secs, Some(50));
+    assert!(s.verifier.verify(s.token(&s.issuer.first_kid())).is_ok());
+}

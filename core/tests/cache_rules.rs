@@ -1,0 +1,142 @@
+//! Cache hit rules: expiry re-checked, bounded lifetime, capacity and LRU
+//! eviction, byte-identical tokens only, and honest metadata.
+
+mod common;
+
+use common::setup_with;
+use jwtwarden::{Clock, ErrorKind};
+use serde_json::json;
+
+#[test]
+fn cached_entry_is_not_served_after_exp() {
+    let s = common::setup();
+    let exp = s.clock.now_secs() + 60;
+    let token = s.token_with(&s.issuer.first_kid(), json!({"exp": exp}));
+    let first = s.verifier.verify(&token).unwrap();
+    assert!(!first.cached());
+    let hit = s.verifier.verify(&token).unwrap();
+    assert!(hit.cached());
+    assert_eq!(
+        hit.verified_at_ms(),
+        first.verified_at_ms(),
+        "a hit reports when trust was established"
+    );
+    assert_eq!(hit.expires_at(), exp);
+
+    s.clock.advance_secs(60 + 30); // exp plus the default leeway: still fine
+    assert!(s.verifier.verify(&token).is_ok());
+    s.clock.advance_secs(1);
+    assert_eq!(s.kind(&token), ErrorKind::Expired);
+}
+
+#[test]
+fn cached_entry_lives_at_most_max_ttl() {
+    let s = setup_with(|c| c["cache"] = json!({"max_ttl_secs": 10}));
+    let token = s.token(&s.issuer.first_kid());
+    s.verifier.verify(&token).unwrap();
+    s.clock.advance_secs(9);
+    assert!(s.verifier.verify(&token).unwrap().cached());
+    s.clock.advance_secs(1);
+    let v = s.verifier.verify(&token).unwrap();
+    assert!(!v.cached(), "re-verified after cache.max_ttl_secs");
+    assert_eq!(v.verified_at_ms(), s.clock.now_ms());
+}
+
+#[test]
+fn capacity_is_respected_and_least_recently_used_is_evicted() {
+    let s = setup_with(|c| c["cache"] = json!({"capacity": 64, "shards": 1}));
+    let kid = s.issuer.first_kid();
+    let tokens: Vec<String> = (0..200)
+        .map(|i| s.token_with(&kid, json!({"sub": format!("svc-{i}")})))
+        .collect();
+    // Fill to capacity, then touch token 0 from a fresh thread (so the shared
+    // LRU, not a thread-local copy, sees the use).
+    for t in &tokens[..64] {
+        s.verifier.verify(t).unwrap();
+    }
+    std::thread::scope(|sc| {
+        sc.spawn(|| assert!(s.verifier.verify(&tokens[0]).unwrap().cached()));
+    });
+    s.verifier.verify(&tokens[64]).unwrap();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            assert!(
+                s.verifier.verify(&tokens[0]).unwrap().cached(),
+                "recently used survives"
+            );
+            assert!(
+                !s.verifier.verify(&tokens[1]).unwrap().cached(),
+                "least recently used was evicted"
+            );
+        });
+    });
+    for t in &tokens {
+        s.verifier.verify(t).unwrap();
+    }
+    let m = s.verifier.metrics();
+    assert_eq!(m.cache.capacity, 64);
+    assert!(m.cache.entries <= 64, "{} entries", m.cache.entries);
+    assert!(m.cache.inserts >= 200, "{:?}", m.cache);
+    assert!(m.cache.evictions >= 136, "{:?}", m.cache);
+    let prom = s.verifier.prometheus();
+    assert!(
+        prom.contains("jwtwarden_cache_events_total{event=\"eviction\"}"),
+        "{prom}"
+    );
+    assert!(prom.contains("jwtwarden_cache_events_total{event=\"insert\"}"));
+}
+
+#[test]
+fn only_byte_identical_tokens_hit() {
+    let s = common::setup();
+    let token = s.token(&s.issuer.first_kid());
+    s.verifier.verify(&token).unwrap();
+    // Same claims and signature, one extra byte: never a hit.
+    let padded = format!("{token} ");
+    assert!(s.verifier.verify(&padded).is_err());
+    assert!(s.verifier.verify(&token).unwrap().cached());
+}
+
+#[test]
+fn pinned_issuer_must_match_the_cached_issuer() {
+    let s = common::setup();
+    let token = s.token(&s.issuer.first_kid());
+    s.verifier.verify(&token).unwrap();
+    let pinned = jwtwarden::VerifyOptions {
+        issuer: Some("https://other.example"),
+        fresh: false,
+    };
+    assert_eq!(
+        s.verifier.verify_with(&token, &pinned).unwrap_err().kind(),
+        ErrorKind::UnknownIssuer
+    );
+}
+
+#[test]
+fn metrics_count_outcomes_hits_and_fetches() {
+    let s = common::setup();
+    let token = s.token(&s.issuer.first_kid());
+    for _ in 0..5 {
+        s.verifier.verify(&token).unwrap();
+    }
+    let _ = s.verifier.verify("x.y");
+    let m = s.verifier.metrics();
+    assert_eq!(m.verifications.ok_fresh, 1);
+    assert_eq!(m.verifications.ok_cached, 4);
+    assert_eq!(m.verifications.rejected["malformed_token"], 1);
+    assert_eq!(m.cache.hits, 4);
+    assert_eq!(m.issuers[0].fetches["startup"], 1);
+    assert_eq!(m.issuers[0].keys, 1);
+    assert!(m.issuers[0].last_success_ms.is_some());
+    let prom = s.verifier.prometheus();
+    for needle in [
+        "jwtwarden_verifications_total{outcome=\"ok\",source=\"cache\"} 4",
+        "jwtwarden_jwks_fetches_total{issuer=",
+        "jwtwarden_keyset_age_seconds{issuer=",
+        "jwtwarden_issuer_health{issuer=",
+    ] {
+        assert!(prom.contains(needle), "missing {needle} in\n{prom}");
+    }
+    let json = serde_json::to_value(&m).unwrap();
+    assert_eq!(json["cache"]["hits"], 4);
+}

@@ -1,0 +1,101 @@
+//! Shared setup for the end-to-end tests: a real test issuer on 127.0.0.1,
+//! a verifier pointed at it, and a manual clock that only moves when told.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jwtwarden::{Config, ErrorKind, ManualClock, Verifier};
+use jwtwarden_testissuer::TestIssuer;
+use serde_json::{json, Value};
+
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use jwtwarden_testissuer::{Alg as IssuerAlg, Fault};
+
+/// A verifier, its clock, and the issuer it trusts.
+pub struct Setup {
+    pub issuer: TestIssuer,
+    pub clock: ManualClock,
+    pub verifier: Verifier,
+}
+
+/// The JSON config for one loopback issuer, scheduled refresh driven by the
+/// test (`run_due_refreshes`), short HTTP timeouts.
+pub fn config_json(issuer: &TestIssuer) -> Value {
+    json!({
+        "issuers": [{
+            "issuer": issuer.url(),
+            "jwks_uri": issuer.jwks_uri(),
+            "audiences": ["api"],
+        }],
+        "http": { "allow_http": true, "timeout_ms": 1500, "connect_timeout_ms": 500 },
+        "background_refresh": false,
+    })
+}
+
+/// Build a verifier for `issuer`, letting the test adjust the config JSON.
+pub fn verifier_for(issuer: &TestIssuer, clock: &ManualClock, adjust: impl FnOnce(&mut Value)) -> Verifier {
+    let mut cfg = config_json(issuer);
+    adjust(&mut cfg);
+    let config = Config::from_value(cfg).expect("valid test config");
+    Verifier::with_clock(config, Arc::new(clock.clone())).expect("verifier starts")
+}
+
+pub fn setup() -> Setup {
+    setup_with(|_| {})
+}
+
+pub fn setup_with(adjust: impl FnOnce(&mut Value)) -> Setup {
+    let issuer = TestIssuer::start();
+    let clock = ManualClock::starting_now();
+    let verifier = verifier_for(&issuer, &clock, adjust);
+    Setup {
+        issuer,
+        clock,
+        verifier,
+    }
+}
+
+impl Setup {
+    /// A valid token signed by `kid`, issued at the manual clock's now.
+    pub fn token(&self, kid: &str) -> String {
+        self.issuer
+            .mint(kid, &self.issuer.default_claims("svc-a", self.clock.now_secs()))
+    }
+
+    /// A valid token with extra/overridden claims.
+    pub fn token_with(&self, kid: &str, extra: Value) -> String {
+        let mut claims = self.issuer.default_claims("svc-a", self.clock.now_secs());
+        for (k, v) in extra.as_object().expect("object") {
+            claims[k] = v.clone();
+        }
+        self.issuer.mint(kid, &claims)
+    }
+
+    pub fn kind(&self, token: &str) -> ErrorKind {
+        self.verifier.verify(token).expect_err("token must be rejected").kind()
+    }
+}
+
+/// `token` with its header replaced (signature kept): cheap storm tokens and
+/// header-injection tokens.
+pub fn with_header(token: &str, header: &Value) -> String {
+    let mut parts = token.splitn(2, '.');
+    parts.next();
+    let rest = parts.next().expect("a JWT");
+    format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()))
+}
+
+/// `token` with its payload replaced (original signature kept).
+pub fn with_payload(token: &str, claims: &Value) -> String {
+    let p: Vec<&str> = token.split('.').collect();
+    format!("{}.{}.{}", p[0], URL_SAFE_NO_PAD.encode(claims.to_string()), p[2])
+}
+
+/// Decoded payload of a token.
+pub fn payload(token: &str) -> Value {
+    let p: Vec<&str> = token.split('.').collect();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p[1]).unwrap()).unwrap()
+}

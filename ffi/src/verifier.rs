@@ -1,0 +1,296 @@
+//! `jwtwarden_verifier`: the verifier handle and everything called on it.
+
+use std::ffi::{c_char, CString};
+
+use jwtwarden::{Config, Error, ErrorKind, Health, Verifier, VerifyOptions};
+
+use crate::error::{c_string_lossy, jwtwarden_error, jwtwarden_result};
+use crate::ffi::{
+    arg_bytes, arg_out, arg_ref, arg_str, opt_str, to_boxed_mut_ptr, try_box_from_ptr, write_out, Castable,
+    OwnershipBox,
+};
+use crate::panic::{fallible, ffi_panic_boundary};
+use crate::verified::{jwtwarden_verified, VerifiedHandle};
+
+/// A verifier for the configured issuers. Thread-safe: any number of threads
+/// may call any function taking a `const jwtwarden_verifier *` at the same
+/// time. Keys are kept fresh by one background thread per verifier, which
+/// `jwtwarden_verifier_free` stops; after `fork()` the child restarts it on
+/// first use.
+pub struct jwtwarden_verifier {
+    _private: [u8; 0],
+}
+
+impl Castable for jwtwarden_verifier {
+    type Ownership = OwnershipBox;
+    type RustType = Verifier;
+}
+
+/// Health of one issuer's keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum jwtwarden_health {
+    /// Keys within their TTL (or a static keyset).
+    Fresh = 1,
+    /// Past the TTL with refreshes failing: serving the last known good keys.
+    Stale = 2,
+    /// Past `max_stale`, or never loaded: every token of the issuer is rejected.
+    FailedClosed = 3,
+}
+
+/// Create a verifier from a JSON configuration (the format shared by every
+/// front end; see the configuration reference). Fetches each remote issuer's
+/// keys before returning, each bounded by `http.timeout_ms`; an unreachable
+/// issuer does not fail creation, its tokens are rejected with
+/// `JWTWARDEN_RESULT_KEYS_UNAVAILABLE` until a fetch succeeds.
+///
+/// `config_json` is `config_len` bytes of UTF-8 (no NUL needed). On success
+/// `*verifier_out` receives a verifier to release with
+/// `jwtwarden_verifier_free`. An invalid configuration returns
+/// `JWTWARDEN_RESULT_INVALID_CONFIG` with a message naming the field.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_new(
+    config_json: *const c_char,
+    config_len: usize,
+    verifier_out: *mut *mut jwtwarden_verifier,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: per the API contract, config_json holds config_len bytes.
+        let bytes = unsafe { arg_bytes(config_json, config_len, "config_json") }?;
+        let out = arg_out(verifier_out, "verifier_out")?;
+        let json = std::str::from_utf8(bytes)
+            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "configuration is not valid UTF-8"))?;
+        let verifier = Verifier::new(Config::from_json(json)?)?;
+        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
+        unsafe { write_out(out, to_boxed_mut_ptr(verifier)) };
+        Ok(())
+    })
+}
+
+/// Free a verifier and stop its background thread. NULL is accepted and
+/// ignored. No other thread may still be using the verifier. Results
+/// (`jwtwarden_verified`) stay valid after their verifier is freed.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_free(verifier: *mut jwtwarden_verifier) {
+    ffi_panic_boundary! {
+        // SAFETY: NULL or a verifier from this library not yet freed, per the API contract.
+        drop(unsafe { try_box_from_ptr(verifier) });
+    }
+}
+
+/// Verify a token, choosing the issuer by its (unverified) `iss` claim.
+/// Same as `jwtwarden_verifier_verify_with(verifier, token, token_len, NULL,
+/// false, verified_out, error)`.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_verify(
+    verifier: *const jwtwarden_verifier,
+    token: *const c_char,
+    token_len: usize,
+    verified_out: *mut *mut jwtwarden_verified,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    // SAFETY: forwarded unchanged; the contract is the same.
+    unsafe { jwtwarden_verifier_verify_with(verifier, token, token_len, std::ptr::null(), false, verified_out, error) }
+}
+
+/// Verify a token.
+///
+/// `token` is `token_len` bytes (no NUL needed). `issuer`, if not NULL, is a
+/// configured issuer name to verify for instead of choosing by `iss`.
+/// `fresh` skips the cache and checks the signature now (for high-risk
+/// paths). On success `*verified_out` receives a result to release with
+/// `jwtwarden_verified_free`; on failure the code says why (see the
+/// `jwtwarden_result_is_*` predicates).
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_verify_with(
+    verifier: *const jwtwarden_verifier,
+    token: *const c_char,
+    token_len: usize,
+    issuer: *const c_char,
+    fresh: bool,
+    verified_out: *mut *mut jwtwarden_verified,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY (all three): live handle / readable buffer / NUL-terminated
+        // string or NULL, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let token = unsafe { arg_bytes(token, token_len, "token") }?;
+        let issuer = unsafe { opt_str(issuer, "issuer") }?;
+        let out = arg_out(verified_out, "verified_out")?;
+        let verified = v.verify_with(token, &VerifyOptions { issuer, fresh })?;
+        let handle = to_boxed_mut_ptr::<jwtwarden_verified>(VerifiedHandle::new(verified));
+        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
+        unsafe { write_out(out, handle) };
+        Ok(())
+    })
+}
+
+/// Revoke every token with this `jti`, effective for all threads when the
+/// call returns. `expires_at_secs` is the token's `exp` if known (the entry
+/// is dropped after it), or 0 to keep it for
+/// `revocation.max_token_lifetime_secs`.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_revoke_jti(
+    verifier: *const jwtwarden_verifier,
+    jti: *const c_char,
+    expires_at_secs: u64,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and NUL-terminated string, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let jti = unsafe { arg_str(jti, "jti") }?;
+        v.revoke_jti(jti, (expires_at_secs != 0).then_some(expires_at_secs))
+    })
+}
+
+/// Revoke the tokens of subject `subject` issued before
+/// `issued_before_secs` (Unix seconds; tokens without `iat` included),
+/// effective for all threads when the call returns.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_revoke_subject(
+    verifier: *const jwtwarden_verifier,
+    subject: *const c_char,
+    issued_before_secs: u64,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and NUL-terminated string, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let subject = unsafe { arg_str(subject, "subject") }?;
+        v.revoke_subject(subject, issued_before_secs)
+    })
+}
+
+/// Emergency key removal: stop trusting key `kid` of the configured issuer
+/// `issuer` now (and ignore it in later fetches). Effective for all threads
+/// when the call returns.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_revoke_kid(
+    verifier: *const jwtwarden_verifier,
+    issuer: *const c_char,
+    kid: *const c_char,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and NUL-terminated strings, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let issuer = unsafe { arg_str(issuer, "issuer") }?;
+        let kid = unsafe { arg_str(kid, "kid") }?;
+        v.revoke_kid(issuer, kid)
+    })
+}
+
+/// Invalidate every cached result (for example after a policy change).
+/// `*version_out` receives the new policy version.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_bump_policy_version(
+    verifier: *const jwtwarden_verifier,
+    version_out: *mut u64,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let out = arg_out(version_out, "version_out")?;
+        let version = v.bump_policy_version();
+        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
+        unsafe { write_out(out, version) };
+        Ok(())
+    })
+}
+
+/// Fetch the keys of the configured issuer `issuer` now (coalesced with a
+/// fetch already in flight). `JWTWARDEN_RESULT_KEYS_UNAVAILABLE` if the fetch
+/// failed (the last good keys stay in use).
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_refresh_issuer(
+    verifier: *const jwtwarden_verifier,
+    issuer: *const c_char,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and NUL-terminated string, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let issuer = unsafe { arg_str(issuer, "issuer") }?;
+        v.refresh_issuer(issuer)
+    })
+}
+
+/// The health of the configured issuer `issuer`'s keys, in `*health_out`.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_issuer_health(
+    verifier: *const jwtwarden_verifier,
+    issuer: *const c_char,
+    health_out: *mut jwtwarden_health,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and NUL-terminated string, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let issuer = unsafe { arg_str(issuer, "issuer") }?;
+        let out = arg_out(health_out, "health_out")?;
+        let health = match v.issuer_health(issuer)? {
+            Health::Fresh => jwtwarden_health::Fresh,
+            Health::Stale => jwtwarden_health::Stale,
+            Health::FailedClosed => jwtwarden_health::FailedClosed,
+        };
+        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
+        unsafe { write_out(out, health) };
+        Ok(())
+    })
+}
+
+/// A snapshot of every metric as a JSON object, in `*json_out`: a new
+/// NUL-terminated string to release with `jwtwarden_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_metrics_json(
+    verifier: *const jwtwarden_verifier,
+    json_out: *mut *mut c_char,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let out = arg_out(json_out, "json_out")?;
+        let json = serde_json::to_string(&v.metrics())
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode metrics: {e}")))?;
+        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
+        unsafe { write_out(out, c_string_lossy(&json).into_raw()) };
+        Ok(())
+    })
+}
+
+/// Every metric in the Prometheus text exposition format, in `*text_out`: a
+/// new NUL-terminated string to release with `jwtwarden_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_prometheus(
+    verifier: *const jwtwarden_verifier,
+    text_out: *mut *mut c_char,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let out = arg_out(text_out, "text_out")?;
+        let text = v.prometheus();
+        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
+        unsafe { write_out(out, c_string_lossy(&text).into_raw()) };
+        Ok(())
+    })
+}
+
+/// Free a string this library handed out (metrics, Prometheus text). NULL
+/// is accepted and ignored.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_string_free(string: *mut c_char) {
+    ffi_panic_boundary! {
+        if !string.is_null() {
+            // SAFETY: a string from CString::into_raw in this library, not yet
+            // freed, per the API contract.
+            drop(unsafe { CString::from_raw(string) });
+        }
+    }
+}

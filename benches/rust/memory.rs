@@ -1,0 +1,54 @@
+//! Memory held per cached verification result, measured with a counting
+//! allocator: verify N distinct tokens into an empty cache and divide the
+//! growth in live heap bytes by N.
+//!
+//! Run: `cargo bench -p jwtwarden-benches --bench memory`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use jwtwarden_benches::Fixture;
+use jwtwarden_testissuer::Alg;
+use serde_json::json;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn main() {
+    const N: usize = 2000;
+    let f = Fixture::new();
+    for alg in [Alg::RS256, Alg::ES256] {
+        let verifier = f.verifier(json!({"capacity": 100_000}));
+        let tokens: Vec<String> = (0..N).map(|i| f.token(alg, &format!("svc-{i}"))).collect();
+        let token_len = tokens[0].len();
+        verifier.verify(&tokens[0]).unwrap(); // warm lazily allocated state
+        let before = LIVE.load(Ordering::SeqCst);
+        for t in &tokens[1..] {
+            verifier.verify(t).unwrap();
+        }
+        let grown = LIVE.load(Ordering::SeqCst) - before;
+        println!(
+            "{alg:?}: {} bytes per cached entry ({} of them the {token_len}-byte token itself), {N} entries",
+            grown / (N as isize - 1),
+            token_len
+        );
+    }
+}

@@ -34,7 +34,10 @@ impl Fixture {
 
     /// Service-token claims; an RS256 token with them is about 600 bytes.
     pub fn claims(&self, sub: &str) -> Value {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let mut c = self.issuer.default_claims(sub, now);
         c["scope"] = json!("orders:read");
         c

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p jwtwarden-benches --bench verify`
 
+// criterion_group!/criterion_main! generate undocumented items.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

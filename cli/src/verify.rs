@@ -1,0 +1,115 @@
+//! `jwtwarden verify`: one JSON line per token.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use jwtwarden::{Verifier, VerifyOptions};
+use serde_json::{json, Value};
+
+use crate::{decode, timefmt, Exit};
+
+/// Options of `jwtwarden verify`.
+pub struct VerifyOptionsCli {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// Tokens; empty means one per line on stdin.
+    pub tokens: Vec<String>,
+    /// Verify for this configured issuer only.
+    pub issuer: Option<String>,
+    /// Skip the verification cache.
+    pub fresh: bool,
+}
+
+/// Run `verify`. Prints one line per token to stdout.
+pub fn run(opts: VerifyOptionsCli) -> Exit {
+    let config = match crate::config::load(&opts.config) {
+        Ok(c) => c,
+        Err(e) => return Exit::usage(e),
+    };
+    let verifier = match Verifier::new(config) {
+        Ok(v) => v,
+        Err(e) => return Exit::usage(format!("cannot build the verifier: {e}")),
+    };
+    if let Some(iss) = &opts.issuer {
+        if !verifier.issuers().contains(iss) {
+            return Exit::usage(format!(
+                "--issuer {iss:?} is not in the configuration (configured: {})",
+                verifier.issuers().join(", ")
+            ));
+        }
+    }
+    let options = VerifyOptions {
+        issuer: opts.issuer.as_deref(),
+        fresh: opts.fresh,
+    };
+
+    let mut seen = 0usize;
+    let mut rejected = 0usize;
+    let mut check = |token: &str| {
+        let token = decode::clean(token);
+        if token.is_empty() {
+            return;
+        }
+        let line = verify_one(&verifier, token, &options);
+        if line["ok"] != true {
+            rejected += 1;
+        }
+        seen += 1;
+        println!("{line}");
+    };
+    if opts.tokens.is_empty() {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            match line {
+                Ok(l) => check(&l),
+                Err(e) => return Exit::usage(format!("reading tokens from stdin: {e}")),
+            }
+        }
+    } else {
+        opts.tokens.iter().for_each(|t| check(t));
+    }
+    if seen == 0 {
+        return Exit::usage("no token given (pass tokens as arguments or one per line on stdin)");
+    }
+    if rejected == 0 {
+        Exit::Ok
+    } else {
+        log::info!("{rejected} of {seen} token(s) rejected");
+        Exit::Failed
+    }
+}
+
+/// The decision for one token, as a JSON object.
+pub fn verify_one(verifier: &Verifier, token: &str, options: &VerifyOptions<'_>) -> Value {
+    let fingerprint = jwtwarden::token::fingerprint(token.as_bytes());
+    match verifier.verify_with(token, options) {
+        Ok(v) => json!({
+            "ok": true,
+            "fingerprint": fingerprint,
+            "issuer": v.issuer(),
+            "kid": v.kid(),
+            "alg": v.alg().as_str(),
+            "cached": v.cached(),
+            "verified_at": timefmt::iso_utc_ms(v.verified_at_ms()),
+            "verified_at_ms": v.verified_at_ms(),
+            "expires_at": v.expires_at(),
+            "sub": v.claims().get("sub"),
+            "claims": v.claims(),
+        }),
+        Err(e) => {
+            log::debug!("token {fingerprint} rejected: {e}");
+            // What the token claims, unverified, to help find the cause.
+            let d = decode::decode(token);
+            json!({
+                "ok": false,
+                "fingerprint": fingerprint,
+                "kind": e.kind().as_str(),
+                "code": e.code(),
+                "category": e.category().as_str(),
+                "message": e.message(),
+                "claimed_issuer": d.claim_str("iss"),
+                "claimed_kid": d.header_str("kid"),
+            })
+        }
+    }
+}

@@ -56,6 +56,8 @@ struct Report {
     ttl_secs: Option<u64>,
     refresh: RefreshConfig,
     error: Option<String>,
+    /// The error is a failed fetch (network, status, discovery), not the document.
+    fetch_failed: bool,
 }
 
 /// Run `jwks`.
@@ -85,10 +87,7 @@ pub fn run(opts: JwksOptions) -> Exit {
             print_human(r);
         }
     }
-    if reports
-        .iter()
-        .any(|r| r.error.is_some() && r.keys.is_empty() && r.skipped.is_empty())
-    {
+    if reports.iter().any(|r| r.fetch_failed) {
         Exit::Unavailable
     } else if reports.iter().any(|r| r.keys.is_empty()) {
         Exit::Failed
@@ -181,10 +180,13 @@ fn fetch(client: &HttpClient, t: Target) -> Report {
         ttl_secs: None,
         refresh: t.refresh.clone(),
         error: None,
+        fetch_failed: false,
     };
     let body = match &t.source {
-        Source::Url(u) => fetch_url(client, u, &mut r),
-        Source::Discovery(issuer) => discover(client, issuer).and_then(|u| fetch_url(client, &u, &mut r)),
+        Source::Url(u) => fetch_url(client, u, &mut r).inspect_err(|_| r.fetch_failed = true),
+        Source::Discovery(issuer) => discover(client, issuer)
+            .and_then(|u| fetch_url(client, &u, &mut r))
+            .inspect_err(|_| r.fetch_failed = true),
         Source::Inline(v) => Ok(serde_json::to_vec(v).expect("JSON serializes")),
         Source::File(p) => std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display())),
         Source::None => Err("no JWKS source: this issuer uses only local hmac_keys".into()),

@@ -261,5 +261,6 @@ fn read_stdin() -> Result<String, String> {
     std::io::stdin()
         .read_to_string(&mut s)
         .map_err(|e| format!("reading the token from stdin: {e}"))?;
-    Ok(s)
+    // The first non-blank line is the token.
+    Ok(s.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().to_string())
 }

@@ -4,7 +4,8 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use jwtwarden::{Verifier, VerifyOptions};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::{decode, timefmt, Exit};
 
@@ -50,8 +51,8 @@ pub fn run(opts: VerifyOptionsCli) -> Exit {
         if token.is_empty() {
             return;
         }
-        let line = verify_one(&verifier, token, &options);
-        if line["ok"] != true {
+        let (ok, line) = verify_one(&verifier, token, &options);
+        if !ok {
             rejected += 1;
         }
         seen += 1;
@@ -79,37 +80,68 @@ pub fn run(opts: VerifyOptionsCli) -> Exit {
     }
 }
 
-/// The decision for one token, as a JSON object.
-pub fn verify_one(verifier: &Verifier, token: &str, options: &VerifyOptions<'_>) -> Value {
+/// A verified token's line.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    ok: bool,
+    fingerprint: String,
+    issuer: &'a str,
+    kid: Option<&'a str>,
+    alg: &'static str,
+    cached: bool,
+    verified_at: String,
+    verified_at_ms: u64,
+    expires_at: u64,
+    sub: Option<&'a Value>,
+    claims: &'a Map<String, Value>,
+}
+
+/// A rejected token's line. `claimed_*` are read from the token without
+/// verification, to help find the cause.
+#[derive(Serialize)]
+struct Rejected<'a> {
+    ok: bool,
+    fingerprint: String,
+    kind: &'static str,
+    code: u32,
+    category: &'static str,
+    message: &'a str,
+    claimed_issuer: Option<&'a str>,
+    claimed_kid: Option<&'a str>,
+}
+
+/// The decision for one token: whether it verified, and its JSON line.
+pub fn verify_one(verifier: &Verifier, token: &str, options: &VerifyOptions<'_>) -> (bool, String) {
     let fingerprint = jwtwarden::token::fingerprint(token.as_bytes());
-    match verifier.verify_with(token, options) {
-        Ok(v) => json!({
-            "ok": true,
-            "fingerprint": fingerprint,
-            "issuer": v.issuer(),
-            "kid": v.kid(),
-            "alg": v.alg().as_str(),
-            "cached": v.cached(),
-            "verified_at": timefmt::iso_utc_ms(v.verified_at_ms()),
-            "verified_at_ms": v.verified_at_ms(),
-            "expires_at": v.expires_at(),
-            "sub": v.claims().get("sub"),
-            "claims": v.claims(),
+    let line = match verifier.verify_with(token, options) {
+        Ok(v) => serde_json::to_string(&Accepted {
+            ok: true,
+            fingerprint,
+            issuer: v.issuer(),
+            kid: v.kid(),
+            alg: v.alg().as_str(),
+            cached: v.cached(),
+            verified_at: timefmt::iso_utc_ms(v.verified_at_ms()),
+            verified_at_ms: v.verified_at_ms(),
+            expires_at: v.expires_at(),
+            sub: v.claims().get("sub"),
+            claims: v.claims(),
         }),
         Err(e) => {
             log::debug!("token {fingerprint} rejected: {e}");
-            // What the token claims, unverified, to help find the cause.
             let d = decode::decode(token);
-            json!({
-                "ok": false,
-                "fingerprint": fingerprint,
-                "kind": e.kind().as_str(),
-                "code": e.code(),
-                "category": e.category().as_str(),
-                "message": e.message(),
-                "claimed_issuer": d.claim_str("iss"),
-                "claimed_kid": d.header_str("kid"),
-            })
+            let line = serde_json::to_string(&Rejected {
+                ok: false,
+                fingerprint,
+                kind: e.kind().as_str(),
+                code: e.code(),
+                category: e.category().as_str(),
+                message: e.message(),
+                claimed_issuer: d.claim_str("iss"),
+                claimed_kid: d.header_str("kid"),
+            });
+            return (false, line.expect("a rejection serializes"));
         }
-    }
+    };
+    (true, line.expect("a decision serializes"))
 }

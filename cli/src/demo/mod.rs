@@ -561,10 +561,15 @@ impl Setup {
         let get = |s: &jwtwarden::IssuerStats| s.fetches.get("unknown_kid").copied().unwrap_or(0);
         facts.storm_fetches = get(&after) - get(&before);
         facts.storm_rate_limited = after.rate_limited_refreshes - before.rate_limited_refreshes;
+        let why = if facts.storm_fetches == 0 {
+            " (a cooldown window was already open)"
+        } else {
+            ""
+        };
         self.say(
             facts,
             format!(
-                "  {} storm tokens in {:.2} s caused {} fetch(es)",
+                "  {} storm tokens in {:.2} s caused {} fetch(es){why}",
                 facts.storm.tokens, facts.storm.secs, facts.storm_fetches
             ),
         );
@@ -679,7 +684,7 @@ fn monitor(s: &Shared, progress: &ProgressBar, observed: &Mutex<Observed>) {
             }
         }
         progress.set_message(format!(
-            "{:<10} {:>7} verif/s  hit {:6.2} %  fetches {} ({} failed)  keys {}",
+            "{:<10} {:>8}/s  hit {:.2}%  fetches {} ({} failed)  keys {}",
             s.current_phase().name(),
             report::si(rate),
             hit,

@@ -5,6 +5,19 @@ use serde_json::{json, Value};
 
 use super::{unknown_kid, DemoOptions, Outcome, Phase, COOLDOWN_SECS, JWKS_MAX_AGE_SECS};
 
+/// Why the run is arranged as it is; printed with the summary.
+pub const NOTES: &[&str] = &[
+    "Phase order: the first token with a rotated kid may need the one unknown-kid refresh a \
+     cooldown window allows, so the rotation runs before the storm. The storm's window then only \
+     delays kids no legitimate client uses. A new kid first seen inside an open window is \
+     rejected until the next scheduled refresh (at most the JWKS TTL): publish keys before \
+     signing with them.",
+    "Retirement: a key the issuer stops publishing verifies until the verifier's next refresh \
+     sees it gone (within the TTL); refresh.rotation_grace_secs keeps it longer on purpose.",
+    "Outage: tokens keep verifying from the last known good keys, past their TTL, until \
+     refresh.max_stale_secs (default 6 h); then the issuer fails closed (keys_stale).",
+];
+
 /// One checked guarantee.
 pub struct Guarantee {
     /// Stable key in the JSON output.
@@ -279,6 +292,7 @@ impl<'a> Summary<'a> {
                 n["title"] = json!(g.title);
                 (g.key.to_string(), n)
             }).collect::<serde_json::Map<_, _>>(),
+            "notes": NOTES,
             "legit_failure_samples": o.samples.iter().map(|s| json!({
                 "at_secs": s.at_secs, "phase": s.phase.name(), "kind": s.kind,
                 "message": s.message, "kid": s.kid, "fingerprint": s.fingerprint,
@@ -375,6 +389,20 @@ impl<'a> Summary<'a> {
                 thousands(*cached),
                 thousands(*failed)
             );
+        }
+
+        println!("\nNotes");
+        for n in NOTES {
+            let mut line = String::from("  -");
+            for word in n.split_whitespace() {
+                if line.len() + word.len() > 96 {
+                    println!("{line}");
+                    line = String::from("   ");
+                }
+                line.push(' ');
+                line.push_str(word);
+            }
+            println!("{line}");
         }
 
         println!("\nGuarantees");

@@ -84,6 +84,8 @@ pub enum jwtwarden_result {
 
 impl jwtwarden_result {
     /// Every code, in order (`Ok` first).
+    ///
+    /// cbindgen:ignore
     pub const ALL: &'static [jwtwarden_result] = &[
         jwtwarden_result::Ok,
         jwtwarden_result::TokenTooLarge,

@@ -49,8 +49,17 @@ unsafe impl Send for Sink {}
 // SAFETY: as above.
 unsafe impl Sync for Sink {}
 
+/// The current callback.
+///
+/// cbindgen:ignore
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+/// Whether the bridge logger is installed.
+///
+/// cbindgen:ignore
 static INSTALLED: OnceLock<bool> = OnceLock::new();
+/// The bridge logger.
+///
+/// cbindgen:ignore
 static BRIDGE: Bridge = Bridge;
 
 struct Bridge;

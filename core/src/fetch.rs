@@ -270,6 +270,26 @@ mod tests {
     }
 
     #[test]
+    fn ca_bundle_must_exist_and_hold_a_certificate() {
+        let missing = HttpConfig {
+            ca_bundle: Some("/nonexistent/ca.pem".into()),
+            ..HttpConfig::default()
+        };
+        let err = HttpClient::new(&missing).err().expect("missing bundle is an error");
+        assert!(err.message().contains("http.ca_bundle"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here").unwrap();
+        let err = HttpClient::new(&HttpConfig {
+            ca_bundle: Some(empty),
+            ..HttpConfig::default()
+        })
+        .err()
+        .expect("a bundle without certificates is an error");
+        assert!(err.message().contains("no certificate"), "{err}");
+    }
+
+    #[test]
     fn scheme_policy() {
         let strict = HttpClient::new(&HttpConfig::default()).unwrap();
         assert!(strict.check_url("http://127.0.0.1/jwks").is_err());

@@ -64,7 +64,7 @@ Examples:
 /// Verify JWTs against issuers' JWKS, inspect tokens, and see the cache and
 /// key refresh at work.
 #[derive(Parser)]
-#[command(name = "jwtwarden", version, about, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
+#[command(name = "jwtwarden", version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug). Tokens are never
     /// logged, only their fingerprints.

@@ -57,7 +57,7 @@ pub fn iso_utc_ms(ms: u64) -> String {
 }
 
 /// A duration in words, rounded down to its largest sensible unit:
-/// `42 s`, `3 min`, `2 h 5 min`, `11 h`, `3 days`.
+/// `42 s`, `3 min`, `2 h 5 min`, `11 h`, `3 days`, `3 years`.
 pub fn span(secs: u64) -> String {
     match secs {
         0..=89 => format!("{secs} s"),
@@ -71,7 +71,8 @@ pub fn span(secs: u64) -> String {
             }
         }
         36_000..=172_799 => format!("{} h", secs / 3600),
-        _ => format!("{} days", secs / 86_400),
+        172_800..=63_071_999 => format!("{} days", secs / 86_400),
+        _ => format!("{} years", secs / 31_556_952),
     }
 }
 
@@ -109,6 +110,7 @@ mod tests {
         assert_eq!(span(7_500), "2 h 5 min");
         assert_eq!(span(90_000), "25 h");
         assert_eq!(span(864_000), "10 days");
+        assert_eq!(span(95_000_000), "3 years");
         assert_eq!(relative(100, 280), "3 min ago");
         assert_eq!(relative(7_300, 100), "in 2 h");
     }

@@ -434,10 +434,10 @@ impl Issuer {
                 s.next_ms = now + FILE_POLL_MS;
                 Ok(())
             }
-            Source::Remote { jwks_uri, discovery } => {
+            Source::Remote { jwks_uri } => {
                 let url = match jwks_uri {
                     Some(u) => u.clone(),
-                    None => self.discovered_jwks_uri(env, *discovery)?,
+                    None => self.discovered_jwks_uri(env)?,
                 };
                 let loaded = self.keys.read().loaded;
                 let validators = if loaded {
@@ -486,7 +486,7 @@ impl Issuer {
         }
     }
 
-    fn discovered_jwks_uri(&self, env: &Env, _discovery: bool) -> std::result::Result<String, String> {
+    fn discovered_jwks_uri(&self, env: &Env) -> std::result::Result<String, String> {
         if let Some(u) = self.sched.lock().resolved_jwks_uri.clone() {
             return Ok(u);
         }

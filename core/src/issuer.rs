@@ -45,9 +45,9 @@ pub(crate) struct Env {
 }
 
 enum Source {
+    /// Fetched over HTTP(S); without a `jwks_uri`, found by OIDC discovery.
     Remote {
         jwks_uri: Option<String>,
-        discovery: bool,
     },
     Inline(Vec<u8>),
     File(PathBuf),
@@ -123,13 +123,9 @@ impl Issuer {
         let source = if let Some(uri) = &cfg.jwks_uri {
             Source::Remote {
                 jwks_uri: Some(uri.clone()),
-                discovery: false,
             }
         } else if cfg.discovery {
-            Source::Remote {
-                jwks_uri: None,
-                discovery: true,
-            }
+            Source::Remote { jwks_uri: None }
         } else if let Some(jwks) = &cfg.jwks {
             Source::Inline(serde_json::to_vec(jwks).expect("a JSON value serializes"))
         } else if let Some(path) = &cfg.jwks_file {

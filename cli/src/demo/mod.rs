@@ -167,6 +167,8 @@ pub struct Facts {
     pub recovered_after: Option<f64>,
     /// Health at the end.
     pub final_health: Option<Health>,
+    /// A worker or the monitor panicked: the counts are incomplete.
+    pub thread_panicked: bool,
 }
 
 /// What the monitor thread saw.
@@ -416,6 +418,7 @@ impl Setup {
         for t in threads {
             if t.join().is_err() {
                 logging::eprint_line("jwtwarden: error: a demo thread panicked");
+                facts.thread_panicked = true;
             }
         }
         facts.run_secs = self.shared.secs();

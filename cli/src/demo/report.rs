@@ -212,7 +212,7 @@ impl<'a> Summary<'a> {
 
     /// Whether every guarantee held.
     pub fn all_held(&self) -> bool {
-        self.guarantees.iter().all(|g| g.held)
+        !self.o.facts.thread_panicked && self.guarantees.iter().all(|g| g.held)
     }
 
     fn hit_rate(&self) -> f64 {

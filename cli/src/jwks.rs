@@ -184,7 +184,8 @@ fn fetch(client: &HttpClient, t: Target) -> Report {
     };
     let body = match &t.source {
         Source::Url(u) => fetch_url(client, u, &mut r).inspect_err(|_| r.fetch_failed = true),
-        Source::Discovery(issuer) => discover(client, issuer)
+        Source::Discovery(issuer) => client
+            .discover_jwks_uri(issuer)
             .and_then(|u| fetch_url(client, &u, &mut r))
             .inspect_err(|_| r.fetch_failed = true),
         Source::Inline(v) => Ok(serde_json::to_vec(v).expect("JSON serializes")),
@@ -222,25 +223,6 @@ fn fetch_url(client: &HttpClient, url: &str, r: &mut Report) -> Result<Vec<u8>, 
         }
         Fetched::NotModified { .. } => Err(format!("GET {url}: unexpected 304 to an unconditional request")),
     }
-}
-
-/// The `jwks_uri` from the issuer's OIDC discovery document (checked the way
-/// the verifier checks it: the document must name the same issuer).
-fn discover(client: &HttpClient, issuer: &str) -> Result<String, String> {
-    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    let Fetched::Body { body, .. } = client.get(&url, None, false)? else {
-        return Err(format!("{url}: unexpected 304"));
-    };
-    let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
-    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-        return Err(format!("{url}: discovery document is for another issuer"));
-    }
-    let jwks_uri = doc
-        .get("jwks_uri")
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{url}: no jwks_uri"))?;
-    client.check_url(jwks_uri)?;
-    Ok(jwks_uri.to_string())
 }
 
 fn size(k: &Key) -> String {

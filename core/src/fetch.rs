@@ -192,6 +192,28 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// The `jwks_uri` from `issuer`'s OIDC discovery document
+    /// (`{issuer}/.well-known/openid-configuration`). The document must name
+    /// the same issuer, and its `jwks_uri` must pass the scheme policy.
+    pub fn discover_jwks_uri(&self, issuer: &str) -> std::result::Result<String, String> {
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let Fetched::Body { body, .. } = self.get(&url, None, false)? else {
+            return Err(format!("{url}: unexpected 304"));
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
+        if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
+            return Err(format!("{url}: discovery document is for another issuer"));
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| format!("{url}: no jwks_uri"))?;
+        self.check_url(jwks_uri)?;
+        Ok(jwks_uri.to_owned())
+    }
+}
+
 fn origin_of(uri: &Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("");
     let host = uri.host().unwrap_or("").to_ascii_lowercase();

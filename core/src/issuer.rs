@@ -257,7 +257,14 @@ impl Issuer {
             }
         }
         let cooldown_ms = self.cfg.refresh.unknown_kid_cooldown_secs * 1000;
-        match self.refresh(env, FetchReason::UnknownKid) {
+        let mut outcome = self.refresh(env, FetchReason::UnknownKid);
+        if matches!(outcome, Refresh::Coalesced) && self.lookup(kid, alg, now)?.is_none() {
+            // The fetch we waited for may have started before this key was
+            // published: ask once more (still bound by the cooldown), rather
+            // than remember a valid new kid as unknown for a whole window.
+            outcome = self.refresh(env, FetchReason::UnknownKid);
+        }
+        match outcome {
             Refresh::Done | Refresh::Coalesced => {}
             Refresh::RateLimited(until) => {
                 self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -486,20 +493,7 @@ impl Issuer {
         if let Some(u) = self.sched.lock().resolved_jwks_uri.clone() {
             return Ok(u);
         }
-        let url = format!("{}/.well-known/openid-configuration", self.name.trim_end_matches('/'));
-        let Fetched::Body { body, .. } = env.http.get(&url, None, false)? else {
-            return Err(format!("{url}: unexpected 304"));
-        };
-        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
-        if doc.get("issuer").and_then(|v| v.as_str()) != Some(&*self.name) {
-            return Err(format!("{url}: discovery document is for another issuer"));
-        }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| format!("{url}: no jwks_uri"))?
-            .to_owned();
-        env.http.check_url(&jwks_uri)?;
+        let jwks_uri = env.http.discover_jwks_uri(&self.name)?;
         self.sched.lock().resolved_jwks_uri = Some(jwks_uri.clone());
         Ok(jwks_uri)
     }

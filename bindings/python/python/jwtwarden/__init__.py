@@ -1,0 +1,134 @@
+"""jwtwarden: fail-closed JWT verification against JWKS endpoints, with a
+bounded verification cache.
+
+::
+
+    import jwtwarden
+
+    verifier = jwtwarden.Verifier({
+        "issuers": [{
+            "issuer": "https://idp.example.com",
+            "jwks_uri": "https://idp.example.com/.well-known/jwks.json",
+            "audiences": ["orders-api"],
+        }]
+    })
+    claims = verifier.verify(token)            # dict, or raises JwtWardenError
+    result = verifier.verify_full(token)       # .claims .issuer .kid .alg .cached .verified_at
+
+The engine is Rust (the ``jwtwarden._native`` extension); it releases the GIL
+while it verifies or fetches keys. Log records go to the ``logging`` logger
+``jwtwarden``. See :mod:`jwtwarden.exceptions` for the error hierarchy and
+:mod:`jwtwarden.wsgi` / :mod:`jwtwarden.asgi` for framework middleware.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+
+from . import _native
+from ._native import CORE_VERSION, VerifiedToken, Verifier, error_kinds, sync_log_level
+from .exceptions import (
+    BufferTooSmallError,
+    DecodeError,
+    ExpiredSignatureError,
+    ImmatureSignatureError,
+    InternalError,
+    InvalidAlgorithmError,
+    InvalidArgumentError,
+    InvalidAudienceError,
+    InvalidBase64Error,
+    InvalidConfigError,
+    InvalidHeaderError,
+    InvalidIssuerError,
+    InvalidPayloadError,
+    InvalidSignatureError,
+    InvalidTypeError,
+    JwtWardenError,
+    KeyAlgorithmMismatchError,
+    KeyRevokedError,
+    KeysStaleError,
+    KeysUnavailableError,
+    MalformedTokenError,
+    MissingKidError,
+    MissingRequiredClaimError,
+    NoUsableKeysError,
+    NullParameterError,
+    PanicError,
+    PolicyError,
+    RevocationListFullError,
+    RevokedTokenError,
+    TokenTooLargeError,
+    UnexpectedError,
+    UnknownIssuerError,
+    UnknownKidError,
+    UnsupportedCriticalError,
+    UsageError,
+    VerificationError,
+)
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "__version__",
+    "CORE_VERSION",
+    "Verifier",
+    "VerifiedToken",
+    "error_kinds",
+    "sync_log_level",
+    "JwtWardenError",
+    "MalformedTokenError",
+    "VerificationError",
+    "PolicyError",
+    "KeysUnavailableError",
+    "UsageError",
+    "InternalError",
+    "TokenTooLargeError",
+    "DecodeError",
+    "InvalidBase64Error",
+    "InvalidHeaderError",
+    "InvalidPayloadError",
+    "InvalidAlgorithmError",
+    "UnsupportedCriticalError",
+    "InvalidSignatureError",
+    "UnknownKidError",
+    "MissingKidError",
+    "KeyAlgorithmMismatchError",
+    "ExpiredSignatureError",
+    "ImmatureSignatureError",
+    "InvalidIssuerError",
+    "UnknownIssuerError",
+    "InvalidAudienceError",
+    "MissingRequiredClaimError",
+    "InvalidTypeError",
+    "RevokedTokenError",
+    "KeyRevokedError",
+    "NoUsableKeysError",
+    "KeysStaleError",
+    "InvalidConfigError",
+    "InvalidArgumentError",
+    "RevocationListFullError",
+    "BufferTooSmallError",
+    "NullParameterError",
+    "UnexpectedError",
+    "PanicError",
+]
+
+_log = logging.getLogger("jwtwarden")
+# A library adds no handler of its own; this only keeps Python 3's
+# "last resort" handler from printing jwtwarden's warnings when the
+# application has not configured logging.
+_log.addHandler(logging.NullHandler())
+
+
+def _after_fork_in_child() -> None:
+    # The engine respawns its refresher by itself on the child's first verify
+    # (a pthread_atfork handler); here only the log bridge starts afresh.
+    _native._after_fork_in_child()
+    _log.debug("forked: child pid %d; the key refresher restarts on first use", os.getpid())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_native._shutdown_logging)

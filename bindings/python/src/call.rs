@@ -1,0 +1,39 @@
+//! How every engine call is made: with the GIL released, panics caught, and
+//! log records emitted during the call handed to `logging` afterwards.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use jwtwarden::{Error, ErrorKind};
+use pyo3::prelude::*;
+
+use crate::errors::CoreError;
+use crate::logbridge;
+
+/// Run `f` with the GIL released (other Python threads keep running while
+/// the engine verifies or fetches), turning a panic into a `panic` error.
+/// Log records produced meanwhile by this thread are emitted once the GIL is
+/// held again, in order, on this thread.
+pub(crate) fn detached<T, F>(py: Python<'_>, f: F) -> Result<T, CoreError>
+where
+    F: FnOnce() -> jwtwarden::Result<T> + Send,
+    T: Send,
+{
+    let result = py.detach(|| {
+        let _scope = logbridge::CallScope::enter();
+        guard(f)
+    });
+    logbridge::flush_local(py);
+    result.map_err(CoreError)
+}
+
+/// Run `f`, turning a panic into an [`ErrorKind::Panic`] error.
+pub(crate) fn guard<T>(f: impl FnOnce() -> jwtwarden::Result<T>) -> jwtwarden::Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::new(ErrorKind::Panic, format!("internal panic: {what}")))
+    })
+}

@@ -1,0 +1,331 @@
+//! The `Verifier` and `VerifiedToken` Python classes.
+
+use std::sync::{Arc, RwLock};
+
+use jwtwarden::{Config, Error, ErrorKind, Verified, VerifyOptions};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use crate::call::detached;
+use crate::convert;
+use crate::errors::CoreError;
+use crate::logbridge;
+
+/// A token as `str` or `bytes` (borrowed, not copied).
+#[derive(FromPyObject)]
+enum TokenArg {
+    Str(PyBackedStr),
+    Bytes(PyBackedBytes),
+}
+
+impl TokenArg {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            TokenArg::Str(s) => s.as_bytes(),
+            TokenArg::Bytes(b) => b,
+        }
+    }
+}
+
+/// Verifies JWTs for the configured issuers; see the package documentation.
+#[pyclass(frozen, module = "jwtwarden._native")]
+pub(crate) struct Verifier {
+    /// `None` once closed. Calls in flight hold their own `Arc`, so `close()`
+    /// never pulls the engine out from under them; the engine (and its
+    /// refresher thread) stops when the last one finishes.
+    inner: RwLock<Option<Arc<jwtwarden::Verifier>>>,
+}
+
+impl Verifier {
+    fn engine(&self) -> PyResult<Arc<jwtwarden::Verifier>> {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| CoreError(Error::new(ErrorKind::InvalidArgument, "the verifier is closed")).into())
+    }
+
+    fn verify_inner(
+        &self,
+        py: Python<'_>,
+        token: &TokenArg,
+        issuer: Option<&PyBackedStr>,
+        fresh: bool,
+    ) -> PyResult<Verified> {
+        let engine = self.engine()?;
+        let verified = detached(py, || {
+            let opts = VerifyOptions {
+                issuer: issuer.map(|s| &**s),
+                fresh,
+            };
+            engine.verify_with(token.as_bytes(), &opts)
+        })?;
+        Ok(verified)
+    }
+}
+
+#[pymethods]
+impl Verifier {
+    /// Build a verifier from a config `dict`, a JSON string, or the path of a
+    /// JSON (or, on Python 3.11+, TOML) config file. Fetches every remote
+    /// issuer's keys before returning, with the GIL released.
+    #[new]
+    fn new(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<Verifier> {
+        logbridge::sync_log_level(py)?;
+        let config = load_config(py, config)?;
+        let engine = detached(py, move || jwtwarden::Verifier::new(config))?;
+        Ok(Verifier {
+            inner: RwLock::new(Some(Arc::new(engine))),
+        })
+    }
+
+    /// Verify `token` and return its claims.
+    #[pyo3(signature = (token, *, issuer=None, fresh=false))]
+    fn verify<'py>(
+        &self,
+        py: Python<'py>,
+        token: TokenArg,
+        issuer: Option<PyBackedStr>,
+        fresh: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let verified = self.verify_inner(py, &token, issuer.as_ref(), fresh)?;
+        convert::map_to_dict(py, verified.claims())
+    }
+
+    /// Verify `token` and return the claims with where the trust came from.
+    #[pyo3(signature = (token, *, issuer=None, fresh=false))]
+    fn verify_full(
+        &self,
+        py: Python<'_>,
+        token: TokenArg,
+        issuer: Option<PyBackedStr>,
+        fresh: bool,
+    ) -> PyResult<VerifiedToken> {
+        let verified = self.verify_inner(py, &token, issuer.as_ref(), fresh)?;
+        let claims = convert::map_to_dict(py, verified.claims())?.unbind();
+        Ok(VerifiedToken { claims, verified })
+    }
+
+    /// Revoke every token with this `jti`, until `expires_at` (seconds since
+    /// the epoch: the token's `exp`) or for `revocation.max_token_lifetime_secs`.
+    #[pyo3(signature = (jti, expires_at=None))]
+    fn revoke_jti(&self, py: Python<'_>, jti: &str, expires_at: Option<u64>) -> PyResult<()> {
+        let engine = self.engine()?;
+        Ok(detached(py, || engine.revoke_jti(jti, expires_at))?)
+    }
+
+    /// Revoke the tokens of subject `sub` issued before `issued_before`
+    /// (seconds since the epoch; tokens without `iat` included).
+    fn revoke_subject(&self, py: Python<'_>, sub: &str, issued_before: u64) -> PyResult<()> {
+        let engine = self.engine()?;
+        Ok(detached(py, || engine.revoke_subject(sub, issued_before))?)
+    }
+
+    /// Stop trusting key `kid` of `issuer` now, and ignore it in later fetches.
+    fn revoke_kid(&self, py: Python<'_>, issuer: &str, kid: &str) -> PyResult<()> {
+        let engine = self.engine()?;
+        Ok(detached(py, || engine.revoke_kid(issuer, kid))?)
+    }
+
+    /// Invalidate every cached result; returns the new policy version.
+    fn bump_policy_version(&self, py: Python<'_>) -> PyResult<u64> {
+        let engine = self.engine()?;
+        Ok(detached(py, || Ok(engine.bump_policy_version()))?)
+    }
+
+    /// Fetch `issuer`'s keys now (coalesced with a fetch already in flight).
+    fn refresh_issuer(&self, py: Python<'_>, issuer: &str) -> PyResult<()> {
+        let engine = self.engine()?;
+        Ok(detached(py, || engine.refresh_issuer(issuer))?)
+    }
+
+    /// Run scheduled refreshes that are due, on this thread (for
+    /// `background_refresh: false`).
+    fn run_due_refreshes(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = self.engine()?;
+        Ok(detached(py, || {
+            engine.run_due_refreshes();
+            Ok(())
+        })?)
+    }
+
+    /// The configured issuer identifiers, in configuration order.
+    fn issuers(&self) -> PyResult<Vec<String>> {
+        Ok(self.engine()?.issuers())
+    }
+
+    /// `"fresh"`, `"stale"` (serving last known good keys) or `"failed_closed"`.
+    fn issuer_health(&self, py: Python<'_>, issuer: &str) -> PyResult<&'static str> {
+        let engine = self.engine()?;
+        Ok(detached(py, || engine.issuer_health(issuer))?.as_str())
+    }
+
+    /// A snapshot of every metric, as a `dict`.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine()?;
+        let snapshot = detached(py, || {
+            serde_json::to_value(engine.metrics()).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
+        })?;
+        convert::value_to_py(py, &snapshot)
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    fn prometheus(&self, py: Python<'_>) -> PyResult<String> {
+        let engine = self.engine()?;
+        Ok(detached(py, || Ok(engine.prometheus()))?)
+    }
+
+    /// Stop the refresher and release the engine. Idempotent; later calls
+    /// (other than `close`) raise `InvalidArgumentError`.
+    fn close(&self, py: Python<'_>) {
+        let engine = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(engine) = engine {
+            py.detach(move || drop(engine));
+        }
+    }
+
+    /// True once `close()` has been called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        match &*self.inner.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(engine) => format!("<jwtwarden.Verifier issuers={:?}>", engine.issuers()),
+            None => "<jwtwarden.Verifier closed>".into(),
+        }
+    }
+}
+
+/// A successful verification: the claims, and whether the trust was fresh
+/// (signature checked during this call) or reused from the cache.
+#[pyclass(frozen, module = "jwtwarden._native")]
+pub(crate) struct VerifiedToken {
+    claims: Py<PyDict>,
+    verified: Verified,
+}
+
+#[pymethods]
+impl VerifiedToken {
+    /// The verified claims.
+    #[getter]
+    fn claims(&self, py: Python<'_>) -> Py<PyDict> {
+        self.claims.clone_ref(py)
+    }
+
+    /// The configured issuer the token was verified for.
+    #[getter]
+    fn issuer(&self) -> &str {
+        self.verified.issuer()
+    }
+
+    /// The `kid` of the verifying key, if the token had one.
+    #[getter]
+    fn kid(&self) -> Option<&str> {
+        self.verified.kid()
+    }
+
+    /// The signature algorithm, e.g. `"RS256"`.
+    #[getter]
+    fn alg(&self) -> &'static str {
+        self.verified.alg().as_str()
+    }
+
+    /// True if served from the cache (trust reused), False if the signature
+    /// was checked during this call.
+    #[getter]
+    fn cached(&self) -> bool {
+        self.verified.cached()
+    }
+
+    /// When the signature was checked, in seconds since the epoch (a float,
+    /// like `time.time()`); for a cache hit, the original verification.
+    #[getter]
+    fn verified_at(&self) -> f64 {
+        self.verified.verified_at_ms() as f64 / 1000.0
+    }
+
+    /// Same as `verified_at`, in integer milliseconds.
+    #[getter]
+    fn verified_at_ms(&self) -> u64 {
+        self.verified.verified_at_ms()
+    }
+
+    /// The token's `exp`, in seconds since the epoch.
+    #[getter]
+    fn expires_at(&self) -> u64 {
+        self.verified.expires_at()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<jwtwarden.VerifiedToken issuer={:?} kid={} alg={} cached={} verified_at_ms={}>",
+            self.verified.issuer(),
+            self.verified.kid().map_or_else(|| "None".to_string(), |k| format!("{k:?}")),
+            self.verified.alg().as_str(),
+            if self.verified.cached() { "True" } else { "False" },
+            self.verified.verified_at_ms()
+        )
+    }
+}
+
+fn invalid_config(message: impl Into<String>) -> PyErr {
+    CoreError(Error::new(ErrorKind::InvalidConfig, message)).into()
+}
+
+/// A config from a `dict`, a JSON `str`/`bytes`, or a file path.
+fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let value = convert::py_to_value(dict.as_any()).map_err(|e| invalid_config(e.value(py).to_string()))?;
+        return Ok(Config::from_value(value).map_err(CoreError)?);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        let s = s.to_cow()?;
+        if s.trim_start().starts_with('{') {
+            return Ok(Config::from_json(&s).map_err(CoreError)?);
+        }
+        return load_config_file(py, &s);
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        let text =
+            std::str::from_utf8(b.as_bytes()).map_err(|e| invalid_config(format!("config is not UTF-8: {e}")))?;
+        return Ok(Config::from_json(text).map_err(CoreError)?);
+    }
+    if obj.hasattr("__fspath__")? {
+        let path: String = py.import("os")?.call_method1("fspath", (obj,))?.extract()?;
+        return load_config_file(py, &path);
+    }
+    Err(PyTypeError::new_err(format!(
+        "config must be a dict, a JSON string or a file path, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+fn load_config_file(py: Python<'_>, path: &str) -> PyResult<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid_config(format!("cannot read {path}: {e}")))?;
+    let prefixed = |e: Error| invalid_config(format!("{path}: {}", e.message()));
+    if path.ends_with(".toml") {
+        let tomllib = py
+            .import("tomllib")
+            .map_err(|_| invalid_config(format!("{path}: TOML config files need Python 3.11+ (tomllib)")))?;
+        let data = tomllib
+            .call_method1("loads", (text,))
+            .map_err(|e| invalid_config(format!("{path}: {}", e.value(py))))?;
+        let value = convert::py_to_value(&data).map_err(|e| invalid_config(format!("{path}: {}", e.value(py))))?;
+        return Config::from_value(value).map_err(prefixed);
+    }
+    Config::from_json(&text).map_err(prefixed)
+}

@@ -1,0 +1,187 @@
+"""The Verifier API: construction, results, lifecycle, metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jwtwarden
+from conftest import Issuer
+
+
+def test_package_surface() -> None:
+    assert jwtwarden.__version__ == jwtwarden._native.__version__
+    assert isinstance(jwtwarden.CORE_VERSION, str)
+    for name in jwtwarden.__all__:
+        assert hasattr(jwtwarden, name), name
+    assert jwtwarden.Verifier.__module__ == "jwtwarden._native"
+
+
+def test_config_from_dict_json_bytes_and_files(issuer: Issuer, tmp_path: Path) -> None:
+    config = issuer.config()
+    token = issuer.mint()
+    path = tmp_path / "jwtwarden.json"
+    path.write_text(json.dumps(config))
+    sources: list[Any] = [config, json.dumps(config), json.dumps(config).encode(), str(path), path]
+    if sys.version_info >= (3, 11):
+        toml = tmp_path / "jwtwarden.toml"
+        toml.write_text(
+            f'[http]\nallow_http = true\n\n[[issuers]]\nissuer = "{issuer.url}"\n'
+            f'jwks_uri = "{issuer.jwks_uri}"\naudiences = ["api"]\n'
+        )
+        sources.append(toml)
+    for source in sources:
+        with jwtwarden.Verifier(source) as v:
+            assert v.verify(token)["sub"] == "user", source
+
+
+def test_invalid_config_names_the_field(issuer: Issuer) -> None:
+    config = issuer.config(refresh={"min_ttl_secs": "soon"})
+    with pytest.raises(jwtwarden.InvalidConfigError) as e:
+        jwtwarden.Verifier(config)
+    assert "issuers[0].refresh.min_ttl_secs" in str(e.value)
+    assert e.value.code == 500 and e.value.category == "usage"
+    assert isinstance(e.value, ValueError)
+
+    with pytest.raises(jwtwarden.InvalidConfigError, match="issuers"):
+        jwtwarden.Verifier({})
+    with pytest.raises(jwtwarden.InvalidConfigError, match=r"issuers\[0\]\.bogus|bogus"):
+        jwtwarden.Verifier(issuer.config(bogus=1))
+    with pytest.raises(jwtwarden.InvalidConfigError, match="not JSON-compatible"):
+        jwtwarden.Verifier(issuer.config(audiences={"api"}))
+    with pytest.raises(jwtwarden.InvalidConfigError, match="cannot read"):
+        jwtwarden.Verifier("/nonexistent/jwtwarden.json")
+    with pytest.raises(jwtwarden.InvalidConfigError):
+        jwtwarden.Verifier('{"issuers": [')
+    with pytest.raises(TypeError, match="config must be"):
+        jwtwarden.Verifier(42)  # type: ignore[arg-type]
+
+
+def test_verify_returns_claims(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint(sub="alice", scope="read write", roles=["a", "b"], meta={"n": 1, "f": 1.5, "t": True})
+    claims = verifier.verify(token)
+    assert claims["sub"] == "alice"
+    assert claims["iss"] == issuer.url
+    assert claims["roles"] == ["a", "b"]
+    assert claims["meta"] == {"n": 1, "f": 1.5, "t": True}
+    assert verifier.verify(token.encode()) == claims
+    # Each call returns a new dict: mutating one does not touch the cache.
+    claims["sub"] = "mallory"
+    assert verifier.verify(token)["sub"] == "alice"
+
+
+def test_verify_full_says_where_trust_came_from(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint()
+    before = time.time()
+    first = verifier.verify_full(token)
+    assert not first.cached
+    assert first.issuer == issuer.url
+    assert first.kid == issuer.kid
+    assert first.alg == "RS256"
+    assert first.claims["sub"] == "user"
+    assert first.expires_at == first.claims["exp"]
+    assert before - 1 <= first.verified_at <= time.time() + 1
+    assert first.verified_at_ms == int(round(first.verified_at * 1000))
+
+    second = verifier.verify_full(token)
+    assert second.cached
+    assert second.verified_at == first.verified_at  # the time of the original check
+
+    third = verifier.verify_full(token, fresh=True)
+    assert not third.cached
+    assert "cached=True" in repr(second) and token not in repr(second)
+
+
+def test_bump_policy_version_invalidates_the_cache(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint()
+    verifier.verify(token)
+    assert verifier.verify_full(token).cached
+    version = verifier.bump_policy_version()
+    assert verifier.bump_policy_version() == version + 1
+    assert not verifier.verify_full(token).cached
+
+
+def test_explicit_issuer(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint()
+    assert verifier.verify(token, issuer=issuer.url)["sub"] == "user"
+    with pytest.raises(jwtwarden.UnknownIssuerError):
+        verifier.verify(token, issuer="https://not-configured.example")
+
+
+def test_close_and_context_manager(issuer: Issuer) -> None:
+    token = issuer.mint()
+    with jwtwarden.Verifier(issuer.config()) as v:
+        assert not v.closed
+        v.verify(token)
+        assert issuer.url in repr(v)
+    assert v.closed
+    assert "closed" in repr(v)
+    with pytest.raises(jwtwarden.InvalidArgumentError, match="closed"):
+        v.verify(token)
+    with pytest.raises(jwtwarden.InvalidArgumentError):
+        v.metrics()
+    v.close()  # idempotent
+
+
+def test_metrics_and_prometheus(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint()
+    verifier.verify(token)
+    verifier.verify(token)
+    with pytest.raises(jwtwarden.DecodeError):
+        verifier.verify("not-a-token")
+    m = verifier.metrics()
+    assert m["verifications"]["ok_fresh"] == 1
+    assert m["verifications"]["ok_cached"] == 1
+    assert m["verifications"]["rejected"] == {"malformed_token": 1}
+    assert m["cache"]["hits"] == 1 and m["cache"]["entries"] == 1
+    (iss,) = m["issuers"]
+    assert iss["issuer"] == issuer.url
+    assert iss["health"] == "fresh"
+    assert iss["fetches"]["startup"] == 1
+    assert iss["keys"] == 4
+    text = verifier.prometheus()
+    assert 'jwtwarden_verifications_total{outcome="ok",source="cache"} 1' in text
+    assert "# EOF" in text
+
+
+def test_issuers_and_health(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    assert verifier.issuers() == [issuer.url]
+    assert verifier.issuer_health(issuer.url) == "fresh"
+    with pytest.raises(jwtwarden.UnknownIssuerError):
+        verifier.issuer_health("https://nope.example")
+
+
+def test_refresh_issuer_counts_a_manual_fetch(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    issuer.reset_stats()
+    verifier.refresh_issuer(issuer.url)
+    assert issuer.stats()["jwks_requests"] == 1
+    assert verifier.metrics()["issuers"][0]["fetches"]["manual"] == 1
+    verifier.run_due_refreshes()  # nothing due: no fetch
+    assert issuer.stats()["jwks_requests"] == 1
+
+
+def test_the_gil_is_released_during_a_fetch(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    """While one thread waits on a slow JWKS fetch, this thread keeps running Python."""
+    issuer.reset_stats()
+    issuer.fault("delay", delay_ms=3000)
+    try:
+        fetcher = threading.Thread(target=verifier.refresh_issuer, args=(issuer.url,))
+        fetcher.start()
+        seen_in_flight = False
+        while fetcher.is_alive():
+            # This HTTP call needs the GIL; it can only happen while the
+            # fetch is in flight if the fetching thread released it.
+            if issuer.stats()["jwks_requests"] >= 1 and fetcher.is_alive():
+                seen_in_flight = True
+                break
+            time.sleep(0.01)
+        fetcher.join()
+        assert seen_in_flight, "the fetch finished before this thread could run: was the GIL held?"
+    finally:
+        issuer.fault("none")

@@ -1,0 +1,141 @@
+"""The ASGI middleware, called directly with a scope, receive and send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import Any, Optional
+
+import pytest
+
+import jwtwarden
+from conftest import Issuer
+from jwtwarden.asgi import ASGIMiddleware
+
+Message = MutableMapping[str, Any]
+
+
+class InnerApp:
+    def __init__(self) -> None:
+        self.scopes: list[dict[str, Any]] = []
+        self.threads: list[int] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.scopes.append(scope)
+        self.threads.append(threading.get_ident())
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.accept"})
+            return
+        body = json.dumps({"sub": scope["jwtwarden"]["sub"], "cached": scope["jwtwarden.result"].cached}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def run(app: ASGIMiddleware, authorization: Optional[str], scope_type: str = "http") -> list[Message]:
+    headers = [(b"host", b"test")]
+    if authorization is not None:
+        headers.append((b"authorization", authorization.encode("latin-1")))
+    scope = {"type": scope_type, "asgi": {"version": "3.0"}, "path": "/", "method": "GET", "headers": headers}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def response(sent: list[Message]) -> tuple[int, dict[bytes, bytes], Any]:
+    start, body = sent
+    assert start["type"] == "http.response.start" and body["type"] == "http.response.body"
+    return start["status"], dict(start["headers"]), json.loads(body["body"])
+
+
+@pytest.mark.parametrize("offload", ["anyio", "asyncio", "inline"])
+def test_valid_token_reaches_the_app(
+    issuer: Issuer, verifier: jwtwarden.Verifier, offload: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if offload == "asyncio":
+        monkeypatch.setitem(sys.modules, "anyio.to_thread", None)  # as if anyio were not installed
+    inner = InnerApp()
+    app = ASGIMiddleware(inner, verifier, offload=offload != "inline")
+    token = issuer.mint(sub="alice")
+    status, _, body = response(run(app, f"Bearer {token}"))
+    assert status == 200
+    assert body == {"sub": "alice", "cached": False}
+    assert inner.scopes[0]["jwtwarden"]["sub"] == "alice"
+    assert response(run(app, f"Bearer {token}"))[2]["cached"] is True
+
+
+def test_invalid_token_gets_401(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    inner = InnerApp()
+    app = ASGIMiddleware(inner, verifier, realm="api")
+    status, headers, body = response(run(app, f"Bearer {issuer.mint(aud='other')}"))
+    assert status == 401
+    assert (
+        headers[b"www-authenticate"]
+        == b'Bearer realm="api", error="invalid_token", error_description="invalid_audience"'
+    )
+    assert headers[b"content-type"] == b"application/json"
+    assert body == {"error": "invalid_token", "error_description": "invalid_audience", "code": 304}
+    status, headers, body = response(run(app, None))
+    assert status == 401 and headers[b"www-authenticate"] == b'Bearer realm="api"'
+    assert inner.scopes == []
+
+
+def test_websocket(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    inner = InnerApp()
+    app = ASGIMiddleware(inner, verifier)
+    assert run(app, "Bearer x.y.z", "websocket") == [{"type": "websocket.close", "code": 1008}]
+    assert run(app, f"Bearer {issuer.mint()}", "websocket") == [{"type": "websocket.accept"}]
+    assert inner.scopes[0]["jwtwarden"]["sub"] == "user"
+
+
+def test_lifespan_passes_through(verifier: jwtwarden.Verifier) -> None:
+    inner = InnerApp()
+    run(ASGIMiddleware(inner, verifier), None, "lifespan")
+    assert [s["type"] for s in inner.scopes] == ["lifespan"]
+
+
+def test_the_event_loop_keeps_running_during_a_slow_verification(
+    new_issuer: Any,
+) -> None:
+    """An unknown kid makes the verifier fetch (here: slowly); with offload the
+    loop serves other work meanwhile."""
+    iss = new_issuer("RS256")
+    with jwtwarden.Verifier(iss.config()) as v:
+        app = ASGIMiddleware(InnerApp(), v)
+        new_kid = iss.add_key("RS256")
+        token = iss.mint(new_kid)
+        iss.fault("delay", delay_ms=1500)
+        ticks = 0
+
+        async def main() -> list[Message]:
+            nonlocal ticks
+            sent: list[Message] = []
+            scope = {"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]}
+
+            async def receive() -> Message:
+                return {"type": "http.request"}
+
+            async def send(m: Message) -> None:
+                sent.append(m)
+
+            task = asyncio.ensure_future(app(scope, receive, send))
+            while not task.done():
+                ticks += 1
+                await asyncio.sleep(0.01)
+            await task
+            return sent
+
+        sent = asyncio.run(main())
+        assert response(sent)[0] == 200
+        assert ticks > 5, "the event loop was blocked during the verification"

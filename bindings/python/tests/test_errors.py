@@ -1,0 +1,206 @@
+"""The exception hierarchy and its one-to-one mapping to the engine's error kinds."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+import jwtwarden
+from conftest import Issuer
+from jwtwarden import exceptions
+from jwtwarden.exceptions import _BY_CATEGORY, _BY_CODE, _KIND_CLASSES
+
+CATEGORIES = {
+    "malformed": jwtwarden.MalformedTokenError,
+    "verification": jwtwarden.VerificationError,
+    "policy": jwtwarden.PolicyError,
+    "keys_unavailable": jwtwarden.KeysUnavailableError,
+    "usage": jwtwarden.UsageError,
+    "internal": jwtwarden.InternalError,
+}
+
+
+def all_subclasses(cls: type[jwtwarden.JwtWardenError]) -> set[type[jwtwarden.JwtWardenError]]:
+    found: set[type[jwtwarden.JwtWardenError]] = set()
+    for sub in cls.__subclasses__():
+        found.add(sub)
+        found |= all_subclasses(sub)
+    return found
+
+
+def test_every_engine_kind_maps_to_exactly_one_class() -> None:
+    kinds = jwtwarden.error_kinds()
+    assert len(kinds) == len({code for code, _, _ in kinds})
+    for code, kind, category in kinds:
+        matches = [cls for cls in _KIND_CLASSES if cls.code == code]
+        assert len(matches) == 1, f"code {code} ({kind}) has classes {matches}"
+        (cls,) = matches
+        assert cls.kind == kind, cls
+        assert cls.category == category, cls
+        assert issubclass(cls, CATEGORIES[category])
+        assert _BY_CODE[code] is cls
+        assert cls.__name__ in jwtwarden.__all__ and getattr(jwtwarden, cls.__name__) is cls
+    # ... and no class claims a code the engine does not have.
+    engine_codes = {code for code, _, _ in kinds}
+    with_codes = {cls for cls in all_subclasses(jwtwarden.JwtWardenError) if cls.__dict__.get("code") is not None}
+    assert with_codes == set(_KIND_CLASSES)
+    assert {cls.code for cls in with_codes} == engine_codes
+
+
+def test_categories() -> None:
+    assert _BY_CATEGORY == CATEGORIES
+    for name, cls in CATEGORIES.items():
+        assert cls.category == name and cls.code is None
+        assert cls.__bases__ == (jwtwarden.JwtWardenError,)
+    assert issubclass(jwtwarden.JwtWardenError, Exception)
+    assert sorted(exceptions.__all__) == sorted(
+        ["JwtWardenError", *(c.__name__ for c in CATEGORIES.values()), *(c.__name__ for c in _KIND_CLASSES)]
+    )
+
+
+def test_pyjwt_names() -> None:
+    for name, code in [
+        ("DecodeError", 101),
+        ("InvalidAlgorithmError", 105),
+        ("InvalidSignatureError", 200),
+        ("ExpiredSignatureError", 300),
+        ("ImmatureSignatureError", 301),
+        ("InvalidIssuerError", 302),
+        ("InvalidAudienceError", 304),
+        ("MissingRequiredClaimError", 305),
+    ]:
+        assert getattr(jwtwarden, name).code == code
+        assert hasattr(jwt.exceptions, name), name  # the same name exists in PyJWT
+
+
+@pytest.mark.parametrize("code", [code for code, _, _ in jwtwarden.error_kinds()])
+def test_native_errors_raise_their_class(code: int) -> None:
+    with pytest.raises(jwtwarden.JwtWardenError) as e:
+        jwtwarden._native._raise_error(code, "detail")
+    err = e.value
+    assert type(err) is _BY_CODE[code]
+    assert err.code == code
+    assert err.message == "detail"
+    assert str(err) == f"{err.kind} ({code}): detail"
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is type(err) and again.message == "detail"
+
+
+def test_unknown_code_is_refused() -> None:
+    with pytest.raises(ValueError):
+        jwtwarden._native._raise_error(1234, "x")
+
+
+def test_a_panic_becomes_panic_error() -> None:
+    with pytest.raises(jwtwarden.PanicError) as e:
+        jwtwarden._native._raise_panic()
+    assert e.value.code == 901 and "deliberate test panic" in e.value.message
+
+
+# --- every kind raised where it should be -----------------------------------
+
+
+def b64(data: Any) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unsigned(header: Any, payload: Any) -> str:
+    return f"{b64(header)}.{b64(payload)}.{b64(b'signature')}"
+
+
+@pytest.fixture(scope="module")
+def strict(issuer: Issuer) -> Any:
+    config = issuer.config(required_claims=["scope"])
+    config["max_token_bytes"] = 4096
+    with jwtwarden.Verifier(config) as v:
+        yield v
+
+
+def expect(exc: type[jwtwarden.JwtWardenError], v: jwtwarden.Verifier, token: str, **kw: Any) -> None:
+    with pytest.raises(exc) as e:
+        v.verify(token, **kw)
+    assert type(e.value) is exc
+    assert e.value.code == exc.code
+    assert token not in str(e.value)
+
+
+def test_malformed_kinds(issuer: Issuer, strict: jwtwarden.Verifier) -> None:
+    claims = issuer.claims(scope="s")
+    expect(jwtwarden.TokenTooLargeError, strict, "a" * 5000)
+    expect(jwtwarden.DecodeError, strict, "a.b")
+    expect(jwtwarden.InvalidBase64Error, strict, "!!.b.c")
+    expect(jwtwarden.InvalidHeaderError, strict, f"{b64(b'not json')}.{b64(claims)}.c2ln")
+    expect(jwtwarden.InvalidPayloadError, strict, unsigned({"alg": "RS256", "kid": issuer.kid}, [1, 2]))
+    expect(jwtwarden.InvalidAlgorithmError, strict, unsigned({"alg": "none"}, claims))
+    expect(jwtwarden.InvalidAlgorithmError, strict, jwt.encode(claims, "k" * 32, algorithm="HS256"))
+    expect(
+        jwtwarden.UnsupportedCriticalError,
+        strict,
+        unsigned({"alg": "RS256", "kid": issuer.kid, "crit": ["b64"], "b64": False}, claims),
+    )
+
+
+def test_verification_kinds(issuer: Issuer, strict: jwtwarden.Verifier) -> None:
+    key, alg = issuer.private_key(issuer.kid)
+    claims = issuer.claims(scope="s")
+    good = jwt.encode(claims, key, algorithm=alg, headers={"kid": issuer.kid})
+    head, body, sig = good.split(".")
+    expect(jwtwarden.InvalidSignatureError, strict, f"{head}.{body}.{sig[:-4]}AAAA")
+    expect(jwtwarden.UnknownKidError, strict, jwt.encode(claims, key, algorithm=alg, headers={"kid": "nope"}))
+    # A kid naming a key of another algorithm.
+    es_kid = next(k for k in issuer.published() if issuer.private_key(k)[1] == "ES256")
+    expect(
+        jwtwarden.KeyAlgorithmMismatchError,
+        strict,
+        jwt.encode(claims, key, algorithm=alg, headers={"kid": es_kid}),
+    )
+
+
+def test_missing_kid(new_issuer: Any) -> None:
+    iss = new_issuer("RS256", "RS256")
+    with jwtwarden.Verifier(iss.config()) as v:
+        key, alg = iss.private_key(iss.kid)
+        expect(jwtwarden.MissingKidError, v, jwt.encode(iss.claims(), key, algorithm=alg))
+
+
+def test_policy_kinds(issuer: Issuer, strict: jwtwarden.Verifier) -> None:
+    now = int(time.time())
+    expect(jwtwarden.ExpiredSignatureError, strict, issuer.mint(scope="s", exp=now - 3600))
+    expect(jwtwarden.ImmatureSignatureError, strict, issuer.mint(scope="s", nbf=now + 3600))
+    evil = issuer.mint(scope="s", iss="https://evil.example")
+    expect(jwtwarden.InvalidIssuerError, strict, evil, issuer=issuer.url)
+    expect(jwtwarden.UnknownIssuerError, strict, evil)
+    expect(jwtwarden.InvalidAudienceError, strict, issuer.mint(scope="s", aud="nope"))
+    expect(jwtwarden.MissingRequiredClaimError, strict, issuer.mint())
+    with jwtwarden.Verifier(issuer.config(typ="at+jwt")) as typed:
+        expect(jwtwarden.InvalidTypeError, typed, issuer.mint())
+    with jwtwarden.Verifier(issuer.config()) as v:
+        token = issuer.mint()
+        v.revoke_jti(v.verify(token)["jti"])
+        expect(jwtwarden.RevokedTokenError, v, token)
+        v.revoke_kid(issuer.url, issuer.kid)
+        expect(jwtwarden.KeyRevokedError, v, issuer.mint())
+
+
+def test_keys_unavailable_kinds(new_issuer: Any) -> None:
+    iss = new_issuer("RS256")
+    iss.fault("status", status=500)
+    with jwtwarden.Verifier(iss.config()) as v:
+        expect(jwtwarden.NoUsableKeysError, v, iss.mint())
+    # KeysStaleError: see test_keys.test_past_max_stale_fails_closed.
+
+
+def test_usage_kinds(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    with pytest.raises(jwtwarden.InvalidConfigError):
+        jwtwarden.Verifier({"issuers": []})
+    with pytest.raises(jwtwarden.InvalidArgumentError):
+        verifier.revoke_kid(issuer.url, "")
+    # RevocationListFullError: see test_revocation. BufferTooSmallError and
+    # NullParameterError belong to the C ABI and cannot happen in Python.

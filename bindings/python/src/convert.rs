@@ -21,6 +21,34 @@ pub(crate) fn map_to_dict<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyR
     Ok(dict)
 }
 
+/// A fresh copy of a claims `dict` made by [`map_to_dict`]: new `dict`s and
+/// `list`s all the way down, sharing only immutable leaves (`str`, `int`,
+/// `float`, `bool`, `None`). Much cheaper than converting again: no string is
+/// decoded or hashed anew.
+pub(crate) fn copy_claims<'py>(dict: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    let copy = dict.copy()?;
+    for (k, v) in dict.iter() {
+        if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() {
+            copy.set_item(k, copy_value(&v)?)?;
+        }
+    }
+    Ok(copy)
+}
+
+fn copy_value<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(d) = value.cast::<PyDict>() {
+        return Ok(copy_claims(d)?.into_any());
+    }
+    if let Ok(l) = value.cast::<PyList>() {
+        let list = PyList::empty(value.py());
+        for item in l.iter() {
+            list.append(copy_value(&item)?)?;
+        }
+        return Ok(list.into_any());
+    }
+    Ok(value.clone())
+}
+
 /// A JSON value as a new Python object.
 pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {

@@ -14,6 +14,7 @@ mod call;
 mod convert;
 mod errors;
 mod logbridge;
+mod memo;
 mod verifier;
 
 /// The extension module.

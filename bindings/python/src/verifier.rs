@@ -12,12 +12,31 @@ use crate::call::detached;
 use crate::convert;
 use crate::errors::CoreError;
 use crate::logbridge;
+use crate::memo::ClaimsMemo;
 
 /// A token as `str` or `bytes` (borrowed, not copied).
-#[derive(FromPyObject)]
 enum TokenArg {
     Str(PyBackedStr),
     Bytes(PyBackedBytes),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for TokenArg {
+    type Error = PyErr;
+
+    // By hand rather than derived: a derived enum tries `str` first and
+    // builds (then discards) an exception for every `bytes` token.
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<TokenArg> {
+        if let Ok(s) = obj.cast::<PyString>() {
+            return Ok(TokenArg::Str(PyBackedStr::try_from(s.to_owned())?));
+        }
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(TokenArg::Bytes(PyBackedBytes::from(b.to_owned())));
+        }
+        Err(PyTypeError::new_err(format!(
+            "token must be str or bytes, not {}",
+            obj.get_type().name()?
+        )))
+    }
 }
 
 impl TokenArg {
@@ -36,6 +55,8 @@ pub(crate) struct Verifier {
     /// never pulls the engine out from under them; the engine (and its
     /// refresher thread) stops when the last one finishes.
     inner: RwLock<Option<Arc<jwtwarden::Verifier>>>,
+    /// Claims already converted to Python, reused by cache hits.
+    memo: ClaimsMemo,
 }
 
 impl Verifier {
@@ -64,6 +85,20 @@ impl Verifier {
         })?;
         Ok(verified)
     }
+
+    /// The claims of `verified` as a new `dict`: a copy of the memoized
+    /// conversion when there is one (cache hits), else converted (and
+    /// memoized).
+    fn claims<'py>(&self, py: Python<'py>, verified: &Verified) -> PyResult<Bound<'py, PyDict>> {
+        let token = verified.token();
+        if let Some((template, nested)) = self.memo.get(py, token) {
+            let template = template.bind(py);
+            return if nested { convert::copy_claims(template) } else { template.copy() };
+        }
+        let dict = convert::map_to_dict(py, verified.claims())?;
+        self.memo.put(token, convert::copy_claims(&dict)?.unbind());
+        Ok(dict)
+    }
 }
 
 #[pymethods]
@@ -78,6 +113,7 @@ impl Verifier {
         let engine = detached(py, move || jwtwarden::Verifier::new(config))?;
         Ok(Verifier {
             inner: RwLock::new(Some(Arc::new(engine))),
+            memo: ClaimsMemo::new(),
         })
     }
 
@@ -91,7 +127,7 @@ impl Verifier {
         fresh: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let verified = self.verify_inner(py, &token, issuer.as_ref(), fresh)?;
-        convert::map_to_dict(py, verified.claims())
+        self.claims(py, &verified)
     }
 
     /// Verify `token` and return the claims with where the trust came from.
@@ -104,7 +140,7 @@ impl Verifier {
         fresh: bool,
     ) -> PyResult<VerifiedToken> {
         let verified = self.verify_inner(py, &token, issuer.as_ref(), fresh)?;
-        let claims = convert::map_to_dict(py, verified.claims())?.unbind();
+        let claims = self.claims(py, &verified)?.unbind();
         Ok(VerifiedToken { claims, verified })
     }
 
@@ -181,6 +217,7 @@ impl Verifier {
     /// (other than `close`) raise `InvalidArgumentError`.
     fn close(&self, py: Python<'_>) {
         let engine = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+        self.memo.clear();
         if let Some(engine) = engine {
             py.detach(move || drop(engine));
         }

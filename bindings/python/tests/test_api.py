@@ -71,9 +71,17 @@ def test_verify_returns_claims(issuer: Issuer, verifier: jwtwarden.Verifier) -> 
     assert claims["roles"] == ["a", "b"]
     assert claims["meta"] == {"n": 1, "f": 1.5, "t": True}
     assert verifier.verify(token.encode()) == claims
-    # Each call returns a new dict: mutating one does not touch the cache.
+    # Each call returns new dicts and lists, all the way down: mutating one
+    # result does not change the next.
     claims["sub"] = "mallory"
-    assert verifier.verify(token)["sub"] == "alice"
+    claims["roles"].append("admin")
+    claims["meta"]["t"] = False
+    for _ in range(3):
+        again = verifier.verify(token)
+        assert again == {**again, "sub": "alice", "roles": ["a", "b"], "meta": {"n": 1, "f": 1.5, "t": True}}
+        again["roles"].clear()
+    with pytest.raises(TypeError, match="token must be str or bytes"):
+        verifier.verify(42)  # type: ignore[arg-type]
 
 
 def test_verify_full_says_where_trust_came_from(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:

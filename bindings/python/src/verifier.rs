@@ -93,7 +93,11 @@ impl Verifier {
         let token = verified.token();
         if let Some((template, nested)) = self.memo.get(py, token) {
             let template = template.bind(py);
-            return if nested { convert::copy_claims(template) } else { template.copy() };
+            return if nested {
+                convert::copy_claims(template)
+            } else {
+                template.copy()
+            };
         }
         let dict = convert::map_to_dict(py, verified.claims())?;
         self.memo.put(token, convert::copy_claims(&dict)?.unbind());
@@ -311,7 +315,9 @@ impl VerifiedToken {
         format!(
             "<jwtwarden.VerifiedToken issuer={:?} kid={} alg={} cached={} verified_at_ms={}>",
             self.verified.issuer(),
-            self.verified.kid().map_or_else(|| "None".to_string(), |k| format!("{k:?}")),
+            self.verified
+                .kid()
+                .map_or_else(|| "None".to_string(), |k| format!("{k:?}")),
             self.verified.alg().as_str(),
             if self.verified.cached() { "True" } else { "False" },
             self.verified.verified_at_ms()

@@ -1,6 +1,9 @@
 //! Shared fixture for the Rust benchmarks: a test issuer with one key per
 //! algorithm, ~600-byte service tokens, and verifiers configured for hits
-//! or for misses.
+//! or for misses. [`shared`] is what the cross-language comparison
+//! (`benches/run`, bench `compare`) uses.
+
+pub mod shared;
 
 use std::sync::Arc;
 

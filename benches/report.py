@@ -1,0 +1,474 @@
+"""Turn the JSON lines of a `benches/run` into RESULTS.md and results.png.
+
+    python benches/report.py RESULTS_DIR OUT_DIR
+
+RESULTS_DIR holds *.jsonl (one record per measurement or skipped part),
+machine.txt and versions.txt as written by benches/run. OUT_DIR receives
+RESULTS.md and results.png. Needs matplotlib (benches/run installs it into
+target/bench-venv).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import sys
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+LANGS = ["rust", "c", "go", "python"]
+LANG_NAMES = {"rust": "Rust", "c": "C", "go": "Go", "python": "Python"}
+# Columns per language: (library, operation), jwtwarden first.
+COLUMNS = {
+    "rust": [("jwtwarden", "hit"), ("jwtwarden", "miss"), ("jsonwebtoken", "verify"), ("jwt-simple", "verify")],
+    "c": [("jwtwarden", "hit"), ("jwtwarden", "miss"), ("libjwt", "verify")],
+    "go": [
+        ("jwtwarden", "hit"),
+        ("jwtwarden", "hit+claims"),
+        ("jwtwarden", "miss"),
+        ("golang-jwt+keyfunc", "verify"),
+        ("jwx", "verify"),
+    ],
+    "python": [
+        ("jwtwarden", "hit"),
+        ("jwtwarden", "miss"),
+        ("pyjwt", "verify"),
+        ("pyjwt+PyJWKClient", "verify"),
+        ("authlib", "verify"),
+    ],
+}
+LIB_NOTES = {
+    ("rust", "jwt-simple"): "built with its `pure-rust` backend: the default (BoringSSL via boring-sys) does not "
+    "build here, because boring-sys runs bindgen, which needs libclang",
+    ("c", "libjwt"): "Debian's libjwt takes the key as PEM text on every call and parses it each time (its API "
+    "has no parsed-key object); it checks the signature only, so the harness checks exp, nbf, iss and aud",
+    ("go", "jwtwarden"): "`hit` is `Verify` (claims come back as a JSON string); `hit+claims` adds "
+    "`Verified.Claims()`, decoding them into a `map[string]any` as golang-jwt and jwx do",
+    ("python", "pyjwt"): "`jwt.decode` with the key already loaded (no JWKS handling)",
+    ("python", "pyjwt+PyJWKClient"): "`PyJWKClient.get_signing_key_from_jwt` then `jwt.decode`",
+    ("python", "authlib"): "`authlib.jose.jwt.decode` with a `KeySet`, then `claims.validate()`",
+}
+
+
+def load(results: str) -> tuple[list[dict[str, Any]], dict[str, str], list[str]]:
+    records = []
+    for path in sorted(glob.glob(os.path.join(results, "*.jsonl"))):
+        with open(path) as f:
+            records.extend(json.loads(line) for line in f if line.strip())
+    machine: dict[str, str] = {}
+    path = os.path.join(results, "machine.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition("=")
+                machine[k] = v
+    versions: list[str] = []
+    path = os.path.join(results, "versions.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            versions = [line.strip() for line in f if line.strip()]
+    return records, machine, versions
+
+
+def fmt_ns(ns: float | None) -> str:
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+        return "—"
+    if ns < 1e3:
+        return f"{ns:.0f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:.1f} µs"
+    if ns < 1e9:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def fmt_ratio(r: float) -> str:
+    return f"{r:.0f}×" if r >= 10 else f"{r:.1f}×"
+
+
+def fmt_ops(ops: float) -> str:
+    if ops >= 1e6:
+        return f"{ops / 1e6:.2f} M/s"
+    if ops >= 1e3:
+        return f"{ops / 1e3:.1f} k/s"
+    return f"{ops:.0f}/s"
+
+
+class Data:
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.timings: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        self.throughput: list[dict[str, Any]] = []
+        self.storms: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []
+        self.algs: list[str] = []
+        self.sizes: list[str] = []
+        self.token_bytes: dict[tuple[str, str], int] = {}
+        for r in records:
+            if "skipped" in r:
+                self.skipped.append(r)
+            elif r.get("operation") == "storm":
+                self.storms.append(r)
+            elif r.get("threads", 1) != 1 or "ns_per_op" not in r:
+                self.throughput.append(r)  # multi-thread runs, and their 1-thread baseline
+            else:
+                key = (r["language"], r["library"], r["operation"], r["alg"], r["size"])
+                self.timings[key] = r
+                if r["alg"] not in self.algs:
+                    self.algs.append(r["alg"])
+                if r["size"] not in self.sizes:
+                    self.sizes.append(r["size"])
+                self.token_bytes[(r["alg"], r["size"])] = r["token_bytes"]
+
+    def ns(self, lang: str, lib: str, op: str, alg: str, size: str) -> float | None:
+        r = self.timings.get((lang, lib, op, alg, size))
+        return r["ns_per_op"] if r else None
+
+    def p99(self, lang: str, lib: str, op: str, alg: str, size: str) -> float | None:
+        r = self.timings.get((lang, lib, op, alg, size))
+        return r["p99_ns"] if r else None
+
+    def skip_reason(self, lang: str, lib: str, alg: str | None = None) -> str | None:
+        for r in self.skipped:
+            if r["language"] == lang and r["library"] in (lib, "all") and (alg is None or r.get("alg") in (alg, None)):
+                return r["skipped"]
+        return None
+
+
+def language_table(d: Data, lang: str) -> list[str]:
+    cols = COLUMNS[lang]
+    present = [c for c in cols if any(k[0] == lang and (k[1], k[2]) == c for k in d.timings)]
+    if not present:
+        reason = d.skip_reason(lang, "all") or d.skip_reason(lang, "jwtwarden") or "not run"
+        return [f"_Not measured: {reason}._", ""]
+    head = ["Alg", "Token"] + [f"{lib} {op}" if lib == "jwtwarden" else lib for lib, op in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(cols)]
+    for alg in d.algs:
+        for size in d.sizes:
+            hit = d.ns(lang, "jwtwarden", "hit", alg, size)
+            miss = d.ns(lang, "jwtwarden", "miss", alg, size)
+            cells = [alg, f"{size} ({d.token_bytes.get((alg, size), '?')} B)"]
+            for lib, op in cols:
+                ns = d.ns(lang, lib, op, alg, size)
+                if ns is None:
+                    cells.append("skipped¹" if d.skip_reason(lang, lib, alg) else "—")
+                elif (lib, op) == ("jwtwarden", "hit") or not hit:
+                    cells.append(fmt_ns(ns))
+                elif lib == "jwtwarden":
+                    cells.append(f"{fmt_ns(ns)} ({fmt_ratio(ns / hit)})")
+                else:
+                    extra = f" / {fmt_ratio(ns / miss)}" if miss else ""
+                    cells.append(f"{fmt_ns(ns)} ({fmt_ratio(ns / hit)}{extra})")
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def p99_table(d: Data, lang: str) -> list[str]:
+    cols = [c for c in COLUMNS[lang] if any(k[0] == lang and (k[1], k[2]) == c for k in d.timings)]
+    if not cols:
+        return []
+    head = ["Alg", "Token"] + [f"{lib} {op}" if lib == "jwtwarden" else lib for lib, op in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(cols)]
+    for alg in d.algs:
+        for size in d.sizes:
+            cells = [alg, size] + [fmt_ns(d.p99(lang, lib, op, alg, size)) for lib, op in cols]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def targets(d: Data) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) rows. Judged on the ~600-byte tokens of every
+    algorithm (the worst of them); the 2 KB tokens are shown for information."""
+    small = d.sizes[0] if d.sizes else "600B"
+    big = d.sizes[-1] if d.sizes else "2KB"
+    rows = []
+
+    def worst(values: dict[str, float | None], high_is_bad: bool) -> tuple[str, float] | None:
+        vals = {k: v for k, v in values.items() if v is not None}
+        if not vals:
+            return None
+        k = (max if high_is_bad else min)(vals, key=lambda a: vals[a])
+        return k, vals[k]
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+    # Rust hit <= 150 ns
+    w = worst({a: d.ns("rust", "jwtwarden", "hit", a, small) for a in d.algs}, True)
+    w2 = worst({a: d.ns("rust", "jwtwarden", "hit", a, big) for a in d.algs}, True)
+    rows.append(
+        (
+            "Rust cache hit ≤ 150 ns",
+            (f"worst {small}: {fmt_ns(w[1])} ({w[0]})" + (f"; worst {big}: {fmt_ns(w2[1])} ({w2[0]})" if w2 else ""))
+            if w
+            else "not measured",
+            verdict(None if not w else w[1] <= 150),
+        )
+    )
+
+    def ratio_target(
+        title: str, lang: str, num: tuple[str, str, str], den: tuple[str, str, str], limit: float, at_most: bool
+    ) -> None:
+        """num/den per algorithm; the target is ratio <= limit (at_most) or >= limit."""
+        vals: dict[str, dict[str, float | None]] = {}
+        for size in (small, big):
+            vals[size] = {}
+            for a in d.algs:
+                n, m = d.ns(*num, a, size), d.ns(*den, a, size)
+                vals[size][a] = n / m if n and m else None
+        w = worst(vals[small], at_most)
+        w2 = worst(vals[big], at_most)
+        if not w:
+            reason = d.skip_reason(lang, "all") or d.skip_reason(lang, "jwtwarden")
+            rows.append((title, f"not measured: {reason}" if reason else "not measured (not run)", "n/a"))
+            return
+        text = f"worst {small}: {fmt_ratio(w[1])} ({w[0]})"
+        if w2:
+            text += f"; worst {big}: {fmt_ratio(w2[1])} ({w2[0]})"
+        ok = w[1] <= limit if at_most else w[1] >= limit
+        rows.append((title, text, verdict(ok)))
+
+    ratio_target("C hit ≤ 1.3× Rust hit", "c", ("c", "jwtwarden", "hit"), ("rust", "jwtwarden", "hit"), 1.3, True)
+    ratio_target(
+        "Python hit ≥ 50× faster than PyJWT (`jwt.decode`, key in hand)",
+        "python",
+        ("python", "pyjwt", "verify"),
+        ("python", "jwtwarden", "hit"),
+        50,
+        False,
+    )
+    ratio_target(
+        "Python hit ≥ 50× faster than PyJWT with `PyJWKClient`",
+        "python",
+        ("python", "pyjwt+PyJWKClient", "verify"),
+        ("python", "jwtwarden", "hit"),
+        50,
+        False,
+    )
+    ratio_target(
+        "Go hit ≥ 20× faster than golang-jwt + keyfunc",
+        "go",
+        ("go", "golang-jwt+keyfunc", "verify"),
+        ("go", "jwtwarden", "hit"),
+        20,
+        False,
+    )
+    ratio_target(
+        "Go hit including claims decoding (`hit+claims`) ≥ 20× faster than golang-jwt + keyfunc",
+        "go",
+        ("go", "golang-jwt+keyfunc", "verify"),
+        ("go", "jwtwarden", "hit+claims"),
+        20,
+        False,
+    )
+
+    storms = [s for s in d.storms if s["library"] == "jwtwarden"]
+    if storms:
+        parts, ok = [], True
+        for s in sorted(storms, key=lambda s: LANGS.index(s["language"])):
+            windows = max(1, math.ceil(s["storm_ms"] / 1000 / (s["cooldown_secs"] or 30)))
+            parts.append(
+                f"{LANG_NAMES[s['language']]}: {s['jwks_requests']} request(s) for {s['storm_tokens']} "
+                f"tokens in {s['storm_ms'] / 1000:.2f} s ({windows} window(s) of {s['cooldown_secs']} s)"
+            )
+            ok = ok and s["jwks_requests"] <= windows and s.get("storm_accepted", 0) == 0
+        rows.append(("Storm: ≤ 1 JWKS request per cooldown window (jwtwarden)", "; ".join(parts), verdict(ok)))
+    else:
+        rows.append(("Storm: ≤ 1 JWKS request per cooldown window (jwtwarden)", "not measured", "n/a"))
+    return rows
+
+
+def storm_table(d: Data) -> list[str]:
+    if not d.storms:
+        return ["_No storm was run._", ""]
+    lines = [
+        "| Language | Library | Storm tokens | JWKS requests | per 10,000 | Storm took | Legit p50 / p99 during "
+        "storm | Legit p99 without storm | Refetch limit | Behaviour |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for s in sorted(d.storms, key=lambda s: LANGS.index(s["language"])):
+        limit = f"{s['cooldown_secs']} s" if s.get("cooldown_secs") else "none"
+        lines.append(
+            f"| {LANG_NAMES[s['language']]} | {s['library']} | {s['storm_tokens']:,} | {s['jwks_requests']} | "
+            f"{s['requests_per_10k']:.1f} | {fmt_ns(s['storm_ms'] * 1e6)} | {fmt_ns(s['legit_p50_ns'])} / "
+            f"{fmt_ns(s['legit_p99_ns'])} | {fmt_ns(s['baseline_p99_ns'])} | {limit} | {s.get('note', '')} |"
+        )
+    lines.append("")
+    return lines
+
+
+def throughput_table(d: Data) -> list[str]:
+    rows = sorted(
+        d.throughput,
+        key=lambda r: (LANGS.index(r["language"]), r["library"], {"same": 0}.get(r.get("tokens", ""), 1), r["threads"]),
+    )
+    if not rows:
+        return ["_No throughput run._", ""]
+    lines = [
+        "| Language | Library | Alg | Token | Threads | Tokens | Verifications/s | vs 1 thread |",
+        "|---|---|---|---|---:|---|---:|---:|",
+    ]
+    one: dict[tuple[str, str, str], float] = {}
+    for r in rows:
+        key = (r["language"], r["library"], r.get("tokens", ""))
+        if r["threads"] == 1:
+            one[key] = r["ops_per_s"]
+        base = one.get(key)
+        lines.append(
+            f"| {LANG_NAMES[r['language']]} | {r['library']} {r['operation']} | {r['alg']} | {r['size']} | "
+            f"{r['threads']} | {r.get('tokens', '')} | {fmt_ops(r['ops_per_s'])} | "
+            f"{fmt_ratio(r['ops_per_s'] / base) if base else '—'} |"
+        )
+    lines.append("")
+    return lines
+
+
+def chart(d: Data, path: str) -> None:
+    langs = [lang for lang in LANGS if any(k[0] == lang for k in d.timings)]
+    if not langs:
+        return
+    fig, axes = plt.subplots(len(langs), 1, figsize=(13, 3.6 * len(langs)), squeeze=False)
+    groups = [(a, s) for a in d.algs for s in d.sizes]
+    for ax, lang in zip(axes[:, 0], langs):
+        cols = [c for c in COLUMNS[lang] if any(k[0] == lang and (k[1], k[2]) == c for k in d.timings)]
+        width = 0.8 / max(1, len(cols))
+        for i, (lib, op) in enumerate(cols):
+            xs, ys = [], []
+            for g, (a, s) in enumerate(groups):
+                ns = d.ns(lang, lib, op, a, s)
+                if ns:
+                    xs.append(g + (i - (len(cols) - 1) / 2) * width)
+                    ys.append(ns / 1e3)
+            label = f"jwtwarden {op}" if lib == "jwtwarden" else lib
+            ax.bar(xs, ys, width, label=label)
+        ax.set_yscale("log")
+        ax.set_ylabel("µs per verification (log)")
+        ax.set_title(f"{LANG_NAMES[lang]}: time per verification, lower is better")
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{a}\n{s}" for a, s in groups])
+        ax.grid(axis="y", which="major", alpha=0.3)
+        ax.legend(fontsize=8, ncol=len(cols), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    results, out_dir = sys.argv[1], sys.argv[2]
+    records, machine, versions = load(results)
+    d = Data(records)
+    os.makedirs(out_dir, exist_ok=True)
+    png = os.path.join(out_dir, "results.png")
+    chart(d, png)
+
+    m = machine.get
+    md: list[str] = [
+        "# jwtwarden benchmarks",
+        "",
+        "Generated by `benches/run` (see docs/benchmarks.md); do not edit by hand.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Date | {m('date', '?')} |",
+        f"| CPU | {m('cpu', '?')}, `nproc` = {m('nproc', '?')} |",
+        f"| Memory | {m('memory', '?')} |",
+        f"| OS | {m('os', '?')} |",
+        f"| Toolchains | {m('rustc', '?')}; {m('go', '?')}; {m('python', '?')}; {m('gcc', '?')} |",
+        f"| Peers | {'; '.join(versions) or '?'} |",
+        f"| Load average (1/5/15 min) | at start {m('load', '?')}, at end {m('load_end', '?')} |",
+        f"| Budget per measurement | {m('bench_seconds', '?')} s; storm of {m('storm_tokens', '?')} tokens |",
+        f"| Commit | {m('commit', '?')} |",
+        f"| Run time | {m('runtime_s', '?')} s (builds included) |",
+        "",
+        "## Targets",
+        "",
+        "Judged on the ~600-byte token of every algorithm (the worst of them); the 2 KB token is shown too.",
+        "",
+        "| Target | Measured | Verdict |",
+        "|---|---|---|",
+    ]
+    md += [f"| {t} | {v} | {ok} |" for t, v, ok in targets(d)]
+    md += [
+        "",
+        "## Time per verification",
+        "",
+        "Median ns per call over ≥ 2 ms batches, one thread. In parentheses: the time relative to jwtwarden's cache "
+        "hit / cache miss in the same language (how many times slower). A cache *miss* is a full verification "
+        "(parse, signature, claims) plus cache insert and eviction; the peers have no cache, so every call of "
+        "theirs is a full verification.",
+        "",
+        "![time per verification](results.png)",
+        "",
+    ]
+    for lang in LANGS:
+        md += [f"### {LANG_NAMES[lang]}", ""]
+        md += language_table(d, lang)
+        notes = [f"- {lib}: {text}" for (lg, lib), text in LIB_NOTES.items() if lg == lang]
+        if notes:
+            md += notes + [""]
+    md += [
+        "## p99 latency of single calls",
+        "",
+        "Each single call is timed with one clock read around it "
+        "(tens of ns in every language), so p99 of the fastest calls is slightly inflated.",
+        "",
+    ]
+    for lang in LANGS:
+        table = p99_table(d, lang)
+        if table:
+            md += [f"### {LANG_NAMES[lang]}", ""] + table
+    md += [
+        "## Hit-path throughput with 1 and 2 threads",
+        "",
+        "One shared verifier; threads (Go: goroutines) "
+        "verify cached tokens as fast as they can, all the same token (`same`) or each its own (`distinct`). "
+        "With 2 cores, 2 threads can at best double the rate.",
+        "",
+    ]
+    md += throughput_table(d)
+    md += [
+        "## Unknown-kid storm",
+        "",
+        "One thread sends storm tokens (a valid token whose header names a `kid` no key has) as fast as it can, "
+        "while another verifies the legitimate token and times each call, until the storm is over. JWKS requests "
+        "are counted at the test issuer (`/admin/stats`). Each library starts fresh (keys fetched once at "
+        "startup, counters reset before the storm).",
+        "",
+    ]
+    md += storm_table(d)
+    if d.skipped:
+        md += [
+            "## Not measured",
+            "",
+            "¹ Parts that could not run, and why:",
+            "",
+            "| Language | Library | Alg | Reason |",
+            "|---|---|---|---|",
+        ]
+        seen = set()
+        for r in d.skipped:
+            key = (r["language"], r["library"], r.get("alg"), r["skipped"])
+            if key in seen:
+                continue
+            seen.add(key)
+            md.append(
+                f"| {LANG_NAMES.get(r['language'], r['language'])} | {r['library']} | {r.get('alg') or 'all'} "
+                f"| {r['skipped']} |"
+            )
+        md.append("")
+    with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
+        f.write("\n".join(md))
+    print(f"report: {os.path.join(out_dir, 'RESULTS.md')}, {png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -97,6 +97,8 @@ fn main() {
             let token = case.token.as_str();
 
             hits.verify(token).expect("jwtwarden verifies the token");
+            assert!(hits.verify(token).unwrap().cached(), "a repeated token is a cache hit");
+            assert!(!misses.verify(&case.pool[0]).unwrap().cached() && !misses.verify(&case.pool[1]).unwrap().cached());
             results.timing(
                 "jwtwarden",
                 "hit",

@@ -379,6 +379,11 @@ int main(int argc, char **argv) {
     struct tcase *c = &fx.cases[i];
     struct jw_ctx hit = {hits, c, 0}, miss = {misses, c, 0};
     if (!jw_hit(&hit)) die("jwtwarden rejects the token");
+    jwtwarden_verified *r = NULL;
+    if (jwtwarden_verifier_verify(hits, c->token, c->len, &r, NULL) != JWTWARDEN_RESULT_OK ||
+        !jwtwarden_verified_cached(r))
+      die("a repeated token is not a cache hit");
+    jwtwarden_verified_free(r);
     emit("jwtwarden", "hit", c, measure(jw_hit, &hit));
     emit("jwtwarden", "miss", c, measure(jw_miss, &miss));
 

@@ -23,9 +23,10 @@
 //! forwarder and waits until it is not attached, then drains the queue
 //! itself; after that nothing in this module touches the interpreter again
 //! (later refresher records are dropped), so no thread tries to take the GIL
-//! during finalization. After `os.fork()` the child starts from a fresh queue
-//! ([`_after_fork_in_child`]): the parent's forwarder does not exist there, and
-//! its locks may have been held at the moment of the fork.
+//! during finalization. After a `fork()` (from `os.fork` or from C, as uWSGI
+//! does) the child starts from a fresh queue, installed by a
+//! `pthread_atfork` handler: the parent's forwarder does not exist there, and
+//! the old queue's lock may have been held at the moment of the fork.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -342,8 +343,14 @@ fn emit(py: Python<'_>, rec: &Rec) {
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     // Fails only if a logger is already installed in this module's copy of
     // `log`, i.e. on a second import of the extension in one process.
-    let _ = log::set_boxed_logger(Box::new(Bridge));
-    queue();
+    if log::set_boxed_logger(Box::new(Bridge)).is_ok() {
+        queue();
+        // SAFETY: the handler only allocates a new queue and stores a pointer.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+        if rc != 0 {
+            log::warn!("pthread_atfork failed ({rc}): log records of a forked child's refresher may be lost");
+        }
+    }
     sync_log_level(py)
 }
 
@@ -369,12 +376,11 @@ pub(crate) fn sync_log_level(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// `os.register_at_fork(after_in_child=...)`: start the child from a fresh
-/// queue with no forwarder (it respawns on the next background record).
-#[pyfunction]
-pub(crate) fn _after_fork_in_child() {
+/// `pthread_atfork` child handler: the child gets a fresh queue with no
+/// forwarder (one starts on the next background record). Allocating here is
+/// fine with glibc and musl, whose `fork` leaves `malloc` usable in the child.
+extern "C" fn in_forked_child() {
     CURRENT.store(Queue::leak_new(), Ordering::Release);
-    LOCAL.with(|l| l.borrow_mut().clear());
 }
 
 /// How long the `atexit` hook spends emitting records still queued; the

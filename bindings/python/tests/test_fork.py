@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
@@ -164,3 +165,40 @@ def test_fork_with_the_refresher_busy(setup: Any) -> None:
         if proc.is_alive():
             proc.kill()
         fetch.join()
+
+
+def child_waits_for_refresher_logs(v: jwtwarden.Verifier, token: str, conn: Connection) -> None:
+    handler = Collect()
+    logger = logging.getLogger("jwtwarden")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    jwtwarden.sync_log_level()
+    v.verify(token)  # respawns the refresher in this process
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any("(scheduled)" in m for m in handler.messages):
+        time.sleep(0.05)
+    conn.send(handler.messages)
+    conn.close()
+
+
+def test_forked_child_forwards_its_refreshers_logs(new_issuer: Callable[..., Issuer]) -> None:
+    iss = new_issuer("RS256")
+    iss.headers(cache_control=None)
+    with jwtwarden.Verifier(iss.config(refresh={"default_ttl_secs": 1, "min_ttl_secs": 1})) as v:
+        token = iss.mint()
+        v.verify(token)
+        ctx = multiprocessing.get_context("fork")
+        parent_end, child_end = ctx.Pipe()
+        proc = ctx.Process(target=child_waits_for_refresher_logs, args=(v, token, child_end))
+        proc.start()
+        try:
+            assert parent_end.poll(60), "no answer from the child"
+            messages = parent_end.recv()
+        finally:
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+        assert proc.exitcode == 0
+        assert any("(scheduled)" in m for m in messages), messages
+    logging.getLogger("jwtwarden").setLevel(logging.NOTSET)
+    jwtwarden.sync_log_level()

@@ -123,9 +123,9 @@ _log.addHandler(logging.NullHandler())
 
 
 def _after_fork_in_child() -> None:
-    # The engine respawns its refresher by itself on the child's first verify
-    # (a pthread_atfork handler); here only the log bridge starts afresh.
-    _native._after_fork_in_child()
+    # Nothing to do but say so: the engine respawns its refresher on the
+    # child's first verify, and the log bridge starts afresh by itself (both
+    # with pthread_atfork handlers, so forks made from C are covered too).
     _log.debug("forked: child pid %d; the key refresher restarts on first use", os.getpid())
 
 

@@ -221,9 +221,11 @@ fn queue() -> &'static Queue {
 struct Bridge;
 
 impl Log for Bridge {
+    /// The engine's records at the `jwtwarden` logger's level; other crates'
+    /// (HTTP, TLS) only from WARN up.
     fn enabled(&self, m: &Metadata<'_>) -> bool {
         m.level() <= log::max_level()
-            && (m.level() <= Level::Info || m.target() == ROOT || m.target().starts_with("jwtwarden::"))
+            && (m.level() <= Level::Warn || m.target() == ROOT || m.target().starts_with("jwtwarden::"))
     }
 
     fn log(&self, r: &Record<'_>) {

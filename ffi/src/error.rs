@@ -7,7 +7,7 @@
 use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 
-use jwtwarden::{Category, Error, ErrorKind};
+use jwtwarden_core::{Category, Error, ErrorKind};
 
 use crate::ffi::{try_box_from_ptr, try_ref_from_ptr, Castable, OwnershipBox};
 use crate::panic::ffi_panic_boundary;

@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, CStr};
 
-use jwtwarden::{Error, ErrorKind, Result};
+use jwtwarden_core::{Error, ErrorKind, Result};
 
 /// A C handle type and the Rust value it stands for.
 pub(crate) trait Castable {

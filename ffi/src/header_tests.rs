@@ -67,7 +67,7 @@ fn header_version_macro_matches_cargo_toml() {
 fn header_has_every_core_error_code() {
     let header = generated();
     assert!(header.contains("JWTWARDEN_RESULT_OK = 0,"));
-    for kind in jwtwarden::ErrorKind::ALL {
+    for kind in jwtwarden_core::ErrorKind::ALL {
         let line = format!("JWTWARDEN_RESULT_{} = {},", kind.as_str().to_uppercase(), kind.code());
         assert!(header.contains(&line), "the header lacks `{line}`");
     }

@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn linked_version_is_cargo_toml_and_core() {
         let cargo = env!("CARGO_PKG_VERSION");
-        assert_eq!(jwtwarden::VERSION, cargo);
+        assert_eq!(jwtwarden_core::VERSION, cargo);
         // SAFETY: jwtwarden_version returns a static C string.
         let linked = unsafe { std::ffi::CStr::from_ptr(jwtwarden_version()) };
         assert_eq!(linked.to_str().unwrap(), cargo);

@@ -7,7 +7,7 @@
 use std::ffi::{c_char, c_void};
 use std::sync::{OnceLock, RwLock};
 
-use jwtwarden::{Error, ErrorKind};
+use jwtwarden_core::{Error, ErrorKind};
 
 use crate::error::{c_string_lossy, jwtwarden_error, jwtwarden_result};
 use crate::panic::fallible;

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use jwtwarden::{Error, ErrorKind, Result};
+use jwtwarden_core::{Error, ErrorKind, Result};
 
 use crate::error::{jwtwarden_error, jwtwarden_result, ErrorHandle};
 use crate::ffi::to_boxed_mut_ptr;

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, CString};
 
-use jwtwarden::{Config, Error, ErrorKind, Health, Verifier, VerifyOptions};
+use jwtwarden_core::{Config, Error, ErrorKind, Health, Verifier, VerifyOptions};
 
 use crate::error::{c_string_lossy, jwtwarden_error, jwtwarden_result};
 use crate::ffi::{

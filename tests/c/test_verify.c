@@ -41,6 +41,9 @@ void test_verify_and_cache(void) {
   CHECK_CODE(jwtwarden_verifier_verify(v, token, strlen(token), &again, NULL), JWTWARDEN_RESULT_OK);
   CHECK(jwtwarden_verified_cached(again));
   CHECK(jwtwarden_verified_verified_at_ms(again) == at);
+  /* Hits of one token share its strings (built once, not per hit). */
+  CHECK(jwtwarden_verified_claims_json(again) == jwtwarden_verified_claims_json(r));
+  CHECK(strcmp(jwtwarden_verified_kid(again), is.kid) == 0);
   jwtwarden_verified_free(again);
 
   /* fresh: the signature is checked now. */

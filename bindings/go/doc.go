@@ -1,0 +1,20 @@
+// Package jwtwarden verifies JWTs against issuers' JWKS endpoints, fast,
+// without turning a cached "valid" into an allowlist. It wraps the jwtwarden
+// C library (a Rust core) with cgo.
+//
+//	v, err := jwtwarden.New(`{"issuers": [{"issuer": "https://idp.example.com",
+//	    "jwks_uri": "https://idp.example.com/.well-known/jwks.json", "audiences": ["orders-api"]}]}`)
+//	if err != nil { ... }
+//	defer v.Close()
+//	verified, err := v.Verify(token)
+//	switch {
+//	case err == nil:
+//		// verified.ClaimsJSON, verified.Cached, verified.VerifiedAt
+//	case errors.Is(err, jwtwarden.ErrExpired):
+//	case errors.Is(err, jwtwarden.ErrCategoryKeysUnavailable):
+//	}
+//
+// Error codes are the same numbers in Rust, C, Python and Go. The package
+// links target/release/libjwtwarden.a from the repository root; build it
+// first with `cargo build --release -p jwtwarden-ffi`.
+package jwtwarden

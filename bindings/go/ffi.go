@@ -1,0 +1,91 @@
+package jwtwarden
+
+// All cgo build settings live here. The package links the static library
+// built by `cargo build --release -p jwtwarden-ffi`, so programs and tests
+// need no LD_LIBRARY_PATH; the system libraries after it are what Rust's
+// standard library needs on Linux (rustc --print native-static-libs).
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo LDFLAGS: ${SRCDIR}/../../target/release/libjwtwarden.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+#include <stdlib.h>
+#include "cgo_helpers.h"
+
+jwtwarden_result jw_verify(const jwtwarden_verifier *v, const char *token, size_t len,
+                           const char *issuer, bool fresh, jw_outcome *o) {
+	jwtwarden_result rc = jwtwarden_verifier_verify_with(v, token, len, issuer, fresh, &o->verified, &o->error);
+	if (rc == JWTWARDEN_RESULT_OK) {
+		o->claims_json = jwtwarden_verified_claims_json(o->verified);
+		o->issuer = jwtwarden_verified_issuer(o->verified);
+		o->kid = jwtwarden_verified_kid(o->verified);
+		o->alg = jwtwarden_verified_alg(o->verified);
+		o->verified_at_ms = jwtwarden_verified_verified_at_ms(o->verified);
+		o->expires_at = jwtwarden_verified_expires_at(o->verified);
+		o->cached = jwtwarden_verified_cached(o->verified);
+	}
+	return rc;
+}
+
+void jw_outcome_free(jw_outcome *o) {
+	jwtwarden_verified_free(o->verified);
+	jwtwarden_error_free(o->error);
+}
+
+// The Go log bridge (log.go); cast to the callback type, whose message
+// parameter is const.
+extern void jwtwardenGoLog(void *userdata, uint32_t level, char *message);
+
+jwtwarden_result jw_set_go_logger(uint32_t max_level, jwtwarden_error **error) {
+	return jwtwarden_set_log_callback((jwtwarden_log_callback)jwtwardenGoLog, NULL, max_level, error);
+}
+*/
+import "C"
+
+import "unsafe"
+
+// empty gives a non-NULL pointer for an empty token (NULL would be a usage
+// error; an empty token is a malformed one).
+var empty = [1]byte{0}
+
+// tokenPtr points at the bytes of s for the duration of a cgo call. Passing
+// a pointer to Go memory that holds no Go pointers is allowed by cgo's rules.
+func tokenPtr(s string) (*C.char, C.size_t) {
+	if len(s) == 0 {
+		return (*C.char)(unsafe.Pointer(&empty[0])), 0
+	}
+	return (*C.char)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
+}
+
+// errorFrom turns a failed call's code and error object into an *Error and
+// frees the object.
+func errorFrom(rc C.jwtwarden_result, cerr *C.jwtwarden_error) error {
+	msg := ""
+	if cerr != nil {
+		msg = C.GoString(C.jwtwarden_error_message(cerr))
+		C.jwtwarden_error_free(cerr)
+	}
+	return newError(uint32(rc), msg)
+}
+
+// resultName is the stable name of a code, from the library.
+func resultName(code uint32) string {
+	return C.GoString(C.jwtwarden_result_name(C.uint32_t(code)))
+}
+
+// categoryOf is the category of a code, from the library.
+func categoryOf(code uint32) Category {
+	return Category(C.jwtwarden_result_category(C.uint32_t(code)))
+}
+
+// categoryName is the stable name of a category, from the library.
+func categoryName(c Category) string {
+	return C.GoString(C.jwtwarden_category_name(C.uint32_t(c)))
+}
+
+// Version is the version of the linked C library.
+func Version() string {
+	return C.GoString(C.jwtwarden_version())
+}
+
+// HeaderVersion is the version of the header the package was compiled with.
+const HeaderVersion = C.JWTWARDEN_VERSION

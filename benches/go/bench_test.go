@@ -1,0 +1,177 @@
+// Package gobench compares the jwtwarden Go package with golang-jwt +
+// keyfunc/v3 verifying the same RS256 token from the same JWKS endpoint (a
+// jwtwarden-testissuer on loopback). Run with benches/go/run, or:
+//
+//	cargo build --release -p jwtwarden-ffi -p jwtwarden-testissuer
+//	cd benches/go && go test -run '^$' -bench . -benchmem
+package gobench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+
+	jwtwarden "github.com/jwtwarden/jwtwarden/bindings/go"
+)
+
+var fx struct {
+	url, token string
+}
+
+func TestMain(m *testing.M) {
+	bin, _ := filepath.Abs("../../target/release/jwtwarden-testissuer")
+	cmd := exec.Command(bin)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "build the test issuer first:", err)
+		os.Exit(1)
+	}
+	var banner struct{ URL, Kid string }
+	line, _ := bufio.NewReader(stdout).ReadBytes('\n')
+	if err := json.Unmarshal(line, &banner); err != nil {
+		fmt.Fprintln(os.Stderr, "test issuer:", err)
+		os.Exit(1)
+	}
+	fx.url = banner.URL
+
+	// A ~600-byte RS256 service token, signed by golang-jwt with the
+	// issuer's private key (the shape of the Rust and C benchmarks).
+	resp, err := http.Get(fx.url + "/admin/keys/" + banner.Kid + "/private")
+	if err != nil {
+		panic(err)
+	}
+	var priv struct{ Pem string }
+	_ = json.NewDecoder(resp.Body).Decode(&priv)
+	resp.Body.Close()
+	key, err := jwt.ParseRSAPrivateKeyFromPEM([]byte(priv.Pem))
+	if err != nil {
+		panic(err)
+	}
+	now := time.Now().Unix()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": fx.url, "sub": "bench-user", "aud": "api", "iat": now, "nbf": now, "exp": now + 3600,
+		"jti": "bench-jti-0001", "scope": "orders:read",
+	})
+	tok.Header["kid"] = banner.Kid
+	if fx.token, err = tok.SignedString(key); err != nil {
+		panic(err)
+	}
+
+	code := m.Run()
+	stdin.Close()
+	_ = cmd.Wait()
+	os.Exit(code)
+}
+
+func newVerifier(b *testing.B) *jwtwarden.Verifier {
+	v, err := jwtwarden.New(fmt.Sprintf(`{"issuers":[{"issuer":%q,"jwks_uri":%q,"audiences":["api"]}],"http":{"allow_http":true}}`,
+		fx.url, fx.url+"/jwks.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = v.Close() })
+	if _, err := v.Verify(fx.token); err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// golang-jwt with keys from keyfunc/v3 (which refreshes the JWKS in the
+// background); the validation matches jwtwarden's: alg, iss, aud, exp.
+func newGolangJWT(b *testing.B) (*jwt.Parser, jwt.Keyfunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	k, err := keyfunc.NewDefaultCtx(ctx, []string{fx.url + "/jwks.json"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(fx.url), jwt.WithAudience("api"),
+		jwt.WithExpirationRequired(), jwt.WithLeeway(30*time.Second))
+	if _, err := p.Parse(fx.token, k.Keyfunc); err != nil {
+		b.Fatal(err)
+	}
+	return p, k.Keyfunc
+}
+
+// A cache hit: the same token again (what most requests of a busy client are).
+func BenchmarkHit(b *testing.B) {
+	b.Run("jwtwarden", func(b *testing.B) {
+		v := newVerifier(b)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			r, err := v.Verify(fx.token)
+			if err != nil || !r.Cached {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("golang-jwt+keyfunc", func(b *testing.B) {
+		p, kf := newGolangJWT(b)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := p.Parse(fx.token, kf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// A cache miss: jwtwarden checks the signature (fresh), golang-jwt always does.
+func BenchmarkMiss(b *testing.B) {
+	b.Run("jwtwarden", func(b *testing.B) {
+		v := newVerifier(b)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			r, err := v.VerifyWith(fx.token, jwtwarden.VerifyOptions{Fresh: true})
+			if err != nil || r.Cached {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("golang-jwt+keyfunc", func(b *testing.B) {
+		p, kf := newGolangJWT(b)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := p.Parse(fx.token, kf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// Hits from all cores at once.
+func BenchmarkHitParallel(b *testing.B) {
+	b.Run("jwtwarden", func(b *testing.B) {
+		v := newVerifier(b)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := v.Verify(fx.token); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("golang-jwt+keyfunc", func(b *testing.B) {
+		p, kf := newGolangJWT(b)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := p.Parse(fx.token, kf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}

@@ -63,8 +63,9 @@ func (k Kind) Code() uint32 { return uint32(k) }
 // String is the stable snake_case name ("expired"), as in metrics and logs.
 func (k Kind) String() string { return resultName(uint32(k)) }
 
-// Error makes a Kind usable as a sentinel error.
-func (k Kind) Error() string { return "jwtwarden: " + k.String() }
+// Error makes a Kind usable as a sentinel error. It is the bare name, like
+// String, so a Kind prints the same with %s and %v.
+func (k Kind) Error() string { return k.String() }
 
 // Category is the broad reason of the kind.
 func (k Kind) Category() Category { return categoryOf(uint32(k)) }
@@ -94,8 +95,9 @@ const (
 // String is the stable name ("policy").
 func (c Category) String() string { return categoryName(c) }
 
-// Error makes a Category usable as a sentinel error.
-func (c Category) Error() string { return "jwtwarden: " + c.String() }
+// Error makes a Category usable as a sentinel error. It is the bare name,
+// like String.
+func (c Category) Error() string { return c.String() }
 
 // Error is what every failing call returns. Use errors.As to get it, or
 // errors.Is with a Kind or Category sentinel to test it.
@@ -119,7 +121,7 @@ func newError(code uint32, message string) *Error {
 
 // Error formats the error as "jwtwarden: expired (300): token expired at ...".
 func (e *Error) Error() string {
-	return fmt.Sprintf("jwtwarden: %s (%d): %s", e.Kind.String(), e.Code, e.Message)
+	return fmt.Sprintf("jwtwarden: %s (%d): %s", e.Kind, e.Code, e.Message)
 }
 
 // Is reports whether target is this error's Kind or Category (or an *Error

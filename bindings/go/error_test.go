@@ -79,4 +79,8 @@ func TestErrorsIsAndAs(t *testing.T) {
 	if !strings.HasPrefix(e.Error(), "jwtwarden: invalid_config (500): ") {
 		t.Errorf("Error(): %q", e.Error())
 	}
+	// Kinds and categories print as their names with %s and %v alike.
+	if got := fmt.Sprintf("%s %v %s %v", e.Kind, e.Kind, e.Category, e.Category); got != "invalid_config invalid_config usage usage" {
+		t.Errorf("formatting: %q", got)
+	}
 }

@@ -684,6 +684,6 @@ impl Issuer {
 fn mismatch(kid: Option<&str>, alg: Alg) -> Error {
     Error::new(
         ErrorKind::KeyAlgorithmMismatch,
-        format!("key {:?} cannot verify {alg}", kid.map(crate::token::truncate)),
+        format!("key {} cannot verify {alg}", crate::token::describe_kid(kid)),
     )
 }

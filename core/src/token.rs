@@ -254,6 +254,11 @@ pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// A token's `kid` for messages: quoted and truncated, or `(none)`.
+pub(crate) fn describe_kid(kid: Option<&str>) -> String {
+    kid.map_or_else(|| "(none)".to_string(), |k| format!("{:?}", truncate(k)))
+}
+
 /// Decode base64url or base64, padded or not (for configured secrets).
 pub(crate) fn decode_b64_lenient(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_end_matches('=');

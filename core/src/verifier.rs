@@ -379,7 +379,7 @@ impl Shared {
         if !signature_ok {
             return Err(Error::new(
                 ErrorKind::InvalidSignature,
-                format!("signature does not verify with key {:?}", kid.map(token::truncate)),
+                format!("signature does not verify with key {}", token::describe_kid(kid)),
             ));
         }
         let exp = issuer

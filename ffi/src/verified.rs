@@ -10,13 +10,15 @@
 //! process-wide table keyed by that allocation keeps its C strings, so the
 //! next hit of the same token borrows them instead of rebuilding them.
 
+use std::cell::Cell;
 use std::ffi::{c_char, CString};
+use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use jwtwarden_core::{Verified, VerifiedToken};
 
 use crate::error::c_string_lossy;
-use crate::ffi::{try_box_from_ptr, try_ref_from_ptr, Castable, OwnershipBox};
+use crate::ffi::{to_boxed_mut_ptr, try_box_from_ptr, try_ref_from_ptr, Castable, OwnershipBox};
 use crate::panic::ffi_panic_boundary;
 
 /// A successful verification: claims, issuer, kid, whether it came from the
@@ -49,6 +51,47 @@ impl VerifiedHandle {
 impl Castable for jwtwarden_verified {
     type Ownership = OwnershipBox;
     type RustType = VerifiedHandle;
+}
+
+thread_local! {
+    /// One freed result allocation per thread, reused by the next result made
+    /// on that thread, so a verify/free loop (a cache hit) allocates nothing.
+    static SPARE: Cell<Option<Box<MaybeUninit<VerifiedHandle>>>> = const { Cell::new(None) };
+}
+
+/// A new `jwtwarden_verified` for C: a `Box<VerifiedHandle>`, in this
+/// thread's spare allocation if there is one.
+pub(crate) fn new_handle(verified: Verified) -> *mut jwtwarden_verified {
+    let handle = VerifiedHandle::new(verified);
+    match SPARE.try_with(Cell::take).ok().flatten() {
+        Some(mut spare) => {
+            spare.write(handle);
+            // Box<MaybeUninit<T>>, now initialised, has Box<T>'s layout.
+            Box::into_raw(spare).cast()
+        }
+        None => to_boxed_mut_ptr(handle),
+    }
+}
+
+/// Free a `jwtwarden_verified`, keeping its allocation as this thread's spare.
+///
+/// # Safety
+/// `ptr` is NULL or came from [`new_handle`] and was not freed.
+unsafe fn free_handle(ptr: *mut jwtwarden_verified) {
+    // SAFETY: forwarded from the caller.
+    let Some(handle) = (unsafe { try_box_from_ptr(ptr) }) else {
+        return;
+    };
+    let raw = Box::into_raw(handle);
+    // SAFETY: raw is a live, initialised VerifiedHandle we own; after the
+    // drop it is only reused as uninitialised memory of the same layout.
+    let spare = unsafe {
+        std::ptr::drop_in_place(raw);
+        Box::from_raw(raw.cast::<MaybeUninit<VerifiedHandle>>())
+    };
+    // If this thread's storage is gone (thread exiting), the closure and the
+    // spare it owns are dropped: the allocation is simply freed.
+    let _ = SPARE.try_with(move |slot| slot.set(Some(spare)));
 }
 
 /// The C strings of one verified token. Immutable, like the token.
@@ -180,6 +223,6 @@ pub unsafe extern "C" fn jwtwarden_verified_expires_at(verified: *const jwtwarde
 pub unsafe extern "C" fn jwtwarden_verified_free(verified: *mut jwtwarden_verified) {
     ffi_panic_boundary! {
         // SAFETY: NULL or a result from this library not yet freed, per the API contract.
-        drop(unsafe { try_box_from_ptr(verified) });
+        unsafe { free_handle(verified) };
     }
 }

@@ -10,7 +10,7 @@ use crate::ffi::{
     OwnershipBox,
 };
 use crate::panic::{fallible, ffi_panic_boundary};
-use crate::verified::{jwtwarden_verified, VerifiedHandle};
+use crate::verified::{jwtwarden_verified, new_handle};
 
 /// A verifier for the configured issuers. Thread-safe: any number of threads
 /// may call any function taking a `const jwtwarden_verifier *` at the same
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_verify_with(
         let issuer = unsafe { opt_str(issuer, "issuer") }?;
         let out = arg_out(verified_out, "verified_out")?;
         let verified = v.verify_with(token, &VerifyOptions { issuer, fresh })?;
-        let handle = to_boxed_mut_ptr::<jwtwarden_verified>(VerifiedHandle::new(verified));
+        let handle = new_handle(verified);
         // SAFETY: checked non-NULL by arg_out; writable per the API contract.
         unsafe { write_out(out, handle) };
         Ok(())

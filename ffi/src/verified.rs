@@ -118,12 +118,17 @@ impl Strings {
 
 /// Slots of the shared-strings table: direct-mapped by the token's address,
 /// so at most this many tokens keep their strings (a few hundred KiB).
+///
+/// cbindgen:ignore
 const SLOTS: usize = 1024;
 
 /// One slot: the token it is for (a `Weak`, which also keeps that address
 /// from being reused by another token while the slot holds it) and its strings.
 type Slot = RwLock<Option<(Weak<VerifiedToken>, Arc<Strings>)>>;
 
+/// The shared-strings table.
+///
+/// cbindgen:ignore
 static TABLE: [Slot; SLOTS] = [const { RwLock::new(None) }; SLOTS];
 
 /// The strings of `token`, shared with every other result of the same token.

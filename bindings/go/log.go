@@ -49,7 +49,8 @@ var logger struct {
 // SetLogger sends the library's log records up to maxLevel to fn, for every
 // verifier in the process (a nil fn or LogOff turns logging off). fn is
 // called from any goroutine or library thread, so it must be safe for
-// concurrent use. Tokens are never logged whole, only a short fingerprint.
+// concurrent use; a panic in fn is recovered and the record dropped. Tokens
+// are never logged whole, only a short fingerprint.
 //
 // Bridging to log/slog:
 //
@@ -78,6 +79,8 @@ func SetLogger(fn func(level LogLevel, message string), maxLevel LogLevel) error
 
 //export jwtwardenGoLog
 func jwtwardenGoLog(_ unsafe.Pointer, level C.uint32_t, message *C.char) {
+	// A panic must not unwind into the library's (Rust and C) frames.
+	defer func() { _ = recover() }()
 	// SetLogger detaches the library's callback before it swaps fn, so fn
 	// cannot change during a callback.
 	if fn := logger.fn.Load(); fn != nil {

@@ -57,3 +57,15 @@ func TestLoggerReceivesRejectionsWithoutTheToken(t *testing.T) {
 		t.Errorf("bad level: %v", err)
 	}
 }
+
+func TestPanickingLoggerDoesNotCrash(t *testing.T) {
+	is := startIssuer(t)
+	v := is.Verifier()
+	if err := jwtwarden.SetLogger(func(jwtwarden.LogLevel, string) { panic("boom") }, jwtwarden.LogDebug); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = jwtwarden.SetLogger(nil, jwtwarden.LogOff) }()
+	if _, err := v.Verify("garbage"); !errors.Is(err, jwtwarden.ErrMalformedToken) {
+		t.Fatal(err)
+	}
+}

@@ -384,10 +384,11 @@ def main() -> None:
         f"| OS | {m('os', '?')} |",
         f"| Toolchains | {m('rustc', '?')}; {m('go', '?')}; {m('python', '?')}; {m('gcc', '?')} |",
         f"| Peers | {'; '.join(versions) or '?'} |",
-        f"| Load average (1/5/15 min) | at start {m('load', '?')}, at end {m('load_end', '?')} |",
+        f"| Load average (1/5/15 min) | at start {m('load', '?')}; when measuring began {m('load_measure', '?')}; "
+        f"at end {m('load_end', '?')} |",
         f"| Budget per measurement | {m('bench_seconds', '?')} s; storm of {m('storm_tokens', '?')} tokens |",
         f"| Commit | {m('commit', '?')} |",
-        f"| Run time | {m('runtime_s', '?')} s (builds included) |",
+        f"| Run time | {m('runtime_s', '?')} s, of which {m('build_s', '?')} s setup and builds |",
         "",
         "## Targets",
         "",

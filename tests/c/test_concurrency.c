@@ -66,6 +66,18 @@ static void wait_for_progress(shared_t *s, int phase, int per_phase) {
   }
 }
 
+/* The issuer's "unknown_kid" fetch count from the metrics JSON, or -1. */
+static long unknown_kid_fetches(const jwtwarden_verifier *v) {
+  char *json = NULL;
+  long n = -1;
+  if (jwtwarden_verifier_metrics_json(v, &json, NULL) != JWTWARDEN_RESULT_OK) return -1;
+  const char *fetches = strstr(json, "\"fetches\":{");
+  if (fetches) fetches = strstr(fetches, "\"unknown_kid\":");
+  if (fetches) n = strtol(fetches + strlen("\"unknown_kid\":"), NULL, 10);
+  jwtwarden_string_free(json);
+  return n;
+}
+
 void test_threads_during_rotation(void) {
   issuer_t is;
   issuer_start(&is);
@@ -83,6 +95,10 @@ void test_threads_during_rotation(void) {
   __atomic_store_n(&s.token_b, token_b, __ATOMIC_SEQ_CST);
   __atomic_store_n(&s.phase, 1, __ATOMIC_SEQ_CST);
   wait_for_progress(&s, 1, per_phase);
+  /* One unknown-kid fetch for B, however many threads saw it first. Counted
+   * here: later, the retired A is an unknown kid too, and once a cooldown has
+   * passed (valgrind is slow) it may rightly earn a refresh of its own. */
+  CHECK(unknown_kid_fetches(v) == 1);
 
   __atomic_store_n(&s.phase, 2, __ATOMIC_SEQ_CST);
   CHECK(issuer_retire_key(&is, is.kid));
@@ -93,15 +109,6 @@ void test_threads_during_rotation(void) {
   __atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
   for (int t = 0; t < THREADS; t++) pthread_join(threads[t], NULL);
   CHECK(s.failures == 0);
-
-  /* One unknown-kid fetch for B, however many threads saw it first. */
-  char *json = NULL;
-  CHECK_CODE(jwtwarden_verifier_metrics_json(v, &json, NULL), JWTWARDEN_RESULT_OK);
-  const char *fetches = json ? strstr(json, "\"fetches\":{") : NULL;
-  if (fetches) fetches = strstr(fetches, "\"unknown_kid\":");
-  CHECK(fetches != NULL);
-  if (fetches) CHECK(strtol(fetches + strlen("\"unknown_kid\":"), NULL, 10) == 1);
-  jwtwarden_string_free(json);
 
   free(kid_b);
   free(token_a);

@@ -27,13 +27,7 @@ fn seconds_until_next_fetch(s: &Setup, limit: u64) -> u64 {
 fn max_age_is_honoured_with_refresh_ahead_of_expiry() {
     let issuer = jwtwarden_testissuer::TestIssuer::start();
     issuer.set_cache_control(Some("public, max-age=120"));
-    let clock = jwtwarden::ManualClock::starting_now();
-    let verifier = common::verifier_for(&issuer, &clock, |_| {});
-    let s = Setup {
-        issuer,
-        clock,
-        verifier,
-    };
+    let s = common::setup_for(issuer);
     // Refresh at 75–90 % of the TTL: before expiry, never before 75 %.
     let t = seconds_until_next_fetch(&s, 200);
     assert!((90..=108).contains(&t), "refreshed after {t} s of a 120 s TTL");
@@ -67,13 +61,7 @@ fn expires_header_is_used_without_max_age() {
     issuer.set_expires(Some(&httpdate::fmt_http_date(
         now + std::time::Duration::from_secs(200),
     )));
-    let clock = jwtwarden::ManualClock::starting_now();
-    let verifier = common::verifier_for(&issuer, &clock, |_| {});
-    let s = Setup {
-        issuer,
-        clock,
-        verifier,
-    };
+    let s = common::setup_for(issuer);
     let t = seconds_until_next_fetch(&s, 400);
     assert!((145..=182).contains(&t), "Expires ~200 s ahead: refreshed after {t} s");
 }
@@ -83,13 +71,7 @@ fn not_modified_after_etag_extends_the_ttl() {
     let issuer = jwtwarden_testissuer::TestIssuer::start();
     issuer.set_etag(true);
     issuer.set_cache_control(Some("max-age=100"));
-    let clock = jwtwarden::ManualClock::starting_now();
-    let verifier = common::verifier_for(&issuer, &clock, |_| {});
-    let s = Setup {
-        issuer,
-        clock,
-        verifier,
-    };
+    let s = common::setup_for(issuer);
     let token = s.token(&s.issuer.first_kid());
     s.verifier.verify(&token).unwrap();
 

@@ -4,23 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use jwtwarden::{Config, Verifier};
+mod common;
+
+use jwtwarden::Verifier;
 use jwtwarden_testissuer::{Alg, TestIssuer};
-use serde_json::json;
 
 #[test]
 fn forked_child_verifies_new_kids_and_respawns_the_refresher() {
     let issuer = TestIssuer::start();
-    issuer.set_cache_control(Some("max-age=1"));
-    let config = Config::from_value(json!({
-        "issuers": [{
-            "issuer": issuer.url(), "jwks_uri": issuer.jwks_uri(), "audiences": ["api"],
-            "refresh": {"min_ttl_secs": 1, "jitter": 0.0},
-        }],
-        "http": {"allow_http": true},
-    }))
-    .unwrap();
-    let verifier = Verifier::new(config).unwrap();
+    let verifier = common::background_verifier(&issuer);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

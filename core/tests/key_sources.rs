@@ -91,16 +91,7 @@ fn inline_jwks_and_bad_static_config_are_checked_at_start() {
 #[test]
 fn background_thread_refreshes_ahead_of_expiry_and_stops_when_dropped() {
     let issuer = TestIssuer::start();
-    issuer.set_cache_control(Some("max-age=1"));
-    let config = Config::from_value(json!({
-        "issuers": [{
-            "issuer": issuer.url(), "jwks_uri": issuer.jwks_uri(), "audiences": ["api"],
-            "refresh": {"min_ttl_secs": 1, "jitter": 0.0},
-        }],
-        "http": {"allow_http": true},
-    }))
-    .unwrap();
-    let v = Verifier::new(config).unwrap();
+    let v = common::background_verifier(&issuer);
     // Real time here: the point is the real thread. Wait (bounded) for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while issuer.jwks_requests() < 3 && std::time::Instant::now() < deadline {

@@ -58,6 +58,34 @@ pub fn setup_with(adjust: impl FnOnce(&mut Value)) -> Setup {
     }
 }
 
+/// A setup around an issuer prepared before the verifier's startup fetch
+/// (cache headers, ETag).
+pub fn setup_for(issuer: TestIssuer) -> Setup {
+    let clock = ManualClock::starting_now();
+    let verifier = verifier_for(&issuer, &clock, |_| {});
+    Setup {
+        issuer,
+        clock,
+        verifier,
+    }
+}
+
+/// A verifier on the real clock with its background refresher, for an
+/// issuer whose JWKS expires every second (`max-age=1`): for the tests whose
+/// point is the real thread.
+pub fn background_verifier(issuer: &TestIssuer) -> Verifier {
+    issuer.set_cache_control(Some("max-age=1"));
+    let config = Config::from_value(json!({
+        "issuers": [{
+            "issuer": issuer.url(), "jwks_uri": issuer.jwks_uri(), "audiences": ["api"],
+            "refresh": {"min_ttl_secs": 1, "jitter": 0.0},
+        }],
+        "http": {"allow_http": true},
+    }))
+    .expect("valid test config");
+    Verifier::new(config).expect("verifier starts")
+}
+
 impl Setup {
     /// A valid token signed by `kid`, issued at the manual clock's now.
     pub fn token(&self, kid: &str) -> String {

@@ -431,7 +431,8 @@ def main() -> None:
         "## Hit-path throughput with 1 and 2 threads",
         "",
         "One shared verifier; threads (Go: goroutines) "
-        "verify cached tokens as fast as they can, all the same token (`same`) or each its own (`distinct`). "
+        "verify cached tokens as fast as they can, all the same token (`same`) or each cycling through 16 of its own "
+        "(`distinct`, spread over the cache's shards like many users). "
         "With 2 cores, 2 threads can at best double the rate.",
         "",
     ]

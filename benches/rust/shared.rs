@@ -179,8 +179,9 @@ pub fn measure(budget: Duration, mut op: impl FnMut()) -> Stats {
 }
 
 /// Calls per second of `op` run by `threads` threads at once for `budget`
-/// (after a warm-up of a tenth of it); `op` gets the thread's index.
-pub fn throughput(threads: usize, budget: Duration, op: impl Fn(usize) + Sync) -> f64 {
+/// (after a warm-up of a tenth of it); `op` gets the thread's index and how
+/// many calls that thread has made before.
+pub fn throughput(threads: usize, budget: Duration, op: impl Fn(usize, u64) + Sync) -> f64 {
     let stop = AtomicBool::new(false);
     let counting = AtomicBool::new(false);
     let total = AtomicU64::new(0);
@@ -190,10 +191,12 @@ pub fn throughput(threads: usize, budget: Duration, op: impl Fn(usize) + Sync) -
             let (op, stop, counting, total) = (&op, &stop, &counting, &total);
             s.spawn(move || {
                 let mut n = 0u64;
+                let mut calls = 0u64;
                 let mut counted = false;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..64 {
-                        op(index);
+                        op(index, calls);
+                        calls += 1;
                     }
                     if counting.load(Ordering::Relaxed) {
                         if !counted {

@@ -295,9 +295,13 @@ func jwx(f *fixture, set jwk.Set) func(string) error {
 	}
 }
 
+// distinct is the number of tokens per goroutine in the "distinct"
+// throughput runs.
+const distinct = 16
+
 // throughput is calls per second of op run by n goroutines at once; op gets
-// the goroutine's index.
-func throughput(n int, op func(int) error) float64 {
+// the goroutine's index and how many calls it has made before.
+func throughput(n int, op func(index, call int) error) float64 {
 	var counting, stop atomic.Bool
 	var total atomic.Int64
 	var wg sync.WaitGroup
@@ -306,10 +310,12 @@ func throughput(n int, op func(int) error) float64 {
 		go func(index int) {
 			defer wg.Done()
 			var c int64
+			calls := 0
 			counted := false
 			for !stop.Load() {
 				for j := 0; j < 64; j++ {
-					must(op(index))
+					must(op(index, calls))
+					calls++
 				}
 				if counting.Load() {
 					if !counted {
@@ -397,18 +403,19 @@ func main() {
 		if c.Alg != "RS256" || c.Size != "600B" {
 			continue
 		}
-		// Hit-path throughput: all goroutines on the same token, or each on
-		// its own (all cached).
-		for i := 0; i < 2; i++ {
+		// Hit-path throughput: all goroutines on the same token, or each
+		// cycling through its own cached tokens (spread over the cache's
+		// shards, like many users).
+		for i := 0; i < 2*distinct; i++ {
 			_, err := hits.Verify(c.Pool[i])
 			must(err)
 		}
 		for _, tokens := range []string{"same", "distinct"} {
 			for _, n := range []int{1, 2} {
-				ops := throughput(n, func(index int) error {
+				ops := throughput(n, func(index, call int) error {
 					t := c.Token
 					if tokens == "distinct" {
-						t = c.Pool[index]
+						t = c.Pool[index*distinct+call%distinct]
 					}
 					_, err := hits.Verify(t)
 					return err

@@ -16,11 +16,16 @@ fn revoke_while_hammering(verifier: &Verifier, token: &str, revoke: impl FnOnce(
     let revoked = AtomicBool::new(false);
     let violations = AtomicU64::new(0);
     let rejections = AtomicU64::new(0);
+    // The four verifiers and this thread: revoke only once every verifier has
+    // a warm cache and is looping.
+    let warmed = std::sync::Barrier::new(5);
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
                 // Warm this thread's cache before the revocation.
-                verifier.verify(token).unwrap();
+                assert!(verifier.verify(token).is_ok());
+                assert!(verifier.verify(token).unwrap().cached());
+                warmed.wait();
                 loop {
                     let after = revoked.load(Ordering::SeqCst);
                     match verifier.verify(token) {
@@ -41,7 +46,7 @@ fn revoke_while_hammering(verifier: &Verifier, token: &str, revoke: impl FnOnce(
                 }
             });
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        warmed.wait();
         revoke();
         revoked.store(true, Ordering::SeqCst);
     });

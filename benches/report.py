@@ -205,13 +205,25 @@ def targets(d: Data) -> list[tuple[str, str, str]]:
     w2 = worst({a: d.ns("rust", "jwtwarden", "hit", a, big) for a in d.algs}, True)
     rows.append(
         (
-            "Rust cache hit ≤ 150 ns",
+            "Rust cache hit ≤ 150 ns (the same token again)",
             (f"worst {small}: {fmt_ns(w[1])} ({w[0]})" + (f"; worst {big}: {fmt_ns(w2[1])} ({w2[0]})" if w2 else ""))
             if w
             else "not measured",
             verdict(None if not w else w[1] <= 150),
         )
     )
+
+    crowd = [r for r in d.throughput if r["language"] == "rust" and r["threads"] == 1 and r.get("tokens") != "same"]
+    if crowd:
+        ns = 1e9 / crowd[0]["ops_per_s"]
+        rows.append(
+            (
+                f"Rust cache hit ≤ 150 ns, many users: one thread cycling through "
+                f"{crowd[0]['tokens'].split()[0]} distinct cached tokens (RS256 600B, from the throughput run)",
+                f"{fmt_ns(ns)} per hit",
+                verdict(ns <= 150),
+            )
+        )
 
     def ratio_target(
         title: str, lang: str, num: tuple[str, str, str], den: tuple[str, str, str], limit: float, at_most: bool
@@ -431,8 +443,8 @@ def main() -> None:
         "## Hit-path throughput with 1 and 2 threads",
         "",
         "One shared verifier; threads (Go: goroutines) "
-        "verify cached tokens as fast as they can, all the same token (`same`) or each cycling through 16 of its own "
-        "(`distinct`, spread over the cache's shards like many users). "
+        "verify cached tokens as fast as they can: all the same token (`same`: one hot token), or each cycling "
+        "through its own half of 1,024 distinct cached tokens (`512 per thread`: many users). "
         "With 2 cores, 2 threads can at best double the rate.",
         "",
     ]

@@ -8,8 +8,11 @@ publishes one key per algorithm. Writes, under OUT_DIR:
   fixture.json   issuer, JWKS, per-alg keys (kid, JWK, public PEM file) and,
                  per alg and size, one token plus a pool of 64 distinct tokens
                  of the same size (for cache misses)
+                 and a crowd of 1,024 cached-hit tokens (RS256, 600B, one per
+                 user) for throughput with many distinct tokens
   fixture.txt    the same, one record per line, for the C harness:
-                   issuer URL | pem ALG PATH | token ALG SIZE TOKEN | pool ALG SIZE TOKEN
+                   issuer URL | pem ALG PATH | token ALG SIZE TOKEN | pool ALG SIZE TOKEN |
+                   crowd TOKEN
   ALG.pub.pem    public keys (SubjectPublicKeyInfo PEM)
 
 Tokens are padded with extra claims to the same length for every algorithm:
@@ -31,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
 SIZES = {"600B": 600, "2KB": 2048}
 POOL = 64
+CROWD = 1024
 TOLERANCE = 16
 
 
@@ -132,6 +136,9 @@ def main() -> None:
             lines.extend(f"pool {alg} {size} {t}" for t in pool)
             print(f"fixture: {alg} {size}: {len(token)} bytes", file=sys.stderr)
 
+    crowd = [minter.sized(keys["RS256"]["kid"], "600B", f"user-{i}") for i in range(CROWD)]
+    lines.extend(f"crowd {t}" for t in crowd)
+
     with urllib.request.urlopen(issuer + "/jwks.json", timeout=30) as resp:
         jwks = json.loads(resp.read())
     call(issuer + "/admin/reset", "POST", {})
@@ -144,6 +151,7 @@ def main() -> None:
         "sizes": list(SIZES),
         "keys": keys,
         "tokens": tokens,
+        "crowd": crowd,
     }
     with open(os.path.join(out, "fixture.json"), "w") as f:
         json.dump(fixture, f, indent=1)

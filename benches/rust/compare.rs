@@ -21,9 +21,6 @@ use serde_json::{json, Map, Value};
 
 type Claims = Map<String, Value>;
 
-/// Tokens per thread in the "distinct" throughput runs.
-const DISTINCT: usize = 16;
-
 /// A `jwt-simple` public key of any of the benchmarked algorithms.
 enum SimpleKey {
     Rs(RS256PublicKey),
@@ -149,17 +146,22 @@ fn main() {
     }
 
     // Hit-path throughput with 1 and 2 threads sharing one verifier: every
-    // thread on the same token, or each cycling through its own DISTINCT
-    // cached tokens (spread over the cache's shards, like many users).
+    // thread on the same token, or each cycling through its own half of the
+    // crowd of distinct cached tokens (many users).
     let case = set.case("RS256", "600B");
-    for t in &case.pool[..2 * DISTINCT] {
-        hits.verify(t).expect("pool token verifies");
+    let per_thread = set.crowd.len() / 2;
+    for t in &set.crowd {
+        hits.verify(t).expect("crowd token verifies");
     }
-    for (tokens, distinct) in [("same", false), ("distinct", true)] {
+    let crowd_label = format!("{per_thread} per thread");
+    for (tokens, crowd) in [("same", false), (crowd_label.as_str(), true)] {
+        if crowd && per_thread == 0 {
+            continue;
+        }
         for threads in [1usize, 2] {
             let ops = throughput(threads, budget, |index, call| {
-                let token = if distinct {
-                    &case.pool[index * DISTINCT + (call as usize % DISTINCT)]
+                let token = if crowd {
+                    &set.crowd[index * per_thread + (call as usize % per_thread)]
                 } else {
                     &case.token
                 };

@@ -38,6 +38,9 @@ pub struct TokenSet {
     pub keys: std::collections::BTreeMap<String, KeyInfo>,
     /// One entry per (alg, size).
     pub tokens: Vec<TokenCase>,
+    /// Distinct RS256 ~600-byte tokens, one per user, for throughput runs.
+    #[serde(default)]
+    pub crowd: Vec<String>,
 }
 
 /// One signing key of the issuer.

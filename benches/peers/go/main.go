@@ -48,6 +48,7 @@ type fixture struct {
 	JWKSURI  string      `json:"jwks_uri"`
 	Audience string      `json:"audience"`
 	Tokens   []tokenCase `json:"tokens"`
+	Crowd    []string    `json:"crowd"`
 }
 
 var (
@@ -295,10 +296,6 @@ func jwx(f *fixture, set jwk.Set) func(string) error {
 	}
 }
 
-// distinct is the number of tokens per goroutine in the "distinct"
-// throughput runs.
-const distinct = 16
-
 // throughput is calls per second of op run by n goroutines at once; op gets
 // the goroutine's index and how many calls it has made before.
 func throughput(n int, op func(index, call int) error) float64 {
@@ -404,18 +401,24 @@ func main() {
 			continue
 		}
 		// Hit-path throughput: all goroutines on the same token, or each
-		// cycling through its own cached tokens (spread over the cache's
-		// shards, like many users).
-		for i := 0; i < 2*distinct; i++ {
-			_, err := hits.Verify(c.Pool[i])
+		// cycling through its own half of the crowd of distinct cached
+		// tokens (many users).
+		for _, t := range f.Crowd {
+			_, err := hits.Verify(t)
 			must(err)
 		}
-		for _, tokens := range []string{"same", "distinct"} {
+		perThread := len(f.Crowd) / 2
+		labels := []string{"same"}
+		if perThread > 0 {
+			labels = append(labels, fmt.Sprintf("%d per thread", perThread))
+		}
+		for _, tokens := range labels {
+			crowd := tokens != "same"
 			for _, n := range []int{1, 2} {
 				ops := throughput(n, func(index, call int) error {
 					t := c.Token
-					if tokens == "distinct" {
-						t = c.Pool[index*distinct+call%distinct]
+					if crowd {
+						t = f.Crowd[index*perThread+call%perThread]
 					}
 					_, err := hits.Verify(t)
 					return err

@@ -398,6 +398,9 @@ def main() -> None:
         f"| Peers | {'; '.join(versions) or '?'} |",
         f"| Load average (1/5/15 min) | at start {m('load', '?')}; when measuring began {m('load_measure', '?')}; "
         f"at end {m('load_end', '?')} |",
+        "| Other work while measuring | "
+        + ("; ".join(f"{LANG_NAMES[lang]}: {m('busy_' + lang)}" for lang in LANGS if m("busy_" + lang)) or "?")
+        + " |",
         f"| Budget per measurement | {m('bench_seconds', '?')} s; storm of {m('storm_tokens', '?')} tokens |",
         f"| Commit | {m('commit', '?')} |",
         f"| Run time | {m('runtime_s', '?')} s, of which {m('build_s', '?')} s setup and builds |",

@@ -447,7 +447,8 @@ def main() -> None:
         "",
         "One shared verifier; threads (Go: goroutines) "
         "verify cached tokens as fast as they can: all the same token (`same`: one hot token), or each cycling "
-        "through its own half of 1,024 distinct cached tokens (`512 per thread`: many users). "
+        "through its own half of 1,024 distinct cached tokens (`512 per thread`: many users). Each configuration runs in 3 "
+        "interleaved rounds; the median round is shown. "
         "With 2 cores, 2 threads can at best double the rate.",
         "",
     ]

@@ -341,7 +341,7 @@ static void *thr_main(void *p) {
    crowd of distinct cached tokens (many users). */
 static struct thr thr_state[2];
 
-static double throughput(const jwtwarden_verifier *v, const struct tcase *c, int threads, int crowd) {
+static double throughput(const jwtwarden_verifier *v, const struct tcase *c, int threads, int crowd, double secs) {
   pthread_t ids[2];
   struct thr *t = thr_state;
   size_t per_thread = fx.ncrowd / 2;
@@ -357,8 +357,8 @@ static double throughput(const jwtwarden_verifier *v, const struct tcase *c, int
     }
     pthread_create(&ids[i], NULL, thr_main, &t[i]);
   }
-  struct timespec warm = {0, (long)(budget_s * 1e8)}, run;
-  double rs = budget_s * 0.9;
+  struct timespec warm = {0, (long)(secs * 1e8)}, run;
+  double rs = secs * 0.9;
   run.tv_sec = (time_t)rs;
   run.tv_nsec = (long)((rs - (double)run.tv_sec) * 1e9);
   nanosleep(&warm, NULL);
@@ -426,18 +426,28 @@ int main(int argc, char **argv) {
       must(jwtwarden_verifier_verify(hits, fx.crowd[i], strlen(fx.crowd[i]), &r, NULL) == JWTWARDEN_RESULT_OK);
       jwtwarden_verified_free(r);
     }
+    /* Each configuration runs in ROUNDS interleaved rounds; the median round is reported. */
+    enum { ROUNDS = 3 };
     char crowd_label[64];
     snprintf(crowd_label, sizeof crowd_label, "%zu per thread", fx.ncrowd / 2);
-    for (int crowd = 0; crowd <= (fx.ncrowd >= 2); crowd++) {
+    double ops[2][2][ROUNDS];
+    int crowds = fx.ncrowd >= 2 ? 2 : 1;
+    for (int r = 0; r < ROUNDS; r++)
+      for (int crowd = 0; crowd < crowds; crowd++)
+        for (int threads = 1; threads <= 2; threads++)
+          ops[crowd][threads - 1][r] = throughput(hits, c, threads, crowd, budget_s / ROUNDS);
+    for (int crowd = 0; crowd < crowds; crowd++) {
       const char *label = crowd ? crowd_label : "same";
       for (int threads = 1; threads <= 2; threads++) {
-        double ops = throughput(hits, c, threads, crowd);
+        double *v = ops[crowd][threads - 1];
+        qsort(v, ROUNDS, sizeof *v, cmp_double);
         fprintf(out,
                 "{\"language\":\"c\",\"library\":\"jwtwarden\",\"operation\":\"hit\",\"alg\":\"%s\","
-                "\"size\":\"%s\",\"token_bytes\":%zu,\"threads\":%d,\"tokens\":\"%s\",\"ops_per_s\":%.1f}\n",
-                c->alg, c->size, c->len, threads, label, ops);
+                "\"size\":\"%s\",\"token_bytes\":%zu,\"threads\":%d,\"tokens\":\"%s\",\"ops_per_s\":%.1f,"
+                "\"rounds\":[%.1f,%.1f,%.1f]}\n",
+                c->alg, c->size, c->len, threads, label, v[ROUNDS / 2], v[0], v[1], v[2]);
         fprintf(stderr, "c jwtwarden hit %s %s, %d threads, tokens: %s: %.0f ops/s\n", c->alg, c->size, threads,
-                label, ops);
+                label, v[ROUNDS / 2]);
       }
     }
   }

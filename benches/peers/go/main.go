@@ -298,7 +298,7 @@ func jwx(f *fixture, set jwk.Set) func(string) error {
 
 // throughput is calls per second of op run by n goroutines at once; op gets
 // the goroutine's index and how many calls it has made before.
-func throughput(n int, op func(index, call int) error) float64 {
+func throughput(n int, d time.Duration, op func(index, call int) error) float64 {
 	var counting, stop atomic.Bool
 	var total atomic.Int64
 	var wg sync.WaitGroup
@@ -324,10 +324,10 @@ func throughput(n int, op func(index, call int) error) float64 {
 			total.Add(c)
 		}(i)
 	}
-	time.Sleep(budget / 10)
+	time.Sleep(d / 10)
 	counting.Store(true)
 	t := time.Now()
-	time.Sleep(budget * 9 / 10)
+	time.Sleep(d * 9 / 10)
 	stop.Store(true)
 	elapsed := time.Since(t)
 	wg.Wait()
@@ -412,22 +412,40 @@ func main() {
 		if perThread > 0 {
 			labels = append(labels, fmt.Sprintf("%d per thread", perThread))
 		}
+		// Each configuration runs in `rounds` interleaved rounds; the median
+		// round is reported.
+		const rounds = 3
+		type config struct {
+			tokens  string
+			threads int
+			ops     []float64
+		}
+		var configs []*config
 		for _, tokens := range labels {
-			crowd := tokens != "same"
 			for _, n := range []int{1, 2} {
-				ops := throughput(n, func(index, call int) error {
+				configs = append(configs, &config{tokens: tokens, threads: n})
+			}
+		}
+		for r := 0; r < rounds; r++ {
+			for _, cfg := range configs {
+				crowd := cfg.tokens != "same"
+				cfg.ops = append(cfg.ops, throughput(cfg.threads, budget/rounds, func(index, call int) error {
 					t := c.Token
 					if crowd {
 						t = f.Crowd[index*perThread+call%perThread]
 					}
 					_, err := hits.Verify(t)
 					return err
-				})
-				record(map[string]any{
-					"library": "jwtwarden", "operation": "hit", "alg": c.Alg, "size": c.Size, "token_bytes": c.Bytes,
-					"threads": n, "tokens": tokens, "ops_per_s": ops, "gomaxprocs": runtime.GOMAXPROCS(0),
-				})
+				}))
 			}
+		}
+		for _, cfg := range configs {
+			sort.Float64s(cfg.ops)
+			record(map[string]any{
+				"library": "jwtwarden", "operation": "hit", "alg": c.Alg, "size": c.Size, "token_bytes": c.Bytes,
+				"threads": cfg.threads, "tokens": cfg.tokens, "ops_per_s": cfg.ops[rounds/2], "rounds": cfg.ops,
+				"gomaxprocs": runtime.GOMAXPROCS(0),
+			})
 		}
 		// Storms: fresh instances, so earlier unknown kids do not count.
 		v := newJwtwarden(&f, "{}")

@@ -8,7 +8,11 @@
 //! * **A per-thread front** of [`FRONT_SLOTS`] direct-mapped slots holding a
 //!   thread-private copy of recently hit results. A hit there writes no
 //!   shared memory at all (no lock, no shared reference count), which is what
-//!   lets two cores serve the same hot token in parallel.
+//!   lets two cores serve the same hot token in parallel. A copy costs
+//!   several hits, so a result is admitted only on its second consecutive
+//!   shard hit in its slot: hot tokens get one, while a thread cycling
+//!   through more distinct tokens than it has slots never pays for copies it
+//!   would evict before using.
 //!
 //! Both levels key on a seeded fast hash of the token, but a hit always
 //! compares the *whole* token byte for byte, so a hash collision can only
@@ -106,8 +110,18 @@ struct FrontSlot {
     revocation_seen: u64,
 }
 
+/// One thread's front: the slots, and per slot the hash of the last token
+/// that hit the shards there (the admission candidate).
+struct Front {
+    slots: Vec<Option<FrontSlot>>,
+    candidates: [u64; FRONT_SLOTS],
+}
+
 thread_local! {
-    static FRONT: RefCell<Vec<Option<FrontSlot>>> = RefCell::new((0..FRONT_SLOTS).map(|_| None).collect());
+    static FRONT: RefCell<Front> = RefCell::new(Front {
+        slots: (0..FRONT_SLOTS).map(|_| None).collect(),
+        candidates: [0; FRONT_SLOTS],
+    });
 }
 
 impl Cache {
@@ -149,7 +163,7 @@ impl Cache {
     ) -> Option<Arc<VerifiedToken>> {
         let slot_index = (hash as usize) % FRONT_SLOTS;
         let front = FRONT.with(|front| {
-            let mut front = front.borrow_mut();
+            let front = &mut front.borrow_mut().slots;
             let slot = front[slot_index].as_mut()?;
             if slot.cache_id != self.id || slot.hash != hash || *slot.entry.token != *token {
                 return None;
@@ -197,17 +211,26 @@ impl Cache {
             (entry.clone(), generation)
         };
         counters.cache_hits.inc();
-        // Fill this thread's front with a private copy (outside the lock), so
-        // its next hits share nothing with other threads.
-        let private = Arc::new(entry.private_copy());
-        FRONT.with(|front| {
-            front.borrow_mut()[slot_index] = Some(FrontSlot {
-                cache_id: self.id,
-                hash,
-                entry: private,
-                revocation_seen,
-            });
+        // Second consecutive shard hit of this token in its slot: give this
+        // thread a private copy (made outside the lock), so its next hits
+        // share nothing with other threads. First hit: just remember it.
+        let admit = FRONT.with(|front| {
+            let candidates = &mut front.borrow_mut().candidates;
+            let again = candidates[slot_index] == hash;
+            candidates[slot_index] = hash;
+            again
         });
+        if admit {
+            let private = Arc::new(entry.private_copy());
+            FRONT.with(|front| {
+                front.borrow_mut().slots[slot_index] = Some(FrontSlot {
+                    cache_id: self.id,
+                    hash,
+                    entry: private,
+                    revocation_seen,
+                });
+            });
+        }
         Some(entry.verified.clone())
     }
 
@@ -236,5 +259,98 @@ impl Cache {
     /// Maximum results held.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Alg;
+
+    struct AlwaysValid;
+
+    impl Validity for AlwaysValid {
+        fn still_valid(&self, _: &Entry, _: u64) -> bool {
+            true
+        }
+        fn revocation_generation(&self) -> u64 {
+            0
+        }
+        fn revoked(&self, _: &Entry) -> bool {
+            false
+        }
+    }
+
+    fn entry(token: &[u8]) -> Entry {
+        Entry {
+            token: token.into(),
+            issuer: 0,
+            key_epoch: 0,
+            policy_version: 0,
+            valid_until_ms: u64::MAX,
+            verified: Arc::new(VerifiedToken {
+                claims: serde_json::Map::new(),
+                issuer: Arc::from("https://idp"),
+                kid: None,
+                alg: Alg::RS256,
+                verified_at_ms: 0,
+                expires_at: 0,
+            }),
+        }
+    }
+
+    /// Whether this thread's front holds `hash` for `cache`.
+    fn in_front(cache: &Cache, hash: u64) -> bool {
+        FRONT.with(|f| {
+            f.borrow().slots[(hash as usize) % FRONT_SLOTS]
+                .as_ref()
+                .is_some_and(|s| s.cache_id == cache.id && s.hash == hash)
+        })
+    }
+
+    #[test]
+    fn front_admits_a_token_on_its_second_shard_hit_only() {
+        let cache = Cache::new(100, 1);
+        let counters = VerifierCounters::default();
+        let hot = b"hot.token.x".as_slice();
+        let h = cache.hash(hot);
+        cache.insert(h, entry(hot), 0, &counters);
+        assert!(cache.get(h, hot, 0, &AlwaysValid, &counters).is_some());
+        assert!(!in_front(&cache, h), "one hit does not earn a private copy");
+        assert!(cache.get(h, hot, 0, &AlwaysValid, &counters).is_some());
+        assert!(in_front(&cache, h), "the second consecutive hit does");
+        assert_eq!(counters.cache_hits.get(), 2);
+    }
+
+    #[test]
+    fn tokens_taking_turns_in_a_slot_never_copy() {
+        let cache = Cache::new(1000, 1);
+        let counters = VerifierCounters::default();
+        // Two tokens whose hashes share a front slot, hit alternately.
+        let tokens: Vec<Vec<u8>> = (0u32..)
+            .map(|i| format!("token-{i}").into_bytes())
+            .scan(None, |first: &mut Option<usize>, t| {
+                let slot = (cache.hash(&t) as usize) % FRONT_SLOTS;
+                Some(match first {
+                    None => {
+                        *first = Some(slot);
+                        Some(t)
+                    }
+                    Some(s) if *s == slot => Some(t),
+                    _ => None,
+                })
+            })
+            .flatten()
+            .take(2)
+            .collect();
+        for t in &tokens {
+            cache.insert(cache.hash(t), entry(t), 0, &counters);
+        }
+        for _ in 0..10 {
+            for t in &tokens {
+                assert!(cache.get(cache.hash(t), t, 0, &AlwaysValid, &counters).is_some());
+            }
+        }
+        assert!(tokens.iter().all(|t| !in_front(&cache, cache.hash(t))));
     }
 }

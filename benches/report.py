@@ -59,8 +59,13 @@ LIB_NOTES = {
 def load(results: str) -> tuple[list[dict[str, Any]], dict[str, str], list[str]]:
     records = []
     for path in sorted(glob.glob(os.path.join(results, "*.jsonl"))):
+        # LANGUAGE.passN.jsonl: pass N of `benches/run --passes`.
+        parts = os.path.basename(path).split(".")
+        pass_no = int(parts[1][4:]) if len(parts) == 3 and parts[1].startswith("pass") else 1
         with open(path) as f:
-            records.extend(json.loads(line) for line in f if line.strip())
+            for line in f:
+                if line.strip():
+                    records.append({**json.loads(line), "pass": pass_no})
     machine: dict[str, str] = {}
     path = os.path.join(results, "machine.txt")
     if os.path.exists(path):
@@ -109,21 +114,29 @@ class Data:
         self.algs: list[str] = []
         self.sizes: list[str] = []
         self.token_bytes: dict[tuple[str, str], int] = {}
+        self.passes = max((r["pass"] for r in records), default=1)
+        best_throughput: dict[tuple[Any, ...], dict[str, Any]] = {}
         for r in records:
             if "skipped" in r:
                 self.skipped.append(r)
             elif r.get("operation") == "storm":
                 self.storms.append(r)
             elif r.get("threads", 1) != 1 or "ns_per_op" not in r:
-                self.throughput.append(r)  # multi-thread runs, and their 1-thread baseline
+                # Multi-thread runs and their 1-thread baseline; the best pass.
+                key = (r["language"], r["library"], r["operation"], r.get("tokens"), r["threads"])
+                if key not in best_throughput or r["ops_per_s"] > best_throughput[key]["ops_per_s"]:
+                    best_throughput[key] = r
             else:
+                # Interference only slows a case down: keep its fastest pass.
                 key = (r["language"], r["library"], r["operation"], r["alg"], r["size"])
-                self.timings[key] = r
+                if key not in self.timings or r["ns_per_op"] < self.timings[key]["ns_per_op"]:
+                    self.timings[key] = r
                 if r["alg"] not in self.algs:
                     self.algs.append(r["alg"])
                 if r["size"] not in self.sizes:
                     self.sizes.append(r["size"])
                 self.token_bytes[(r["alg"], r["size"])] = r["token_bytes"]
+        self.throughput = list(best_throughput.values())
 
     def ns(self, lang: str, lib: str, op: str, alg: str, size: str) -> float | None:
         r = self.timings.get((lang, lib, op, alg, size))
@@ -301,14 +314,14 @@ def storm_table(d: Data) -> list[str]:
     if not d.storms:
         return ["_No storm was run._", ""]
     lines = [
-        "| Language | Library | Storm tokens | JWKS requests | per 10,000 | Storm took | Legit p50 / p99 during "
+        "| Language | Library | Pass | Storm tokens | JWKS requests | per 10,000 | Storm took | Legit p50 / p99 during "
         "storm | Legit p99 without storm | Refetch limit | Behaviour |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for s in sorted(d.storms, key=lambda s: LANGS.index(s["language"])):
+    for s in sorted(d.storms, key=lambda s: (LANGS.index(s["language"]), s["pass"])):
         limit = f"{s['cooldown_secs']} s" if s.get("cooldown_secs") else "none"
         lines.append(
-            f"| {LANG_NAMES[s['language']]} | {s['library']} | {s['storm_tokens']:,} | {s['jwks_requests']} | "
+            f"| {LANG_NAMES[s['language']]} | {s['library']} | {s['pass']} | {s['storm_tokens']:,} | {s['jwks_requests']} | "
             f"{s['requests_per_10k']:.1f} | {fmt_ns(s['storm_ms'] * 1e6)} | {fmt_ns(s['legit_p50_ns'])} / "
             f"{fmt_ns(s['legit_p99_ns'])} | {fmt_ns(s['baseline_p99_ns'])} | {limit} | {s.get('note', '')} |"
         )
@@ -399,9 +412,18 @@ def main() -> None:
         f"| Load average (1/5/15 min) | at start {m('load', '?')}; when measuring began {m('load_measure', '?')}; "
         f"at end {m('load_end', '?')} |",
         "| Other work while measuring | "
-        + ("; ".join(f"{LANG_NAMES[lang]}: {m('busy_' + lang)}" for lang in LANGS if m("busy_" + lang)) or "?")
+        + (
+            "; ".join(
+                f"{LANG_NAMES[lang]}{f' pass {p}' if d.passes > 1 else ''}: {m(f'busy_{lang}.pass{p}')}"
+                for lang in LANGS
+                for p in range(1, d.passes + 1)
+                if m(f"busy_{lang}.pass{p}")
+            )
+            or "?"
+        )
         + " |",
-        f"| Budget per measurement | {m('bench_seconds', '?')} s; storm of {m('storm_tokens', '?')} tokens |",
+        f"| Budget per measurement | {m('bench_seconds', '?')} s; storm of {m('storm_tokens', '?')} tokens; "
+        + (f"{d.passes} passes, each case's fastest pass kept (storms: every pass) |" if d.passes > 1 else "1 pass |"),
         f"| Commit | {m('commit', '?')} |",
         f"| Run time | {m('runtime_s', '?')} s, of which {m('build_s', '?')} s setup and builds |",
         "",

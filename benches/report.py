@@ -374,6 +374,8 @@ def chart(d: Data, path: str) -> None:
             label = f"jwtwarden {op}" if lib == "jwtwarden" else lib
             ax.bar(xs, ys, width, label=label)
         ax.set_yscale("log")
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top * 8)  # room for the legend above the tallest bars
         ax.set_ylabel("µs per verification (log)")
         ax.set_title(f"{LANG_NAMES[lang]}: time per verification, lower is better")
         ax.set_xticks(range(len(groups)))

@@ -182,8 +182,9 @@ pub fn parse(raw: &[u8], max_bytes: usize) -> Result<ParsedToken<'_>> {
     let header_json: Map<String, Value> = serde_json::from_slice(&header_bytes)
         .map_err(|_| Error::new(ErrorKind::InvalidHeader, "header is not a JSON object"))?;
     let header = header_fields(&header_json)?;
-    // Decode the signature too, so a malformed one is a malformed token and
-    // not a signature failure (and costs nothing later).
+    // Decode the signature here too, so a malformed one is rejected as a
+    // malformed token before key lookup (which may fetch). The signature
+    // check decodes it again; that costs well under 1 % of a miss.
     b64(s, "signature")?;
     let payload_bytes = b64(p, "payload")?;
     let claims: Map<String, Value> = serde_json::from_slice(&payload_bytes)

@@ -116,15 +116,19 @@ func BenchmarkHit(b *testing.B) {
 			}
 		}
 	})
-	b.Run("golang-jwt+keyfunc", func(b *testing.B) {
-		p, kf := newGolangJWT(b)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := p.Parse(fx.token, kf); err != nil {
-				b.Fatal(err)
-			}
+	b.Run("golang-jwt+keyfunc", benchGolangJWT)
+}
+
+// golang-jwt + keyfunc verifying the token: it has no result cache, so this
+// one measurement is its side of both the hit and the miss comparisons.
+func benchGolangJWT(b *testing.B) {
+	p, kf := newGolangJWT(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.Parse(fx.token, kf); err != nil {
+			b.Fatal(err)
 		}
-	})
+	}
 }
 
 // A cache miss: jwtwarden checks the signature (fresh), golang-jwt always does.
@@ -139,15 +143,7 @@ func BenchmarkMiss(b *testing.B) {
 			}
 		}
 	})
-	b.Run("golang-jwt+keyfunc", func(b *testing.B) {
-		p, kf := newGolangJWT(b)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := p.Parse(fx.token, kf); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	b.Run("golang-jwt+keyfunc", benchGolangJWT)
 }
 
 // Hits from all cores at once.

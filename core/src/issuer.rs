@@ -9,28 +9,36 @@
 //! * A fetched set replaces the current one only when it parses and holds at
 //!   least one usable key. Failures keep the last known good set, back off
 //!   exponentially, and past `max_stale` the issuer fails closed.
-//! * When a refresh sees a key gone, the issuer's key *epoch* is bumped, so
-//!   cached results verified before that are no longer served.
+//! * Keys are held by a [`KeyStore`], which is also the only writer of key
+//!   state: installs, 304 extensions and `revoke_kid` are serialized there,
+//!   and it bumps the key *epoch* when a key goes, so cached results
+//!   verified before that are no longer served.
+//! * Fetches go through one [`Flight`] gate per issuer (single flight).
 
-use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use lru::LruCache;
+use parking_lot::Mutex;
 
 use crate::claims::ClaimPolicy;
 use crate::clock::Clock;
 use crate::config::IssuerConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Fetched, HttpClient, Validators};
-use crate::keys::{parse_jwks, Key, KeySet, Lookup, SkippedKey};
+use crate::flight::{Flight, Join, Need};
+use crate::keys::{parse_jwks, Key, SkippedKey};
+use crate::keystore::KeyStore;
 use crate::metrics::{FetchReason, Health, IssuerCounters, IssuerStats};
 use crate::token::Alg;
 
 /// Unknown kids remembered per issuer at most (the cooldown still bounds
-/// fetches when this is full).
+/// fetches when this is full). Each costs a hash and a time, whatever the
+/// kid's length: about 0.5 MB in all.
 const MAX_REMEMBERED_KIDS: usize = 10_000;
 /// How often a static JWKS file's modification time is checked.
 const FILE_POLL_MS: u64 = 2_000;
@@ -40,8 +48,10 @@ pub(crate) struct Env {
     pub clock: Arc<dyn Clock>,
     pub http: HttpClient,
     pub state_dir: Option<PathBuf>,
-    /// How long a thread waits for another thread's fetch to finish.
-    pub fetch_wait: Duration,
+    /// `http.timeout_ms`: the longest one fetch takes (redirects and
+    /// discovery included), and the longest a verify waits for keys, whether
+    /// its own fetch or another thread's.
+    pub fetch_timeout: Duration,
 }
 
 enum Source {
@@ -53,15 +63,6 @@ enum Source {
     File(PathBuf),
     /// Only local HMAC secrets; nothing to fetch.
     LocalOnly,
-}
-
-struct KeyState {
-    set: KeySet,
-    /// Keys removed by a refresh, usable until the given time (rotation grace).
-    retired: Vec<(Arc<Key>, u64)>,
-    loaded: bool,
-    fetched_at_ms: u64,
-    expires_at_ms: u64,
 }
 
 #[derive(Default)]
@@ -76,26 +77,50 @@ struct Schedule {
     skipped: Vec<SkippedKey>,
 }
 
-#[derive(Default)]
-struct Gate {
-    in_flight: bool,
-    /// Fork generation of the thread doing the in-flight fetch: a child
-    /// process must not wait for a fetch that died with its parent's thread.
-    in_flight_fork: u64,
-    completed: u64,
-    last_on_demand_ms: Option<u64>,
-}
-
 /// The outcome of asking for a refresh.
 pub(crate) enum Refresh {
-    /// This thread fetched, successfully.
-    Done,
-    /// Another thread's fetch finished while we waited.
-    Coalesced,
-    /// Refused by the unknown-kid cooldown, until the given time.
+    /// A fetch succeeded: this caller's own, or one it joined.
+    Ok {
+        /// Whether it was another caller's fetch.
+        joined: bool,
+    },
+    /// A fetch failed: this caller's own, or one it joined.
+    Failed {
+        /// Why it failed.
+        error: String,
+    },
+    /// Refused by the unknown-kid cooldown, until the given time (ms).
     RateLimited(u64),
-    /// This thread fetched and it failed.
-    Failed(String),
+    /// Another caller's fetch was still running at the deadline.
+    TimedOut,
+}
+
+/// Unknown kids recently asked for, each remembered until a time (ms).
+/// Keyed by a seeded 64-bit hash of the kid, so memory does not grow with
+/// the kids' length and an attacker cannot aim collisions; the LRU bound
+/// makes insertion and eviction O(1) when full.
+struct UnknownKids {
+    hasher: foldhash::fast::RandomState,
+    until: LruCache<u64, u64>,
+}
+
+impl UnknownKids {
+    fn new() -> UnknownKids {
+        UnknownKids {
+            hasher: foldhash::fast::RandomState::default(),
+            until: LruCache::new(NonZeroUsize::new(MAX_REMEMBERED_KIDS).expect("non-zero")),
+        }
+    }
+
+    fn remembered(&mut self, kid: &str, now: u64) -> bool {
+        let h = self.hasher.hash_one(kid);
+        self.until.peek(&h).is_some_and(|until| now < *until)
+    }
+
+    fn remember(&mut self, kid: &str, until: u64) {
+        let h = self.hasher.hash_one(kid);
+        self.until.push(h, until);
+    }
 }
 
 pub(crate) struct Issuer {
@@ -103,18 +128,14 @@ pub(crate) struct Issuer {
     pub cfg: IssuerConfig,
     pub policy: ClaimPolicy,
     source: Source,
-    local: KeySet,
-    keys: RwLock<Arc<KeyState>>,
-    /// Bumped when a key disappears or is revoked: invalidates cached results.
-    pub epoch: AtomicU64,
+    /// Every key of this issuer, local and fetched, and the key epoch.
+    keys: KeyStore,
     /// Keys are refused from this time (ms): TTL end + max_stale. 0 = never
     /// loaded; `u64::MAX` = static keys, never stale.
     pub fail_closed_at_ms: AtomicU64,
     sched: Mutex<Schedule>,
-    gate: Mutex<Gate>,
-    gate_cv: Condvar,
-    unknown_kids: Mutex<HashMap<String, u64>>,
-    revoked_kids: RwLock<HashSet<String>>,
+    flight: Flight,
+    unknown_kids: Mutex<UnknownKids>,
     pub counters: IssuerCounters,
 }
 
@@ -152,21 +173,11 @@ impl Issuer {
             name: Arc::from(cfg.issuer.as_str()),
             policy,
             source,
-            local: KeySet::new(local),
-            keys: RwLock::new(Arc::new(KeyState {
-                set: KeySet::default(),
-                retired: Vec::new(),
-                loaded: false,
-                fetched_at_ms: 0,
-                expires_at_ms: 0,
-            })),
-            epoch: AtomicU64::new(0),
+            keys: KeyStore::new(local),
             fail_closed_at_ms: AtomicU64::new(if static_keys { u64::MAX } else { 0 }),
             sched: Mutex::new(Schedule::default()),
-            gate: Mutex::new(Gate::default()),
-            gate_cv: Condvar::new(),
-            unknown_kids: Mutex::new(HashMap::new()),
-            revoked_kids: RwLock::new(HashSet::new()),
+            flight: Flight::default(),
+            unknown_kids: Mutex::new(UnknownKids::new()),
             counters: IssuerCounters::default(),
             cfg,
         })
@@ -176,21 +187,45 @@ impl Issuer {
         matches!(self.source, Source::Remote { .. })
     }
 
+    /// The key epoch cached results are stamped with.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.keys.epoch()
+    }
+
+    /// Run a refresh that any fetch answers, with the usual deadline.
+    fn refresh_now(&self, env: &Env, reason: FetchReason) -> Refresh {
+        self.refresh(env, reason, Need::Any, Instant::now() + env.fetch_timeout)
+    }
+
+    /// Fetch now and return only after a fetch that started after this call
+    /// ended: its error if it failed. Waits for a fetch already in flight
+    /// first, so it may take up to twice `http.timeout_ms`.
+    pub(crate) fn refresh_manual(&self, env: &Env) -> std::result::Result<(), String> {
+        let deadline = Instant::now() + env.fetch_timeout * 2;
+        match self.refresh(env, FetchReason::Manual, Need::StartedAfterCall, deadline) {
+            Refresh::Ok { .. } => Ok(()),
+            Refresh::Failed { error } => Err(error),
+            Refresh::TimedOut => Err("timed out waiting for the fetch in flight".into()),
+            Refresh::RateLimited(_) => unreachable!("manual refreshes have no cooldown"),
+        }
+    }
+
     /// Load keys at start. Static sources must load (they are
     /// configuration); a remote source that is unreachable falls back to the
     /// state directory, else stays unavailable until a later fetch works.
     pub(crate) fn start(&self, env: &Env, index: usize) -> Result<()> {
         match &self.source {
             Source::LocalOnly => Ok(()),
-            Source::Inline(_) | Source::File(_) => match self.refresh(env, FetchReason::Startup) {
-                Refresh::Failed(e) => Err(Error::new(
+            Source::Inline(_) | Source::File(_) => match self.refresh_now(env, FetchReason::Startup) {
+                Refresh::Failed { error: e } => Err(Error::new(
                     ErrorKind::InvalidConfig,
                     format!("issuers[{index}]: static JWKS unusable: {e}"),
                 )),
                 _ => Ok(()),
             },
             Source::Remote { .. } => {
-                if let Refresh::Failed(e) = self.refresh(env, FetchReason::Startup) {
+                if let Refresh::Failed { error: e } = self.refresh_now(env, FetchReason::Startup) {
                     log::warn!("issuer {}: startup fetch failed: {e}", self.name);
                     self.load_persisted(env);
                 }
@@ -216,73 +251,61 @@ impl Issuer {
 
     /// Find the key for a token, refreshing at most once (coalesced and
     /// rate limited) for an unknown kid. Returns the key and until when it
-    /// may be used (rotation grace), in ms.
+    /// may be used (rotation grace), in ms. Waits for keys at most
+    /// `http.timeout_ms` (see [`Env::fetch_timeout`]).
     pub(crate) fn resolve_key(&self, env: &Env, kid: Option<&str>, alg: Alg, now: u64) -> Result<(Arc<Key>, u64)> {
-        if alg.is_hmac() {
-            return match self.local.find(kid, alg) {
-                Lookup::Found(k) => Ok((k.clone(), u64::MAX)),
-                Lookup::Mismatch => Err(mismatch(kid, alg)),
-                Lookup::MissingKid => Err(Error::new(
-                    ErrorKind::MissingKid,
-                    "no single HMAC key fits a token without kid",
-                )),
-                Lookup::UnknownKid => Err(self.unknown(kid)),
-            };
-        }
-        let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
-        if fail_closed_at != 0 && now >= fail_closed_at {
-            return Err(Error::new(
-                ErrorKind::KeysStale,
-                format!("keys of {} are older than max_stale; failing closed", self.name),
-            ));
-        }
-        if let Some(kid) = kid {
-            if self.revoked_kids.read().contains(kid) {
+        if !alg.is_hmac() {
+            let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
+            if fail_closed_at != 0 && now >= fail_closed_at {
                 return Err(Error::new(
-                    ErrorKind::KeyRevoked,
-                    format!("kid {:?} was revoked", crate::token::truncate(kid)),
+                    ErrorKind::KeysStale,
+                    format!("keys of {} are older than max_stale; failing closed", self.name),
                 ));
             }
         }
-        if let Some(found) = self.lookup(kid, alg, now)? {
+        if let Some(found) = self.keys.snapshot().lookup(kid, alg, now)? {
             return Ok(found);
         }
-        if !self.is_remote() {
+        if alg.is_hmac() || !self.is_remote() {
             return Err(self.unknown(kid));
         }
-        if let Some(kid) = kid {
-            let remembered = self.unknown_kids.lock().get(kid).is_some_and(|until| now < *until);
-            if remembered {
-                return Err(self.not_found(Some(kid)));
-            }
+        if kid.is_some_and(|kid| self.unknown_kids.lock().remembered(kid, now)) {
+            return Err(self.not_found(kid));
         }
         let cooldown_ms = self.cfg.refresh.unknown_kid_cooldown_secs * 1000;
-        let mut outcome = self.refresh(env, FetchReason::UnknownKid);
-        if matches!(outcome, Refresh::Coalesced) && self.lookup(kid, alg, now)?.is_none() {
-            // The fetch we waited for may have started before this key was
-            // published: ask once more (still bound by the cooldown), rather
-            // than remember a valid new kid as unknown for a whole window.
-            outcome = self.refresh(env, FetchReason::UnknownKid);
+        let deadline = Instant::now() + env.fetch_timeout;
+        let mut outcome = self.refresh(env, FetchReason::UnknownKid, Need::Any, deadline);
+        if matches!(outcome, Refresh::Ok { joined: true })
+            && self.keys.snapshot().lookup(kid, alg, now)?.is_none()
+            && deadline.saturating_duration_since(Instant::now()) >= env.fetch_timeout / 2
+        {
+            // The fetch we joined may have started before this key was
+            // published: ask once more (still bound by the cooldown and by
+            // this verify's deadline), rather than remember a valid new kid
+            // as unknown for a whole window. A joined fetch that *failed* is
+            // not retried: the endpoint just failed, and a second fetch
+            // would double the wait.
+            outcome = self.refresh(env, FetchReason::UnknownKid, Need::Any, deadline);
         }
         match outcome {
-            Refresh::Done | Refresh::Coalesced => {}
+            Refresh::Ok { .. } => {}
             Refresh::RateLimited(until) => {
                 self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                self.remember(kid, now, until);
+                self.remember(kid, until);
             }
-            Refresh::Failed(_) => self.remember(kid, now, now + cooldown_ms),
+            Refresh::Failed { .. } | Refresh::TimedOut => self.remember(kid, now + cooldown_ms),
         }
-        if let Some(found) = self.lookup(kid, alg, now)? {
+        if let Some(found) = self.keys.snapshot().lookup(kid, alg, now)? {
             return Ok(found);
         }
-        self.remember(kid, now, now + cooldown_ms);
+        self.remember(kid, now + cooldown_ms);
         Err(self.not_found(kid))
     }
 
     /// The error for a key not found after any allowed refresh: the keys as a
     /// whole are unavailable if none was ever loaded, else the kid is unknown.
     fn not_found(&self, kid: Option<&str>) -> Error {
-        if self.keys.read().loaded {
+        if self.keys.snapshot().loaded {
             return self.unknown(kid);
         }
         let why = self
@@ -307,83 +330,34 @@ impl Issuer {
         }
     }
 
-    fn remember(&self, kid: Option<&str>, now: u64, until: u64) {
-        let Some(kid) = kid else { return };
-        let mut m = self.unknown_kids.lock();
-        if m.len() >= MAX_REMEMBERED_KIDS {
-            m.retain(|_, u| *u > now);
-        }
-        if m.len() < MAX_REMEMBERED_KIDS {
-            m.insert(kid.to_owned(), until);
+    fn remember(&self, kid: Option<&str>, until: u64) {
+        if let Some(kid) = kid {
+            self.unknown_kids.lock().remember(kid, until);
         }
     }
 
-    fn lookup(&self, kid: Option<&str>, alg: Alg, now: u64) -> Result<Option<(Arc<Key>, u64)>> {
-        let ks = self.keys.read().clone();
-        match ks.set.find(kid, alg) {
-            Lookup::Found(k) => Ok(Some((k.clone(), u64::MAX))),
-            Lookup::Mismatch => Err(mismatch(kid, alg)),
-            Lookup::MissingKid if ks.loaded => Err(Error::new(
-                ErrorKind::MissingKid,
-                "token has no kid and no single key fits its alg",
-            )),
-            Lookup::MissingKid => Ok(None),
-            Lookup::UnknownKid => Ok(ks
-                .retired
-                .iter()
-                .find(|(k, until)| k.kid.as_deref() == kid && now < *until && k.fits(alg))
-                .map(|(k, until)| (k.clone(), *until))),
-        }
-    }
-
-    /// Fetch now, unless another thread is already fetching (then wait for
-    /// it) or, for an unknown kid, the cooldown forbids it.
-    pub(crate) fn refresh(&self, env: &Env, reason: FetchReason) -> Refresh {
-        let fork = crate::fork::generation();
-        let mut gate = self.gate.lock();
-        if gate.in_flight && gate.in_flight_fork == fork {
-            let seen = gate.completed;
-            let deadline = std::time::Instant::now() + env.fetch_wait;
-            while gate.in_flight && gate.completed == seen {
-                if self.gate_cv.wait_until(&mut gate, deadline).timed_out() {
-                    break;
-                }
-            }
-            return Refresh::Coalesced;
-        }
+    /// Fetch now, or join a fetch in flight that answers `need`; for an
+    /// unknown kid, only if the cooldown allows a new fetch. Waiting, and
+    /// this caller's own fetch, end at `deadline` (a fetch also ends within
+    /// `http.timeout_ms` of its start).
+    pub(crate) fn refresh(&self, env: &Env, reason: FetchReason, need: Need, deadline: Instant) -> Refresh {
         let now = env.clock.now_ms();
-        if reason == FetchReason::UnknownKid {
-            let cooldown = self.cfg.refresh.unknown_kid_cooldown_secs * 1000;
-            if let Some(last) = gate.last_on_demand_ms {
-                if now < last.saturating_add(cooldown) {
-                    return Refresh::RateLimited(last + cooldown);
-                }
-            }
-            gate.last_on_demand_ms = Some(now);
-        }
-        gate.in_flight = true;
-        gate.in_flight_fork = fork;
-        drop(gate);
-
-        // Reset the gate even if the fetch panics, so no thread waits forever.
-        struct Release<'a>(&'a Issuer);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                let mut gate = self.0.gate.lock();
-                gate.in_flight = false;
-                gate.completed += 1;
-                drop(gate);
-                self.0.gate_cv.notify_all();
-            }
-        }
-        let _release = Release(self);
-        match self.fetch_and_apply(env, reason, now) {
+        let cooldown = (reason == FetchReason::UnknownKid).then_some(self.cfg.refresh.unknown_kid_cooldown_secs * 1000);
+        let leader = match self.flight.join(need, now, cooldown, deadline) {
+            Join::Lead(leader) => leader,
+            Join::Joined(Ok(())) => return Refresh::Ok { joined: true },
+            Join::Joined(Err(error)) => return Refresh::Failed { error },
+            Join::TimedOut => return Refresh::TimedOut,
+            Join::RateLimited(until) => return Refresh::RateLimited(until),
+        };
+        let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
+        let outcome = self.fetch_and_apply(env, reason, now, fetch_deadline);
+        match &outcome {
             Ok(()) => {
                 let mut s = self.sched.lock();
                 s.failures = 0;
                 s.last_success_ms = Some(now);
                 s.last_error = None;
-                Refresh::Done
             }
             Err(e) => {
                 self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
@@ -397,8 +371,12 @@ impl Issuer {
                     reason.as_str(),
                     s.failures
                 );
-                Refresh::Failed(e)
             }
+        }
+        leader.finish(outcome.clone());
+        match outcome {
+            Ok(()) => Refresh::Ok { joined: false },
+            Err(error) => Refresh::Failed { error },
         }
     }
 
@@ -423,7 +401,13 @@ impl Issuer {
         self.sched.lock().next_ms = now + (ttl_ms as f64 * fraction) as u64;
     }
 
-    fn fetch_and_apply(&self, env: &Env, reason: FetchReason, now: u64) -> std::result::Result<(), String> {
+    fn fetch_and_apply(
+        &self,
+        env: &Env,
+        reason: FetchReason,
+        now: u64,
+        _deadline: Instant,
+    ) -> std::result::Result<(), String> {
         self.counters.fetched(reason);
         match &self.source {
             Source::LocalOnly => Ok(()),
@@ -442,7 +426,7 @@ impl Issuer {
                     Some(u) => u.clone(),
                     None => self.discovered_jwks_uri(env)?,
                 };
-                let loaded = self.keys.read().loaded;
+                let loaded = self.keys.snapshot().loaded;
                 let validators = if loaded {
                     Some(self.sched.lock().validators.clone())
                 } else {
@@ -456,7 +440,8 @@ impl Issuer {
                         }
                         self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
                         let ttl = self.ttl_ms(max_age_secs);
-                        self.extend(now, ttl);
+                        self.keys.extend(now, now + ttl);
+                        self.store_fail_closed(now + ttl);
                         self.schedule_after_success(now, ttl);
                         Ok(())
                     }
@@ -501,78 +486,22 @@ impl Issuer {
     /// Parse and install a JWKS; refuse a set with no usable key.
     fn apply_body(&self, body: &[u8], now: u64, expires_at: u64) -> std::result::Result<usize, String> {
         let (keys, skipped) = parse_jwks(body, &self.cfg.algorithms)?;
-        let keys: Vec<Arc<Key>> = {
-            let revoked = self.revoked_kids.read();
-            keys.into_iter()
-                .filter(|k| !k.kid.as_ref().is_some_and(|kid| revoked.contains(kid)))
-                .map(Arc::new)
-                .collect()
-        };
-        if keys.is_empty() {
-            return Err(format!("JWKS has no usable key ({} skipped)", skipped.len()));
-        }
-        let n = keys.len();
+        let skipped_n = skipped.len();
         self.sched.lock().skipped = skipped;
-        self.install(KeySet::new(keys), now, expires_at);
-        Ok(n)
-    }
-
-    fn install(&self, set: KeySet, now: u64, expires_at: u64) {
         let grace_ms = self.cfg.refresh.rotation_grace_secs * 1000;
-        let removed = {
-            let mut guard = self.keys.write();
-            let old = guard.clone();
-            let removed: Vec<Arc<Key>> = old
-                .set
-                .keys()
-                .iter()
-                .filter(|k| !set.contains(k.kid.as_deref(), &k.thumbprint))
-                .cloned()
-                .collect();
-            let mut retired: Vec<(Arc<Key>, u64)> = old
-                .retired
-                .iter()
-                .filter(|(k, until)| now < *until && !set.contains(k.kid.as_deref(), &k.thumbprint))
-                .cloned()
-                .collect();
-            if grace_ms > 0 {
-                retired.extend(removed.iter().map(|k| (k.clone(), now + grace_ms)));
-            }
-            *guard = Arc::new(KeyState {
-                set,
-                retired,
-                loaded: true,
-                fetched_at_ms: now,
-                expires_at_ms: expires_at,
-            });
-            removed
-        };
-        // After the new set is visible: a verification that reads the new
-        // epoch is guaranteed to look keys up in the new set.
-        if !removed.is_empty() {
-            self.epoch.fetch_add(1, Ordering::SeqCst);
-            let kids: Vec<_> = removed.iter().map(|k| k.kid.clone().unwrap_or_default()).collect();
+        let installed = self
+            .keys
+            .install(keys, now, expires_at, grace_ms)
+            .map_err(|e| format!("{e}; {skipped_n} skipped"))?;
+        if !installed.removed.is_empty() {
             log::info!(
-                "issuer {}: keys removed {kids:?}; cached results for them invalidated",
-                self.name
+                "issuer {}: keys removed {:?}; cached results for them invalidated",
+                self.name,
+                installed.removed
             );
         }
         self.store_fail_closed(expires_at);
-    }
-
-    /// A 304 confirmed the current set: extend its lifetime.
-    fn extend(&self, now: u64, ttl_ms: u64) {
-        let mut guard = self.keys.write();
-        let old = guard.clone();
-        *guard = Arc::new(KeyState {
-            set: KeySet::new(old.set.keys().to_vec()),
-            retired: old.retired.clone(),
-            loaded: true,
-            fetched_at_ms: now,
-            expires_at_ms: now + ttl_ms,
-        });
-        drop(guard);
-        self.store_fail_closed(now + ttl_ms);
+        Ok(installed.usable)
     }
 
     fn store_fail_closed(&self, expires_at: u64) {
@@ -584,22 +513,9 @@ impl Issuer {
         self.fail_closed_at_ms.store(at, Ordering::SeqCst);
     }
 
-    /// Remove a key now and refuse it from later fetches.
+    /// Stop trusting `kid` now, local or fetched, and in every later fetch.
     pub(crate) fn revoke_kid(&self, kid: &str) {
-        self.revoked_kids.write().insert(kid.to_owned());
-        {
-            let mut guard = self.keys.write();
-            let old = guard.clone();
-            let keep = |k: &Arc<Key>| k.kid.as_deref() != Some(kid);
-            *guard = Arc::new(KeyState {
-                set: KeySet::new(old.set.keys().iter().filter(|k| keep(k)).cloned().collect()),
-                retired: old.retired.iter().filter(|(k, _)| keep(k)).cloned().collect(),
-                loaded: old.loaded,
-                fetched_at_ms: old.fetched_at_ms,
-                expires_at_ms: old.expires_at_ms,
-            });
-        }
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.keys.revoke(kid);
         log::warn!("issuer {}: kid {:?} revoked", self.name, crate::token::truncate(kid));
     }
 
@@ -616,7 +532,7 @@ impl Issuer {
                 let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
                 let changed = mtime != self.sched.lock().file_mtime;
                 if changed {
-                    if let Refresh::Failed(e) = self.refresh(env, FetchReason::Scheduled) {
+                    if let Refresh::Failed { error: e } = self.refresh_now(env, FetchReason::Scheduled) {
                         log::warn!("issuer {}: keeping previous keys: {e}", self.name);
                     }
                 }
@@ -626,7 +542,7 @@ impl Issuer {
             }
             Source::Remote { .. } => {
                 if now >= next {
-                    self.refresh(env, FetchReason::Scheduled);
+                    self.refresh_now(env, FetchReason::Scheduled);
                 }
                 self.sched.lock().next_ms
             }
@@ -639,7 +555,7 @@ impl Issuer {
             return Health::Fresh;
         }
         let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
-        let ks = self.keys.read().clone();
+        let ks = self.keys.snapshot();
         if !ks.loaded || now >= fail_closed_at {
             Health::FailedClosed
         } else if now > ks.expires_at_ms {
@@ -651,20 +567,20 @@ impl Issuer {
 
     /// Usable and skipped keys, for diagnostics (CLI `jwks`).
     pub(crate) fn describe_keys(&self) -> (Vec<Arc<Key>>, Vec<SkippedKey>) {
-        let ks = self.keys.read().clone();
+        let ks = self.keys.snapshot();
         let mut keys = ks.set.keys().to_vec();
-        keys.extend(self.local.keys().iter().cloned());
+        keys.extend(ks.local.keys().iter().cloned());
         (keys, self.sched.lock().skipped.clone())
     }
 
     pub(crate) fn stats(&self, now: u64) -> IssuerStats {
-        let ks = self.keys.read().clone();
+        let ks = self.keys.snapshot();
         let s = self.sched.lock();
         let c = &self.counters;
         IssuerStats {
             issuer: self.name.to_string(),
             health: self.health(now),
-            keys: (ks.set.len() + self.local.len()) as u64,
+            keys: (ks.set.len() + ks.local.len()) as u64,
             fetches: FetchReason::ALL
                 .iter()
                 .zip(&c.fetches)
@@ -681,9 +597,25 @@ impl Issuer {
     }
 }
 
-fn mismatch(kid: Option<&str>, alg: Alg) -> Error {
-    Error::new(
-        ErrorKind::KeyAlgorithmMismatch,
-        format!("key {} cannot verify {alg}", crate::token::describe_kid(kid)),
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_unknown_kids_cost_the_same_whatever_their_length() {
+        let mut kids = UnknownKids::new();
+        // 20,000 kids of 11.5 KB: what was 110 MB before keeps only a hash
+        // and a time each, and the oldest make way in O(1).
+        let long = "k".repeat(11_500);
+        for i in 0..2 * MAX_REMEMBERED_KIDS {
+            kids.remember(&format!("{long}{i}"), 1_000);
+        }
+        assert_eq!(kids.until.len(), MAX_REMEMBERED_KIDS);
+        assert!(kids.remembered(&format!("{long}{}", 2 * MAX_REMEMBERED_KIDS - 1), 999));
+        assert!(!kids.remembered(&format!("{long}0"), 999), "the oldest was evicted");
+        assert!(
+            !kids.remembered(&format!("{long}19999"), 1_000),
+            "remembered until, not at"
+        );
+    }
 }

@@ -12,9 +12,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::HttpClient;
-use crate::issuer::{Env, Issuer, Refresh};
+use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
-use crate::metrics::{CacheStats, FetchReason, Health, MetricsSnapshot, VerificationStats, VerifierCounters};
+use crate::metrics::{CacheStats, Health, MetricsSnapshot, VerificationStats, VerifierCounters};
 use crate::refresher::Refresher;
 use crate::revocation::Revocations;
 use crate::token;
@@ -88,7 +88,7 @@ impl Verifier {
                 clock,
                 http,
                 state_dir: config.state_dir.clone(),
-                fetch_wait: Duration::from_millis(config.http.timeout_ms + 1000),
+                fetch_timeout: Duration::from_millis(config.http.timeout_ms),
             },
             issuers,
             by_name,
@@ -192,13 +192,15 @@ impl Verifier {
         self.shared.policy_version.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Fetch `issuer`'s keys now (coalesced with any fetch in flight).
+    /// Fetch `issuer`'s keys now. Returns once a fetch that started after
+    /// this call has ended (its error if it failed), so a key the issuer has
+    /// just removed is no longer trusted when this returns `Ok`. A fetch
+    /// already in flight is waited for first: this can take up to twice
+    /// `http.timeout_ms`.
     pub fn refresh_issuer(&self, issuer: &str) -> Result<()> {
-        let iss = self.issuer(issuer)?;
-        match iss.refresh(&self.shared.env, FetchReason::Manual) {
-            Refresh::Done | Refresh::Coalesced | Refresh::RateLimited(_) => Ok(()),
-            Refresh::Failed(e) => Err(Error::new(ErrorKind::KeysUnavailable, e)),
-        }
+        self.issuer(issuer)?
+            .refresh_manual(&self.shared.env)
+            .map_err(|e| Error::new(ErrorKind::KeysUnavailable, e))
     }
 
     /// Run any scheduled refresh that is due now, on this thread. The
@@ -300,7 +302,7 @@ impl Validity for Check<'_> {
             return false;
         }
         let issuer = &self.s.issuers[e.issuer];
-        issuer.epoch.load(Ordering::SeqCst) == e.key_epoch
+        issuer.epoch() == e.key_epoch
             && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
             && self.s.policy_version.load(Ordering::SeqCst) == e.policy_version
     }
@@ -367,7 +369,7 @@ impl Shared {
         // Read the invalidation counters *before* looking keys up, so a
         // concurrent key removal or revocation makes this result stale
         // rather than letting it slip into the cache.
-        let key_epoch = issuer.epoch.load(Ordering::SeqCst);
+        let key_epoch = issuer.epoch();
         let policy_version = self.policy_version.load(Ordering::SeqCst);
         let revocation_seen = self.revocations.generation();
 

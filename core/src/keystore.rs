@@ -1,0 +1,263 @@
+//! One issuer's key state, and the one writer that changes it.
+//!
+//! The state — keys in use, local HMAC keys, keys retired within their
+//! rotation grace, revoked kids — is an immutable snapshot behind a lock.
+//! Readers clone the `Arc` and look keys up without holding anything.
+//! Every change (a refresh installing a fetched set, a 304 extending its
+//! life, `revoke_kid`) is computed from the current snapshot *while holding
+//! the write lock*, so changes are serialized: a revocation is applied by
+//! every install that follows it, and no install can bring back a key that
+//! a revocation removed, whatever the interleaving.
+//!
+//! The key *epoch* stamps cached results. A change that takes a key away
+//! bumps it before the write lock is released, after the new snapshot is in
+//! place: a verification that reads the new epoch is guaranteed to look its
+//! key up in the new snapshot, and one that read the old epoch produces a
+//! result the cache will never serve.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{Key, KeySet, Lookup};
+use crate::token::Alg;
+
+/// An immutable view of an issuer's keys.
+pub(crate) struct KeyState {
+    /// Fetched (or static) keys in use, revoked kids already removed.
+    pub set: Arc<KeySet>,
+    /// Locally configured HMAC keys, revoked kids already removed.
+    pub local: Arc<KeySet>,
+    /// Keys a refresh removed, usable until the given time (rotation grace).
+    retired: Vec<(Arc<Key>, u64)>,
+    /// Kids revoked by `revoke_kid`: never used again, whatever a fetch says.
+    revoked: Arc<HashSet<String>>,
+    /// Whether a set was ever installed.
+    pub loaded: bool,
+    /// When the set in use was fetched or confirmed (ms).
+    pub fetched_at_ms: u64,
+    /// When it expires by its cache lifetime (ms).
+    pub expires_at_ms: u64,
+}
+
+impl KeyState {
+    /// The key for a token's `kid` and `alg`, and until when it may be used
+    /// (ms). `Ok(None)`: not known here (a refresh may find it).
+    pub(crate) fn lookup(&self, kid: Option<&str>, alg: Alg, now: u64) -> Result<Option<(Arc<Key>, u64)>> {
+        // Revocation first, for every algorithm and every kind of key.
+        if let Some(kid) = kid.filter(|k| self.revoked.contains(*k)) {
+            return Err(Error::new(
+                ErrorKind::KeyRevoked,
+                format!("kid {:?} was revoked", crate::token::truncate(kid)),
+            ));
+        }
+        let (set, loaded) = if alg.is_hmac() {
+            (&self.local, true)
+        } else {
+            (&self.set, self.loaded)
+        };
+        match set.find(kid, alg) {
+            Lookup::Found(k) => Ok(Some((k.clone(), u64::MAX))),
+            Lookup::Mismatch => Err(Error::new(
+                ErrorKind::KeyAlgorithmMismatch,
+                format!("key {} cannot verify {alg}", crate::token::describe_kid(kid)),
+            )),
+            Lookup::MissingKid if loaded => Err(Error::new(
+                ErrorKind::MissingKid,
+                "token has no kid and no single key fits its alg",
+            )),
+            Lookup::MissingKid => Ok(None),
+            Lookup::UnknownKid if alg.is_hmac() => Ok(None),
+            Lookup::UnknownKid => Ok(self
+                .retired
+                .iter()
+                .find(|(k, until)| k.kid.as_deref() == kid && now < *until && k.fits(alg))
+                .map(|(k, until)| (k.clone(), *until))),
+        }
+    }
+}
+
+/// What an install changed.
+pub(crate) struct Installed {
+    /// Keys now in use.
+    pub usable: usize,
+    /// Kids of the keys the new set no longer holds (`""` for none).
+    pub removed: Vec<String>,
+}
+
+/// An issuer's key state and its epoch; the only place that changes them.
+pub(crate) struct KeyStore {
+    current: RwLock<Arc<KeyState>>,
+    epoch: AtomicU64,
+}
+
+impl KeyStore {
+    /// A store holding the local HMAC keys and no fetched set yet.
+    pub(crate) fn new(local: Vec<Arc<Key>>) -> KeyStore {
+        KeyStore {
+            current: RwLock::new(Arc::new(KeyState {
+                set: Arc::default(),
+                local: Arc::new(KeySet::new(local)),
+                retired: Vec::new(),
+                revoked: Arc::default(),
+                loaded: false,
+                fetched_at_ms: 0,
+                expires_at_ms: 0,
+            })),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The current state.
+    pub(crate) fn snapshot(&self) -> Arc<KeyState> {
+        self.current.read().clone()
+    }
+
+    /// The current key epoch: changes whenever a key is taken away.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Install a fetched set, without the revoked kids. Keys that left the
+    /// set stay usable for `grace_ms` (rotation grace). A set left with no
+    /// usable key is refused and the current one kept.
+    pub(crate) fn install(
+        &self,
+        keys: Vec<Key>,
+        now: u64,
+        expires_at: u64,
+        grace_ms: u64,
+    ) -> std::result::Result<Installed, String> {
+        let mut guard = self.current.write();
+        let old = guard.clone();
+        let offered = keys.len();
+        let keys: Vec<Arc<Key>> = keys
+            .into_iter()
+            .filter(|k| !is_revoked(&old.revoked, k))
+            .map(Arc::new)
+            .collect();
+        if keys.is_empty() {
+            return Err(if offered == 0 {
+                "JWKS has no usable key".to_string()
+            } else {
+                format!("JWKS has no usable key ({offered} revoked)")
+            });
+        }
+        let set = KeySet::new(keys);
+        let removed: Vec<Arc<Key>> = old
+            .set
+            .keys()
+            .iter()
+            .filter(|k| !set.contains(k.kid.as_deref(), &k.thumbprint))
+            .cloned()
+            .collect();
+        let mut retired: Vec<(Arc<Key>, u64)> = old
+            .retired
+            .iter()
+            .filter(|(k, until)| now < *until && !set.contains(k.kid.as_deref(), &k.thumbprint))
+            .cloned()
+            .collect();
+        if grace_ms > 0 {
+            retired.extend(removed.iter().map(|k| (k.clone(), now + grace_ms)));
+        }
+        let usable = set.len();
+        *guard = Arc::new(KeyState {
+            set: Arc::new(set),
+            local: old.local.clone(),
+            retired,
+            revoked: old.revoked.clone(),
+            loaded: true,
+            fetched_at_ms: now,
+            expires_at_ms: expires_at,
+        });
+        if !removed.is_empty() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        drop(guard);
+        Ok(Installed {
+            usable,
+            removed: removed.iter().map(|k| k.kid.clone().unwrap_or_default()).collect(),
+        })
+    }
+
+    /// A 304 confirmed the set in use: it was fetched (again) at `now` and
+    /// expires at `expires_at`.
+    pub(crate) fn extend(&self, now: u64, expires_at: u64) {
+        let mut guard = self.current.write();
+        let old = guard.clone();
+        *guard = Arc::new(KeyState {
+            set: old.set.clone(),
+            local: old.local.clone(),
+            retired: old.retired.clone(),
+            revoked: old.revoked.clone(),
+            loaded: true,
+            fetched_at_ms: now,
+            expires_at_ms: expires_at,
+        });
+    }
+
+    /// Stop trusting `kid` now, whether fetched, retired or local, and in
+    /// every later install.
+    pub(crate) fn revoke(&self, kid: &str) {
+        let mut guard = self.current.write();
+        let old = guard.clone();
+        let mut revoked = (*old.revoked).clone();
+        revoked.insert(kid.to_owned());
+        let keep = |k: &&Arc<Key>| k.kid.as_deref() != Some(kid);
+        *guard = Arc::new(KeyState {
+            set: Arc::new(KeySet::new(old.set.keys().iter().filter(keep).cloned().collect())),
+            local: Arc::new(KeySet::new(old.local.keys().iter().filter(keep).cloned().collect())),
+            retired: old.retired.iter().filter(|(k, _)| keep(&k)).cloned().collect(),
+            revoked: Arc::new(revoked),
+            loaded: old.loaded,
+            fetched_at_ms: old.fetched_at_ms,
+            expires_at_ms: old.expires_at_ms,
+        });
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn is_revoked(revoked: &HashSet<String>, key: &Key) -> bool {
+    key.kid.as_ref().is_some_and(|kid| revoked.contains(kid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hmac(kid: &str) -> Key {
+        Key::hmac(Some(kid.into()), &[7u8; 32])
+    }
+
+    #[test]
+    fn a_revoked_local_hmac_key_verifies_nothing() {
+        let store = KeyStore::new(vec![Arc::new(hmac("h1"))]);
+        let snap = store.snapshot();
+        assert!(snap.lookup(Some("h1"), Alg::HS256, 0).unwrap().is_some());
+        assert!(snap.lookup(None, Alg::HS256, 0).unwrap().is_some());
+        let before = store.epoch();
+        store.revoke("h1");
+        assert!(store.epoch() > before, "revocation invalidates cached results");
+        let snap = store.snapshot();
+        let err = snap.lookup(Some("h1"), Alg::HS256, 0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::KeyRevoked);
+        // A token without kid no longer finds the revoked secret either.
+        assert!(snap.lookup(None, Alg::HS256, 0).is_err());
+    }
+
+    #[test]
+    fn an_install_after_a_revocation_never_brings_the_key_back() {
+        let store = KeyStore::new(Vec::new());
+        store.revoke("k1");
+        let err = store.install(vec![hmac("k1")], 0, u64::MAX, 0).err().unwrap();
+        assert!(err.contains("revoked"), "{err}");
+        store.install(vec![hmac("k1"), hmac("k2")], 0, u64::MAX, 0).unwrap();
+        let snap = store.snapshot();
+        assert_eq!(snap.set.len(), 1);
+        assert_eq!(snap.set.keys()[0].kid.as_deref(), Some("k2"));
+    }
+}

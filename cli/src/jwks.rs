@@ -126,7 +126,7 @@ fn plan(opts: &JwksOptions) -> Result<(HttpConfig, Vec<Target>), Exit> {
             }],
         ));
     };
-    let mut config = crate::config::load(path).map_err(Exit::usage)?;
+    let mut config = jwtwarden::Config::from_path(path).map_err(|e| Exit::usage(e.message()))?;
     if opts.allow_http {
         config.http.allow_http = true;
     }

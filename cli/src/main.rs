@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-mod config;
 mod decode;
 mod demo;
 mod inspect;

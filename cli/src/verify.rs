@@ -23,9 +23,9 @@ pub struct VerifyOptionsCli {
 
 /// Run `verify`. Prints one line per token to stdout.
 pub fn run(opts: VerifyOptionsCli) -> Exit {
-    let config = match crate::config::load(&opts.config) {
+    let config = match jwtwarden::Config::from_path(&opts.config) {
         Ok(c) => c,
-        Err(e) => return Exit::usage(e),
+        Err(e) => return Exit::usage(e.message()),
     };
     let verifier = match Verifier::new(config) {
         Ok(v) => v,

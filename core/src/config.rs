@@ -404,6 +404,37 @@ impl Config {
         Ok(config)
     }
 
+    /// Read and validate the configuration file at `path`, the one rule every
+    /// front end follows: a name ending in `.json` is JSON, `.toml` is TOML,
+    /// and any other name is tried as JSON, then as TOML. Errors name the
+    /// file and, for invalid settings, the field.
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let invalid = |msg: String| Error::new(ErrorKind::InvalidConfig, format!("config {}: {msg}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("cannot read config {}: {e}", path.display()),
+            )
+        })?;
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let value = match ext.as_deref() {
+            Some("json") => json_value(&text),
+            Some("toml") => toml_value(&text),
+            _ => json_value(&text).or_else(|json_err| {
+                toml_value(&text).map_err(|toml_err| format!("neither JSON ({json_err}) nor TOML ({toml_err})"))
+            }),
+        }
+        .map_err(invalid)?;
+        Config::from_value(value).map_err(|e| invalid(e.message().to_string()))
+    }
+
+    /// Parse and validate a TOML configuration (the same structure as JSON).
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let value = toml_value(text).map_err(|e| Error::new(ErrorKind::InvalidConfig, e))?;
+        Config::from_value(value)
+    }
+
     /// Parse and validate a configuration from any serde value (used by the
     /// CLI for TOML and by the Python package for dicts). Errors name the field.
     pub fn from_value(value: serde_json::Value) -> Result<Config> {
@@ -528,9 +559,78 @@ impl Config {
     }
 }
 
+fn json_value(text: &str) -> std::result::Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn toml_value(text: &str) -> std::result::Result<serde_json::Value, String> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| format!("invalid TOML: {}", e.to_string().trim_end()))?;
+    Ok(toml_to_json(toml::Value::Table(table)))
+}
+
+/// TOML to the JSON data model. Datetimes (which the configuration never
+/// uses) become strings, so the field that got one is named in the error.
+fn toml_to_json(v: toml::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_maps_onto_the_json_structure() {
+        let config = Config::from_toml(
+            r#"
+            max_token_bytes = 8192
+            [[issuers]]
+            issuer = "https://idp.example.com"
+            jwks_uri = "https://idp.example.com/jwks.json"
+            audiences = ["api"]
+            [issuers.refresh]
+            jitter = 0.1
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.max_token_bytes, 8192);
+        assert_eq!(config.issuers[0].issuer, "https://idp.example.com");
+        assert_eq!(config.issuers[0].audiences, ["api"]);
+        assert_eq!(config.issuers[0].refresh.jitter, 0.1);
+        let e =
+            Config::from_toml("[[issuers]]\nissuer = \"https://idp\"\njwks_uri = \"https://idp/j\"\naudiences = 5\n")
+                .unwrap_err();
+        assert!(e.message().contains("issuers[0].audiences"), "{e}");
+    }
+
+    #[test]
+    fn files_are_read_by_one_rule_whatever_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = "[[issuers]]\nissuer = \"https://idp\"\njwks_uri = \"https://idp/j\"\naudiences = [\"a\"]\n";
+        let json = r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/j","audiences":["a"]}]}"#;
+        for (name, text) in [("c.toml", toml), ("c.conf", toml), ("c.json", json), ("c.conf.d", json)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let config = Config::from_path(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(config.issuers[0].issuer, "https://idp");
+        }
+        let path = dir.path().join("wrong.json");
+        std::fs::write(&path, toml).unwrap();
+        let e = Config::from_path(&path).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(
+            e.message().contains("wrong.json") && e.message().contains("invalid JSON"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn minimal_config_gets_documented_defaults() {

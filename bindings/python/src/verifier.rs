@@ -340,7 +340,7 @@ fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
         if s.trim_start().starts_with('{') {
             return Ok(Config::from_json(&s).map_err(CoreError)?);
         }
-        return load_config_file(py, &s);
+        return load_config_file(&s);
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         let text =
@@ -349,7 +349,7 @@ fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     }
     if obj.hasattr("__fspath__")? {
         let path: String = py.import("os")?.call_method1("fspath", (obj,))?.extract()?;
-        return load_config_file(py, &path);
+        return load_config_file(&path);
     }
     Err(PyTypeError::new_err(format!(
         "config must be a dict, a JSON string or a file path, not {}",
@@ -357,18 +357,7 @@ fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     )))
 }
 
-fn load_config_file(py: Python<'_>, path: &str) -> PyResult<Config> {
-    let text = std::fs::read_to_string(path).map_err(|e| invalid_config(format!("cannot read {path}: {e}")))?;
-    let prefixed = |e: Error| invalid_config(format!("{path}: {}", e.message()));
-    if path.ends_with(".toml") {
-        let tomllib = py
-            .import("tomllib")
-            .map_err(|_| invalid_config(format!("{path}: TOML config files need Python 3.11+ (tomllib)")))?;
-        let data = tomllib
-            .call_method1("loads", (text,))
-            .map_err(|e| invalid_config(format!("{path}: {}", e.value(py))))?;
-        let value = convert::py_to_value(&data).map_err(|e| invalid_config(format!("{path}: {}", e.value(py))))?;
-        return Config::from_value(value).map_err(prefixed);
-    }
-    Config::from_json(&text).map_err(prefixed)
+fn load_config_file(path: &str) -> PyResult<Config> {
+    // The core's one rule for files (JSON or TOML), as in the CLI and C.
+    Ok(Config::from_path(path).map_err(CoreError)?)
 }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,13 +28,14 @@ def test_config_from_dict_json_bytes_and_files(issuer: Issuer, tmp_path: Path) -
     path = tmp_path / "jwtwarden.json"
     path.write_text(json.dumps(config))
     sources: list[Any] = [config, json.dumps(config), json.dumps(config).encode(), str(path), path]
-    if sys.version_info >= (3, 11):
-        toml = tmp_path / "jwtwarden.toml"
-        toml.write_text(
-            f'[http]\nallow_http = true\n\n[[issuers]]\nissuer = "{issuer.url}"\n'
-            f'jwks_uri = "{issuer.jwks_uri}"\naudiences = ["api"]\n'
-        )
-        sources.append(toml)
+    toml_text = (
+        f'[http]\nallow_http = true\n\n[[issuers]]\nissuer = "{issuer.url}"\n'
+        f'jwks_uri = "{issuer.jwks_uri}"\naudiences = ["api"]\n'
+    )
+    # TOML by extension, and by content under any other name (the CLI's rule).
+    for name in ("jwtwarden.toml", "jwtwarden.conf"):
+        (tmp_path / name).write_text(toml_text)
+        sources.append(tmp_path / name)
     for source in sources:
         with jwtwarden.Verifier(source) as v:
             assert v.verify(token)["sub"] == "user", source

@@ -95,23 +95,32 @@ pub enum Lookup<'a> {
     MissingKid,
 }
 
-/// An issuer's usable keys, indexed by `kid`.
+/// An issuer's usable keys, indexed by `kid` and by thumbprint.
 #[derive(Default)]
 pub struct KeySet {
     keys: Vec<Arc<Key>>,
     by_kid: HashMap<String, Vec<usize>>,
+    /// For [`KeySet::contains`], which a refresh calls once per old key: a
+    /// scan there made comparing two large sets quadratic.
+    by_thumbprint: HashMap<String, Vec<usize>>,
 }
 
 impl KeySet {
     /// A keyset from keys (order is kept; first fitting key wins).
     pub fn new(keys: Vec<Arc<Key>>) -> KeySet {
         let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_thumbprint: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             if let Some(kid) = &k.kid {
                 by_kid.entry(kid.clone()).or_default().push(i);
             }
+            by_thumbprint.entry(k.thumbprint.clone()).or_default().push(i);
         }
-        KeySet { keys, by_kid }
+        KeySet {
+            keys,
+            by_kid,
+            by_thumbprint,
+        }
     }
 
     /// All keys.
@@ -131,9 +140,9 @@ impl KeySet {
 
     /// Whether a key with this kid and thumbprint is in the set.
     pub fn contains(&self, kid: Option<&str>, thumbprint: &str) -> bool {
-        self.keys
-            .iter()
-            .any(|k| k.kid.as_deref() == kid && k.thumbprint == thumbprint)
+        self.by_thumbprint
+            .get(thumbprint)
+            .is_some_and(|idx| idx.iter().any(|&i| self.keys[i].kid.as_deref() == kid))
     }
 
     /// Find the key for a token's `kid` and `alg`.
@@ -387,5 +396,43 @@ mod tests {
         assert!(matches!(set.find(Some("b"), Alg::EdDSA), Lookup::UnknownKid));
         assert!(matches!(set.find(None, Alg::EdDSA), Lookup::Found(_)));
         assert!(matches!(set.find(None, Alg::ES256), Lookup::MissingKid));
+    }
+
+    fn fake_key(kid: String, thumbprint: String) -> Arc<Key> {
+        Arc::new(Key {
+            kid: Some(kid),
+            kty: "OKP",
+            family: KeyFamily::Ed25519,
+            alg: None,
+            bits: 256,
+            thumbprint,
+            decoding: DecodingKey::from_secret(b""),
+        })
+    }
+
+    #[test]
+    fn comparing_two_16000_key_sets_completes() {
+        const N: usize = 16_000;
+        // The new set drops the first half of the old one and adds as many.
+        let old = KeySet::new((0..N).map(|i| fake_key(format!("k{i}"), format!("t{i}"))).collect());
+        let new = KeySet::new(
+            (N / 2..N + N / 2)
+                .map(|i| fake_key(format!("k{i}"), format!("t{i}")))
+                .collect(),
+        );
+        let started = std::time::Instant::now();
+        // What Issuer::install does: which old keys are gone from the new set.
+        let removed = old
+            .keys()
+            .iter()
+            .filter(|k| !new.contains(k.kid.as_deref(), &k.thumbprint))
+            .count();
+        eprintln!("comparing two {N}-key sets: {:?}", started.elapsed());
+        assert_eq!(removed, N / 2);
+        // Both kid and thumbprint must match.
+        assert!(new.contains(Some("k8000"), "t8000"));
+        assert!(!new.contains(Some("k8001"), "t8000"));
+        assert!(!new.contains(None, "t8000"));
+        assert!(!new.contains(Some("k0"), "t0"));
     }
 }

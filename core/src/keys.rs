@@ -3,14 +3,24 @@
 //! Filtering rules (DESIGN "Key filtering"): `use` must be `sig` or absent,
 //! `key_ops` (if present) must allow `verify`, `alg`/`kty`/`crv` must fit an
 //! algorithm the issuer allows, RSA moduli below 2048 bits (or above 8192)
-//! are refused, and symmetric `oct` keys are never taken from a JWKS. One bad
-//! key is skipped with a reason; it never poisons the rest of the set.
+//! are refused, and symmetric `oct` keys are never taken from a JWKS. Every
+//! key is also checked as the crypto backend (aws-lc) will use it: RSA
+//! components without leading zeros, an odd modulus, an odd exponent in
+//! 3..=2^33-1; EC points on the declared curve; Ed25519 points canonically
+//! encoded, on the curve and not of small order. A key that passes the JSON
+//! checks but could verify nothing would otherwise count as usable, and a set
+//! of only such keys would replace a good one. One bad key is skipped with a
+//! reason; it never poisons the rest of the set. The skipped keys of a JWKS
+//! are logged as one summary line.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{self, EcdsaVerificationAlgorithm, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use jsonwebtoken::DecodingKey;
 use serde_json::{Map, Value};
 
@@ -95,23 +105,32 @@ pub enum Lookup<'a> {
     MissingKid,
 }
 
-/// An issuer's usable keys, indexed by `kid`.
+/// An issuer's usable keys, indexed by `kid` and by thumbprint.
 #[derive(Default)]
 pub struct KeySet {
     keys: Vec<Arc<Key>>,
     by_kid: HashMap<String, Vec<usize>>,
+    /// For [`KeySet::contains`], which a refresh calls once per old key: a
+    /// scan there made comparing two large sets quadratic.
+    by_thumbprint: HashMap<String, Vec<usize>>,
 }
 
 impl KeySet {
     /// A keyset from keys (order is kept; first fitting key wins).
     pub fn new(keys: Vec<Arc<Key>>) -> KeySet {
         let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_thumbprint: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             if let Some(kid) = &k.kid {
                 by_kid.entry(kid.clone()).or_default().push(i);
             }
+            by_thumbprint.entry(k.thumbprint.clone()).or_default().push(i);
         }
-        KeySet { keys, by_kid }
+        KeySet {
+            keys,
+            by_kid,
+            by_thumbprint,
+        }
     }
 
     /// All keys.
@@ -131,9 +150,9 @@ impl KeySet {
 
     /// Whether a key with this kid and thumbprint is in the set.
     pub fn contains(&self, kid: Option<&str>, thumbprint: &str) -> bool {
-        self.keys
-            .iter()
-            .any(|k| k.kid.as_deref() == kid && k.thumbprint == thumbprint)
+        self.by_thumbprint
+            .get(thumbprint)
+            .is_some_and(|idx| idx.iter().any(|&i| self.keys[i].kid.as_deref() == kid))
     }
 
     /// Find the key for a token's `kid` and `alg`.
@@ -158,8 +177,48 @@ impl KeySet {
     }
 }
 
+/// Skipped keys listed one by one per JWKS; past this, the rest are only
+/// counted, in one last entry, so a hostile JWKS cannot grow the list (kept
+/// per issuer for diagnostics) without bound.
+pub const MAX_SKIPPED_LISTED: usize = 100;
+
+/// Kids named in the per-fetch summary log line.
+const KIDS_IN_LOG: usize = 5;
+
+/// Why a key was skipped: a broad category (counted in the log summary) and
+/// the detailed reason (kept in [`SkippedKey`]).
+struct Reject {
+    category: &'static str,
+    reason: String,
+}
+
+/// The JWK itself is malformed: wrong types, bad base64, wrong lengths.
+const MALFORMED: &str = "malformed";
+/// `use` / `key_ops` say the key is not for verifying signatures.
+const NOT_FOR_SIGNING: &str = "not for signing";
+/// A `kty`, `crv` or `alg` jwtwarden does not implement.
+const UNSUPPORTED: &str = "unsupported";
+/// The key's algorithm is not one this issuer allows.
+const NOT_ALLOWED: &str = "not allowed";
+/// Symmetric keys are never taken from a JWKS.
+const SYMMETRIC: &str = "symmetric";
+/// RSA modulus outside the accepted size range.
+const KEY_SIZE: &str = "key size";
+/// Well-formed, but no signature could (or should) ever verify with it.
+const INVALID_KEY: &str = "invalid key";
+
+fn reject(category: &'static str, reason: impl Into<String>) -> Reject {
+    Reject {
+        category,
+        reason: reason.into(),
+    }
+}
+
 /// Parse a JWKS document. Errors only when the document itself is unusable
-/// (not JSON, no `keys` array); individual bad keys are returned as skipped.
+/// (not JSON, no `keys` array); individual bad keys are returned as skipped:
+/// the first [`MAX_SKIPPED_LISTED`] one by one, then, if there were more, one
+/// entry without kid that says how many more. One warning summarizes the
+/// skipped keys (never one line per key: a JWKS of junk must not flood logs).
 pub fn parse_jwks(body: &[u8], allowed: &[Alg]) -> Result<(Vec<Key>, Vec<SkippedKey>), String> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
     let keys = doc
@@ -168,48 +227,86 @@ pub fn parse_jwks(body: &[u8], allowed: &[Alg]) -> Result<(Vec<Key>, Vec<Skipped
         .ok_or_else(|| "JWKS has no \"keys\" array".to_string())?;
     let mut usable = Vec::new();
     let mut skipped = Vec::new();
+    let mut skipped_total = 0usize;
+    // BTreeMap: the log line lists categories in a stable order.
+    let mut by_category: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    let mut first_kids: Vec<String> = Vec::new();
     for jwk in keys {
-        let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
         match parse_jwk(jwk, allowed) {
             Ok(key) => usable.push(key),
-            Err(reason) => {
-                log::warn!(
-                    "skipping JWKS key kid={:?}: {reason}",
-                    kid.as_deref().map(crate::token::truncate)
-                );
-                skipped.push(SkippedKey { kid, reason });
+            Err(Reject { category, reason }) => {
+                let kid = jwk.get("kid").and_then(Value::as_str);
+                skipped_total += 1;
+                *by_category.entry(category).or_default() += 1;
+                if first_kids.len() < KIDS_IN_LOG {
+                    first_kids.push(crate::token::describe_kid(kid));
+                }
+                if skipped.len() < MAX_SKIPPED_LISTED {
+                    skipped.push(SkippedKey {
+                        kid: kid.map(str::to_owned),
+                        reason,
+                    });
+                }
             }
         }
+    }
+    if skipped_total > 0 {
+        let categories: Vec<String> = by_category.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        let more = if skipped_total > first_kids.len() { ", ..." } else { "" };
+        log::warn!(
+            "JWKS: skipped {skipped_total} of {} keys ({}); kids {}{more}",
+            keys.len(),
+            categories.join(", "),
+            first_kids.join(", "),
+        );
+    }
+    if skipped_total > skipped.len() {
+        skipped.push(SkippedKey {
+            kid: None,
+            reason: format!(
+                "{} more keys skipped, not listed (only the first {MAX_SKIPPED_LISTED} are)",
+                skipped_total - skipped.len()
+            ),
+        });
     }
     Ok((usable, skipped))
 }
 
-fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, String> {
-    let obj = jwk.as_object().ok_or("key is not a JSON object")?;
+fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, Reject> {
+    let obj = jwk
+        .as_object()
+        .ok_or_else(|| reject(MALFORMED, "key is not a JSON object"))?;
     let kid = match obj.get("kid") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("kid is not a string".into()),
+        Some(_) => return Err(reject(MALFORMED, "kid is not a string")),
     };
     match obj.get("use") {
         None => {}
         Some(Value::String(u)) if u == "sig" => {}
-        Some(other) => return Err(format!("use is {other}, not \"sig\"")),
+        Some(other) => {
+            let shown = crate::token::truncate(&other.to_string());
+            return Err(reject(NOT_FOR_SIGNING, format!("use is {shown}, not \"sig\"")));
+        }
     }
     if let Some(ops) = obj.get("key_ops") {
         let verify = ops.as_array().is_some_and(|a| a.iter().any(|o| o == "verify"));
         if !verify {
-            return Err("key_ops does not include \"verify\"".into());
+            return Err(reject(NOT_FOR_SIGNING, "key_ops does not include \"verify\""));
         }
     }
     let declared_alg = match obj.get("alg") {
         None => None,
-        Some(Value::String(a)) => {
-            Some(Alg::parse(a).ok_or_else(|| format!("unsupported alg {:?}", crate::token::truncate(a)))?)
-        }
-        Some(_) => return Err("alg is not a string".into()),
+        Some(Value::String(a)) => Some(
+            Alg::parse(a)
+                .ok_or_else(|| reject(UNSUPPORTED, format!("unsupported alg {:?}", crate::token::truncate(a))))?,
+        ),
+        Some(_) => return Err(reject(MALFORMED, "alg is not a string")),
     };
-    let kty = obj.get("kty").and_then(Value::as_str).ok_or("missing kty")?;
+    let kty = obj
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or_else(|| reject(MALFORMED, "missing kty"))?;
     let (kty, family, bits, decoding, thumb_members): (
         &'static str,
         KeyFamily,
@@ -221,17 +318,8 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, String> {
             let n = member(obj, "n")?;
             let e = member(obj, "e")?;
             let n_bytes = b64(&n, "n")?;
-            let bits = significant_bits(&n_bytes);
-            if bits < MIN_RSA_BITS {
-                return Err(format!("RSA key is {bits} bits, minimum {MIN_RSA_BITS}"));
-            }
-            if bits > MAX_RSA_BITS {
-                return Err(format!("RSA key is {bits} bits, maximum {MAX_RSA_BITS}"));
-            }
             let e_bytes = b64(&e, "e")?;
-            if e_bytes.is_empty() || e_bytes.len() > 8 {
-                return Err("RSA exponent is malformed".into());
-            }
+            let bits = check_rsa(&n_bytes, &e_bytes)?;
             let key = DecodingKey::from_rsa_raw_components(&n_bytes, &e_bytes);
             (
                 "RSA",
@@ -243,17 +331,29 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, String> {
         }
         "EC" => {
             let crv = member(obj, "crv")?;
-            let (family, len) = match crv.as_str() {
-                "P-256" => (KeyFamily::EcP256, 32),
-                "P-384" => (KeyFamily::EcP384, 48),
-                other => return Err(format!("unsupported curve {:?}", crate::token::truncate(other))),
+            let (family, len, backend): (_, _, &'static EcdsaVerificationAlgorithm) = match crv.as_str() {
+                "P-256" => (KeyFamily::EcP256, 32, &signature::ECDSA_P256_SHA256_FIXED),
+                "P-384" => (KeyFamily::EcP384, 48, &signature::ECDSA_P384_SHA384_FIXED),
+                other => {
+                    return Err(reject(
+                        UNSUPPORTED,
+                        format!("unsupported curve {:?}", crate::token::truncate(other)),
+                    ))
+                }
             };
             let x = member(obj, "x")?;
             let y = member(obj, "y")?;
-            if b64(&x, "x")?.len() != len || b64(&y, "y")?.len() != len {
-                return Err(format!("{crv} coordinates must be {len} bytes"));
+            let (x_bytes, y_bytes) = (b64(&x, "x")?, b64(&y, "y")?);
+            if x_bytes.len() != len || y_bytes.len() != len {
+                return Err(reject(MALFORMED, format!("{crv} coordinates must be {len} bytes")));
             }
-            let key = DecodingKey::from_ec_components(&x, &y).map_err(|e| format!("bad EC key: {e}"))?;
+            // The backend decodes the uncompressed point and checks it is on
+            // the curve; a point that is not can verify nothing.
+            let point = [&[0x04][..], &x_bytes, &y_bytes].concat();
+            ParsedPublicKey::new(backend, &point)
+                .map_err(|e| reject(INVALID_KEY, format!("EC point is not on {crv}: {e}")))?;
+            let key =
+                DecodingKey::from_ec_components(&x, &y).map_err(|e| reject(MALFORMED, format!("bad EC key: {e}")))?;
             (
                 "EC",
                 family,
@@ -265,13 +365,18 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, String> {
         "OKP" => {
             let crv = member(obj, "crv")?;
             if crv != "Ed25519" {
-                return Err(format!("unsupported OKP curve {:?}", crate::token::truncate(&crv)));
+                return Err(reject(
+                    UNSUPPORTED,
+                    format!("unsupported OKP curve {:?}", crate::token::truncate(&crv)),
+                ));
             }
             let x = member(obj, "x")?;
-            if b64(&x, "x")?.len() != 32 {
-                return Err("Ed25519 public key must be 32 bytes".into());
-            }
-            let key = DecodingKey::from_ed_components(&x).map_err(|e| format!("bad Ed25519 key: {e}"))?;
+            let x_bytes: [u8; 32] = b64(&x, "x")?
+                .try_into()
+                .map_err(|_| reject(MALFORMED, "Ed25519 public key must be 32 bytes"))?;
+            check_ed25519(&x_bytes)?;
+            let key =
+                DecodingKey::from_ed_components(&x).map_err(|e| reject(MALFORMED, format!("bad Ed25519 key: {e}")))?;
             (
                 "OKP",
                 KeyFamily::Ed25519,
@@ -280,18 +385,31 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, String> {
                 vec![("crv", crv), ("kty", "OKP".into()), ("x", x)],
             )
         }
-        "oct" => return Err("symmetric (oct) keys are never taken from a JWKS; configure hmac_keys".into()),
-        other => return Err(format!("unsupported kty {:?}", crate::token::truncate(other))),
+        "oct" => {
+            return Err(reject(
+                SYMMETRIC,
+                "symmetric (oct) keys are never taken from a JWKS; configure hmac_keys",
+            ))
+        }
+        other => {
+            return Err(reject(
+                UNSUPPORTED,
+                format!("unsupported kty {:?}", crate::token::truncate(other)),
+            ))
+        }
     };
     if let Some(a) = declared_alg {
         if a.family() != family {
-            return Err(format!("alg {a} does not fit a {kty} key"));
+            return Err(reject(NOT_ALLOWED, format!("alg {a} does not fit a {kty} key")));
         }
         if !allowed.contains(&a) {
-            return Err(format!("alg {a} is not allowed for this issuer"));
+            return Err(reject(NOT_ALLOWED, format!("alg {a} is not allowed for this issuer")));
         }
     } else if !allowed.iter().any(|a| a.family() == family) {
-        return Err(format!("no allowed algorithm uses a {kty} key of this kind"));
+        return Err(reject(
+            NOT_ALLOWED,
+            format!("no allowed algorithm uses a {kty} key of this kind"),
+        ));
     }
     Ok(Key {
         kid,
@@ -304,17 +422,112 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, String> {
     })
 }
 
-fn member(obj: &Map<String, Value>, name: &str) -> Result<String, String> {
+/// Largest RSA public exponent the crypto backend accepts: aws-lc refuses
+/// exponents longer than 33 bits (a verification cost bound), so a key with
+/// a larger one verifies nothing.
+pub const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
+
+/// Check an RSA key as the backend will use it; returns the modulus size.
+///
+/// The explicit checks give a precise reason for the common failures; the
+/// backend parse at the end is the authority, so this filter can never count
+/// usable a key that aws-lc would refuse at verification time.
+fn check_rsa(n: &[u8], e: &[u8]) -> Result<usize, Reject> {
+    // RFC 7518 6.3.1.1: no leading zero octets. aws-lc-rs refuses them when
+    // jsonwebtoken hands it the raw components, so such a key never verifies.
+    if n.first() == Some(&0) {
+        return Err(reject(
+            MALFORMED,
+            "RSA modulus has leading zero octets (RFC 7518 6.3.1.1)",
+        ));
+    }
+    if e.is_empty() {
+        return Err(reject(MALFORMED, "RSA exponent is empty"));
+    }
+    if e[0] == 0 {
+        return Err(reject(
+            MALFORMED,
+            "RSA exponent has leading zero octets (RFC 7518 6.3.1.1)",
+        ));
+    }
+    let bits = significant_bits(n);
+    if bits < MIN_RSA_BITS {
+        return Err(reject(
+            KEY_SIZE,
+            format!("RSA key is {bits} bits, minimum {MIN_RSA_BITS}"),
+        ));
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(reject(
+            KEY_SIZE,
+            format!("RSA key is {bits} bits, maximum {MAX_RSA_BITS}"),
+        ));
+    }
+    // Without leading zeros, more than 5 octets is at least 2^40.
+    let e_value = (e.len() <= 5).then(|| e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)));
+    let Some(e_value) = e_value.filter(|&v| v <= MAX_RSA_EXPONENT) else {
+        return Err(reject(
+            INVALID_KEY,
+            format!("RSA exponent is larger than {MAX_RSA_EXPONENT} (2^33-1, the crypto backend's limit)"),
+        ));
+    };
+    if e_value < 3 {
+        return Err(reject(INVALID_KEY, format!("RSA exponent is {e_value}, minimum 3")));
+    }
+    if e_value % 2 == 0 {
+        return Err(reject(INVALID_KEY, format!("RSA exponent {e_value} is even")));
+    }
+    if n.last().is_some_and(|b| b % 2 == 0) {
+        return Err(reject(INVALID_KEY, "RSA modulus is even"));
+    }
+    // Parsing the SubjectPublicKeyInfo makes aws-lc run RSA_check_key on the
+    // public components, the same rules its verification applies.
+    let components = RsaPublicKeyComponents { n, e };
+    components
+        .as_der()
+        .map_err(|_| ())
+        .and_then(|der| ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der.as_ref()).map_err(|_| ()))
+        .map_err(|()| reject(INVALID_KEY, "the crypto backend refuses this RSA key"))?;
+    Ok(bits)
+}
+
+/// Check an Ed25519 public key: a canonically encoded curve point, not of
+/// small order.
+///
+/// A small-order key lets anyone forge: with S = 0 and R in the small
+/// subgroup, the verification equation holds for many (for the identity, all)
+/// messages, and aws-lc's Ed25519 verification does not refuse such keys.
+fn check_ed25519(x: &[u8; 32]) -> Result<(), Reject> {
+    let point = CompressedEdwardsY(*x)
+        .decompress()
+        .ok_or_else(|| reject(INVALID_KEY, "Ed25519 public key is not a point on the curve"))?;
+    if point.is_small_order() {
+        return Err(reject(
+            INVALID_KEY,
+            "Ed25519 public key is a point of small order (would let anyone forge signatures)",
+        ));
+    }
+    // decompress() reduces y modulo p and ignores a sign bit set on x = 0;
+    // re-encoding gives the one canonical encoding (RFC 8032 5.1.3).
+    if point.compress().as_bytes() != x {
+        return Err(reject(INVALID_KEY, "Ed25519 public key is not canonically encoded"));
+    }
+    ParsedPublicKey::new(&signature::ED25519, x)
+        .map_err(|e| reject(INVALID_KEY, format!("the crypto backend refuses this Ed25519 key: {e}")))?;
+    Ok(())
+}
+
+fn member(obj: &Map<String, Value>, name: &str) -> Result<String, Reject> {
     obj.get(name)
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| format!("missing {name}"))
+        .ok_or_else(|| reject(MALFORMED, format!("missing {name}")))
 }
 
-fn b64(s: &str, name: &str) -> Result<Vec<u8>, String> {
+fn b64(s: &str, name: &str) -> Result<Vec<u8>, Reject> {
     URL_SAFE_NO_PAD
         .decode(s)
-        .map_err(|_| format!("{name} is not base64url"))
+        .map_err(|_| reject(MALFORMED, format!("{name} is not base64url")))
 }
 
 fn significant_bits(be: &[u8]) -> usize {
@@ -342,6 +555,61 @@ mod tests {
 
     const ALL: &[Alg] = &[Alg::RS256, Alg::ES256, Alg::EdDSA];
 
+    /// RFC 8032 section 7.1, test 1: a real Ed25519 public key.
+    const ED25519_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    /// The RSA modulus of RFC 7638 section 3.1 (2048 bits, a real key).
+    const RFC7638_N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+
+    /// The eight points of order dividing 8 on edwards25519, canonically
+    /// encoded: identity (order 1), (0, -1) (order 2), (±sqrt(-1), 0)
+    /// (order 4) and four of order 8.
+    const SMALL_ORDER_CANONICAL: [&str; 8] = [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    ];
+
+    /// The same points under non-canonical encodings: the x sign bit set on
+    /// x = 0, or y + p in place of y (only y = 0 and y = 1 have room below
+    /// 2^255 for that).
+    const SMALL_ORDER_NON_CANONICAL: [&str; 6] = [
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ];
+
+    fn unhex32(h: &str) -> [u8; 32] {
+        let v: Vec<u8> = (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect();
+        v.try_into().unwrap()
+    }
+
+    fn okp(kid: &str, x: &[u8]) -> Value {
+        serde_json::json!({"kty": "OKP", "kid": kid, "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(x)})
+    }
+
+    /// The one key of a single-key JWKS: taken, or the reason it was skipped.
+    fn verdict(jwk: Value) -> Result<Key, String> {
+        let body = serde_json::json!({ "keys": [jwk] }).to_string();
+        let (mut keys, skipped) = parse_jwks(body.as_bytes(), ALL).unwrap();
+        match (keys.pop(), skipped.first()) {
+            (Some(k), None) => Ok(k),
+            (None, Some(s)) => Err(s.reason.clone()),
+            _ => panic!("one key in, one verdict out"),
+        }
+    }
+
     #[test]
     fn rfc7638_example_thumbprint() {
         // The RSA key from RFC 7638 section 3.1.
@@ -358,7 +626,7 @@ mod tests {
             {"kty": "RSA", "kid": "small", "n": small_n, "e": "AQAB"},
             {"kty": "RSA", "kid": "enc", "use": "enc", "n": small_n, "e": "AQAB"},
             {"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"},
-            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([7u8; 32])},
+            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": ED25519_X},
             "not an object"
         ]});
         let (keys, skipped) = parse_jwks(body.to_string().as_bytes(), ALL).unwrap();
@@ -378,8 +646,7 @@ mod tests {
 
     #[test]
     fn lookup_respects_alg_family() {
-        let ed = URL_SAFE_NO_PAD.encode([7u8; 32]);
-        let body = serde_json::json!({"keys": [{"kty": "OKP", "kid": "a", "crv": "Ed25519", "x": ed}]});
+        let body = serde_json::json!({"keys": [{"kty": "OKP", "kid": "a", "crv": "Ed25519", "x": ED25519_X}]});
         let (keys, _) = parse_jwks(body.to_string().as_bytes(), ALL).unwrap();
         let set = KeySet::new(keys.into_iter().map(Arc::new).collect());
         assert!(matches!(set.find(Some("a"), Alg::EdDSA), Lookup::Found(_)));
@@ -387,5 +654,235 @@ mod tests {
         assert!(matches!(set.find(Some("b"), Alg::EdDSA), Lookup::UnknownKid));
         assert!(matches!(set.find(None, Alg::EdDSA), Lookup::Found(_)));
         assert!(matches!(set.find(None, Alg::ES256), Lookup::MissingKid));
+    }
+
+    #[test]
+    fn small_order_constants_are_exactly_the_eight_torsion_points() {
+        use curve25519_dalek::edwards::EdwardsPoint;
+        let points: Vec<EdwardsPoint> = SMALL_ORDER_CANONICAL
+            .iter()
+            .map(|h| {
+                let bytes = unhex32(h);
+                let p = CompressedEdwardsY(bytes).decompress().expect("on the curve");
+                assert!(p.is_small_order(), "{h}");
+                assert_eq!(p.compress().to_bytes(), bytes, "{h} is canonical");
+                p
+            })
+            .collect();
+        // Eight distinct points closed under addition: the whole 8-torsion
+        // subgroup (which has exactly eight elements), so no point is missing.
+        for a in &points {
+            for b in &points {
+                assert!(points.contains(&(a + b)));
+            }
+            assert_eq!(points.iter().filter(|p| *p == a).count(), 1);
+        }
+        for h in SMALL_ORDER_NON_CANONICAL {
+            let bytes = unhex32(h);
+            let p = CompressedEdwardsY(bytes).decompress().expect("decodes leniently");
+            assert!(p.is_small_order(), "{h}");
+            assert_ne!(p.compress().to_bytes(), bytes, "{h} is not canonical");
+        }
+    }
+
+    #[test]
+    fn small_order_ed25519_keys_are_skipped() {
+        for h in SMALL_ORDER_CANONICAL.iter().chain(&SMALL_ORDER_NON_CANONICAL) {
+            let reason = verdict(okp("small", &unhex32(h))).expect_err(h);
+            assert!(reason.contains("small order"), "{h}: {reason}");
+        }
+        assert!(verdict(okp("real", &URL_SAFE_NO_PAD.decode(ED25519_X).unwrap())).is_ok());
+    }
+
+    /// Little-endian y + p, for y < 19 (so it still fits in 255 bits).
+    fn y_plus_p(y: u8) -> [u8; 32] {
+        let mut b = [0xffu8; 32];
+        b[0] = 0xed + y;
+        b[31] = 0x7f;
+        b
+    }
+
+    #[test]
+    fn non_canonical_ed25519_encodings_are_skipped() {
+        // y + p for some y in 2..19 that is on the curve: the same point as
+        // the canonical y, but a different byte string (and thumbprint).
+        let y = (2..19u8)
+            .find(|&y| CompressedEdwardsY(y_plus_p(y)).decompress().is_some())
+            .expect("some small y is on the curve");
+        let p = CompressedEdwardsY(y_plus_p(y)).decompress().unwrap();
+        assert!(!p.is_small_order());
+        let reason = verdict(okp("noncanonical", &y_plus_p(y))).expect_err("non-canonical");
+        assert!(reason.contains("not canonically encoded"), "{reason}");
+        // Its canonical encoding is a fine key.
+        assert!(verdict(okp("canonical", p.compress().as_bytes())).is_ok());
+    }
+
+    #[test]
+    fn ed25519_keys_off_the_curve_are_skipped() {
+        let mut off = [0u8; 32];
+        off[0] = (2..=255u8)
+            .find(|&y| {
+                CompressedEdwardsY([
+                    y, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ])
+                .decompress()
+                .is_none()
+            })
+            .expect("some small y is off the curve");
+        let reason = verdict(okp("off", &off)).expect_err("off the curve");
+        assert!(reason.contains("not a point on the curve"), "{reason}");
+        let reason = verdict(okp("short", &[1u8; 31])).expect_err("31 bytes");
+        assert!(reason.contains("32 bytes"), "{reason}");
+    }
+
+    fn rsa(e: &[u8], n: &[u8]) -> Value {
+        serde_json::json!({"kty": "RSA", "kid": "r", "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e)})
+    }
+
+    /// Whether aws-lc itself takes (n, e), asked directly: the reference the
+    /// filter must agree with.
+    fn backend_takes(n: &[u8], e: &[u8]) -> bool {
+        RsaPublicKeyComponents { n, e }
+            .as_der()
+            .is_ok_and(|der| ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der.as_ref()).is_ok())
+    }
+
+    fn be(v: u64) -> Vec<u8> {
+        let b = v.to_be_bytes();
+        b[b.iter().position(|&x| x != 0).unwrap_or(7)..].to_vec()
+    }
+
+    #[test]
+    fn rsa_keys_the_backend_refuses_are_skipped() {
+        let n = URL_SAFE_NO_PAD.decode(RFC7638_N).unwrap();
+        let cases: Vec<(&str, Vec<u8>, Vec<u8>, &str)> = vec![
+            ("e = 65536 (even)", n.clone(), be(65536), "even"),
+            ("e = 2 (even)", n.clone(), be(2), "minimum 3"),
+            ("e = 1", n.clone(), be(1), "minimum 3"),
+            ("e = 2^33 + 1", n.clone(), be((1 << 33) + 1), "larger than"),
+            ("e = 2^40 + 1", n.clone(), be((1 << 40) + 1), "larger than"),
+            ("e = 0", n.clone(), vec![0], "leading zero"),
+            ("e with a leading zero", n.clone(), vec![0, 1, 0, 1], "leading zero"),
+            (
+                "n with a leading zero",
+                [&[0u8][..], &n].concat(),
+                be(65537),
+                "leading zero",
+            ),
+            (
+                "n even",
+                [&n[..n.len() - 1], &[n[n.len() - 1] & !1]].concat(),
+                be(65537),
+                "modulus is even",
+            ),
+        ];
+        for (what, n, e, why) in cases {
+            let reason = verdict(rsa(&e, &n)).expect_err(what);
+            assert!(reason.contains(why), "{what}: {reason}");
+            assert!(!backend_takes(&n, &e), "{what}: the filter is stricter than aws-lc");
+        }
+    }
+
+    #[test]
+    fn rsa_exponents_within_the_backend_limits_are_taken() {
+        let n = URL_SAFE_NO_PAD.decode(RFC7638_N).unwrap();
+        for e in [3, 65537, MAX_RSA_EXPONENT] {
+            assert!(backend_takes(&n, &be(e)), "aws-lc takes e = {e}");
+            let key = verdict(rsa(&be(e), &n)).unwrap_or_else(|r| panic!("e = {e}: {r}"));
+            assert_eq!(key.bits, 2048);
+        }
+        // Just past the limit, aws-lc refuses: the limit is really 2^33 - 1.
+        assert!(!backend_takes(&n, &be(MAX_RSA_EXPONENT + 2)));
+    }
+
+    fn ec(crv: &str, point: &[u8]) -> Value {
+        let len = (point.len() - 1) / 2;
+        serde_json::json!({"kty": "EC", "kid": "ec", "crv": crv,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..1 + len]), "y": URL_SAFE_NO_PAD.encode(&point[1 + len..])})
+    }
+
+    #[test]
+    fn ec_points_off_the_curve_are_skipped() {
+        use aws_lc_rs::signature::{
+            EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+        };
+        let algs = [Alg::ES256, Alg::ES384];
+        for (crv, signing) in [
+            ("P-256", &ECDSA_P256_SHA256_FIXED_SIGNING),
+            ("P-384", &ECDSA_P384_SHA384_FIXED_SIGNING),
+        ] {
+            let pair = EcdsaKeyPair::generate(signing).unwrap();
+            let point = pair.public_key().as_ref().to_vec();
+            let body = serde_json::json!({"keys": [ec(crv, &point)]}).to_string();
+            let (keys, _) = parse_jwks(body.as_bytes(), &algs).unwrap();
+            assert_eq!(keys.len(), 1, "a real {crv} point is taken");
+            let mut off = point.clone();
+            *off.last_mut().unwrap() ^= 1;
+            let body = serde_json::json!({"keys": [ec(crv, &off)]}).to_string();
+            let (keys, skipped) = parse_jwks(body.as_bytes(), &algs).unwrap();
+            assert!(keys.is_empty(), "{crv} point off the curve is skipped");
+            assert!(skipped[0].reason.contains(&format!("not on {crv}")), "{skipped:?}");
+        }
+    }
+
+    #[test]
+    fn skipped_list_is_bounded_and_counts_the_rest() {
+        let junk: Vec<Value> = (0..250)
+            .map(|i| serde_json::json!({"kty": "junk", "kid": format!("j{i}")}))
+            .collect();
+        let body = serde_json::json!({ "keys": junk }).to_string();
+        let (keys, skipped) = parse_jwks(body.as_bytes(), ALL).unwrap();
+        assert!(keys.is_empty());
+        assert_eq!(skipped.len(), MAX_SKIPPED_LISTED + 1);
+        assert_eq!(skipped[MAX_SKIPPED_LISTED - 1].kid.as_deref(), Some("j99"));
+        let last = skipped.last().unwrap();
+        assert_eq!(last.kid, None);
+        assert!(last.reason.starts_with("150 more keys skipped"), "{last:?}");
+
+        let junk: Vec<Value> = (0..MAX_SKIPPED_LISTED)
+            .map(|i| serde_json::json!({"kty": "junk", "kid": format!("j{i}")}))
+            .collect();
+        let body = serde_json::json!({ "keys": junk }).to_string();
+        let (_, skipped) = parse_jwks(body.as_bytes(), ALL).unwrap();
+        assert_eq!(skipped.len(), MAX_SKIPPED_LISTED, "no count entry when all are listed");
+        assert!(skipped.iter().all(|s| s.kid.is_some()));
+    }
+
+    fn fake_key(kid: String, thumbprint: String) -> Arc<Key> {
+        Arc::new(Key {
+            kid: Some(kid),
+            kty: "OKP",
+            family: KeyFamily::Ed25519,
+            alg: None,
+            bits: 256,
+            thumbprint,
+            decoding: DecodingKey::from_secret(b""),
+        })
+    }
+
+    #[test]
+    fn comparing_two_16000_key_sets_completes() {
+        const N: usize = 16_000;
+        // The new set drops the first half of the old one and adds as many.
+        let old = KeySet::new((0..N).map(|i| fake_key(format!("k{i}"), format!("t{i}"))).collect());
+        let new = KeySet::new(
+            (N / 2..N + N / 2)
+                .map(|i| fake_key(format!("k{i}"), format!("t{i}")))
+                .collect(),
+        );
+        let started = std::time::Instant::now();
+        // What Issuer::install does: which old keys are gone from the new set.
+        let removed = old
+            .keys()
+            .iter()
+            .filter(|k| !new.contains(k.kid.as_deref(), &k.thumbprint))
+            .count();
+        eprintln!("comparing two {N}-key sets: {:?}", started.elapsed());
+        assert_eq!(removed, N / 2);
+        // Both kid and thumbprint must match.
+        assert!(new.contains(Some("k8000"), "t8000"));
+        assert!(!new.contains(Some("k8001"), "t8000"));
+        assert!(!new.contains(None, "t8000"));
+        assert!(!new.contains(Some("k0"), "t0"));
     }
 }

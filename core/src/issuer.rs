@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -24,7 +24,7 @@ use crate::claims::ClaimPolicy;
 use crate::clock::Clock;
 use crate::config::IssuerConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Fetched, HttpClient, Validators};
+use crate::fetch::{FetchError, Fetched, HttpClient, Validators};
 use crate::keys::{parse_jwks, Key, KeySet, Lookup, SkippedKey};
 use crate::metrics::{FetchReason, Health, IssuerCounters, IssuerStats};
 use crate::token::Alg;
@@ -34,13 +34,20 @@ use crate::token::Alg;
 const MAX_REMEMBERED_KIDS: usize = 10_000;
 /// How often a static JWKS file's modification time is checked.
 const FILE_POLL_MS: u64 = 2_000;
+/// After this many consecutive failed fetches a discovered `jwks_uri` is
+/// forgotten, so the next attempt asks discovery again: the provider may
+/// have moved its keys, and the old URL would fail until `max_stale`.
+const REDISCOVER_AFTER_FAILURES: u32 = 2;
 
 /// What the issuer needs from the verifier to fetch.
 pub(crate) struct Env {
     pub clock: Arc<dyn Clock>,
     pub http: HttpClient,
     pub state_dir: Option<PathBuf>,
-    /// How long a thread waits for another thread's fetch to finish.
+    /// How long a thread waits for another thread's fetch to finish. That
+    /// fetch ends by its own deadline (`http.timeout_ms` from its start), so
+    /// this is only a backstop: the margin above `timeout_ms` covers the
+    /// work after the last byte (parsing, installing keys).
     pub fetch_wait: Duration,
 }
 
@@ -70,6 +77,9 @@ struct Schedule {
     failures: u32,
     validators: Validators,
     resolved_jwks_uri: Option<String>,
+    /// When `resolved_jwks_uri` is due for rediscovery (ms): the discovery
+    /// document's own TTL, clamped like a key TTL.
+    discovery_expires_ms: u64,
     last_success_ms: Option<u64>,
     last_error: Option<String>,
     file_mtime: Option<SystemTime>,
@@ -83,6 +93,9 @@ struct Gate {
     /// process must not wait for a fetch that died with its parent's thread.
     in_flight_fork: u64,
     completed: u64,
+    /// Whether the fetch that last completed succeeded, for threads that
+    /// waited for it.
+    last_ok: bool,
     last_on_demand_ms: Option<u64>,
 }
 
@@ -90,11 +103,12 @@ struct Gate {
 pub(crate) enum Refresh {
     /// This thread fetched, successfully.
     Done,
-    /// Another thread's fetch finished while we waited.
+    /// Another thread's fetch finished, successfully, while we waited.
     Coalesced,
     /// Refused by the unknown-kid cooldown, until the given time.
     RateLimited(u64),
-    /// This thread fetched and it failed.
+    /// This thread fetched and it failed, or the other thread's fetch it
+    /// waited for failed or did not finish within `Env::fetch_wait`.
     Failed(String),
 }
 
@@ -349,7 +363,27 @@ impl Issuer {
                     break;
                 }
             }
-            return Refresh::Coalesced;
+            let finished = gate.completed != seen;
+            if finished && gate.last_ok {
+                return Refresh::Coalesced;
+            }
+            drop(gate);
+            // The waiter gets the outcome of the fetch it waited for: a caller
+            // that fetched again after a failure or a hang would wait a second
+            // timeout (http.timeout_ms bounds the whole wait of a verify).
+            let why = if finished {
+                self.sched
+                    .lock()
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "fetch failed".into())
+            } else {
+                format!(
+                    "the fetch in flight did not finish within {} ms",
+                    env.fetch_wait.as_millis()
+                )
+            };
+            return Refresh::Failed(why);
         }
         let now = env.clock.now_ms();
         if reason == FetchReason::UnknownKid {
@@ -366,19 +400,27 @@ impl Issuer {
         drop(gate);
 
         // Reset the gate even if the fetch panics, so no thread waits forever.
-        struct Release<'a>(&'a Issuer);
+        struct Release<'a> {
+            issuer: &'a Issuer,
+            ok: bool,
+        }
         impl Drop for Release<'_> {
             fn drop(&mut self) {
-                let mut gate = self.0.gate.lock();
+                let mut gate = self.issuer.gate.lock();
                 gate.in_flight = false;
                 gate.completed += 1;
+                gate.last_ok = self.ok;
                 drop(gate);
-                self.0.gate_cv.notify_all();
+                self.issuer.gate_cv.notify_all();
             }
         }
-        let _release = Release(self);
+        let mut release = Release {
+            issuer: self,
+            ok: false,
+        };
         match self.fetch_and_apply(env, reason, now) {
             Ok(()) => {
+                release.ok = true;
                 let mut s = self.sched.lock();
                 s.failures = 0;
                 s.last_success_ms = Some(now);
@@ -389,20 +431,27 @@ impl Issuer {
                 self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 let mut s = self.sched.lock();
                 s.failures = s.failures.saturating_add(1);
-                s.next_ms = now + self.backoff_ms(s.failures);
-                s.last_error = Some(e.clone());
+                s.next_ms = now + self.backoff_ms(s.failures, e.retry_after_secs);
+                if s.failures >= REDISCOVER_AFTER_FAILURES {
+                    s.resolved_jwks_uri = None;
+                }
+                s.last_error = Some(e.message.clone());
                 log::warn!(
                     "issuer {}: {} fetch failed (attempt {}): {e}",
                     self.name,
                     reason.as_str(),
                     s.failures
                 );
-                Refresh::Failed(e)
+                Refresh::Failed(e.message)
             }
         }
     }
 
-    fn backoff_ms(&self, failures: u32) -> u64 {
+    /// Delay before the next attempt after `failures` consecutive failures.
+    /// A server's `Retry-After` is honoured as a lower bound on it (retrying
+    /// sooner is what it asked us not to do), clamped to `backoff_max_secs`
+    /// so a server cannot push refreshes out until the keys go stale.
+    fn backoff_ms(&self, failures: u32, retry_after_secs: Option<u64>) -> u64 {
         let r = &self.cfg.refresh;
         let exp = r
             .backoff_initial_secs
@@ -410,7 +459,11 @@ impl Issuer {
         let base = exp.min(r.backoff_max_secs) * 1000;
         // ±20 % jitter so a fleet does not retry in lockstep.
         let spread = base / 5;
-        base - spread + fastrand::u64(0..=spread * 2)
+        let backoff = base - spread + fastrand::u64(0..=spread * 2);
+        match retry_after_secs {
+            Some(secs) => backoff.max(secs.min(r.backoff_max_secs) * 1000),
+            None => backoff,
+        }
     }
 
     fn ttl_ms(&self, max_age_secs: Option<u64>) -> u64 {
@@ -423,11 +476,11 @@ impl Issuer {
         self.sched.lock().next_ms = now + (ttl_ms as f64 * fraction) as u64;
     }
 
-    fn fetch_and_apply(&self, env: &Env, reason: FetchReason, now: u64) -> std::result::Result<(), String> {
+    fn fetch_and_apply(&self, env: &Env, reason: FetchReason, now: u64) -> std::result::Result<(), FetchError> {
         self.counters.fetched(reason);
         match &self.source {
             Source::LocalOnly => Ok(()),
-            Source::Inline(body) => self.apply_body(body, now, u64::MAX).map(drop),
+            Source::Inline(body) => Ok(self.apply_body(body, now, u64::MAX).map(drop)?),
             Source::File(path) => {
                 let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
                 let body = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -438,9 +491,12 @@ impl Issuer {
                 Ok(())
             }
             Source::Remote { jwks_uri } => {
+                // One budget for the whole fetch: discovery, the JWKS and
+                // every redirect of either share it.
+                let deadline = env.http.deadline();
                 let url = match jwks_uri {
                     Some(u) => u.clone(),
-                    None => self.discovered_jwks_uri(env)?,
+                    None => self.discovered_jwks_uri(env, now, deadline)?,
                 };
                 let loaded = self.keys.read().loaded;
                 let validators = if loaded {
@@ -449,7 +505,7 @@ impl Issuer {
                     None
                 };
                 let no_cache = matches!(reason, FetchReason::UnknownKid | FetchReason::Manual);
-                match env.http.get(&url, validators.as_ref(), no_cache)? {
+                match env.http.get_until(&url, validators.as_ref(), no_cache, deadline)? {
                     Fetched::NotModified { max_age_secs } => {
                         if !loaded {
                             return Err("304 Not Modified without a cached keyset".into());
@@ -489,13 +545,39 @@ impl Issuer {
         }
     }
 
-    fn discovered_jwks_uri(&self, env: &Env) -> std::result::Result<String, String> {
-        if let Some(u) = self.sched.lock().resolved_jwks_uri.clone() {
-            return Ok(u);
+    /// The `jwks_uri` to fetch: the one discovery found, until the discovery
+    /// document's TTL runs out (or repeated failures forgot it); then
+    /// discovery is asked again, so a provider can move its keys.
+    fn discovered_jwks_uri(&self, env: &Env, now: u64, deadline: Instant) -> std::result::Result<String, FetchError> {
+        let known = {
+            let s = self.sched.lock();
+            match &s.resolved_jwks_uri {
+                Some(u) if now < s.discovery_expires_ms => return Ok(u.clone()),
+                known => known.clone(),
+            }
+        };
+        match env.http.discover_until(&self.name, deadline) {
+            Ok(found) => {
+                if let Some(old) = known.as_deref().filter(|old| *old != found.jwks_uri) {
+                    log::info!("issuer {}: jwks_uri moved from {old} to {}", self.name, found.jwks_uri);
+                }
+                let mut s = self.sched.lock();
+                s.resolved_jwks_uri = Some(found.jwks_uri.clone());
+                s.discovery_expires_ms = now + self.ttl_ms(found.max_age_secs);
+                Ok(found.jwks_uri)
+            }
+            // Discovery is down but the keys may not be: keep the last
+            // jwks_uri (discovery is retried next refresh) rather than fail a
+            // refresh the JWKS host could answer. Repeated JWKS failures
+            // forget it (REDISCOVER_AFTER_FAILURES).
+            Err(e) => match known {
+                Some(u) => {
+                    log::warn!("issuer {}: rediscovery failed, keeping jwks_uri {u}: {e}", self.name);
+                    Ok(u)
+                }
+                None => Err(e),
+            },
         }
-        let jwks_uri = env.http.discover_jwks_uri(&self.name)?;
-        self.sched.lock().resolved_jwks_uri = Some(jwks_uri.clone());
-        Ok(jwks_uri)
     }
 
     /// Parse and install a JWKS; refuse a set with no usable key.

@@ -189,7 +189,20 @@ pub struct HttpConfig {
     /// TCP/TLS connect timeout, milliseconds. Default 2000.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
-    /// Whole-request timeout, milliseconds. Default 5000.
+    /// Total timeout of one key fetch, milliseconds. Default 5000.
+    ///
+    /// It bounds the whole fetch from its start: OIDC discovery, the JWKS
+    /// request and every redirect hop of either share this one budget (the
+    /// connect timeout applies inside it). It is also the longest a `verify`
+    /// waits for keys: a verify that finds a fetch in flight waits for that
+    /// one (at most until its own `timeout_ms` from when it started waiting),
+    /// and if it failed or hangs the verify does not start another. Only
+    /// when the fetch it waited for succeeded without the token's `kid` (it
+    /// may have started before the key was published), and at least half of
+    /// the verify's budget is left, does the verify make one fetch of its own
+    /// (within the unknown-kid cooldown), bounded by what is left of that
+    /// same budget. `Verifier::refresh_issuer` is the exception: it waits for
+    /// a fetch in flight and then fetches, up to 2 × `timeout_ms`.
     #[serde(default = "default_total_timeout")]
     pub timeout_ms: u64,
     /// Largest accepted response body, bytes. Default 262144 (256 KiB).

@@ -3,11 +3,17 @@
 //! timeouts, a response size cap, same-host redirects only, an optional CA
 //! bundle, conditional GET, and the response's cache lifetime.
 //!
+//! `http.timeout_ms` bounds a whole fetch, not one request: the caller takes
+//! one deadline ([`HttpClient::deadline`]) when a refresh starts and every
+//! request of it (discovery, the JWKS, each redirect hop) gets only the time
+//! left until then.
+//!
 //! URLs come only from configuration or from the configured issuer's
 //! discovery document, never from a token.
 
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::{StatusCode, Uri};
 use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig, TlsProvider};
@@ -44,6 +50,52 @@ pub enum Fetched {
         /// The raw `Cache-Control` header, for diagnostics.
         cache_control: Option<String>,
     },
+}
+
+/// Why a fetch failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchError {
+    /// Human-readable; names the URL.
+    pub message: String,
+    /// The `Retry-After` of a `429` or `503` answer, in seconds from when it
+    /// was sent, if it had a valid one.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> FetchError {
+        FetchError {
+            message,
+            retry_after_secs: None,
+        }
+    }
+}
+
+impl From<&str> for FetchError {
+    fn from(message: &str) -> FetchError {
+        FetchError::from(message.to_owned())
+    }
+}
+
+impl From<FetchError> for String {
+    fn from(e: FetchError) -> String {
+        e.message
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What OIDC discovery found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discovered {
+    /// The document's `jwks_uri`, checked against the scheme policy.
+    pub jwks_uri: String,
+    /// Lifetime of the discovery document from its cache headers, in seconds.
+    pub max_age_secs: Option<u64>,
 }
 
 /// A configured HTTP client. Cheap to share.
@@ -111,18 +163,51 @@ impl HttpClient {
         Ok(uri)
     }
 
-    /// GET `url`. With `validators`, a conditional GET; with `no_cache`,
-    /// asks intermediaries for a fresh copy. Errors are human-readable.
+    /// The deadline of a fetch that starts now: `http.timeout_ms` from now.
+    /// Take it once per refresh and pass it to every request of that refresh.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.cfg.timeout_ms)
+    }
+
+    /// [`HttpClient::get_until`] with a deadline of `http.timeout_ms` from now.
+    /// Errors are human-readable.
     pub fn get(
         &self,
         url: &str,
         validators: Option<&Validators>,
         no_cache: bool,
     ) -> std::result::Result<Fetched, String> {
+        Ok(self.get_until(url, validators, no_cache, self.deadline())?)
+    }
+
+    /// GET `url`, following same-host redirects, all of it done by
+    /// `deadline`. With `validators`, a conditional GET; with `no_cache`,
+    /// asks intermediaries for a fresh copy. A `304` to a request that sent
+    /// no validator is an error: it confirms nothing.
+    pub fn get_until(
+        &self,
+        url: &str,
+        validators: Option<&Validators>,
+        no_cache: bool,
+        deadline: Instant,
+    ) -> std::result::Result<Fetched, FetchError> {
         let mut uri = self.check_url(url)?;
         let origin = origin_of(&uri);
+        let sent_validator = validators.is_some_and(|v| v.etag.is_some() || v.last_modified.is_some());
         for _ in 0..=self.cfg.max_redirects {
-            let mut req = self.agent.get(uri.clone()).header("Accept", "application/json");
+            // ureq's own global timeout restarts with each request, so each
+            // hop gets only what is left of the one budget for the fetch.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.timed_out(&uri));
+            }
+            let mut req = self
+                .agent
+                .get(uri.clone())
+                .config()
+                .timeout_global(Some(left))
+                .build()
+                .header("Accept", "application/json");
             if no_cache {
                 req = req.header("Cache-Control", "no-cache");
             }
@@ -134,7 +219,10 @@ impl HttpClient {
                     req = req.header("If-Modified-Since", lm);
                 }
             }
-            let mut resp = req.call().map_err(|e| format!("GET {uri}: {e}"))?;
+            let mut resp = req.call().map_err(|e| match e {
+                ureq::Error::Timeout(_) => self.timed_out(&uri),
+                e => FetchError::from(format!("GET {uri}: {e}")),
+            })?;
             let status = resp.status();
             let header = |name: &str| {
                 resp.headers()
@@ -149,7 +237,8 @@ impl HttpClient {
                     return Err(format!(
                         "GET {uri}: redirect to another host or scheme ({}) refused",
                         origin_of(&next)
-                    ));
+                    )
+                    .into());
                 }
                 uri = next;
                 continue;
@@ -160,10 +249,25 @@ impl HttpClient {
                 header("date").as_deref(),
             );
             if status == StatusCode::NOT_MODIFIED {
+                if !sent_validator {
+                    return Err(format!("GET {uri}: 304 Not Modified to a request without validators").into());
+                }
                 return Ok(Fetched::NotModified { max_age_secs });
             }
             if status != StatusCode::OK {
-                return Err(format!("GET {uri}: HTTP {}", status.as_u16()));
+                let retry_after_secs = match status {
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                        header("retry-after").and_then(|v| retry_after(&v, header("date").as_deref()))
+                    }
+                    _ => None,
+                };
+                let hint = retry_after_secs
+                    .map(|s| format!(" (Retry-After {s} s)"))
+                    .unwrap_or_default();
+                return Err(FetchError {
+                    message: format!("GET {uri}: HTTP {}{hint}", status.as_u16()),
+                    retry_after_secs,
+                });
             }
             let validators = Validators {
                 etag: header("etag"),
@@ -176,10 +280,11 @@ impl HttpClient {
                 .limit(self.cfg.max_response_bytes)
                 .read_to_vec()
                 .map_err(|e| match e {
-                    ureq::Error::BodyExceedsLimit(limit) => {
-                        format!("GET {uri}: response larger than {limit} bytes (http.max_response_bytes)")
-                    }
-                    other => format!("GET {uri}: reading body: {other}"),
+                    ureq::Error::BodyExceedsLimit(limit) => FetchError::from(format!(
+                        "GET {uri}: response larger than {limit} bytes (http.max_response_bytes)"
+                    )),
+                    ureq::Error::Timeout(_) => self.timed_out(&uri),
+                    other => FetchError::from(format!("GET {uri}: reading body: {other}")),
                 })?;
             return Ok(Fetched::Body {
                 body,
@@ -188,29 +293,47 @@ impl HttpClient {
                 cache_control,
             });
         }
-        Err(format!("GET {url}: more than {} redirects", self.cfg.max_redirects))
+        Err(format!("GET {url}: more than {} redirects", self.cfg.max_redirects).into())
+    }
+
+    fn timed_out(&self, uri: &Uri) -> FetchError {
+        FetchError::from(format!(
+            "GET {uri}: timed out: http.timeout_ms ({} ms) bounds the whole fetch, redirects and discovery included",
+            self.cfg.timeout_ms
+        ))
     }
 }
 
 impl HttpClient {
     /// The `jwks_uri` from `issuer`'s OIDC discovery document
-    /// (`{issuer}/.well-known/openid-configuration`). The document must name
-    /// the same issuer, and its `jwks_uri` must pass the scheme policy.
+    /// (`{issuer}/.well-known/openid-configuration`), with a deadline of
+    /// `http.timeout_ms` from now. See [`HttpClient::discover_until`].
     pub fn discover_jwks_uri(&self, issuer: &str) -> std::result::Result<String, String> {
+        Ok(self.discover_until(issuer, self.deadline())?.jwks_uri)
+    }
+
+    /// Fetch `issuer`'s OIDC discovery document
+    /// (`{issuer}/.well-known/openid-configuration`) by `deadline`. The
+    /// document must name the same issuer, and its `jwks_uri` must pass the
+    /// scheme policy.
+    pub fn discover_until(&self, issuer: &str, deadline: Instant) -> std::result::Result<Discovered, FetchError> {
         let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-        let Fetched::Body { body, .. } = self.get(&url, None, false)? else {
-            return Err(format!("{url}: unexpected 304"));
+        let Fetched::Body { body, max_age_secs, .. } = self.get_until(&url, None, false, deadline)? else {
+            return Err(format!("{url}: unexpected 304").into());
         };
         let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
         if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-            return Err(format!("{url}: discovery document is for another issuer"));
+            return Err(format!("{url}: discovery document is for another issuer").into());
         }
         let jwks_uri = doc
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or_else(|| format!("{url}: no jwks_uri"))?;
         self.check_url(jwks_uri)?;
-        Ok(jwks_uri.to_owned())
+        Ok(Discovered {
+            jwks_uri: jwks_uri.to_owned(),
+            max_age_secs,
+        })
     }
 }
 
@@ -237,28 +360,57 @@ fn resolve(base: &Uri, location: &str) -> std::result::Result<Uri, String> {
         .map_err(|_| format!("bad redirect Location {location:?}"))
 }
 
-/// Lifetime in seconds from `Cache-Control: max-age` (preferred) or
-/// `Expires` (relative to `Date`, else to now). `no-store`/`no-cache` give 0,
-/// which the caller clamps up to its minimum.
+/// Lifetime in seconds from `Cache-Control` or `Expires` (RFC 9111), or
+/// `None` when neither says anything (the caller's default applies).
+///
+/// * `no-store` or `no-cache` anywhere in `Cache-Control` give 0, whatever
+///   else it says and in whatever order: the server asked not to reuse it.
+/// * Else `max-age`.
+/// * Else `Expires`, relative to `Date` (else to now). An `Expires` that is
+///   not a valid date (`0` is the common case) means already expired: 0.
+///
+/// The caller clamps the result up to its minimum TTL.
 pub fn cache_lifetime(cache_control: Option<&str>, expires: Option<&str>, date: Option<&str>) -> Option<u64> {
-    if let Some(cc) = cache_control {
-        for directive in cc.split(',').map(str::trim) {
-            let lower = directive.to_ascii_lowercase();
-            if lower == "no-store" || lower == "no-cache" {
-                return Some(0);
-            }
-            if let Some(v) = lower.strip_prefix("max-age=") {
-                if let Ok(secs) = v.trim_matches('"').parse::<u64>() {
-                    return Some(secs);
-                }
-            }
-        }
+    let directives: Vec<String> = cache_control
+        .map(|cc| cc.split(',').map(|d| d.trim().to_ascii_lowercase()).collect())
+        .unwrap_or_default();
+    if directives
+        .iter()
+        .any(|d| d == "no-store" || d == "no-cache" || d.starts_with("no-cache="))
+    {
+        return Some(0);
     }
-    let expires = httpdate::parse_http_date(expires?).ok()?;
+    let max_age = directives.iter().find_map(|d| {
+        let v = d.strip_prefix("max-age")?.trim_start().strip_prefix('=')?;
+        v.trim().trim_matches('"').parse::<u64>().ok()
+    });
+    if max_age.is_some() {
+        return max_age;
+    }
+    let Ok(expires) = httpdate::parse_http_date(expires?.trim()) else {
+        return Some(0);
+    };
+    Some(seconds_after_date(expires, date))
+}
+
+/// Seconds from the response's `Date` (else now) until `at`, 0 if past.
+fn seconds_after_date(at: SystemTime, date: Option<&str>) -> u64 {
     let base = date
-        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
         .unwrap_or_else(SystemTime::now);
-    Some(expires.duration_since(base).map(|d| d.as_secs()).unwrap_or(0))
+    at.duration_since(base).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Seconds to wait from a `Retry-After` value: delta-seconds or an
+/// HTTP-date (relative to `Date`, else now). `None` when it is neither.
+pub fn retry_after(value: &str, date: Option<&str>) -> Option<u64> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // An absurdly long delta saturates; the caller clamps it anyway.
+        return Some(value.parse::<u64>().unwrap_or(u64::MAX));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(seconds_after_date(at, date))
 }
 
 #[cfg(test)]
@@ -278,7 +430,49 @@ mod tests {
             Some(60)
         );
         assert_eq!(cache_lifetime(Some("public"), None, None), None);
-        assert_eq!(cache_lifetime(None, Some("garbage"), None), None);
+        assert_eq!(cache_lifetime(None, None, None), None);
+    }
+
+    #[test]
+    fn no_store_and_no_cache_win_over_max_age_in_any_order() {
+        for cc in [
+            "max-age=600, no-store",
+            "no-store, max-age=600",
+            "public, max-age=600, no-cache",
+            "No-Cache, max-age=600",
+            "max-age=600, no-cache=\"set-cookie\"",
+        ] {
+            assert_eq!(cache_lifetime(Some(cc), None, None), Some(0), "{cc}");
+        }
+    }
+
+    #[test]
+    fn invalid_or_zero_expires_means_already_expired() {
+        // RFC 9111 §5.3: an invalid date, especially "0", is in the past.
+        assert_eq!(cache_lifetime(None, Some("0"), None), Some(0));
+        assert_eq!(cache_lifetime(None, Some("garbage"), None), Some(0));
+        assert_eq!(cache_lifetime(Some("public"), Some("-1"), None), Some(0));
+        // max-age still wins over Expires.
+        assert_eq!(cache_lifetime(Some("max-age=90"), Some("0"), None), Some(90));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(retry_after("120", None), Some(120));
+        assert_eq!(retry_after(" 0 ", None), Some(0));
+        assert_eq!(retry_after("99999999999999999999999", None), Some(u64::MAX));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:50:37 GMT", Some("Sun, 06 Nov 1994 08:48:37 GMT")),
+            Some(120)
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:40:37 GMT", Some("Sun, 06 Nov 1994 08:48:37 GMT")),
+            Some(0),
+            "a date in the past: retry now"
+        );
+        assert_eq!(retry_after("-5", None), None);
+        assert_eq!(retry_after("soon", None), None);
+        assert_eq!(retry_after("", None), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::claims::ClaimPolicy;
 use crate::clock::Clock;
 use crate::config::IssuerConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Fetched, HttpClient, Validators};
+use crate::fetch::{FetchError, Fetched, HttpClient, Validators};
 use crate::flight::{Flight, Join, Need};
 use crate::keys::{parse_jwks, Key, SkippedKey};
 use crate::keystore::KeyStore;
@@ -42,6 +42,10 @@ use crate::token::Alg;
 const MAX_REMEMBERED_KIDS: usize = 10_000;
 /// How often a static JWKS file's modification time is checked.
 const FILE_POLL_MS: u64 = 2_000;
+/// After this many consecutive failed fetches a discovered `jwks_uri` is
+/// forgotten, so the next attempt asks discovery again: the provider may
+/// have moved its keys, and the old URL would fail until `max_stale`.
+const REDISCOVER_AFTER_FAILURES: u32 = 2;
 
 /// What the issuer needs from the verifier to fetch.
 pub(crate) struct Env {
@@ -71,6 +75,9 @@ struct Schedule {
     failures: u32,
     validators: Validators,
     resolved_jwks_uri: Option<String>,
+    /// When `resolved_jwks_uri` is due for rediscovery (ms): the discovery
+    /// document's own TTL, clamped like a key TTL.
+    discovery_expires_ms: u64,
     last_success_ms: Option<u64>,
     last_error: Option<String>,
     file_mtime: Option<SystemTime>,
@@ -351,28 +358,32 @@ impl Issuer {
             Join::RateLimited(until) => return Refresh::RateLimited(until),
         };
         let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
-        let outcome = self.fetch_and_apply(env, reason, now, fetch_deadline);
-        match &outcome {
+        let outcome = match self.fetch_and_apply(env, reason, now, fetch_deadline) {
             Ok(()) => {
                 let mut s = self.sched.lock();
                 s.failures = 0;
                 s.last_success_ms = Some(now);
                 s.last_error = None;
+                Ok(())
             }
             Err(e) => {
                 self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 let mut s = self.sched.lock();
                 s.failures = s.failures.saturating_add(1);
-                s.next_ms = now + self.backoff_ms(s.failures);
-                s.last_error = Some(e.clone());
+                s.next_ms = now + self.backoff_ms(s.failures, e.retry_after_secs);
+                if s.failures >= REDISCOVER_AFTER_FAILURES {
+                    s.resolved_jwks_uri = None;
+                }
+                s.last_error = Some(e.message.clone());
                 log::warn!(
                     "issuer {}: {} fetch failed (attempt {}): {e}",
                     self.name,
                     reason.as_str(),
                     s.failures
                 );
+                Err(e.message)
             }
-        }
+        };
         leader.finish(outcome.clone());
         match outcome {
             Ok(()) => Refresh::Ok { joined: false },
@@ -380,7 +391,11 @@ impl Issuer {
         }
     }
 
-    fn backoff_ms(&self, failures: u32) -> u64 {
+    /// Delay before the next attempt after `failures` consecutive failures.
+    /// A server's `Retry-After` is honoured as a lower bound on it (retrying
+    /// sooner is what it asked us not to do), clamped to `backoff_max_secs`
+    /// so a server cannot push refreshes out until the keys go stale.
+    fn backoff_ms(&self, failures: u32, retry_after_secs: Option<u64>) -> u64 {
         let r = &self.cfg.refresh;
         let exp = r
             .backoff_initial_secs
@@ -388,7 +403,11 @@ impl Issuer {
         let base = exp.min(r.backoff_max_secs) * 1000;
         // ±20 % jitter so a fleet does not retry in lockstep.
         let spread = base / 5;
-        base - spread + fastrand::u64(0..=spread * 2)
+        let backoff = base - spread + fastrand::u64(0..=spread * 2);
+        match retry_after_secs {
+            Some(secs) => backoff.max(secs.min(r.backoff_max_secs) * 1000),
+            None => backoff,
+        }
     }
 
     fn ttl_ms(&self, max_age_secs: Option<u64>) -> u64 {
@@ -406,12 +425,12 @@ impl Issuer {
         env: &Env,
         reason: FetchReason,
         now: u64,
-        _deadline: Instant,
-    ) -> std::result::Result<(), String> {
+        deadline: Instant,
+    ) -> std::result::Result<(), FetchError> {
         self.counters.fetched(reason);
         match &self.source {
             Source::LocalOnly => Ok(()),
-            Source::Inline(body) => self.apply_body(body, now, u64::MAX).map(drop),
+            Source::Inline(body) => Ok(self.apply_body(body, now, u64::MAX).map(drop)?),
             Source::File(path) => {
                 let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
                 let body = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -422,9 +441,11 @@ impl Issuer {
                 Ok(())
             }
             Source::Remote { jwks_uri } => {
+                // One budget for the whole fetch: discovery, the JWKS and
+                // every redirect of either share the deadline.
                 let url = match jwks_uri {
                     Some(u) => u.clone(),
-                    None => self.discovered_jwks_uri(env)?,
+                    None => self.discovered_jwks_uri(env, now, deadline)?,
                 };
                 let loaded = self.keys.snapshot().loaded;
                 let validators = if loaded {
@@ -433,7 +454,7 @@ impl Issuer {
                     None
                 };
                 let no_cache = matches!(reason, FetchReason::UnknownKid | FetchReason::Manual);
-                match env.http.get(&url, validators.as_ref(), no_cache)? {
+                match env.http.get_until(&url, validators.as_ref(), no_cache, deadline)? {
                     Fetched::NotModified { max_age_secs } => {
                         if !loaded {
                             return Err("304 Not Modified without a cached keyset".into());
@@ -474,25 +495,51 @@ impl Issuer {
         }
     }
 
-    fn discovered_jwks_uri(&self, env: &Env) -> std::result::Result<String, String> {
-        if let Some(u) = self.sched.lock().resolved_jwks_uri.clone() {
-            return Ok(u);
+    /// The `jwks_uri` to fetch: the one discovery found, until the discovery
+    /// document's TTL runs out (or repeated failures forgot it); then
+    /// discovery is asked again, so a provider can move its keys.
+    fn discovered_jwks_uri(&self, env: &Env, now: u64, deadline: Instant) -> std::result::Result<String, FetchError> {
+        let known = {
+            let s = self.sched.lock();
+            match &s.resolved_jwks_uri {
+                Some(u) if now < s.discovery_expires_ms => return Ok(u.clone()),
+                known => known.clone(),
+            }
+        };
+        match env.http.discover_until(&self.name, deadline) {
+            Ok(found) => {
+                if let Some(old) = known.as_deref().filter(|old| *old != found.jwks_uri) {
+                    log::info!("issuer {}: jwks_uri moved from {old} to {}", self.name, found.jwks_uri);
+                }
+                let mut s = self.sched.lock();
+                s.resolved_jwks_uri = Some(found.jwks_uri.clone());
+                s.discovery_expires_ms = now + self.ttl_ms(found.max_age_secs);
+                Ok(found.jwks_uri)
+            }
+            // Discovery is down but the keys may not be: keep the last
+            // jwks_uri (discovery is retried next refresh) rather than fail a
+            // refresh the JWKS host could answer. Repeated JWKS failures
+            // forget it (REDISCOVER_AFTER_FAILURES).
+            Err(e) => match known {
+                Some(u) => {
+                    log::warn!("issuer {}: rediscovery failed, keeping jwks_uri {u}: {e}", self.name);
+                    Ok(u)
+                }
+                None => Err(e),
+            },
         }
-        let jwks_uri = env.http.discover_jwks_uri(&self.name)?;
-        self.sched.lock().resolved_jwks_uri = Some(jwks_uri.clone());
-        Ok(jwks_uri)
     }
 
     /// Parse and install a JWKS; refuse a set with no usable key.
     fn apply_body(&self, body: &[u8], now: u64, expires_at: u64) -> std::result::Result<usize, String> {
         let (keys, skipped) = parse_jwks(body, &self.cfg.algorithms)?;
-        let skipped_n = skipped.len();
-        self.sched.lock().skipped = skipped;
         let grace_ms = self.cfg.refresh.rotation_grace_secs * 1000;
         let installed = self
             .keys
             .install(keys, now, expires_at, grace_ms)
-            .map_err(|e| format!("{e}; {skipped_n} skipped"))?;
+            .map_err(|e| format!("{e} ({} skipped)", skipped.len()))?;
+        // Diagnostics describe the set in use, so a refused set leaves them.
+        self.sched.lock().skipped = skipped;
         if !installed.removed.is_empty() {
             log::info!(
                 "issuer {}: keys removed {:?}; cached results for them invalidated",

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{setup_with, Setup};
+use common::{setup_with, Fault, Setup};
 use jwtwarden::Health;
 use serde_json::json;
 
@@ -90,4 +90,92 @@ fn not_modified_after_etag_extends_the_ttl() {
     assert_eq!(s.verifier.issuer_health(&s.issuer.url()).unwrap(), Health::Fresh);
     assert_eq!(s.verifier.metrics().issuers[0].keyset_age_secs, Some(50));
     assert!(s.verifier.verify(s.token(&s.issuer.first_kid())).is_ok());
+}
+
+fn outage_refresh() -> serde_json::Value {
+    json!({"backoff_initial_secs": 1, "backoff_max_secs": 120})
+}
+
+#[test]
+fn retry_after_is_honoured_and_clamped() {
+    let s = with_refresh(outage_refresh());
+    s.issuer.set_fault(Fault::StatusRetryAfter(429, "60".into()));
+    s.clock.advance_secs(301);
+    s.verifier.run_due_refreshes();
+    assert_eq!(s.verifier.metrics().issuers[0].fetch_failures, 1);
+
+    // Retry-After: 60 replaces the 1 s backoff.
+    s.issuer.set_fault(Fault::StatusRetryAfter(503, "100000".into()));
+    let t = seconds_until_next_fetch(&s, 300);
+    assert_eq!(t, 60, "429 with Retry-After: 60 retried after {t} s");
+
+    // A day is clamped to backoff_max_secs (120), not the 2 s backoff.
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(90));
+    s.issuer.set_fault(Fault::StatusRetryAfter(429, date));
+    let t = seconds_until_next_fetch(&s, 300);
+    assert_eq!(t, 120, "503 with Retry-After: 100000 retried after {t} s");
+
+    // An HTTP-date, relative to the response's Date (whole seconds apart).
+    s.issuer.set_fault(Fault::None);
+    let t = seconds_until_next_fetch(&s, 300);
+    assert!((88..=92).contains(&t), "Retry-After ~90 s ahead: retried after {t} s");
+    assert_eq!(s.verifier.issuer_health(&s.issuer.url()).unwrap(), Health::Fresh);
+}
+
+#[test]
+fn retry_after_zero_does_not_retry_sooner_than_the_backoff() {
+    let s = with_refresh(json!({"backoff_initial_secs": 10, "backoff_max_secs": 120}));
+    s.issuer.set_fault(Fault::StatusRetryAfter(503, "0".into()));
+    s.clock.advance_secs(301);
+    s.verifier.run_due_refreshes();
+    let t = seconds_until_next_fetch(&s, 300);
+    assert!((8..=12).contains(&t), "retried after {t} s, backoff 10 s ± 20 %");
+}
+
+#[test]
+fn no_store_wins_over_max_age() {
+    let s = with_refresh(json!({"min_ttl_secs": 60}));
+    for cc in ["max-age=600, no-store", "public, max-age=600, no-cache"] {
+        s.issuer.set_cache_control(Some(cc));
+        s.verifier.refresh_issuer(&s.issuer.url()).unwrap();
+        let t = seconds_until_next_fetch(&s, 700);
+        assert!(
+            (45..=54).contains(&t),
+            "{cc}: lifetime 0 clamped up to 60 s, refreshed after {t} s"
+        );
+    }
+}
+
+#[test]
+fn zero_or_invalid_expires_means_already_expired() {
+    let s = with_refresh(json!({"min_ttl_secs": 60, "default_ttl_secs": 300}));
+    for expires in ["0", "not a date"] {
+        s.issuer.set_expires(Some(expires));
+        s.verifier.refresh_issuer(&s.issuer.url()).unwrap();
+        let t = seconds_until_next_fetch(&s, 700);
+        assert!(
+            (45..=54).contains(&t),
+            "Expires: {expires}: lifetime 0 clamped up to 60 s (not the 300 s default), refreshed after {t} s"
+        );
+    }
+}
+
+#[test]
+fn not_modified_without_a_validator_is_a_failed_fetch() {
+    let s = with_refresh(outage_refresh());
+    // No ETag and no Last-Modified: the verifier has nothing to send.
+    s.issuer.set_fault(Fault::NotModified);
+    s.clock.advance_secs(301);
+    s.verifier.run_due_refreshes();
+    let headers = s.issuer.last_jwks_request_headers();
+    assert!(!headers.iter().any(|(k, _)| k.starts_with("if-")), "{headers:?}");
+    let m = s.verifier.metrics();
+    assert_eq!(m.issuers[0].not_modified, 0, "a 304 that confirms nothing");
+    assert_eq!(m.issuers[0].fetch_failures, 1);
+    assert!(m.issuers[0].last_error.clone().unwrap().contains("304"));
+    assert_eq!(
+        s.verifier.issuer_health(&s.issuer.url()).unwrap(),
+        Health::Stale,
+        "the TTL was not extended"
+    );
 }

@@ -144,32 +144,3 @@ fn manual_refresh_fetches_even_while_an_older_fetch_is_in_flight() {
         );
     });
 }
-
-/// A verify waits for keys at most once: a verify that joins a scheduled
-/// fetch in flight which then fails (here: times out) does not start an
-/// unknown-kid fetch of its own afterwards (that doubled the wait).
-#[test]
-fn a_verify_that_joined_a_failed_fetch_does_not_fetch_again() {
-    let s = setup_with(|c| c["http"]["timeout_ms"] = json!(400));
-    s.issuer.reset_counts();
-    s.issuer.set_fault(Fault::Delay(Duration::from_millis(3000)));
-    // Past the keys' TTL, so a scheduled refresh is due.
-    s.clock.advance_secs(301);
-    let unknown = common::with_header(
-        &s.token(&s.issuer.first_kid()),
-        &json!({"alg": "RS256", "kid": "kid-new"}),
-    );
-    std::thread::scope(|scope| {
-        scope.spawn(|| s.verifier.run_due_refreshes());
-        while s.issuer.jwks_requests() == 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let err = s.verifier.verify(&unknown).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnknownKid, "{err}");
-    });
-    assert_eq!(
-        s.issuer.jwks_requests(),
-        1,
-        "the verify started a second fetch after joining one that failed"
-    );
-}

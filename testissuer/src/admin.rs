@@ -82,6 +82,18 @@ fn route(shared: &Shared, method: &Method, path: &str, body: &Value) -> Reply {
             Ok(json!({ "ok": true }))
         }
         (Method::Post, ["headers"]) => set_headers(shared, body),
+        (Method::Post, ["jwks_path"]) => {
+            let path = match body.get("path") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) => {
+                    crate::server::check_jwks_path(p).map_err(bad)?;
+                    Some(p.clone())
+                }
+                Some(other) => return Err(bad(format!("\"path\" must be a string or null, got {other}"))),
+            };
+            shared.config.lock().jwks_path = path;
+            Ok(json!({ "jwks_path": shared.jwks_path() }))
+        }
         (Method::Get, ["stats"]) => {
             let c = shared.counts.lock();
             Ok(json!({
@@ -153,12 +165,23 @@ fn parse_fault(body: &Value) -> Result<Fault, (u16, String)> {
             if !(100..=999).contains(&status) {
                 return Err(bad("\"status\" must be in 100..=999"));
             }
-            Fault::Status(status as u16)
+            match body.get("retry_after") {
+                None | Some(Value::Null) => Fault::Status(status as u16),
+                Some(Value::String(v)) => Fault::StatusRetryAfter(status as u16, v.clone()),
+                Some(Value::Number(n)) if n.is_u64() => Fault::StatusRetryAfter(status as u16, n.to_string()),
+                Some(_) => return Err(bad("\"retry_after\" must be a string or a non-negative integer")),
+            }
         }
         "delay" => Fault::Delay(Duration::from_millis(uint("delay_ms", 1000)?)),
         "drop" => Fault::Drop,
         "oversized" => Fault::Oversized(uint("bytes", 1 << 20)? as usize),
         "invalid_json" => Fault::InvalidJson,
+        "not_modified" => Fault::NotModified,
+        "hang" => Fault::Hang,
+        "slow_redirects" => Fault::SlowRedirects {
+            hops: u32::try_from(uint("hops", 3)?).map_err(|_| bad("\"hops\" is too large"))?,
+            delay: Duration::from_millis(uint("delay_ms", 1000)?),
+        },
         "redirect" => Fault::RedirectTo(
             body.get("location")
                 .and_then(Value::as_str)
@@ -183,6 +206,7 @@ fn set_headers(shared: &Shared, body: &Value) -> Reply {
     let cache_control = opt_string("cache_control")?;
     let expires = opt_string("expires")?;
     let jwks_override = opt_string("jwks_override")?;
+    let discovery_cache_control = opt_string("discovery_cache_control")?;
     let etag = match obj.get("etag") {
         None => None,
         Some(Value::Bool(b)) => Some(*b),
@@ -201,10 +225,14 @@ fn set_headers(shared: &Shared, body: &Value) -> Reply {
     if let Some(v) = etag {
         c.etag = v;
     }
+    if let Some(v) = discovery_cache_control {
+        c.discovery_cache_control = v;
+    }
     Ok(json!({
         "cache_control": c.cache_control,
         "expires": c.expires,
         "etag": c.etag,
         "jwks_override": c.jwks_override.is_some(),
+        "discovery_cache_control": c.discovery_cache_control,
     }))
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// A fault applied to `/jwks.json` and `/.well-known/openid-configuration`
+/// A fault applied to the JWKS (`/jwks.json` unless moved) and `/.well-known/openid-configuration`
 /// until it is changed with [`crate::TestIssuer::set_fault`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Fault {
@@ -24,6 +24,26 @@ pub enum Fault {
     InvalidJson,
     /// Answer `302 Found` with `Location:` set to this absolute URL.
     RedirectTo(String),
+    /// Answer with this HTTP status (e.g. 429 or 503) and a `Retry-After` header with
+    /// exactly this value (delta-seconds such as `"120"`, or an HTTP-date).
+    StatusRetryAfter(u16, String),
+    /// Answer `304 Not Modified` (with the configured cache headers) whatever the
+    /// request's validators, even to a request that sent none.
+    NotModified,
+    /// Accept the connection, read the request and never answer. The connection is
+    /// dropped when the issuer stops. A host that hangs, for timeout tests.
+    Hang,
+    /// A chain of same-host redirects that are each slow: the document's path waits
+    /// `delay` and answers `302` to `/slow-redirect/1/<path>`, which waits `delay` and
+    /// redirects to `/slow-redirect/2/<path>`, and so on; hop number `hops` waits
+    /// `delay` and serves the document normally. One fetch thus makes `hops + 1`
+    /// requests, each `delay` long.
+    SlowRedirects {
+        /// Redirects before the document is served.
+        hops: u32,
+        /// Wait before each answer (redirect or document).
+        delay: Duration,
+    },
 }
 
 /// The body served for [`Fault::InvalidJson`].

@@ -4,9 +4,10 @@
 //!
 //! | path | response |
 //! |---|---|
-//! | `/jwks.json` | the published keys (`{"keys": [...]}`), subject to [`Fault`]s and cache headers |
-//! | `/.well-known/openid-configuration` | `{"issuer": url, "jwks_uri": url + "/jwks.json"}`, subject to [`Fault`]s |
-//! | `/redirect-same-host` | `302` to `url + "/jwks.json"` |
+//! | `/jwks.json` | the published keys (`{"keys": [...]}`), subject to [`Fault`]s and cache headers; moved elsewhere by [`TestIssuer::set_jwks_path`] (then `/jwks.json` is `404`) |
+//! | `/.well-known/openid-configuration` | `{"issuer": url, "jwks_uri": TestIssuer::jwks_uri()}`, subject to [`Fault`]s and its own `Cache-Control` |
+//! | `/redirect-same-host` | `302` to [`TestIssuer::jwks_uri`] |
+//! | `/slow-redirect/<n><path>` | hop `n` of a [`Fault::SlowRedirects`] chain for the document at `<path>` |
 //! | anything else | `404` (still counted per path) |
 //!
 //! All bodies are `application/json` with a `Content-Length`. Each request is served on
@@ -43,15 +44,19 @@
 //! | `GET /admin/keys/<kid>/private` | | `{"pem": pkcs8_pem, "alg": "ES256"}` |
 //! | `GET /admin/keys/<kid>/public` | | `{"jwk": {...}}` |
 //! | `POST /admin/mint` | `{"kid": kid, "claims": {...}, "header": {...}}` | `{"token": jwt}` |
-//! | `POST /admin/fault` | `{"kind": "none" \| "status" \| "delay" \| "drop" \| "oversized" \| "invalid_json" \| "redirect", "status": 500, "delay_ms": 2000, "bytes": 300000, "location": url}` | `{"ok": true}` |
-//! | `POST /admin/headers` | `{"cache_control": "max-age=60" \| null, "expires": str \| null, "etag": true, "jwks_override": str \| null}` | the resulting settings |
+//! | `POST /admin/fault` | `{"kind": "none" \| "status" \| "delay" \| "drop" \| "oversized" \| "invalid_json" \| "redirect" \| "not_modified" \| "hang" \| "slow_redirects", "status": 500, "retry_after": "120" \| 120, "delay_ms": 2000, "bytes": 300000, "location": url, "hops": 3}` | `{"ok": true}` |
+//! | `POST /admin/headers` | `{"cache_control": "max-age=60" \| null, "expires": str \| null, "etag": true, "jwks_override": str \| null, "discovery_cache_control": str \| null}` | the resulting settings |
+//! | `POST /admin/jwks_path` | `{"path": "/keys/v2" \| null}` | `{"jwks_path": path}` |
 //! | `GET /admin/stats` | | `{"jwks_requests": n, "discovery_requests": n, "total_requests": n, "paths": {path: n}}` |
 //! | `POST /admin/reset` | | `{"ok": true}` (zeroes the counters only) |
 //! | `POST /admin/shutdown` | | `{"ok": true}`, then the binary exits |
 //!
 //! In `/admin/mint`, `kid` defaults to the first published key, `claims` to
 //! [`TestIssuer::default_claims`]`("user", now)` and `header` to `{alg, typ, kid}`.
-//! In `/admin/headers`, only the members present change. Errors are `4xx` with `{"error": msg}`.
+//! In `/admin/headers`, only the members present change. In `/admin/fault`, `"status"` with
+//! `"retry_after"` is [`Fault::StatusRetryAfter`]; `"delay_ms"` is also the per-hop delay of
+//! `"slow_redirects"`. `/admin/jwks_path` is [`TestIssuer::set_jwks_path`] (`null` restores
+//! `/jwks.json`). Errors are `4xx` with `{"error": msg}`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -240,9 +245,25 @@ impl TestIssuer {
         self.shared.url.clone()
     }
 
-    /// `url() + "/jwks.json"`.
+    /// Where the JWKS is served now: `url() + "/jwks.json"` unless moved with
+    /// [`Self::set_jwks_path`].
     pub fn jwks_uri(&self) -> String {
-        format!("{}{}", self.shared.url, server::JWKS_PATH)
+        format!("{}{}", self.shared.url, self.shared.jwks_path())
+    }
+
+    /// Serves the JWKS at `path` (e.g. `"/keys/v2"`) instead of `/jwks.json` and advertises
+    /// it as the discovery document's `jwks_uri`; the old path then answers `404`. `None`
+    /// moves it back. [`Self::jwks_requests`] counts requests to the current path.
+    ///
+    /// # Panics
+    /// If `path` does not start with `/`, has a query, or is another route's path.
+    pub fn set_jwks_path(&self, path: Option<&str>) {
+        if let Some(p) = path {
+            if let Err(e) = server::check_jwks_path(p) {
+                panic!("testissuer: {e}");
+            }
+        }
+        self.shared.config.lock().jwks_path = path.map(str::to_string);
     }
 
     /// The bound port.
@@ -358,7 +379,7 @@ impl TestIssuer {
         self.key(kid, |k| k.jwk().clone())
     }
 
-    /// Sets the fault applied to `/jwks.json` and the discovery document until changed.
+    /// Sets the fault applied to the JWKS and the discovery document until changed.
     pub fn set_fault(&self, f: Fault) {
         self.shared.config.lock().fault = f;
     }
@@ -366,6 +387,11 @@ impl TestIssuer {
     /// `Cache-Control` header on the JWKS response (default: none).
     pub fn set_cache_control(&self, v: Option<&str>) {
         self.shared.config.lock().cache_control = v.map(str::to_string);
+    }
+
+    /// `Cache-Control` header on the discovery document (default: none).
+    pub fn set_discovery_cache_control(&self, v: Option<&str>) {
+        self.shared.config.lock().discovery_cache_control = v.map(str::to_string);
     }
 
     /// `Expires` header on the JWKS response (default: none).
@@ -379,12 +405,13 @@ impl TestIssuer {
         self.shared.config.lock().etag = enabled;
     }
 
-    /// Serves exactly `body` at `/jwks.json` instead of the generated set (`None` restores it).
+    /// Serves exactly `body` as the JWKS instead of the generated set (`None` restores it).
     pub fn set_jwks_override(&self, body: Option<String>) {
         self.shared.config.lock().jwks_override = body;
     }
 
-    /// Requests to `/jwks.json` (all of them, including 304s and faulted ones).
+    /// Requests to the JWKS at its current path (all of them, including 304s and faulted
+    /// ones; not the hops of a [`Fault::SlowRedirects`] chain).
     pub fn jwks_requests(&self) -> u64 {
         self.shared.counts.lock().jwks
     }
@@ -410,7 +437,7 @@ impl TestIssuer {
         self.shared.reset_counts();
     }
 
-    /// Headers of the latest `/jwks.json` request, names lower-cased, in arrival order.
+    /// Headers of the latest JWKS request, names lower-cased, in arrival order.
     pub fn last_jwks_request_headers(&self) -> Vec<(String, String)> {
         self.shared.last_jwks_headers.lock().clone()
     }

@@ -19,12 +19,28 @@ use crate::fault::{self, Fault};
 use crate::keys::{self, KeyEntry};
 use crate::{sock, Alg};
 
-/// Path of the JWKS document.
+/// Default path of the JWKS document (see [`Shared::jwks_path`]).
 pub(crate) const JWKS_PATH: &str = "/jwks.json";
 /// Path of the OIDC discovery document.
 pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// Path that redirects (302) to the JWKS on the same host.
 pub(crate) const REDIRECT_PATH: &str = "/redirect-same-host";
+/// Prefix of the hops of [`Fault::SlowRedirects`]: `/slow-redirect/<n><document path>`.
+pub(crate) const SLOW_REDIRECT_PREFIX: &str = "/slow-redirect/";
+
+/// Why `path` cannot be where the JWKS is served, if it cannot.
+pub(crate) fn check_jwks_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.contains(['?', '#']) {
+        return Err(format!("JWKS path {path:?} must start with '/' and have no query"));
+    }
+    if [DISCOVERY_PATH, REDIRECT_PATH, "/admin"].contains(&path)
+        || path.starts_with("/admin/")
+        || path.starts_with(SLOW_REDIRECT_PREFIX)
+    {
+        return Err(format!("JWKS path {path:?} is taken by another route"));
+    }
+    Ok(())
+}
 
 /// Response settings changed through the setters / admin API.
 #[derive(Default)]
@@ -34,6 +50,9 @@ pub(crate) struct Config {
     pub(crate) expires: Option<String>,
     pub(crate) etag: bool,
     pub(crate) jwks_override: Option<String>,
+    /// Where the JWKS is served and advertised; `None` means [`JWKS_PATH`].
+    pub(crate) jwks_path: Option<String>,
+    pub(crate) discovery_cache_control: Option<String>,
 }
 
 /// Request counters (admin requests are never counted).
@@ -107,9 +126,15 @@ impl Shared {
         json!({ "keys": set }).to_string()
     }
 
-    /// The OIDC discovery document.
+    /// The path the JWKS is served at now.
+    pub(crate) fn jwks_path(&self) -> String {
+        let c = self.config.lock();
+        c.jwks_path.clone().unwrap_or_else(|| JWKS_PATH.to_string())
+    }
+
+    /// The OIDC discovery document, advertising the current JWKS path.
     pub(crate) fn discovery_doc(&self) -> String {
-        json!({ "issuer": self.url, "jwks_uri": format!("{}{}", self.url, JWKS_PATH) }).to_string()
+        json!({ "issuer": self.url, "jwks_uri": format!("{}{}", self.url, self.jwks_path()) }).to_string()
     }
 
     /// `{"iss": url, "aud": "api", "sub", "iat", "nbf", "exp": now+3600, "jti"}`.
@@ -136,6 +161,14 @@ impl Shared {
 
     fn is_stopping(&self) -> bool {
         *self.stopping.lock()
+    }
+
+    /// Blocks until the issuer stops.
+    fn wait_until_stopping(&self) {
+        let mut stopping = self.stopping.lock();
+        while !*stopping {
+            self.stop_cv.wait(&mut stopping);
+        }
     }
 
     /// Sleeps for `d`, returning early with `false` if the issuer stops meanwhile.
@@ -251,18 +284,19 @@ fn handle(shared: &Shared, rq: Request) {
         crate::admin::handle(shared, rq, &path);
         return;
     }
+    let jwks_path = shared.jwks_path();
     {
         let mut c = shared.counts.lock();
         c.total += 1;
         *c.per_path.entry(path.clone()).or_default() += 1;
-        match path.as_str() {
-            JWKS_PATH => c.jwks += 1,
-            DISCOVERY_PATH => c.discovery += 1,
-            _ => {}
+        if path == jwks_path {
+            c.jwks += 1;
+        } else if path == DISCOVERY_PATH {
+            c.discovery += 1;
         }
     }
     match path.as_str() {
-        JWKS_PATH => {
+        p if p == jwks_path => {
             *shared.last_jwks_headers.lock() = rq
                 .headers()
                 .iter()
@@ -277,24 +311,63 @@ fn handle(shared: &Shared, rq: Request) {
         }
         DISCOVERY_PATH => serve_with_fault(shared, rq, false),
         REDIRECT_PATH => {
-            let location = format!("{}{}", shared.url, JWKS_PATH);
+            let location = format!("{}{}", shared.url, jwks_path);
             respond(rq, redirect(&location));
         }
-        _ => respond(rq, json_response(404, json!({"error": "not found"}).to_string())),
+        p if p.starts_with(SLOW_REDIRECT_PREFIX) => slow_redirect_hop(shared, rq, p, &jwks_path),
+        _ => not_found(rq),
     }
+}
+
+fn not_found(rq: Request) {
+    respond(rq, json_response(404, json!({"error": "not found"}).to_string()));
+}
+
+/// Hop `n` of a [`Fault::SlowRedirects`] chain for the document at `target`
+/// (path `/slow-redirect/<n><target>`). Without that fault (any more) it serves the
+/// document at once, so a chain cut short by `set_fault` still ends normally.
+fn slow_redirect_hop(shared: &Shared, rq: Request, path: &str, jwks_path: &str) {
+    let rest = &path[SLOW_REDIRECT_PREFIX.len()..];
+    let Some((n, target)) = rest
+        .split_once('/')
+        .and_then(|(n, t)| Some((n.parse::<u32>().ok()?, format!("/{t}"))))
+    else {
+        return not_found(rq);
+    };
+    let jwks = if target == jwks_path {
+        true
+    } else if target == DISCOVERY_PATH {
+        false
+    } else {
+        return not_found(rq);
+    };
+    let fault = shared.config.lock().fault.clone();
+    if let Fault::SlowRedirects { hops, delay } = fault {
+        if !shared.sleep_unless_stopping(delay) {
+            return drop_connection(shared, rq);
+        }
+        if n < hops {
+            return respond(rq, redirect(&slow_hop_url(shared, n + 1, &target)));
+        }
+    }
+    serve_normal(shared, rq, jwks, false);
+}
+
+fn slow_hop_url(shared: &Shared, n: u32, target: &str) -> String {
+    format!("{}{SLOW_REDIRECT_PREFIX}{n}{target}", shared.url)
 }
 
 fn serve_with_fault(shared: &Shared, rq: Request, jwks: bool) {
     let fault = shared.config.lock().fault.clone();
     match fault {
-        Fault::None => serve_normal(shared, rq, jwks),
+        Fault::None => serve_normal(shared, rq, jwks, false),
         Fault::Status(code) => {
             let body = json!({"error": "injected fault", "status": code}).to_string();
             respond(rq, json_response(code, body));
         }
         Fault::Delay(d) => {
             if shared.sleep_unless_stopping(d) {
-                serve_normal(shared, rq, jwks);
+                serve_normal(shared, rq, jwks, false);
             } else {
                 drop_connection(shared, rq);
             }
@@ -310,6 +383,33 @@ fn serve_with_fault(shared: &Shared, rq: Request, jwks: bool) {
         }
         Fault::InvalidJson => respond(rq, json_response(200, fault::INVALID_JSON_BODY)),
         Fault::RedirectTo(location) => respond(rq, redirect(&location)),
+        Fault::StatusRetryAfter(code, retry_after) => {
+            let body = json!({"error": "injected fault", "status": code}).to_string();
+            let mut resp = json_response(code, body);
+            if let Ok(h) = Header::from_bytes(&b"Retry-After"[..], retry_after.as_bytes()) {
+                resp.add_header(h);
+            }
+            respond(rq, resp);
+        }
+        Fault::NotModified => serve_normal(shared, rq, jwks, true),
+        Fault::Hang => {
+            shared.wait_until_stopping();
+            drop_connection(shared, rq);
+        }
+        Fault::SlowRedirects { hops, delay } => {
+            if !shared.sleep_unless_stopping(delay) {
+                return drop_connection(shared, rq);
+            }
+            if hops == 0 {
+                return serve_normal(shared, rq, jwks, false);
+            }
+            let target = if jwks {
+                shared.jwks_path()
+            } else {
+                DISCOVERY_PATH.to_string()
+            };
+            respond(rq, redirect(&slow_hop_url(shared, 1, &target)));
+        }
     }
 }
 
@@ -318,9 +418,19 @@ fn current_jwks(shared: &Shared) -> String {
     over.unwrap_or_else(|| shared.generated_jwks())
 }
 
-fn serve_normal(shared: &Shared, rq: Request, jwks: bool) {
+/// Serves the document; with `force_not_modified`, a `304` whatever the request sent.
+fn serve_normal(shared: &Shared, rq: Request, jwks: bool, force_not_modified: bool) {
     if !jwks {
-        respond(rq, json_response(200, shared.discovery_doc()));
+        let cache_control = shared.config.lock().discovery_cache_control.clone();
+        let mut resp = if force_not_modified {
+            Response::from_data(Vec::new()).with_status_code(304)
+        } else {
+            json_response(200, shared.discovery_doc())
+        };
+        if let Some(h) = cache_control.and_then(|v| Header::from_bytes(&b"Cache-Control"[..], v.as_bytes()).ok()) {
+            resp.add_header(h);
+        }
+        respond(rq, resp);
         return;
     }
     let body = current_jwks(shared);
@@ -329,12 +439,13 @@ fn serve_normal(shared: &Shared, rq: Request, jwks: bool) {
         (c.cache_control.clone(), c.expires.clone(), c.etag)
     };
     let etag = etag_enabled.then(|| format!("\"{:016x}\"", fnv1a(body.as_bytes())));
-    let not_modified = etag.as_deref().is_some_and(|tag| {
-        rq.headers()
-            .iter()
-            .filter(|h| h.field.equiv("If-None-Match"))
-            .any(|h| if_none_match_matches(h.value.as_str(), tag))
-    });
+    let not_modified = force_not_modified
+        || etag.as_deref().is_some_and(|tag| {
+            rq.headers()
+                .iter()
+                .filter(|h| h.field.equiv("If-None-Match"))
+                .any(|h| if_none_match_matches(h.value.as_str(), tag))
+        });
     let mut resp = if not_modified {
         Response::from_data(Vec::new()).with_status_code(304)
     } else {

@@ -185,6 +185,65 @@ fn exercise_admin(port: u16, first_kid: &str) {
 }
 
 #[test]
+fn admin_api_timeout_and_cache_faults_and_jwks_path() {
+    let issuer = TestIssuer::start_with(&IssuerOptions {
+        algs: vec![Alg::ES256],
+        admin: true,
+        ..IssuerOptions::default()
+    })
+    .unwrap();
+    let port = issuer.port();
+    let fault = |body: Value| ok(port, "POST", "/admin/fault", Some(body));
+
+    fault(json!({"kind": "status", "status": 429, "retry_after": 30}));
+    let r = get(port, "/jwks.json");
+    assert_eq!((r.status, r.header("retry-after")), (429, Some("30")));
+    fault(json!({"kind": "status", "status": 503, "retry_after": "Wed, 21 Oct 2099 07:28:00 GMT"}));
+    let r = get(port, "/jwks.json");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("Wed, 21 Oct 2099 07:28:00 GMT"));
+    let bad_retry = json!({"kind": "status", "status": 429, "retry_after": -1});
+    assert_eq!(admin(port, "POST", "/admin/fault", Some(bad_retry)).0, 400);
+
+    fault(json!({"kind": "not_modified"}));
+    assert_eq!(get(port, "/jwks.json").status, 304);
+    fault(json!({"kind": "slow_redirects", "hops": 1, "delay_ms": 50}));
+    let r = get(port, "/jwks.json");
+    assert_eq!(r.status, 302);
+    assert_eq!(get(port, "/slow-redirect/1/jwks.json").status, 200);
+    fault(json!({"kind": "hang"}));
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /jwks.json HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        assert!(s.read(&mut [0u8; 16]).is_err(), "a hanging issuer does not answer");
+    }
+    fault(json!({"kind": "none"}));
+
+    let moved = ok(port, "POST", "/admin/jwks_path", Some(json!({"path": "/keys/v2"})));
+    assert_eq!(moved["jwks_path"], "/keys/v2");
+    assert_eq!(get(port, "/jwks.json").status, 404);
+    assert_eq!(get(port, "/keys/v2").status, 200);
+    let doc = get(port, "/.well-known/openid-configuration").json();
+    assert_eq!(doc["jwks_uri"], format!("{}/keys/v2", issuer.url()));
+    let taken = json!({"path": "/admin/x"});
+    assert_eq!(admin(port, "POST", "/admin/jwks_path", Some(taken)).0, 400);
+    ok(port, "POST", "/admin/jwks_path", Some(json!({"path": null})));
+    assert_eq!(get(port, "/jwks.json").status, 200);
+
+    let h = ok(
+        port,
+        "POST",
+        "/admin/headers",
+        Some(json!({"discovery_cache_control": "max-age=5"})),
+    );
+    assert_eq!(h["discovery_cache_control"], "max-age=5");
+    let r = get(port, "/.well-known/openid-configuration");
+    assert_eq!(r.header("cache-control"), Some("max-age=5"));
+}
+
+#[test]
 fn admin_api_in_process() {
     let issuer = TestIssuer::start_with(&IssuerOptions {
         algs: vec![Alg::EdDSA],

@@ -496,3 +496,116 @@ fn drop_fault_on_a_keep_alive_connection() {
     issuer.set_fault(Fault::None);
     assert_eq!(get(port, "/jwks.json").status, 200);
 }
+
+#[test]
+fn retry_after_and_unconditional_not_modified_faults() {
+    let issuer = TestIssuer::start();
+    let port = issuer.port();
+    for path in ["/jwks.json", "/.well-known/openid-configuration"] {
+        issuer.set_fault(Fault::StatusRetryAfter(429, "7".into()));
+        let r = get(port, path);
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("retry-after"), Some("7"));
+
+        issuer.set_fault(Fault::NotModified);
+        let r = get(port, path);
+        assert_eq!(r.status, 304, "{path}: 304 although the request sent no validator");
+        assert!(r.body.is_empty());
+    }
+    issuer.set_cache_control(Some("max-age=42"));
+    assert_eq!(get(port, "/jwks.json").header("cache-control"), Some("max-age=42"));
+    issuer.set_fault(Fault::None);
+    assert_eq!(get(port, "/jwks.json").status, 200);
+}
+
+#[test]
+fn hang_never_answers_until_the_issuer_stops() {
+    use std::io::{Read, Write};
+    let issuer = TestIssuer::start();
+    issuer.set_fault(Fault::Hang);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", issuer.port())).unwrap();
+    s.write_all(b"GET /jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 64];
+    let err = s.read(&mut buf).expect_err("no answer while hanging");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err:?}"
+    );
+    assert_eq!(issuer.jwks_requests(), 1, "the request was accepted and read");
+    drop(issuer);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "dropped without an answer: {rest:?}");
+}
+
+#[test]
+fn slow_redirects_hop_on_the_same_host_each_after_the_delay() {
+    let issuer = TestIssuer::start();
+    let port = issuer.port();
+    let delay = Duration::from_millis(100);
+    issuer.set_fault(Fault::SlowRedirects { hops: 2, delay });
+    for path in ["/jwks.json", "/.well-known/openid-configuration"] {
+        let mut next = path.to_string();
+        for hop in 1..=2 {
+            let t = Instant::now();
+            let r = get(port, &next);
+            assert!(t.elapsed() >= delay, "hop {hop} answered early");
+            assert_eq!(r.status, 302);
+            let location = r.header("location").unwrap().to_string();
+            assert_eq!(location, format!("{}/slow-redirect/{hop}{path}", issuer.url()));
+            next = location.trim_start_matches(&issuer.url()).to_string();
+        }
+        let t = Instant::now();
+        let r = get(port, &next);
+        assert!(t.elapsed() >= delay);
+        assert_eq!(r.status, 200);
+        assert!(r.json().is_object());
+    }
+    assert_eq!(issuer.jwks_requests(), 1, "hops are not counted as JWKS requests");
+    assert_eq!(issuer.requests_to("/slow-redirect/2/jwks.json"), 1);
+    // Without the fault a hop serves the document at once.
+    issuer.set_fault(Fault::None);
+    assert_eq!(get(port, "/slow-redirect/1/jwks.json").status, 200);
+    assert_eq!(get(port, "/slow-redirect/x/jwks.json").status, 404);
+    assert_eq!(get(port, "/slow-redirect/1/elsewhere").status, 404);
+}
+
+#[test]
+fn moved_jwks_is_advertised_by_discovery_and_the_old_path_404s() {
+    let issuer = TestIssuer::start();
+    let port = issuer.port();
+    issuer.set_discovery_cache_control(Some("max-age=77"));
+    let r = get(port, "/.well-known/openid-configuration");
+    assert_eq!(r.header("cache-control"), Some("max-age=77"));
+    assert_eq!(r.json()["jwks_uri"], format!("{}/jwks.json", issuer.url()));
+
+    issuer.set_jwks_path(Some("/keys/v2"));
+    assert_eq!(issuer.jwks_uri(), format!("{}/keys/v2", issuer.url()));
+    let doc = get(port, "/.well-known/openid-configuration").json();
+    assert_eq!(doc["jwks_uri"], issuer.jwks_uri());
+    assert_eq!(get(port, "/jwks.json").status, 404);
+    let v = get(port, "/keys/v2").json();
+    assert_eq!(v["keys"][0]["kid"], issuer.first_kid());
+    assert_eq!(
+        get(port, "/redirect-same-host").header("location"),
+        Some(issuer.jwks_uri().as_str())
+    );
+    assert_eq!(issuer.jwks_requests(), 1, "counts the current path");
+    assert_eq!(issuer.requests_to("/jwks.json"), 1);
+
+    issuer.set_jwks_path(None);
+    assert_eq!(fetch_jwks(&issuer)["keys"][0]["kid"], issuer.first_kid());
+    assert_eq!(get(port, "/keys/v2").status, 404);
+}
+
+#[test]
+#[should_panic(expected = "taken by another route")]
+fn jwks_path_cannot_shadow_discovery() {
+    TestIssuer::start_empty().set_jwks_path(Some("/.well-known/openid-configuration"));
+}

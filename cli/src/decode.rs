@@ -20,8 +20,11 @@ pub enum Part {
     Object(Map<String, Value>),
     /// Valid JSON, but not an object.
     OtherJson(Value),
-    /// Decoded bytes that are not JSON (shown lossily as text).
+    /// Decoded text that is not JSON.
     NotJson(String),
+    /// Decoded bytes that are not printable text: only their count is shown,
+    /// so raw bytes never reach the terminal.
+    Binary(usize),
     /// The segment is not base64 at all.
     NotBase64,
     /// The token has no such segment.
@@ -37,7 +40,10 @@ impl Part {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(m)) => Part::Object(m),
             Ok(other) => Part::OtherJson(other),
-            Err(_) => Part::NotJson(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(_) => match std::str::from_utf8(&bytes) {
+                Ok(text) if !text.chars().any(char::is_control) => Part::NotJson(text.to_owned()),
+                _ => Part::Binary(bytes.len()),
+            },
         }
     }
 
@@ -55,7 +61,7 @@ impl Part {
             Part::Object(m) => Value::Object(m.clone()),
             Part::OtherJson(v) => v.clone(),
             Part::NotJson(text) => Value::String(text.clone()),
-            Part::NotBase64 | Part::Missing => Value::Null,
+            Part::Binary(_) | Part::NotBase64 | Part::Missing => Value::Null,
         }
     }
 }
@@ -168,5 +174,8 @@ mod tests {
 
         let d = decode("Bearer !!!.???.x");
         assert!(matches!(d.header, Part::NotBase64));
+        // Bytes that are not text are counted, never printed.
+        let d = decode("not-a-token");
+        assert!(matches!(d.header, Part::Binary(8)), "{:?}", d.header);
     }
 }

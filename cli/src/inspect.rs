@@ -177,6 +177,7 @@ fn print_part(title: &str, part: &Part) {
         Part::Object(m) => serde_json::to_string_pretty(m).expect("JSON serializes"),
         Part::OtherJson(v) => format!("{v}   (JSON, but not an object)"),
         Part::NotJson(text) => format!("{text:?}   (not JSON)"),
+        Part::Binary(n) => format!("({n} bytes, not text; not JSON)"),
         Part::NotBase64 => "(not base64url)".into(),
         Part::Missing => "(missing or encrypted)".into(),
     };

@@ -304,7 +304,11 @@ fn print_human(r: &Report) {
             println!("TTL    {}", ttl_rule(r));
         }
     }
-    println!("\nusable keys ({})", r.keys.len());
+    // A failed fetch has no keys to list: saying "0 usable keys" would read
+    // as an empty JWKS.
+    if !r.fetch_failed {
+        println!("\nusable keys ({})", r.keys.len());
+    }
     if !r.keys.is_empty() {
         let kid_w = r
             .keys

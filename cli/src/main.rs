@@ -25,7 +25,9 @@ pub enum Exit {
     Failed,
     /// 2: usage or configuration error (bad flags, unreadable or invalid config).
     Usage,
-    /// 3: could not run: a JWKS fetch failed, the demo could not start.
+    /// 3: could not decide or could not run: an issuer's keys are
+    /// unavailable (so a token was neither accepted nor rejected), a JWKS
+    /// fetch failed, the demo could not start.
     Unavailable,
 }
 
@@ -47,11 +49,12 @@ impl Exit {
 }
 
 const EXIT_CODES: &str = "\
-Exit status:
-  0  success (all tokens verified; every demo guarantee held)
+Exit status (every command):
+  0  success (all tokens verified; every demo guarantee held; usable keys found)
   1  a token was rejected / a demo guarantee did not hold / no usable key
   2  usage or configuration error
-  3  could not run (JWKS fetch failed, demo could not start)";
+  3  could not decide or could not run: keys unavailable (an outage, not a
+     bad token), a JWKS fetch failed, the demo could not start";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -100,7 +103,9 @@ Examples:
   jwtwarden verify --config jwtwarden.toml < tokens.txt
   jwtwarden verify --config jwtwarden.toml --issuer https://idp.example.com \"$TOKEN\" | jq .ok
 
-Exit status: 0 all verified, 1 at least one rejected, 2 usage or configuration error.")]
+Exit status: 0 all verified; 1 at least one rejected; 2 usage or configuration error; 3 at least one \
+could not be decided because an issuer's keys are unavailable (an outage, not a bad token: this wins \
+over 1).")]
 struct VerifyArgs {
     /// Configuration file, JSON or TOML (chosen by extension, else both are
     /// tried); the format is the one every jwtwarden front end reads.
@@ -133,7 +138,7 @@ Examples:
 
 Exit status: 0 header and claims decoded, 1 not decodable, 2 no token given.")]
 struct InspectArgs {
-    /// Machine-readable output (still marked \"verified\": false).
+    /// Machine-readable output (still marked `"verified": false`).
     #[arg(long)]
     json: bool,
     /// The token; none = read it from stdin.
@@ -211,6 +216,7 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet);
     let exit = match cli.command {
@@ -253,6 +259,17 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(exit.code())
+}
+
+/// Rust ignores SIGPIPE, so writing to a closed pipe (`jwtwarden verify ...
+/// | head -1`) makes `println!` panic. Like other Unix tools, let the signal
+/// end the process quietly instead.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn read_stdin() -> Result<String, String> {

@@ -46,14 +46,17 @@ pub fn run(opts: VerifyOptionsCli) -> Exit {
 
     let mut seen = 0usize;
     let mut rejected = 0usize;
+    let mut undecided = 0usize;
     let mut check = |token: &str| {
         let token = decode::clean(token);
         if token.is_empty() {
             return;
         }
-        let (ok, line) = verify_one(&verifier, token, &options);
-        if !ok {
-            rejected += 1;
+        let (decision, line) = verify_one(&verifier, token, &options);
+        match decision {
+            Decision::Verified => {}
+            Decision::Rejected => rejected += 1,
+            Decision::Undecided => undecided += 1,
         }
         seen += 1;
         println!("{line}");
@@ -72,11 +75,14 @@ pub fn run(opts: VerifyOptionsCli) -> Exit {
     if seen == 0 {
         return Exit::usage("no token given (pass tokens as arguments or one per line on stdin)");
     }
-    if rejected == 0 {
-        Exit::Ok
-    } else {
+    if undecided > 0 {
+        log::warn!("{undecided} of {seen} token(s) could not be decided: keys unavailable");
+        Exit::Unavailable
+    } else if rejected > 0 {
         log::info!("{rejected} of {seen} token(s) rejected");
         Exit::Failed
+    } else {
+        Exit::Ok
     }
 }
 
@@ -110,8 +116,19 @@ struct Rejected<'a> {
     claimed_kid: Option<&'a str>,
 }
 
-/// The decision for one token: whether it verified, and its JSON line.
-pub fn verify_one(verifier: &Verifier, token: &str, options: &VerifyOptions<'_>) -> (bool, String) {
+/// What became of one token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// It verified.
+    Verified,
+    /// It was rejected: malformed, not authentic, or denied by policy.
+    Rejected,
+    /// Neither: the issuer's keys are unavailable (an outage, not a bad token).
+    Undecided,
+}
+
+/// The decision for one token, and its JSON line.
+pub fn verify_one(verifier: &Verifier, token: &str, options: &VerifyOptions<'_>) -> (Decision, String) {
     let fingerprint = jwtwarden::token::fingerprint(token.as_bytes());
     let line = match verifier.verify_with(token, options) {
         Ok(v) => serde_json::to_string(&Accepted {
@@ -140,8 +157,13 @@ pub fn verify_one(verifier: &Verifier, token: &str, options: &VerifyOptions<'_>)
                 claimed_issuer: d.claim_str("iss"),
                 claimed_kid: d.header_str("kid"),
             });
-            return (false, line.expect("a rejection serializes"));
+            let decision = if e.category() == jwtwarden::Category::KeysUnavailable {
+                Decision::Undecided
+            } else {
+                Decision::Rejected
+            };
+            return (decision, line.expect("a rejection serializes"));
         }
     };
-    (true, line.expect("a decision serializes"))
+    (Decision::Verified, line.expect("a decision serializes"))
 }

@@ -172,5 +172,7 @@ fn a_failing_endpoint_exits_3() {
         .args(["jwks", "--allow-http", &issuer.jwks_uri()])
         .assert()
         .code(3)
-        .stdout(predicate::str::contains("HTTP 500"));
+        .stdout(predicate::str::contains("HTTP 500"))
+        // A failed fetch lists no keys: "usable keys (0)" would read as an empty JWKS.
+        .stdout(predicate::str::contains("usable keys").not());
 }

@@ -235,15 +235,6 @@ fn configuration_errors_exit_2_and_name_the_field() {
 }
 
 #[test]
-fn keys_unavailable_is_a_rejection() {
-    let env = Env::new();
-    env.issuer.set_fault(jwtwarden_testissuer::Fault::Status(503));
-    let (code, lines, _) = verify(&env.json_config, &[&env.good("a")]);
-    assert_eq!(code, 1);
-    assert_rejected(&lines[0], ErrorKind::KeysUnavailable);
-}
-
-#[test]
 fn tokens_never_appear_in_logs() {
     let env = Env::new();
     let bad = env.with_claims(|c| c["aud"] = json!("nope"), "alice");
@@ -275,4 +266,83 @@ fn help_has_examples() {
         .assert()
         .success()
         .stdout(predicate::str::contains("jwtwarden demo"));
+}
+
+/// An outage is not a bad token: when the issuer's keys are unavailable the
+/// command exits 3 ("could not decide"), which wins over a rejection (1).
+#[test]
+fn keys_unavailable_exits_3_not_1() {
+    let env = Env::new();
+    let token = env.good("alice");
+    let forged = {
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[2] = "AAAA";
+        parts.join(".")
+    };
+    env.issuer.set_fault(jwtwarden_testissuer::Fault::Status(503));
+    let (code, lines, _) = verify(&env.json_config, &[&token]);
+    assert_eq!(code, 3, "{lines:?}");
+    assert_rejected(&lines[0], ErrorKind::KeysUnavailable);
+    // A malformed token next to an undecided one: still 3.
+    let (code, lines, _) = verify(&env.json_config, &[&forged, &token]);
+    assert_eq!(code, 3, "{lines:?}");
+    assert_eq!(lines[0]["ok"], false);
+}
+
+/// `jwtwarden verify ... | head -1`: the reader goes away after one line;
+/// the command ends quietly (SIGPIPE), never with a panic and exit 101.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let env = Env::new();
+    let token = env.good("alice");
+    let tokens: Vec<&str> = std::iter::repeat_n(token.as_str(), 20_000).collect();
+    let stdin_file = env.dir.path().join("tokens.txt");
+    std::fs::write(&stdin_file, tokens.join("\n")).unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("jwtwarden"))
+        .args(["verify", "--config"])
+        .arg(&env.json_config)
+        .stdin(std::fs::File::open(&stdin_file).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"ok\":true"), "{first}");
+    // The reader is dropped here: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.signal() == Some(libc_sigpipe()) || out.status.code() == Some(0),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
+fn libc_sigpipe() -> i32 {
+    13 // SIGPIPE on every Unix jwtwarden supports
+}
+
+/// Issuers are matched exactly, but a configured issuer that differs by a
+/// trailing slash is named in the error, so the slip is found at once.
+#[test]
+fn an_issuer_differing_by_a_trailing_slash_is_named_in_the_error() {
+    let env = Env::new();
+    let url = env.issuer.url();
+    let token = env.with_claims(|c| c["iss"] = json!(format!("{url}/")), "alice");
+    let (code, lines, _) = verify(&env.json_config, &[&token]);
+    assert_eq!(code, 1);
+    assert_rejected(&lines[0], ErrorKind::UnknownIssuer);
+    let message = lines[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("did you mean the configured issuer") && message.contains("trailing slash"),
+        "{message}"
+    );
 }

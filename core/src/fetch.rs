@@ -322,8 +322,14 @@ impl HttpClient {
             return Err(format!("{url}: unexpected 304").into());
         };
         let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
-        if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-            return Err(format!("{url}: discovery document is for another issuer").into());
+        let named = doc.get("issuer").and_then(|v| v.as_str());
+        if named != Some(issuer) {
+            return Err(format!(
+                "{url}: discovery document names issuer {:?}, but the configured issuer is {issuer:?} \
+                 (they must be equal, trailing slash included)",
+                named.map_or_else(|| "(none)".to_string(), crate::token::truncate)
+            )
+            .into());
         }
         let jwks_uri = doc
             .get("jwks_uri")

@@ -232,8 +232,8 @@ impl Issuer {
                 _ => Ok(()),
             },
             Source::Remote { .. } => {
-                if let Refresh::Failed { error: e } = self.refresh_now(env, FetchReason::Startup) {
-                    log::warn!("issuer {}: startup fetch failed: {e}", self.name);
+                // refresh() has logged the failure already.
+                if let Refresh::Failed { .. } = self.refresh_now(env, FetchReason::Startup) {
                     self.load_persisted(env);
                 }
                 Ok(())

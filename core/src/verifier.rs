@@ -266,16 +266,7 @@ impl Verifier {
     }
 
     fn issuer(&self, name: &str) -> Result<&Issuer> {
-        self.shared
-            .by_name
-            .get(name)
-            .map(|&i| &self.shared.issuers[i])
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::UnknownIssuer,
-                    format!("no configured issuer {:?}", token::truncate(name)),
-                )
-            })
+        Ok(&self.shared.issuers[self.shared.index_of(name)?])
     }
 
     fn now_ms(&self) -> u64 {
@@ -327,12 +318,7 @@ impl Shared {
         }
         let pinned = match opts.issuer {
             None => None,
-            Some(name) => Some(*self.by_name.get(name).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::UnknownIssuer,
-                    format!("no configured issuer {:?}", token::truncate(name)),
-                )
-            })?),
+            Some(name) => Some(self.index_of(name)?),
         };
         // The cache is consulted before parsing: a hit is only possible for
         // a byte-identical token that already passed every step below, and
@@ -349,12 +335,7 @@ impl Shared {
         let index = match pinned {
             Some(i) => i,
             None => match parsed.claims.get("iss") {
-                Some(serde_json::Value::String(iss)) => *self.by_name.get(iss.as_str()).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::UnknownIssuer,
-                        format!("issuer {:?} is not configured", token::truncate(iss)),
-                    )
-                })?,
+                Some(serde_json::Value::String(iss)) => self.index_of(iss)?,
                 _ => return Err(Error::new(ErrorKind::UnknownIssuer, "token has no string iss claim")),
             },
         };
@@ -419,6 +400,33 @@ impl Shared {
             }
         }
         Ok(Verified::new(verified, false))
+    }
+
+    /// The configured issuer named exactly `name`. Matching stays exact; a
+    /// miss names a configured issuer that differs only by a trailing slash
+    /// or by letter case, the usual configuration slip.
+    fn index_of(&self, name: &str) -> Result<usize> {
+        if let Some(&i) = self.by_name.get(name) {
+            return Ok(i);
+        }
+        let near = self.issuers.iter().find_map(|iss| {
+            let configured: &str = &iss.name;
+            if configured.trim_end_matches('/') == name.trim_end_matches('/') {
+                Some((configured, "a trailing slash"))
+            } else if configured.eq_ignore_ascii_case(name) {
+                Some((configured, "letter case"))
+            } else {
+                None
+            }
+        });
+        let mut message = format!("issuer {:?} is not configured", token::truncate(name));
+        if let Some((configured, how)) = near {
+            message.push_str(&format!(
+                "; did you mean the configured issuer {configured:?}, which differs by {how}? \
+                 (issuers are matched exactly)"
+            ));
+        }
+        Err(Error::new(ErrorKind::UnknownIssuer, message))
     }
 
     pub(crate) fn has_refreshable_issuers(&self) -> bool {

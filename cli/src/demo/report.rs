@@ -342,9 +342,11 @@ impl<'a> Summary<'a> {
         if let Some(i) = iss {
             let by_reason: Vec<String> = i.fetches.iter().map(|(r, n)| format!("{r} {n}")).collect();
             row("JWKS fetches by reason", by_reason.join(", "));
+            row("failed JWKS fetches", thousands(i.fetch_failures));
+            // Requests for a refresh that the cooldown refused: no fetch was made.
             row(
-                "fetch failures / rate-limited",
-                format!("{} / {}", i.fetch_failures, i.rate_limited_refreshes),
+                "refreshes refused by the cooldown",
+                format!("{} (no fetch made)", thousands(i.rate_limited_refreshes)),
             );
             row(
                 "issuer health at the end",

@@ -281,6 +281,53 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, Reject> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(reject(MALFORMED, "kid is not a string")),
     };
+    check_use(obj)?;
+    let declared_alg = declared_alg(obj)?;
+    let kty = obj
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or_else(|| reject(MALFORMED, "missing kty"))?;
+    let m = match kty {
+        "RSA" => rsa_material(obj)?,
+        "EC" => ec_material(obj)?,
+        "OKP" => okp_material(obj)?,
+        "oct" => {
+            return Err(reject(
+                SYMMETRIC,
+                "symmetric (oct) keys are never taken from a JWKS; configure hmac_keys",
+            ))
+        }
+        other => {
+            return Err(reject(
+                UNSUPPORTED,
+                format!("unsupported kty {:?}", crate::token::truncate(other)),
+            ))
+        }
+    };
+    check_alg_fits(declared_alg, m.family, m.kty, allowed)?;
+    Ok(Key {
+        kid,
+        kty: m.kty,
+        family: m.family,
+        alg: declared_alg,
+        bits: m.bits,
+        thumbprint: thumbprint(&m.thumb_members),
+        decoding: m.decoding,
+    })
+}
+
+/// What one key type's parser yields: the key material, checked as the
+/// backend will use it, and the members its RFC 7638 thumbprint covers.
+struct Material {
+    kty: &'static str,
+    family: KeyFamily,
+    bits: usize,
+    decoding: DecodingKey,
+    thumb_members: Vec<(&'static str, String)>,
+}
+
+/// `use` must be `sig` or absent; `key_ops`, if present, must allow `verify`.
+fn check_use(obj: &Map<String, Value>) -> Result<(), Reject> {
     match obj.get("use") {
         None => {}
         Some(Value::String(u)) if u == "sig" => {}
@@ -295,130 +342,104 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, Reject> {
             return Err(reject(NOT_FOR_SIGNING, "key_ops does not include \"verify\""));
         }
     }
-    let declared_alg = match obj.get("alg") {
-        None => None,
-        Some(Value::String(a)) => Some(
-            Alg::parse(a)
-                .ok_or_else(|| reject(UNSUPPORTED, format!("unsupported alg {:?}", crate::token::truncate(a))))?,
-        ),
-        Some(_) => return Err(reject(MALFORMED, "alg is not a string")),
-    };
-    let kty = obj
-        .get("kty")
-        .and_then(Value::as_str)
-        .ok_or_else(|| reject(MALFORMED, "missing kty"))?;
-    let (kty, family, bits, decoding, thumb_members): (
-        &'static str,
-        KeyFamily,
-        usize,
-        DecodingKey,
-        Vec<(&str, String)>,
-    ) = match kty {
-        "RSA" => {
-            let n = member(obj, "n")?;
-            let e = member(obj, "e")?;
-            let n_bytes = b64(&n, "n")?;
-            let e_bytes = b64(&e, "e")?;
-            let bits = check_rsa(&n_bytes, &e_bytes)?;
-            let key = DecodingKey::from_rsa_raw_components(&n_bytes, &e_bytes);
-            (
-                "RSA",
-                KeyFamily::Rsa,
-                bits,
-                key,
-                vec![("e", e), ("kty", "RSA".into()), ("n", n)],
-            )
-        }
-        "EC" => {
-            let crv = member(obj, "crv")?;
-            let (family, len, backend): (_, _, &'static EcdsaVerificationAlgorithm) = match crv.as_str() {
-                "P-256" => (KeyFamily::EcP256, 32, &signature::ECDSA_P256_SHA256_FIXED),
-                "P-384" => (KeyFamily::EcP384, 48, &signature::ECDSA_P384_SHA384_FIXED),
-                other => {
-                    return Err(reject(
-                        UNSUPPORTED,
-                        format!("unsupported curve {:?}", crate::token::truncate(other)),
-                    ))
-                }
-            };
-            let x = member(obj, "x")?;
-            let y = member(obj, "y")?;
-            let (x_bytes, y_bytes) = (b64(&x, "x")?, b64(&y, "y")?);
-            if x_bytes.len() != len || y_bytes.len() != len {
-                return Err(reject(MALFORMED, format!("{crv} coordinates must be {len} bytes")));
-            }
-            // The backend decodes the uncompressed point and checks it is on
-            // the curve; a point that is not can verify nothing.
-            let point = [&[0x04][..], &x_bytes, &y_bytes].concat();
-            ParsedPublicKey::new(backend, &point)
-                .map_err(|e| reject(INVALID_KEY, format!("EC point is not on {crv}: {e}")))?;
-            let key =
-                DecodingKey::from_ec_components(&x, &y).map_err(|e| reject(MALFORMED, format!("bad EC key: {e}")))?;
-            (
-                "EC",
-                family,
-                len * 8,
-                key,
-                vec![("crv", crv), ("kty", "EC".into()), ("x", x), ("y", y)],
-            )
-        }
-        "OKP" => {
-            let crv = member(obj, "crv")?;
-            if crv != "Ed25519" {
-                return Err(reject(
-                    UNSUPPORTED,
-                    format!("unsupported OKP curve {:?}", crate::token::truncate(&crv)),
-                ));
-            }
-            let x = member(obj, "x")?;
-            let x_bytes: [u8; 32] = b64(&x, "x")?
-                .try_into()
-                .map_err(|_| reject(MALFORMED, "Ed25519 public key must be 32 bytes"))?;
-            check_ed25519(&x_bytes)?;
-            let key =
-                DecodingKey::from_ed_components(&x).map_err(|e| reject(MALFORMED, format!("bad Ed25519 key: {e}")))?;
-            (
-                "OKP",
-                KeyFamily::Ed25519,
-                256,
-                key,
-                vec![("crv", crv), ("kty", "OKP".into()), ("x", x)],
-            )
-        }
-        "oct" => {
-            return Err(reject(
-                SYMMETRIC,
-                "symmetric (oct) keys are never taken from a JWKS; configure hmac_keys",
-            ))
-        }
+    Ok(())
+}
+
+/// The JWK's own `alg`, if it declares one.
+fn declared_alg(obj: &Map<String, Value>) -> Result<Option<Alg>, Reject> {
+    match obj.get("alg") {
+        None => Ok(None),
+        Some(Value::String(a)) => Alg::parse(a)
+            .map(Some)
+            .ok_or_else(|| reject(UNSUPPORTED, format!("unsupported alg {:?}", crate::token::truncate(a)))),
+        Some(_) => Err(reject(MALFORMED, "alg is not a string")),
+    }
+}
+
+/// A declared `alg` must fit the key and be allowed; without one, some
+/// allowed algorithm must use this kind of key.
+fn check_alg_fits(declared: Option<Alg>, family: KeyFamily, kty: &str, allowed: &[Alg]) -> Result<(), Reject> {
+    match declared {
+        Some(a) if a.family() != family => Err(reject(NOT_ALLOWED, format!("alg {a} does not fit a {kty} key"))),
+        Some(a) if !allowed.contains(&a) => Err(reject(NOT_ALLOWED, format!("alg {a} is not allowed for this issuer"))),
+        Some(_) => Ok(()),
+        None if allowed.iter().any(|a| a.family() == family) => Ok(()),
+        None => Err(reject(
+            NOT_ALLOWED,
+            format!("no allowed algorithm uses a {kty} key of this kind"),
+        )),
+    }
+}
+
+fn rsa_material(obj: &Map<String, Value>) -> Result<Material, Reject> {
+    let n = member(obj, "n")?;
+    let e = member(obj, "e")?;
+    let n_bytes = b64(&n, "n")?;
+    let e_bytes = b64(&e, "e")?;
+    let bits = check_rsa(&n_bytes, &e_bytes)?;
+    Ok(Material {
+        kty: "RSA",
+        family: KeyFamily::Rsa,
+        bits,
+        decoding: DecodingKey::from_rsa_raw_components(&n_bytes, &e_bytes),
+        thumb_members: vec![("e", e), ("kty", "RSA".into()), ("n", n)],
+    })
+}
+
+fn ec_material(obj: &Map<String, Value>) -> Result<Material, Reject> {
+    let crv = member(obj, "crv")?;
+    let (family, len, backend): (_, _, &'static EcdsaVerificationAlgorithm) = match crv.as_str() {
+        "P-256" => (KeyFamily::EcP256, 32, &signature::ECDSA_P256_SHA256_FIXED),
+        "P-384" => (KeyFamily::EcP384, 48, &signature::ECDSA_P384_SHA384_FIXED),
         other => {
             return Err(reject(
                 UNSUPPORTED,
-                format!("unsupported kty {:?}", crate::token::truncate(other)),
+                format!("unsupported curve {:?}", crate::token::truncate(other)),
             ))
         }
     };
-    if let Some(a) = declared_alg {
-        if a.family() != family {
-            return Err(reject(NOT_ALLOWED, format!("alg {a} does not fit a {kty} key")));
-        }
-        if !allowed.contains(&a) {
-            return Err(reject(NOT_ALLOWED, format!("alg {a} is not allowed for this issuer")));
-        }
-    } else if !allowed.iter().any(|a| a.family() == family) {
+    let x = member(obj, "x")?;
+    let y = member(obj, "y")?;
+    let (x_bytes, y_bytes) = (b64(&x, "x")?, b64(&y, "y")?);
+    if x_bytes.len() != len || y_bytes.len() != len {
+        return Err(reject(MALFORMED, format!("{crv} coordinates must be {len} bytes")));
+    }
+    // The backend decodes the uncompressed point and checks it is on the
+    // curve; a point that is not can verify nothing.
+    let point = [&[0x04][..], &x_bytes, &y_bytes].concat();
+    ParsedPublicKey::new(backend, &point).map_err(|e| reject(INVALID_KEY, format!("EC point is not on {crv}: {e}")))?;
+    let decoding =
+        DecodingKey::from_ec_components(&x, &y).map_err(|e| reject(MALFORMED, format!("bad EC key: {e}")))?;
+    Ok(Material {
+        kty: "EC",
+        family,
+        bits: len * 8,
+        decoding,
+        thumb_members: vec![("crv", crv), ("kty", "EC".into()), ("x", x), ("y", y)],
+    })
+}
+
+fn okp_material(obj: &Map<String, Value>) -> Result<Material, Reject> {
+    let crv = member(obj, "crv")?;
+    if crv != "Ed25519" {
         return Err(reject(
-            NOT_ALLOWED,
-            format!("no allowed algorithm uses a {kty} key of this kind"),
+            UNSUPPORTED,
+            format!("unsupported OKP curve {:?}", crate::token::truncate(&crv)),
         ));
     }
-    Ok(Key {
-        kid,
-        kty,
-        family,
-        alg: declared_alg,
-        bits,
-        thumbprint: thumbprint(&thumb_members),
+    let x = member(obj, "x")?;
+    let x_bytes: [u8; 32] = b64(&x, "x")?
+        .try_into()
+        .map_err(|_| reject(MALFORMED, "Ed25519 public key must be 32 bytes"))?;
+    check_ed25519(&x_bytes)?;
+    let decoding =
+        DecodingKey::from_ed_components(&x).map_err(|e| reject(MALFORMED, format!("bad Ed25519 key: {e}")))?;
+    Ok(Material {
+        kty: "OKP",
+        family: KeyFamily::Ed25519,
+        bits: 256,
         decoding,
+        thumb_members: vec![("crv", crv), ("kty", "OKP".into()), ("x", x)],
     })
 }
 

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! The behaviour contract (verification order, cache rules, refresh policy,
-//! revocation) is in DESIGN.md; the configuration reference is [`config`].
+//! revocation) is in `docs/design.md`; the configuration reference is [`config`].
 
 mod cache;
 mod claims;

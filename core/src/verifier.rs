@@ -1,4 +1,4 @@
-//! The [`Verifier`]: the verification path of DESIGN.md, in order.
+//! The [`Verifier`]: the verification path of `docs/design.md`, in order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

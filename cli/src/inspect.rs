@@ -27,7 +27,7 @@ pub fn run(token: &str, as_json: bool) -> Exit {
         let out = json!({
             "verified": false,
             "warning": UNVERIFIED,
-            "fingerprint": jwtwarden::token::fingerprint(token.as_bytes()),
+            "fingerprint": jwtwarden::fingerprint(token.as_bytes()),
             "segments": d.segments,
             "header": d.header.to_json(),
             "claims": d.payload.to_json(),
@@ -140,7 +140,7 @@ fn print_human(token: &str, d: &decode::Decoded, times: &[TimeClaim], warnings: 
         "token     {} bytes, {} segment(s), fingerprint {}",
         token.len(),
         d.segments,
-        jwtwarden::token::fingerprint(token.as_bytes())
+        jwtwarden::fingerprint(token.as_bytes())
     );
     match d.signature_bytes {
         Some(0) => println!("signature none (empty)"),

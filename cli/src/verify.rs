@@ -129,7 +129,7 @@ pub enum Decision {
 
 /// The decision for one token, and its JSON line.
 pub fn verify_one(verifier: &Verifier, token: &str, options: &VerifyOptions<'_>) -> (Decision, String) {
-    let fingerprint = jwtwarden::token::fingerprint(token.as_bytes());
+    let fingerprint = jwtwarden::fingerprint(token.as_bytes());
     let line = match verifier.verify_with(token, options) {
         Ok(v) => serde_json::to_string(&Accepted {
             ok: true,

@@ -169,17 +169,6 @@ impl HttpClient {
         Instant::now() + Duration::from_millis(self.cfg.timeout_ms)
     }
 
-    /// [`HttpClient::get_until`] with a deadline of `http.timeout_ms` from now.
-    /// Errors are human-readable.
-    pub fn get(
-        &self,
-        url: &str,
-        validators: Option<&Validators>,
-        no_cache: bool,
-    ) -> std::result::Result<Fetched, String> {
-        Ok(self.get_until(url, validators, no_cache, self.deadline())?)
-    }
-
     /// GET `url`, following same-host redirects, all of it done by
     /// `deadline`. With `validators`, a conditional GET; with `no_cache`,
     /// asks intermediaries for a fresh copy. A `304` to a request that sent
@@ -305,13 +294,6 @@ impl HttpClient {
 }
 
 impl HttpClient {
-    /// The `jwks_uri` from `issuer`'s OIDC discovery document
-    /// (`{issuer}/.well-known/openid-configuration`), with a deadline of
-    /// `http.timeout_ms` from now. See [`HttpClient::discover_until`].
-    pub fn discover_jwks_uri(&self, issuer: &str) -> std::result::Result<String, String> {
-        Ok(self.discover_until(issuer, self.deadline())?.jwks_uri)
-    }
-
     /// Fetch `issuer`'s OIDC discovery document
     /// (`{issuer}/.well-known/openid-configuration`) by `deadline`. The
     /// document must name the same issuer, and its `jwks_uri` must pass the

@@ -34,6 +34,7 @@ use crate::flight::{Flight, Join, Need};
 use crate::keys::{parse_jwks, Key, SkippedKey};
 use crate::keystore::KeyStore;
 use crate::metrics::{FetchReason, Health, IssuerCounters, IssuerStats};
+use crate::source::KeySource;
 use crate::token::Alg;
 
 /// Unknown kids remembered per issuer at most (the cooldown still bounds
@@ -56,17 +57,6 @@ pub(crate) struct Env {
     /// discovery included), and the longest a verify waits for keys, whether
     /// its own fetch or another thread's.
     pub fetch_timeout: Duration,
-}
-
-enum Source {
-    /// Fetched over HTTP(S); without a `jwks_uri`, found by OIDC discovery.
-    Remote {
-        jwks_uri: Option<String>,
-    },
-    Inline(Vec<u8>),
-    File(PathBuf),
-    /// Only local HMAC secrets; nothing to fetch.
-    LocalOnly,
 }
 
 #[derive(Default)]
@@ -134,7 +124,7 @@ pub(crate) struct Issuer {
     pub name: Arc<str>,
     pub cfg: IssuerConfig,
     pub policy: ClaimPolicy,
-    source: Source,
+    source: KeySource,
     /// Every key of this issuer, local and fetched, and the key epoch.
     keys: KeyStore,
     /// Keys are refused from this time (ms): TTL end + max_stale. 0 = never
@@ -148,19 +138,7 @@ pub(crate) struct Issuer {
 
 impl Issuer {
     pub(crate) fn new(cfg: IssuerConfig) -> Result<Issuer> {
-        let source = if let Some(uri) = &cfg.jwks_uri {
-            Source::Remote {
-                jwks_uri: Some(uri.clone()),
-            }
-        } else if cfg.discovery {
-            Source::Remote { jwks_uri: None }
-        } else if let Some(jwks) = &cfg.jwks {
-            Source::Inline(serde_json::to_vec(jwks).expect("a JSON value serializes"))
-        } else if let Some(path) = &cfg.jwks_file {
-            Source::File(path.clone())
-        } else {
-            Source::LocalOnly
-        };
+        let source = KeySource::from_config(&cfg);
         let mut local = Vec::new();
         for k in &cfg.hmac_keys {
             let secret = crate::token::decode_b64_lenient(&k.secret_base64)
@@ -175,7 +153,7 @@ impl Issuer {
             typ: cfg.typ.clone(),
             leeway_secs: cfg.leeway_secs,
         };
-        let static_keys = !matches!(source, Source::Remote { .. });
+        let static_keys = !source.is_remote();
         Ok(Issuer {
             name: Arc::from(cfg.issuer.as_str()),
             policy,
@@ -191,7 +169,7 @@ impl Issuer {
     }
 
     fn is_remote(&self) -> bool {
-        matches!(self.source, Source::Remote { .. })
+        self.source.is_remote()
     }
 
     /// The key epoch cached results are stamped with.
@@ -223,15 +201,15 @@ impl Issuer {
     /// state directory, else stays unavailable until a later fetch works.
     pub(crate) fn start(&self, env: &Env, index: usize) -> Result<()> {
         match &self.source {
-            Source::LocalOnly => Ok(()),
-            Source::Inline(_) | Source::File(_) => match self.refresh_now(env, FetchReason::Startup) {
+            KeySource::LocalOnly => Ok(()),
+            KeySource::Inline(_) | KeySource::File(_) => match self.refresh_now(env, FetchReason::Startup) {
                 Refresh::Failed { error: e } => Err(Error::new(
                     ErrorKind::InvalidConfig,
                     format!("issuers[{index}]: static JWKS unusable: {e}"),
                 )),
                 _ => Ok(()),
             },
-            Source::Remote { .. } => {
+            KeySource::Url(_) | KeySource::Discovery => {
                 // refresh() has logged the failure already.
                 if let Refresh::Failed { .. } = self.refresh_now(env, FetchReason::Startup) {
                     self.load_persisted(env);
@@ -429,9 +407,9 @@ impl Issuer {
     ) -> std::result::Result<(), FetchError> {
         self.counters.fetched(reason);
         match &self.source {
-            Source::LocalOnly => Ok(()),
-            Source::Inline(body) => Ok(self.apply_body(body, now, u64::MAX).map(drop)?),
-            Source::File(path) => {
+            KeySource::LocalOnly => Ok(()),
+            KeySource::Inline(body) => Ok(self.apply_body(body, now, u64::MAX).map(drop)?),
+            KeySource::File(path) => {
                 let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
                 let body = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
                 self.apply_body(&body, now, u64::MAX)?;
@@ -440,12 +418,12 @@ impl Issuer {
                 s.next_ms = now + FILE_POLL_MS;
                 Ok(())
             }
-            Source::Remote { jwks_uri } => {
+            KeySource::Url(_) | KeySource::Discovery => {
                 // One budget for the whole fetch: discovery, the JWKS and
                 // every redirect of either share the deadline.
-                let url = match jwks_uri {
-                    Some(u) => u.clone(),
-                    None => self.discovered_jwks_uri(env, now, deadline)?,
+                let url = match &self.source {
+                    KeySource::Url(u) => u.clone(),
+                    _ => self.discovered_jwks_uri(env, now, deadline)?,
                 };
                 let loaded = self.keys.snapshot().loaded;
                 let validators = if loaded {
@@ -571,8 +549,8 @@ impl Issuer {
         let now = env.clock.now_ms();
         let next = self.sched.lock().next_ms;
         match &self.source {
-            Source::LocalOnly | Source::Inline(_) => u64::MAX,
-            Source::File(path) => {
+            KeySource::LocalOnly | KeySource::Inline(_) => u64::MAX,
+            KeySource::File(path) => {
                 if now < next {
                     return next;
                 }
@@ -587,7 +565,7 @@ impl Issuer {
                 s.next_ms = now + FILE_POLL_MS;
                 s.next_ms
             }
-            Source::Remote { .. } => {
+            KeySource::Url(_) | KeySource::Discovery => {
                 if now >= next {
                     self.refresh_now(env, FetchReason::Scheduled);
                 }

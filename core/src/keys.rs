@@ -143,11 +143,6 @@ impl KeySet {
         self.keys.len()
     }
 
-    /// Whether the set has no key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Whether a key with this kid and thumbprint is in the set.
     pub fn contains(&self, kid: Option<&str>, thumbprint: &str) -> bool {
         self.by_thumbprint

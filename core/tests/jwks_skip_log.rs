@@ -6,8 +6,7 @@ mod common;
 use std::sync::Mutex;
 
 use common::setup_for;
-use jwtwarden::keys::{parse_jwks, MAX_SKIPPED_LISTED};
-use jwtwarden::Alg;
+use jwtwarden::{describe_issuer_keys, HttpConfig, IssuerConfig, Problem, MAX_SKIPPED_LISTED};
 use jwtwarden_testissuer::TestIssuer;
 use serde_json::{json, Value};
 
@@ -48,10 +47,18 @@ fn ten_thousand_junk_keys_log_one_line() {
     log::set_logger(&CAPTURE).unwrap();
     log::set_max_level(log::LevelFilter::Trace);
 
-    let body = json!({ "keys": junk(10_000) }).to_string();
-    let (keys, skipped) = parse_jwks(body.as_bytes(), &[Alg::RS256]).unwrap();
-    assert!(keys.is_empty());
-    assert_eq!(skipped.len(), MAX_SKIPPED_LISTED + 1, "bounded list plus a count");
+    // A static JWKS, described as a verifier would take it.
+    let mut issuer = IssuerConfig::new("https://idp.example", "https://unused.example");
+    issuer.jwks_uri = None;
+    issuer.jwks = Some(json!({ "keys": junk(10_000) }));
+    let report = describe_issuer_keys(&HttpConfig::default(), &issuer).unwrap();
+    assert!(report.keys.is_empty());
+    assert_eq!(report.problem, Some(Problem::NoUsableKey));
+    assert_eq!(
+        report.skipped.len(),
+        MAX_SKIPPED_LISTED + 1,
+        "bounded list plus a count"
+    );
     let lines = take_lines();
     assert_eq!(lines.len(), 1, "{lines:#?}");
     let line = &lines[0];

@@ -65,6 +65,6 @@ fn no_log_line_contains_a_token_or_its_signature() {
         }
     }
     // The fingerprint is what identifies a token in logs.
-    let fp = jwtwarden::token::fingerprint(tokens[1].as_bytes());
+    let fp = jwtwarden::fingerprint(tokens[1].as_bytes());
     assert!(lines.iter().any(|l| l.contains(&fp)), "fingerprint {fp} in {lines:#?}");
 }

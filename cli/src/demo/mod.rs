@@ -539,7 +539,7 @@ impl Setup {
             format!(
                 "  {} ({}) revoked; replayed every {} requests per thread from now on",
                 target.sub,
-                jwtwarden::token::fingerprint(target.token.as_bytes()),
+                jwtwarden::fingerprint(target.token.as_bytes()),
                 workload::REPLAY_EVERY
             ),
         );

@@ -247,7 +247,7 @@ fn check(s: &Shared, t: &PoolToken, phase: usize, local: &mut Local) {
                     kind: e.kind().as_str(),
                     message: e.message().to_string(),
                     kid: t.kid.clone(),
-                    fingerprint: jwtwarden::token::fingerprint(t.token.as_bytes()),
+                    fingerprint: jwtwarden::fingerprint(t.token.as_bytes()),
                 });
             }
         }

@@ -42,8 +42,9 @@ pub(crate) struct Entry {
     pub issuer: usize,
     pub key_epoch: u64,
     pub policy_version: u64,
-    /// Served only while `now_ms < valid_until_ms`: min(exp + leeway,
-    /// verified + cache.max_ttl, end of the key's rotation grace).
+    /// Served only while `now_ms < valid_until_ms`: min(exp + leeway (the
+    /// first instant the token is expired), verified + cache.max_ttl, end of
+    /// the key's rotation grace).
     pub valid_until_ms: u64,
     pub verified: Arc<VerifiedToken>,
 }

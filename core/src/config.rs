@@ -91,13 +91,29 @@ pub struct IssuerConfig {
     /// Default: none.
     #[serde(default)]
     pub required_claims: Vec<String>,
-    /// If set, the header `typ` must equal this (case-insensitive, so
-    /// `at+jwt` matches `AT+JWT`). Default: not checked.
+    /// If set, the header `typ` must name this media type: compared
+    /// case-insensitively, and with or without `application/` (RFC 7515
+    /// §4.1.9), so `at+jwt` matches `AT+JWT` and `application/at+jwt`, and
+    /// the reverse. Default: not checked.
     #[serde(default)]
     pub typ: Option<String>,
     /// Clock-skew leeway for `exp`, `nbf` and `iat`, in seconds. Default 30.
+    /// Time is compared in milliseconds: a token is invalid from the instant
+    /// `exp + leeway_secs` on, and valid from `nbf - leeway_secs`. `exp`,
+    /// `nbf` and `iat` must be non-negative, finite and at most
+    /// 253402300799 (9999-12-31T23:59:59Z, [`crate::MAX_NUMERIC_DATE_SECS`]),
+    /// else `invalid_payload`; fractional seconds count to the millisecond.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// If set, reject (`token_lifetime_exceeded`) a token whose lifetime is
+    /// longer than this many seconds: `exp - iat`, or without `iat`,
+    /// `exp - now` (plus `leeway_secs`, for the issuer's clock skew). Bounds
+    /// what one stolen token is worth. Envoy calls this `max_lifetime`.
+    /// Must be positive. Default: none (any lifetime). Not to be confused
+    /// with `revocation.max_token_lifetime_secs`, which only sizes how long
+    /// revocations are kept.
+    #[serde(default)]
+    pub max_token_lifetime_secs: Option<u64>,
     /// Locally configured HMAC secrets (HS256/384/512). Symmetric keys are
     /// never taken from a fetched JWKS.
     #[serde(default)]
@@ -372,6 +388,7 @@ impl IssuerConfig {
             required_claims: Vec::new(),
             typ: None,
             leeway_secs: default_leeway(),
+            max_token_lifetime_secs: None,
             hmac_keys: Vec::new(),
             refresh: RefreshConfig::default(),
         }
@@ -485,6 +502,9 @@ impl Config {
                     "at least one audience is required unless allow_any_audience is true",
                 );
             }
+            if iss.max_token_lifetime_secs == Some(0) {
+                return bad(f("max_token_lifetime_secs"), "must be positive when set");
+            }
             if iss.algorithms.is_empty() {
                 return bad(f("algorithms"), "at least one algorithm is required");
             }
@@ -546,6 +566,7 @@ mod tests {
         assert_eq!(i.refresh.unknown_kid_cooldown_secs, 30);
         assert_eq!(i.refresh.default_ttl_secs, 300);
         assert_eq!(i.refresh.rotation_grace_secs, 0);
+        assert_eq!(i.max_token_lifetime_secs, None);
         assert!(!i.algorithms.iter().any(|a| a.is_hmac()));
     }
 

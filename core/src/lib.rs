@@ -42,6 +42,7 @@ pub mod token;
 mod verified;
 mod verifier;
 
+pub use claims::MAX_NUMERIC_DATE_SECS;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CacheConfig, Config, HttpConfig, IssuerConfig, RefreshConfig, RevocationConfig};
 pub use error::{Category, Error, ErrorKind, Result};

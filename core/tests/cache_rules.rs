@@ -23,9 +23,12 @@ fn cached_entry_is_not_served_after_exp() {
     );
     assert_eq!(hit.expires_at(), exp);
 
-    s.clock.advance_secs(60 + 30); // exp plus the default leeway: still fine
-    assert!(s.verifier.verify(&token).is_ok());
-    s.clock.advance_secs(1);
+    // The last millisecond before exp plus the default leeway: still fine.
+    // (This step used to advance whole seconds and accept the token anywhere
+    // in the second *starting* at exp + leeway; it is invalid from then on.)
+    s.clock.set_ms((exp + 30) * 1000 - 1);
+    assert!(s.verifier.verify(&token).unwrap().cached());
+    s.clock.advance_ms(1);
     assert_eq!(s.kind(&token), ErrorKind::Expired);
 }
 

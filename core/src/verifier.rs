@@ -95,7 +95,7 @@ impl Verifier {
             cache: config
                 .cache
                 .enabled
-                .then(|| Cache::new(config.cache.capacity, config.cache.shards)),
+                .then(|| Cache::new(config.cache.capacity, config.cache.max_bytes, config.cache.shards)),
             cache_max_ttl_ms: config.cache.max_ttl_secs * 1000,
             max_token_bytes: config.max_token_bytes,
             policy_version: AtomicU64::new(0),
@@ -251,6 +251,8 @@ impl Verifier {
                 evictions: c.cache_evictions.load(Ordering::Relaxed),
                 entries: s.cache.as_ref().map_or(0, |c| c.len()) as u64,
                 capacity: s.cache.as_ref().map_or(0, |c| c.capacity()) as u64,
+                bytes: s.cache.as_ref().map_or(0, |c| c.bytes()) as u64,
+                max_bytes: s.cache.as_ref().map_or(0, |c| c.max_bytes()) as u64,
             },
             issuers: s.issuers.iter().map(|i| i.stats(now)).collect(),
             revocation_entries: s.revocations.len() as u64,

@@ -68,7 +68,9 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_INVALID_BASE64 = 102,
   // The header is not a JSON object with a string `alg`.
   JWTWARDEN_RESULT_INVALID_HEADER = 103,
-  // The payload is not a JSON object, or a registered claim has the wrong type.
+  // The payload is not a JSON object, or a registered claim has the wrong
+  // type or, for `exp`/`nbf`/`iat`, a value out of range (negative, not
+  // finite, or after 9999-12-31T23:59:59Z).
   JWTWARDEN_RESULT_INVALID_PAYLOAD = 104,
   // `alg` is `none`, unknown, or not allowed for the issuer.
   JWTWARDEN_RESULT_ALGORITHM_NOT_ALLOWED = 105,
@@ -100,6 +102,9 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_REVOKED = 307,
   // The key that signed the token has been revoked with `revoke_kid`.
   JWTWARDEN_RESULT_KEY_REVOKED = 308,
+  // The token's lifetime (`exp - iat`, or `exp - now` without `iat`) is
+  // longer than the issuer's `max_token_lifetime_secs`.
+  JWTWARDEN_RESULT_TOKEN_LIFETIME_EXCEEDED = 309,
   // The issuer has no usable keys: never fetched successfully, or fetch failed.
   JWTWARDEN_RESULT_KEYS_UNAVAILABLE = 400,
   // The issuer's keys are older than `max_stale`: failing closed.

@@ -45,10 +45,50 @@ fn main() {
             verifier.verify(t).unwrap();
         }
         let grown = LIVE.load(Ordering::SeqCst) - before;
+        let m = verifier.metrics().cache;
         println!(
-            "{alg:?}: {} bytes per cached entry ({} of them the {token_len}-byte token itself), {N} entries",
+            "{alg:?}: {} bytes per cached entry ({} of them the {token_len}-byte token itself), {N} entries; \
+             cache.max_bytes accounting estimates {} bytes per entry",
             grown / (N as isize - 1),
-            token_len
+            token_len,
+            m.bytes / m.entries
+        );
+    }
+
+    // Large tokens: the entry count alone does not bound memory, the byte
+    // bound does. Same tokens, default max_bytes (256 MiB, not reached by
+    // these 2000) and then 8 MiB.
+    let pad = "x".repeat(11 * 1024);
+    let tokens: Vec<String> = (0..N)
+        .map(|i| {
+            let mut c = f.claims(&format!("svc-{i}"));
+            c["pad"] = json!(pad);
+            f.issuer.mint(f.kid(Alg::ES256), &c)
+        })
+        .collect();
+    let token_len = tokens[0].len();
+    for max_bytes in [None, Some(8usize << 20)] {
+        let cache = match max_bytes {
+            None => json!({"capacity": 100_000}),
+            Some(b) => json!({"capacity": 100_000, "max_bytes": b}),
+        };
+        let verifier = f.verifier(cache);
+        verifier.verify(&tokens[0]).unwrap();
+        let before = LIVE.load(Ordering::SeqCst);
+        for t in &tokens[1..] {
+            verifier.verify(t).unwrap();
+        }
+        let grown = LIVE.load(Ordering::SeqCst) - before;
+        let m = verifier.metrics().cache;
+        println!(
+            "{token_len}-byte tokens, max_bytes {}: heap grew {} KiB for {N} tokens; {} entries held, \
+             cache.bytes {} KiB of max_bytes {} KiB, {} evictions",
+            max_bytes.map_or("default".to_string(), |b| b.to_string()),
+            grown / 1024,
+            m.entries,
+            m.bytes / 1024,
+            m.max_bytes / 1024,
+            m.evictions
         );
     }
 }

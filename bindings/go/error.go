@@ -14,35 +14,36 @@ type Kind uint32
 // The error kinds. The numbers come from jwtwarden.h (generated from the
 // Rust core), never retyped by hand.
 const (
-	ErrTokenTooLarge        Kind = C.JWTWARDEN_RESULT_TOKEN_TOO_LARGE
-	ErrMalformedToken       Kind = C.JWTWARDEN_RESULT_MALFORMED_TOKEN
-	ErrInvalidBase64        Kind = C.JWTWARDEN_RESULT_INVALID_BASE64
-	ErrInvalidHeader        Kind = C.JWTWARDEN_RESULT_INVALID_HEADER
-	ErrInvalidPayload       Kind = C.JWTWARDEN_RESULT_INVALID_PAYLOAD
-	ErrAlgorithmNotAllowed  Kind = C.JWTWARDEN_RESULT_ALGORITHM_NOT_ALLOWED
-	ErrUnsupportedCritical  Kind = C.JWTWARDEN_RESULT_UNSUPPORTED_CRITICAL
-	ErrInvalidSignature     Kind = C.JWTWARDEN_RESULT_INVALID_SIGNATURE
-	ErrUnknownKid           Kind = C.JWTWARDEN_RESULT_UNKNOWN_KID
-	ErrMissingKid           Kind = C.JWTWARDEN_RESULT_MISSING_KID
-	ErrKeyAlgorithmMismatch Kind = C.JWTWARDEN_RESULT_KEY_ALGORITHM_MISMATCH
-	ErrExpired              Kind = C.JWTWARDEN_RESULT_EXPIRED
-	ErrNotYetValid          Kind = C.JWTWARDEN_RESULT_NOT_YET_VALID
-	ErrInvalidIssuer        Kind = C.JWTWARDEN_RESULT_INVALID_ISSUER
-	ErrUnknownIssuer        Kind = C.JWTWARDEN_RESULT_UNKNOWN_ISSUER
-	ErrInvalidAudience      Kind = C.JWTWARDEN_RESULT_INVALID_AUDIENCE
-	ErrMissingRequiredClaim Kind = C.JWTWARDEN_RESULT_MISSING_REQUIRED_CLAIM
-	ErrInvalidType          Kind = C.JWTWARDEN_RESULT_INVALID_TYPE
-	ErrRevoked              Kind = C.JWTWARDEN_RESULT_REVOKED
-	ErrKeyRevoked           Kind = C.JWTWARDEN_RESULT_KEY_REVOKED
-	ErrKeysUnavailable      Kind = C.JWTWARDEN_RESULT_KEYS_UNAVAILABLE
-	ErrKeysStale            Kind = C.JWTWARDEN_RESULT_KEYS_STALE
-	ErrInvalidConfig        Kind = C.JWTWARDEN_RESULT_INVALID_CONFIG
-	ErrInvalidArgument      Kind = C.JWTWARDEN_RESULT_INVALID_ARGUMENT
-	ErrRevocationListFull   Kind = C.JWTWARDEN_RESULT_REVOCATION_LIST_FULL
-	ErrBufferTooSmall       Kind = C.JWTWARDEN_RESULT_BUFFER_TOO_SMALL
-	ErrNullParameter        Kind = C.JWTWARDEN_RESULT_NULL_PARAMETER
-	ErrInternal             Kind = C.JWTWARDEN_RESULT_INTERNAL
-	ErrPanic                Kind = C.JWTWARDEN_RESULT_PANIC
+	ErrTokenTooLarge         Kind = C.JWTWARDEN_RESULT_TOKEN_TOO_LARGE
+	ErrMalformedToken        Kind = C.JWTWARDEN_RESULT_MALFORMED_TOKEN
+	ErrInvalidBase64         Kind = C.JWTWARDEN_RESULT_INVALID_BASE64
+	ErrInvalidHeader         Kind = C.JWTWARDEN_RESULT_INVALID_HEADER
+	ErrInvalidPayload        Kind = C.JWTWARDEN_RESULT_INVALID_PAYLOAD
+	ErrAlgorithmNotAllowed   Kind = C.JWTWARDEN_RESULT_ALGORITHM_NOT_ALLOWED
+	ErrUnsupportedCritical   Kind = C.JWTWARDEN_RESULT_UNSUPPORTED_CRITICAL
+	ErrInvalidSignature      Kind = C.JWTWARDEN_RESULT_INVALID_SIGNATURE
+	ErrUnknownKid            Kind = C.JWTWARDEN_RESULT_UNKNOWN_KID
+	ErrMissingKid            Kind = C.JWTWARDEN_RESULT_MISSING_KID
+	ErrKeyAlgorithmMismatch  Kind = C.JWTWARDEN_RESULT_KEY_ALGORITHM_MISMATCH
+	ErrExpired               Kind = C.JWTWARDEN_RESULT_EXPIRED
+	ErrNotYetValid           Kind = C.JWTWARDEN_RESULT_NOT_YET_VALID
+	ErrInvalidIssuer         Kind = C.JWTWARDEN_RESULT_INVALID_ISSUER
+	ErrUnknownIssuer         Kind = C.JWTWARDEN_RESULT_UNKNOWN_ISSUER
+	ErrInvalidAudience       Kind = C.JWTWARDEN_RESULT_INVALID_AUDIENCE
+	ErrMissingRequiredClaim  Kind = C.JWTWARDEN_RESULT_MISSING_REQUIRED_CLAIM
+	ErrInvalidType           Kind = C.JWTWARDEN_RESULT_INVALID_TYPE
+	ErrRevoked               Kind = C.JWTWARDEN_RESULT_REVOKED
+	ErrKeyRevoked            Kind = C.JWTWARDEN_RESULT_KEY_REVOKED
+	ErrTokenLifetimeExceeded Kind = C.JWTWARDEN_RESULT_TOKEN_LIFETIME_EXCEEDED
+	ErrKeysUnavailable       Kind = C.JWTWARDEN_RESULT_KEYS_UNAVAILABLE
+	ErrKeysStale             Kind = C.JWTWARDEN_RESULT_KEYS_STALE
+	ErrInvalidConfig         Kind = C.JWTWARDEN_RESULT_INVALID_CONFIG
+	ErrInvalidArgument       Kind = C.JWTWARDEN_RESULT_INVALID_ARGUMENT
+	ErrRevocationListFull    Kind = C.JWTWARDEN_RESULT_REVOCATION_LIST_FULL
+	ErrBufferTooSmall        Kind = C.JWTWARDEN_RESULT_BUFFER_TOO_SMALL
+	ErrNullParameter         Kind = C.JWTWARDEN_RESULT_NULL_PARAMETER
+	ErrInternal              Kind = C.JWTWARDEN_RESULT_INTERNAL
+	ErrPanic                 Kind = C.JWTWARDEN_RESULT_PANIC
 )
 
 // Kinds lists every Kind, in code order.
@@ -51,7 +52,7 @@ var Kinds = []Kind{
 	ErrAlgorithmNotAllowed, ErrUnsupportedCritical,
 	ErrInvalidSignature, ErrUnknownKid, ErrMissingKid, ErrKeyAlgorithmMismatch,
 	ErrExpired, ErrNotYetValid, ErrInvalidIssuer, ErrUnknownIssuer, ErrInvalidAudience,
-	ErrMissingRequiredClaim, ErrInvalidType, ErrRevoked, ErrKeyRevoked,
+	ErrMissingRequiredClaim, ErrInvalidType, ErrRevoked, ErrKeyRevoked, ErrTokenLifetimeExceeded,
 	ErrKeysUnavailable, ErrKeysStale,
 	ErrInvalidConfig, ErrInvalidArgument, ErrRevocationListFull, ErrBufferTooSmall, ErrNullParameter,
 	ErrInternal, ErrPanic,

@@ -3,8 +3,11 @@
 //! Two levels, one set of rules:
 //!
 //! * **Shards** (the cache proper): `cache.shards` LRU maps, each behind a
-//!   `parking_lot` mutex, holding at most `cache.capacity` results in all.
-//!   Evictions are counted.
+//!   `parking_lot` mutex, holding at most `cache.capacity` results and
+//!   `cache.max_bytes` estimated bytes in all (each shard its share of
+//!   both). Least recently used results are evicted until both bounds hold;
+//!   evictions are counted. A count alone is no memory bound: 100,000
+//!   results of 15 KiB tokens would be gigabytes.
 //! * **A per-thread front** of [`FRONT_SLOTS`] direct-mapped slots holding a
 //!   thread-private copy of recently hit results. A hit there writes no
 //!   shared memory at all (no lock, no shared reference count), which is what
@@ -29,6 +32,7 @@ use std::sync::Arc;
 
 use lru::LruCache;
 use parking_lot::Mutex;
+use serde_json::{Map, Value};
 
 use crate::metrics::VerifierCounters;
 use crate::verified::VerifiedToken;
@@ -42,8 +46,9 @@ pub(crate) struct Entry {
     pub issuer: usize,
     pub key_epoch: u64,
     pub policy_version: u64,
-    /// Served only while `now_ms < valid_until_ms`: min(exp + leeway,
-    /// verified + cache.max_ttl, end of the key's rotation grace).
+    /// Served only while `now_ms < valid_until_ms`: min(exp + leeway (the
+    /// first instant the token is expired), verified + cache.max_ttl, end of
+    /// the key's rotation grace).
     pub valid_until_ms: u64,
     pub verified: Arc<VerifiedToken>,
 }
@@ -88,10 +93,58 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type Shard = LruCache<u64, (Arc<Entry>, u64), BuildHasherDefault<IdentityHasher>>;
+/// A cached result: the entry, the revocation generation it was last
+/// checked at, and its estimated size in bytes ([`entry_bytes`]).
+type Slot = (Arc<Entry>, u64, usize);
+
+/// One shard: its LRU map and the estimated bytes of the entries in it.
+struct Shard {
+    lru: LruCache<u64, Slot, BuildHasherDefault<IdentityHasher>>,
+    bytes: usize,
+}
 
 #[repr(align(128))]
 struct PaddedShard(Mutex<Shard>);
+
+/// Per-entry bytes not proportional to the token or its claims: the
+/// `Entry` and `VerifiedToken` structs and their `Arc` headers, the LRU
+/// node and its hash-table slot, allocator rounding. Calibrated with
+/// `cargo bench -p jwtwarden-benches --bench memory`, which prints the
+/// estimate next to the measured heap growth.
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 384;
+
+/// Bytes per JSON object member besides its key's and value's own heap: the
+/// key `String` and the `Value` inline in the map's node, and a share of the
+/// node's unused slots and allocator rounding.
+const MEMBER_BYTES: usize = std::mem::size_of::<String>() + std::mem::size_of::<Value>() + 16;
+
+/// Estimated heap bytes of a cached result. An estimate, not an
+/// accounting: it only has to be proportional enough that `max_bytes`
+/// bounds memory, so it walks the claims once at insert, never on a hit.
+pub(crate) fn entry_bytes(e: &Entry) -> usize {
+    ENTRY_OVERHEAD_BYTES
+        + e.token.len()
+        + e.verified.kid.as_ref().map_or(0, String::len)
+        + map_bytes(&e.verified.claims)
+}
+
+fn map_bytes(m: &Map<String, Value>) -> usize {
+    m.iter().map(|(k, v)| MEMBER_BYTES + k.len() + value_bytes(v)).sum()
+}
+
+/// What a JSON value owns on the heap (its inline size is counted by the
+/// object member or array slot holding it).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| std::mem::size_of::<Value>() + value_bytes(v))
+            .sum(),
+        Value::Object(m) => map_bytes(m),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
 
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -101,6 +154,7 @@ pub(crate) struct Cache {
     shards: Box<[PaddedShard]>,
     mask: u64,
     capacity: usize,
+    shard_max_bytes: usize,
 }
 
 struct FrontSlot {
@@ -125,7 +179,10 @@ thread_local! {
 }
 
 impl Cache {
-    pub(crate) fn new(capacity: usize, shards: usize) -> Cache {
+    /// A cache of at most `capacity` results and `max_bytes` estimated
+    /// bytes, in `shards` shards (rounded up to a power of two), each with
+    /// its share of both bounds.
+    pub(crate) fn new(capacity: usize, max_bytes: usize, shards: usize) -> Cache {
         let shards = shards.max(1).next_power_of_two();
         let per_shard = capacity.div_ceil(shards).max(1);
         let cap = NonZeroUsize::new(per_shard).expect("per_shard >= 1");
@@ -133,10 +190,17 @@ impl Cache {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..shards)
-                .map(|_| PaddedShard(Mutex::new(LruCache::with_hasher(cap, BuildHasherDefault::default()))))
+                .map(|_| {
+                    PaddedShard(Mutex::new(Shard {
+                        lru: LruCache::with_hasher(cap, BuildHasherDefault::default()),
+                        bytes: 0,
+                    }))
+                })
                 .collect(),
             mask: (shards - 1) as u64,
             capacity: per_shard * shards,
+            // Rounded down, so the shards together never exceed max_bytes.
+            shard_max_bytes: max_bytes / shards,
         }
     }
 
@@ -188,9 +252,10 @@ impl Cache {
         }
 
         let (entry, revocation_seen) = {
-            let mut shard = self.shard(hash).lock();
-            let Some((entry, seen)) = shard.get_mut(&hash) else {
-                drop(shard);
+            let mut guard = self.shard(hash).lock();
+            let shard = &mut *guard;
+            let Some((entry, seen, _)) = shard.lru.get_mut(&hash) else {
+                drop(guard);
                 counters.cache_misses.fetch_add(1, Ordering::Relaxed);
                 return None;
             };
@@ -201,9 +266,11 @@ impl Cache {
                 // Only drop it if it is this token's entry; a colliding
                 // token's entry is simply not ours to serve.
                 if *entry.token == *token {
-                    shard.pop(&hash);
+                    if let Some((_, _, size)) = shard.lru.pop(&hash) {
+                        shard.bytes -= size;
+                    }
                 }
-                drop(shard);
+                drop(guard);
                 counters.cache_misses.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
@@ -234,26 +301,53 @@ impl Cache {
         Some(entry.verified.clone())
     }
 
-    /// Store a fresh result, evicting the least recently used if full.
+    /// Store a fresh result, evicting least recently used results until it
+    /// fits both the entry and the byte bound of its shard. A result larger
+    /// than a whole shard's byte budget is not stored (it would empty the
+    /// shard for one token); it is verified afresh each time instead.
     pub(crate) fn insert(&self, hash: u64, entry: Entry, revocation_seen: u64, counters: &VerifierCounters) {
-        let evicted = {
-            let mut shard = self.shard(hash).lock();
-            match shard.push(hash, (Arc::new(entry), revocation_seen)) {
-                // `push` returns the replaced value for the same key too:
-                // only a different key is an eviction.
-                Some((old_key, _)) => old_key != hash,
-                None => false,
+        let size = entry_bytes(&entry);
+        if size > self.shard_max_bytes {
+            return;
+        }
+        let mut evicted = 0;
+        {
+            let mut guard = self.shard(hash).lock();
+            let shard = &mut *guard;
+            // Replacing this token's own result is not an eviction.
+            if let Some((_, _, old)) = shard.lru.pop(&hash) {
+                shard.bytes -= old;
             }
-        };
+            while shard.lru.len() >= shard.lru.cap().get() || shard.bytes + size > self.shard_max_bytes {
+                let Some((_, (_, _, old))) = shard.lru.pop_lru() else {
+                    break;
+                };
+                shard.bytes -= old;
+                evicted += 1;
+            }
+            shard.lru.push(hash, (Arc::new(entry), revocation_seen, size));
+            shard.bytes += size;
+        }
         counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
-        if evicted {
-            counters.cache_evictions.fetch_add(1, Ordering::Relaxed);
+        if evicted > 0 {
+            counters.cache_evictions.fetch_add(evicted, Ordering::Relaxed);
         }
     }
 
     /// Results held now.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
+        self.shards.iter().map(|s| s.0.lock().lru.len()).sum()
+    }
+
+    /// Estimated bytes held now ([`entry_bytes`] summed).
+    pub(crate) fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().bytes).sum()
+    }
+
+    /// Maximum estimated bytes held: `cache.max_bytes`, rounded down to a
+    /// multiple of the shard count.
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.shard_max_bytes * self.shards.len()
     }
 
     /// Maximum results held.
@@ -310,7 +404,7 @@ mod tests {
 
     #[test]
     fn front_admits_a_token_on_its_second_shard_hit_only() {
-        let cache = Cache::new(100, 1);
+        let cache = Cache::new(100, 1 << 20, 1);
         let counters = VerifierCounters::default();
         let hot = b"hot.token.x".as_slice();
         let h = cache.hash(hot);
@@ -323,8 +417,79 @@ mod tests {
     }
 
     #[test]
+    fn byte_bound_evicts_least_recently_used_until_it_holds() {
+        // Room for 1000 entries by count, but only 64 KiB: about four
+        // 15 KiB tokens.
+        let cache = Cache::new(1000, 64 * 1024, 1);
+        let counters = VerifierCounters::default();
+        let tokens: Vec<Vec<u8>> = (0..20u8).map(|i| vec![b'a' + i; 15 * 1024]).collect();
+        let size = entry_bytes(&entry(&tokens[0]));
+        assert!(size > 15 * 1024, "the estimate counts the token: {size}");
+        for t in &tokens {
+            cache.insert(cache.hash(t), entry(t), 0, &counters);
+            assert!(
+                cache.bytes() <= cache.max_bytes(),
+                "{} > {}",
+                cache.bytes(),
+                cache.max_bytes()
+            );
+        }
+        let held = (64 * 1024) / size;
+        assert_eq!(cache.len(), held);
+        assert_eq!(cache.bytes(), held * size);
+        assert_eq!(counters.cache_evictions.load(Ordering::Relaxed), (20 - held) as u64);
+        // The newest survive, the oldest went first.
+        let last = &tokens[19];
+        assert!(cache.get(cache.hash(last), last, 0, &AlwaysValid, &counters).is_some());
+        let first = &tokens[0];
+        assert!(cache
+            .get(cache.hash(first), first, 0, &AlwaysValid, &counters)
+            .is_none());
+        // Re-inserting a held token replaces it: no eviction, no double count.
+        let before = counters.cache_evictions.load(Ordering::Relaxed);
+        cache.insert(cache.hash(last), entry(last), 0, &counters);
+        assert_eq!(counters.cache_evictions.load(Ordering::Relaxed), before);
+        assert_eq!(cache.bytes(), held * size);
+    }
+
+    #[test]
+    fn result_larger_than_a_shard_budget_is_not_cached() {
+        let cache = Cache::new(1000, 8 * 1024, 1);
+        let counters = VerifierCounters::default();
+        let small = b"small.token.x".as_slice();
+        cache.insert(cache.hash(small), entry(small), 0, &counters);
+        let big = vec![b'b'; 9 * 1024];
+        cache.insert(cache.hash(&big), entry(&big), 0, &counters);
+        assert!(cache.get(cache.hash(&big), &big, 0, &AlwaysValid, &counters).is_none());
+        assert!(
+            cache
+                .get(cache.hash(small), small, 0, &AlwaysValid, &counters)
+                .is_some(),
+            "an oversized result does not empty the shard"
+        );
+        assert_eq!(counters.cache_evictions.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn claims_count_toward_entry_bytes() {
+        let mut e = entry(b"t");
+        let bare = entry_bytes(&e);
+        let mut claims = Map::new();
+        claims.insert("scope".into(), Value::String("x".repeat(1000)));
+        claims.insert(
+            "groups".into(),
+            serde_json::json!(["a".repeat(500), {"k": "b".repeat(500)}]),
+        );
+        e.verified = Arc::new(VerifiedToken {
+            claims,
+            ..(*e.verified).clone()
+        });
+        assert!(entry_bytes(&e) >= bare + 2000, "{} vs {bare}", entry_bytes(&e));
+    }
+
+    #[test]
     fn tokens_taking_turns_in_a_slot_never_copy() {
-        let cache = Cache::new(1000, 1);
+        let cache = Cache::new(1000, 1 << 20, 1);
         let counters = VerifierCounters::default();
         // Two tokens whose hashes share a front slot, hit alternately.
         let tokens: Vec<Vec<u8>> = (0u32..)

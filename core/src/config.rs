@@ -13,7 +13,7 @@
 //!     "audiences": ["orders-api"],
 //!     "algorithms": ["RS256", "ES256"]
 //!   }],
-//!   "cache": { "capacity": 100000, "max_ttl_secs": 300 }
+//!   "cache": { "capacity": 100000, "max_bytes": 268435456, "max_ttl_secs": 300 }
 //! }
 //! ```
 
@@ -91,13 +91,29 @@ pub struct IssuerConfig {
     /// Default: none.
     #[serde(default)]
     pub required_claims: Vec<String>,
-    /// If set, the header `typ` must equal this (case-insensitive, so
-    /// `at+jwt` matches `AT+JWT`). Default: not checked.
+    /// If set, the header `typ` must name this media type: compared
+    /// case-insensitively, and with or without `application/` (RFC 7515
+    /// §4.1.9), so `at+jwt` matches `AT+JWT` and `application/at+jwt`, and
+    /// the reverse. Default: not checked.
     #[serde(default)]
     pub typ: Option<String>,
     /// Clock-skew leeway for `exp`, `nbf` and `iat`, in seconds. Default 30.
+    /// Time is compared in milliseconds: a token is invalid from the instant
+    /// `exp + leeway_secs` on, and valid from `nbf - leeway_secs`. `exp`,
+    /// `nbf` and `iat` must be non-negative, finite and at most
+    /// 253402300799 (9999-12-31T23:59:59Z, [`crate::MAX_NUMERIC_DATE_SECS`]),
+    /// else `invalid_payload`; fractional seconds count to the millisecond.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// If set, reject (`token_lifetime_exceeded`) a token whose lifetime is
+    /// longer than this many seconds: `exp - iat`, or without `iat`,
+    /// `exp - now` (plus `leeway_secs`, for the issuer's clock skew). Bounds
+    /// what one stolen token is worth. Envoy calls this `max_lifetime`.
+    /// Must be positive. Default: none (any lifetime). Not to be confused
+    /// with `revocation.max_token_lifetime_secs`, which only sizes how long
+    /// revocations are kept.
+    #[serde(default)]
+    pub max_token_lifetime_secs: Option<u64>,
     /// Locally configured HMAC secrets (HS256/384/512). Symmetric keys are
     /// never taken from a fetched JWKS.
     #[serde(default)]
@@ -168,6 +184,16 @@ pub struct CacheConfig {
     /// Maximum number of cached results (across all shards). Default 100000.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// Maximum bytes held by cached results (across all shards): each
+    /// result counts its token's length, an estimate of its decoded claims
+    /// and a fixed per-entry overhead. The least recently used results are
+    /// evicted until both `capacity` and `max_bytes` hold. Each shard gets
+    /// `max_bytes / shards`; a result larger than that is not cached. Must
+    /// be at least `shards × max_token_bytes`. Default 268435456 (256 MiB).
+    /// Besides this, each verifying thread keeps private copies of up to 64
+    /// hot results.
+    #[serde(default = "default_cache_max_bytes")]
+    pub max_bytes: usize,
     /// A cached result lives at most this long (and never past `exp`).
     /// Default 300.
     #[serde(default = "default_cache_ttl")]
@@ -283,6 +309,9 @@ fn default_jitter() -> f64 {
 fn default_capacity() -> usize {
     100_000
 }
+fn default_cache_max_bytes() -> usize {
+    256 * 1024 * 1024
+}
 fn default_cache_ttl() -> u64 {
     300
 }
@@ -329,6 +358,7 @@ impl Default for CacheConfig {
         CacheConfig {
             enabled: true,
             capacity: default_capacity(),
+            max_bytes: default_cache_max_bytes(),
             max_ttl_secs: default_cache_ttl(),
             shards: default_shards(),
         }
@@ -385,6 +415,7 @@ impl IssuerConfig {
             required_claims: Vec::new(),
             typ: None,
             leeway_secs: default_leeway(),
+            max_token_lifetime_secs: None,
             hmac_keys: Vec::new(),
             refresh: RefreshConfig::default(),
         }
@@ -475,6 +506,19 @@ impl Config {
         if self.cache.shards == 0 || self.cache.shards > 1024 {
             return bad("cache.shards".into(), "must be between 1 and 1024");
         }
+        // Every shard must be able to hold at least one token of the largest
+        // accepted size, or big tokens would silently never be cached.
+        let min_bytes = self
+            .cache
+            .shards
+            .next_power_of_two()
+            .saturating_mul(self.max_token_bytes);
+        if self.cache.enabled && self.cache.max_bytes < min_bytes {
+            return bad(
+                "cache.max_bytes".into(),
+                &format!("must be at least cache.shards × max_token_bytes ({min_bytes})"),
+            );
+        }
         if self.http.max_response_bytes < 1024 {
             return bad("http.max_response_bytes".into(), "must be at least 1024");
         }
@@ -528,6 +572,9 @@ impl Config {
                     f("audiences"),
                     "at least one audience is required unless allow_any_audience is true",
                 );
+            }
+            if iss.max_token_lifetime_secs == Some(0) {
+                return bad(f("max_token_lifetime_secs"), "must be positive when set");
             }
             if iss.algorithms.is_empty() {
                 return bad(f("algorithms"), "at least one algorithm is required");
@@ -653,12 +700,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_token_bytes, 16384);
         assert_eq!(c.cache.capacity, 100_000);
+        assert_eq!(c.cache.max_bytes, 256 * 1024 * 1024);
         assert_eq!(c.http.max_response_bytes, 262_144);
         let i = &c.issuers[0];
         assert_eq!(i.leeway_secs, 30);
         assert_eq!(i.refresh.unknown_kid_cooldown_secs, 30);
         assert_eq!(i.refresh.default_ttl_secs, 300);
         assert_eq!(i.refresh.rotation_grace_secs, 0);
+        assert_eq!(i.max_token_lifetime_secs, None);
         assert!(!i.algorithms.iter().any(|a| a.is_hmac()));
     }
 
@@ -687,5 +736,24 @@ mod tests {
 
         let e = Config::from_json(r#"{"issuers":[{"issuer":"https://idp","jwks_uri":"https://idp/j","audiences":["a"],"algorithms":["HS256"]}]}"#).unwrap_err();
         assert!(e.message().contains("hmac_keys"), "{e}");
+    }
+
+    #[test]
+    fn cache_max_bytes_and_max_token_lifetime_are_validated() {
+        let with = |cache: &str, lifetime: &str| {
+            Config::from_json(&format!(
+                r#"{{"issuers":[{{"issuer":"https://idp","jwks_uri":"https://idp/j","audiences":["a"]{lifetime}}}],"cache":{{{cache}}}}}"#
+            ))
+        };
+        // 16 shards of at least one 16 KiB token each.
+        let e = with(r#""max_bytes": 262143"#, "").unwrap_err();
+        assert!(e.message().contains("cache.max_bytes"), "{e}");
+        assert_eq!(with(r#""max_bytes": 262144"#, "").unwrap().cache.max_bytes, 262_144);
+        assert!(with(r#""max_bytes": 16384, "shards": 1"#, "").is_ok());
+        assert!(with(r#""max_bytes": 1, "enabled": false"#, "").is_ok());
+        let e = with("", r#","max_token_lifetime_secs": 0"#).unwrap_err();
+        assert!(e.message().contains("issuers[0].max_token_lifetime_secs"), "{e}");
+        let c = with("", r#","max_token_lifetime_secs": 3600"#).unwrap();
+        assert_eq!(c.issuers[0].max_token_lifetime_secs, Some(3600));
     }
 }

@@ -87,7 +87,9 @@ error_kinds! {
     InvalidBase64 = 102, "invalid_base64";
     /// The header is not a JSON object with a string `alg`.
     InvalidHeader = 103, "invalid_header";
-    /// The payload is not a JSON object, or a registered claim has the wrong type.
+    /// The payload is not a JSON object, or a registered claim has the wrong
+    /// type or, for `exp`/`nbf`/`iat`, a value out of range (negative, not
+    /// finite, or after 9999-12-31T23:59:59Z).
     InvalidPayload = 104, "invalid_payload";
     /// `alg` is `none`, unknown, or not allowed for the issuer.
     AlgorithmNotAllowed = 105, "algorithm_not_allowed";
@@ -121,6 +123,9 @@ error_kinds! {
     Revoked = 307, "revoked";
     /// The key that signed the token has been revoked with `revoke_kid`.
     KeyRevoked = 308, "key_revoked";
+    /// The token's lifetime (`exp - iat`, or `exp - now` without `iat`) is
+    /// longer than the issuer's `max_token_lifetime_secs`.
+    TokenLifetimeExceeded = 309, "token_lifetime_exceeded";
 
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
     KeysUnavailable = 400, "keys_unavailable";

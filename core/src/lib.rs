@@ -46,6 +46,7 @@ mod token;
 mod verified;
 mod verifier;
 
+pub use claims::MAX_NUMERIC_DATE_SECS;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CacheConfig, Config, HttpConfig, IssuerConfig, RefreshConfig, RevocationConfig};
 pub use describe::{describe_issuer_keys, describe_jwks_url, CacheInfo, KeyReport, Problem};

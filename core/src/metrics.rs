@@ -205,12 +205,18 @@ pub struct CacheStats {
     pub misses: u64,
     /// Results stored.
     pub inserts: u64,
-    /// Results pushed out by capacity (LRU).
+    /// Results pushed out by `capacity` or `max_bytes` (LRU).
     pub evictions: u64,
     /// Results held now.
     pub entries: u64,
     /// Maximum results held.
     pub capacity: u64,
+    /// Estimated bytes held now: tokens, decoded claims and per-entry
+    /// overhead (see `cache.max_bytes`).
+    pub bytes: u64,
+    /// Maximum estimated bytes held (`cache.max_bytes`, rounded down to a
+    /// multiple of the shard count).
+    pub max_bytes: u64,
 }
 
 /// One issuer's key state and fetch counters.
@@ -279,6 +285,19 @@ impl MetricsSnapshot {
         let entries = Gauge::<i64>::default();
         entries.set(self.cache.entries as i64);
         reg.register("cache_entries", "Results held in the verification cache", entries);
+        let capacity = Gauge::<i64>::default();
+        capacity.set(self.cache.capacity as i64);
+        reg.register("cache_capacity", "Most results the verification cache holds", capacity);
+        let bytes = Gauge::<i64>::default();
+        bytes.set(self.cache.bytes as i64);
+        reg.register("cache_bytes", "Estimated bytes held by the verification cache", bytes);
+        let max_bytes = Gauge::<i64>::default();
+        max_bytes.set(self.cache.max_bytes as i64);
+        reg.register(
+            "cache_max_bytes",
+            "Most estimated bytes the verification cache holds",
+            max_bytes,
+        );
 
         let fetches = Family::<Labels, Counter>::default();
         let failures = Family::<Labels, Counter>::default();

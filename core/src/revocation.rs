@@ -113,10 +113,13 @@ impl Revocations {
         }
         if let Some(Value::String(sub)) = claims.get("sub") {
             if let Some((before, _)) = l.subjects.get(sub) {
-                // A token without iat cannot prove it was issued after: fail closed.
-                return match claims.get("iat").and_then(Value::as_f64) {
-                    Some(iat) => iat < *before as f64,
-                    None => true,
+                // A token without a valid iat cannot prove it was issued
+                // after: fail closed. The iat is read by the same rules as in
+                // the claim check (no saturating float casts), to the
+                // microsecond so that 499.9999 counts as before 500.
+                return match crate::claims::numeric_date_us(claims, "iat") {
+                    Ok(Some(iat_us)) => iat_us < before.saturating_mul(1_000_000),
+                    Ok(None) | Err(_) => true,
                 };
             }
         }
@@ -150,6 +153,20 @@ mod tests {
         assert!(r.is_revoked(&claims(json!({"sub": "alice", "iat": 499}))));
         assert!(!r.is_revoked(&claims(json!({"sub": "alice", "iat": 500}))));
         assert!(r.is_revoked(&claims(json!({"sub": "alice"}))));
+    }
+
+    #[test]
+    fn subject_revocation_reads_iat_without_saturating_casts() {
+        let r = Revocations::new(10, 3600);
+        r.revoke_subject("alice", 500, 0).unwrap();
+        assert!(r.is_revoked(&claims(json!({"sub": "alice", "iat": 499.9999}))));
+        assert!(!r.is_revoked(&claims(json!({"sub": "alice", "iat": 500.0}))));
+        assert!(!r.is_revoked(&claims(json!({"sub": "alice", "iat": 500.0001}))));
+        // An out-of-range iat proves nothing: revoked (it was "after" the
+        // cut-off when read as a float before).
+        assert!(r.is_revoked(&claims(json!({"sub": "alice", "iat": 1e30}))));
+        assert!(r.is_revoked(&claims(json!({"sub": "alice", "iat": "600"}))));
+        assert!(r.is_revoked(&claims(json!({"sub": "alice", "iat": -1}))));
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Verifier {
             cache: config
                 .cache
                 .enabled
-                .then(|| Cache::new(config.cache.capacity, config.cache.shards)),
+                .then(|| Cache::new(config.cache.capacity, config.cache.max_bytes, config.cache.shards)),
             cache_max_ttl_ms: config.cache.max_ttl_secs * 1000,
             max_token_bytes: config.max_token_bytes,
             policy_version: AtomicU64::new(0),
@@ -253,6 +253,8 @@ impl Verifier {
                 evictions: c.cache_evictions.load(Ordering::Relaxed),
                 entries: s.cache.as_ref().map_or(0, |c| c.len()) as u64,
                 capacity: s.cache.as_ref().map_or(0, |c| c.capacity()) as u64,
+                bytes: s.cache.as_ref().map_or(0, |c| c.bytes()) as u64,
+                max_bytes: s.cache.as_ref().map_or(0, |c| c.max_bytes()) as u64,
             },
             issuers: s.issuers.iter().map(|i| i.stats(now)).collect(),
             revocation_entries: s.revocations.len() as u64,
@@ -365,9 +367,12 @@ impl Shared {
                 format!("signature does not verify with key {}", token::describe_kid(kid)),
             ));
         }
-        let exp = issuer
-            .policy
-            .check(&parsed.claims, parsed.header.typ.as_deref(), now / 1000)?;
+        let exp_ms = issuer.policy.check(
+            &parsed.claims,
+            parsed.header.typ.as_deref(),
+            now,
+            issuer.cfg.max_token_lifetime_secs,
+        )?;
         if self.revocations.is_revoked(&parsed.claims) {
             return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
         }
@@ -377,14 +382,16 @@ impl Shared {
             kid: parsed.header.kid,
             alg,
             verified_at_ms: now,
-            expires_at: exp,
+            // The API reports `exp` in whole seconds: the millisecond `exp`
+            // the checks used, rounded down.
+            expires_at: exp_ms / 1000,
         });
         if let (Some(cache), Some(hash)) = (&self.cache, hash) {
-            let expiry_ms = exp
-                .saturating_add(issuer.cfg.leeway_secs)
-                .saturating_add(1)
-                .saturating_mul(1000);
-            let valid_until_ms = expiry_ms
+            // Served only while now < valid_until_ms: the same instant the
+            // claim check starts rejecting, not the end of that second.
+            let valid_until_ms = issuer
+                .policy
+                .invalid_from_ms(exp_ms)
                 .min(now.saturating_add(self.cache_max_ttl_ms))
                 .min(key_usable_until);
             if valid_until_ms > now {

@@ -23,9 +23,12 @@ fn cached_entry_is_not_served_after_exp() {
     );
     assert_eq!(hit.expires_at(), exp);
 
-    s.clock.advance_secs(60 + 30); // exp plus the default leeway: still fine
-    assert!(s.verifier.verify(&token).is_ok());
-    s.clock.advance_secs(1);
+    // The last millisecond before exp plus the default leeway: still fine.
+    // (This step used to advance whole seconds and accept the token anywhere
+    // in the second *starting* at exp + leeway; it is invalid from then on.)
+    s.clock.set_ms((exp + 30) * 1000 - 1);
+    assert!(s.verifier.verify(&token).unwrap().cached());
+    s.clock.advance_ms(1);
     assert_eq!(s.kind(&token), ErrorKind::Expired);
 }
 
@@ -84,6 +87,52 @@ fn capacity_is_respected_and_least_recently_used_is_evicted() {
         "{prom}"
     );
     assert!(prom.contains("jwtwarden_cache_events_total{event=\"insert\"}"));
+}
+
+#[test]
+fn max_bytes_bounds_cache_memory_not_just_entry_count() {
+    // 64 KiB in one shard, and room for 100,000 entries by count.
+    let s = setup_with(|c| c["cache"] = json!({"max_bytes": 65536, "shards": 1}));
+    let kid = s.issuer.first_kid();
+    let pad = "x".repeat(4096);
+    let tokens: Vec<String> = (0..100)
+        .map(|i| s.token_with(&kid, json!({"sub": format!("svc-{i}"), "pad": pad})))
+        .collect();
+    assert!(tokens[0].len() > 5000, "{}", tokens[0].len());
+    for t in &tokens {
+        assert!(!s.verifier.verify(t).unwrap().cached());
+        let m = s.verifier.metrics();
+        assert!(
+            m.cache.bytes <= m.cache.max_bytes,
+            "{} > {}",
+            m.cache.bytes,
+            m.cache.max_bytes
+        );
+    }
+    let m = s.verifier.metrics();
+    assert_eq!(m.cache.max_bytes, 65536);
+    assert_eq!(m.cache.capacity, 100_000);
+    assert!(m.cache.entries > 0 && m.cache.entries < 10, "{:?}", m.cache);
+    assert!(m.cache.bytes > m.cache.entries * 5000, "{:?}", m.cache);
+    assert_eq!(m.cache.inserts, 100);
+    assert_eq!(m.cache.evictions, 100 - m.cache.entries, "{:?}", m.cache);
+    // The newest results are the ones kept.
+    assert!(s.verifier.verify(&tokens[99]).unwrap().cached());
+    assert!(!s.verifier.verify(&tokens[0]).unwrap().cached());
+
+    let m = s.verifier.metrics();
+    let prom = m.to_prometheus();
+    for needle in [
+        format!("jwtwarden_cache_bytes {}", m.cache.bytes),
+        "jwtwarden_cache_max_bytes 65536".to_string(),
+        format!("jwtwarden_cache_entries {}", m.cache.entries),
+        "jwtwarden_cache_capacity 100000".to_string(),
+    ] {
+        assert!(prom.contains(&needle), "missing {needle} in\n{prom}");
+    }
+    let json = serde_json::to_value(&m).unwrap();
+    assert_eq!(json["cache"]["max_bytes"], 65536);
+    assert_eq!(json["cache"]["bytes"], m.cache.bytes);
 }
 
 #[test]

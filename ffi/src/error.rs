@@ -30,7 +30,9 @@ pub enum jwtwarden_result {
     InvalidBase64 = 102,
     /// The header is not a JSON object with a string `alg`.
     InvalidHeader = 103,
-    /// The payload is not a JSON object, or a registered claim has the wrong type.
+    /// The payload is not a JSON object, or a registered claim has the wrong
+    /// type or, for `exp`/`nbf`/`iat`, a value out of range (negative, not
+    /// finite, or after 9999-12-31T23:59:59Z).
     InvalidPayload = 104,
     /// `alg` is `none`, unknown, or not allowed for the issuer.
     AlgorithmNotAllowed = 105,
@@ -62,6 +64,9 @@ pub enum jwtwarden_result {
     Revoked = 307,
     /// The key that signed the token has been revoked with `revoke_kid`.
     KeyRevoked = 308,
+    /// The token's lifetime (`exp - iat`, or `exp - now` without `iat`) is
+    /// longer than the issuer's `max_token_lifetime_secs`.
+    TokenLifetimeExceeded = 309,
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
     KeysUnavailable = 400,
     /// The issuer's keys are older than `max_stale`: failing closed.
@@ -108,6 +113,7 @@ impl jwtwarden_result {
         jwtwarden_result::InvalidType,
         jwtwarden_result::Revoked,
         jwtwarden_result::KeyRevoked,
+        jwtwarden_result::TokenLifetimeExceeded,
         jwtwarden_result::KeysUnavailable,
         jwtwarden_result::KeysStale,
         jwtwarden_result::InvalidConfig,

@@ -56,6 +56,7 @@ __all__ = [
     "InvalidTypeError",
     "RevokedTokenError",
     "KeyRevokedError",
+    "TokenLifetimeExceededError",
     "NoUsableKeysError",
     "KeysStaleError",
     "InvalidConfigError",
@@ -278,6 +279,16 @@ class KeyRevokedError(PolicyError):
     kind = "key_revoked"
 
 
+class TokenLifetimeExceededError(PolicyError):
+    """The token lives longer than the issuer's ``max_token_lifetime_secs`` allows.
+
+    The lifetime is ``exp - iat``, or ``exp - now`` for a token without ``iat``.
+    """
+
+    code = 309
+    kind = "token_lifetime_exceeded"
+
+
 # --- 4xx keys unavailable ---------------------------------------------------
 
 
@@ -371,6 +382,7 @@ _KIND_CLASSES: tuple[type[JwtWardenError], ...] = (
     InvalidTypeError,
     RevokedTokenError,
     KeyRevokedError,
+    TokenLifetimeExceededError,
     NoUsableKeysError,
     KeysStaleError,
     InvalidConfigError,

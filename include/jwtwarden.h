@@ -84,7 +84,7 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_MISSING_KID = 202,
   // A key with that `kid` exists but cannot be used with the token's `alg`.
   JWTWARDEN_RESULT_KEY_ALGORITHM_MISMATCH = 203,
-  // `exp` is in the past (beyond leeway), or missing.
+  // `exp` is in the past (beyond leeway). A missing `exp` is `missing_required_claim`.
   JWTWARDEN_RESULT_EXPIRED = 300,
   // `nbf` (or `iat`) is in the future beyond leeway.
   JWTWARDEN_RESULT_NOT_YET_VALID = 301,
@@ -94,7 +94,8 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_UNKNOWN_ISSUER = 303,
   // The `aud` claim does not contain an accepted audience.
   JWTWARDEN_RESULT_INVALID_AUDIENCE = 304,
-  // A claim required by the issuer's configuration is missing.
+  // A claim the rules need is missing: `exp`, `iss`, `aud` (unless any
+  // audience is allowed) or a claim named in `required_claims`.
   JWTWARDEN_RESULT_MISSING_REQUIRED_CLAIM = 305,
   // The header `typ` does not match the issuer's required type.
   JWTWARDEN_RESULT_INVALID_TYPE = 306,

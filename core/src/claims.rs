@@ -39,6 +39,23 @@ pub(crate) struct ClaimPolicy {
     pub required: Vec<String>,
     pub typ: Option<String>,
     pub leeway_secs: u64,
+    /// Longest accepted lifetime (`exp - iat`, or `exp - now`), if limited.
+    pub max_lifetime_secs: Option<u64>,
+}
+
+impl ClaimPolicy {
+    /// The rules an issuer's configuration sets.
+    pub(crate) fn from_config(cfg: &crate::config::IssuerConfig) -> ClaimPolicy {
+        ClaimPolicy {
+            issuer: cfg.issuer.clone(),
+            audiences: cfg.audiences.clone(),
+            allow_any_audience: cfg.allow_any_audience,
+            required: cfg.required_claims.clone(),
+            typ: cfg.typ.clone(),
+            leeway_secs: cfg.leeway_secs,
+            max_lifetime_secs: cfg.max_token_lifetime_secs,
+        }
+    }
 }
 
 /// Read a NumericDate claim as milliseconds since the epoch: absent is
@@ -99,6 +116,13 @@ fn typ_short_form(typ: &str) -> &str {
     }
 }
 
+fn missing(claim: &str) -> Error {
+    Error::new(
+        ErrorKind::MissingRequiredClaim,
+        format!("required claim {claim:?} is missing"),
+    )
+}
+
 /// Whether a token's `typ` matches the configured one: the same media type
 /// with or without `application/`, compared case-insensitively (media types
 /// are case-insensitive, RFC 2045 §5.1).
@@ -116,19 +140,16 @@ impl ClaimPolicy {
 
     /// Check every claim rule at `now_ms` (ms since the epoch). A token whose
     /// lifetime (`exp - iat`, or `exp - now` without `iat`) is longer than
-    /// `max_lifetime_secs` is rejected. Returns `exp` in ms on success.
-    pub(crate) fn check(
-        &self,
-        claims: &Map<String, Value>,
-        typ: Option<&str>,
-        now_ms: u64,
-        max_lifetime_secs: Option<u64>,
-    ) -> Result<u64> {
+    /// `max_lifetime_secs` is rejected. A claim the rules need that is absent
+    /// (`exp`, `iss`, `aud`, a required claim) is `missing_required_claim`,
+    /// never the kind for a wrong value. Returns `exp` in ms on success.
+    pub(crate) fn check(&self, claims: &Map<String, Value>, typ: Option<&str>, now_ms: u64) -> Result<u64> {
+        let max_lifetime_secs = self.max_lifetime_secs;
         let leeway_ms = self.leeway_secs.saturating_mul(1000);
         let exp_ms = numeric_date_ms(claims, "exp")?;
         let nbf_ms = numeric_date_ms(claims, "nbf")?;
         let iat_ms = numeric_date_ms(claims, "iat")?;
-        let exp_ms = exp_ms.ok_or_else(|| Error::new(ErrorKind::Expired, "token has no exp claim"))?;
+        let exp_ms = exp_ms.ok_or_else(|| missing("exp"))?;
         if now_ms >= self.invalid_from_ms(exp_ms) {
             return Err(Error::new(
                 ErrorKind::Expired,
@@ -182,15 +203,17 @@ impl ClaimPolicy {
                     format!("iss {:?} is not {:?}", crate::token::truncate(iss), self.issuer),
                 ))
             }
-            _ => return Err(Error::new(ErrorKind::InvalidIssuer, "token has no string iss claim")),
+            Some(_) => return Err(Error::new(ErrorKind::InvalidPayload, "iss must be a string")),
+            None => return Err(missing("iss")),
         }
         if !self.allow_any_audience {
             let ok = match claims.get("aud") {
+                None => return Err(missing("aud")),
                 Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
                 Some(Value::Array(items)) => items
                     .iter()
                     .any(|v| v.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a))),
-                _ => false,
+                Some(_) => false,
             };
             if !ok {
                 return Err(Error::new(
@@ -229,12 +252,13 @@ mod tests {
             required: vec!["sub".into()],
             typ: None,
             leeway_secs: 30,
+            max_lifetime_secs: None,
         }
     }
 
     /// Check at `now_ms` with the default test policy (leeway 30 s).
     fn check(c: Value, now_ms: u64) -> Result<u64> {
-        policy().check(c.as_object().unwrap(), Some("JWT"), now_ms, None)
+        policy().check(c.as_object().unwrap(), Some("JWT"), now_ms)
     }
 
     fn claims(extra: Value) -> Value {
@@ -257,9 +281,19 @@ mod tests {
         assert_eq!(check(ok.clone(), 1_031_000).unwrap_err().kind(), ErrorKind::Expired);
         assert_eq!(check(ok.clone(), 869_000).unwrap_err().kind(), ErrorKind::NotYetValid);
         let k = |v: Value| check(v, 950_000).unwrap_err().kind();
+        // An absent claim is missing, not a wrong value (issue 14 item 7: a
+        // token without exp used to be reported as expired).
         assert_eq!(
             k(json!({"iss": "https://idp", "aud": "api", "sub": "s"})),
-            ErrorKind::Expired
+            ErrorKind::MissingRequiredClaim
+        );
+        assert_eq!(
+            k(json!({"aud": "api", "sub": "s", "exp": 1000})),
+            ErrorKind::MissingRequiredClaim
+        );
+        assert_eq!(
+            k(json!({"iss": 7, "aud": "api", "sub": "s", "exp": 1000})),
+            ErrorKind::InvalidPayload
         );
         assert_eq!(
             k(json!({"iss": "https://other", "aud": "api", "sub": "s", "exp": 1000})),
@@ -271,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             k(json!({"iss": "https://idp", "sub": "s", "exp": 1000})),
-            ErrorKind::InvalidAudience
+            ErrorKind::MissingRequiredClaim
         );
         assert_eq!(
             k(json!({"iss": "https://idp", "aud": "api", "exp": 1000})),
@@ -290,7 +324,7 @@ mod tests {
             ..policy()
         };
         let c = claims(json!({"exp": 1000}));
-        let at = |now_ms| p.check(c.as_object().unwrap(), None, now_ms, None);
+        let at = |now_ms| p.check(c.as_object().unwrap(), None, now_ms);
         assert_eq!(at(999_999).unwrap(), 1_000_000);
         assert_eq!(at(1_000_000).unwrap_err().kind(), ErrorKind::Expired, "invalid at exp");
         assert_eq!(
@@ -361,7 +395,7 @@ mod tests {
             leeway_secs: 0,
             ..policy()
         };
-        let at = |c: Value, now_ms| p.check(c.as_object().unwrap(), None, now_ms, None);
+        let at = |c: Value, now_ms| p.check(c.as_object().unwrap(), None, now_ms);
         // 1000.0004 s: still valid at 1000000 ms, invalid from 1000001 ms.
         assert_eq!(at(claims(json!({"exp": 1000.0004})), 1_000_000).unwrap(), 1_000_001);
         assert_eq!(
@@ -381,8 +415,14 @@ mod tests {
 
     #[test]
     fn token_lifetime_longer_than_the_configured_maximum_is_rejected() {
-        let p = policy(); // leeway 30 s
-        let at = |c: Value, now_ms, max| p.check(c.as_object().unwrap(), None, now_ms, max);
+        // leeway 30 s
+        let at = |c: Value, now_ms, max| {
+            let p = ClaimPolicy {
+                max_lifetime_secs: max,
+                ..policy()
+            };
+            p.check(c.as_object().unwrap(), None, now_ms)
+        };
         // exp - iat.
         let c = claims(json!({"iat": 1000, "exp": 1000 + 3600}));
         assert!(at(c.clone(), 1_000_000, Some(3600)).is_ok());
@@ -421,7 +461,7 @@ mod tests {
         let c = claims(json!({"exp": 2000}));
         let c = c.as_object().unwrap();
         for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT"] {
-            assert!(p.check(c, Some(ok), 1_000_000, None).is_ok(), "{ok}");
+            assert!(p.check(c, Some(ok), 1_000_000).is_ok(), "{ok}");
         }
         for bad in [
             "jwt",
@@ -431,25 +471,22 @@ mod tests {
             "at+jwt/",
         ] {
             assert_eq!(
-                p.check(c, Some(bad), 1_000_000, None).unwrap_err().kind(),
+                p.check(c, Some(bad), 1_000_000).unwrap_err().kind(),
                 ErrorKind::InvalidType,
                 "{bad}"
             );
         }
-        assert_eq!(
-            p.check(c, None, 1_000_000, None).unwrap_err().kind(),
-            ErrorKind::InvalidType
-        );
+        assert_eq!(p.check(c, None, 1_000_000).unwrap_err().kind(), ErrorKind::InvalidType);
         // And the reverse: configured with the prefix, the short form matches.
         let p = ClaimPolicy {
             typ: Some("application/AT+JWT".into()),
             ..policy()
         };
         for ok in ["at+jwt", "application/at+jwt"] {
-            assert!(p.check(c, Some(ok), 1_000_000, None).is_ok(), "{ok}");
+            assert!(p.check(c, Some(ok), 1_000_000).is_ok(), "{ok}");
         }
         assert_eq!(
-            p.check(c, Some("jwt"), 1_000_000, None).unwrap_err().kind(),
+            p.check(c, Some("jwt"), 1_000_000).unwrap_err().kind(),
             ErrorKind::InvalidType
         );
     }

@@ -105,7 +105,7 @@ error_kinds! {
     /// A key with that `kid` exists but cannot be used with the token's `alg`.
     KeyAlgorithmMismatch = 203, "key_algorithm_mismatch";
 
-    /// `exp` is in the past (beyond leeway), or missing.
+    /// `exp` is in the past (beyond leeway). A missing `exp` is `missing_required_claim`.
     Expired = 300, "expired";
     /// `nbf` (or `iat`) is in the future beyond leeway.
     NotYetValid = 301, "not_yet_valid";
@@ -115,7 +115,8 @@ error_kinds! {
     UnknownIssuer = 303, "unknown_issuer";
     /// The `aud` claim does not contain an accepted audience.
     InvalidAudience = 304, "invalid_audience";
-    /// A claim required by the issuer's configuration is missing.
+    /// A claim the rules need is missing: `exp`, `iss`, `aud` (unless any
+    /// audience is allowed) or a claim named in `required_claims`.
     MissingRequiredClaim = 305, "missing_required_claim";
     /// The header `typ` does not match the issuer's required type.
     InvalidType = 306, "invalid_type";

@@ -145,14 +145,7 @@ impl Issuer {
                 .ok_or_else(|| Error::new(ErrorKind::InvalidConfig, "hmac_keys: secret is not base64"))?;
             local.push(Arc::new(Key::hmac(k.kid.clone(), &secret)));
         }
-        let policy = ClaimPolicy {
-            issuer: cfg.issuer.clone(),
-            audiences: cfg.audiences.clone(),
-            allow_any_audience: cfg.allow_any_audience,
-            required: cfg.required_claims.clone(),
-            typ: cfg.typ.clone(),
-            leeway_secs: cfg.leeway_secs,
-        };
+        let policy = ClaimPolicy::from_config(&cfg);
         let static_keys = !source.is_remote();
         Ok(Issuer {
             name: Arc::from(cfg.issuer.as_str()),

@@ -46,7 +46,7 @@ pub enum jwtwarden_result {
     MissingKid = 202,
     /// A key with that `kid` exists but cannot be used with the token's `alg`.
     KeyAlgorithmMismatch = 203,
-    /// `exp` is in the past (beyond leeway), or missing.
+    /// `exp` is in the past (beyond leeway). A missing `exp` is `missing_required_claim`.
     Expired = 300,
     /// `nbf` (or `iat`) is in the future beyond leeway.
     NotYetValid = 301,
@@ -56,7 +56,8 @@ pub enum jwtwarden_result {
     UnknownIssuer = 303,
     /// The `aud` claim does not contain an accepted audience.
     InvalidAudience = 304,
-    /// A claim required by the issuer's configuration is missing.
+    /// A claim the rules need is missing: `exp`, `iss`, `aud` (unless any
+    /// audience is allowed) or a claim named in `required_claims`.
     MissingRequiredClaim = 305,
     /// The header `typ` does not match the issuer's required type.
     InvalidType = 306,

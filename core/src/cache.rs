@@ -20,9 +20,13 @@
 //! Both levels key on a seeded fast hash of the token, but a hit always
 //! compares the *whole* token byte for byte, so a hash collision can only
 //! cost a miss, never serve another token's result. Every hit, at either
-//! level, is re-validated by the caller's [`Validity`] (expiry at the current
-//! time, issuer key epoch, policy version) and against the revocation lists
-//! when they changed since the entry was last checked.
+//! level, is re-validated: the entry's own validity window at the current
+//! time, then its [`Stamp`] by the caller's [`Currency`] (issuer key epoch,
+//! policy version, issuer not failed closed), and the revocation lists when
+//! they changed since the entry was last checked.
+//!
+//! The cache only answers hit or miss and reports what an insert evicted;
+//! the verifier keeps the counts.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -34,43 +38,90 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use crate::metrics::VerifierCounters;
 use crate::verified::VerifiedToken;
 
 /// Slots in each thread's front cache.
 pub const FRONT_SLOTS: usize = 64;
 
+/// What a result was verified under, taken once on the miss path *before*
+/// the key lookup: a concurrent key removal, revocation or policy bump then
+/// makes the result stale rather than letting it slip into the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// Index of the configured issuer.
+    pub issuer: usize,
+    /// The issuer's key epoch.
+    pub key_epoch: u64,
+    /// The verifier's policy version.
+    pub policy_version: u64,
+    /// The revocation generation the claims were checked against.
+    pub revocation_generation: u64,
+}
+
 /// One cached verification result.
 pub(crate) struct Entry {
     pub token: Box<[u8]>,
-    pub issuer: usize,
-    pub key_epoch: u64,
-    pub policy_version: u64,
-    /// Served only while `now_ms < valid_until_ms`: min(exp + leeway (the
-    /// first instant the token is expired), verified + cache.max_ttl, end of
-    /// the key's rotation grace).
-    pub valid_until_ms: u64,
+    pub stamp: Stamp,
+    /// Served only while `now_ms < valid_until_ms`.
+    valid_until_ms: u64,
     pub verified: Arc<VerifiedToken>,
 }
 
+/// The instants that end a result's life in the cache, in ms.
+pub(crate) struct Lifetime {
+    /// The first instant the token is expired (`exp + leeway`).
+    pub invalid_from_ms: u64,
+    /// When it was verified plus `cache.max_ttl`.
+    pub max_ttl_until_ms: u64,
+    /// The end of the verifying key's rotation grace (`u64::MAX` if none).
+    pub key_usable_until_ms: u64,
+}
+
 impl Entry {
+    /// An entry served until the first instant of `life`; `None` when that
+    /// is already past at `now_ms` (nothing to cache).
+    pub(crate) fn new(
+        token: &[u8],
+        stamp: Stamp,
+        verified: Arc<VerifiedToken>,
+        life: Lifetime,
+        now_ms: u64,
+    ) -> Option<Entry> {
+        let valid_until_ms = life
+            .invalid_from_ms
+            .min(life.max_ttl_until_ms)
+            .min(life.key_usable_until_ms);
+        (valid_until_ms > now_ms).then(|| Entry {
+            token: token.into(),
+            stamp,
+            valid_until_ms,
+            verified,
+        })
+    }
+
+    /// Whether the entry is for `token` and inside its validity window.
+    #[inline]
+    fn serves(&self, token: &[u8], now_ms: u64) -> bool {
+        now_ms < self.valid_until_ms && *self.token == *token
+    }
+
     fn private_copy(&self) -> Entry {
         Entry {
             token: self.token.clone(),
-            issuer: self.issuer,
-            key_epoch: self.key_epoch,
-            policy_version: self.policy_version,
+            stamp: self.stamp,
             valid_until_ms: self.valid_until_ms,
             verified: Arc::new((*self.verified).clone()),
         }
     }
 }
 
-/// What the cache asks of the verifier to decide whether an entry may still
+/// What the cache asks of the verifier to decide whether a result may still
 /// be served.
-pub(crate) trait Validity {
-    /// Expiry, key epoch, policy version, issuer not failed closed.
-    fn still_valid(&self, e: &Entry, now_ms: u64) -> bool;
+pub(crate) trait Currency {
+    /// Whether results stamped `stamp` may be served at `now_ms`: the key
+    /// epoch and policy version unchanged, the issuer not failed closed, and
+    /// the issuer the one the caller pinned, if any.
+    fn is_current(&self, stamp: &Stamp, now_ms: u64) -> bool;
     /// The revocation generation now.
     fn revocation_generation(&self) -> u64;
     /// Whether the entry's token is revoked.
@@ -217,14 +268,7 @@ impl Cache {
 
     /// Look a token up. `None` is a miss; the caller verifies in full.
     #[inline]
-    pub(crate) fn get(
-        &self,
-        hash: u64,
-        token: &[u8],
-        now_ms: u64,
-        v: &impl Validity,
-        counters: &VerifierCounters,
-    ) -> Option<Arc<VerifiedToken>> {
+    pub(crate) fn get(&self, hash: u64, token: &[u8], now_ms: u64, v: &impl Currency) -> Option<Arc<VerifiedToken>> {
         let slot_index = (hash as usize) % FRONT_SLOTS;
         let front = FRONT.with(|front| {
             let front = &mut front.borrow_mut().slots;
@@ -232,7 +276,7 @@ impl Cache {
             if slot.cache_id != self.id || slot.hash != hash || *slot.entry.token != *token {
                 return None;
             }
-            if !v.still_valid(&slot.entry, now_ms) {
+            if !slot.entry.serves(token, now_ms) || !v.is_current(&slot.entry.stamp, now_ms) {
                 front[slot_index] = None;
                 return None;
             }
@@ -247,19 +291,14 @@ impl Cache {
             Some(slot.entry.verified.clone())
         });
         if front.is_some() {
-            counters.cache_hits.inc();
             return front;
         }
 
         let (entry, revocation_seen) = {
             let mut guard = self.shard(hash).lock();
             let shard = &mut *guard;
-            let Some((entry, seen, _)) = shard.lru.get_mut(&hash) else {
-                drop(guard);
-                counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-                return None;
-            };
-            let usable = *entry.token == *token && v.still_valid(entry, now_ms);
+            let (entry, seen, _) = shard.lru.get_mut(&hash)?;
+            let usable = entry.serves(token, now_ms) && v.is_current(&entry.stamp, now_ms);
             let generation = v.revocation_generation();
             let usable = usable && (*seen == generation || !v.revoked(entry));
             if !usable {
@@ -270,14 +309,11 @@ impl Cache {
                         shard.bytes -= size;
                     }
                 }
-                drop(guard);
-                counters.cache_misses.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             *seen = generation;
             (entry.clone(), generation)
         };
-        counters.cache_hits.inc();
         // Second consecutive shard hit of this token in its slot: give this
         // thread a private copy (made outside the lock), so its next hits
         // share nothing with other threads. First hit: just remember it.
@@ -305,11 +341,13 @@ impl Cache {
     /// fits both the entry and the byte bound of its shard. A result larger
     /// than a whole shard's byte budget is not stored (it would empty the
     /// shard for one token); it is verified afresh each time instead.
-    pub(crate) fn insert(&self, hash: u64, entry: Entry, revocation_seen: u64, counters: &VerifierCounters) {
+    /// Returns how many results were evicted, or `None` if not stored.
+    pub(crate) fn insert(&self, hash: u64, entry: Entry) -> Option<u64> {
         let size = entry_bytes(&entry);
         if size > self.shard_max_bytes {
-            return;
+            return None;
         }
+        let revocation_seen = entry.stamp.revocation_generation;
         let mut evicted = 0;
         {
             let mut guard = self.shard(hash).lock();
@@ -328,10 +366,7 @@ impl Cache {
             shard.lru.push(hash, (Arc::new(entry), revocation_seen, size));
             shard.bytes += size;
         }
-        counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
-        if evicted > 0 {
-            counters.cache_evictions.fetch_add(evicted, Ordering::Relaxed);
-        }
+        Some(evicted)
     }
 
     /// Results held now.
@@ -363,8 +398,8 @@ mod tests {
 
     struct AlwaysValid;
 
-    impl Validity for AlwaysValid {
-        fn still_valid(&self, _: &Entry, _: u64) -> bool {
+    impl Currency for AlwaysValid {
+        fn is_current(&self, _: &Stamp, _: u64) -> bool {
             true
         }
         fn revocation_generation(&self) -> u64 {
@@ -378,9 +413,12 @@ mod tests {
     fn entry(token: &[u8]) -> Entry {
         Entry {
             token: token.into(),
-            issuer: 0,
-            key_epoch: 0,
-            policy_version: 0,
+            stamp: Stamp {
+                issuer: 0,
+                key_epoch: 0,
+                policy_version: 0,
+                revocation_generation: 0,
+            },
             valid_until_ms: u64::MAX,
             verified: Arc::new(VerifiedToken {
                 claims: serde_json::Map::new(),
@@ -405,15 +443,13 @@ mod tests {
     #[test]
     fn front_admits_a_token_on_its_second_shard_hit_only() {
         let cache = Cache::new(100, 1 << 20, 1);
-        let counters = VerifierCounters::default();
         let hot = b"hot.token.x".as_slice();
         let h = cache.hash(hot);
-        cache.insert(h, entry(hot), 0, &counters);
-        assert!(cache.get(h, hot, 0, &AlwaysValid, &counters).is_some());
+        cache.insert(h, entry(hot));
+        assert!(cache.get(h, hot, 0, &AlwaysValid).is_some());
         assert!(!in_front(&cache, h), "one hit does not earn a private copy");
-        assert!(cache.get(h, hot, 0, &AlwaysValid, &counters).is_some());
+        assert!(cache.get(h, hot, 0, &AlwaysValid).is_some());
         assert!(in_front(&cache, h), "the second consecutive hit does");
-        assert_eq!(counters.cache_hits.get(), 2);
     }
 
     #[test]
@@ -421,12 +457,12 @@ mod tests {
         // Room for 1000 entries by count, but only 64 KiB: about four
         // 15 KiB tokens.
         let cache = Cache::new(1000, 64 * 1024, 1);
-        let counters = VerifierCounters::default();
         let tokens: Vec<Vec<u8>> = (0..20u8).map(|i| vec![b'a' + i; 15 * 1024]).collect();
         let size = entry_bytes(&entry(&tokens[0]));
         assert!(size > 15 * 1024, "the estimate counts the token: {size}");
+        let mut evictions = 0;
         for t in &tokens {
-            cache.insert(cache.hash(t), entry(t), 0, &counters);
+            evictions += cache.insert(cache.hash(t), entry(t)).expect("stored");
             assert!(
                 cache.bytes() <= cache.max_bytes(),
                 "{} > {}",
@@ -437,37 +473,29 @@ mod tests {
         let held = (64 * 1024) / size;
         assert_eq!(cache.len(), held);
         assert_eq!(cache.bytes(), held * size);
-        assert_eq!(counters.cache_evictions.load(Ordering::Relaxed), (20 - held) as u64);
+        assert_eq!(evictions, (20 - held) as u64);
         // The newest survive, the oldest went first.
         let last = &tokens[19];
-        assert!(cache.get(cache.hash(last), last, 0, &AlwaysValid, &counters).is_some());
+        assert!(cache.get(cache.hash(last), last, 0, &AlwaysValid).is_some());
         let first = &tokens[0];
-        assert!(cache
-            .get(cache.hash(first), first, 0, &AlwaysValid, &counters)
-            .is_none());
+        assert!(cache.get(cache.hash(first), first, 0, &AlwaysValid).is_none());
         // Re-inserting a held token replaces it: no eviction, no double count.
-        let before = counters.cache_evictions.load(Ordering::Relaxed);
-        cache.insert(cache.hash(last), entry(last), 0, &counters);
-        assert_eq!(counters.cache_evictions.load(Ordering::Relaxed), before);
+        assert_eq!(cache.insert(cache.hash(last), entry(last)), Some(0));
         assert_eq!(cache.bytes(), held * size);
     }
 
     #[test]
     fn result_larger_than_a_shard_budget_is_not_cached() {
         let cache = Cache::new(1000, 8 * 1024, 1);
-        let counters = VerifierCounters::default();
         let small = b"small.token.x".as_slice();
-        cache.insert(cache.hash(small), entry(small), 0, &counters);
+        assert_eq!(cache.insert(cache.hash(small), entry(small)), Some(0));
         let big = vec![b'b'; 9 * 1024];
-        cache.insert(cache.hash(&big), entry(&big), 0, &counters);
-        assert!(cache.get(cache.hash(&big), &big, 0, &AlwaysValid, &counters).is_none());
+        assert_eq!(cache.insert(cache.hash(&big), entry(&big)), None, "not stored");
+        assert!(cache.get(cache.hash(&big), &big, 0, &AlwaysValid).is_none());
         assert!(
-            cache
-                .get(cache.hash(small), small, 0, &AlwaysValid, &counters)
-                .is_some(),
+            cache.get(cache.hash(small), small, 0, &AlwaysValid).is_some(),
             "an oversized result does not empty the shard"
         );
-        assert_eq!(counters.cache_evictions.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -490,7 +518,6 @@ mod tests {
     #[test]
     fn tokens_taking_turns_in_a_slot_never_copy() {
         let cache = Cache::new(1000, 1 << 20, 1);
-        let counters = VerifierCounters::default();
         // Two tokens whose hashes share a front slot, hit alternately.
         let tokens: Vec<Vec<u8>> = (0u32..)
             .map(|i| format!("token-{i}").into_bytes())
@@ -509,11 +536,11 @@ mod tests {
             .take(2)
             .collect();
         for t in &tokens {
-            cache.insert(cache.hash(t), entry(t), 0, &counters);
+            cache.insert(cache.hash(t), entry(t));
         }
         for _ in 0..10 {
             for t in &tokens {
-                assert!(cache.get(cache.hash(t), t, 0, &AlwaysValid, &counters).is_some());
+                assert!(cache.get(cache.hash(t), t, 0, &AlwaysValid).is_some());
             }
         }
         assert!(tokens.iter().all(|t| !in_front(&cache, cache.hash(t))));

@@ -165,6 +165,17 @@ impl Issuer {
         self.source.is_remote()
     }
 
+    /// `alg` if this issuer allows it.
+    pub(crate) fn check_algorithm(&self, alg: Alg) -> Result<Alg> {
+        if !self.cfg.algorithms.contains(&alg) {
+            return Err(Error::new(
+                ErrorKind::AlgorithmNotAllowed,
+                format!("alg {alg} is not allowed for {}", self.name),
+            ));
+        }
+        Ok(alg)
+    }
+
     /// The key epoch cached results are stamped with.
     #[inline]
     pub(crate) fn epoch(&self) -> u64 {

@@ -67,6 +67,22 @@ impl Key {
         self.family == alg.family() && self.alg.is_none_or(|a| a == alg)
     }
 
+    /// Check `token`'s signature, made with `alg`, against this key.
+    pub(crate) fn verify(&self, token: &crate::token::ParsedToken<'_>, alg: Alg) -> crate::error::Result<()> {
+        let ok = jsonwebtoken::crypto::verify(token.signature_b64, token.signing_input, &self.decoding, alg.to_jwt())
+            .unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::InvalidSignature,
+            format!(
+                "signature does not verify with key {}",
+                crate::token::describe_kid(token.header.kid.as_deref())
+            ),
+        ))
+    }
+
     /// A key for a locally configured HMAC secret.
     pub(crate) fn hmac(kid: Option<String>, secret: &[u8]) -> Key {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);

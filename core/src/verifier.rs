@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::cache::{Cache, Entry, Validity};
+use crate::cache::{Cache, Currency, Entry, Lifetime, Stamp};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -154,8 +154,12 @@ impl Verifier {
         if self.refresher_fork.load(Ordering::Relaxed) == generation {
             return;
         }
-        // The old handle's thread does not exist in this process; dropping
-        // the handle only sets a flag nobody reads.
+        // The old handle's thread does not exist in this process. Dropping
+        // the handle would notify a condition variable whose waiter is that
+        // missing thread, which can spin forever in the child: forget it.
+        if let Some(old) = slot.take() {
+            std::mem::forget(old);
+        }
         *slot = Refresher::spawn_if_needed(&self.shared);
         self.refresher_fork.store(generation, Ordering::Relaxed);
         log::info!("refresher restarted after fork (pid {})", std::process::id());
@@ -247,7 +251,8 @@ impl Verifier {
                 rejected,
             },
             cache: CacheStats {
-                hits: c.cache_hits.get(),
+                // Every cache hit is a cached success, counted once.
+                hits: c.ok_cached.get(),
                 misses: c.cache_misses.load(Ordering::Relaxed),
                 inserts: c.cache_inserts.load(Ordering::Relaxed),
                 evictions: c.cache_evictions.load(Ordering::Relaxed),
@@ -282,22 +287,23 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-/// Cache-entry validity for one lookup.
+/// The verifier's view of whether a cached result's stamp is current, for
+/// one lookup.
 struct Check<'a> {
     s: &'a Shared,
     pinned: Option<usize>,
 }
 
-impl Validity for Check<'_> {
+impl Currency for Check<'_> {
     #[inline]
-    fn still_valid(&self, e: &Entry, now_ms: u64) -> bool {
-        if now_ms >= e.valid_until_ms || self.pinned.is_some_and(|p| p != e.issuer) {
+    fn is_current(&self, stamp: &Stamp, now_ms: u64) -> bool {
+        if self.pinned.is_some_and(|p| p != stamp.issuer) {
             return false;
         }
-        let issuer = &self.s.issuers[e.issuer];
-        issuer.epoch() == e.key_epoch
+        let issuer = &self.s.issuers[stamp.issuer];
+        issuer.epoch() == stamp.key_epoch
             && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
-            && self.s.policy_version.load(Ordering::SeqCst) == e.policy_version
+            && self.s.policy_version.load(Ordering::SeqCst) == stamp.policy_version
     }
 
     #[inline]
@@ -311,67 +317,28 @@ impl Validity for Check<'_> {
 }
 
 impl Shared {
+    /// The verification path of `docs/design.md`, step by step: size, pin,
+    /// cache, parse, issuer, algorithm, stamp, key, signature, claims,
+    /// revocation, insert. Each step is one call with one error.
     fn verify(&self, token: &[u8], opts: &VerifyOptions<'_>, now: u64) -> Result<Verified> {
-        if token.len() > self.max_token_bytes {
-            return Err(Error::new(
-                ErrorKind::TokenTooLarge,
-                format!("token is {} bytes, limit {}", token.len(), self.max_token_bytes),
-            ));
-        }
-        let pinned = match opts.issuer {
-            None => None,
-            Some(name) => Some(self.index_of(name)?),
-        };
-        // The cache is consulted before parsing: a hit is only possible for
-        // a byte-identical token that already passed every step below, and
-        // those steps depend only on the bytes and the configuration (whose
-        // changes bump the policy version).
+        self.check_size(token)?;
+        let pinned = opts.issuer.map(|name| self.index_of(name)).transpose()?;
         let hash = self.cache.as_ref().map(|c| c.hash(token));
-        if let (Some(cache), Some(hash), false) = (&self.cache, hash, opts.fresh) {
-            if let Some(hit) = cache.get(hash, token, now, &Check { s: self, pinned }, &self.counters) {
+        if !opts.fresh {
+            if let Some(hit) = self.cached(hash, token, pinned, now) {
                 return Ok(Verified::new(hit, true));
             }
         }
-
         let parsed = token::parse(token, self.max_token_bytes)?;
-        let index = match pinned {
-            Some(i) => i,
-            None => match parsed.claims.get("iss") {
-                Some(serde_json::Value::String(iss)) => self.index_of(iss)?,
-                // Nothing names a configured issuer: rejected without a fetch.
-                _ => return Err(Error::new(ErrorKind::UnknownIssuer, "token has no string iss claim")),
-            },
-        };
+        let index = self.issuer_for(&parsed, pinned)?;
         let issuer = &self.issuers[index];
-        let alg = parsed.header.alg;
-        if !issuer.cfg.algorithms.contains(&alg) {
-            return Err(Error::new(
-                ErrorKind::AlgorithmNotAllowed,
-                format!("alg {alg} is not allowed for {}", issuer.name),
-            ));
-        }
-        // Read the invalidation counters *before* looking keys up, so a
-        // concurrent key removal or revocation makes this result stale
-        // rather than letting it slip into the cache.
-        let key_epoch = issuer.epoch();
-        let policy_version = self.policy_version.load(Ordering::SeqCst);
-        let revocation_seen = self.revocations.generation();
-
+        let alg = issuer.check_algorithm(parsed.header.alg)?;
+        let stamp = self.stamp(index);
         let kid = parsed.header.kid.as_deref();
-        let (key, key_usable_until) = issuer.resolve_key(&self.env, kid, alg, now)?;
-        let signature_ok =
-            jsonwebtoken::crypto::verify(parsed.signature_b64, parsed.signing_input, &key.decoding, alg.to_jwt())
-                .unwrap_or(false);
-        if !signature_ok {
-            return Err(Error::new(
-                ErrorKind::InvalidSignature,
-                format!("signature does not verify with key {}", token::describe_kid(kid)),
-            ));
-        }
+        let (key, key_usable_until_ms) = issuer.resolve_key(&self.env, kid, alg, now)?;
+        key.verify(&parsed, alg)?;
         let exp_ms = issuer.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
-        if self.revocations.is_revoked(&parsed.claims) {
-            return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
-        }
+        self.check_not_revoked(&parsed.claims)?;
         let verified = Arc::new(VerifiedToken {
             claims: parsed.claims,
             issuer: issuer.name.clone(),
@@ -382,27 +349,94 @@ impl Shared {
             // the checks used, rounded down.
             expires_at: exp_ms / 1000,
         });
-        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
-            // Served only while now < valid_until_ms: the same instant the
-            // claim check starts rejecting, not the end of that second.
-            let valid_until_ms = issuer
-                .policy
-                .invalid_from_ms(exp_ms)
-                .min(now.saturating_add(self.cache_max_ttl_ms))
-                .min(key_usable_until);
-            if valid_until_ms > now {
-                let entry = Entry {
-                    token: token.into(),
-                    issuer: index,
-                    key_epoch,
-                    policy_version,
-                    valid_until_ms,
-                    verified: verified.clone(),
-                };
-                cache.insert(hash, entry, revocation_seen, &self.counters);
+        let life = Lifetime {
+            // The same instant the claim check starts rejecting.
+            invalid_from_ms: issuer.policy.invalid_from_ms(exp_ms),
+            max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
+            key_usable_until_ms,
+        };
+        self.insert(hash, token, stamp, &verified, life, now);
+        Ok(Verified::new(verified, false))
+    }
+
+    fn check_size(&self, token: &[u8]) -> Result<()> {
+        if token.len() > self.max_token_bytes {
+            return Err(Error::new(
+                ErrorKind::TokenTooLarge,
+                format!("token is {} bytes, limit {}", token.len(), self.max_token_bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A cache hit, if any. The cache is consulted before parsing: a hit is
+    /// only possible for a byte-identical token that already passed every
+    /// later step, and those steps depend only on the bytes and the
+    /// configuration (whose changes bump the policy version).
+    #[inline]
+    fn cached(&self, hash: Option<u64>, token: &[u8], pinned: Option<usize>, now: u64) -> Option<Arc<VerifiedToken>> {
+        let (cache, hash) = (self.cache.as_ref()?, hash?);
+        let hit = cache.get(hash, token, now, &Check { s: self, pinned });
+        if hit.is_none() {
+            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// The configured issuer a token is for: the pinned one, else the one
+    /// its (unverified) `iss` names exactly.
+    fn issuer_for(&self, parsed: &token::ParsedToken<'_>, pinned: Option<usize>) -> Result<usize> {
+        if let Some(i) = pinned {
+            return Ok(i);
+        }
+        match parsed.claims.get("iss") {
+            Some(serde_json::Value::String(iss)) => self.index_of(iss),
+            // Nothing names a configured issuer: rejected without a fetch.
+            _ => Err(Error::new(ErrorKind::UnknownIssuer, "token has no string iss claim")),
+        }
+    }
+
+    /// What a result verified from now on is stamped with. Read *before*
+    /// the key lookup, so a concurrent key removal, revocation or policy
+    /// bump makes the result stale rather than letting it slip into the
+    /// cache.
+    fn stamp(&self, issuer: usize) -> Stamp {
+        Stamp {
+            issuer,
+            key_epoch: self.issuers[issuer].epoch(),
+            policy_version: self.policy_version.load(Ordering::SeqCst),
+            revocation_generation: self.revocations.generation(),
+        }
+    }
+
+    fn check_not_revoked(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+        if self.revocations.is_revoked(claims) {
+            return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
+        }
+        Ok(())
+    }
+
+    fn insert(
+        &self,
+        hash: Option<u64>,
+        token: &[u8],
+        stamp: Stamp,
+        verified: &Arc<VerifiedToken>,
+        life: Lifetime,
+        now: u64,
+    ) {
+        let (Some(cache), Some(hash)) = (&self.cache, hash) else {
+            return;
+        };
+        let Some(entry) = Entry::new(token, stamp, verified.clone(), life, now) else {
+            return;
+        };
+        if let Some(evicted) = cache.insert(hash, entry) {
+            self.counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
+            if evicted > 0 {
+                self.counters.cache_evictions.fetch_add(evicted, Ordering::Relaxed);
             }
         }
-        Ok(Verified::new(verified, false))
     }
 
     /// The configured issuer named exactly `name`. Matching stays exact; a

@@ -8,9 +8,12 @@ and ``category`` are ``int``/``str`` on the exceptions you catch.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import jwtwarden
+from jwtwarden.asgi import ASGIMiddleware
+from jwtwarden.wsgi import WSGIMiddleware
 
 CONFIG: dict[str, Any] = {
     "issuers": [
@@ -48,3 +51,34 @@ def answer(verifier: jwtwarden.Verifier, token: str) -> tuple[int, str]:
         return 503, category
     cached: bool = result.cached
     return 200, f"{result.issuer} cached={cached}"
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    claims: dict[str, Any] = environ["jwtwarden.claims"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(claims["sub"]).encode()]
+
+
+async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def build(verifier: jwtwarden.Verifier) -> tuple[WSGIMiddleware, ASGIMiddleware]:
+    wsgi = WSGIMiddleware(
+        wsgi_app,
+        verifier,
+        realm="orders",
+        skip_paths=["/healthz", "/static/*"],
+        skip_if=lambda environ: environ.get("HTTP_X_PROBE") == "1",
+        fresh_paths=["/admin/*"],
+    )
+    asgi = ASGIMiddleware(
+        asgi_app,
+        verifier,
+        issuer="https://idp.example.com",
+        skip_paths=["/docs", "/docs/*", "/openapi.json"],
+        fresh_if=lambda scope: scope.get("method") == "DELETE",
+        authenticate_options=False,
+    )
+    return wsgi, asgi

@@ -31,16 +31,24 @@ class InnerApp:
         if scope["type"] == "websocket":
             await send({"type": "websocket.accept"})
             return
-        body = json.dumps({"sub": scope["jwtwarden"]["sub"], "cached": scope["jwtwarden.result"].cached}).encode()
+        claims, result = scope.get("jwtwarden.claims"), scope.get("jwtwarden.result")
+        body = json.dumps({"sub": claims and claims["sub"], "cached": result and result.cached}).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
 
-def run(app: ASGIMiddleware, authorization: Optional[str], scope_type: str = "http") -> list[Message]:
-    headers = [(b"host", b"test")]
+def run(
+    app: ASGIMiddleware,
+    authorization: Optional[str],
+    scope_type: str = "http",
+    method: str = "GET",
+    path: str = "/",
+    extra: Optional[list[tuple[bytes, bytes]]] = None,
+) -> list[Message]:
+    headers = [(b"host", b"test"), *(extra or [])]
     if authorization is not None:
         headers.append((b"authorization", authorization.encode("latin-1")))
-    scope = {"type": scope_type, "asgi": {"version": "3.0"}, "path": "/", "method": "GET", "headers": headers}
+    scope = {"type": scope_type, "asgi": {"version": "3.0"}, "path": path, "method": method, "headers": headers}
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -71,7 +79,8 @@ def test_valid_token_reaches_the_app(
     status, _, body = response(run(app, f"Bearer {token}"))
     assert status == 200
     assert body == {"sub": "alice", "cached": False}
-    assert inner.scopes[0]["jwtwarden"]["sub"] == "alice"
+    assert inner.scopes[0]["jwtwarden.claims"]["sub"] == "alice"
+    assert inner.scopes[0]["jwtwarden"] is inner.scopes[0]["jwtwarden.claims"]  # the old key, kept
     assert response(run(app, f"Bearer {token}"))[2]["cached"] is True
 
 
@@ -85,7 +94,8 @@ def test_invalid_token_gets_401(issuer: Issuer, verifier: jwtwarden.Verifier) ->
         == b'Bearer realm="api", error="invalid_token", error_description="invalid_audience"'
     )
     assert headers[b"content-type"] == b"application/json"
-    assert body == {"error": "invalid_token", "error_description": "invalid_audience", "code": 304}
+    assert headers[b"cache-control"] == b"no-store"
+    assert body["error"] == "invalid_audience" and body["code"] == 304 and body["category"] == "policy"
     status, headers, body = response(run(app, None))
     assert status == 401 and headers[b"www-authenticate"] == b'Bearer realm="api"'
     assert inner.scopes == []
@@ -96,7 +106,49 @@ def test_websocket(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
     app = ASGIMiddleware(inner, verifier)
     assert run(app, "Bearer x.y.z", "websocket") == [{"type": "websocket.close", "code": 1008}]
     assert run(app, f"Bearer {issuer.mint()}", "websocket") == [{"type": "websocket.accept"}]
-    assert inner.scopes[0]["jwtwarden"]["sub"] == "user"
+    assert inner.scopes[0]["jwtwarden.claims"]["sub"] == "user"
+
+
+def test_options(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint()
+    app = ASGIMiddleware(
+        InnerApp(),
+        verifier,
+        realm="api",
+        skip_paths=["/docs", "/docs/*", "/openapi.json"],
+        skip_if=lambda scope: (b"x-internal", b"yes") in scope["headers"],
+        fresh_paths=["/admin/*"],
+        fresh_if=lambda scope: scope["method"] == "DELETE",
+    )
+    for path in ("/docs", "/docs/oauth2-redirect", "/openapi.json"):
+        assert response(run(app, None, path=path))[:3:2] == (200, {"sub": None, "cached": None}), path
+    assert response(run(app, None, path="/openapi.jsonx"))[0] == 401
+    assert response(run(app, None, extra=[(b"x-internal", b"yes")]))[0] == 200
+    # OPTIONS (CORS preflight) passes by default; authenticate_options=True verifies it.
+    assert response(run(app, None, method="OPTIONS"))[0] == 200
+    strict = ASGIMiddleware(InnerApp(), verifier, authenticate_options=True)
+    assert response(run(strict, None, method="OPTIONS"))[0] == 401
+    # fresh routes
+    assert response(run(app, f"Bearer {token}"))[2]["cached"] is False
+    assert response(run(app, f"Bearer {token}"))[2]["cached"] is True
+    assert response(run(app, f"Bearer {token}", path="/admin/x"))[2]["cached"] is False
+    assert response(run(app, f"Bearer {token}", method="DELETE"))[2]["cached"] is False
+    assert response(run(ASGIMiddleware(InnerApp(), verifier, fresh=True), f"Bearer {token}"))[2]["cached"] is False
+    # pinned issuer
+    pinned = ASGIMiddleware(InnerApp(), verifier, issuer="https://other.example")
+    status, _, body = response(run(pinned, f"Bearer {token}"))
+    assert status == 401 and body["error"] == "unknown_issuer"
+    # open routes apply to WebSocket handshakes too
+    assert run(app, None, "websocket", path="/docs") == [{"type": "websocket.accept"}]
+    with pytest.raises(TypeError):
+        ASGIMiddleware(InnerApp(), verifier, fresh_paths="/admin/*")
+
+
+def test_two_authorization_headers_are_a_bad_request(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint()
+    sent = run(ASGIMiddleware(InnerApp(), verifier), f"Bearer {token}", extra=[(b"Authorization", b"Bearer x")])
+    status, _, body = response(sent)
+    assert status == 400 and body["message"] == "more than one Authorization header"
 
 
 def test_lifespan_passes_through(verifier: jwtwarden.Verifier) -> None:

@@ -60,23 +60,81 @@ def test_categories() -> None:
         assert cls.__bases__ == (jwtwarden.JwtWardenError,)
     assert issubclass(jwtwarden.JwtWardenError, Exception)
     assert sorted(exceptions.__all__) == sorted(
-        ["JwtWardenError", *(c.__name__ for c in CATEGORIES.values()), *(c.__name__ for c in _KIND_CLASSES)]
+        [
+            *PYJWT_FAMILIES,
+            "JwtWardenError",
+            *(c.__name__ for c in CATEGORIES.values()),
+            *(c.__name__ for c in _KIND_CLASSES),
+        ]
     )
 
 
+# The PyJWT names jwtwarden exports: its families (no code of their own) and
+# the kinds that mean what PyJWT's class of that name means.
+PYJWT_FAMILIES = ["PyJWTError", "InvalidTokenError", "DecodeError"]
+PYJWT_KINDS = {
+    "InvalidAlgorithmError": 105,
+    "InvalidSignatureError": 200,
+    "ExpiredSignatureError": 300,
+    "ImmatureSignatureError": 301,
+    "InvalidIssuerError": 302,
+    "InvalidAudienceError": 304,
+    "MissingRequiredClaimError": 305,
+}
+
+
+def pyjwt_classes() -> dict[str, type[BaseException]]:
+    return {
+        name: cls
+        for name, cls in vars(jwt.exceptions).items()
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls.__module__ == jwt.exceptions.__name__
+    }
+
+
 def test_pyjwt_names() -> None:
-    for name, code in [
-        ("DecodeError", 101),
-        ("InvalidAlgorithmError", 105),
-        ("InvalidSignatureError", 200),
-        ("ExpiredSignatureError", 300),
-        ("ImmatureSignatureError", 301),
-        ("InvalidIssuerError", 302),
-        ("InvalidAudienceError", 304),
-        ("MissingRequiredClaimError", 305),
-    ]:
+    ours = {name for name in jwtwarden.__all__ if name in pyjwt_classes()}
+    assert ours == {*PYJWT_FAMILIES, *PYJWT_KINDS}
+    for name, code in PYJWT_KINDS.items():
         assert getattr(jwtwarden, name).code == code
-        assert hasattr(jwt.exceptions, name), name  # the same name exists in PyJWT
+    for name in PYJWT_FAMILIES:
+        assert getattr(getattr(jwtwarden, name), "code", None) is None
+
+
+def test_hierarchy_mirrors_pyjwt() -> None:
+    """For every PyJWT exception name jwtwarden exports, the PyJWT-named
+    ancestors of our class are PyJWT's ``__mro__``, in the same order."""
+    theirs = pyjwt_classes()
+    known = set(theirs) | {"Exception", "BaseException", "object"}
+    checked = 0
+    for name in jwtwarden.__all__:
+        if name not in theirs:
+            continue
+        ours = getattr(jwtwarden, name)
+        our_names = [c.__name__ for c in ours.__mro__ if c.__name__ in known]
+        their_names = [c.__name__ for c in theirs[name].__mro__]
+        assert our_names == their_names, name
+        checked += 1
+    assert checked == len(PYJWT_FAMILIES) + len(PYJWT_KINDS)
+
+
+def test_invalid_token_error_is_every_token_rejection_and_nothing_else() -> None:
+    for cls in _KIND_CLASSES:
+        rejection = cls.category in ("malformed", "verification", "policy")
+        assert issubclass(cls, jwtwarden.InvalidTokenError) == rejection, cls
+        assert issubclass(cls, jwtwarden.PyJWTError), cls
+    # An outage is not a bad token.
+    assert not issubclass(jwtwarden.KeysUnavailableError, jwtwarden.InvalidTokenError)
+    assert issubclass(jwtwarden.KeysUnavailableError, jwtwarden.PyJWTError)
+
+
+def test_decode_error_is_pyjwts_decode_error() -> None:
+    decode = {cls for cls in _KIND_CLASSES if issubclass(cls, jwtwarden.DecodeError)}
+    malformed = {cls for cls in _KIND_CLASSES if cls.category == "malformed"}
+    assert decode == (malformed - {jwtwarden.InvalidAlgorithmError}) | {jwtwarden.InvalidSignatureError}
+    # ... and the categories stay disjoint: a bad signature is not malformed.
+    for cls in _KIND_CLASSES:
+        assert sum(issubclass(cls, category) for category in CATEGORIES.values()) == 1, cls
+    assert issubclass(jwtwarden.UnknownIssuerError, jwtwarden.InvalidIssuerError)
 
 
 @pytest.mark.parametrize("code", [code for code, _, _ in jwtwarden.error_kinds()])
@@ -134,7 +192,7 @@ def expect(exc: type[jwtwarden.JwtWardenError], v: jwtwarden.Verifier, token: st
 def test_malformed_kinds(issuer: Issuer, strict: jwtwarden.Verifier) -> None:
     claims = issuer.claims(scope="s")
     expect(jwtwarden.TokenTooLargeError, strict, "a" * 5000)
-    expect(jwtwarden.DecodeError, strict, "a.b")
+    expect(jwtwarden.InvalidSegmentsError, strict, "a.b")
     expect(jwtwarden.InvalidBase64Error, strict, "!!.b.c")
     expect(jwtwarden.InvalidHeaderError, strict, f"{b64(b'not json')}.{b64(claims)}.c2ln")
     expect(jwtwarden.InvalidPayloadError, strict, unsigned({"alg": "RS256", "kid": issuer.kid}, [1, 2]))
@@ -189,11 +247,27 @@ def test_policy_kinds(issuer: Issuer, strict: jwtwarden.Verifier) -> None:
         expect(jwtwarden.KeyRevokedError, v, issuer.mint())
 
 
+def test_invalid_token_error_catches_every_bad_token(issuer: Issuer, strict: jwtwarden.Verifier) -> None:
+    """``except jwtwarden.InvalidTokenError:`` (PyJWT's catch-all) works on real rejections."""
+    good = issuer.mint(scope="s")
+    head, body, sig = good.split(".")
+    for token in ["a.b", f"{head}.{body}.{sig[:-4]}AAAA", issuer.mint(scope="s", exp=int(time.time()) - 3600)]:
+        with pytest.raises(jwtwarden.InvalidTokenError):
+            strict.verify(token)
+
+
 def test_keys_unavailable_kinds(new_issuer: Any) -> None:
     iss = new_issuer("RS256")
     iss.fault("status", status=500)
     with jwtwarden.Verifier(iss.config()) as v:
         expect(jwtwarden.NoUsableKeysError, v, iss.mint())
+        # PyJWT-style handling answers an outage as an outage, not as a bad token.
+        with pytest.raises(jwtwarden.PyJWTError) as e:
+            try:
+                v.verify(iss.mint())
+            except jwtwarden.InvalidTokenError:
+                pytest.fail("keys unavailable was caught as InvalidTokenError")
+        assert isinstance(e.value, jwtwarden.KeysUnavailableError)
     # KeysStaleError: see test_keys.test_past_max_stale_fails_closed.
 
 

@@ -48,7 +48,7 @@ class Verifier:
     def __exit__(
         self,
         *_exc_info: type[BaseException] | BaseException | TracebackType | None,
-    ) -> bool: ...
+    ) -> None: ...
 
 @final
 class VerifiedToken:

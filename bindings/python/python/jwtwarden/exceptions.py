@@ -3,21 +3,58 @@
 One base class, :class:`JwtWardenError`; one class per *category* (the
 hundreds digit of the code), so you can catch broadly; and one class per
 *kind*, carrying the kind's stable numeric ``code`` (the same number in Rust,
-C, Go and Python), so you can catch narrowly. Where PyJWT has a class with the
-same meaning, the name is the same (``ExpiredSignatureError``,
-``InvalidAudienceError``, ...), but the hierarchy is jwtwarden's: catch
-:class:`MalformedTokenError` for every malformed-token kind, not
-``DecodeError``.
+C, Go and Python), so you can catch narrowly.
+
+Beside the categories, PyJWT's hierarchy is mirrored where the names overlap,
+so ``except jwt.InvalidTokenError:`` keeps its meaning after ``import
+jwtwarden as jwt``-style migrations:
+
+* :class:`PyJWTError` is the root of everything jwtwarden raises (it is the
+  base of :class:`JwtWardenError`), as in PyJWT.
+* :class:`InvalidTokenError` is the base of every *token rejection*: every
+  malformed (1xx), verification (2xx) and policy (3xx) kind.
+* :class:`DecodeError` (under ``InvalidTokenError``) is the base of the
+  malformed kinds PyJWT reports as ``DecodeError`` (all but
+  :class:`InvalidAlgorithmError`), and of :class:`InvalidSignatureError`,
+  exactly as in PyJWT. The malformed kind with code 101 (not three segments)
+  is :class:`InvalidSegmentsError`.
+* :class:`ExpiredSignatureError`, :class:`ImmatureSignatureError`,
+  :class:`InvalidIssuerError` (and its subclass :class:`UnknownIssuerError`),
+  :class:`InvalidAudienceError`, :class:`MissingRequiredClaimError` and
+  :class:`InvalidAlgorithmError` are ``InvalidTokenError`` subclasses, as in
+  PyJWT.
+
+**Keys unavailable is not a token rejection.** :class:`KeysUnavailableError`
+(4xx) means the identity provider's keys cannot be trusted *right now* (an
+outage, or keys older than ``max_stale``): the token may be perfectly good.
+It is therefore *not* an ``InvalidTokenError`` (like PyJWT's
+``PyJWKClientConnectionError``, it is only a ``PyJWTError``), so code that
+answers ``InvalidTokenError`` with 401 does not tell clients to throw away
+good tokens during an outage. Usage (5xx) and internal (9xx) errors are not
+``InvalidTokenError`` either.
+
+PyJWT names *not* exported, because nothing here would raise them (an
+``except`` clause naming a class nothing raises is silently dead):
+``InvalidIssuedAtError`` (a non-integer ``iat`` is
+:class:`InvalidPayloadError`, a future one :class:`ImmatureSignatureError`),
+``InvalidKeyError`` (keys come from the issuer's JWKS, never from the caller),
+``InvalidSubjectError``, ``InvalidJTIError`` (wrong claim types are
+:class:`InvalidPayloadError`), and the ``PyJWK*`` client errors (a JWKS that
+cannot be fetched is :class:`KeysUnavailableError`; an unknown ``kid`` is
+:class:`UnknownKidError`).
 
 ::
 
-    JwtWardenError
-    ├── MalformedTokenError    1xx  TokenTooLargeError, DecodeError, InvalidBase64Error, ...
-    ├── VerificationError      2xx  InvalidSignatureError, UnknownKidError, ...
-    ├── PolicyError            3xx  ExpiredSignatureError, InvalidAudienceError, RevokedTokenError, ...
-    ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError
-    ├── UsageError             5xx  InvalidConfigError, InvalidArgumentError, ...
-    └── InternalError          9xx  UnexpectedError, PanicError
+    PyJWTError
+    └── JwtWardenError                       code, kind, category, message
+        ├── MalformedTokenError    1xx  TokenTooLargeError, InvalidSegmentsError, InvalidBase64Error, ...
+        ├── VerificationError      2xx  InvalidSignatureError, UnknownKidError, ...
+        ├── PolicyError            3xx  ExpiredSignatureError, InvalidAudienceError, RevokedTokenError, ...
+        ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError
+        ├── UsageError             5xx  InvalidConfigError, InvalidArgumentError, ...
+        ├── InternalError          9xx  UnexpectedError, PanicError
+        └── InvalidTokenError           every 1xx, 2xx and 3xx kind (PyJWT's catch-all)
+            └── DecodeError             every 1xx kind but InvalidAlgorithmError; InvalidSignatureError
 
 Every instance has ``code`` (int), ``kind`` (str, e.g. ``"expired"``),
 ``category`` (str, e.g. ``"policy"``) and ``message`` (human-readable; may
@@ -29,7 +66,10 @@ from __future__ import annotations
 from typing import ClassVar, Optional
 
 __all__ = [
+    "PyJWTError",
     "JwtWardenError",
+    "InvalidTokenError",
+    "DecodeError",
     "MalformedTokenError",
     "VerificationError",
     "PolicyError",
@@ -37,7 +77,7 @@ __all__ = [
     "UsageError",
     "InternalError",
     "TokenTooLargeError",
-    "DecodeError",
+    "InvalidSegmentsError",
     "InvalidBase64Error",
     "InvalidHeaderError",
     "InvalidPayloadError",
@@ -69,10 +109,20 @@ __all__ = [
 ]
 
 
-class JwtWardenError(Exception):
-    """Base class of every error jwtwarden raises."""
+class PyJWTError(Exception):
+    """Root of every exception jwtwarden raises (PyJWT's name for its root)."""
 
-    #: Stable numeric code of the kind (``None`` only on the base and category classes).
+
+class JwtWardenError(PyJWTError):
+    """Base class of every error jwtwarden raises, with ``code``, ``kind``, ``category`` and ``message``.
+
+    ``code``, ``kind`` and ``category`` are ``None`` only on the abstract
+    classes (this one, the category classes' ``code``/``kind``, and
+    :class:`InvalidTokenError`/:class:`DecodeError`); every raised exception
+    is a kind class, where they are set (and typed as ``int``/``str``).
+    """
+
+    #: Stable numeric code of the kind (``None`` only on the abstract classes).
     code: ClassVar[Optional[int]] = None
     #: Stable snake_case name of the kind, e.g. ``"expired"``.
     kind: ClassVar[Optional[str]] = None
@@ -91,195 +141,218 @@ class JwtWardenError(Exception):
         return f"{self.kind} ({self.code}): {self.message}"
 
 
+class InvalidTokenError(JwtWardenError):
+    """Any token rejection: every malformed, verification and policy kind (PyJWT's catch-all).
+
+    Not raised for :class:`KeysUnavailableError` (the token may be fine), nor
+    for usage or internal errors.
+    """
+
+
+class DecodeError(InvalidTokenError):
+    """The token cannot be decoded, or its signature does not verify (PyJWT's ``DecodeError``).
+
+    The base of every malformed kind except :class:`InvalidAlgorithmError`,
+    and of :class:`InvalidSignatureError`, as in PyJWT. To catch exactly the
+    malformed kinds, catch :class:`MalformedTokenError`.
+    """
+
+
 # --- categories -------------------------------------------------------------
 
 
 class MalformedTokenError(JwtWardenError):
     """1xx: the input is not a well-formed token we accept. No key was fetched."""
 
-    category = "malformed"
+    category: ClassVar[str] = "malformed"
 
 
 class VerificationError(JwtWardenError):
     """2xx: the signature could not be verified (bad signature, unknown key)."""
 
-    category = "verification"
+    category: ClassVar[str] = "verification"
 
 
 class PolicyError(JwtWardenError):
     """3xx: a valid signature, but the token is not acceptable (expired, audience, revoked...)."""
 
-    category = "policy"
+    category: ClassVar[str] = "policy"
 
 
 class KeysUnavailableError(JwtWardenError):
     """4xx: the issuer's keys cannot be trusted right now; the token may be fine."""
 
-    category = "keys_unavailable"
+    category: ClassVar[str] = "keys_unavailable"
 
 
 class UsageError(JwtWardenError):
     """5xx: the configuration or the call is at fault."""
 
-    category = "usage"
+    category: ClassVar[str] = "usage"
 
 
 class InternalError(JwtWardenError):
     """9xx: a bug in jwtwarden. Please report it."""
 
-    category = "internal"
+    category: ClassVar[str] = "internal"
 
 
 # --- 1xx malformed ----------------------------------------------------------
 
 
-class TokenTooLargeError(MalformedTokenError):
+class TokenTooLargeError(MalformedTokenError, DecodeError):
     """The token is larger than ``max_token_bytes``."""
 
-    code = 100
-    kind = "token_too_large"
+    code: ClassVar[int] = 100
+    kind: ClassVar[str] = "token_too_large"
 
 
-class DecodeError(MalformedTokenError):
-    """Not three dot-separated segments, or an empty/non-ASCII segment (PyJWT name)."""
+class InvalidSegmentsError(MalformedTokenError, DecodeError):
+    """Not three dot-separated segments, or an empty/non-ASCII segment."""
 
-    code = 101
-    kind = "malformed_token"
+    code: ClassVar[int] = 101
+    kind: ClassVar[str] = "malformed_token"
 
 
-class InvalidBase64Error(MalformedTokenError):
+class InvalidBase64Error(MalformedTokenError, DecodeError):
     """A segment is not valid unpadded base64url."""
 
-    code = 102
-    kind = "invalid_base64"
+    code: ClassVar[int] = 102
+    kind: ClassVar[str] = "invalid_base64"
 
 
-class InvalidHeaderError(MalformedTokenError):
+class InvalidHeaderError(MalformedTokenError, DecodeError):
     """The header is not a JSON object with a string ``alg``."""
 
-    code = 103
-    kind = "invalid_header"
+    code: ClassVar[int] = 103
+    kind: ClassVar[str] = "invalid_header"
 
 
-class InvalidPayloadError(MalformedTokenError):
+class InvalidPayloadError(MalformedTokenError, DecodeError):
     """The payload is not a JSON object, or a registered claim has the wrong type."""
 
-    code = 104
-    kind = "invalid_payload"
+    code: ClassVar[int] = 104
+    kind: ClassVar[str] = "invalid_payload"
 
 
-class InvalidAlgorithmError(MalformedTokenError):
+class InvalidAlgorithmError(MalformedTokenError, InvalidTokenError):
     """``alg`` is ``none``, unknown, or not allowed for the issuer (PyJWT name)."""
 
-    code = 105
-    kind = "algorithm_not_allowed"
+    code: ClassVar[int] = 105
+    kind: ClassVar[str] = "algorithm_not_allowed"
 
 
-class UnsupportedCriticalError(MalformedTokenError):
+class UnsupportedCriticalError(MalformedTokenError, DecodeError):
     """The header lists a ``crit`` extension jwtwarden does not understand."""
 
-    code = 106
-    kind = "unsupported_critical"
+    code: ClassVar[int] = 106
+    kind: ClassVar[str] = "unsupported_critical"
 
 
 # --- 2xx verification -------------------------------------------------------
 
 
-class InvalidSignatureError(VerificationError):
+class InvalidSignatureError(VerificationError, DecodeError):
     """The signature does not verify with the selected key (PyJWT name)."""
 
-    code = 200
-    kind = "invalid_signature"
+    code: ClassVar[int] = 200
+    kind: ClassVar[str] = "invalid_signature"
 
 
-class UnknownKidError(VerificationError):
+class UnknownKidError(VerificationError, InvalidTokenError):
     """No key with the token's ``kid``, even after the one allowed refresh."""
 
-    code = 201
-    kind = "unknown_kid"
+    code: ClassVar[int] = 201
+    kind: ClassVar[str] = "unknown_kid"
 
 
-class MissingKidError(VerificationError):
+class MissingKidError(VerificationError, InvalidTokenError):
     """The token has no ``kid`` and the issuer has no single key that fits its ``alg``."""
 
-    code = 202
-    kind = "missing_kid"
+    code: ClassVar[int] = 202
+    kind: ClassVar[str] = "missing_kid"
 
 
-class KeyAlgorithmMismatchError(VerificationError):
+class KeyAlgorithmMismatchError(VerificationError, InvalidTokenError):
     """A key with that ``kid`` exists but cannot be used with the token's ``alg``."""
 
-    code = 203
-    kind = "key_algorithm_mismatch"
+    code: ClassVar[int] = 203
+    kind: ClassVar[str] = "key_algorithm_mismatch"
 
 
 # --- 3xx policy -------------------------------------------------------------
 
 
-class ExpiredSignatureError(PolicyError):
-    """``exp`` is in the past (beyond leeway), or missing (PyJWT name)."""
+class ExpiredSignatureError(PolicyError, InvalidTokenError):
+    """``exp`` is in the past (beyond leeway) (PyJWT name). A missing ``exp`` is
+    :class:`MissingRequiredClaimError`."""
 
-    code = 300
-    kind = "expired"
+    code: ClassVar[int] = 300
+    kind: ClassVar[str] = "expired"
 
 
-class ImmatureSignatureError(PolicyError):
+class ImmatureSignatureError(PolicyError, InvalidTokenError):
     """``nbf`` (or ``iat``) is in the future beyond leeway (PyJWT name)."""
 
-    code = 301
-    kind = "not_yet_valid"
+    code: ClassVar[int] = 301
+    kind: ClassVar[str] = "not_yet_valid"
 
 
-class InvalidIssuerError(PolicyError):
+class InvalidIssuerError(PolicyError, InvalidTokenError):
     """The ``iss`` claim does not match the issuer the token was verified for (PyJWT name)."""
 
-    code = 302
-    kind = "invalid_issuer"
+    code: ClassVar[int] = 302
+    kind: ClassVar[str] = "invalid_issuer"
 
 
-class UnknownIssuerError(PolicyError):
-    """No configured issuer matches the token (or the one the caller named)."""
+class UnknownIssuerError(InvalidIssuerError):
+    """No configured issuer matches the token (or the one the caller named).
 
-    code = 303
-    kind = "unknown_issuer"
+    A subclass of :class:`InvalidIssuerError`, so ``except InvalidIssuerError`` catches
+    every issuer mismatch, as it does with PyJWT.
+    """
+
+    code: ClassVar[int] = 303
+    kind: ClassVar[str] = "unknown_issuer"
 
 
-class InvalidAudienceError(PolicyError):
+class InvalidAudienceError(PolicyError, InvalidTokenError):
     """The ``aud`` claim does not contain an accepted audience (PyJWT name)."""
 
-    code = 304
-    kind = "invalid_audience"
+    code: ClassVar[int] = 304
+    kind: ClassVar[str] = "invalid_audience"
 
 
-class MissingRequiredClaimError(PolicyError):
-    """A claim required by the issuer's configuration is missing (PyJWT name)."""
+class MissingRequiredClaimError(PolicyError, InvalidTokenError):
+    """A claim the rules need is missing: ``exp``, ``iss``, ``aud`` (unless any
+    audience is allowed) or one in ``required_claims`` (PyJWT name)."""
 
-    code = 305
-    kind = "missing_required_claim"
+    code: ClassVar[int] = 305
+    kind: ClassVar[str] = "missing_required_claim"
 
 
-class InvalidTypeError(PolicyError):
+class InvalidTypeError(PolicyError, InvalidTokenError):
     """The header ``typ`` does not match the issuer's required type."""
 
-    code = 306
-    kind = "invalid_type"
+    code: ClassVar[int] = 306
+    kind: ClassVar[str] = "invalid_type"
 
 
-class RevokedTokenError(PolicyError):
+class RevokedTokenError(PolicyError, InvalidTokenError):
     """The token (its ``jti``, or its subject before a time) has been revoked."""
 
-    code = 307
-    kind = "revoked"
+    code: ClassVar[int] = 307
+    kind: ClassVar[str] = "revoked"
 
 
-class KeyRevokedError(PolicyError):
+class KeyRevokedError(PolicyError, InvalidTokenError):
     """The key that signed the token has been revoked with ``revoke_kid``."""
 
-    code = 308
-    kind = "key_revoked"
+    code: ClassVar[int] = 308
+    kind: ClassVar[str] = "key_revoked"
 
 
-class TokenLifetimeExceededError(PolicyError):
+class TokenLifetimeExceededError(PolicyError, InvalidTokenError):
     """The token lives longer than the issuer's ``max_token_lifetime_secs`` allows.
 
     The lifetime is ``exp - iat``, or ``exp - now`` for a token without ``iat``.
@@ -295,15 +368,15 @@ class TokenLifetimeExceededError(PolicyError):
 class NoUsableKeysError(KeysUnavailableError):
     """The issuer has no usable keys: never fetched successfully, or the fetch failed."""
 
-    code = 400
-    kind = "keys_unavailable"
+    code: ClassVar[int] = 400
+    kind: ClassVar[str] = "keys_unavailable"
 
 
 class KeysStaleError(KeysUnavailableError):
     """The issuer's keys are older than ``max_stale``: failing closed."""
 
-    code = 401
-    kind = "keys_stale"
+    code: ClassVar[int] = 401
+    kind: ClassVar[str] = "keys_stale"
 
 
 # --- 5xx usage ----------------------------------------------------------------
@@ -312,36 +385,36 @@ class KeysStaleError(KeysUnavailableError):
 class InvalidConfigError(UsageError, ValueError):
     """The configuration is invalid; the message names the field. Also a ``ValueError``."""
 
-    code = 500
-    kind = "invalid_config"
+    code: ClassVar[int] = 500
+    kind: ClassVar[str] = "invalid_config"
 
 
 class InvalidArgumentError(UsageError, ValueError):
     """An argument is invalid, or the verifier is closed. Also a ``ValueError``."""
 
-    code = 501
-    kind = "invalid_argument"
+    code: ClassVar[int] = 501
+    kind: ClassVar[str] = "invalid_argument"
 
 
 class RevocationListFullError(UsageError):
     """The revocation lists hold ``revocation.max_entries`` entries; nothing was dropped."""
 
-    code = 502
-    kind = "revocation_list_full"
+    code: ClassVar[int] = 502
+    kind: ClassVar[str] = "revocation_list_full"
 
 
 class BufferTooSmallError(UsageError):
     """A caller-supplied buffer is too small (C ABI only; never raised in Python)."""
 
-    code = 503
-    kind = "buffer_too_small"
+    code: ClassVar[int] = 503
+    kind: ClassVar[str] = "buffer_too_small"
 
 
 class NullParameterError(UsageError):
     """A required pointer argument was NULL (C ABI only; never raised in Python)."""
 
-    code = 504
-    kind = "null_parameter"
+    code: ClassVar[int] = 504
+    kind: ClassVar[str] = "null_parameter"
 
 
 # --- 9xx internal -------------------------------------------------------------
@@ -350,20 +423,20 @@ class NullParameterError(UsageError):
 class UnexpectedError(InternalError):
     """An unexpected internal error."""
 
-    code = 900
-    kind = "internal"
+    code: ClassVar[int] = 900
+    kind: ClassVar[str] = "internal"
 
 
 class PanicError(InternalError):
     """The Rust engine panicked; the panic was caught at the boundary."""
 
-    code = 901
-    kind = "panic"
+    code: ClassVar[int] = 901
+    kind: ClassVar[str] = "panic"
 
 
 _KIND_CLASSES: tuple[type[JwtWardenError], ...] = (
     TokenTooLargeError,
-    DecodeError,
+    InvalidSegmentsError,
     InvalidBase64Error,
     InvalidHeaderError,
     InvalidPayloadError,

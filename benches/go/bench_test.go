@@ -29,7 +29,10 @@ var fx struct {
 }
 
 func TestMain(m *testing.M) {
-	bin, _ := filepath.Abs("../../target/release/jwtwarden-testissuer")
+	bin := os.Getenv("JWTWARDEN_TESTISSUER") // benches/go/run sets it
+	if bin == "" {
+		bin, _ = filepath.Abs("../../target/release/jwtwarden-testissuer")
+	}
 	cmd := exec.Command(bin)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()

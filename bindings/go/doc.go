@@ -15,6 +15,9 @@
 //	}
 //
 // Error codes are the same numbers in Rust, C, Python and Go. The package
-// links target/release/libjwtwarden.a from the repository root; build it
-// first with `cargo build --release -p jwtwarden-ffi`.
+// links the installed C library, found with pkg-config (jwtwarden-static, or
+// jwtwarden with -tags jwtwarden_shared); install it first with
+// `make -C ffi install PREFIX=...` and point PKG_CONFIG_PATH at
+// PREFIX/lib/pkgconfig. In a checkout, -tags jwtwarden_checkout links
+// target/release/libjwtwarden.a instead.
 package jwtwarden

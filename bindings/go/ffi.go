@@ -1,13 +1,24 @@
 package jwtwarden
 
-// All cgo build settings live here. The package links the static library
-// built by `cargo build --release -p jwtwarden-ffi`, so programs and tests
-// need no LD_LIBRARY_PATH; the system libraries after it are what Rust's
-// standard library needs on Linux (rustc --print native-static-libs).
+// All cgo build settings live here. By default the package finds the
+// installed C library with pkg-config (`make -C ffi install`, then
+// PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig if PREFIX is not a system prefix):
+//
+//	(no tag)                   pkg-config jwtwarden-static: libjwtwarden.a linked in,
+//	                           binaries need no libjwtwarden.so at run time
+//	-tags jwtwarden_shared     pkg-config jwtwarden: links libjwtwarden.so
+//	-tags jwtwarden_checkout   this checkout's include/ and target/release/libjwtwarden.a
+//	                           (cargo build --release -p jwtwarden-ffi, default target dir)
+//
+// The system libraries after the checkout's archive are what Rust's standard
+// library needs on Linux (rustc --print native-static-libs); jwtwarden-static.pc
+// lists the same ones.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: ${SRCDIR}/../../target/release/libjwtwarden.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+#cgo !jwtwarden_checkout,!jwtwarden_shared pkg-config: jwtwarden-static
+#cgo !jwtwarden_checkout,jwtwarden_shared pkg-config: jwtwarden
+#cgo jwtwarden_checkout CFLAGS: -I${SRCDIR}/../../include
+#cgo jwtwarden_checkout LDFLAGS: ${SRCDIR}/../../target/release/libjwtwarden.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
 #include <stdlib.h>
 #include "cgo_helpers.h"
 

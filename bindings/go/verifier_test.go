@@ -71,14 +71,17 @@ func TestEveryRejection(t *testing.T) {
 	unknown := is.Mint(kidOther, is.Claims(nil))
 	is.RetireKey(kidOther)
 
-	// Same kid, tampered signature.
+	// Same kid, tampered signature: one character replaced by another of the
+	// base64url alphabet (flipping a bit of 'Z', 'z', '-' or '_' leaves the
+	// alphabet, and the token is then malformed, not badly signed).
 	parts := strings.Split(good, ".")
 	sig := []byte(parts[2])
-	sig[10] ^= 1
-	badSig := parts[0] + "." + parts[1] + "." + string(sig)
-	if sig[10] == '.' || strings.ContainsAny(string(sig[10]), "+/=") {
-		t.Fatal("tampering produced a non-base64url character")
+	if sig[10] == 'A' {
+		sig[10] = 'B'
+	} else {
+		sig[10] = 'A'
 	}
+	badSig := parts[0] + "." + parts[1] + "." + string(sig)
 
 	cases := []struct {
 		name  string

@@ -358,8 +358,8 @@ class TokenLifetimeExceededError(PolicyError, InvalidTokenError):
     The lifetime is ``exp - iat``, or ``exp - now`` for a token without ``iat``.
     """
 
-    code = 309
-    kind = "token_lifetime_exceeded"
+    code: ClassVar[int] = 309
+    kind: ClassVar[str] = "token_lifetime_exceeded"
 
 
 # --- 4xx keys unavailable ---------------------------------------------------

@@ -427,6 +427,7 @@ mod tests {
                 alg: Alg::RS256,
                 verified_at_ms: 0,
                 expires_at: 0,
+                memo: Default::default(),
             }),
         }
     }

@@ -1,6 +1,8 @@
 //! What a successful verification returns.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::ffi::{CStr, CString};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -23,6 +25,61 @@ pub struct VerifiedToken {
     pub verified_at_ms: u64,
     /// The token's `exp`, seconds since the epoch.
     pub expires_at: u64,
+    /// Converted forms of this result, built on first use and shared by
+    /// every cache hit of it (hits return this same `Arc`), so a front end
+    /// converts a hot token's claims once, not once per hit.
+    pub(crate) memo: Memo,
+}
+
+/// Write-once slots for converted forms of a [`VerifiedToken`].
+#[derive(Clone, Default)]
+pub(crate) struct Memo {
+    /// The claims as compact JSON, NUL-terminated (C borrows it as is).
+    claims_json: OnceLock<CString>,
+    /// One front end's own converted form (C strings, a Python mapping).
+    front_end: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+impl VerifiedToken {
+    /// The claims as compact JSON, serialized once per result.
+    pub fn claims_json(&self) -> &str {
+        // JSON text is UTF-8 by construction.
+        std::str::from_utf8(self.claims_json_c().to_bytes()).expect("JSON is UTF-8")
+    }
+
+    /// The claims as compact JSON, NUL-terminated, serialized once per result.
+    pub fn claims_json_c(&self) -> &CStr {
+        self.memo.claims_json.get_or_init(|| {
+            let json = serde_json::to_vec(&self.claims).expect("a JSON map serializes");
+            // JSON text never holds a raw NUL: control characters are escaped.
+            CString::new(json).expect("JSON has no NUL byte")
+        })
+    }
+
+    /// A front end's converted form of this result, built by `init` on first
+    /// use and shared by every later hit. One type per result: a caller
+    /// asking for another type than the one stored gets a fresh, unshared
+    /// value (never someone else's).
+    pub fn memo<T: Any + Send + Sync>(&self, init: impl FnOnce(&VerifiedToken) -> T) -> Arc<T> {
+        let mut init = Some(init);
+        let stored = self.memo.front_end.get_or_init(|| {
+            let init = init.take().expect("called once");
+            Arc::new(init(self)) as Arc<dyn Any + Send + Sync>
+        });
+        match stored.clone().downcast::<T>() {
+            Ok(value) => value,
+            Err(_) => {
+                let init = init.take().expect("not called: the slot was already set");
+                Arc::new(init(self))
+            }
+        }
+    }
 }
 
 /// A successful verification: the verified token and where it came from.
@@ -78,8 +135,9 @@ impl Verified {
         &self.token
     }
 
-    /// The claims as a JSON string.
-    pub fn claims_json(&self) -> String {
-        serde_json::to_string(&self.token.claims).expect("a JSON map serializes")
+    /// The claims as compact JSON, serialized once per result and shared by
+    /// its cache hits.
+    pub fn claims_json(&self) -> &str {
+        self.token.claims_json()
     }
 }

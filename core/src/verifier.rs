@@ -348,6 +348,7 @@ impl Shared {
             // The API reports `exp` in whole seconds: the millisecond `exp`
             // the checks used, rounded down.
             expires_at: exp_ms / 1000,
+            memo: Default::default(),
         });
         let life = Lifetime {
             // The same instant the claim check starts rejecting.

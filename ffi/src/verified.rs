@@ -6,14 +6,15 @@
 //! The strings are built on first access, so a caller that only checks the
 //! code pays nothing for them. Building them (serialising the claims) costs
 //! several times a cache hit, so they are also shared: every cache hit of a
-//! token returns the same core `VerifiedToken` (one `Arc`), and a small
-//! process-wide table keyed by that allocation keeps its C strings, so the
-//! next hit of the same token borrows them instead of rebuilding them.
+//! token returns the same core `VerifiedToken` (one `Arc`), which memoizes
+//! its claims JSON (NUL-terminated) and this crate's other C strings
+//! (`VerifiedToken::memo`), so the next hit borrows them instead of
+//! rebuilding them.
 
 use std::cell::Cell;
 use std::ffi::{c_char, CString};
 use std::mem::MaybeUninit;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use jwtwarden_core::{Verified, VerifiedToken};
 
@@ -44,7 +45,7 @@ impl VerifiedHandle {
     }
 
     fn strings(&self) -> &Strings {
-        self.strings.get_or_init(|| shared_strings(self.verified.token()))
+        self.strings.get_or_init(|| self.verified.token().memo(Strings::new))
     }
 }
 
@@ -94,9 +95,9 @@ unsafe fn free_handle(ptr: *mut jwtwarden_verified) {
     let _ = SPARE.try_with(move |slot| slot.set(Some(spare)));
 }
 
-/// The C strings of one verified token. Immutable, like the token.
+/// The C strings of one verified token besides its claims JSON (which the
+/// core keeps NUL-terminated). Immutable, like the token.
 struct Strings {
-    claims_json: CString,
     issuer: CString,
     kid: Option<CString>,
     alg: CString,
@@ -104,55 +105,12 @@ struct Strings {
 
 impl Strings {
     fn new(t: &VerifiedToken) -> Strings {
-        let mut json = Vec::with_capacity(512);
-        serde_json::to_writer(&mut json, &t.claims).expect("a JSON map serialises");
         Strings {
-            // JSON text never holds a raw NUL (control characters are escaped).
-            claims_json: CString::new(json).unwrap_or_else(|e| c_string_lossy(&String::from_utf8_lossy(&e.into_vec()))),
             issuer: c_string_lossy(&t.issuer),
             kid: t.kid.as_deref().map(c_string_lossy),
             alg: c_string_lossy(t.alg.as_str()),
         }
     }
-}
-
-/// Slots of the shared-strings table: direct-mapped by the token's address,
-/// so at most this many tokens keep their strings (a few hundred KiB).
-///
-/// cbindgen:ignore
-const SLOTS: usize = 1024;
-
-/// One slot: the token it is for (a `Weak`, which also keeps that address
-/// from being reused by another token while the slot holds it) and its strings.
-type Slot = RwLock<Option<(Weak<VerifiedToken>, Arc<Strings>)>>;
-
-/// The shared-strings table.
-///
-/// cbindgen:ignore
-static TABLE: [Slot; SLOTS] = [const { RwLock::new(None) }; SLOTS];
-
-/// The strings of `token`, shared with every other result of the same token.
-fn shared_strings(token: &Arc<VerifiedToken>) -> Arc<Strings> {
-    let ptr = Arc::as_ptr(token);
-    // Fibonacci hashing of the address; allocations are 16-byte aligned.
-    let index = ((ptr as usize >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) % SLOTS;
-    // Only try_read/try_write: readers (hits of the same token on many
-    // threads) share the slot, and a slot being replaced (or left locked by
-    // a thread that did not survive a fork) is skipped, never waited for.
-    if let Ok(slot) = TABLE[index].try_read() {
-        if let Some((weak, strings)) = slot.as_ref() {
-            // Same address and still alive: the same token (the slot's Weak
-            // keeps the address from being reused by another one).
-            if std::ptr::eq(weak.as_ptr(), ptr) && weak.strong_count() > 0 {
-                return strings.clone();
-            }
-        }
-    }
-    let strings = Arc::new(Strings::new(token));
-    if let Ok(mut slot) = TABLE[index].try_write() {
-        *slot = Some((Arc::downgrade(token), strings.clone()));
-    }
-    strings
 }
 
 /// Run `f` on the result behind `verified`, or return `if_null` for NULL.
@@ -169,7 +127,7 @@ fn with<T>(verified: *const jwtwarden_verified, if_null: T, f: impl FnOnce(&Veri
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_claims_json(verified: *const jwtwarden_verified) -> *const c_char {
     ffi_panic_boundary! {
-        with(verified, std::ptr::null(), |v| v.strings().claims_json.as_ptr())
+        with(verified, std::ptr::null(), |v| v.verified.token().claims_json_c().as_ptr())
     }
 }
 

@@ -14,7 +14,6 @@ mod call;
 mod convert;
 mod errors;
 mod logbridge;
-mod memo;
 mod verifier;
 
 /// The extension module.

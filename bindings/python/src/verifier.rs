@@ -1,6 +1,6 @@
 //! The `Verifier` and `VerifiedToken` Python classes.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use jwtwarden::{Config, Error, ErrorKind, Verified, VerifyOptions};
 use pyo3::exceptions::PyTypeError;
@@ -12,7 +12,6 @@ use crate::call::detached;
 use crate::convert;
 use crate::errors::CoreError;
 use crate::logbridge;
-use crate::memo::ClaimsMemo;
 
 /// A token as `str` or `bytes` (borrowed, not copied).
 enum TokenArg {
@@ -55,9 +54,14 @@ pub(crate) struct Verifier {
     /// never pulls the engine out from under them; the engine (and its
     /// refresher thread) stops when the last one finishes.
     inner: RwLock<Option<Arc<jwtwarden::Verifier>>>,
-    /// Claims already converted to Python, reused by cache hits.
-    memo: ClaimsMemo,
 }
+
+/// The claims of one verified result converted to Python once, kept on the
+/// result itself (`VerifiedToken::memo`) and so shared by every cache hit of
+/// it: a template `dict` (copied before it is handed out) and whether any
+/// claim is a container (so a copy must go deeper than the top level).
+#[derive(Default)]
+struct PyClaims(OnceLock<(Py<PyDict>, bool)>);
 
 impl Verifier {
     fn engine(&self) -> PyResult<Arc<jwtwarden::Verifier>> {
@@ -90,17 +94,19 @@ impl Verifier {
     /// conversion when there is one (cache hits), else converted (and
     /// memoized).
     fn claims<'py>(&self, py: Python<'py>, verified: &Verified) -> PyResult<Bound<'py, PyDict>> {
-        let token = verified.token();
-        if let Some((template, nested)) = self.memo.get(py, token) {
+        let memo = verified.token().memo(|_| PyClaims::default());
+        if let Some((template, nested)) = memo.0.get() {
             let template = template.bind(py);
-            return if nested {
+            return if *nested {
                 convert::copy_claims(template)
             } else {
                 template.copy()
             };
         }
         let dict = convert::map_to_dict(py, verified.claims())?;
-        self.memo.put(token, convert::copy_claims(&dict)?.unbind());
+        let nested = verified.claims().values().any(|v| v.is_array() || v.is_object());
+        // Another thread may have set it meanwhile: either template is right.
+        let _ = memo.0.set((convert::copy_claims(&dict)?.unbind(), nested));
         Ok(dict)
     }
 }
@@ -117,7 +123,6 @@ impl Verifier {
         let engine = detached(py, move || jwtwarden::Verifier::new(config))?;
         Ok(Verifier {
             inner: RwLock::new(Some(Arc::new(engine))),
-            memo: ClaimsMemo::new(),
         })
     }
 
@@ -221,7 +226,6 @@ impl Verifier {
     /// (other than `close`) raise `InvalidArgumentError`.
     fn close(&self, py: Python<'_>) {
         let engine = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
-        self.memo.clear();
         if let Some(engine) = engine {
             py.detach(move || drop(engine));
         }

@@ -19,13 +19,14 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::token::Alg;
 
 /// Top-level configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The issuers whose tokens are accepted. At least one.
@@ -56,7 +57,7 @@ pub struct Config {
 }
 
 /// One trusted issuer.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The issuer identifier, compared exactly with the token's `iss`.
@@ -124,7 +125,7 @@ pub struct IssuerConfig {
 }
 
 /// A locally configured HMAC secret.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HmacKeyConfig {
     /// The `kid` tokens use for this secret; none matches tokens without `kid`.
@@ -135,7 +136,7 @@ pub struct HmacKeyConfig {
 }
 
 /// Per-issuer key refresh policy. All durations in seconds.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshConfig {
     /// JWKS TTL when the response has no usable `Cache-Control: max-age` or
@@ -175,7 +176,7 @@ pub struct RefreshConfig {
 }
 
 /// The verification-result cache.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Cache verification results. Default true.
@@ -205,7 +206,7 @@ pub struct CacheConfig {
 }
 
 /// HTTP client settings for JWKS and discovery fetches.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Allow `http://` URLs. Default false (HTTPS only). Meant for tests on
@@ -245,7 +246,7 @@ pub struct HttpConfig {
 }
 
 /// Bounds on the revocation denylists.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationConfig {
     /// Most entries held across all denylists; a revocation past that is
@@ -446,6 +447,14 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The JSON Schema of the configuration (draft 2020-12), generated from
+    /// these types: every field with its type, default and documentation,
+    /// unknown fields refused. `docs/config.schema.json` is this, committed
+    /// (a test keeps it current), for editors to validate config files.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Config)).expect("a schema serializes")
     }
 
     /// Read and validate the configuration file at `path`, the one rule every

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A signature algorithm jwtwarden accepts. `none` is not representable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum Alg {
     /// RSASSA-PKCS1-v1_5 with SHA-256.

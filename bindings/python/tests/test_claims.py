@@ -22,9 +22,11 @@ def test_expiry_leeway(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
     assert verifier.verify(issuer.mint(exp=int(time.time()) - 5))["sub"] == "user"
 
 
-def test_missing_exp_is_rejected(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
-    with pytest.raises(jwtwarden.ExpiredSignatureError):
+def test_missing_exp_is_a_missing_claim_not_an_expired_token(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    with pytest.raises(jwtwarden.MissingRequiredClaimError) as e:
         verifier.verify(issuer.mint(exp=None))
+    assert e.value.code == 305
+    assert not isinstance(e.value, jwtwarden.ExpiredSignatureError)
 
 
 def test_not_yet_valid(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
@@ -37,7 +39,8 @@ def test_wrong_audience(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
     with pytest.raises(jwtwarden.InvalidAudienceError) as e:
         verifier.verify(issuer.mint(aud="other-api"))
     assert e.value.code == 304
-    with pytest.raises(jwtwarden.InvalidAudienceError):
+    # No aud at all is a missing claim (PyJWT says the same), not a wrong one.
+    with pytest.raises(jwtwarden.MissingRequiredClaimError):
         verifier.verify(issuer.mint(aud=None))
     assert verifier.verify(issuer.mint(aud=["other-api", "api"]))["aud"] == ["other-api", "api"]
 

@@ -102,7 +102,7 @@ struct ServeFile {
     max_request_header_bytes: Option<usize>,
     max_connections: Option<usize>,
     shutdown_grace_secs: Option<u64>,
-    blocking: Option<Offload>,
+    offload: Option<Offload>,
     admin: Option<AdminFile>,
 }
 
@@ -168,7 +168,7 @@ pub struct ServeConfig {
     /// How long in-flight requests may finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// How verification runs on the runtime.
-    pub blocking: Offload,
+    pub offload: Offload,
     /// The admin listener, if enabled.
     pub admin: Option<AdminConfig>,
 }
@@ -273,7 +273,7 @@ impl ServeConfig {
             max_request_header_bytes,
             max_connections: f.max_connections.unwrap_or(4096).max(1),
             shutdown_grace: Duration::from_secs(f.shutdown_grace_secs.unwrap_or(10)),
-            blocking: f.blocking.unwrap_or_default(),
+            offload: f.offload.unwrap_or_default(),
             admin,
         })
     }

@@ -76,7 +76,7 @@ async fn authorize(state: &super::State, req: &Request<Incoming>) -> Resp {
         Err(why) => return refuse(Reason::InvalidRequest(why)),
     };
     let fingerprint = || jwtwarden::fingerprint(token.as_bytes());
-    let result = verify(state, token.clone(), route.issuer.clone(), route.fresh, cfg.blocking).await;
+    let result = verify(state, token.clone(), route.issuer.clone(), route.fresh, cfg.offload).await;
     let verified = match result {
         Ok(v) => v,
         Err(e) => {

@@ -16,10 +16,12 @@
 //! workspace for the test issuer) has no header timeout and one thread per
 //! connection.
 //!
-//! The engine is synchronous. A verification is served on the runtime with
-//! `block_in_place` by default (see [`config::Offload`]): a cache hit costs
-//! about 100 ns, but a miss may wait up to `http.timeout_ms` for a JWKS
-//! fetch, and that must not stall the other connections of a worker.
+//! The engine is synchronous. A verification runs on tokio's blocking pool
+//! (`spawn_blocking`) by default (see [`config::Offload`]): a cache hit
+//! costs about 100 ns, but a miss may wait up to `http.timeout_ms` for a
+//! JWKS fetch, and that must not stall the other connections of a worker.
+//! We cannot tell a hit from a miss before calling the engine, and measured
+//! with wrk, `spawn_blocking` served hits faster than `block_in_place`.
 
 pub mod admin;
 pub mod claims;
@@ -132,6 +134,16 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
         return Exit::Unavailable;
     };
     let admin_addr = admin_addr.and_then(Result::ok);
+    // Handlers before the ready line: a SIGHUP sent as soon as the line is
+    // read must reload, not kill the process (SIGHUP's default action).
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        log::error!("cannot install signal handlers");
+        return Exit::Unavailable;
+    };
     // One machine-readable line, so scripts and tests can find an
     // ephemeral port (`--listen 127.0.0.1:0`).
     println!(
@@ -147,14 +159,6 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     });
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections));
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        log::error!("cannot install signal handlers");
-        return Exit::Unavailable;
-    };
     let opts = Arc::new(opts);
     loop {
         tokio::select! {

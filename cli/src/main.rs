@@ -12,6 +12,7 @@ mod demo;
 mod inspect;
 mod jwks;
 mod logging;
+mod serve;
 mod timefmt;
 mod verify;
 
@@ -61,7 +62,8 @@ Examples:
   jwtwarden demo                                  # the whole story in ~10 s, no network
   jwtwarden verify --config jwtwarden.toml \"$TOKEN\"
   jwtwarden inspect \"$TOKEN\"                      # decode WITHOUT verifying
-  jwtwarden jwks https://idp.example.com/.well-known/jwks.json";
+  jwtwarden jwks https://idp.example.com/.well-known/jwks.json
+  jwtwarden serve --config jwtwarden.toml          # forward auth for nginx, Envoy, Traefik, Caddy";
 
 /// Verify JWTs against issuers' JWKS, inspect tokens, and see the cache and
 /// key refresh at work.
@@ -85,6 +87,7 @@ enum Command {
     Inspect(InspectArgs),
     Jwks(JwksArgs),
     Demo(DemoArgs),
+    Serve(ServeArgs),
 }
 
 /// Verify tokens; print one JSON line per token with the decision.
@@ -215,6 +218,41 @@ struct DemoArgs {
     json: bool,
 }
 
+/// Answer forward-auth requests over HTTP (nginx auth_request, Envoy
+/// ext_authz, Traefik ForwardAuth, Caddy forward_auth) with the engine.
+///
+/// The forward-auth endpoint (default `/auth`) reads the bearer token,
+/// verifies it and answers 200 with chosen claims as response headers, 401
+/// (with `WWW-Authenticate`, RFC 6750) for a missing or rejected token, 400
+/// for a malformed `Authorization` header, 403 for missing scopes, and 503
+/// with `Retry-After` while an issuer's keys are unavailable. Also serves
+/// `/healthz` and `/metrics`. SIGHUP reloads both configuration files
+/// (keeping the running ones if they do not load); SIGTERM/SIGINT stop
+/// accepting and let requests in flight finish. Prints one JSON line
+/// `{"listen": ADDR, "admin": ADDR|null}` on stdout once listening.
+/// Guide, proxy configurations and the serve file: docs/serve.md.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  jwtwarden serve --config jwtwarden.toml
+  jwtwarden serve --config jwtwarden.toml --serve-config serve.toml --listen 127.0.0.1:8400
+  kill -HUP $(pidof jwtwarden)          # reload both files
+
+Exit status: 0 stopped by SIGTERM/SIGINT, 2 usage or configuration error, 3 could not start.")]
+struct ServeArgs {
+    /// Engine configuration file, JSON or TOML: the same file every
+    /// jwtwarden front end reads.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Serve configuration file, JSON or TOML (listen address, paths,
+    /// claim headers, routes, admin listener); all defaults without it.
+    #[arg(long, value_name = "FILE")]
+    serve_config: Option<PathBuf>,
+    /// Listen address (default 127.0.0.1:8400, or `listen` of the serve file).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
@@ -235,6 +273,11 @@ fn main() -> ExitCode {
             target: a.target,
             allow_http: a.allow_http,
             json: a.json,
+        }),
+        Command::Serve(a) => serve::run(serve::ServeOptions {
+            config: a.config,
+            serve_config: a.serve_config,
+            listen: a.listen,
         }),
         Command::Demo(a) => {
             if !(2.0..=120.0).contains(&a.duration) {

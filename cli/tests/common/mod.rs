@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod serve;
+
 use jwtwarden_testissuer::TestIssuer;
 use serde_json::{json, Value};
 use tempfile::TempDir;

@@ -1,0 +1,350 @@
+//! The serve configuration: how `jwtwarden serve` talks HTTP, separate from
+//! the engine configuration.
+//!
+//! The engine's `Config` rejects unknown fields (a typo must not silently
+//! weaken verification), and every front end reads that same file. So the
+//! HTTP settings live in their own file (`--serve-config`, TOML or JSON by
+//! extension), also strict about unknown fields, and the engine file stays
+//! exactly what `jwtwarden verify`, the C ABI and the Python package read.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::claims::HeaderName;
+use super::routes::{Route, RouteConfig, Routes};
+
+/// The default listen address: loopback only, so a fresh install is not
+/// reachable from the network until someone decides it should be.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8400";
+
+/// Where the original request's URI and method are read from: each proxy
+/// sends them its own way, and only the one the proxy *sets* (overwriting
+/// whatever the client sent) may be trusted, so exactly one is read.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarded {
+    /// nginx `auth_request`: `X-Original-URI` and `X-Original-Method`
+    /// (set with `proxy_set_header`; the method falls back to the
+    /// subrequest's own, which nginx copies from the original request).
+    #[default]
+    Nginx,
+    /// Traefik ForwardAuth: `X-Forwarded-Uri` and `X-Forwarded-Method`.
+    Traefik,
+    /// Caddy `forward_auth`: `X-Forwarded-Uri` and `X-Forwarded-Method`.
+    Caddy,
+    /// Envoy `ext_authz` (HTTP service): the original path under
+    /// `auth_path` as the request path, and the original method as the
+    /// request's own.
+    Envoy,
+}
+
+impl Forwarded {
+    /// The header carrying the original URI, if this proxy uses one.
+    pub fn uri_header(self) -> Option<&'static str> {
+        match self {
+            Forwarded::Nginx => Some("x-original-uri"),
+            Forwarded::Traefik | Forwarded::Caddy => Some("x-forwarded-uri"),
+            Forwarded::Envoy => None,
+        }
+    }
+
+    /// The header carrying the original method, if this proxy uses one.
+    pub fn method_header(self) -> Option<&'static str> {
+        match self {
+            Forwarded::Nginx => Some("x-original-method"),
+            Forwarded::Traefik | Forwarded::Caddy => Some("x-forwarded-method"),
+            Forwarded::Envoy => None,
+        }
+    }
+}
+
+/// How a verification runs on the async runtime. A cache hit costs about
+/// 100 ns, but a miss may wait on a JWKS fetch for up to `http.timeout_ms`,
+/// which must not stall a runtime worker (and every connection on it).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Offload {
+    /// `tokio::task::block_in_place`: the worker hands its other tasks to
+    /// another thread before verifying.
+    BlockInPlace,
+    /// `tokio::task::spawn_blocking`: verify on the blocking pool (the
+    /// default: faster than `block_in_place` for cache hits, with a lower
+    /// p99, in benches/serve/run; see docs/benchmarks.md).
+    #[default]
+    SpawnBlocking,
+    /// Verify on the worker itself: fastest for hits, but a key fetch
+    /// stalls every connection on that worker. For measurements only.
+    Inline,
+}
+
+/// The serve file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<String>,
+    auth_path: Option<String>,
+    health_path: Option<String>,
+    metrics_path: Option<String>,
+    realm: Option<String>,
+    forwarded: Option<Forwarded>,
+    token_header: Option<String>,
+    token_cookie: Option<String>,
+    retry_after_secs: Option<u64>,
+    max_claim_header_bytes: Option<usize>,
+    #[serde(default)]
+    claim_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    routes: Vec<RouteConfig>,
+    header_read_timeout_ms: Option<u64>,
+    max_request_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+    offload: Option<Offload>,
+    admin: Option<AdminFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    listen: String,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+}
+
+/// The optional admin listener (revocations).
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// Its own address, never the verification listener's.
+    pub listen: SocketAddr,
+    /// The bearer secret a request must present.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret is never printed.
+        f.debug_struct("AdminConfig").field("listen", &self.listen).finish()
+    }
+}
+
+/// The validated serve configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The verification listener.
+    pub listen: SocketAddr,
+    /// The forward-auth endpoint (and, for Envoy, the prefix of the
+    /// original path).
+    pub auth_path: String,
+    /// Issuer health.
+    pub health_path: String,
+    /// Prometheus text.
+    pub metrics_path: String,
+    /// `realm` of every `WWW-Authenticate` challenge.
+    pub realm: String,
+    /// Which proxy's forwarding headers are trusted.
+    pub forwarded: Forwarded,
+    /// The header the token is read from (lower case); `authorization`
+    /// means the `Bearer` scheme.
+    pub token_header: String,
+    /// A cookie the token is read from when the header is absent.
+    pub token_cookie: Option<String>,
+    /// `Retry-After` of a 503.
+    pub retry_after_secs: u64,
+    /// Longest claim header value, in bytes (longer values are cut).
+    pub max_claim_header_bytes: usize,
+    /// Claim name to response header name.
+    pub claim_headers: Vec<(String, HeaderName)>,
+    /// Per-route rules.
+    pub routes: Routes,
+    /// A client must send its whole request header within this time.
+    pub header_read_timeout: Duration,
+    /// Largest request header block, in bytes.
+    pub max_request_header_bytes: usize,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long in-flight requests may finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// How verification runs on the runtime.
+    pub offload: Offload,
+    /// The admin listener, if enabled.
+    pub admin: Option<AdminConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig::from_file(ServeFile::default()).expect("the defaults are valid")
+    }
+}
+
+impl ServeConfig {
+    /// Read and validate a serve file (TOML or JSON, by extension; else
+    /// both are tried). Errors name the file and the field.
+    pub fn from_path(path: &Path) -> Result<ServeConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let file = match ext.as_deref() {
+            Some("json") => from_json(&text),
+            Some("toml") => from_toml(&text),
+            _ => from_json(&text).or_else(|json_err| {
+                from_toml(&text).map_err(|toml_err| format!("neither JSON ({json_err}) nor TOML ({toml_err})"))
+            }),
+        }
+        .map_err(|e| format!("serve config {}: {e}", path.display()))?;
+        ServeConfig::from_file(file).map_err(|e| format!("serve config {}: {e}", path.display()))
+    }
+
+    /// Parse a TOML serve configuration (tests).
+    #[cfg(test)]
+    pub fn from_toml_str(text: &str) -> Result<ServeConfig, String> {
+        ServeConfig::from_file(from_toml(text)?)
+    }
+
+    fn from_file(f: ServeFile) -> Result<ServeConfig, String> {
+        let listen = parse_addr("listen", f.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let path = |field: &str, v: Option<String>, default: &str| -> Result<String, String> {
+            let v = v.unwrap_or_else(|| default.to_string());
+            if !v.starts_with('/') || v.len() > 1 && v.ends_with('/') || v.contains(['?', '#']) {
+                return Err(format!(
+                    "{field}: {v:?} must start with '/', not end with one, and have no query"
+                ));
+            }
+            Ok(v)
+        };
+        let auth_path = path("auth_path", f.auth_path, "/auth")?;
+        let health_path = path("health_path", f.health_path, "/healthz")?;
+        let metrics_path = path("metrics_path", f.metrics_path, "/metrics")?;
+        if health_path == auth_path || metrics_path == auth_path || health_path == metrics_path {
+            return Err("auth_path, health_path and metrics_path must differ".into());
+        }
+        let realm = f.realm.unwrap_or_else(|| "jwtwarden".to_string());
+        if realm.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+            return Err("realm: no quotes, backslashes or control characters".into());
+        }
+        let token_header = f.token_header.unwrap_or_else(|| "authorization".to_string());
+        HeaderName::parse(&token_header).map_err(|e| format!("token_header: {e}"))?;
+        if let Some(c) = &f.token_cookie {
+            if c.is_empty()
+                || !c
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+            {
+                return Err(format!("token_cookie: {c:?} is not a cookie name"));
+            }
+        }
+        let mut claim_headers = Vec::new();
+        for (claim, header) in f.claim_headers {
+            let name = HeaderName::parse(&header).map_err(|e| format!("claim_headers.{claim}: {e}"))?;
+            if claim_headers.iter().any(|(_, n): &(String, HeaderName)| n == &name) {
+                return Err(format!("claim_headers.{claim}: header {header} is mapped twice"));
+            }
+            claim_headers.push((claim, name));
+        }
+        let routes = f
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Route::new(r).map_err(|e| format!("routes[{i}].{e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let admin = f.admin.map(admin_config).transpose()?;
+        if admin.as_ref().is_some_and(|a| a.listen == listen) {
+            return Err("admin.listen must differ from listen".into());
+        }
+        let max_request_header_bytes = f.max_request_header_bytes.unwrap_or(32 * 1024);
+        if !(8192..=1024 * 1024).contains(&max_request_header_bytes) {
+            return Err("max_request_header_bytes: between 8192 and 1048576".into());
+        }
+        Ok(ServeConfig {
+            listen,
+            auth_path,
+            health_path,
+            metrics_path,
+            realm,
+            forwarded: f.forwarded.unwrap_or_default(),
+            token_header: token_header.to_ascii_lowercase(),
+            token_cookie: f.token_cookie,
+            retry_after_secs: f.retry_after_secs.unwrap_or(5).clamp(1, 3600),
+            max_claim_header_bytes: f.max_claim_header_bytes.unwrap_or(1024).clamp(16, 8192),
+            claim_headers,
+            routes: Routes::new(routes),
+            header_read_timeout: Duration::from_millis(f.header_read_timeout_ms.unwrap_or(5000).clamp(100, 600_000)),
+            max_request_header_bytes,
+            max_connections: f.max_connections.unwrap_or(4096).max(1),
+            shutdown_grace: Duration::from_secs(f.shutdown_grace_secs.unwrap_or(10)),
+            offload: f.offload.unwrap_or_default(),
+            admin,
+        })
+    }
+}
+
+fn from_json(text: &str) -> Result<ServeFile, String> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+}
+
+fn from_toml(text: &str) -> Result<ServeFile, String> {
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+}
+
+fn parse_addr(field: &str, v: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| format!("{field}: {v:?} is not an IP:port address (for example {DEFAULT_LISTEN})"))
+}
+
+fn admin_config(a: AdminFile) -> Result<AdminConfig, String> {
+    let listen = parse_addr("admin.listen", &a.listen)?;
+    let secret = match (&a.token_file, &a.token_env) {
+        (Some(p), None) => std::fs::read_to_string(p)
+            .map_err(|e| format!("admin.token_file: cannot read {}: {e}", p.display()))?
+            .trim()
+            .to_string(),
+        (None, Some(var)) => std::env::var(var).map_err(|_| format!("admin.token_env: {var} is not set"))?,
+        _ => return Err("admin: exactly one of token_file and token_env".into()),
+    };
+    // A short secret can be guessed; the listener is for operators.
+    if secret.len() < 16 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("admin: the secret must be at least 16 visible ASCII characters".into());
+    }
+    Ok(AdminConfig { listen, secret })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = ServeConfig::default();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.auth_path, "/auth");
+        assert_eq!(c.token_header, "authorization");
+        assert!(c.admin.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_headers_are_errors() {
+        assert!(ServeConfig::from_toml_str("listn = \"127.0.0.1:1\"")
+            .unwrap_err()
+            .contains("listn"));
+        let e = ServeConfig::from_toml_str("[claim_headers]\nsub = \"X-Auth\\r\\nEvil\"").unwrap_err();
+        assert!(e.contains("claim_headers.sub"), "{e}");
+        let e = ServeConfig::from_toml_str("[claim_headers]\nsub = \"Content-Length\"").unwrap_err();
+        assert!(e.contains("claim_headers.sub"), "{e}");
+        assert!(ServeConfig::from_toml_str("auth_path = \"auth\"").is_err());
+        assert!(ServeConfig::from_toml_str("realm = 'a\"b'").is_err());
+    }
+
+    #[test]
+    fn admin_needs_a_long_secret() {
+        std::env::set_var("JWTWARDEN_TEST_SHORT_SECRET", "short");
+        let e = ServeConfig::from_toml_str(
+            "[admin]\nlisten = \"127.0.0.1:1\"\ntoken_env = \"JWTWARDEN_TEST_SHORT_SECRET\"",
+        )
+        .unwrap_err();
+        assert!(e.contains("16"), "{e}");
+    }
+}

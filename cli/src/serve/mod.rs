@@ -1,0 +1,289 @@
+//! `jwtwarden serve`: the engine behind an HTTP forward-auth endpoint, for
+//! proxies and legacy middleware that cannot link a library (nginx
+//! `auth_request`, Envoy `ext_authz`, Traefik ForwardAuth, Caddy
+//! `forward_auth`).
+//!
+//! Built on hyper 1.x (HTTP/1.1 server connections) with hyper-util's tokio
+//! glue, on a multi-threaded tokio runtime. Why this stack and not another:
+//! every forward-auth proxy speaks HTTP/1.1 to its auth service, and hyper
+//! is the HTTP implementation most of the Rust ecosystem (axum, reqwest,
+//! tonic) stands on, so its parser and limits get the most scrutiny. Its
+//! connection builder gives exactly the knobs a server facing a proxy needs
+//! — header size limit (`max_buf_size`), header count, a header read timeout
+//! against slow clients, keep-alive, graceful shutdown — without a routing
+//! framework: this server has three fixed paths, which axum's router and
+//! tower layers would only add dependencies to. `tiny_http` (already in the
+//! workspace for the test issuer) has no header timeout and one thread per
+//! connection.
+//!
+//! The engine is synchronous. A verification runs on tokio's blocking pool
+//! (`spawn_blocking`) by default (see [`config::Offload`]): a cache hit
+//! costs about 100 ns, but a miss may wait up to `http.timeout_ms` for a
+//! JWKS fetch, and that must not stall the other connections of a worker.
+//! We cannot tell a hit from a miss before calling the engine, and measured
+//! with wrk, `spawn_blocking` served hits faster than `block_in_place`.
+
+pub mod admin;
+pub mod claims;
+pub mod config;
+pub mod http;
+pub mod refusal;
+pub mod routes;
+pub mod stats;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use jwtwarden::Verifier;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
+
+use crate::Exit;
+use config::ServeConfig;
+
+/// Options of `jwtwarden serve`.
+pub struct ServeOptions {
+    /// The engine configuration (the file every front end reads).
+    pub config: PathBuf,
+    /// The serve configuration (HTTP settings, routes, claim headers).
+    pub serve_config: Option<PathBuf>,
+    /// Overrides `listen` of the serve configuration.
+    pub listen: Option<String>,
+}
+
+/// What a reload replaces, together: a request sees one or the other whole.
+pub struct State {
+    /// The engine.
+    pub verifier: Arc<Verifier>,
+    /// The serve configuration.
+    pub config: Arc<ServeConfig>,
+}
+
+/// Shared by every connection.
+pub struct App {
+    /// The current verifier and configuration (swapped on SIGHUP).
+    pub state: ArcSwap<State>,
+    /// Answers by status and latency.
+    pub stats: stats::Stats,
+    /// Revocations made through the admin API, replayed after a reload.
+    pub revocations: Mutex<Vec<admin::Revocation>>,
+}
+
+/// Run `serve` until SIGTERM or SIGINT.
+pub fn run(opts: ServeOptions) -> Exit {
+    let state = match load(&opts) {
+        Ok(s) => s,
+        Err(e) => return Exit::usage(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("cannot start the runtime: {e}");
+            return Exit::Unavailable;
+        }
+    };
+    runtime.block_on(serve(opts, state))
+}
+
+/// Read both files and build a verifier. Offload: the verifier fetches
+/// every issuer's keys before it is returned.
+fn load(opts: &ServeOptions) -> Result<State, String> {
+    let engine = jwtwarden::Config::from_path(&opts.config).map_err(|e| e.message().to_string())?;
+    let mut serve = match &opts.serve_config {
+        Some(p) => ServeConfig::from_path(p)?,
+        None => ServeConfig::default(),
+    };
+    if let Some(listen) = &opts.listen {
+        serve.listen = listen
+            .parse()
+            .map_err(|_| format!("--listen {listen:?} is not an IP:port address"))?;
+    }
+    let configured: Vec<&str> = engine.issuers.iter().map(|i| i.issuer.as_str()).collect();
+    if let Some(bad) = serve.routes.pinned_issuers().find(|i| !configured.contains(i)) {
+        return Err(format!(
+            "a route pins issuer {bad:?}, which the engine configuration does not have"
+        ));
+    }
+    let verifier = Verifier::new(engine).map_err(|e| format!("cannot build the verifier: {e}"))?;
+    Ok(State {
+        verifier: Arc::new(verifier),
+        config: Arc::new(serve),
+    })
+}
+
+async fn serve(opts: ServeOptions, state: State) -> Exit {
+    let config = state.config.clone();
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => return Exit::usage(format!("cannot listen on {}: {e}", config.listen)),
+    };
+    let admin_listener = match &config.admin {
+        Some(a) => match TcpListener::bind(a.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => return Exit::usage(format!("cannot listen on {} (admin): {e}", a.listen)),
+        },
+        None => None,
+    };
+    let (Ok(addr), admin_addr) = (listener.local_addr(), admin_listener.as_ref().map(|l| l.local_addr())) else {
+        return Exit::Unavailable;
+    };
+    let admin_addr = admin_addr.and_then(Result::ok);
+    // Handlers before the ready line: a SIGHUP sent as soon as the line is
+    // read must reload, not kill the process (SIGHUP's default action).
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        log::error!("cannot install signal handlers");
+        return Exit::Unavailable;
+    };
+    // One machine-readable line, so scripts and tests can find an
+    // ephemeral port (`--listen 127.0.0.1:0`).
+    println!(
+        "{}",
+        serde_json::json!({"listen": addr.to_string(), "admin": admin_addr.map(|a| a.to_string())})
+    );
+    log::info!("serving forward auth on http://{addr}{}", config.auth_path);
+
+    let app = Arc::new(App {
+        state: ArcSwap::from_pointee(state),
+        stats: stats::Stats::default(),
+        revocations: Mutex::new(Vec::new()),
+    });
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let opts = Arc::new(opts);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => spawn_connection(&app, &graceful, &limit, stream, false),
+                Err(e) => {
+                    // Out of descriptors, usually: back off instead of spinning.
+                    log::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            accepted = accept_admin(admin_listener.as_ref()) => match accepted {
+                Ok((stream, _)) => spawn_connection(&app, &graceful, &limit, stream, true),
+                Err(e) => {
+                    log::warn!("admin accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = hup.recv() => reload(&app, &opts).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    // Stop accepting, then let requests in flight finish; idle keep-alive
+    // connections close at once.
+    drop(listener);
+    drop(admin_listener);
+    log::info!(
+        "shutting down: waiting up to {:?} for requests in flight",
+        config.shutdown_grace
+    );
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        log::warn!("shutdown: connections still open after the grace period; closing them");
+    }
+    Exit::Ok
+}
+
+async fn accept_admin(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_connection(
+    app: &Arc<App>,
+    graceful: &GracefulShutdown,
+    limit: &Arc<Semaphore>,
+    stream: tokio::net::TcpStream,
+    admin: bool,
+) {
+    let Ok(permit) = limit.clone().try_acquire_owned() else {
+        // Over max_connections: closing is kinder to the proxy than a
+        // connection that hangs until it times out.
+        log::warn!("connection refused: max_connections reached");
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let cfg = app.state.load().config.clone();
+    let app = app.clone();
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move {
+            Ok::<_, Infallible>(if admin {
+                admin::handle(app, req).await
+            } else {
+                http::handle(app, req).await
+            })
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_request_header_bytes)
+        .max_headers(100);
+    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            log::debug!("connection: {e}");
+        }
+        drop(permit);
+    });
+}
+
+/// SIGHUP: build a new verifier from both files and swap it in. Requests in
+/// flight finish on the state they started with; a configuration that does
+/// not load leaves the running one in place.
+async fn reload(app: &Arc<App>, opts: &Arc<ServeOptions>) {
+    log::info!("SIGHUP: reloading {}", opts.config.display());
+    let o = opts.clone();
+    let loaded = tokio::task::spawn_blocking(move || load(&o)).await;
+    let new = match loaded {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            log::error!("reload failed, keeping the running configuration: {e}");
+            app.stats.reloaded(false);
+            return;
+        }
+        Err(e) => {
+            log::error!("reload failed, keeping the running configuration: {e}");
+            app.stats.reloaded(false);
+            return;
+        }
+    };
+    let old = app.state.load();
+    if new.config.listen != old.config.listen
+        || new.config.admin.as_ref().map(|a| a.listen) != old.config.admin.as_ref().map(|a| a.listen)
+    {
+        log::warn!("reload: listen addresses change only on restart");
+    }
+    // Replay under the log's lock, so no admin revocation can fall between
+    // the replay and the swap.
+    let log = app.revocations.lock().unwrap_or_else(|e| e.into_inner());
+    for r in log.iter() {
+        if let Err(e) = r.apply(&new.verifier) {
+            log::warn!("reload: replaying {r:?}: {e}");
+        }
+    }
+    app.state.store(Arc::new(new));
+    drop(log);
+    app.stats.reloaded(true);
+    log::info!("reloaded; cached verification results start empty");
+}

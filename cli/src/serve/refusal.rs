@@ -1,0 +1,292 @@
+//! The HTTP refusal contract, in one table.
+//!
+//! Every front end that answers HTTP (the Go and Python middlewares, this
+//! server) refuses the same way (docs/design.md, "Front ends share one
+//! contract"), so the whole mapping from a reason to a response is the
+//! [`ROWS`] table and [`refusal`]; aligning with another front end means
+//! comparing tables.
+//!
+//! Every refusal has `Cache-Control: no-store` and a JSON body
+//! `{"error": kind, "code": n, "category": ..., "message": ...}`; the body
+//! never contains the token.
+
+use jwtwarden::{Category, Error};
+use serde_json::json;
+
+/// Why a request is refused.
+#[derive(Clone, Debug)]
+pub enum Reason<'a> {
+    /// No token in the request (no header, another scheme, no cookie).
+    MissingToken,
+    /// An `Authorization` header that is not a well-formed `Bearer`
+    /// credential (or a forwarded URI the server cannot read).
+    InvalidRequest(&'a str),
+    /// The engine rejected the token, or found the keys unavailable.
+    Engine(&'a Error),
+    /// A valid token without the scopes the route requires.
+    InsufficientScope(&'a [String]),
+}
+
+/// RFC 6750 §3 challenge variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Challenge {
+    /// `Bearer realm="..."` (no credentials were presented).
+    Bare,
+    /// `Bearer realm="...", error="<code>", error_description="<kind>"`.
+    Error(&'static str),
+    /// No `WWW-Authenticate`: not the client's credentials' fault.
+    None,
+}
+
+/// One row: what a class of refusal looks like on the wire.
+struct Row {
+    status: u16,
+    challenge: Challenge,
+    retry_after: bool,
+}
+
+/// Codes for the refusals that come before (or after) the engine, in a range
+/// the engine's codes (1xx-9xx, `jwtwarden::ErrorKind`) do not use.
+pub const MISSING_TOKEN: (&str, u32) = ("missing_token", 1000);
+/// A malformed request (see [`MISSING_TOKEN`]).
+pub const INVALID_REQUEST: (&str, u32) = ("invalid_request", 1001);
+/// Scopes missing (see [`MISSING_TOKEN`]).
+pub const INSUFFICIENT_SCOPE: (&str, u32) = ("insufficient_scope", 1002);
+
+/// The table. Keys: the request class or the engine's error category.
+const ROWS: &[(&str, Row)] = &[
+    (
+        "missing_token",
+        Row {
+            status: 401,
+            challenge: Challenge::Bare,
+            retry_after: false,
+        },
+    ),
+    (
+        "invalid_request",
+        Row {
+            status: 400,
+            challenge: Challenge::Error("invalid_request"),
+            retry_after: false,
+        },
+    ),
+    (
+        "insufficient_scope",
+        Row {
+            status: 403,
+            challenge: Challenge::Error("insufficient_scope"),
+            retry_after: false,
+        },
+    ),
+    (
+        "malformed",
+        Row {
+            status: 401,
+            challenge: Challenge::Error("invalid_token"),
+            retry_after: false,
+        },
+    ),
+    (
+        "verification",
+        Row {
+            status: 401,
+            challenge: Challenge::Error("invalid_token"),
+            retry_after: false,
+        },
+    ),
+    (
+        "policy",
+        Row {
+            status: 401,
+            challenge: Challenge::Error("invalid_token"),
+            retry_after: false,
+        },
+    ),
+    // The token may be fine: tell the client to come back, not to discard it.
+    (
+        "keys_unavailable",
+        Row {
+            status: 503,
+            challenge: Challenge::None,
+            retry_after: true,
+        },
+    ),
+    (
+        "usage",
+        Row {
+            status: 500,
+            challenge: Challenge::None,
+            retry_after: false,
+        },
+    ),
+    (
+        "internal",
+        Row {
+            status: 500,
+            challenge: Challenge::None,
+            retry_after: false,
+        },
+    ),
+];
+
+/// A refusal, ready to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers besides `Content-Type` and `Content-Length`.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// The response for `reason`. `realm` is already checked to need no escaping.
+pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refusal {
+    // error_description: the stable kind for a token the engine refused
+    // (machine-readable, nothing taken from the token); our own words for a
+    // malformed request.
+    let (key, kind, code, category, message, scope) = match reason {
+        Reason::MissingToken => (
+            "missing_token",
+            MISSING_TOKEN.0,
+            MISSING_TOKEN.1,
+            "request",
+            "no bearer token in the request".to_string(),
+            None,
+        ),
+        Reason::InvalidRequest(why) => (
+            "invalid_request",
+            INVALID_REQUEST.0,
+            INVALID_REQUEST.1,
+            "request",
+            why.to_string(),
+            None,
+        ),
+        Reason::InsufficientScope(scopes) => (
+            "insufficient_scope",
+            INSUFFICIENT_SCOPE.0,
+            INSUFFICIENT_SCOPE.1,
+            "policy",
+            format!("the token lacks a required scope ({})", scopes.join(" ")),
+            Some(scopes.join(" ")),
+        ),
+        Reason::Engine(e) => (
+            e.category().as_str(),
+            e.kind().as_str(),
+            e.code(),
+            e.category().as_str(),
+            e.message().to_string(),
+            None,
+        ),
+    };
+    let row = &ROWS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .or_else(|| ROWS.iter().find(|(k, _)| *k == Category::Internal.as_str()))
+        .expect("the table has an internal row")
+        .1;
+    let mut headers = vec![("cache-control", "no-store".to_string())];
+    let realm_param = format!("realm=\"{realm}\"");
+    match row.challenge {
+        Challenge::Bare => headers.push(("www-authenticate", format!("Bearer {realm_param}"))),
+        Challenge::Error(err) => {
+            let description = match reason {
+                Reason::InvalidRequest(why) => why,
+                _ => kind,
+            };
+            let mut c = format!("Bearer {realm_param}, error=\"{err}\", error_description=\"{description}\"");
+            if let Some(scope) = &scope {
+                c.push_str(&format!(", scope=\"{scope}\""));
+            }
+            headers.push(("www-authenticate", c));
+        }
+        Challenge::None => {}
+    }
+    if row.retry_after {
+        headers.push(("retry-after", retry_after_secs.to_string()));
+    }
+    let body = json!({"error": kind, "code": code, "category": category, "message": message}).to_string();
+    Refusal {
+        status: row.status,
+        headers,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwtwarden::ErrorKind;
+
+    fn header<'a>(r: &'a Refusal, name: &str) -> Option<&'a str> {
+        r.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_engine_kind_maps_to_a_status_by_category() {
+        for &kind in ErrorKind::ALL {
+            let e = Error::new(kind, "m");
+            let r = refusal(&Reason::Engine(&e), "api", 5);
+            let want = match kind.category() {
+                Category::Malformed | Category::Verification | Category::Policy => 401,
+                Category::KeysUnavailable => 503,
+                Category::Usage | Category::Internal => 500,
+            };
+            assert_eq!(r.status, want, "{kind}");
+            assert_eq!(header(&r, "cache-control"), Some("no-store"));
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["error"], kind.as_str());
+            assert_eq!(body["code"], kind.code());
+            assert_eq!(body["category"], kind.category().as_str());
+            assert_eq!(body["message"], "m");
+        }
+    }
+
+    #[test]
+    fn rejected_tokens_get_an_rfc6750_challenge() {
+        let e = Error::new(ErrorKind::Expired, "token expired at ...");
+        let r = refusal(&Reason::Engine(&e), "api", 5);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some(r#"Bearer realm="api", error="invalid_token", error_description="expired""#)
+        );
+        assert_eq!(header(&r, "retry-after"), None);
+    }
+
+    #[test]
+    fn missing_token_gets_a_bare_challenge() {
+        let r = refusal(&Reason::MissingToken, "api", 5);
+        assert_eq!(r.status, 401);
+        assert_eq!(header(&r, "www-authenticate"), Some(r#"Bearer realm="api""#));
+        assert!(r.body.contains("\"missing_token\""));
+    }
+
+    #[test]
+    fn malformed_header_is_400_invalid_request() {
+        let r = refusal(&Reason::InvalidRequest("malformed Authorization header"), "api", 5);
+        assert_eq!(r.status, 400);
+        assert!(header(&r, "www-authenticate")
+            .unwrap()
+            .contains(r#"error="invalid_request""#));
+    }
+
+    #[test]
+    fn keys_unavailable_is_503_with_retry_after_and_no_challenge() {
+        let e = Error::new(ErrorKind::KeysStale, "stale");
+        let r = refusal(&Reason::Engine(&e), "api", 7);
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "retry-after"), Some("7"));
+        assert_eq!(header(&r, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn insufficient_scope_is_403_naming_the_scopes() {
+        let scopes = vec!["admin".to_string(), "write".to_string()];
+        let r = refusal(&Reason::InsufficientScope(&scopes), "api", 5);
+        assert_eq!(r.status, 403);
+        assert!(header(&r, "www-authenticate")
+            .unwrap()
+            .ends_with(r#"scope="admin write""#));
+    }
+}

@@ -1,0 +1,131 @@
+//! Serve's own metrics: forward-auth answers by status and their latency.
+//!
+//! Plain atomics with fixed buckets: every request writes them, so they
+//! must cost no lock; they survive a reload (the verifier's counters start
+//! again with the new verifier).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Statuses counted separately; anything else is `other`.
+const STATUSES: [u16; 8] = [200, 400, 401, 403, 404, 405, 500, 503];
+
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000, 10_000_000,
+];
+
+/// Request counters and a latency histogram.
+#[derive(Default)]
+pub struct Stats {
+    by_status: [AtomicU64; STATUSES.len() + 1],
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+impl Stats {
+    /// Count one forward-auth answer.
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        let i = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
+        self.by_status[i].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        // Cumulative buckets are computed at read time: one write per request.
+        if let Some(b) = BUCKETS_US.iter().position(|le| us <= *le) {
+            self.buckets[b].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Count a configuration reload.
+    pub fn reloaded(&self, ok: bool) {
+        let c = if ok { &self.reloads_ok } else { &self.reloads_failed };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers with `status` so far (tests).
+    #[cfg(test)]
+    pub fn requests_with(&self, status: u16) -> u64 {
+        let i = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
+        self.by_status[i].load(Ordering::Relaxed)
+    }
+
+    /// The metrics in the OpenMetrics text format, without the `# EOF`
+    /// line (the caller appends these to the engine's).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP jwtwarden_serve_requests Forward-auth answers by HTTP status.\n");
+        out.push_str("# TYPE jwtwarden_serve_requests counter\n");
+        for (i, c) in self.by_status.iter().enumerate() {
+            let status = STATUSES.get(i).map_or("other".to_string(), u16::to_string);
+            let _ = writeln!(
+                out,
+                "jwtwarden_serve_requests_total{{status=\"{status}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP jwtwarden_serve_request_duration_seconds Time to answer a forward-auth request.\n");
+        out.push_str("# TYPE jwtwarden_serve_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (le, b) in BUCKETS_US.iter().zip(&self.buckets) {
+            cumulative += b.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "jwtwarden_serve_request_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *le as f64 / 1e6
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "jwtwarden_serve_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "jwtwarden_serve_request_duration_seconds_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "jwtwarden_serve_request_duration_seconds_count {count}");
+        out.push_str("# HELP jwtwarden_serve_reloads Configuration reloads (SIGHUP) by result.\n");
+        out.push_str("# TYPE jwtwarden_serve_reloads counter\n");
+        for (result, c) in [("ok", &self.reloads_ok), ("failed", &self.reloads_failed)] {
+            let _ = writeln!(
+                out,
+                "jwtwarden_serve_reloads_total{{result=\"{result}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_cumulative_buckets() {
+        let s = Stats::default();
+        s.record(200, Duration::from_micros(10));
+        s.record(200, Duration::from_micros(80));
+        s.record(401, Duration::from_millis(3));
+        s.record(418, Duration::from_secs(60));
+        let t = s.encode();
+        assert!(t.contains("jwtwarden_serve_requests_total{status=\"200\"} 2\n"), "{t}");
+        assert!(
+            t.contains("jwtwarden_serve_requests_total{status=\"other\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("_bucket{le=\"0.000025\"} 1\n"), "{t}");
+        assert!(t.contains("_bucket{le=\"0.0001\"} 2\n"), "{t}");
+        assert!(t.contains("_bucket{le=\"0.005\"} 3\n"), "{t}");
+        assert!(t.contains("_bucket{le=\"10\"} 3\n"), "{t}");
+        assert!(t.contains("_bucket{le=\"+Inf\"} 4\n"), "{t}");
+        assert!(t.contains("_count 4\n"), "{t}");
+        assert_eq!(s.requests_with(401), 1);
+    }
+}

@@ -1,0 +1,333 @@
+//! `jwtwarden serve` alone, spoken to as a proxy would, against an
+//! in-process test issuer: the refusal contract, routes, health, metrics,
+//! the admin API, reload and shutdown.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::serve::{request, Serve};
+use common::{now, Env};
+use jwtwarden::ErrorKind;
+use serde_json::json;
+
+fn serve_file(env: &Env, name: &str, toml: &str) -> PathBuf {
+    let p = env.dir.path().join(name);
+    std::fs::write(&p, toml).unwrap();
+    p
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// The contract every refusal keeps: status, no-store, JSON body with kind,
+/// code, category and message, and never the token.
+fn assert_refusal(r: &common::serve::Resp, status: u16, kind: &str, token: Option<&str>) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+    let b = r.json();
+    assert_eq!(b["error"], kind, "{r:?}");
+    assert!(
+        b["code"].is_u64() && b["category"].is_string() && b["message"].is_string(),
+        "{r:?}"
+    );
+    if let Some(t) = token {
+        let sig = t.rsplit('.').next().unwrap();
+        assert!(!r.body.contains(sig), "the body repeats the token: {r:?}");
+    }
+}
+
+#[test]
+fn answers_follow_the_refusal_contract() {
+    let env = Env::new();
+    let s = Serve::start(
+        &env.json_config,
+        Some(&serve_file(
+            &env,
+            "serve.toml",
+            "realm = \"api\"\n[claim_headers]\nsub = \"X-Auth-Subject\"\naud = \"X-Auth-Audience\"\n",
+        )),
+    );
+    let good = env.good("alice");
+    let r = s.get("/auth", &[("Authorization", &bearer(&good))]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-auth-subject"), Some("alice"));
+    assert_eq!(r.header("x-auth-audience"), Some("api"));
+
+    let r = s.get("/auth", &[]);
+    assert_refusal(&r, 401, "missing_token", None);
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="api""#));
+    let r = s.get("/auth", &[("Authorization", "Basic dXNlcjpwYXNz")]);
+    assert_refusal(&r, 401, "missing_token", None);
+
+    let r = s.get("/auth", &[("Authorization", "Bearer two words")]);
+    assert_refusal(&r, 400, "invalid_request", None);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains(r#"error="invalid_request""#));
+
+    let expired = env.with_claims(|c| c["exp"] = json!(now() - 3600), "alice");
+    let r = s.get("/auth", &[("Authorization", &bearer(&expired))]);
+    assert_refusal(&r, 401, "expired", Some(&expired));
+    assert_eq!(r.json()["code"], ErrorKind::Expired.code());
+    assert_eq!(r.json()["category"], "policy");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="api", error="invalid_token", error_description="expired""#)
+    );
+    let r = s.get("/nope", &[]);
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn keys_unavailable_is_503_with_retry_after_and_unhealthy() {
+    let env = Env::new();
+    let token = env.good("alice");
+    let dead = env.dir.path().join("dead.json");
+    std::fs::write(
+        &dead,
+        json!({"issuers": [{"issuer": env.issuer.url(), "jwks_uri": "http://127.0.0.1:9/jwks.json", "audiences": ["api"]}],
+               "http": {"allow_http": true, "timeout_ms": 500}})
+        .to_string(),
+    )
+    .unwrap();
+    let s = Serve::start(&dead, Some(&serve_file(&env, "serve.toml", "retry_after_secs = 7\n")));
+    let r = s.get("/auth", &[("Authorization", &bearer(&token))]);
+    assert_refusal(&r, 503, "keys_unavailable", Some(&token));
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert_eq!(r.header("www-authenticate"), None);
+    let h = s.get("/healthz", &[]);
+    assert_eq!(h.status, 503, "{h:?}");
+    assert_eq!(h.json()["issuers"][env.issuer.url()], "failed_closed");
+
+    let live = Serve::start(&env.json_config, None);
+    let h = live.get("/healthz", &[]);
+    assert_eq!(h.status, 200, "{h:?}");
+    assert_eq!(h.json()["issuers"][env.issuer.url()], "fresh");
+}
+
+#[test]
+fn routes_pick_rules_from_the_forwarded_uri() {
+    let env = Env::new();
+    let cfg = format!(
+        r#"
+[[routes]]
+prefix = "/admin/"
+scopes = ["admin"]
+fresh = true
+[[routes]]
+prefix = "/public/"
+open = true
+[[routes]]
+prefix = "/orders"
+audiences = ["orders"]
+issuer = "{}"
+"#,
+        env.issuer.url()
+    );
+    let s = Serve::start(&env.json_config, Some(&serve_file(&env, "serve.toml", &cfg)));
+    let plain = env.good("alice");
+    let admin = env.with_claims(|c| c["scope"] = json!("read admin"), "root");
+    let orders = env.with_claims(|c| c["aud"] = json!(["api", "orders"]), "bob");
+    let at = |uri: &str, token: Option<&str>| {
+        let auth = token.map(bearer);
+        let mut h = vec![("X-Original-URI", uri)];
+        if let Some(a) = &auth {
+            h.push(("Authorization", a));
+        }
+        s.get("/auth", &h)
+    };
+    assert_eq!(at("/public/logo.png", None).status, 200);
+    assert_refusal(&at("/public/../admin/users", None), 401, "missing_token", None);
+    let r = at("/admin/users", Some(&plain));
+    assert_refusal(&r, 403, "insufficient_scope", Some(&plain));
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains(r#"error="insufficient_scope""#));
+    assert_eq!(at("/admin/users?x=1", Some(&admin)).status, 200);
+    assert_refusal(&at("/orders/7", Some(&plain)), 401, "invalid_audience", Some(&plain));
+    assert_eq!(at("/orders/7", Some(&orders)).status, 200);
+    assert_eq!(
+        at("/other", Some(&plain)).status,
+        200,
+        "unmatched paths get the engine's rules"
+    );
+    // With routes configured, a request without the original URI cannot be
+    // matched: refused rather than guessed.
+    assert_refusal(
+        &s.get("/auth", &[("Authorization", &bearer(&plain))]),
+        400,
+        "invalid_request",
+        None,
+    );
+}
+
+#[test]
+fn envoy_sends_the_original_path_under_the_auth_path() {
+    let env = Env::new();
+    let cfg = "forwarded = \"envoy\"\n[[routes]]\nprefix = \"/admin\"\nscopes = [\"admin\"]\n";
+    let s = Serve::start(&env.json_config, Some(&serve_file(&env, "serve.toml", cfg)));
+    let plain = bearer(&env.good("alice"));
+    assert_eq!(s.get("/auth/api/x?y=1", &[("Authorization", &plain)]).status, 200);
+    assert_eq!(s.get("/auth/admin/x", &[("Authorization", &plain)]).status, 403);
+    // A forwarded header is not trusted when the proxy is Envoy.
+    let r = s.get("/auth/admin", &[("Authorization", &plain), ("X-Original-URI", "/api")]);
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn metrics_has_engine_and_serve_counters() {
+    let env = Env::new();
+    let s = Serve::start(&env.json_config, None);
+    let t = bearer(&env.good("alice"));
+    for _ in 0..3 {
+        assert_eq!(s.get("/auth", &[("Authorization", &t)]).status, 200);
+    }
+    assert_eq!(s.get("/auth", &[]).status, 401);
+    let m = s.get("/metrics", &[]);
+    assert_eq!(m.status, 200);
+    assert!(
+        m.body.contains("jwtwarden_serve_requests_total{status=\"200\"} 3"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains("jwtwarden_serve_requests_total{status=\"401\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains("jwtwarden_serve_request_duration_seconds_count 4"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains("jwtwarden_cache_events_total{event=\"hit\"} 2"),
+        "{}",
+        m.body
+    );
+    assert!(m.body.ends_with("# EOF\n"));
+    assert_eq!(m.body.matches("# EOF").count(), 1);
+}
+
+#[test]
+fn admin_revocations_need_the_secret_and_survive_a_reload() {
+    let env = Env::new();
+    let cfg = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n";
+    // Port 0 for the admin listener too: ask the kernel for any port.
+    let s = Serve::start(&env.json_config, Some(&serve_file(&env, "serve.toml", cfg)));
+    let admin = s.admin.clone().expect("admin listener");
+    let token = env.with_claims(|c| c["jti"] = json!("j-1"), "alice");
+    assert_eq!(s.get("/auth", &[("Authorization", &bearer(&token))]).status, 200);
+
+    let r = request(
+        &admin,
+        "POST",
+        "/revoke",
+        &[("Authorization", "Bearer wrong-secret-0123456789")],
+        r#"{"jti":"j-1"}"#,
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(s.get("/auth", &[("Authorization", &bearer(&token))]).status, 200);
+    let r = s.revoke(&json!({"jti": "j-1"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = s.get("/auth", &[("Authorization", &bearer(&token))]);
+    assert_refusal(&r, 401, "revoked", Some(&token));
+
+    // A reload builds a new verifier; the revocation is replayed onto it.
+    s.signal(libc::SIGHUP);
+    wait_for_reloads(&s, 1);
+    assert_refusal(
+        &s.get("/auth", &[("Authorization", &bearer(&token))]),
+        401,
+        "revoked",
+        Some(&token),
+    );
+    assert_eq!(s.revoke(&json!({"kid": "x"})).status, 400);
+}
+
+fn wait_for_reloads(s: &Serve, n: u64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    let want = format!("jwtwarden_serve_reloads_total{{result=\"ok\"}} {n}");
+    while !s.get("/metrics", &[]).body.contains(&want) {
+        assert!(Instant::now() < until, "no reload seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_invalid_reload_keeps_the_running_configuration() {
+    let env = Env::new();
+    let file = serve_file(&env, "serve.toml", "[claim_headers]\nsub = \"X-Auth-Subject\"\n");
+    let s = Serve::start(&env.json_config, Some(&file));
+    let t = bearer(&env.good("alice"));
+    std::fs::write(&file, "[claim_headers]\nsub = \"X-User\"\n").unwrap();
+    s.signal(libc::SIGHUP);
+    wait_for_reloads(&s, 1);
+    assert_eq!(s.get("/auth", &[("Authorization", &t)]).header("x-user"), Some("alice"));
+    std::fs::write(&file, "[claim_headers]\nsub = \"Content-Length\"\n").unwrap();
+    s.signal(libc::SIGHUP);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !s
+        .get("/metrics", &[])
+        .body
+        .contains("jwtwarden_serve_reloads_total{result=\"failed\"} 1")
+    {
+        assert!(Instant::now() < until, "no failed reload seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = s.get("/auth", &[("Authorization", &t)]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-user"), Some("alice"), "the last good configuration stays");
+}
+
+#[test]
+fn keep_alive_slow_clients_and_graceful_shutdown() {
+    let env = Env::new();
+    let s = Serve::start(
+        &env.json_config,
+        Some(&serve_file(&env, "serve.toml", "header_read_timeout_ms = 300\n")),
+    );
+    let t = env.good("alice");
+
+    // Two requests on one connection.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = format!("GET /auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\r\n");
+    for _ in 0..2 {
+        c.write_all(req.as_bytes()).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+
+    // A client that never finishes its header is cut off.
+    let mut slow = TcpStream::connect(&s.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    slow.write_all(b"GET /auth HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "slow client held for {:?}",
+        started.elapsed()
+    );
+
+    // SIGTERM: exits 0.
+    let mut s = s;
+    s.signal(libc::SIGTERM);
+    let status = s.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,14 +1,15 @@
 //! The HTTP refusal contract, in one table.
 //!
 //! Every front end that answers HTTP (the Go and Python middlewares, this
-//! server) refuses the same way (docs/design.md, "Front ends share one
-//! contract"), so the whole mapping from a reason to a response is the
-//! [`ROWS`] table and [`refusal`]; aligning with another front end means
-//! comparing tables.
+//! server) refuses the same way: docs/http.md, whose table
+//! `tests/http_contract.json` the tests compare [`ROWS`] with. The whole
+//! mapping from a reason to a response is [`ROWS`] and [`refusal`].
 //!
 //! Every refusal has `Cache-Control: no-store` and a JSON body
 //! `{"error": kind, "code": n, "category": ..., "message": ...}`; the body
-//! never contains the token.
+//! never contains the token. Refusals made before (or, for scopes, after)
+//! the engine have no engine code: `"code": null`. On 503 and 500 the
+//! message is a fixed text, since the engine's can name internal URLs.
 
 use jwtwarden::{Category, Error};
 use serde_json::json;
@@ -45,13 +46,17 @@ struct Row {
     retry_after: bool,
 }
 
-/// Codes for the refusals that come before (or after) the engine, in a range
-/// the engine's codes (1xx-9xx, `jwtwarden::ErrorKind`) do not use.
-pub const MISSING_TOKEN: (&str, u32) = ("missing_token", 1000);
-/// A malformed request (see [`MISSING_TOKEN`]).
-pub const INVALID_REQUEST: (&str, u32) = ("invalid_request", 1001);
-/// Scopes missing (see [`MISSING_TOKEN`]).
-pub const INSUFFICIENT_SCOPE: (&str, u32) = ("insufficient_scope", 1002);
+/// The message of a request that carries no token (as every middleware says it).
+const MISSING_MESSAGE: &str = "a bearer token is required";
+
+/// Fixed messages for 503 and 500 (docs/http.md).
+fn server_message(status: u16) -> Option<&'static str> {
+    match status {
+        503 => Some("the token issuer's keys are unavailable; retry later"),
+        500 => Some("token verification failed on the server"),
+        _ => None,
+    }
+}
 
 /// The table. Keys: the request class or the engine's error category.
 const ROWS: &[(&str, Row)] = &[
@@ -149,24 +154,24 @@ pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refus
     let (key, kind, code, category, message, scope) = match reason {
         Reason::MissingToken => (
             "missing_token",
-            MISSING_TOKEN.0,
-            MISSING_TOKEN.1,
+            "missing_token",
+            None,
             "request",
-            "no bearer token in the request".to_string(),
+            MISSING_MESSAGE.to_string(),
             None,
         ),
         Reason::InvalidRequest(why) => (
             "invalid_request",
-            INVALID_REQUEST.0,
-            INVALID_REQUEST.1,
+            "invalid_request",
+            None,
             "request",
             why.to_string(),
             None,
         ),
         Reason::InsufficientScope(scopes) => (
             "insufficient_scope",
-            INSUFFICIENT_SCOPE.0,
-            INSUFFICIENT_SCOPE.1,
+            "insufficient_scope",
+            None,
             "policy",
             format!("the token lacks a required scope ({})", scopes.join(" ")),
             Some(scopes.join(" ")),
@@ -174,7 +179,7 @@ pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refus
         Reason::Engine(e) => (
             e.category().as_str(),
             e.kind().as_str(),
-            e.code(),
+            Some(e.code()),
             e.category().as_str(),
             e.message().to_string(),
             None,
@@ -206,6 +211,7 @@ pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refus
     if row.retry_after {
         headers.push(("retry-after", retry_after_secs.to_string()));
     }
+    let message = server_message(row.status).map_or(message, str::to_string);
     let body = json!({"error": kind, "code": code, "category": category, "message": message}).to_string();
     Refusal {
         status: row.status,
@@ -239,8 +245,37 @@ mod tests {
             assert_eq!(body["error"], kind.as_str());
             assert_eq!(body["code"], kind.code());
             assert_eq!(body["category"], kind.category().as_str());
-            assert_eq!(body["message"], "m");
+            // The engine's message only where it cannot leak server internals.
+            let message = if want == 401 {
+                "m"
+            } else {
+                server_message(want).unwrap()
+            };
+            assert_eq!(body["message"], message);
         }
+    }
+
+    /// The mapping is the one every middleware runs (docs/http.md): the
+    /// shared contract table's statuses by category and `Retry-After`.
+    #[test]
+    fn rows_match_the_shared_http_contract_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/http_contract.json");
+        let table: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (category, status) in table["status_by_category"].as_object().unwrap() {
+            let row = &ROWS.iter().find(|(k, _)| k == category).expect(category).1;
+            assert_eq!(u64::from(row.status), status.as_u64().unwrap(), "{category}");
+        }
+        assert_eq!(
+            crate::serve::config::ServeConfig::default()
+                .retry_after_secs
+                .to_string(),
+            table["retry_after"].as_str().unwrap(),
+            "serve's default Retry-After is the middlewares'"
+        );
+        let r = refusal(&Reason::MissingToken, "api", 5);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["code"], serde_json::Value::Null);
+        assert_eq!(body["category"], "request");
     }
 
     #[test]

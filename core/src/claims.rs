@@ -144,91 +144,16 @@ impl ClaimPolicy {
     /// (`exp`, `iss`, `aud`, a required claim) is `missing_required_claim`,
     /// never the kind for a wrong value. Returns `exp` in ms on success.
     pub(crate) fn check(&self, claims: &Map<String, Value>, typ: Option<&str>, now_ms: u64) -> Result<u64> {
-        let max_lifetime_secs = self.max_lifetime_secs;
-        let leeway_ms = self.leeway_secs.saturating_mul(1000);
         let exp_ms = numeric_date_ms(claims, "exp")?;
         let nbf_ms = numeric_date_ms(claims, "nbf")?;
         let iat_ms = numeric_date_ms(claims, "iat")?;
         let exp_ms = exp_ms.ok_or_else(|| missing("exp"))?;
-        if now_ms >= self.invalid_from_ms(exp_ms) {
-            return Err(Error::new(
-                ErrorKind::Expired,
-                format!("token expired at {exp_ms} ms, now {now_ms} ms (leeway {leeway_ms} ms)"),
-            ));
-        }
-        if let Some(nbf_ms) = nbf_ms {
-            if now_ms.saturating_add(leeway_ms) < nbf_ms {
-                return Err(Error::new(
-                    ErrorKind::NotYetValid,
-                    format!("token not valid before {nbf_ms} ms, now {now_ms} ms (leeway {leeway_ms} ms)"),
-                ));
-            }
-        }
-        if let Some(iat_ms) = iat_ms {
-            if now_ms.saturating_add(leeway_ms) < iat_ms {
-                return Err(Error::new(
-                    ErrorKind::NotYetValid,
-                    format!("token issued in the future ({iat_ms} ms), now {now_ms} ms (leeway {leeway_ms} ms)"),
-                ));
-            }
-        }
-        if let Some(max_secs) = max_lifetime_secs {
-            let max_ms = max_secs.saturating_mul(1000);
-            // With `iat` the lifetime is the issuer's own statement and needs
-            // no leeway. Without it the remaining lifetime is measured against
-            // our clock, so the issuer's clock may be ahead by up to the leeway.
-            let (lifetime_ms, allowed_ms) = match iat_ms {
-                Some(iat_ms) => (exp_ms.saturating_sub(iat_ms), max_ms),
-                None => (exp_ms.saturating_sub(now_ms), max_ms.saturating_add(leeway_ms)),
-            };
-            if lifetime_ms > allowed_ms {
-                return Err(Error::new(
-                    ErrorKind::TokenLifetimeExceeded,
-                    format!(
-                        "token lifetime {lifetime_ms} ms exceeds max_token_lifetime_secs {max_secs}{}",
-                        if iat_ms.is_some() {
-                            ""
-                        } else {
-                            " (no iat: measured from now)"
-                        }
-                    ),
-                ));
-            }
-        }
-        match claims.get("iss") {
-            Some(Value::String(iss)) if *iss == self.issuer => {}
-            Some(Value::String(iss)) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidIssuer,
-                    format!("iss {:?} is not {:?}", crate::token::truncate(iss), self.issuer),
-                ))
-            }
-            Some(_) => return Err(Error::new(ErrorKind::InvalidPayload, "iss must be a string")),
-            None => return Err(missing("iss")),
-        }
-        if !self.allow_any_audience {
-            let ok = match claims.get("aud") {
-                None => return Err(missing("aud")),
-                Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .any(|v| v.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a))),
-                Some(_) => false,
-            };
-            if !ok {
-                return Err(Error::new(
-                    ErrorKind::InvalidAudience,
-                    "aud does not contain an accepted audience",
-                ));
-            }
-        }
-        for name in &self.required {
-            if !claims.contains_key(name) {
-                return Err(Error::new(
-                    ErrorKind::MissingRequiredClaim,
-                    format!("required claim {name:?} is missing"),
-                ));
-            }
+        self.check_times(exp_ms, nbf_ms, iat_ms, now_ms)?;
+        self.check_lifetime(exp_ms, iat_ms, now_ms)?;
+        self.check_issuer(claims)?;
+        self.check_audience(claims)?;
+        if let Some(name) = self.required.iter().find(|name| !claims.contains_key(*name)) {
+            return Err(missing(name));
         }
         if let Some(want) = &self.typ {
             if !typ.is_some_and(|t| typ_matches(t, want)) {
@@ -236,6 +161,95 @@ impl ClaimPolicy {
             }
         }
         Ok(exp_ms)
+    }
+
+    /// `exp`, `nbf` and `iat` against `now_ms`, with the leeway.
+    fn check_times(&self, exp_ms: u64, nbf_ms: Option<u64>, iat_ms: Option<u64>, now_ms: u64) -> Result<()> {
+        let leeway_ms = self.leeway_secs.saturating_mul(1000);
+        if now_ms >= self.invalid_from_ms(exp_ms) {
+            return Err(Error::new(
+                ErrorKind::Expired,
+                format!("token expired at {exp_ms} ms, now {now_ms} ms (leeway {leeway_ms} ms)"),
+            ));
+        }
+        let in_future = |t: &u64| now_ms.saturating_add(leeway_ms) < *t;
+        if let Some(nbf_ms) = nbf_ms.filter(in_future) {
+            return Err(Error::new(
+                ErrorKind::NotYetValid,
+                format!("token not valid before {nbf_ms} ms, now {now_ms} ms (leeway {leeway_ms} ms)"),
+            ));
+        }
+        if let Some(iat_ms) = iat_ms.filter(in_future) {
+            return Err(Error::new(
+                ErrorKind::NotYetValid,
+                format!("token issued in the future ({iat_ms} ms), now {now_ms} ms (leeway {leeway_ms} ms)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The lifetime (`exp - iat`, or `exp - now` without `iat`) against
+    /// `max_token_lifetime_secs`, if set.
+    fn check_lifetime(&self, exp_ms: u64, iat_ms: Option<u64>, now_ms: u64) -> Result<()> {
+        let Some(max_secs) = self.max_lifetime_secs else {
+            return Ok(());
+        };
+        let max_ms = max_secs.saturating_mul(1000);
+        // With `iat` the lifetime is the issuer's own statement and needs no
+        // leeway. Without it the remaining lifetime is measured against our
+        // clock, so the issuer's clock may be ahead by up to the leeway.
+        let (lifetime_ms, allowed_ms) = match iat_ms {
+            Some(iat_ms) => (exp_ms.saturating_sub(iat_ms), max_ms),
+            None => (
+                exp_ms.saturating_sub(now_ms),
+                max_ms.saturating_add(self.leeway_secs.saturating_mul(1000)),
+            ),
+        };
+        if lifetime_ms <= allowed_ms {
+            return Ok(());
+        }
+        let how = if iat_ms.is_some() {
+            ""
+        } else {
+            " (no iat: measured from now)"
+        };
+        Err(Error::new(
+            ErrorKind::TokenLifetimeExceeded,
+            format!("token lifetime {lifetime_ms} ms exceeds max_token_lifetime_secs {max_secs}{how}"),
+        ))
+    }
+
+    fn check_issuer(&self, claims: &Map<String, Value>) -> Result<()> {
+        match claims.get("iss") {
+            Some(Value::String(iss)) if *iss == self.issuer => Ok(()),
+            Some(Value::String(iss)) => Err(Error::new(
+                ErrorKind::InvalidIssuer,
+                format!("iss {:?} is not {:?}", crate::token::truncate(iss), self.issuer),
+            )),
+            Some(_) => Err(Error::new(ErrorKind::InvalidPayload, "iss must be a string")),
+            None => Err(missing("iss")),
+        }
+    }
+
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<()> {
+        if self.allow_any_audience {
+            return Ok(());
+        }
+        let accepted = |a: &str| self.audiences.iter().any(|x| x == a);
+        let ok = match claims.get("aud") {
+            None => return Err(missing("aud")),
+            Some(Value::String(a)) => accepted(a),
+            Some(Value::Array(items)) => items.iter().any(|v| v.as_str().is_some_and(accepted)),
+            Some(_) => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidAudience,
+                "aud does not contain an accepted audience",
+            ))
+        }
     }
 }
 

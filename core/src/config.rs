@@ -502,127 +502,166 @@ impl Config {
 
     /// Check cross-field rules that serde cannot express.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: String, why: &str| Err(Error::new(ErrorKind::InvalidConfig, format!("{field}: {why}")));
         if self.issuers.is_empty() {
-            return bad("issuers".into(), "at least one issuer is required");
+            return invalid("issuers", "at least one issuer is required");
         }
         if self.max_token_bytes < 64 {
-            return bad("max_token_bytes".into(), "must be at least 64");
+            return invalid("max_token_bytes", "must be at least 64");
         }
-        if self.cache.enabled && self.cache.capacity == 0 {
-            return bad("cache.capacity".into(), "must be positive when the cache is enabled");
+        self.cache.validate(self.max_token_bytes)?;
+        self.http.validate()?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, iss) in self.issuers.iter().enumerate() {
+            if !seen.insert(iss.issuer.as_str()) {
+                return invalid(&format!("issuers[{i}].issuer"), "duplicate issuer");
+            }
+            iss.validate(&format!("issuers[{i}]"), self.http.allow_http)?;
         }
-        if self.cache.shards == 0 || self.cache.shards > 1024 {
-            return bad("cache.shards".into(), "must be between 1 and 1024");
+        Ok(())
+    }
+}
+
+/// An `invalid_config` error naming `field`.
+fn invalid<T>(field: &str, why: &str) -> Result<T> {
+    Err(Error::new(ErrorKind::InvalidConfig, format!("{field}: {why}")))
+}
+
+impl CacheConfig {
+    fn validate(&self, max_token_bytes: usize) -> Result<()> {
+        if self.enabled && self.capacity == 0 {
+            return invalid("cache.capacity", "must be positive when the cache is enabled");
+        }
+        if self.shards == 0 || self.shards > 1024 {
+            return invalid("cache.shards", "must be between 1 and 1024");
         }
         // Every shard must be able to hold at least one token of the largest
         // accepted size, or big tokens would silently never be cached.
-        let min_bytes = self
-            .cache
-            .shards
-            .next_power_of_two()
-            .saturating_mul(self.max_token_bytes);
-        if self.cache.enabled && self.cache.max_bytes < min_bytes {
-            return bad(
-                "cache.max_bytes".into(),
+        let min_bytes = self.shards.next_power_of_two().saturating_mul(max_token_bytes);
+        if self.enabled && self.max_bytes < min_bytes {
+            return invalid(
+                "cache.max_bytes",
                 &format!("must be at least cache.shards × max_token_bytes ({min_bytes})"),
             );
         }
-        if self.http.max_response_bytes < 1024 {
-            return bad("http.max_response_bytes".into(), "must be at least 1024");
+        Ok(())
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<()> {
+        if self.max_response_bytes < 1024 {
+            return invalid("http.max_response_bytes", "must be at least 1024");
         }
-        if self.http.timeout_ms == 0 || self.http.connect_timeout_ms == 0 {
-            return bad("http.timeout_ms".into(), "timeouts must be positive");
+        if self.timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return invalid("http.timeout_ms", "timeouts must be positive");
         }
-        let mut seen = std::collections::HashSet::new();
-        for (i, iss) in self.issuers.iter().enumerate() {
-            let f = |name: &str| format!("issuers[{i}].{name}");
-            if iss.issuer.is_empty() {
-                return bad(f("issuer"), "must not be empty");
+        Ok(())
+    }
+}
+
+impl IssuerConfig {
+    /// Check one issuer; `at` names it in errors (`issuers[0]`).
+    fn validate(&self, at: &str, allow_http: bool) -> Result<()> {
+        let f = |name: &str| format!("{at}.{name}");
+        if self.issuer.is_empty() {
+            return invalid(&f("issuer"), "must not be empty");
+        }
+        self.validate_key_source(at, allow_http)?;
+        if self.audiences.is_empty() && !self.allow_any_audience {
+            return invalid(
+                &f("audiences"),
+                "at least one audience is required unless allow_any_audience is true",
+            );
+        }
+        if self.max_token_lifetime_secs == Some(0) {
+            return invalid(&f("max_token_lifetime_secs"), "must be positive when set");
+        }
+        self.validate_algorithms(at)?;
+        self.refresh.validate(&f("refresh"))
+    }
+
+    /// Exactly one key source (or only HMAC keys), with URLs the scheme
+    /// policy allows.
+    fn validate_key_source(&self, at: &str, allow_http: bool) -> Result<()> {
+        let f = |name: &str| format!("{at}.{name}");
+        let sources = [
+            self.jwks_uri.is_some(),
+            self.discovery,
+            self.jwks.is_some(),
+            self.jwks_file.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if sources > 1 {
+            return invalid(
+                &f("jwks_uri"),
+                "give exactly one of jwks_uri, discovery, jwks, jwks_file",
+            );
+        }
+        if sources == 0 && self.hmac_keys.is_empty() {
+            return invalid(
+                &f("jwks_uri"),
+                "a key source is required: jwks_uri, discovery, jwks, jwks_file or hmac_keys",
+            );
+        }
+        for (field, url) in [
+            ("jwks_uri", self.jwks_uri.as_deref()),
+            ("issuer", self.discovery.then_some(self.issuer.as_str())),
+        ] {
+            let Some(url) = url else { continue };
+            if !(url.starts_with("https://") || (allow_http && url.starts_with("http://"))) {
+                return invalid(&f(field), "must be an https:// URL (http:// only with http.allow_http)");
             }
-            if !seen.insert(iss.issuer.as_str()) {
-                return bad(f("issuer"), "duplicate issuer");
+        }
+        Ok(())
+    }
+
+    /// Algorithms present; HS* exactly when HMAC keys are configured, each
+    /// secret valid and long enough.
+    fn validate_algorithms(&self, at: &str) -> Result<()> {
+        let f = |name: &str| format!("{at}.{name}");
+        if self.algorithms.is_empty() {
+            return invalid(&f("algorithms"), "at least one algorithm is required");
+        }
+        let has_hs = self.algorithms.iter().any(|a| a.is_hmac());
+        let has_hmac = !self.hmac_keys.is_empty();
+        if has_hs && !has_hmac {
+            return invalid(&f("algorithms"), "HS256/384/512 need locally configured hmac_keys");
+        }
+        if has_hmac && !has_hs {
+            return invalid(&f("hmac_keys"), "hmac_keys given but no HS algorithm is allowed");
+        }
+        for (k, key) in self.hmac_keys.iter().enumerate() {
+            let field = f(&format!("hmac_keys[{k}].secret_base64"));
+            match crate::token::decode_b64_lenient(&key.secret_base64) {
+                Some(bytes) if bytes.len() >= 32 => {}
+                Some(_) => return invalid(&field, "secret must be at least 32 bytes"),
+                None => return invalid(&field, "not valid base64url"),
             }
-            let sources = [
-                iss.jwks_uri.is_some(),
-                iss.discovery,
-                iss.jwks.is_some(),
-                iss.jwks_file.is_some(),
-            ]
-            .iter()
-            .filter(|s| **s)
-            .count();
-            let has_hmac = !iss.hmac_keys.is_empty();
-            if sources > 1 {
-                return bad(
-                    f("jwks_uri"),
-                    "give exactly one of jwks_uri, discovery, jwks, jwks_file",
-                );
-            }
-            if sources == 0 && !has_hmac {
-                return bad(
-                    f("jwks_uri"),
-                    "a key source is required: jwks_uri, discovery, jwks, jwks_file or hmac_keys",
-                );
-            }
-            for (field, url) in [
-                ("jwks_uri", iss.jwks_uri.as_deref()),
-                ("issuer", iss.discovery.then_some(iss.issuer.as_str())),
-            ] {
-                if let Some(url) = url {
-                    let ok = url.starts_with("https://") || (self.http.allow_http && url.starts_with("http://"));
-                    if !ok {
-                        return bad(f(field), "must be an https:// URL (http:// only with http.allow_http)");
-                    }
-                }
-            }
-            if iss.audiences.is_empty() && !iss.allow_any_audience {
-                return bad(
-                    f("audiences"),
-                    "at least one audience is required unless allow_any_audience is true",
-                );
-            }
-            if iss.max_token_lifetime_secs == Some(0) {
-                return bad(f("max_token_lifetime_secs"), "must be positive when set");
-            }
-            if iss.algorithms.is_empty() {
-                return bad(f("algorithms"), "at least one algorithm is required");
-            }
-            let has_hs = iss.algorithms.iter().any(|a| a.is_hmac());
-            if has_hs && !has_hmac {
-                return bad(f("algorithms"), "HS256/384/512 need locally configured hmac_keys");
-            }
-            if has_hmac && !has_hs {
-                return bad(f("hmac_keys"), "hmac_keys given but no HS algorithm is allowed");
-            }
-            for (k, key) in iss.hmac_keys.iter().enumerate() {
-                match crate::token::decode_b64_lenient(&key.secret_base64) {
-                    Some(bytes) if bytes.len() >= 32 => {}
-                    Some(_) => {
-                        return bad(
-                            f(&format!("hmac_keys[{k}].secret_base64")),
-                            "secret must be at least 32 bytes",
-                        )
-                    }
-                    None => return bad(f(&format!("hmac_keys[{k}].secret_base64")), "not valid base64url"),
-                }
-            }
-            let r = &iss.refresh;
-            if r.min_ttl_secs > r.max_ttl_secs {
-                return bad(f("refresh.min_ttl_secs"), "must not exceed refresh.max_ttl_secs");
-            }
-            if r.default_ttl_secs == 0 {
-                return bad(f("refresh.default_ttl_secs"), "must be positive");
-            }
-            if r.backoff_initial_secs == 0 || r.backoff_initial_secs > r.backoff_max_secs {
-                return bad(
-                    f("refresh.backoff_initial_secs"),
-                    "must be positive and at most backoff_max_secs",
-                );
-            }
-            if !(0.0..=0.5).contains(&r.jitter) {
-                return bad(f("refresh.jitter"), "must be between 0 and 0.5");
-            }
+        }
+        Ok(())
+    }
+}
+
+impl RefreshConfig {
+    /// Check the refresh policy; `at` names it in errors.
+    fn validate(&self, at: &str) -> Result<()> {
+        let f = |name: &str| format!("{at}.{name}");
+        if self.min_ttl_secs > self.max_ttl_secs {
+            return invalid(&f("min_ttl_secs"), "must not exceed refresh.max_ttl_secs");
+        }
+        if self.default_ttl_secs == 0 {
+            return invalid(&f("default_ttl_secs"), "must be positive");
+        }
+        if self.backoff_initial_secs == 0 || self.backoff_initial_secs > self.backoff_max_secs {
+            return invalid(
+                &f("backoff_initial_secs"),
+                "must be positive and at most backoff_max_secs",
+            );
+        }
+        if !(0.0..=0.5).contains(&self.jitter) {
+            return invalid(&f("jitter"), "must be between 0 and 0.5");
         }
         Ok(())
     }

@@ -270,28 +270,8 @@ impl Cache {
     #[inline]
     pub(crate) fn get(&self, hash: u64, token: &[u8], now_ms: u64, v: &impl Currency) -> Option<Arc<VerifiedToken>> {
         let slot_index = (hash as usize) % FRONT_SLOTS;
-        let front = FRONT.with(|front| {
-            let front = &mut front.borrow_mut().slots;
-            let slot = front[slot_index].as_mut()?;
-            if slot.cache_id != self.id || slot.hash != hash || *slot.entry.token != *token {
-                return None;
-            }
-            if !slot.entry.serves(token, now_ms) || !v.is_current(&slot.entry.stamp, now_ms) {
-                front[slot_index] = None;
-                return None;
-            }
-            let generation = v.revocation_generation();
-            if slot.revocation_seen != generation {
-                if v.revoked(&slot.entry) {
-                    front[slot_index] = None;
-                    return None;
-                }
-                slot.revocation_seen = generation;
-            }
-            Some(slot.entry.verified.clone())
-        });
-        if front.is_some() {
-            return front;
+        if let Some(hit) = self.front_get(slot_index, hash, token, now_ms, v) {
+            return Some(hit);
         }
 
         let (entry, revocation_seen) = {
@@ -335,6 +315,39 @@ impl Cache {
             });
         }
         Some(entry.verified.clone())
+    }
+
+    /// A hit in this thread's front, re-validated like any hit; a slot that
+    /// no longer serves is emptied.
+    #[inline]
+    fn front_get(
+        &self,
+        slot_index: usize,
+        hash: u64,
+        token: &[u8],
+        now_ms: u64,
+        v: &impl Currency,
+    ) -> Option<Arc<VerifiedToken>> {
+        FRONT.with(|front| {
+            let front = &mut front.borrow_mut().slots;
+            let slot = front[slot_index].as_mut()?;
+            if slot.cache_id != self.id || slot.hash != hash || *slot.entry.token != *token {
+                return None;
+            }
+            if !slot.entry.serves(token, now_ms) || !v.is_current(&slot.entry.stamp, now_ms) {
+                front[slot_index] = None;
+                return None;
+            }
+            let generation = v.revocation_generation();
+            if slot.revocation_seen != generation {
+                if v.revoked(&slot.entry) {
+                    front[slot_index] = None;
+                    return None;
+                }
+                slot.revocation_seen = generation;
+            }
+            Some(slot.entry.verified.clone())
+        })
     }
 
     /// Store a fresh result, evicting least recently used results until it

@@ -98,6 +98,14 @@ pub struct Discovered {
     pub max_age_secs: Option<u64>,
 }
 
+/// What one response in a fetch means.
+enum Answer {
+    /// Follow this redirect (same origin only).
+    Redirect(Uri),
+    /// The fetch's result.
+    Done(Fetched),
+}
+
 /// A configured HTTP client. Cheap to share.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -190,99 +198,112 @@ impl HttpClient {
             if left.is_zero() {
                 return Err(self.timed_out(&uri));
             }
-            let mut req = self
-                .agent
-                .get(uri.clone())
-                .config()
-                .timeout_global(Some(left))
-                .build()
-                .header("Accept", "application/json");
-            if no_cache {
-                req = req.header("Cache-Control", "no-cache");
-            }
-            if let Some(v) = validators {
-                if let Some(etag) = &v.etag {
-                    req = req.header("If-None-Match", etag);
-                }
-                if let Some(lm) = &v.last_modified {
-                    req = req.header("If-Modified-Since", lm);
-                }
-            }
-            let mut resp = req.call().map_err(|e| match e {
-                ureq::Error::Timeout(_) => self.timed_out(&uri),
-                e => FetchError::from(format!("GET {uri}: {e}")),
-            })?;
-            let status = resp.status();
-            let header = |name: &str| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                let location = header("location").ok_or_else(|| format!("GET {uri}: {status} without Location"))?;
-                let next = resolve(&uri, &location)?;
-                if origin_of(&next) != origin {
-                    return Err(format!(
-                        "GET {uri}: redirect to another host or scheme ({}) refused",
-                        origin_of(&next)
-                    )
-                    .into());
-                }
-                uri = next;
-                continue;
-            }
-            let max_age_secs = cache_lifetime(
-                header("cache-control").as_deref(),
-                header("expires").as_deref(),
-                header("date").as_deref(),
-            );
-            if status == StatusCode::NOT_MODIFIED {
-                if !sent_validator {
-                    return Err(format!("GET {uri}: 304 Not Modified to a request without validators").into());
-                }
-                return Ok(Fetched::NotModified { max_age_secs });
-            }
-            if status != StatusCode::OK {
-                let retry_after_secs = match status {
-                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                        header("retry-after").and_then(|v| retry_after(&v, header("date").as_deref()))
+            let resp = self.send(&uri, validators, no_cache, left)?;
+            match self.answer(&uri, resp, sent_validator)? {
+                Answer::Done(fetched) => return Ok(fetched),
+                Answer::Redirect(next) => {
+                    if origin_of(&next) != origin {
+                        return Err(format!(
+                            "GET {uri}: redirect to another host or scheme ({}) refused",
+                            origin_of(&next)
+                        )
+                        .into());
                     }
-                    _ => None,
-                };
-                let hint = retry_after_secs
-                    .map(|s| format!(" (Retry-After {s} s)"))
-                    .unwrap_or_default();
-                return Err(FetchError {
-                    message: format!("GET {uri}: HTTP {}{hint}", status.as_u16()),
-                    retry_after_secs,
-                });
+                    uri = next;
+                }
             }
-            let validators = Validators {
-                etag: header("etag"),
-                last_modified: header("last-modified"),
-            };
-            let cache_control = header("cache-control");
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(self.cfg.max_response_bytes)
-                .read_to_vec()
-                .map_err(|e| match e {
-                    ureq::Error::BodyExceedsLimit(limit) => FetchError::from(format!(
-                        "GET {uri}: response larger than {limit} bytes (http.max_response_bytes)"
-                    )),
-                    ureq::Error::Timeout(_) => self.timed_out(&uri),
-                    other => FetchError::from(format!("GET {uri}: reading body: {other}")),
-                })?;
-            return Ok(Fetched::Body {
-                body,
-                validators,
-                max_age_secs,
-                cache_control,
-            });
         }
         Err(format!("GET {url}: more than {} redirects", self.cfg.max_redirects).into())
+    }
+
+    /// One GET, with the validators and `no-cache` asked for, within `left`.
+    fn send(
+        &self,
+        uri: &Uri,
+        validators: Option<&Validators>,
+        no_cache: bool,
+        left: std::time::Duration,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let mut req = self
+            .agent
+            .get(uri.clone())
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .header("Accept", "application/json");
+        if no_cache {
+            req = req.header("Cache-Control", "no-cache");
+        }
+        if let Some(v) = validators {
+            if let Some(etag) = &v.etag {
+                req = req.header("If-None-Match", etag);
+            }
+            if let Some(lm) = &v.last_modified {
+                req = req.header("If-Modified-Since", lm);
+            }
+        }
+        req.call().map_err(|e| match e {
+            ureq::Error::Timeout(_) => self.timed_out(uri),
+            e => FetchError::from(format!("GET {uri}: {e}")),
+        })
+    }
+
+    /// What one response means: a redirect to follow, a 304, a body, or an
+    /// error (with the server's `Retry-After` on 429 and 503).
+    fn answer(
+        &self,
+        uri: &Uri,
+        mut resp: ureq::http::Response<ureq::Body>,
+        sent_validator: bool,
+    ) -> std::result::Result<Answer, FetchError> {
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+            let location = header("location").ok_or_else(|| format!("GET {uri}: {status} without Location"))?;
+            return Ok(Answer::Redirect(resolve(uri, &location)?));
+        }
+        let max_age_secs = cache_lifetime(
+            header("cache-control").as_deref(),
+            header("expires").as_deref(),
+            header("date").as_deref(),
+        );
+        if status == StatusCode::NOT_MODIFIED {
+            if !sent_validator {
+                return Err(format!("GET {uri}: 304 Not Modified to a request without validators").into());
+            }
+            return Ok(Answer::Done(Fetched::NotModified { max_age_secs }));
+        }
+        if status != StatusCode::OK {
+            return Err(status_error(uri, status, header("retry-after"), header("date")));
+        }
+        let validators = Validators {
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+        };
+        let cache_control = header("cache-control");
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(self.cfg.max_response_bytes)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(limit) => FetchError::from(format!(
+                    "GET {uri}: response larger than {limit} bytes (http.max_response_bytes)"
+                )),
+                ureq::Error::Timeout(_) => self.timed_out(uri),
+                other => FetchError::from(format!("GET {uri}: reading body: {other}")),
+            })?;
+        Ok(Answer::Done(Fetched::Body {
+            body,
+            validators,
+            max_age_secs,
+            cache_control,
+        }))
     }
 
     fn timed_out(&self, uri: &Uri) -> FetchError {
@@ -322,6 +343,24 @@ impl HttpClient {
             jwks_uri: jwks_uri.to_owned(),
             max_age_secs,
         })
+    }
+}
+
+/// The error for a non-200 answer, with the server's `Retry-After` on 429
+/// and 503 (seconds or an HTTP-date, relative to its `Date`).
+fn status_error(uri: &Uri, status: StatusCode, retry: Option<String>, date: Option<String>) -> FetchError {
+    let retry_after_secs = match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            retry.and_then(|v| retry_after(&v, date.as_deref()))
+        }
+        _ => None,
+    };
+    let hint = retry_after_secs
+        .map(|s| format!(" (Retry-After {s} s)"))
+        .unwrap_or_default();
+    FetchError {
+        message: format!("GET {uri}: HTTP {}{hint}", status.as_u16()),
+        retry_after_secs,
     }
 }
 

@@ -422,57 +422,61 @@ impl Issuer {
                 s.next_ms = now + FILE_POLL_MS;
                 Ok(())
             }
-            KeySource::Url(_) | KeySource::Discovery => {
-                // One budget for the whole fetch: discovery, the JWKS and
-                // every redirect of either share the deadline.
-                let url = match &self.source {
-                    KeySource::Url(u) => u.clone(),
-                    _ => self.discovered_jwks_uri(env, now, deadline)?,
-                };
-                let loaded = self.keys.snapshot().loaded;
-                let validators = if loaded {
-                    Some(self.sched.lock().validators.clone())
-                } else {
-                    None
-                };
-                let no_cache = matches!(reason, FetchReason::UnknownKid | FetchReason::Manual);
-                match env.http.get_until(&url, validators.as_ref(), no_cache, deadline)? {
-                    Fetched::NotModified { max_age_secs } => {
-                        if !loaded {
-                            return Err("304 Not Modified without a cached keyset".into());
-                        }
-                        self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
-                        let ttl = self.ttl_ms(max_age_secs);
-                        self.keys.extend(now, now + ttl);
-                        self.store_fail_closed(now + ttl);
-                        self.schedule_after_success(now, ttl);
-                        Ok(())
-                    }
-                    Fetched::Body {
-                        body,
-                        validators,
-                        max_age_secs,
-                        ..
-                    } => {
-                        let ttl = self.ttl_ms(max_age_secs);
-                        let n = self.apply_body(&body, now, now + ttl)?;
-                        self.sched.lock().validators = validators;
-                        self.schedule_after_success(now, ttl);
-                        log::info!(
-                            "issuer {}: {} keys from {url} ({}), ttl {} s",
-                            self.name,
-                            n,
-                            reason.as_str(),
-                            ttl / 1000
-                        );
-                        if let Some(dir) = &env.state_dir {
-                            if let Err(e) = crate::state::save(dir, &self.name, now, &body) {
-                                log::warn!("issuer {}: cannot persist JWKS in {}: {e}", self.name, dir.display());
-                            }
-                        }
-                        Ok(())
+            KeySource::Url(_) | KeySource::Discovery => self.fetch_remote(env, reason, now, deadline),
+        }
+    }
+
+    /// Fetch the JWKS over HTTP(S) (conditionally once a set is loaded) and
+    /// apply what came back. One budget for the whole fetch: discovery, the
+    /// JWKS and every redirect of either share `deadline`.
+    fn fetch_remote(
+        &self,
+        env: &Env,
+        reason: FetchReason,
+        now: u64,
+        deadline: Instant,
+    ) -> std::result::Result<(), FetchError> {
+        let url = match &self.source {
+            KeySource::Url(u) => u.clone(),
+            _ => self.discovered_jwks_uri(env, now, deadline)?,
+        };
+        let loaded = self.keys.snapshot().loaded;
+        let validators = loaded.then(|| self.sched.lock().validators.clone());
+        let no_cache = matches!(reason, FetchReason::UnknownKid | FetchReason::Manual);
+        match env.http.get_until(&url, validators.as_ref(), no_cache, deadline)? {
+            Fetched::NotModified { max_age_secs } => {
+                if !loaded {
+                    return Err("304 Not Modified without a cached keyset".into());
+                }
+                self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                let ttl = self.ttl_ms(max_age_secs);
+                self.keys.extend(now, now + ttl);
+                self.store_fail_closed(now + ttl);
+                self.schedule_after_success(now, ttl);
+                Ok(())
+            }
+            Fetched::Body {
+                body,
+                validators,
+                max_age_secs,
+                ..
+            } => {
+                let ttl = self.ttl_ms(max_age_secs);
+                let n = self.apply_body(&body, now, now + ttl)?;
+                self.sched.lock().validators = validators;
+                self.schedule_after_success(now, ttl);
+                log::info!(
+                    "issuer {}: {n} keys from {url} ({}), ttl {} s",
+                    self.name,
+                    reason.as_str(),
+                    ttl / 1000
+                );
+                if let Some(dir) = &env.state_dir {
+                    if let Err(e) = crate::state::save(dir, &self.name, now, &body) {
+                        log::warn!("issuer {}: cannot persist JWKS in {}: {e}", self.name, dir.display());
                     }
                 }
+                Ok(())
             }
         }
     }

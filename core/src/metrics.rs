@@ -244,14 +244,25 @@ pub struct IssuerStats {
     pub last_error: Option<String>,
 }
 
+type Labels = Vec<(String, String)>;
+
+fn label(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
 impl MetricsSnapshot {
     /// The snapshot in the Prometheus text exposition format.
     pub fn to_prometheus(&self) -> String {
-        type Labels = Vec<(String, String)>;
         let mut reg = Registry::with_prefix("jwtwarden");
-        let label =
-            |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        self.register_verifications(&mut reg);
+        self.register_cache(&mut reg);
+        self.register_issuers(&mut reg);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).expect("writing to a String cannot fail");
+        out
+    }
 
+    fn register_verifications(&self, reg: &mut Registry) {
         let verifications = Family::<Labels, Counter>::default();
         verifications
             .get_or_create(&label(&[("outcome", "ok"), ("source", "fresh")]))
@@ -269,7 +280,9 @@ impl MetricsSnapshot {
                 .inc_by(*n);
         }
         reg.register("verifications", "Verifications by outcome", verifications);
+    }
 
+    fn register_cache(&self, reg: &mut Registry) {
         let cache = Family::<Labels, Counter>::default();
         for (event, n) in [
             ("hit", self.cache.hits),
@@ -296,7 +309,9 @@ impl MetricsSnapshot {
             "Most estimated bytes the verification cache holds",
             max_bytes,
         );
+    }
 
+    fn register_issuers(&self, reg: &mut Registry) {
         let fetches = Family::<Labels, Counter>::default();
         let failures = Family::<Labels, Counter>::default();
         let rate_limited = Family::<Labels, Counter>::default();
@@ -352,9 +367,5 @@ impl MetricsSnapshot {
         );
         reg.register("issuer_health", "1 for the issuer's current key health state", health);
         reg.register("keys", "Usable keys in the issuer's keyset", keys);
-
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &reg).expect("writing to a String cannot fail");
-        out
     }
 }

@@ -137,53 +137,42 @@ pub struct HmacKeyConfig {
 
 /// Per-issuer key refresh policy. All durations in seconds.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RefreshConfig {
     /// JWKS TTL when the response has no usable `Cache-Control: max-age` or
     /// `Expires`. Default 300.
-    #[serde(default = "default_ttl")]
     pub default_ttl_secs: u64,
     /// Lower clamp for the TTL from cache headers. Default 60.
-    #[serde(default = "default_min_ttl")]
     pub min_ttl_secs: u64,
     /// Upper clamp for the TTL from cache headers. Default 86400.
-    #[serde(default = "default_max_ttl")]
     pub max_ttl_secs: u64,
     /// At most one unknown-`kid` refresh per this many seconds; unknown kids
     /// are remembered this long. Default 30.
-    #[serde(default = "default_cooldown")]
     pub unknown_kid_cooldown_secs: u64,
     /// How long past its TTL a keyset is still served while refreshes fail.
     /// After that the issuer fails closed (`keys_stale`). Default 21600 (6 h).
-    #[serde(default = "default_max_stale")]
     pub max_stale_secs: u64,
     /// How long a key that disappeared from the JWKS still verifies.
     /// Default 0: removed keys stop verifying as soon as a refresh sees it.
-    #[serde(default)]
     pub rotation_grace_secs: u64,
     /// First retry delay after a failed fetch; doubles up to
     /// `backoff_max_secs`, with ±20 % jitter. Default 1.
-    #[serde(default = "default_backoff_initial")]
     pub backoff_initial_secs: u64,
     /// Largest retry delay. Default 300.
-    #[serde(default = "default_backoff_max")]
     pub backoff_max_secs: u64,
     /// Fraction of the TTL removed at random so a fleet does not refresh in
     /// lockstep; a refresh is scheduled at 75 % to 90 % of the TTL by
     /// default. Between 0 and 0.5. Default 0.15.
-    #[serde(default = "default_jitter")]
     pub jitter: f64,
 }
 
 /// The verification-result cache.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Cache verification results. Default true.
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Maximum number of cached results (across all shards). Default 100000.
-    #[serde(default = "default_capacity")]
     pub capacity: usize,
     /// Maximum bytes held by cached results (across all shards): each
     /// result counts its token's length, an estimate of its decoded claims
@@ -193,28 +182,23 @@ pub struct CacheConfig {
     /// be at least `shards × max_token_bytes`. Default 268435456 (256 MiB).
     /// Besides this, each verifying thread keeps private copies of up to 64
     /// hot results.
-    #[serde(default = "default_cache_max_bytes")]
     pub max_bytes: usize,
     /// A cached result lives at most this long (and never past `exp`).
     /// Default 300.
-    #[serde(default = "default_cache_ttl")]
     pub max_ttl_secs: u64,
     /// Number of independently locked shards (rounded up to a power of
     /// two). Default 16.
-    #[serde(default = "default_shards")]
     pub shards: usize,
 }
 
 /// HTTP client settings for JWKS and discovery fetches.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Allow `http://` URLs. Default false (HTTPS only). Meant for tests on
     /// loopback.
-    #[serde(default)]
     pub allow_http: bool,
     /// TCP/TLS connect timeout, milliseconds. Default 2000.
-    #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     /// Total timeout of one key fetch, milliseconds. Default 5000.
     ///
@@ -230,34 +214,28 @@ pub struct HttpConfig {
     /// (within the unknown-kid cooldown), bounded by what is left of that
     /// same budget. `Verifier::refresh_issuer` is the exception: it waits for
     /// a fetch in flight and then fetches, up to 2 × `timeout_ms`.
-    #[serde(default = "default_total_timeout")]
     pub timeout_ms: u64,
     /// Largest accepted response body, bytes. Default 262144 (256 KiB).
-    #[serde(default = "default_max_response")]
     pub max_response_bytes: u64,
     /// A PEM bundle of CA certificates to trust instead of the built-in
     /// WebPKI roots. Default: the built-in roots.
-    #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
     /// Same-host redirects followed at most. Redirects to another host (or
     /// scheme) are refused. Default 3.
-    #[serde(default = "default_redirects")]
     pub max_redirects: u32,
 }
 
 /// Bounds on the revocation denylists.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RevocationConfig {
     /// Most entries held across all denylists; a revocation past that is
     /// refused (`revocation_list_full`), never silently dropped. Default 100000.
-    #[serde(default = "default_revocation_entries")]
     pub max_entries: usize,
     /// How long a `revoke_subject` entry is kept after its `issued_before`
     /// time; tokens living longer than this should be revoked by `jti`.
     /// Also the default lifetime of a `revoke_jti` without an expiry.
     /// Default 86400.
-    #[serde(default = "default_max_token_lifetime")]
     pub max_token_lifetime_secs: u64,
 }
 
@@ -283,73 +261,19 @@ fn default_algorithms() -> Vec<Alg> {
 fn default_leeway() -> u64 {
     30
 }
-fn default_ttl() -> u64 {
-    300
-}
-fn default_min_ttl() -> u64 {
-    60
-}
-fn default_max_ttl() -> u64 {
-    86_400
-}
-fn default_cooldown() -> u64 {
-    30
-}
-fn default_max_stale() -> u64 {
-    6 * 3600
-}
-fn default_backoff_initial() -> u64 {
-    1
-}
-fn default_backoff_max() -> u64 {
-    300
-}
-fn default_jitter() -> f64 {
-    0.15
-}
-fn default_capacity() -> usize {
-    100_000
-}
-fn default_cache_max_bytes() -> usize {
-    256 * 1024 * 1024
-}
-fn default_cache_ttl() -> u64 {
-    300
-}
-fn default_shards() -> usize {
-    16
-}
-fn default_connect_timeout() -> u64 {
-    2_000
-}
-fn default_total_timeout() -> u64 {
-    5_000
-}
-fn default_max_response() -> u64 {
-    256 * 1024
-}
-fn default_redirects() -> u32 {
-    3
-}
-fn default_revocation_entries() -> usize {
-    100_000
-}
-fn default_max_token_lifetime() -> u64 {
-    86_400
-}
 
 impl Default for RefreshConfig {
     fn default() -> Self {
         RefreshConfig {
-            default_ttl_secs: default_ttl(),
-            min_ttl_secs: default_min_ttl(),
-            max_ttl_secs: default_max_ttl(),
-            unknown_kid_cooldown_secs: default_cooldown(),
-            max_stale_secs: default_max_stale(),
+            default_ttl_secs: 300,
+            min_ttl_secs: 60,
+            max_ttl_secs: 86_400,
+            unknown_kid_cooldown_secs: 30,
+            max_stale_secs: 6 * 3600,
             rotation_grace_secs: 0,
-            backoff_initial_secs: default_backoff_initial(),
-            backoff_max_secs: default_backoff_max(),
-            jitter: default_jitter(),
+            backoff_initial_secs: 1,
+            backoff_max_secs: 300,
+            jitter: 0.15,
         }
     }
 }
@@ -358,10 +282,10 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             enabled: true,
-            capacity: default_capacity(),
-            max_bytes: default_cache_max_bytes(),
-            max_ttl_secs: default_cache_ttl(),
-            shards: default_shards(),
+            capacity: 100_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_ttl_secs: 300,
+            shards: 16,
         }
     }
 }
@@ -370,11 +294,11 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             allow_http: false,
-            connect_timeout_ms: default_connect_timeout(),
-            timeout_ms: default_total_timeout(),
-            max_response_bytes: default_max_response(),
+            connect_timeout_ms: 2_000,
+            timeout_ms: 5_000,
+            max_response_bytes: 256 * 1024,
             ca_bundle: None,
-            max_redirects: default_redirects(),
+            max_redirects: 3,
         }
     }
 }
@@ -382,8 +306,8 @@ impl Default for HttpConfig {
 impl Default for RevocationConfig {
     fn default() -> Self {
         RevocationConfig {
-            max_entries: default_revocation_entries(),
-            max_token_lifetime_secs: default_max_token_lifetime(),
+            max_entries: 100_000,
+            max_token_lifetime_secs: 86_400,
         }
     }
 }

@@ -116,13 +116,12 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_INVALID_ARGUMENT = 501,
   // A revocation list is full (`revocation.max_entries`).
   JWTWARDEN_RESULT_REVOCATION_LIST_FULL = 502,
-  // A caller-supplied buffer is too small.
-  JWTWARDEN_RESULT_BUFFER_TOO_SMALL = 503,
-  // A required pointer argument was NULL.
+  // A required pointer argument was NULL (the C ABI's own code).
   JWTWARDEN_RESULT_NULL_PARAMETER = 504,
   // An unexpected internal error.
   JWTWARDEN_RESULT_INTERNAL = 900,
-  // A panic was caught at the boundary (a bug: please report it).
+  // A panic was caught at the boundary (a bug: please report it). The C
+  // ABI's own code.
   JWTWARDEN_RESULT_PANIC = 901,
 };
 #ifndef __cplusplus

@@ -40,7 +40,6 @@ const (
 	ErrInvalidConfig         Kind = C.JWTWARDEN_RESULT_INVALID_CONFIG
 	ErrInvalidArgument       Kind = C.JWTWARDEN_RESULT_INVALID_ARGUMENT
 	ErrRevocationListFull    Kind = C.JWTWARDEN_RESULT_REVOCATION_LIST_FULL
-	ErrBufferTooSmall        Kind = C.JWTWARDEN_RESULT_BUFFER_TOO_SMALL
 	ErrNullParameter         Kind = C.JWTWARDEN_RESULT_NULL_PARAMETER
 	ErrInternal              Kind = C.JWTWARDEN_RESULT_INTERNAL
 	ErrPanic                 Kind = C.JWTWARDEN_RESULT_PANIC
@@ -54,7 +53,7 @@ var Kinds = []Kind{
 	ErrExpired, ErrNotYetValid, ErrInvalidIssuer, ErrUnknownIssuer, ErrInvalidAudience,
 	ErrMissingRequiredClaim, ErrInvalidType, ErrRevoked, ErrKeyRevoked, ErrTokenLifetimeExceeded,
 	ErrKeysUnavailable, ErrKeysStale,
-	ErrInvalidConfig, ErrInvalidArgument, ErrRevocationListFull, ErrBufferTooSmall, ErrNullParameter,
+	ErrInvalidConfig, ErrInvalidArgument, ErrRevocationListFull, ErrNullParameter,
 	ErrInternal, ErrPanic,
 }
 

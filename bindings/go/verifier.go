@@ -76,7 +76,8 @@ func New(configJSON string) (*Verifier, error) {
 // Close stops the background refresher and frees the verifier. It is safe
 // to call more than once; later calls do nothing. It must not run while
 // another goroutine is still using the verifier; calls made after Close
-// return an *Error of kind ErrNullParameter.
+// return an *Error of kind ErrInvalidArgument ("the verifier is closed"),
+// as in Python.
 func (v *Verifier) Close() error {
 	if raw := atomic.SwapPointer(&v._ptr, nil); raw != nil {
 		runtime.SetFinalizer(v, nil)
@@ -88,7 +89,9 @@ func (v *Verifier) Close() error {
 func (v *Verifier) ptr() (*C.jwtwarden_verifier, error) {
 	raw := (*C.jwtwarden_verifier)(atomic.LoadPointer(&v._ptr))
 	if raw == nil {
-		return nil, newError(uint32(ErrNullParameter), "the verifier is closed")
+		// The same kind Python raises for a closed verifier: a usage
+		// error, not a NULL pointer (the pointer is ours, not the caller's).
+		return nil, newError(uint32(ErrInvalidArgument), "the verifier is closed")
 	}
 	return raw, nil
 }

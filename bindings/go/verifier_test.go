@@ -255,9 +255,9 @@ func TestCloseIsIdempotentAndLaterCallsFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = v.Verify(token)
-	expectKind(t, "verify after close", err, jwtwarden.ErrNullParameter, jwtwarden.ErrCategoryUsage)
+	expectKind(t, "verify after close", err, jwtwarden.ErrInvalidArgument, jwtwarden.ErrCategoryUsage)
 	_, err = v.MetricsJSON()
-	expectKind(t, "metrics after close", err, jwtwarden.ErrNullParameter, jwtwarden.ErrCategoryUsage)
+	expectKind(t, "metrics after close", err, jwtwarden.ErrInvalidArgument, jwtwarden.ErrCategoryUsage)
 }
 
 // Goroutines verify while a key rotates. Phases: 0, A only; 1, A and B (B

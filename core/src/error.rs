@@ -139,15 +139,14 @@ error_kinds! {
     InvalidArgument = 501, "invalid_argument";
     /// A revocation list is full (`revocation.max_entries`).
     RevocationListFull = 502, "revocation_list_full";
-    /// A caller-supplied buffer is too small (C ABI only).
-    BufferTooSmall = 503, "buffer_too_small";
-    /// A required pointer argument was NULL (C ABI only).
-    NullParameter = 504, "null_parameter";
+    // 503 (buffer_too_small) is retired: nothing returned it. 504
+    // (null_parameter) belongs to the C ABI alone (`jwtwarden_result`).
+    // Neither number is ever reused here.
 
     /// An unexpected internal error.
     Internal = 900, "internal";
-    /// A panic was caught at the FFI boundary (C ABI and Python only).
-    Panic = 901, "panic";
+    // 901 (panic) belongs to the front ends' boundaries (C ABI, Python),
+    // where a panic is caught; never reused here.
 }
 
 impl ErrorKind {
@@ -247,6 +246,6 @@ mod tests {
         assert_eq!(ErrorKind::Revoked.category(), Category::Policy);
         assert_eq!(ErrorKind::KeysStale.category(), Category::KeysUnavailable);
         assert_eq!(ErrorKind::InvalidConfig.category(), Category::Usage);
-        assert_eq!(ErrorKind::Panic.category(), Category::Internal);
+        assert_eq!(ErrorKind::Internal.category(), Category::Internal);
     }
 }

@@ -1,8 +1,10 @@
 //! Result codes, categories and the error object.
 //!
 //! [`jwtwarden_result`] mirrors the core's [`ErrorKind`] number for number
-//! (plus `OK = 0`); a test fails if a kind is added to the core without being
-//! added here, or if a number differs.
+//! (plus `OK = 0`), and adds the codes only the C boundary has:
+//! `NULL_PARAMETER` (504) and `PANIC` (901). A test fails if a kind is added
+//! to the core without being added here, or if a number differs. Errors at
+//! the boundary are [`FfiError`]s: an engine error, or a boundary code.
 
 use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
@@ -78,13 +80,13 @@ pub enum jwtwarden_result {
     InvalidArgument = 501,
     /// A revocation list is full (`revocation.max_entries`).
     RevocationListFull = 502,
-    /// A caller-supplied buffer is too small.
-    BufferTooSmall = 503,
-    /// A required pointer argument was NULL.
+    // 503 is retired (buffer_too_small: nothing returned it); never reused.
+    /// A required pointer argument was NULL (the C ABI's own code).
     NullParameter = 504,
     /// An unexpected internal error.
     Internal = 900,
-    /// A panic was caught at the boundary (a bug: please report it).
+    /// A panic was caught at the boundary (a bug: please report it). The C
+    /// ABI's own code.
     Panic = 901,
 }
 
@@ -120,11 +122,15 @@ impl jwtwarden_result {
         jwtwarden_result::InvalidConfig,
         jwtwarden_result::InvalidArgument,
         jwtwarden_result::RevocationListFull,
-        jwtwarden_result::BufferTooSmall,
         jwtwarden_result::NullParameter,
         jwtwarden_result::Internal,
         jwtwarden_result::Panic,
     ];
+
+    /// The codes only the C boundary has (no core kind).
+    ///
+    /// cbindgen:ignore
+    pub const BOUNDARY_ONLY: &'static [jwtwarden_result] = &[jwtwarden_result::NullParameter, jwtwarden_result::Panic];
 
     /// The C code for a core error kind (same number).
     pub fn from_kind(kind: ErrorKind) -> jwtwarden_result {
@@ -192,6 +198,36 @@ pub struct jwtwarden_error {
     _private: [u8; 0],
 }
 
+/// An error at the C boundary: an engine error, or one only the boundary
+/// has (a NULL argument, a caught panic).
+#[derive(Debug)]
+pub(crate) struct FfiError {
+    pub(crate) code: jwtwarden_result,
+    pub(crate) message: String,
+}
+
+impl FfiError {
+    /// An error with a boundary code.
+    pub(crate) fn new(code: jwtwarden_result, message: impl Into<String>) -> FfiError {
+        FfiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for FfiError {
+    fn from(e: Error) -> FfiError {
+        FfiError {
+            code: jwtwarden_result::from_kind(e.kind()),
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+/// Results at the C boundary.
+pub(crate) type FfiResult<T> = std::result::Result<T, FfiError>;
+
 /// What a `jwtwarden_error` holds.
 pub(crate) struct ErrorHandle {
     code: jwtwarden_result,
@@ -199,10 +235,10 @@ pub(crate) struct ErrorHandle {
 }
 
 impl ErrorHandle {
-    pub(crate) fn new(e: &Error) -> ErrorHandle {
+    pub(crate) fn new(e: &FfiError) -> ErrorHandle {
         ErrorHandle {
-            code: jwtwarden_result::from_kind(e.kind()),
-            message: c_string_lossy(e.message()),
+            code: e.code,
+            message: c_string_lossy(&e.message),
         }
     }
 }
@@ -357,14 +393,19 @@ mod tests {
     }
 
     #[test]
-    fn every_c_code_is_a_core_kind() {
+    fn every_c_code_is_a_core_kind_or_the_boundarys_own() {
         for &c in jwtwarden_result::ALL {
             if c == jwtwarden_result::Ok {
                 continue;
             }
-            assert!(ErrorKind::from_code(c as u32).is_some(), "{c:?} is not a core kind");
+            let core = ErrorKind::from_code(c as u32).is_some();
+            let boundary = jwtwarden_result::BOUNDARY_ONLY.contains(&c);
+            assert!(core != boundary, "{c:?}: a core kind xor a boundary code");
         }
-        assert_eq!(jwtwarden_result::ALL.len(), ErrorKind::ALL.len() + 1);
+        assert_eq!(
+            jwtwarden_result::ALL.len(),
+            ErrorKind::ALL.len() + 1 + jwtwarden_result::BOUNDARY_ONLY.len()
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, CStr};
 
-use jwtwarden_core::{Error, ErrorKind, Result};
+use crate::error::{jwtwarden_result, FfiError, FfiResult};
 
 /// A C handle type and the Rust value it stands for.
 pub(crate) trait Castable {
@@ -51,15 +51,15 @@ pub(crate) unsafe fn try_ref_from_ptr<'a, C: Castable>(ptr: *const C) -> Option<
 }
 
 /// The error for a NULL pointer argument.
-pub(crate) fn null(what: &str) -> Error {
-    Error::new(ErrorKind::NullParameter, format!("{what} must not be NULL"))
+pub(crate) fn null(what: &str) -> FfiError {
+    FfiError::new(jwtwarden_result::NullParameter, format!("{what} must not be NULL"))
 }
 
 /// Borrow the value behind a required handle argument.
 ///
 /// # Safety
 /// As [`try_ref_from_ptr`].
-pub(crate) unsafe fn arg_ref<'a, C: Castable>(ptr: *const C, what: &str) -> Result<&'a C::RustType> {
+pub(crate) unsafe fn arg_ref<'a, C: Castable>(ptr: *const C, what: &str) -> FfiResult<&'a C::RustType> {
     // SAFETY: forwarded from the caller.
     unsafe { try_ref_from_ptr(ptr) }.ok_or_else(|| null(what))
 }
@@ -68,7 +68,7 @@ pub(crate) unsafe fn arg_ref<'a, C: Castable>(ptr: *const C, what: &str) -> Resu
 ///
 /// # Safety
 /// `ptr` is NULL or points at a NUL-terminated string that outlives `'a`.
-pub(crate) unsafe fn arg_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
+pub(crate) unsafe fn arg_str<'a>(ptr: *const c_char, what: &str) -> FfiResult<&'a str> {
     // SAFETY: forwarded from the caller.
     unsafe { opt_str(ptr, what) }?.ok_or_else(|| null(what))
 }
@@ -77,7 +77,7 @@ pub(crate) unsafe fn arg_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a s
 ///
 /// # Safety
 /// As [`arg_str`].
-pub(crate) unsafe fn opt_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>> {
+pub(crate) unsafe fn opt_str<'a>(ptr: *const c_char, what: &str) -> FfiResult<Option<&'a str>> {
     if ptr.is_null() {
         return Ok(None);
     }
@@ -85,7 +85,7 @@ pub(crate) unsafe fn opt_str<'a>(ptr: *const c_char, what: &str) -> Result<Optio
     let s = unsafe { CStr::from_ptr(ptr) };
     s.to_str()
         .map(Some)
-        .map_err(|_| Error::new(ErrorKind::InvalidArgument, format!("{what} is not valid UTF-8")))
+        .map_err(|_| FfiError::new(jwtwarden_result::InvalidArgument, format!("{what} is not valid UTF-8")))
 }
 
 /// A required buffer argument (`ptr`, `len`). NULL is an error even when
@@ -93,7 +93,7 @@ pub(crate) unsafe fn opt_str<'a>(ptr: *const c_char, what: &str) -> Result<Optio
 ///
 /// # Safety
 /// `ptr` is NULL or points at `len` readable bytes that outlive `'a`.
-pub(crate) unsafe fn arg_bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u8]> {
+pub(crate) unsafe fn arg_bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> FfiResult<&'a [u8]> {
     if ptr.is_null() {
         return Err(null(what));
     }
@@ -103,7 +103,7 @@ pub(crate) unsafe fn arg_bytes<'a>(ptr: *const c_char, len: usize, what: &str) -
 
 /// A required out-parameter. Checked before any work is done; written only
 /// on success, by [`write_out`].
-pub(crate) fn arg_out<T>(ptr: *mut T, what: &str) -> Result<*mut T> {
+pub(crate) fn arg_out<T>(ptr: *mut T, what: &str) -> FfiResult<*mut T> {
     if ptr.is_null() {
         Err(null(what))
     } else {

@@ -129,7 +129,8 @@ pub unsafe extern "C" fn jwtwarden_set_log_callback(
             return Err(Error::new(
                 ErrorKind::Internal,
                 "another Rust logger is already installed in this process",
-            ));
+            )
+            .into());
         }
         let mut sink = SINK.write().unwrap_or_else(|p| p.into_inner());
         *sink = callback.map(|callback| Sink { callback, userdata });

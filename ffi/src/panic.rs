@@ -6,9 +6,7 @@ use std::any::Any;
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use jwtwarden_core::{Error, ErrorKind, Result};
-
-use crate::error::{jwtwarden_error, jwtwarden_result, ErrorHandle};
+use crate::error::{jwtwarden_error, jwtwarden_result, ErrorHandle, FfiError, FfiResult};
 use crate::ffi::to_boxed_mut_ptr;
 
 /// What an infallible function returns when its body panicked: NULL, false,
@@ -67,13 +65,13 @@ pub(crate) use ffi_panic_boundary;
 /// `Ok` returns `JWTWARDEN_RESULT_OK` (the body has written its outputs).
 /// An error or a caught panic returns its code and, if `error_out` is not
 /// NULL, stores a new `jwtwarden_error` there for the caller to free.
-pub(crate) fn fallible(error_out: *mut *mut jwtwarden_error, body: impl FnOnce() -> Result<()>) -> jwtwarden_result {
+pub(crate) fn fallible(error_out: *mut *mut jwtwarden_error, body: impl FnOnce() -> FfiResult<()>) -> jwtwarden_result {
     let err = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return jwtwarden_result::Ok,
         Ok(Err(e)) => e,
-        Err(payload) => Error::new(ErrorKind::Panic, format!("panic: {}", panic_message(&*payload))),
+        Err(payload) => FfiError::new(jwtwarden_result::Panic, format!("panic: {}", panic_message(&*payload))),
     };
-    let code = jwtwarden_result::from_kind(err.kind());
+    let code = err.code;
     if !error_out.is_null() {
         // Building the error allocates; keep even that inside the boundary.
         let stored = catch_unwind(AssertUnwindSafe(|| {

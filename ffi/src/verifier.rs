@@ -143,6 +143,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_revoke_jti(
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let jti = unsafe { arg_str(jti, "jti") }?;
         v.revoke_jti(jti, (expires_at_secs != 0).then_some(expires_at_secs))
+            .map_err(Into::into)
     })
 }
 
@@ -160,7 +161,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_revoke_subject(
         // SAFETY: live handle and NUL-terminated string, per the API contract.
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let subject = unsafe { arg_str(subject, "subject") }?;
-        v.revoke_subject(subject, issued_before_secs)
+        v.revoke_subject(subject, issued_before_secs).map_err(Into::into)
     })
 }
 
@@ -179,7 +180,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_revoke_kid(
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let issuer = unsafe { arg_str(issuer, "issuer") }?;
         let kid = unsafe { arg_str(kid, "kid") }?;
-        v.revoke_kid(issuer, kid)
+        v.revoke_kid(issuer, kid).map_err(Into::into)
     })
 }
 
@@ -215,7 +216,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_refresh_issuer(
         // SAFETY: live handle and NUL-terminated string, per the API contract.
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let issuer = unsafe { arg_str(issuer, "issuer") }?;
-        v.refresh_issuer(issuer)
+        v.refresh_issuer(issuer).map_err(Into::into)
     })
 }
 

@@ -3,17 +3,16 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use jwtwarden::{Error, ErrorKind};
 use pyo3::prelude::*;
 
-use crate::errors::CoreError;
+use crate::errors::{CallError, CoreError};
 use crate::logbridge;
 
 /// Run `f` with the GIL released (other Python threads keep running while
-/// the engine verifies or fetches), turning a panic into a `panic` error.
+/// the engine verifies or fetches), turning a panic into a `PanicError`.
 /// Log records produced meanwhile by this thread are emitted once the GIL is
 /// held again, in order, on this thread.
-pub(crate) fn detached<T, F>(py: Python<'_>, f: F) -> Result<T, CoreError>
+pub(crate) fn detached<T, F>(py: Python<'_>, f: F) -> Result<T, CallError>
 where
     F: FnOnce() -> jwtwarden::Result<T> + Send,
     T: Send,
@@ -23,17 +22,21 @@ where
         guard(f)
     });
     logbridge::flush_local(py);
-    result.map_err(CoreError)
+    result
 }
 
-/// Run `f`, turning a panic into an [`ErrorKind::Panic`] error.
-pub(crate) fn guard<T>(f: impl FnOnce() -> jwtwarden::Result<T>) -> jwtwarden::Result<T> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(Error::new(ErrorKind::Panic, format!("internal panic: {what}")))
-    })
+/// Run `f`, turning a panic into [`CallError::Panic`] (code 901, this
+/// boundary's own: the engine has no kind for it).
+pub(crate) fn guard<T>(f: impl FnOnce() -> jwtwarden::Result<T>) -> Result<T, CallError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| CallError::Engine(CoreError(e))),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(CallError::Panic(format!("internal panic: {what}")))
+        }
+    }
 }

@@ -32,6 +32,37 @@ impl From<CoreError> for PyErr {
     }
 }
 
+/// How an engine call through [`crate::call::detached`] can fail: the
+/// engine's error, or a panic caught at this boundary.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The engine returned an error.
+    Engine(CoreError),
+    /// The engine panicked; the message says where.
+    Panic(String),
+}
+
+/// `panic` (901): the code this boundary (like the C ABI) gives a caught
+/// panic. The engine has no such kind; `boundary_kinds()` lists it.
+const PANIC: (u32, &str, &str) = (901, "panic", "internal");
+
+impl From<CallError> for PyErr {
+    fn from(e: CallError) -> PyErr {
+        match e {
+            CallError::Engine(e) => e.into(),
+            CallError::Panic(message) => Python::attach(|py| {
+                table(py, &BY_CODE, "_BY_CODE")
+                    .and_then(|t| t.get_item(PANIC.0))
+                    .and_then(|cls| {
+                        let cls = cls.ok_or_else(|| PyValueError::new_err("no PanicError class"))?;
+                        Ok(PyErr::from_type(cls.cast_into::<PyType>()?, (message,)))
+                    })
+                    .unwrap_or_else(|lookup_failed| lookup_failed)
+            }),
+        }
+    }
+}
+
 static BY_CODE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static BY_CATEGORY: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
@@ -69,6 +100,13 @@ pub(crate) fn error_kinds() -> Vec<(u32, &'static str, &'static str)> {
         .iter()
         .map(|k| (k.code(), k.as_str(), k.category().as_str()))
         .collect()
+}
+
+/// The codes this binding adds to the engine's, as `(code, kind, category)`:
+/// only `panic`.
+#[pyfunction]
+pub(crate) fn boundary_kinds() -> Vec<(u32, &'static str, &'static str)> {
+    vec![PANIC]
 }
 
 /// Raise the exception for an engine error of `code` (for tests of the mapping).

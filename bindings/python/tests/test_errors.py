@@ -46,11 +46,17 @@ def test_every_engine_kind_maps_to_exactly_one_class() -> None:
         assert issubclass(cls, CATEGORIES[category])
         assert _BY_CODE[code] is cls
         assert cls.__name__ in jwtwarden.__all__ and getattr(jwtwarden, cls.__name__) is cls
-    # ... and no class claims a code the engine does not have.
+    # ... and no class claims a code that neither the engine nor this
+    # boundary (panic, 901) has.
     engine_codes = {code for code, _, _ in kinds}
+    boundary = jwtwarden._native.boundary_kinds()
+    assert not engine_codes & {code for code, _, _ in boundary}
+    for code, kind, category in boundary:
+        (cls,) = [cls for cls in _KIND_CLASSES if cls.code == code]
+        assert (cls.kind, cls.category) == (kind, category)
     with_codes = {cls for cls in all_subclasses(jwtwarden.JwtWardenError) if cls.__dict__.get("code") is not None}
     assert with_codes == set(_KIND_CLASSES)
-    assert {cls.code for cls in with_codes} == engine_codes
+    assert {cls.code for cls in with_codes} == engine_codes | {code for code, _, _ in boundary}
 
 
 def test_categories() -> None:
@@ -276,5 +282,5 @@ def test_usage_kinds(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
         jwtwarden.Verifier({"issuers": []})
     with pytest.raises(jwtwarden.InvalidArgumentError):
         verifier.revoke_kid(issuer.url, "")
-    # RevocationListFullError: see test_revocation. BufferTooSmallError and
-    # NullParameterError belong to the C ABI and cannot happen in Python.
+    # RevocationListFullError: see test_revocation. null_parameter (504)
+    # belongs to the C ABI alone and cannot happen in Python.

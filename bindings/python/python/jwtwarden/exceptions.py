@@ -102,8 +102,6 @@ __all__ = [
     "InvalidConfigError",
     "InvalidArgumentError",
     "RevocationListFullError",
-    "BufferTooSmallError",
-    "NullParameterError",
     "UnexpectedError",
     "PanicError",
 ]
@@ -403,20 +401,6 @@ class RevocationListFullError(UsageError):
     kind: ClassVar[str] = "revocation_list_full"
 
 
-class BufferTooSmallError(UsageError):
-    """A caller-supplied buffer is too small (C ABI only; never raised in Python)."""
-
-    code: ClassVar[int] = 503
-    kind: ClassVar[str] = "buffer_too_small"
-
-
-class NullParameterError(UsageError):
-    """A required pointer argument was NULL (C ABI only; never raised in Python)."""
-
-    code: ClassVar[int] = 504
-    kind: ClassVar[str] = "null_parameter"
-
-
 # --- 9xx internal -------------------------------------------------------------
 
 
@@ -428,7 +412,12 @@ class UnexpectedError(InternalError):
 
 
 class PanicError(InternalError):
-    """The Rust engine panicked; the panic was caught at the boundary."""
+    """The Rust engine panicked; the panic was caught at the boundary.
+
+    Code 901 belongs to the boundaries (this package, the C ABI), not to the
+    engine: ``jwtwarden._native.boundary_kinds()`` lists it. The C ABI's other
+    boundary code, ``null_parameter`` (504), cannot happen in Python.
+    """
 
     code: ClassVar[int] = 901
     kind: ClassVar[str] = "panic"
@@ -461,8 +450,6 @@ _KIND_CLASSES: tuple[type[JwtWardenError], ...] = (
     InvalidConfigError,
     InvalidArgumentError,
     RevocationListFullError,
-    BufferTooSmallError,
-    NullParameterError,
     UnexpectedError,
     PanicError,
 )

@@ -1,0 +1,107 @@
+//! The cache under concurrent insert, eviction, revocation, policy bumps and
+//! key rotation: no hit is ever served against a stale stamp. Threads verify
+//! a working set larger than the cache (so entries are evicted and inserted
+//! all the time) while the main thread revokes tokens, bumps the policy and
+//! removes a key; any success for a token whose verification *started* after
+//! its revocation (or its key's removal) returned is a violation.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{setup_with, IssuerAlg};
+use serde_json::json;
+
+const NEVER: u64 = u64::MAX;
+
+#[test]
+fn no_hit_is_served_against_a_stale_stamp_under_concurrent_change() {
+    // A cache smaller than the working set: constant eviction and insertion.
+    let s = setup_with(|c| c["cache"] = json!({"capacity": 8, "shards": 1}));
+    let iss = s.issuer.url();
+    let k1 = s.issuer.first_kid();
+    let k2 = s.issuer.add_key(IssuerAlg::ES256);
+    s.verifier.refresh_issuer(&iss).unwrap();
+    let tokens: Vec<(String, String, bool)> = (0..32)
+        .map(|i| {
+            let claims = s.issuer.default_claims(&format!("svc-{i}"), s.clock.now_secs());
+            let jti = claims["jti"].as_str().unwrap().to_string();
+            let by_k2 = i % 2 == 1;
+            (s.issuer.mint(if by_k2 { &k2 } else { &k1 }, &claims), jti, by_k2)
+        })
+        .collect();
+    for (t, _, _) in &tokens {
+        s.verifier.verify(t).unwrap();
+    }
+
+    // `events` counts changes that have returned; a token's `invalid_from`
+    // is the first event after which it must never verify.
+    let events = AtomicU64::new(0);
+    let invalid_from: Vec<AtomicU64> = tokens.iter().map(|_| AtomicU64::new(NEVER)).collect();
+    let violations = AtomicU64::new(0);
+    let successes = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let publish = |indices: &[usize]| {
+        let e = events.load(Ordering::SeqCst) + 1;
+        for &i in indices {
+            invalid_from[i].store(e, Ordering::SeqCst);
+        }
+        events.store(e, Ordering::SeqCst);
+    };
+
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (tokens, events, invalid_from, violations, successes, done) =
+                (&tokens, &events, &invalid_from, &violations, &successes, &done);
+            let verifier = &s.verifier;
+            scope.spawn(move || {
+                let mut i = t;
+                while !done.load(Ordering::SeqCst) {
+                    i = (i * 7 + 3) % tokens.len();
+                    let started_after = events.load(Ordering::SeqCst);
+                    if verifier.verify(&tokens[i].0).is_ok() {
+                        successes.fetch_add(1, Ordering::Relaxed);
+                        if invalid_from[i].load(Ordering::SeqCst) <= started_after {
+                            violations.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        let pause = || std::thread::sleep(Duration::from_millis(20));
+        // Revoke every fourth token by jti, one at a time.
+        for i in (0..tokens.len()).step_by(4) {
+            pause();
+            s.verifier.revoke_jti(&tokens[i].1, None).unwrap();
+            publish(&[i]);
+        }
+        // A policy bump invalidates every cached result, but every token
+        // still valid must keep verifying (fresh).
+        pause();
+        s.verifier.bump_policy_version();
+        // Key rotation: the IdP drops k2; once a refresh that started after
+        // the removal returns, no k2 token verifies, cached or not.
+        pause();
+        s.issuer.retire_key(&k2);
+        s.verifier.refresh_issuer(&iss).unwrap();
+        let k2_tokens: Vec<usize> = (0..tokens.len()).filter(|&i| tokens[i].2).collect();
+        publish(&k2_tokens);
+        pause();
+        pause();
+        done.store(true, Ordering::SeqCst);
+    });
+
+    assert_eq!(
+        violations.load(Ordering::Relaxed),
+        0,
+        "a result was served after its revocation or key removal returned"
+    );
+    assert!(successes.load(Ordering::Relaxed) > 1000, "the threads really verified");
+    for (i, (t, _, _)) in tokens.iter().enumerate() {
+        let still_valid = invalid_from[i].load(Ordering::SeqCst) == NEVER;
+        assert_eq!(s.verifier.verify(t).is_ok(), still_valid, "token {i}");
+    }
+    let m = s.verifier.metrics();
+    assert!(m.cache.evictions > 0, "the working set really churned the cache");
+}

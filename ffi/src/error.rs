@@ -132,6 +132,15 @@ impl jwtwarden_result {
     /// cbindgen:ignore
     pub const BOUNDARY_ONLY: &'static [jwtwarden_result] = &[jwtwarden_result::NullParameter, jwtwarden_result::Panic];
 
+    /// The stable name of a boundary-only code (the core names the others).
+    fn boundary_name(self) -> &'static str {
+        match self {
+            jwtwarden_result::NullParameter => "null_parameter",
+            jwtwarden_result::Panic => "panic",
+            _ => "unknown",
+        }
+    }
+
     /// The C code for a core error kind (same number).
     pub fn from_kind(kind: ErrorKind) -> jwtwarden_result {
         jwtwarden_result::from_code(kind.code()).unwrap_or(jwtwarden_result::Internal)
@@ -307,6 +316,7 @@ pub extern "C" fn jwtwarden_result_name(result: u32) -> *const c_char {
         let names = NAMES.get_or_init(|| {
             std::iter::once((0, c"ok".to_owned()))
                 .chain(ErrorKind::ALL.iter().map(|k| (k.code(), c_string_lossy(k.as_str()))))
+                .chain(jwtwarden_result::BOUNDARY_ONLY.iter().map(|&c| (c as u32, c_string_lossy(c.boundary_name()))))
                 .collect()
         });
         names
@@ -406,6 +416,18 @@ mod tests {
             jwtwarden_result::ALL.len(),
             ErrorKind::ALL.len() + 1 + jwtwarden_result::BOUNDARY_ONLY.len()
         );
+    }
+
+    #[test]
+    fn every_code_has_a_name() {
+        for &c in jwtwarden_result::ALL {
+            // SAFETY: the names are static NUL-terminated strings.
+            let name = unsafe { CStr::from_ptr(jwtwarden_result_name(c as u32)) };
+            assert_ne!(name.to_str().unwrap(), "unknown", "{c:?}");
+        }
+        // SAFETY: as above.
+        let name = unsafe { CStr::from_ptr(jwtwarden_result_name(jwtwarden_result::NullParameter as u32)) };
+        assert_eq!(name.to_str().unwrap(), "null_parameter");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 RESULTS_DIR holds *.jsonl (one record per measurement or skipped part),
 machine.txt and versions.txt as written by benches/run. OUT_DIR receives
 RESULTS.md and results.png. Needs matplotlib (benches/run installs it into
-target/bench-venv).
+target/bench-venv), except for a run of `benches/serve/run` alone
+(`benches/run --only serve`): its records then replace the serve section of
+an existing OUT_DIR/RESULTS.md, leaving the other sections as they were.
 """
 
 from __future__ import annotations
@@ -16,11 +18,6 @@ import math
 import os
 import sys
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 LANGS = ["rust", "c", "go", "python"]
 LANG_NAMES = {"rust": "Rust", "c": "C", "go": "Go", "python": "Python"}
@@ -114,10 +111,14 @@ class Data:
         self.algs: list[str] = []
         self.sizes: list[str] = []
         self.token_bytes: dict[tuple[str, str], int] = {}
+        # benches/serve/run: one record per case, plus "machine".
+        self.serve: dict[str, dict[str, Any]] = {}
         self.passes = max((r["pass"] for r in records), default=1)
         best_throughput: dict[tuple[Any, ...], dict[str, Any]] = {}
         for r in records:
-            if "skipped" in r:
+            if r.get("language") == "serve" and "case" in r:
+                self.serve[r["case"]] = r
+            elif "skipped" in r:
                 self.skipped.append(r)
             elif r.get("operation") == "storm":
                 self.storms.append(r)
@@ -359,6 +360,11 @@ def chart(d: Data, path: str) -> None:
     langs = [lang for lang in LANGS if any(k[0] == lang for k in d.timings)]
     if not langs:
         return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(len(langs), 1, figsize=(13, 3.6 * len(langs)), squeeze=False)
     groups = [(a, s) for a in d.algs for s in d.sizes]
     for ax, lang in zip(axes[:, 0], langs):
@@ -387,11 +393,93 @@ def chart(d: Data, path: str) -> None:
     plt.close(fig)
 
 
+SERVE_BEGIN = "<!-- serve: begin (benches/serve/run) -->"
+SERVE_END = "<!-- serve: end -->"
+SERVE_CASES = ["serve", "serve_spawn_blocking", "serve_inline", "go", "nginx_serve", "nginx_go", "nginx_ceiling"]
+
+
+def serve_section(d: Data, machine: dict[str, str]) -> list[str]:
+    """The forward-auth server over HTTP, between markers so that a serve-only
+    run can replace it in place."""
+    md = [SERVE_BEGIN, "## jwtwarden serve (forward auth over HTTP)", ""]
+    if not d.serve:
+        reason = d.skip_reason("serve", "all") or "not run"
+        return md + [f"Not measured: {reason}.", "", SERVE_END]
+    m = d.serve.get("machine", {})
+    md += [
+        f"Measured {machine.get('date', '?')} at commit {machine.get('commit', '?')} by "
+        f"`benches/serve/run`: `{m.get('wrk', 'wrk -t2 -c32')}`, HTTP/1.1 keep-alive, one RS256 token "
+        "(jwtwarden answers from its cache; the Go service verifies the signature every time), release build. "
+        f"wrk, nginx and the servers share the machine's {m.get('nproc', '?')} cores, so serve gets what wrk "
+        "(and nginx) leave of them. "
+        f"Load average (1/5/15 min) before the run {m.get('load_start', '?')}, after {m.get('load_end', '?')}; "
+        + (f"{m['steal_pct']}% steal during it." if m.get("steal_pct") is not None else "steal not recorded."),
+        "",
+        "| Case | Requests/s | p50 | p99 | Load average at the end of the case |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for case in SERVE_CASES:
+        r = d.serve.get(case)
+        if r:
+            md.append(
+                f"| {r['label']} | {r['rps']:,} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r.get('load', '?')} |"
+            )
+    rps = {c: r["rps"] for c, r in d.serve.items() if "rps" in r}
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else "**met**" if ok else "**missed**"
+
+    alone, go, behind, ceiling = (rps.get(c) for c in ("serve", "go", "nginx_serve", "nginx_ceiling"))
+    rows = [
+        (
+            "serve alone ≥ 100,000 verified requests/s (cache hits, keep-alive)",
+            f"{alone:,} requests/s ({alone / 1e5:.0%} of the target)" if alone else "—",
+            verdict(alone >= 100_000 if alone else None),
+        ),
+        (
+            "serve alone ≥ 3× the Go net/http + golang-jwt + keyfunc service",
+            f"{alone / go:.1f}× ({alone:,} vs {go:,})" if alone and go else "—",
+            verdict(alone / go >= 3 if alone and go else None),
+        ),
+        (
+            "nginx + auth_request + serve within 25 % of nginx with no auth",
+            f"{behind / ceiling:.0%} of the ceiling ({behind:,} vs {ceiling:,}; {1 - behind / ceiling:.0%} below)"
+            if behind and ceiling
+            else "—",
+            verdict(behind >= 0.75 * ceiling if behind and ceiling else None),
+        ),
+    ]
+    md += ["", "| Target | Measured | Verdict |", "|---|---|---|"]
+    md += [f"| {t} | {v} | {ok} |" for t, v, ok in rows]
+    return md + ["", SERVE_END]
+
+
+def splice_serve(path: str, section: list[str]) -> None:
+    """Replace the serve section of an existing report (or append one)."""
+    with open(path) as f:
+        text = f.read()
+    block = "\n".join(section)
+    if SERVE_BEGIN in text and SERVE_END in text:
+        head, rest = text.split(SERVE_BEGIN, 1)
+        tail = rest.split(SERVE_END, 1)[1]
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def main() -> None:
     results, out_dir = sys.argv[1], sys.argv[2]
     records, machine, versions = load(results)
     d = Data(records)
     os.makedirs(out_dir, exist_ok=True)
+    report = os.path.join(out_dir, "RESULTS.md")
+    only_serve = d.serve and not (d.timings or d.throughput or d.storms)
+    if only_serve and os.path.exists(report):
+        splice_serve(report, serve_section(d, machine))
+        print(f"report: serve section of {report}")
+        return
     png = os.path.join(out_dir, "results.png")
     chart(d, png)
 
@@ -487,6 +575,7 @@ def main() -> None:
         "",
     ]
     md += storm_table(d)
+    md += serve_section(d, machine) + [""]
     if d.skipped:
         md += [
             "## Not measured",

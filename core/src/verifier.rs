@@ -139,6 +139,43 @@ impl Verifier {
         result
     }
 
+    /// The cached result for this token, if the cache holds a current one;
+    /// `None` otherwise. Never parses, verifies or fetches, so it never
+    /// blocks: for servers that must not block their event loop, which
+    /// answer a hit here and hand only a `None` to [`verify_with`] on a
+    /// thread that may block (a miss can wait up to `http.timeout_ms` for a
+    /// key fetch).
+    ///
+    /// A hit is exactly what `verify_with` with the same options would return
+    /// from its cache (same lookup, same rules: expiry, `cache.max_ttl_secs`,
+    /// revocations, policy version, key epoch, failed-closed issuer, pinned
+    /// issuer), and it is counted the same way, as a cached success. `None`
+    /// is returned, and nothing is counted, on a miss and whenever
+    /// `verify_with` would not consult the cache: `opts.fresh`, a token over
+    /// `max_token_bytes`, a pinned issuer that is not configured, the cache
+    /// disabled. A miss is counted (`cache.misses`) by the `verify_with`
+    /// that follows, so a lookup here and then there counts one miss, not two;
+    /// a caller that drops the token after a `None` leaves no trace in the
+    /// metrics.
+    ///
+    /// [`verify_with`]: Verifier::verify_with
+    pub fn verify_cached(&self, token: impl AsRef<[u8]>, opts: &VerifyOptions<'_>) -> Option<Verified> {
+        let token = token.as_ref();
+        self.ensure_refresher();
+        let s = &*self.shared;
+        if opts.fresh || s.check_size(token).is_err() {
+            return None;
+        }
+        let pinned = match opts.issuer {
+            Some(name) => Some(s.by_name.get(name).copied()?),
+            None => None,
+        };
+        let cache = s.cache.as_ref()?;
+        let hit = s.cached(Some(cache.hash(token)), token, pinned, s.env.clock.now_ms(), false)?;
+        s.counters.ok_cached.inc();
+        Some(Verified::new(hit, true))
+    }
+
     /// A child process after `fork()` has no refresher thread: start one.
     #[inline]
     fn ensure_refresher(&self) {
@@ -325,7 +362,7 @@ impl Shared {
         let pinned = opts.issuer.map(|name| self.index_of(name)).transpose()?;
         let hash = self.cache.as_ref().map(|c| c.hash(token));
         if !opts.fresh {
-            if let Some(hit) = self.cached(hash, token, pinned, now) {
+            if let Some(hit) = self.cached(hash, token, pinned, now, true) {
                 return Ok(Verified::new(hit, true));
             }
         }
@@ -373,12 +410,21 @@ impl Shared {
     /// A cache hit, if any. The cache is consulted before parsing: a hit is
     /// only possible for a byte-identical token that already passed every
     /// later step, and those steps depend only on the bytes and the
-    /// configuration (whose changes bump the policy version).
+    /// configuration (whose changes bump the policy version). A miss is
+    /// counted when `count_miss` (by `verify`, not by `verify_cached`, whose
+    /// miss the following `verify` counts).
     #[inline]
-    fn cached(&self, hash: Option<u64>, token: &[u8], pinned: Option<usize>, now: u64) -> Option<Arc<VerifiedToken>> {
+    fn cached(
+        &self,
+        hash: Option<u64>,
+        token: &[u8],
+        pinned: Option<usize>,
+        now: u64,
+        count_miss: bool,
+    ) -> Option<Arc<VerifiedToken>> {
         let (cache, hash) = (self.cache.as_ref()?, hash?);
         let hit = cache.get(hash, token, now, &Check { s: self, pinned });
-        if hit.is_none() {
+        if hit.is_none() && count_miss {
             self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         }
         hit

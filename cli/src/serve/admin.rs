@@ -6,8 +6,6 @@
 //! an operator revoked (the engine's `state_dir` journal, when configured,
 //! keeps them across restarts as well).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -62,7 +60,7 @@ impl Revocation {
 const MAX_BODY: usize = 4096;
 
 /// Answer one request on the admin listener.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
+pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let state = app.state.load_full();
     // The secret of the current configuration: a reload can rotate it, or
     // switch the listener off (then every request is refused).

@@ -68,16 +68,21 @@ impl Forwarded {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Offload {
-    /// `tokio::task::block_in_place`: the worker hands its other tasks to
-    /// another thread before verifying.
-    BlockInPlace,
-    /// `tokio::task::spawn_blocking`: verify on the blocking pool (the
-    /// default: faster than `block_in_place` for cache hits, with a lower
-    /// p99, in benches/serve/run; see docs/benchmarks.md).
+    /// Answer cache hits on the runtime thread (`Verifier::verify_cached`,
+    /// which never blocks) and verify only misses on the blocking pool
+    /// (`spawn_blocking`). The default: a hit costs about as much as a hash
+    /// lookup, and a miss, which may wait for a key fetch, never stalls a
+    /// worker.
     #[default]
+    Misses,
+    /// `tokio::task::spawn_blocking` for every verification, hits included
+    /// (the default before `misses`; costs a thread hop per request).
     SpawnBlocking,
-    /// Verify on the worker itself: fastest for hits, but a key fetch
-    /// stalls every connection on that worker. For measurements only.
+    /// `tokio::task::block_in_place` for every verification: the worker
+    /// hands its other tasks to another thread before verifying.
+    BlockInPlace,
+    /// Verify on the worker itself, misses included: a key fetch stalls
+    /// every connection on that worker. For measurements only.
     Inline,
 }
 
@@ -323,6 +328,15 @@ mod tests {
         assert_eq!(c.auth_path, "/auth");
         assert_eq!(c.token_header, "authorization");
         assert!(c.admin.is_none());
+        assert_eq!(c.offload, Offload::Misses, "hits inline, misses offloaded");
+        for (name, mode) in [
+            ("spawn_blocking", Offload::SpawnBlocking),
+            ("block_in_place", Offload::BlockInPlace),
+            ("inline", Offload::Inline),
+        ] {
+            let c = ServeConfig::from_toml_str(&format!("offload = \"{name}\"")).unwrap();
+            assert_eq!(c.offload, mode);
+        }
     }
 
     #[test]

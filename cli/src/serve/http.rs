@@ -1,6 +1,7 @@
 //! The verification listener: the forward-auth endpoint, `/healthz` and
 //! `/metrics`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,17 +15,47 @@ use jwtwarden::{Error, ErrorKind, Health, Verified, VerifyOptions};
 use super::claims::header_value;
 use super::config::{Forwarded, Offload, ServeConfig};
 use super::refusal::{refusal, Reason};
-use super::routes::{has_audience, has_scopes, normalize};
+use super::routes::{has_audience, has_scopes, normalize, Route};
 use super::App;
 
 /// Every response this server sends.
 pub type Resp = Response<Full<Bytes>>;
 
 /// Answer one request on the verification listener.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
+pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let resp = match decide(app, &req) {
+        Decision::Done(resp) => return resp,
+        Decision::Auth(resp) => resp,
+        Decision::Verify(pending) => pending.run().await,
+    };
+    // Serve's metrics count forward-auth answers only.
+    app.stats.record(resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// What a request needs, decided without waiting on anything.
+enum Decision {
+    /// Not a forward-auth request: answered.
+    Done(Resp),
+    /// A forward-auth request answered at once (a cache hit, a refusal).
+    Auth(Resp),
+    /// A forward-auth request whose token the engine must verify.
+    Verify(Pending),
+}
+
+/// Everything a verification off the runtime thread needs, owned.
+struct Pending {
+    state: Arc<super::State>,
+    token: String,
+    route: Route,
+}
+
+fn decide(app: &App, req: &Request<Incoming>) -> Decision {
     // One snapshot per request: a reload in the middle of it does not mix
-    // the old routes with the new verifier.
-    let state = app.state.load_full();
+    // the old routes with the new verifier. A guard, not a clone of the
+    // `Arc`: no shared reference count is touched on the hit path.
+    let state = app.state.load();
     let cfg = &state.config;
     let path = req.uri().path();
     let is_auth = path == cfg.auth_path
@@ -32,25 +63,34 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
             && path.starts_with(&cfg.auth_path)
             && path.as_bytes().get(cfg.auth_path.len()) == Some(&b'/');
     if is_auth {
-        let started = Instant::now();
-        let resp = authorize(&state, &req).await;
-        app.stats.record(resp.status().as_u16(), started.elapsed());
-        resp
+        match authorize(&state, req) {
+            Ok(resp) => Decision::Auth(resp),
+            Err(miss) => {
+                let (token, route) = *miss;
+                Decision::Verify(Pending {
+                    state: arc_swap::Guard::into_inner(state),
+                    token,
+                    route,
+                })
+            }
+        }
     } else if (path == cfg.health_path || path == cfg.metrics_path) && !is_read(req.method()) {
-        plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n")
+        Decision::Done(plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n"))
     } else if path == cfg.health_path {
-        health(&state)
+        Decision::Done(health(&state))
     } else if path == cfg.metrics_path {
-        metrics(&app, &state)
+        Decision::Done(metrics(app, &state))
     } else {
-        plain(StatusCode::NOT_FOUND, "not found\n")
+        Decision::Done(plain(StatusCode::NOT_FOUND, "not found\n"))
     }
 }
 
-/// The forward-auth decision for one request.
-async fn authorize(state: &super::State, req: &Request<Incoming>) -> Resp {
+/// The forward-auth decision for one request, when it needs no waiting:
+/// a refusal, an open route, or (with the default `offload`) a cache hit.
+/// Otherwise the token and route, for [`Pending::run`].
+fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<(String, Route)>> {
     let cfg = &*state.config;
-    let refuse = |reason: Reason<'_>| refused(cfg, &reason);
+    let refuse = |reason: Reason<'_>| Ok(refused(cfg, &reason));
 
     let (target, method) = match original_request(cfg, req) {
         Ok(t) => t,
@@ -68,26 +108,53 @@ async fn authorize(state: &super::State, req: &Request<Incoming>) -> Resp {
         cfg.routes.select(&path, &method)
     };
     if route.open {
-        return ok_response(Vec::new());
+        return Ok(ok_response(None));
     }
     let token = match bearer_token(req.headers(), cfg) {
         Ok(Some(t)) => t,
         Ok(None) => return refuse(Reason::MissingToken),
         Err(why) => return refuse(Reason::InvalidRequest(why)),
     };
-    let fingerprint = || jwtwarden::fingerprint(token.as_bytes());
-    let result = verify(state, token.clone(), route.issuer.clone(), route.fresh, cfg.offload).await;
-    let verified = match result {
-        Ok(v) => v,
-        Err(e) => {
-            if e.category() == jwtwarden::Category::KeysUnavailable {
-                log::warn!("token {}: {e}", fingerprint());
-            } else {
-                log::debug!("token {} refused: {e}", fingerprint());
-            }
-            return refuse(Reason::Engine(&e));
+    if cfg.offload == Offload::Misses {
+        let opts = VerifyOptions {
+            issuer: route.issuer.as_deref(),
+            fresh: route.fresh,
+        };
+        // A hit costs about as much as a hash lookup and never blocks: it
+        // is answered here, on the runtime thread.
+        if let Some(verified) = state.verifier.verify_cached(token, &opts) {
+            return Ok(decide_verified(cfg, route, token, &verified));
         }
-    };
+    }
+    Err(Box::new((token.to_string(), route.clone())))
+}
+
+impl Pending {
+    /// Verify with the engine, off the runtime thread unless `offload`
+    /// says otherwise, and answer.
+    async fn run(self) -> Resp {
+        let Pending { state, token, route } = self;
+        let cfg = &*state.config;
+        let result = verify(&state, token.clone(), route.issuer.clone(), route.fresh, cfg.offload).await;
+        match result {
+            Ok(v) => decide_verified(cfg, &route, &token, &v),
+            Err(e) => {
+                if e.category() == jwtwarden::Category::KeysUnavailable {
+                    log::warn!("token {}: {e}", jwtwarden::fingerprint(token.as_bytes()));
+                } else {
+                    log::debug!("token {} refused: {e}", jwtwarden::fingerprint(token.as_bytes()));
+                }
+                refused(cfg, &Reason::Engine(&e))
+            }
+        }
+    }
+}
+
+/// The answer for a token the engine accepted: the route's audience and
+/// scope rules, then 200 with the claim headers.
+fn decide_verified(cfg: &ServeConfig, route: &Route, token: &str, verified: &Verified) -> Resp {
+    let fingerprint = || jwtwarden::fingerprint(token.as_bytes());
+    let refuse = |reason: Reason<'_>| refused(cfg, &reason);
     if !has_audience(verified.claims(), &route.audiences) {
         let e = Error::new(
             ErrorKind::InvalidAudience,
@@ -100,19 +167,41 @@ async fn authorize(state: &super::State, req: &Request<Incoming>) -> Resp {
         log::debug!("token {} lacks scopes for route {}", fingerprint(), route.prefix);
         return refuse(Reason::InsufficientScope(&route.scopes));
     }
-    let headers = cfg
-        .claim_headers
-        .iter()
-        .filter_map(|(claim, name)| {
-            let value = header_value(verified.claims().get(claim)?, cfg.max_claim_header_bytes)?;
-            Some((name.as_str().to_string(), value))
-        })
-        .collect();
-    ok_response(headers)
+    if cfg.claim_headers.is_empty() {
+        return ok_response(None);
+    }
+    // Built once per verified result and shared by its cache hits. The
+    // claim headers belong to the serve configuration, which is swapped
+    // together with the verifier (whose results start empty), so a result
+    // never meets another configuration's headers.
+    let headers = verified.token().memo(|t| ClaimHeaders::new(cfg, &t.claims));
+    ok_response(Some(&headers))
+}
+
+/// The response headers a verified result's claims map to.
+struct ClaimHeaders(Vec<(hyper::header::HeaderName, HeaderValue)>);
+
+impl ClaimHeaders {
+    fn new(cfg: &ServeConfig, claims: &serde_json::Map<String, serde_json::Value>) -> ClaimHeaders {
+        ClaimHeaders(
+            cfg.claim_headers
+                .iter()
+                .filter_map(|(claim, name)| {
+                    let value = header_value(claims.get(claim)?, cfg.max_claim_header_bytes)?;
+                    // Both parts were checked (config time, header_value); a
+                    // failure here drops the header rather than the request.
+                    Some((
+                        hyper::header::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
+                        HeaderValue::from_str(&value).ok()?,
+                    ))
+                })
+                .collect(),
+        )
+    }
 }
 
 /// Run the engine without stalling the runtime on a key fetch (see
-/// [`Offload`] and docs/serve.md for the measurement behind the default).
+/// [`Offload`] and docs/serve.md for the measurements behind the default).
 async fn verify(
     state: &super::State,
     token: String,
@@ -133,7 +222,7 @@ async fn verify(
     match mode {
         Offload::Inline => run(),
         Offload::BlockInPlace => tokio::task::block_in_place(run),
-        Offload::SpawnBlocking => tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+        Offload::Misses | Offload::SpawnBlocking => tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
             Err(Error::new(
                 ErrorKind::Internal,
                 format!("verification task failed: {e}"),
@@ -143,29 +232,33 @@ async fn verify(
 }
 
 /// The original request's target and method, from wherever this proxy puts
-/// them. The target is `None` when the proxy did not send it.
-fn original_request(cfg: &ServeConfig, req: &Request<Incoming>) -> Result<(Option<String>, String), &'static str> {
-    let one = |name: &str| -> Result<Option<String>, &'static str> {
+/// them. The target is `None` when the proxy did not send it. Borrowed from
+/// the request where possible: the hit path allocates nothing here.
+fn original_request<'r>(
+    cfg: &ServeConfig,
+    req: &'r Request<Incoming>,
+) -> Result<(Option<Cow<'r, str>>, Cow<'r, str>), &'static str> {
+    let one = |name: &str| -> Result<Option<&'r str>, &'static str> {
         let mut values = req.headers().get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => Ok(None),
             (Some(v), None) => v
                 .to_str()
-                .map(|s| Some(s.to_string()))
+                .map(Some)
                 .map_err(|_| "a forwarded header is not readable text"),
             (Some(_), Some(_)) => Err("a forwarded header is repeated"),
         }
     };
     let target = match cfg.forwarded.uri_header() {
-        Some(h) => one(h)?,
+        Some(h) => one(h)?.map(Cow::Borrowed),
         None => {
             // Envoy: the original path follows the auth path.
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let rest = pq.get(cfg.auth_path.len()..).unwrap_or_default();
             Some(if rest.is_empty() || rest.starts_with('?') {
-                format!("/{rest}")
+                Cow::Owned(format!("/{rest}"))
             } else {
-                rest.to_string()
+                Cow::Borrowed(rest)
             })
         }
     };
@@ -173,8 +266,12 @@ fn original_request(cfg: &ServeConfig, req: &Request<Incoming>) -> Result<(Optio
         Some(h) => one(h)?,
         None => None,
     }
-    .unwrap_or_else(|| req.method().as_str().to_string())
-    .to_ascii_uppercase();
+    .unwrap_or_else(|| req.method().as_str());
+    let method = if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(method.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(method)
+    };
     Ok((target, method))
 }
 
@@ -182,7 +279,7 @@ fn original_request(cfg: &ServeConfig, req: &Request<Incoming>) -> Result<(Optio
 /// `Bearer` scheme; another header holds the token itself, an optional
 /// `Bearer ` prefix allowed), else from the configured cookie. `Ok(None)`
 /// when there is none; `Err` for a header that is there but malformed.
-pub fn bearer_token(headers: &HeaderMap, cfg: &ServeConfig) -> Result<Option<String>, &'static str> {
+pub fn bearer_token<'h>(headers: &'h HeaderMap, cfg: &ServeConfig) -> Result<Option<&'h str>, &'static str> {
     let mut values = headers.get_all(cfg.token_header.as_str()).iter();
     let from_header = match (values.next(), values.next()) {
         (Some(_), Some(_)) => return Err("more than one credentials header"),
@@ -223,24 +320,21 @@ pub fn bearer_token(headers: &HeaderMap, cfg: &ServeConfig) -> Result<Option<Str
 }
 
 /// A bearer credential is token68 (RFC 6750 §2.1): no spaces, no quotes.
-fn check_token(t: &str) -> Result<String, &'static str> {
+fn check_token(t: &str) -> Result<&str, &'static str> {
     let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
     if t.is_empty() || !t.bytes().all(token68) {
         return Err("malformed bearer credentials");
     }
-    Ok(t.to_string())
+    Ok(t)
 }
 
-fn ok_response(headers: Vec<(String, String)>) -> Resp {
+fn ok_response(headers: Option<&ClaimHeaders>) -> Resp {
     let mut resp = Response::new(Full::new(Bytes::new()));
-    for (name, value) in headers {
-        // Both parts were checked (config time, header_value); a failure
-        // here drops the header rather than the request.
-        if let (Ok(n), Ok(v)) = (
-            hyper::header::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            resp.headers_mut().append(n, v);
+    if let Some(headers) = headers {
+        let map = resp.headers_mut();
+        map.reserve(headers.0.len());
+        for (name, value) in &headers.0 {
+            map.append(name.clone(), value.clone());
         }
     }
     resp
@@ -332,7 +426,7 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive_and_strict() {
         let c = cfg("");
-        let t = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs), &c);
+        let t = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs), &c).map(|t| t.map(str::to_string));
         assert_eq!(
             t(&[("authorization", "Bearer abc.def.ghi")]),
             Ok(Some("abc.def.ghi".into()))
@@ -349,7 +443,7 @@ mod tests {
     #[test]
     fn custom_header_and_cookie() {
         let c = cfg("token_header = \"X-Access-Token\"\ntoken_cookie = \"at\"");
-        let t = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs), &c);
+        let t = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs), &c).map(|t| t.map(str::to_string));
         assert_eq!(t(&[("x-access-token", "abc")]), Ok(Some("abc".into())));
         assert_eq!(t(&[("x-access-token", "Bearer abc")]), Ok(Some("abc".into())));
         assert_eq!(t(&[("cookie", "a=1; at=tok.en.x; b=2")]), Ok(Some("tok.en.x".into())));

@@ -1,11 +1,14 @@
 //! Serve's own metrics: forward-auth answers by status and their latency.
 //!
 //! Plain atomics with fixed buckets: every request writes them, so they
-//! must cost no lock; they survive a reload (the verifier's counters start
-//! again with the new verifier).
+//! must cost no lock. They are striped: each thread writes its own
+//! cache-line-aligned stripe (runtime workers get one each), so two workers
+//! never bounce a counter's cache line between cores; a scrape sums the
+//! stripes. They survive a reload (the verifier's counters start again with
+//! the new verifier).
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Statuses counted separately; anything else is `other`.
@@ -16,29 +19,54 @@ const BUCKETS_US: [u64; 14] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000, 10_000_000,
 ];
 
-/// Request counters and a latency histogram.
+/// Stripes: more than the runtime has workers on most machines; threads
+/// beyond that share stripes (still correct, only slower).
+const STRIPES: usize = 16;
+
+/// One thread's counters, on cache lines of their own.
 #[derive(Default)]
-pub struct Stats {
+#[repr(align(128))]
+struct Stripe {
     by_status: [AtomicU64; STATUSES.len() + 1],
     buckets: [AtomicU64; BUCKETS_US.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
+}
+
+/// Request counters and a latency histogram.
+#[derive(Default)]
+pub struct Stats {
+    stripes: [Stripe; STRIPES],
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+}
+
+/// The stripe of the calling thread: threads take stripes in turn.
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    INDEX.with(|i| *i)
 }
 
 impl Stats {
     /// Count one forward-auth answer.
     pub fn record(&self, status: u16, elapsed: Duration) {
+        let s = &self.stripes[stripe_index()];
         let i = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
-        self.by_status[i].fetch_add(1, Ordering::Relaxed);
+        s.by_status[i].fetch_add(1, Ordering::Relaxed);
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         // Cumulative buckets are computed at read time: one write per request.
         if let Some(b) = BUCKETS_US.iter().position(|le| us <= *le) {
-            self.buckets[b].fetch_add(1, Ordering::Relaxed);
+            s.buckets[b].fetch_add(1, Ordering::Relaxed);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        s.count.fetch_add(1, Ordering::Relaxed);
+        s.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn sum(&self, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        self.stripes.iter().map(|s| field(s).load(Ordering::Relaxed)).sum()
     }
 
     /// Count a configuration reload.
@@ -51,7 +79,7 @@ impl Stats {
     #[cfg(test)]
     pub fn requests_with(&self, status: u16) -> u64 {
         let i = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
-        self.by_status[i].load(Ordering::Relaxed)
+        self.sum(|s| &s.by_status[i])
     }
 
     /// The metrics in the OpenMetrics text format, without the `# EOF`
@@ -60,26 +88,26 @@ impl Stats {
         let mut out = String::new();
         out.push_str("# HELP jwtwarden_serve_requests Forward-auth answers by HTTP status.\n");
         out.push_str("# TYPE jwtwarden_serve_requests counter\n");
-        for (i, c) in self.by_status.iter().enumerate() {
+        for i in 0..=STATUSES.len() {
             let status = STATUSES.get(i).map_or("other".to_string(), u16::to_string);
             let _ = writeln!(
                 out,
                 "jwtwarden_serve_requests_total{{status=\"{status}\"}} {}",
-                c.load(Ordering::Relaxed)
+                self.sum(|s| &s.by_status[i])
             );
         }
         out.push_str("# HELP jwtwarden_serve_request_duration_seconds Time to answer a forward-auth request.\n");
         out.push_str("# TYPE jwtwarden_serve_request_duration_seconds histogram\n");
         let mut cumulative = 0;
-        for (le, b) in BUCKETS_US.iter().zip(&self.buckets) {
-            cumulative += b.load(Ordering::Relaxed);
+        for (b, le) in BUCKETS_US.iter().enumerate() {
+            cumulative += self.sum(|s| &s.buckets[b]);
             let _ = writeln!(
                 out,
                 "jwtwarden_serve_request_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
                 *le as f64 / 1e6
             );
         }
-        let count = self.count.load(Ordering::Relaxed);
+        let count = self.sum(|s| &s.count);
         let _ = writeln!(
             out,
             "jwtwarden_serve_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
@@ -87,7 +115,7 @@ impl Stats {
         let _ = writeln!(
             out,
             "jwtwarden_serve_request_duration_seconds_sum {}",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+            self.sum(|s| &s.sum_us) as f64 / 1e6
         );
         let _ = writeln!(out, "jwtwarden_serve_request_duration_seconds_count {count}");
         out.push_str("# HELP jwtwarden_serve_reloads Configuration reloads (SIGHUP) by result.\n");
@@ -127,5 +155,17 @@ mod tests {
         assert!(t.contains("_bucket{le=\"+Inf\"} 4\n"), "{t}");
         assert!(t.contains("_count 4\n"), "{t}");
         assert_eq!(s.requests_with(401), 1);
+    }
+
+    #[test]
+    fn threads_on_other_stripes_add_up() {
+        let s = Stats::default();
+        std::thread::scope(|sc| {
+            for _ in 0..20 {
+                sc.spawn(|| s.record(200, Duration::from_micros(30)));
+            }
+        });
+        assert_eq!(s.requests_with(200), 20);
+        assert!(s.encode().contains("_bucket{le=\"0.00005\"} 20\n"));
     }
 }

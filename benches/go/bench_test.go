@@ -155,7 +155,9 @@ func BenchmarkHitClaims(b *testing.B) {
 		token := fx.tokens[size]
 		b.Run(size+"/jwtwarden", func(b *testing.B) {
 			v := newVerifier(b)
-			b.ReportMetric(float64(len(token)), "token-bytes")
+			if _, err := v.Verify(token); err != nil { // cached from here on
+				b.Fatal(err)
+			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				r, err := v.Verify(token)
@@ -168,10 +170,10 @@ func BenchmarkHitClaims(b *testing.B) {
 					b.Fatal("claims")
 				}
 			}
+			b.ReportMetric(float64(len(token)), "token-bytes")
 		})
 		b.Run(size+"/golang-jwt+keyfunc", func(b *testing.B) {
 			p, kf := newGolangJWT(b)
-			b.ReportMetric(float64(len(token)), "token-bytes")
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				t, err := p.Parse(token, kf)
@@ -188,6 +190,7 @@ func BenchmarkHitClaims(b *testing.B) {
 					b.Fatal("claims")
 				}
 			}
+			b.ReportMetric(float64(len(token)), "token-bytes")
 		})
 	}
 }

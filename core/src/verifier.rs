@@ -139,6 +139,21 @@ impl Verifier {
         result
     }
 
+    /// The cached result for `token`, when the cache can serve one now, by
+    /// the same rules as [`verify_with`](Self::verify_with)'s cache step;
+    /// `None` otherwise (a miss, `fresh`, or an error `verify_with` would
+    /// report), and then call `verify_with`. It never parses the token,
+    /// checks a signature or fetches keys, so it is over in about the time
+    /// of a hit: for front ends that would otherwise release a lock around
+    /// the call (Python's GIL) only to take it back.
+    pub fn verify_cached(&self, token: impl AsRef<[u8]>, opts: &VerifyOptions<'_>) -> Option<Verified> {
+        self.ensure_refresher();
+        let s = &*self.shared;
+        let hit = s.hit_only(token.as_ref(), opts, s.env.clock.now_ms())?;
+        s.counters.ok_cached.inc();
+        Some(Verified::new(hit, true))
+    }
+
     /// A child process after `fork()` has no refresher thread: start one.
     #[inline]
     fn ensure_refresher(&self) {
@@ -375,6 +390,20 @@ impl Shared {
     /// later step, and those steps depend only on the bytes and the
     /// configuration (whose changes bump the policy version).
     #[inline]
+    /// [`verify`](Self::verify)'s cache step alone, counting nothing on a
+    /// miss (the caller goes on to `verify`, which counts it).
+    fn hit_only(&self, token: &[u8], opts: &VerifyOptions<'_>, now: u64) -> Option<Arc<VerifiedToken>> {
+        if opts.fresh || self.check_size(token).is_err() {
+            return None;
+        }
+        let pinned = match opts.issuer {
+            Some(name) => Some(self.index_of(name).ok()?),
+            None => None,
+        };
+        let cache = self.cache.as_ref()?;
+        cache.get(cache.hash(token), token, now, &Check { s: self, pinned })
+    }
+
     fn cached(&self, hash: Option<u64>, token: &[u8], pinned: Option<usize>, now: u64) -> Option<Arc<VerifiedToken>> {
         let (cache, hash) = (self.cache.as_ref()?, hash?);
         let hit = cache.get(hash, token, now, &Check { s: self, pinned });

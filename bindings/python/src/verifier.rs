@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyMappingProxy, PyString};
 
-use crate::call::detached;
+use crate::call::{detached, guard};
 use crate::convert;
 use crate::errors::CoreError;
 use crate::logbridge;
@@ -80,13 +80,18 @@ impl Verifier {
         fresh: bool,
     ) -> PyResult<Verified> {
         let engine = self.engine()?;
-        let verified = detached(py, || {
-            let opts = VerifyOptions {
-                issuer: issuer.map(|s| &**s),
-                fresh,
-            };
-            engine.verify_with(token.as_bytes(), &opts)
-        })?;
+        let opts = VerifyOptions {
+            issuer: issuer.map(|s| &**s),
+            fresh,
+        };
+        // A cache hit is over in about 100 ns and never waits on the
+        // network: serve it with the GIL held, rather than release the GIL
+        // and take it back for longer than the hit takes. Everything else
+        // (the same hit rules included) runs with the GIL released.
+        if let Some(hit) = guard(|| Ok(engine.verify_cached(token.as_bytes(), &opts))).map_err(CoreError)? {
+            return Ok(hit);
+        }
+        let verified = detached(py, || engine.verify_with(token.as_bytes(), &opts))?;
         Ok(verified)
     }
 

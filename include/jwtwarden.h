@@ -306,6 +306,19 @@ jwtwarden_result jwtwarden_set_log_callback(jwtwarden_log_callback callback,
 // `verified` is NULL.
 const char *jwtwarden_verified_claims_json(const struct jwtwarden_verified *verified);
 
+// The length in bytes of `jwtwarden_verified_claims_json` (without the
+// NUL), so a caller can copy it without scanning for the NUL. 0 if
+// `verified` is NULL.
+size_t jwtwarden_verified_claims_json_len(const struct jwtwarden_verified *verified);
+
+// One claim's value as compact JSON text (`"alice"`, `["api","web"]`,
+// `1700000000`), or NULL if the token has no claim `name` (or an argument
+// is NULL). `name` is NUL-terminated UTF-8. Borrowed. The claims are
+// serialized one by one on the first call for a result and shared by every
+// cache hit of it, so later calls (and hits) only look the name up.
+const char *jwtwarden_verified_claim_json(const struct jwtwarden_verified *verified,
+                                          const char *name);
+
 // The configured issuer the token was verified for. Borrowed; NULL if
 // `verified` is NULL.
 const char *jwtwarden_verified_issuer(const struct jwtwarden_verified *verified);

@@ -1,6 +1,7 @@
 // Package gobench compares the jwtwarden Go package with golang-jwt +
-// keyfunc/v3 verifying the same RS256 token from the same JWKS endpoint (a
-// jwtwarden-testissuer on loopback). Run with benches/go/run, or:
+// keyfunc/v3 verifying the same RS256 tokens (about 600 bytes and 2 KB) from
+// the same JWKS endpoint (a jwtwarden-testissuer on loopback). Run with
+// benches/go/run, or:
 //
 //	cargo build --release -p jwtwarden-ffi -p jwtwarden-testissuer
 //	cd benches/go && go test -run '^$' -bench . -benchmem
@@ -15,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +29,11 @@ import (
 
 var fx struct {
 	url, token string
+	// tokens by size: "600B" (fx.token) and "2KB" (padded with groups).
+	tokens map[string]string
 }
+
+var sizes = []string{"600B", "2KB"}
 
 func TestMain(m *testing.M) {
 	bin := os.Getenv("JWTWARDEN_TESTISSUER") // benches/go/run sets it
@@ -62,14 +69,32 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	now := time.Now().Unix()
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
-		"iss": fx.url, "sub": "bench-user", "aud": "api", "iat": now, "nbf": now, "exp": now + 3600,
-		"jti": "bench-jti-0001", "scope": "orders:read",
-	})
-	tok.Header["kid"] = banner.Kid
-	if fx.token, err = tok.SignedString(key); err != nil {
-		panic(err)
+	sign := func(claims jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+		tok.Header["kid"] = banner.Kid
+		s, err := tok.SignedString(key)
+		if err != nil {
+			panic(err)
+		}
+		return s
 	}
+	claims := func(groups []string) jwt.MapClaims {
+		c := jwt.MapClaims{
+			"iss": fx.url, "sub": "bench-user", "aud": "api", "iat": now, "nbf": now, "exp": now + 3600,
+			"jti": "bench-jti-0001", "scope": "orders:read", "tenant": "acme",
+		}
+		if groups != nil {
+			c["groups"] = groups
+		}
+		return c
+	}
+	fx.token = sign(claims(nil))
+	big := fx.token
+	for groups := []string{}; len(big) < 2048; {
+		groups = append(groups, fmt.Sprintf("group-%03d-with-a-longish-name", len(groups)))
+		big = sign(claims(groups))
+	}
+	fx.tokens = map[string]string{"600B": fx.token, "2KB": big}
 
 	code := m.Run()
 	stdin.Close()
@@ -120,6 +145,54 @@ func BenchmarkHit(b *testing.B) {
 		}
 	})
 	b.Run("golang-jwt+keyfunc", benchGolangJWT)
+}
+
+// A cache hit and the claims a handler reads: subject, audience, scopes and
+// one custom claim. jwtwarden reads them with its accessors (decoded once
+// per cached result); golang-jwt decodes them with every parse.
+func BenchmarkHitClaims(b *testing.B) {
+	for _, size := range sizes {
+		token := fx.tokens[size]
+		b.Run(size+"/jwtwarden", func(b *testing.B) {
+			v := newVerifier(b)
+			if _, err := v.Verify(token); err != nil { // cached from here on
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r, err := v.Verify(token)
+				if err != nil || !r.Cached {
+					b.Fatal(err)
+				}
+				tenant, _ := r.ClaimString("tenant")
+				if r.Subject() != "bench-user" || len(r.Audience()) != 1 || !r.HasScope("orders:read") ||
+					tenant != "acme" {
+					b.Fatal("claims")
+				}
+			}
+			b.ReportMetric(float64(len(token)), "token-bytes")
+		})
+		b.Run(size+"/golang-jwt+keyfunc", func(b *testing.B) {
+			p, kf := newGolangJWT(b)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t, err := p.Parse(token, kf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := t.Claims.(jwt.MapClaims)
+				sub, _ := c.GetSubject()
+				aud, _ := c.GetAudience()
+				scope, _ := c["scope"].(string)
+				tenant, _ := c["tenant"].(string)
+				if sub != "bench-user" || len(aud) != 1 || !slices.Contains(strings.Fields(scope), "orders:read") ||
+					tenant != "acme" {
+					b.Fatal("claims")
+				}
+			}
+			b.ReportMetric(float64(len(token)), "token-bytes")
+		})
+	}
 }
 
 // golang-jwt + keyfunc verifying the token: it has no result cache, so this

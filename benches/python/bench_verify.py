@@ -11,11 +11,16 @@ checked against its JWKS on 127.0.0.1:
 * ``pyjwt``: ``jwt.decode(token, key, algorithms=[alg], audience=..., issuer=...)``
   with the public key already loaded (PyJWT's best case: no JWKS lookup);
 * ``hit``: ``Verifier.verify(token)`` on a token verified before (cache hit);
+* ``hit+claims``: a cache hit and the claims a handler reads (subject,
+  audience, scopes, one custom claim), next to ``pyjwt+claims``, PyJWT's
+  decode reading the same;
 * ``miss``: ``Verifier.verify(token)`` on tokens never seen before (signature
   check, claim checks and cache insert), each token verified once;
 * ``fresh``: ``Verifier.verify(token, fresh=True)`` (cache skipped).
 
-Each figure is the best of ``--repeat`` runs, in microseconds per call, single
+Each algorithm is measured on a token of about 600 bytes and one padded to
+about 2 KB (miss and fresh on the 600-byte one only). Each figure is the best
+of ``--repeat`` runs, in microseconds per call, single
 thread. Not a test: numbers depend on the machine; nothing here asserts.
 """
 
@@ -32,6 +37,7 @@ import time
 import timeit
 import urllib.request
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import jwt
@@ -104,32 +110,54 @@ def main() -> None:
             public = jwt.PyJWK(issuer.admin("GET", f"/keys/{kid}/public")["jwk"]).key
             now = int(time.time())
 
-            def mint(i: int) -> str:
-                claims = {"iss": issuer.url, "aud": "api", "sub": f"user-{i}", "iat": now, "nbf": now,
-                          "exp": now + 3600, "jti": f"{alg}-{i}", "scope": "read write"}
+            def mint(i: int, groups: list[str] | None = None) -> str:
+                claims: dict[str, Any] = {"iss": issuer.url, "aud": "api", "sub": f"user-{i}", "iat": now,
+                                          "nbf": now, "exp": now + 3600, "jti": f"{alg}-{i}",
+                                          "scope": "read write", "tenant": "acme"}
+                if groups is not None:
+                    claims["groups"] = groups
                 return jwt.encode(claims, priv, algorithm=alg, headers={"kid": kid})
 
-            token = mint(0)
+            def padded(i: int, size: int) -> str:
+                groups: list[str] = []
+                token = mint(i)
+                while len(token) < size:
+                    groups.append(f"group-{len(groups):03d}-with-a-longish-name")
+                    token = mint(i, groups)
+                return token
+
             tokens = [mint(i) for i in range(1, args.tokens + 1)]
-            verifier.verify(token)
+            for size_name, token in (("600B", mint(0)), ("2KB", padded(0, 2048))):
+                verifier.verify(token)
 
-            def pyjwt_decode(t: str = token) -> object:
-                return jwt.decode(t, public, algorithms=[alg], audience="api", issuer=issuer.url)
+                def pyjwt_decode(t: str = token) -> Any:
+                    return jwt.decode(t, public, algorithms=[alg], audience="api", issuer=issuer.url)
 
-            assert pyjwt_decode() == verifier.verify(token)
-            slow_n = 2000 if alg != "EdDSA" else 5000
-            pyjwt = per_call_us(pyjwt_decode, slow_n, args.repeat)
-            hit = per_call_us(lambda: verifier.verify(token), 200_000, args.repeat)
-            fresh = per_call_us(lambda: verifier.verify(token, fresh=True), slow_n, args.repeat)
-            miss = per_token_us(verifier.verify, tokens, args.repeat, verifier)
-            pyjwt_many = per_token_us(lambda t: pyjwt_decode(t), tokens, args.repeat, verifier)
-            rows.append((alg, len(token), pyjwt, pyjwt_many, hit, miss, fresh))
+                def handler_reads(claims: Mapping[str, Any]) -> object:
+                    aud = claims["aud"]
+                    return (claims["sub"], [aud] if isinstance(aud, str) else aud, claims["scope"].split(),
+                            claims["tenant"])
+
+                assert pyjwt_decode() == jwtwarden.thaw(verifier.verify(token))
+                slow_n = 2000 if alg != "EdDSA" else 5000
+                pyjwt = per_call_us(pyjwt_decode, slow_n, args.repeat)
+                pyjwt_claims = per_call_us(lambda: handler_reads(pyjwt_decode()), slow_n, args.repeat)
+                hit = per_call_us(lambda: verifier.verify(token), 200_000, args.repeat)
+                hit_claims = per_call_us(lambda: handler_reads(verifier.verify(token)), 200_000, args.repeat)
+                if size_name == "600B":
+                    fresh = per_call_us(lambda: verifier.verify(token, fresh=True), slow_n, args.repeat)
+                    miss = per_token_us(verifier.verify, tokens, args.repeat, verifier)
+                    pyjwt_many = per_token_us(lambda t: pyjwt_decode(t), tokens, args.repeat, verifier)
+                else:
+                    fresh = miss = pyjwt_many = float("nan")
+                rows.append((alg, len(token), pyjwt, pyjwt_many, hit, pyjwt_claims, hit_claims, miss, fresh))
         print()
-        print(f"{'alg':6} {'bytes':>5} {'pyjwt':>8} {'pyjwt*':>8} {'hit':>8} {'miss*':>8} {'fresh':>8} "
-              f"{'pyjwt/hit':>10} {'pyjwt*/miss*':>13}")
-        for alg, size, pyjwt, pyjwt_many, hit, miss, fresh in rows:
-            print(f"{alg:6} {size:5d} {pyjwt:8.2f} {pyjwt_many:8.2f} {hit:8.3f} {miss:8.2f} {fresh:8.2f} "
-                  f"{pyjwt / hit:9.0f}x {pyjwt_many / miss:12.1f}x")
+        print(f"{'alg':6} {'bytes':>5} {'pyjwt':>8} {'pyjwt*':>8} {'hit':>8} {'pyjwt+cl':>9} {'hit+cl':>8} "
+              f"{'miss*':>8} {'fresh':>8} {'pyjwt/hit':>10} {'+claims':>8} {'pyjwt*/miss*':>13}")
+        for alg, size, pyjwt, pyjwt_many, hit, pyjwt_claims, hit_claims, miss, fresh in rows:
+            print(f"{alg:6} {size:5d} {pyjwt:8.2f} {pyjwt_many:8.2f} {hit:8.3f} {pyjwt_claims:9.2f} "
+                  f"{hit_claims:8.3f} {miss:8.2f} {fresh:8.2f} {pyjwt / hit:9.0f}x {pyjwt_claims / hit_claims:7.0f}x "
+                  f"{pyjwt_many / miss:12.1f}x")
         print("\nus per call, best of", args.repeat, "runs; * = each of", args.tokens, "distinct tokens once")
         m = verifier.metrics()
         print("cache:", {k: m["cache"][k] for k in ("hits", "misses", "inserts", "evictions")},

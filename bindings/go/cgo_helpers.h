@@ -3,6 +3,7 @@
 #define JWTWARDEN_GO_HELPERS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "jwtwarden.h"
 
@@ -12,6 +13,7 @@ typedef struct {
 	jwtwarden_verified *verified;
 	jwtwarden_error *error;
 	const char *claims_json;
+	size_t claims_json_len;
 	const char *issuer;
 	const char *kid;
 	const char *alg;

@@ -27,6 +27,7 @@ jwtwarden_result jw_verify(const jwtwarden_verifier *v, const char *token, size_
 	jwtwarden_result rc = jwtwarden_verifier_verify_with(v, token, len, issuer, fresh, &o->verified, &o->error);
 	if (rc == JWTWARDEN_RESULT_OK) {
 		o->claims_json = jwtwarden_verified_claims_json(o->verified);
+		o->claims_json_len = jwtwarden_verified_claims_json_len(o->verified);
 		o->issuer = jwtwarden_verified_issuer(o->verified);
 		o->kid = jwtwarden_verified_kid(o->verified);
 		o->alg = jwtwarden_verified_alg(o->verified);

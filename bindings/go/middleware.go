@@ -67,7 +67,9 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 
 // MiddlewareWith returns a middleware that verifies the request's bearer
 // token (Authorization: Bearer <token>) and calls next with the *Verified in
-// the request context (FromContext, ClaimsFromContext). Otherwise it answers
+// the request context: read it with FromContext and the accessors
+// (Subject, Audience, Scopes, ClaimString...: no JSON decode on a cache hit);
+// ClaimsFromContext decodes a map on every call. Otherwise it answers
 // without calling next, by the HTTP contract every jwtwarden middleware
 // shares (docs/http.md), with a JSON body {"error", "code", "category",
 // "message"} and Cache-Control: no-store:
@@ -242,7 +244,9 @@ func FromContext(ctx context.Context) (*Verified, bool) {
 	return v, ok && v != nil
 }
 
-// ClaimsFromContext returns the verified claims the middleware stored in ctx.
+// ClaimsFromContext returns the verified claims the middleware stored in ctx,
+// decoded into a new map on each call. FromContext and the *Verified's
+// accessors are the fast path.
 func ClaimsFromContext(ctx context.Context) (map[string]any, bool) {
 	v, ok := FromContext(ctx)
 	if !ok {

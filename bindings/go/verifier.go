@@ -6,6 +6,8 @@ import "C"
 
 import (
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -19,6 +21,70 @@ type Verifier struct {
 	// _ptr is the *C.jwtwarden_verifier, nil once closed (read and swapped
 	// atomically, so a second Close is harmless).
 	_ptr unsafe.Pointer
+	// memo holds the decoded claims of recent results (see claimsMemo).
+	memo claimsMemo
+}
+
+// memoCap bounds the results a Verifier's claims memo holds; when full it
+// is emptied and refills with the tokens still in use.
+const memoCap = 4096
+
+// claimsMemo maps a result's claims JSON, by the address of the C string
+// the library memoizes per result (every cache hit of a token borrows the
+// same one), to its decoded claims, so a hit decodes nothing. An address
+// alone proves nothing (freed memory is reused), so an entry is only used
+// when its copy of the JSON equals the C string byte for byte; equal JSON
+// decodes to equal claims, whichever result it came from.
+type claimsMemo struct {
+	m sync.Map // uintptr -> *claimSet
+	n atomic.Int64
+}
+
+// lookup returns the claims of o's result: the memo's entry if its bytes
+// are the same, else a new entry (stored). o must not be freed yet.
+func (m *claimsMemo) lookup(o *C.jw_outcome) *claimSet {
+	p, n := o.claims_json, int(o.claims_json_len)
+	key := uintptr(unsafe.Pointer(p))
+	var now string
+	if n > 0 {
+		// Borrowed only for the comparison; copied before it is kept.
+		now = unsafe.String((*byte)(unsafe.Pointer(p)), n)
+	}
+	if e, ok := m.m.Load(key); ok {
+		if s := e.(*claimSet); s.json == now {
+			return s
+		}
+	}
+	s := newClaimSet(strings.Clone(now))
+	// Set before the entry is shared, never changed after.
+	s.issuer = C.GoString(o.issuer)
+	s.alg = C.GoString(o.alg)
+	if o.kid != nil {
+		s.kid = C.GoString(o.kid)
+	}
+	if m.n.Add(1) > memoCap {
+		m.m.Clear()
+		m.n.Store(1)
+	}
+	m.m.Store(key, s)
+	return s
+}
+
+// cString is the C string p as a Go string: known, if it has the same
+// bytes (no allocation), else a copy.
+func cString(p *C.char, known string) string {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(p)), len(known)+1)
+	// Compared byte by byte up to the first difference, so a shorter C
+	// string is never read past its NUL.
+	for i := 0; i < len(known); i++ {
+		if b[i] != known[i] {
+			return C.GoString(p)
+		}
+	}
+	if b[len(known)] != 0 {
+		return C.GoString(p)
+	}
+	return known
 }
 
 // VerifyOptions are per-call options for VerifyWith.
@@ -122,19 +188,28 @@ func (v *Verifier) VerifyWith(token string, opts VerifyOptions) (*Verified, erro
 	if rc != C.JWTWARDEN_RESULT_OK {
 		return nil, errorFrom(rc, o.error)
 	}
+	out := v.outcome(&o)
+	C.jw_outcome_free(&o)
+	return out, nil
+}
+
+// outcome is the Go result for a successful verification's outcome (before
+// it is freed): on a cache hit, the memo's strings and decoded claims.
+func (v *Verifier) outcome(o *C.jw_outcome) *Verified {
+	claims := v.memo.lookup(o)
 	out := &Verified{
-		ClaimsJSON: C.GoString(o.claims_json),
-		Issuer:     C.GoString(o.issuer),
-		Alg:        C.GoString(o.alg),
+		ClaimsJSON: claims.json,
+		Issuer:     cString(o.issuer, claims.issuer),
+		Alg:        cString(o.alg, claims.alg),
 		Cached:     bool(o.cached),
 		VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
 		ExpiresAt:  time.Unix(int64(o.expires_at), 0),
+		claims:     claims,
 	}
 	if o.kid != nil {
-		out.Kid = C.GoString(o.kid)
+		out.Kid = cString(o.kid, claims.kid)
 	}
-	C.jw_outcome_free(&o)
-	return out, nil
+	return out
 }
 
 // call runs a fallible C function with the verifier's handle and turns its

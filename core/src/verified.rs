@@ -50,11 +50,21 @@ impl VerifiedToken {
     /// The claims as compact JSON, serialized once per result.
     pub fn claims_json(&self) -> &str {
         // JSON text is UTF-8 by construction.
-        std::str::from_utf8(self.claims_json_c().to_bytes()).expect("JSON is UTF-8")
+        std::str::from_utf8(self.claims_json_cstring().as_bytes()).expect("JSON is UTF-8")
     }
 
     /// The claims as compact JSON, NUL-terminated, serialized once per result.
     pub fn claims_json_c(&self) -> &CStr {
+        self.claims_json_cstring()
+    }
+
+    /// The length in bytes of [`claims_json`](Self::claims_json) (without
+    /// the NUL), known without scanning for the NUL.
+    pub fn claims_json_len(&self) -> usize {
+        self.claims_json_cstring().as_bytes().len()
+    }
+
+    fn claims_json_cstring(&self) -> &CString {
         self.memo.claims_json.get_or_init(|| {
             let json = serde_json::to_vec(&self.claims).expect("a JSON map serializes");
             // JSON text never holds a raw NUL: control characters are escaped.
@@ -79,6 +89,20 @@ impl VerifiedToken {
                 Arc::new(init(self))
             }
         }
+    }
+}
+
+impl VerifiedToken {
+    /// Like [`memo`](Self::memo), borrowed: the stored value, built by
+    /// `init` on first use, or `None` if the slot holds another type (another
+    /// front end's form). No reference count is touched, so a front end can
+    /// hand out pointers into it for as long as it holds the token.
+    pub fn memo_ref<T: Any + Send + Sync>(&self, init: impl FnOnce(&VerifiedToken) -> T) -> Option<&T> {
+        let stored = self
+            .memo
+            .front_end
+            .get_or_init(|| Arc::new(init(self)) as Arc<dyn Any + Send + Sync>);
+        (**stored).downcast_ref::<T>()
     }
 }
 
@@ -133,6 +157,12 @@ impl Verified {
     /// The shared verified token.
     pub fn token(&self) -> &Arc<VerifiedToken> {
         &self.token
+    }
+
+    /// The shared verified token and whether it came from the cache, taken
+    /// apart (what the C ABI hands out as one pointer).
+    pub fn into_parts(self) -> (Arc<VerifiedToken>, bool) {
+        (self.token, self.cached)
     }
 
     /// The claims as compact JSON, serialized once per result and shared by

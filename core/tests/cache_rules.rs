@@ -4,7 +4,9 @@
 mod common;
 
 use common::setup_with;
-use jwtwarden::{Clock, ErrorKind};
+use std::sync::Arc;
+
+use jwtwarden::{Clock, ErrorKind, VerifyOptions};
 use serde_json::json;
 
 #[test]
@@ -188,4 +190,53 @@ fn metrics_count_outcomes_hits_and_fetches() {
     }
     let json = serde_json::to_value(&m).unwrap();
     assert_eq!(json["cache"]["hits"], 4);
+}
+
+#[test]
+fn verify_cached_serves_only_what_verify_would_serve_from_the_cache() {
+    let s = common::setup();
+    let token = s.token(&s.issuer.first_kid());
+    let opts = VerifyOptions::default();
+    assert!(
+        s.verifier.verify_cached(&token, &opts).is_none(),
+        "never verified: a miss"
+    );
+    let first = s.verifier.verify(&token).unwrap();
+    let hit = s.verifier.verify_cached(&token, &opts).expect("a hit");
+    assert!(hit.cached());
+    assert!(Arc::ptr_eq(hit.token(), first.token()), "the same shared result");
+    let fresh = VerifyOptions {
+        issuer: None,
+        fresh: true,
+    };
+    assert!(
+        s.verifier.verify_cached(&token, &fresh).is_none(),
+        "fresh never uses the cache"
+    );
+    let unknown = VerifyOptions {
+        issuer: Some("https://not-configured.example"),
+        fresh: false,
+    };
+    assert!(
+        s.verifier.verify_cached(&token, &unknown).is_none(),
+        "errors are verify's to report"
+    );
+    // The same rules as verify's cache step: a policy bump, a revocation or
+    // exp passing makes it a miss.
+    s.verifier.bump_policy_version();
+    assert!(
+        s.verifier.verify_cached(&token, &opts).is_none(),
+        "stale after a policy bump"
+    );
+    s.verifier.verify(&token).unwrap();
+    assert!(s.verifier.verify_cached(&token, &opts).is_some());
+    s.verifier.revoke_subject("svc-a", s.clock.now_secs() + 10).unwrap();
+    assert!(s.verifier.verify_cached(&token, &opts).is_none(), "revoked");
+    let later = s.token_with(
+        &s.issuer.first_kid(),
+        json!({"sub": "other", "exp": s.clock.now_secs() + 60}),
+    );
+    s.verifier.verify(&later).unwrap();
+    s.clock.advance_secs(3600);
+    assert!(s.verifier.verify_cached(&later, &opts).is_none(), "expired");
 }

@@ -5,12 +5,13 @@
 //! in the crate dereferences a raw pointer it received from C.
 
 use std::ffi::{c_char, CStr};
+use std::sync::Arc;
 
 use crate::error::{jwtwarden_result, FfiError, FfiResult};
 
 /// A C handle type and the Rust value it stands for.
 pub(crate) trait Castable {
-    /// How the C side owns the value ([`OwnershipBox`] only, for now).
+    /// How the C side owns the value ([`OwnershipBox`] or [`OwnershipTaggedArc`]).
     type Ownership;
     /// The Rust value behind the handle.
     type RustType;
@@ -19,6 +20,53 @@ pub(crate) trait Castable {
 /// The C side owns a `Box<RustType>`, created by a `_new`-like call and
 /// released by the matching `_free`.
 pub(crate) struct OwnershipBox;
+
+/// The C side owns one strong count of an `Arc<RustType>`, with one bit of
+/// per-handle state in the pointer's lowest bit (free: `RustType` is aligned
+/// to at least 2), so handing a shared value to C allocates nothing.
+pub(crate) struct OwnershipTaggedArc;
+
+/// Hand one count of `value` to C as an opaque pointer carrying `tag`.
+pub(crate) fn to_tagged_arc_ptr<C>(value: Arc<C::RustType>, tag: bool) -> *mut C
+where
+    C: Castable<Ownership = OwnershipTaggedArc>,
+{
+    const { assert!(std::mem::align_of::<C::RustType>() >= 2) };
+    Arc::into_raw(value)
+        .cast::<C>()
+        .cast_mut()
+        .map_addr(|a| a | usize::from(tag))
+}
+
+/// Borrow the value behind a handle from [`to_tagged_arc_ptr`], with its
+/// tag. `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or a live handle from `to_tagged_arc_ptr::<C>`, not freed
+/// while the borrow lives.
+pub(crate) unsafe fn try_tagged_arc_ref<'a, C>(ptr: *const C) -> Option<(&'a C::RustType, bool)>
+where
+    C: Castable<Ownership = OwnershipTaggedArc>,
+{
+    let tag = ptr.addr() & 1 == 1;
+    // SAFETY: the caller promises a live handle; without its tag it is the
+    // pointer Arc::into_raw returned.
+    let value = unsafe { ptr.map_addr(|a| a & !1).cast::<C::RustType>().as_ref() }?;
+    Some((value, tag))
+}
+
+/// Take back the count of a handle from [`to_tagged_arc_ptr`]. `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or came from `to_tagged_arc_ptr::<C>` and was not freed.
+pub(crate) unsafe fn try_tagged_arc_from_ptr<C>(ptr: *mut C) -> Option<Arc<C::RustType>>
+where
+    C: Castable<Ownership = OwnershipTaggedArc>,
+{
+    let raw = ptr.map_addr(|a| a & !1).cast::<C::RustType>().cast_const();
+    // SAFETY: the caller promises ptr is NULL or a count from Arc::into_raw.
+    (!raw.is_null()).then(|| unsafe { Arc::from_raw(raw) })
+}
 
 /// Move `value` to the heap and hand it to C as an opaque pointer.
 pub(crate) fn to_boxed_mut_ptr<C>(value: C::RustType) -> *mut C
@@ -45,7 +93,10 @@ where
 ///
 /// # Safety
 /// `ptr` is NULL or a live handle of type `C`, not freed while the borrow lives.
-pub(crate) unsafe fn try_ref_from_ptr<'a, C: Castable>(ptr: *const C) -> Option<&'a C::RustType> {
+pub(crate) unsafe fn try_ref_from_ptr<'a, C>(ptr: *const C) -> Option<&'a C::RustType>
+where
+    C: Castable<Ownership = OwnershipBox>,
+{
     // SAFETY: the caller promises ptr is NULL or points at a live C::RustType.
     unsafe { ptr.cast::<C::RustType>().as_ref() }
 }
@@ -59,7 +110,10 @@ pub(crate) fn null(what: &str) -> FfiError {
 ///
 /// # Safety
 /// As [`try_ref_from_ptr`].
-pub(crate) unsafe fn arg_ref<'a, C: Castable>(ptr: *const C, what: &str) -> FfiResult<&'a C::RustType> {
+pub(crate) unsafe fn arg_ref<'a, C: Castable<Ownership = OwnershipBox>>(
+    ptr: *const C,
+    what: &str,
+) -> FfiResult<&'a C::RustType> {
     // SAFETY: forwarded from the caller.
     unsafe { try_ref_from_ptr(ptr) }.ok_or_else(|| null(what))
 }

@@ -42,9 +42,9 @@ pub use crate::error::{
 };
 pub use crate::logging::{jwtwarden_log_callback, jwtwarden_log_level, jwtwarden_set_log_callback};
 pub use crate::verified::{
-    jwtwarden_verified, jwtwarden_verified_alg, jwtwarden_verified_cached, jwtwarden_verified_claims_json,
-    jwtwarden_verified_expires_at, jwtwarden_verified_free, jwtwarden_verified_issuer, jwtwarden_verified_kid,
-    jwtwarden_verified_verified_at_ms,
+    jwtwarden_verified, jwtwarden_verified_alg, jwtwarden_verified_cached, jwtwarden_verified_claim_json,
+    jwtwarden_verified_claims_json, jwtwarden_verified_claims_json_len, jwtwarden_verified_expires_at,
+    jwtwarden_verified_free, jwtwarden_verified_issuer, jwtwarden_verified_kid, jwtwarden_verified_verified_at_ms,
 };
 pub use crate::verifier::{
     jwtwarden_health, jwtwarden_string_free, jwtwarden_verifier, jwtwarden_verifier_bump_policy_version,

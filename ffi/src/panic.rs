@@ -43,6 +43,12 @@ impl PanicOrDefault for u64 {
     }
 }
 
+impl PanicOrDefault for usize {
+    fn value() -> Self {
+        0
+    }
+}
+
 impl PanicOrDefault for *const c_char {
     fn value() -> Self {
         std::ptr::null()

@@ -8,18 +8,18 @@
 //! several times a cache hit, so they are also shared: every cache hit of a
 //! token returns the same core `VerifiedToken` (one `Arc`), which memoizes
 //! its claims JSON (NUL-terminated) and this crate's other C strings
-//! (`VerifiedToken::memo`), so the next hit borrows them instead of
-//! rebuilding them.
+//! (`VerifiedToken::memo_ref`), so the next hit borrows them instead of
+//! rebuilding them. The handle is that `Arc` itself (see the `Castable`
+//! impl), so a hit costs C what it costs Rust: no allocation, no copy.
 
-use std::cell::Cell;
-use std::ffi::{c_char, CString};
-use std::mem::MaybeUninit;
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr, CString};
+use std::sync::OnceLock;
 
 use jwtwarden_core::{Verified, VerifiedToken};
 
 use crate::error::c_string_lossy;
-use crate::ffi::{to_boxed_mut_ptr, try_box_from_ptr, try_ref_from_ptr, Castable, OwnershipBox};
+use crate::ffi::{to_tagged_arc_ptr, try_tagged_arc_from_ptr, try_tagged_arc_ref, Castable, OwnershipTaggedArc};
 use crate::panic::ffi_panic_boundary;
 
 /// A successful verification: claims, issuer, kid, whether it came from the
@@ -30,69 +30,26 @@ pub struct jwtwarden_verified {
     _private: [u8; 0],
 }
 
-/// What a `jwtwarden_verified` holds.
-pub(crate) struct VerifiedHandle {
-    verified: Verified,
-    strings: OnceLock<Arc<Strings>>,
-}
-
-impl VerifiedHandle {
-    pub(crate) fn new(verified: Verified) -> VerifiedHandle {
-        VerifiedHandle {
-            verified,
-            strings: OnceLock::new(),
-        }
-    }
-
-    fn strings(&self) -> &Strings {
-        self.strings.get_or_init(|| self.verified.token().memo(Strings::new))
-    }
-}
-
 impl Castable for jwtwarden_verified {
-    type Ownership = OwnershipBox;
-    type RustType = VerifiedHandle;
+    // The handle is the shared result itself (one count of the Arc every
+    // cache hit of the token returns) with the per-call `cached` flag in its
+    // lowest bit: a verification that hits the cache hands C a pointer and
+    // allocates nothing, as the Rust API hands back the Arc.
+    type Ownership = OwnershipTaggedArc;
+    type RustType = VerifiedToken;
 }
 
-thread_local! {
-    /// One freed result allocation per thread, reused by the next result made
-    /// on that thread, so a verify/free loop (a cache hit) allocates nothing.
-    static SPARE: Cell<Option<Box<MaybeUninit<VerifiedHandle>>>> = const { Cell::new(None) };
-}
-
-/// A new `jwtwarden_verified` for C: a `Box<VerifiedHandle>`, in this
-/// thread's spare allocation if there is one.
+/// A new `jwtwarden_verified` for C.
 pub(crate) fn new_handle(verified: Verified) -> *mut jwtwarden_verified {
-    let handle = VerifiedHandle::new(verified);
-    match SPARE.try_with(Cell::take).ok().flatten() {
-        Some(mut spare) => {
-            spare.write(handle);
-            // Box<MaybeUninit<T>>, now initialised, has Box<T>'s layout.
-            Box::into_raw(spare).cast()
-        }
-        None => to_boxed_mut_ptr(handle),
-    }
+    let (token, cached) = verified.into_parts();
+    to_tagged_arc_ptr(token, cached)
 }
 
-/// Free a `jwtwarden_verified`, keeping its allocation as this thread's spare.
-///
-/// # Safety
-/// `ptr` is NULL or came from [`new_handle`] and was not freed.
-unsafe fn free_handle(ptr: *mut jwtwarden_verified) {
-    // SAFETY: forwarded from the caller.
-    let Some(handle) = (unsafe { try_box_from_ptr(ptr) }) else {
-        return;
-    };
-    let raw = Box::into_raw(handle);
-    // SAFETY: raw is a live, initialised VerifiedHandle we own; after the
-    // drop it is only reused as uninitialised memory of the same layout.
-    let spare = unsafe {
-        std::ptr::drop_in_place(raw);
-        Box::from_raw(raw.cast::<MaybeUninit<VerifiedHandle>>())
-    };
-    // If this thread's storage is gone (thread exiting), the closure and the
-    // spare it owns are dropped: the allocation is simply freed.
-    let _ = SPARE.try_with(move |slot| slot.set(Some(spare)));
+/// This library's C strings of `t`, built on first use and shared by every
+/// cache hit of it. `None` only if another front end linked into the same
+/// program stored its own form on the result (the core has one slot).
+fn strings(t: &VerifiedToken) -> Option<&Strings> {
+    t.memo_ref(Strings::new)
 }
 
 /// The C strings of one verified token besides its claims JSON (which the
@@ -101,6 +58,9 @@ struct Strings {
     issuer: CString,
     kid: Option<CString>,
     alg: CString,
+    /// Each claim's value as compact JSON, built on the first
+    /// `jwtwarden_verified_claim_json` call for this result.
+    claims: OnceLock<HashMap<String, CString>>,
 }
 
 impl Strings {
@@ -109,17 +69,38 @@ impl Strings {
             issuer: c_string_lossy(&t.issuer),
             kid: t.kid.as_deref().map(c_string_lossy),
             alg: c_string_lossy(t.alg.as_str()),
+            claims: OnceLock::new(),
         }
+    }
+
+    fn claim(&self, t: &VerifiedToken, name: &[u8]) -> Option<&CString> {
+        let claims = self.claims.get_or_init(|| {
+            t.claims
+                .iter()
+                .map(|(k, v)| {
+                    let json = serde_json::to_vec(v).expect("a JSON value serializes");
+                    // JSON text never holds a raw NUL: control characters are escaped.
+                    (k.clone(), CString::new(json).expect("JSON has no NUL byte"))
+                })
+                .collect()
+        });
+        claims.get(std::str::from_utf8(name).ok()?)
     }
 }
 
-/// Run `f` on the result behind `verified`, or return `if_null` for NULL.
-fn with<T>(verified: *const jwtwarden_verified, if_null: T, f: impl FnOnce(&VerifiedHandle) -> T) -> T {
+/// Run `f` on the result behind `verified` and its `cached` flag, or return
+/// `if_null` for NULL.
+fn with<T>(verified: *const jwtwarden_verified, if_null: T, f: impl FnOnce(&VerifiedToken, bool) -> T) -> T {
     // SAFETY: NULL or a live result, per the API contract.
-    match unsafe { try_ref_from_ptr(verified) } {
-        Some(v) => f(v),
+    match unsafe { try_tagged_arc_ref(verified) } {
+        Some((t, cached)) => f(t, cached),
         None => if_null,
     }
+}
+
+/// A borrowed C string, or NULL.
+fn ptr_of(s: Option<&CString>) -> *const c_char {
+    s.map_or(std::ptr::null(), |s| s.as_ptr())
 }
 
 /// The verified claims (the payload) as a JSON object. Borrowed; NULL if
@@ -127,7 +108,37 @@ fn with<T>(verified: *const jwtwarden_verified, if_null: T, f: impl FnOnce(&Veri
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_claims_json(verified: *const jwtwarden_verified) -> *const c_char {
     ffi_panic_boundary! {
-        with(verified, std::ptr::null(), |v| v.verified.token().claims_json_c().as_ptr())
+        with(verified, std::ptr::null(), |t, _| t.claims_json_c().as_ptr())
+    }
+}
+
+/// The length in bytes of `jwtwarden_verified_claims_json` (without the
+/// NUL), so a caller can copy it without scanning for the NUL. 0 if
+/// `verified` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verified_claims_json_len(verified: *const jwtwarden_verified) -> usize {
+    ffi_panic_boundary! {
+        with(verified, 0, |t, _| t.claims_json_len())
+    }
+}
+
+/// One claim's value as compact JSON text (`"alice"`, `["api","web"]`,
+/// `1700000000`), or NULL if the token has no claim `name` (or an argument
+/// is NULL). `name` is NUL-terminated UTF-8. Borrowed. The claims are
+/// serialized one by one on the first call for a result and shared by every
+/// cache hit of it, so later calls (and hits) only look the name up.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verified_claim_json(
+    verified: *const jwtwarden_verified,
+    name: *const c_char,
+) -> *const c_char {
+    ffi_panic_boundary! {
+        if name.is_null() {
+            return std::ptr::null();
+        }
+        // SAFETY: non-NULL, and NUL-terminated per the API contract.
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        with(verified, std::ptr::null(), |t, _| ptr_of(strings(t).and_then(|s| s.claim(t, name))))
     }
 }
 
@@ -136,7 +147,7 @@ pub unsafe extern "C" fn jwtwarden_verified_claims_json(verified: *const jwtward
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_issuer(verified: *const jwtwarden_verified) -> *const c_char {
     ffi_panic_boundary! {
-        with(verified, std::ptr::null(), |v| v.strings().issuer.as_ptr())
+        with(verified, std::ptr::null(), |t, _| ptr_of(strings(t).map(|s| &s.issuer)))
     }
 }
 
@@ -145,9 +156,7 @@ pub unsafe extern "C" fn jwtwarden_verified_issuer(verified: *const jwtwarden_ve
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_kid(verified: *const jwtwarden_verified) -> *const c_char {
     ffi_panic_boundary! {
-        with(verified, std::ptr::null(), |v| {
-            v.strings().kid.as_ref().map_or(std::ptr::null(), |k| k.as_ptr())
-        })
+        with(verified, std::ptr::null(), |t, _| ptr_of(strings(t).and_then(|s| s.kid.as_ref())))
     }
 }
 
@@ -156,7 +165,7 @@ pub unsafe extern "C" fn jwtwarden_verified_kid(verified: *const jwtwarden_verif
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_alg(verified: *const jwtwarden_verified) -> *const c_char {
     ffi_panic_boundary! {
-        with(verified, std::ptr::null(), |v| v.strings().alg.as_ptr())
+        with(verified, std::ptr::null(), |t, _| ptr_of(strings(t).map(|s| &s.alg)))
     }
 }
 
@@ -165,20 +174,20 @@ pub unsafe extern "C" fn jwtwarden_verified_alg(verified: *const jwtwarden_verif
 /// `verified` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_cached(verified: *const jwtwarden_verified) -> bool {
-    ffi_panic_boundary! { with(verified, false, |v| v.verified.cached()) }
+    ffi_panic_boundary! { with(verified, false, |_, cached| cached) }
 }
 
 /// When the signature was checked, in milliseconds since the Unix epoch (for
 /// a cache hit: the original check). 0 if `verified` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_verified_at_ms(verified: *const jwtwarden_verified) -> u64 {
-    ffi_panic_boundary! { with(verified, 0, |v| v.verified.verified_at_ms()) }
+    ffi_panic_boundary! { with(verified, 0, |t, _| t.verified_at_ms) }
 }
 
 /// The token's `exp`, in seconds since the Unix epoch. 0 if `verified` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verified_expires_at(verified: *const jwtwarden_verified) -> u64 {
-    ffi_panic_boundary! { with(verified, 0, |v| v.verified.expires_at()) }
+    ffi_panic_boundary! { with(verified, 0, |t, _| t.expires_at) }
 }
 
 /// Free a result and every string borrowed from it. NULL is accepted and ignored.
@@ -186,6 +195,6 @@ pub unsafe extern "C" fn jwtwarden_verified_expires_at(verified: *const jwtwarde
 pub unsafe extern "C" fn jwtwarden_verified_free(verified: *mut jwtwarden_verified) {
     ffi_panic_boundary! {
         // SAFETY: NULL or a result from this library not yet freed, per the API contract.
-        unsafe { free_handle(verified) };
+        drop(unsafe { try_tagged_arc_from_ptr(verified) });
     }
 }

@@ -239,6 +239,8 @@ void test_null_parameters(void) {
   CHECK(jwtwarden_error_category(NULL) == JWTWARDEN_CATEGORY_USAGE);
   CHECK(jwtwarden_error_message(NULL) == NULL);
   CHECK(jwtwarden_verified_claims_json(NULL) == NULL);
+  CHECK(jwtwarden_verified_claims_json_len(NULL) == 0);
+  CHECK(jwtwarden_verified_claim_json(NULL, "sub") == NULL);
   CHECK(jwtwarden_verified_issuer(NULL) == NULL);
   CHECK(jwtwarden_verified_kid(NULL) == NULL);
   CHECK(jwtwarden_verified_alg(NULL) == NULL);

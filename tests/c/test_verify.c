@@ -44,6 +44,14 @@ void test_verify_and_cache(void) {
   /* Hits of one token share its strings (built once, not per hit). */
   CHECK(jwtwarden_verified_claims_json(again) == jwtwarden_verified_claims_json(r));
   CHECK(strcmp(jwtwarden_verified_kid(again), is.kid) == 0);
+  /* One claim's JSON, and the claims JSON's length. */
+  CHECK(jwtwarden_verified_claims_json_len(r) == strlen(jwtwarden_verified_claims_json(r)));
+  CHECK(strcmp(jwtwarden_verified_claim_json(r, "sub"), "\"user\"") == 0);
+  CHECK(strcmp(jwtwarden_verified_claim_json(r, "aud"), "\"api\"") == 0);
+  CHECK(jwtwarden_verified_claim_json(r, "no-such-claim") == NULL);
+  CHECK(jwtwarden_verified_claim_json(r, NULL) == NULL);
+  /* Memoized per result: a hit borrows the same string. */
+  CHECK(jwtwarden_verified_claim_json(again, "sub") == jwtwarden_verified_claim_json(r, "sub"));
   jwtwarden_verified_free(again);
 
   /* fresh: the signature is checked now. */

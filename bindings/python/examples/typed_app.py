@@ -8,7 +8,7 @@ and ``category`` are ``int``/``str`` on the exceptions you catch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 import jwtwarden
@@ -54,7 +54,7 @@ def answer(verifier: jwtwarden.Verifier, token: str) -> tuple[int, str]:
 
 
 def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    claims: dict[str, Any] = environ["jwtwarden.claims"]
+    claims: Mapping[str, Any] = environ["jwtwarden.claims"]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(claims["sub"]).encode()]
 

@@ -1,12 +1,13 @@
 //! JSON values to Python objects and back.
 //!
-//! Claims and metrics come out of the engine as `serde_json` values and are
-//! returned as plain `dict`/`list`/`str`/`int`/`float`/`bool`/`None`; a config
+//! Metrics come out of the engine as `serde_json` values and are returned as
+//! plain `dict`/`list`/`str`/`int`/`float`/`bool`/`None`, claims as a
+//! read-only mapping with `tuple`s for arrays (shared by cache hits); a config
 //! given as a `dict` goes the other way before `Config::from_value` checks it.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyMappingProxy, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting accepted when converting a Python object to JSON.
@@ -21,32 +22,30 @@ pub(crate) fn map_to_dict<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyR
     Ok(dict)
 }
 
-/// A fresh copy of a claims `dict` made by [`map_to_dict`]: new `dict`s and
-/// `list`s all the way down, sharing only immutable leaves (`str`, `int`,
-/// `float`, `bool`, `None`). Much cheaper than converting again: no string is
-/// decoded or hashed anew.
-pub(crate) fn copy_claims<'py>(dict: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
-    let copy = dict.copy()?;
-    for (k, v) in dict.iter() {
-        if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() {
-            copy.set_item(k, copy_value(&v)?)?;
-        }
+/// A JSON object as a read-only mapping (`types.MappingProxyType` over a
+/// `dict` nobody else holds), immutable all the way down: arrays become
+/// `tuple`s and objects read-only mappings, leaves are `str`, `int`,
+/// `float`, `bool` and `None`. Safe to share between callers.
+pub(crate) fn frozen_map<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyResult<Bound<'py, PyMappingProxy>> {
+    let dict = PyDict::new(py);
+    for (k, v) in map {
+        dict.set_item(PyString::new(py, k), frozen_value(py, v)?)?;
     }
-    Ok(copy)
+    Ok(PyMappingProxy::new(py, dict.as_mapping()))
 }
 
-fn copy_value<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    if let Ok(d) = value.cast::<PyDict>() {
-        return Ok(copy_claims(d)?.into_any());
-    }
-    if let Ok(l) = value.cast::<PyList>() {
-        let list = PyList::empty(value.py());
-        for item in l.iter() {
-            list.append(copy_value(&item)?)?;
+fn frozen_value<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Value::Array(items) => {
+            let items = items
+                .iter()
+                .map(|v| frozen_value(py, v))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(PyTuple::new(py, items)?.into_any())
         }
-        return Ok(list.into_any());
+        Value::Object(map) => Ok(frozen_map(py, map)?.into_any()),
+        leaf => value_to_py(py, leaf),
     }
-    Ok(value.clone())
 }
 
 /// A JSON value as a new Python object.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 import jwtwarden
@@ -68,20 +70,57 @@ def test_verify_returns_claims(issuer: Issuer, verifier: jwtwarden.Verifier) -> 
     claims = verifier.verify(token)
     assert claims["sub"] == "alice"
     assert claims["iss"] == issuer.url
-    assert claims["roles"] == ["a", "b"]
+    # Read-only all the way down: arrays are tuples, objects read-only mappings.
+    assert claims["roles"] == ("a", "b")
     assert claims["meta"] == {"n": 1, "f": 1.5, "t": True}
     assert verifier.verify(token.encode()) == claims
-    # Each call returns new dicts and lists, all the way down: mutating one
-    # result does not change the next.
-    claims["sub"] = "mallory"
-    claims["roles"].append("admin")
-    claims["meta"]["t"] = False
-    for _ in range(3):
-        again = verifier.verify(token)
-        assert again == {**again, "sub": "alice", "roles": ["a", "b"], "meta": {"n": 1, "f": 1.5, "t": True}}
-        again["roles"].clear()
+    assert jwtwarden.thaw(claims) == {**claims, "roles": ["a", "b"], "meta": {"n": 1, "f": 1.5, "t": True}}
     with pytest.raises(TypeError, match="token must be str or bytes"):
         verifier.verify(42)  # type: ignore[arg-type]
+
+
+def test_claims_cannot_be_changed_by_another_caller(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint(sub="alice", roles=["a", "b"], meta={"n": 1, "tags": ["x"]})
+    claims = verifier.verify(token)
+    assert isinstance(claims, Mapping)
+    with pytest.raises(TypeError):
+        claims["sub"] = "mallory"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del claims["sub"]  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        claims.clear()  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        claims["roles"].append("admin")
+    with pytest.raises(TypeError):
+        claims["meta"]["n"] = 2
+    with pytest.raises(AttributeError):
+        claims["meta"]["tags"].append("y")
+    # dict(...) is a copy of the caller's own (top level); thaw() a deep one.
+    mine = dict(claims)
+    mine["sub"] = "mallory"
+    deep = jwtwarden.thaw(claims)
+    deep["roles"].append("admin")
+    deep["meta"]["tags"].append("y")
+    json.dumps(deep)
+    for _ in range(3):
+        again = verifier.verify(token)
+        assert again["sub"] == "alice"
+        assert again["roles"] == ("a", "b")
+        assert again["meta"] == {"n": 1, "tags": ("x",)}
+    # Every hit of one cached result hands out the same read-only object.
+    assert verifier.verify(token) is verifier.verify(token)
+    assert verifier.verify_full(token).claims is claims
+    # A fresh verification is a new result with its own (equal) claims.
+    assert verifier.verify(token, fresh=True) == claims
+
+
+def test_claims_agree_with_pyjwt(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    token = issuer.mint(sub="bob", aud=["api", "web"], scope="a b", tenant="acme", n=3, meta={"k": [1, 2]})
+    pyjwt_claims = jwt.decode(token, options={"verify_signature": False})
+    claims = verifier.verify(token)
+    assert jwtwarden.thaw(claims) == pyjwt_claims
+    assert dict(claims) == {**pyjwt_claims, "aud": ("api", "web"), "meta": {"k": (1, 2)}}
+    assert claims["aud"] == ("api", "web") and claims["scope"].split() == ["a", "b"]
 
 
 def test_verify_full_says_where_trust_came_from(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:

@@ -42,7 +42,7 @@ def test_wrong_audience(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
     # No aud at all is a missing claim (PyJWT says the same), not a wrong one.
     with pytest.raises(jwtwarden.MissingRequiredClaimError):
         verifier.verify(issuer.mint(aud=None))
-    assert verifier.verify(issuer.mint(aud=["other-api", "api"]))["aud"] == ["other-api", "api"]
+    assert verifier.verify(issuer.mint(aud=["other-api", "api"]))["aud"] == ("other-api", "api")
 
 
 def test_wrong_issuer(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:

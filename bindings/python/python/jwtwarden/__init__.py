@@ -12,7 +12,7 @@ bounded verification cache.
             "audiences": ["orders-api"],
         }]
     })
-    claims = verifier.verify(token)            # dict, or raises JwtWardenError
+    claims = verifier.verify(token)            # a read-only mapping, or raises JwtWardenError
     result = verifier.verify_full(token)       # .claims .issuer .kid .alg .cached .verified_at
 
 The engine is Rust (the ``jwtwarden._native`` extension); it releases the GIL
@@ -26,6 +26,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from . import _native
 from ._native import CORE_VERSION, VerifiedToken, Verifier, error_kinds, sync_log_level
@@ -41,8 +43,25 @@ __all__ = [
     "VerifiedToken",
     "error_kinds",
     "sync_log_level",
+    "thaw",
 ]
 __all__ += _exceptions.__all__
+
+
+def thaw(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep, mutable copy of verified claims: ``dict``\ s and ``list``\ s
+    all the way down (``verify`` returns a read-only mapping, with ``tuple``\ s
+    for arrays, shared by every cache hit of the token). The copy is the
+    caller's own, and ``json.dumps`` accepts it."""
+    return {k: _thaw(v) for k, v in claims.items()}
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
 
 _log = logging.getLogger("jwtwarden")
 # A library adds no handler of its own; this only keeps Python 3's

@@ -1,0 +1,200 @@
+package jwtwarden_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sync"
+	"testing"
+
+	jwtwarden "github.com/jwtwarden/jwtwarden/bindings/go"
+)
+
+// The typed accessors read a token minted by golang-jwt, on the first
+// verification and on cache hits.
+func TestClaimAccessors(t *testing.T) {
+	is := startIssuer(t)
+	v := is.Verifier()
+	token := is.Mint("", is.Claims(map[string]any{
+		"sub": "alice", "aud": []string{"api", "web"}, "jti": "id-1", "scope": "orders:read  orders:write",
+		"tenant": "acme", "roles": []string{"admin"}, "level": 3,
+	}))
+	for i := 0; i < 3; i++ {
+		got, err := v.Verify(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Cached != (i > 0) {
+			t.Errorf("verify %d: cached %v", i, got.Cached)
+		}
+		if got.Subject() != "alice" || got.ID() != "id-1" || got.Issuer != is.URL {
+			t.Errorf("sub %q jti %q iss %q", got.Subject(), got.ID(), got.Issuer)
+		}
+		if aud := got.Audience(); !reflect.DeepEqual(aud, []string{"api", "web"}) {
+			t.Errorf("aud %q", aud)
+		}
+		if s := got.Scopes(); !reflect.DeepEqual(s, []string{"orders:read", "orders:write"}) {
+			t.Errorf("scopes %q", s)
+		}
+		if !got.HasScope("orders:write") || got.HasScope("orders") {
+			t.Error("HasScope")
+		}
+		if s, ok := got.ClaimString("tenant"); !ok || s != "acme" {
+			t.Errorf("tenant %q %v", s, ok)
+		}
+		if _, ok := got.ClaimString("level"); ok {
+			t.Error("ClaimString of a number")
+		}
+		if raw, ok := got.Claim("roles"); !ok || string(raw) != `["admin"]` {
+			t.Errorf("roles %s %v", raw, ok)
+		}
+		if raw, ok := got.Claim("level"); !ok || string(raw) != "3" {
+			t.Errorf("level %s %v", raw, ok)
+		}
+		if _, ok := got.Claim("nope"); ok {
+			t.Error("a missing claim")
+		}
+		var mine struct {
+			Sub    string   `json:"sub"`
+			Roles  []string `json:"roles"`
+			Tenant string   `json:"tenant"`
+		}
+		if err := got.ClaimsInto(&mine); err != nil || mine.Sub != "alice" || mine.Tenant != "acme" || len(mine.Roles) != 1 {
+			t.Errorf("ClaimsInto %+v %v", mine, err)
+		}
+	}
+
+	// aud as one string; scp as an array, then as a space-separated string.
+	one, err := v.Verify(is.Mint("", is.Claims(map[string]any{"scp": []string{"a", "b"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aud := one.Audience(); !reflect.DeepEqual(aud, []string{"api"}) || !reflect.DeepEqual(one.Scopes(), []string{"a", "b"}) {
+		t.Errorf("aud %q scopes %q", aud, one.Scopes())
+	}
+	spaced, err := v.Verify(is.Mint("", is.Claims(map[string]any{"scp": "x y"})))
+	if err != nil || !reflect.DeepEqual(spaced.Scopes(), []string{"x", "y"}) {
+		t.Errorf("scp string: %v %v", spaced, err)
+	}
+	none, err := v.Verify(is.Mint("", is.Claims(map[string]any{"jti": nil})))
+	if err != nil || none.Scopes() != nil || none.ID() != "" || none.HasScope("") {
+		t.Errorf("no scope, no jti: %v", err)
+	}
+
+	// A Verified made by hand (not by Verify) decodes its ClaimsJSON.
+	hand := &jwtwarden.Verified{ClaimsJSON: `{"sub":"bob","aud":"x","scope":"s"}`}
+	if hand.Subject() != "bob" || !reflect.DeepEqual(hand.Audience(), []string{"x"}) || !hand.HasScope("s") {
+		t.Errorf("hand-made: %q %q", hand.Subject(), hand.Audience())
+	}
+}
+
+// What one caller gets cannot change what another gets: every hit shares
+// one decoded form, and everything handed out is a copy.
+func TestClaimsAreNotShared(t *testing.T) {
+	is := startIssuer(t)
+	v := is.Verifier()
+	token := is.Mint("", is.Claims(map[string]any{"sub": "alice", "aud": []string{"api", "web"},
+		"scope": "read write", "roles": []string{"admin"}}))
+	first, err := v.Verify(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aud := first.Audience()
+	aud[0] = "evil"
+	_ = append(aud[:1], "more")
+	scopes := first.Scopes()
+	scopes[0] = "admin"
+	raw, _ := first.Claim("roles")
+	raw[2] = 'X'
+	m, _ := first.Claims()
+	m["sub"] = "mallory"
+	m["roles"].([]any)[0] = "root"
+	first.ClaimsJSON = `{"sub":"mallory"}`
+	if first.Subject() != "mallory" {
+		t.Errorf("a changed ClaimsJSON is what its own Verified reads: %q", first.Subject())
+	}
+
+	for _, fresh := range []bool{false, true} {
+		again, err := v.VerifyWith(token, jwtwarden.VerifyOptions{Fresh: fresh})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Subject() != "alice" || !reflect.DeepEqual(again.Audience(), []string{"api", "web"}) ||
+			!reflect.DeepEqual(again.Scopes(), []string{"read", "write"}) || again.HasScope("admin") {
+			t.Errorf("fresh=%v: %q %q %q", fresh, again.Subject(), again.Audience(), again.Scopes())
+		}
+		if raw, _ := again.Claim("roles"); string(raw) != `["admin"]` {
+			t.Errorf("fresh=%v: roles %s", fresh, raw)
+		}
+		if m, _ := again.Claims(); m["sub"] != "alice" || m["roles"].([]any)[0] != "admin" {
+			t.Errorf("fresh=%v: Claims %v", fresh, m)
+		}
+	}
+}
+
+// Results are freed and their memory reused: claims found by address are
+// checked byte for byte, so no token ever gets another's claims.
+func TestClaimsMemoSurvivesReuse(t *testing.T) {
+	is := startIssuer(t)
+	v := is.Verifier()
+	tokens := make([]string, 8)
+	for i := range tokens {
+		tokens[i] = is.Mint("", is.Claims(map[string]any{"sub": fmt.Sprintf("user-%d", i)}))
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for n := 0; n < 300; n++ {
+				i := (n + g) % len(tokens)
+				if n%50 == 0 {
+					if _, err := v.BumpPolicyVersion(); err != nil {
+						t.Error(err)
+					}
+				}
+				got, err := v.Verify(tokens[i])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var c struct{ Sub string }
+				if err := json.Unmarshal([]byte(got.ClaimsJSON), &c); err != nil || got.Subject() != c.Sub ||
+					c.Sub != fmt.Sprintf("user-%d", i) {
+					t.Errorf("token %d: Subject %q, ClaimsJSON sub %q", i, got.Subject(), c.Sub)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+}
+
+// The middleware puts the *Verified in the context: handlers read the
+// claims with the accessors (ClaimsFromContext still decodes a map).
+func TestMiddlewareContextAccessors(t *testing.T) {
+	is := startIssuer(t)
+	v := is.Verifier()
+	handler := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		verified, ok := jwtwarden.FromContext(r.Context())
+		claims, ok2 := jwtwarden.ClaimsFromContext(r.Context())
+		if !ok || !ok2 {
+			http.Error(w, "no claims in context", 500)
+			return
+		}
+		tenant, _ := verified.ClaimString("tenant")
+		fmt.Fprintf(w, "%s %v %v %s %v", verified.Subject(), verified.Audience(), verified.Scopes(), tenant, claims["sub"])
+	}))
+	token := is.Mint("", is.Claims(map[string]any{"sub": "dave", "scope": "a b", "tenant": "acme"}))
+	for i := 0; i < 2; i++ {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		if rec.Code != 200 || rec.Body.String() != "dave [api] [a b] acme dave" {
+			t.Errorf("request %d: %d %q", i, rec.Code, rec.Body.String())
+		}
+	}
+}

@@ -1,4 +1,5 @@
-//! Counters, the metrics snapshot, and its Prometheus text encoding.
+//! Counters, the metrics snapshot, and the Prometheus exposition (a
+//! registry built once per verifier, encoding live counters at each scrape).
 //!
 //! Counters on the cache-hit path are striped across cache-padded slots, one
 //! per thread (modulo the stripe count), so two cores verifying the same
@@ -8,9 +9,12 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use std::sync::Weak;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
@@ -244,128 +248,217 @@ pub struct IssuerStats {
     pub last_error: Option<String>,
 }
 
-type Labels = Vec<(String, String)>;
-
-fn label(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+/// What a scrape reads from a verifier: the snapshot, and the rejections by
+/// typed kind (their category comes from the kind, not from its name).
+pub(crate) trait Scrape: Send + Sync + 'static {
+    /// Every metric now.
+    fn snapshot(&self) -> MetricsSnapshot;
+    /// Rejections by kind, kinds seen at least once.
+    fn rejections(&self) -> Vec<(ErrorKind, u64)>;
 }
 
-impl MetricsSnapshot {
-    /// The snapshot in the Prometheus text exposition format.
-    pub fn to_prometheus(&self) -> String {
-        let mut reg = Registry::with_prefix("jwtwarden");
-        self.register_verifications(&mut reg);
-        self.register_cache(&mut reg);
-        self.register_issuers(&mut reg);
+/// A verifier's Prometheus exposition: a registry built once, with one
+/// collector that encodes the verifier's counters as they are at each
+/// scrape. It holds the verifier weakly, so it never keeps it alive.
+pub(crate) struct Exporter {
+    registry: Registry,
+}
+
+impl Exporter {
+    pub(crate) fn new<S: Scrape>(source: Weak<S>) -> Exporter {
+        let mut registry = Registry::with_prefix("jwtwarden");
+        registry.register_collector(Box::new(VerifierCollector(source)));
+        Exporter { registry }
+    }
+
+    /// The text exposition format.
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &reg).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
 
-    fn register_verifications(&self, reg: &mut Registry) {
-        let verifications = Family::<Labels, Counter>::default();
-        verifications
-            .get_or_create(&label(&[("outcome", "ok"), ("source", "fresh")]))
-            .inc_by(self.verifications.ok_fresh);
-        verifications
-            .get_or_create(&label(&[("outcome", "ok"), ("source", "cache")]))
-            .inc_by(self.verifications.ok_cached);
-        for (kind, n) in &self.verifications.rejected {
-            let category = ErrorKind::ALL
-                .iter()
-                .find(|k| k.as_str() == kind)
-                .map_or("internal", |k| k.category().as_str());
-            verifications
-                .get_or_create(&label(&[("outcome", kind), ("category", category)]))
-                .inc_by(*n);
-        }
-        reg.register("verifications", "Verifications by outcome", verifications);
+struct VerifierCollector<S>(Weak<S>);
+
+impl<S> std::fmt::Debug for VerifierCollector<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifierCollector")
     }
+}
 
-    fn register_cache(&self, reg: &mut Registry) {
-        let cache = Family::<Labels, Counter>::default();
-        for (event, n) in [
-            ("hit", self.cache.hits),
-            ("miss", self.cache.misses),
-            ("insert", self.cache.inserts),
-            ("eviction", self.cache.evictions),
-        ] {
-            cache.get_or_create(&label(&[("event", event)])).inc_by(n);
-        }
-        reg.register("cache_events", "Verification cache events", cache);
-        let entries = Gauge::<i64>::default();
-        entries.set(self.cache.entries as i64);
-        reg.register("cache_entries", "Results held in the verification cache", entries);
-        let capacity = Gauge::<i64>::default();
-        capacity.set(self.cache.capacity as i64);
-        reg.register("cache_capacity", "Most results the verification cache holds", capacity);
-        let bytes = Gauge::<i64>::default();
-        bytes.set(self.cache.bytes as i64);
-        reg.register("cache_bytes", "Estimated bytes held by the verification cache", bytes);
-        let max_bytes = Gauge::<i64>::default();
-        max_bytes.set(self.cache.max_bytes as i64);
-        reg.register(
-            "cache_max_bytes",
-            "Most estimated bytes the verification cache holds",
-            max_bytes,
-        );
+impl<S: Scrape> Collector for VerifierCollector<S> {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(source) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let m = source.snapshot();
+        encode_verifications(&mut e, &m.verifications, &source.rejections())?;
+        encode_cache(&mut e, &m.cache)?;
+        encode_issuers(&mut e, &m.issuers)
     }
+}
 
-    fn register_issuers(&self, reg: &mut Registry) {
-        let fetches = Family::<Labels, Counter>::default();
-        let failures = Family::<Labels, Counter>::default();
-        let rate_limited = Family::<Labels, Counter>::default();
-        let unknown = Family::<Labels, Counter>::default();
-        let age = Family::<Labels, Gauge<i64>>::default();
-        let last_ok = Family::<Labels, Gauge<i64>>::default();
-        let health = Family::<Labels, Gauge<i64>>::default();
-        let keys = Family::<Labels, Gauge<i64>>::default();
-        for i in &self.issuers {
-            let iss = i.issuer.as_str();
-            for (reason, n) in &i.fetches {
-                fetches
-                    .get_or_create(&label(&[("issuer", iss), ("reason", reason)]))
-                    .inc_by(*n);
-            }
-            failures
-                .get_or_create(&label(&[("issuer", iss)]))
-                .inc_by(i.fetch_failures);
-            rate_limited
-                .get_or_create(&label(&[("issuer", iss)]))
-                .inc_by(i.rate_limited_refreshes);
-            unknown.get_or_create(&label(&[("issuer", iss)])).inc_by(i.unknown_kid);
-            if let Some(a) = i.keyset_age_secs {
-                age.get_or_create(&label(&[("issuer", iss)])).set(a as i64);
-            }
-            if let Some(t) = i.last_success_ms {
-                last_ok.get_or_create(&label(&[("issuer", iss)])).set((t / 1000) as i64);
-            }
-            for h in [Health::Fresh, Health::Stale, Health::FailedClosed] {
-                health
-                    .get_or_create(&label(&[("issuer", iss), ("state", h.as_str())]))
-                    .set(i64::from(i.health == h));
-            }
-            keys.get_or_create(&label(&[("issuer", iss)])).set(i.keys as i64);
-        }
-        reg.register("jwks_fetches", "JWKS fetches by reason", fetches);
-        reg.register("jwks_fetch_failures", "Failed JWKS fetches", failures);
-        reg.register(
+type Label<'a> = [(&'static str, &'a str)];
+
+/// One metric family: a descriptor, then one sample per label set.
+fn family<'a, M: EncodeMetric>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Vec<(&'static str, &'a str)>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut samples = samples.into_iter().peekable();
+    let Some((_, first)) = samples.peek() else {
+        return Ok(());
+    };
+    let mut metric = e.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, value) in samples {
+        let labels: &Label<'_> = &labels;
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A metric without labels.
+fn single<M: EncodeMetric>(e: &mut DescriptorEncoder, name: &str, help: &str, value: M) -> Result<(), std::fmt::Error> {
+    let metric = e.encode_descriptor(name, help, None, value.metric_type())?;
+    value.encode(metric)
+}
+
+fn counter(n: u64) -> ConstCounter<u64> {
+    ConstCounter::new(n)
+}
+
+fn gauge(n: u64) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn encode_verifications(
+    e: &mut DescriptorEncoder,
+    v: &VerificationStats,
+    rejections: &[(ErrorKind, u64)],
+) -> Result<(), std::fmt::Error> {
+    let ok = [
+        (vec![("outcome", "ok"), ("source", "fresh")], counter(v.ok_fresh)),
+        (vec![("outcome", "ok"), ("source", "cache")], counter(v.ok_cached)),
+    ];
+    let rejected = rejections.iter().map(|(k, n)| {
+        (
+            vec![("outcome", k.as_str()), ("category", k.category().as_str())],
+            counter(*n),
+        )
+    });
+    family(
+        e,
+        "verifications",
+        "Verifications by outcome",
+        ok.into_iter().chain(rejected),
+    )
+}
+
+fn encode_cache(e: &mut DescriptorEncoder, c: &CacheStats) -> Result<(), std::fmt::Error> {
+    let events = [
+        ("hit", c.hits),
+        ("miss", c.misses),
+        ("insert", c.inserts),
+        ("eviction", c.evictions),
+    ];
+    family(
+        e,
+        "cache_events",
+        "Verification cache events",
+        events.iter().map(|(event, n)| (vec![("event", *event)], counter(*n))),
+    )?;
+    single(
+        e,
+        "cache_entries",
+        "Results held in the verification cache",
+        gauge(c.entries),
+    )?;
+    single(
+        e,
+        "cache_capacity",
+        "Most results the verification cache holds",
+        gauge(c.capacity),
+    )?;
+    single(
+        e,
+        "cache_bytes",
+        "Estimated bytes held by the verification cache",
+        gauge(c.bytes),
+    )?;
+    single(
+        e,
+        "cache_max_bytes",
+        "Most estimated bytes the verification cache holds",
+        gauge(c.max_bytes),
+    )
+}
+
+/// A per-issuer metric: name, help, and how to read it from the stats.
+type PerIssuer = (&'static str, &'static str, fn(&IssuerStats) -> Option<u64>);
+
+fn encode_issuers(e: &mut DescriptorEncoder, issuers: &[IssuerStats]) -> Result<(), std::fmt::Error> {
+    let per_issuer = |f: fn(&IssuerStats) -> Option<u64>| {
+        issuers
+            .iter()
+            .filter_map(move |i| f(i).map(|n| (vec![("issuer", i.issuer.as_str())], n)))
+    };
+    family(
+        e,
+        "jwks_fetches",
+        "JWKS fetches by reason",
+        issuers.iter().flat_map(|i| {
+            i.fetches.iter().map(|(reason, n)| {
+                (
+                    vec![("issuer", i.issuer.as_str()), ("reason", reason.as_str())],
+                    counter(*n),
+                )
+            })
+        }),
+    )?;
+    let counters: [PerIssuer; 3] = [
+        ("jwks_fetch_failures", "Failed JWKS fetches", |i| Some(i.fetch_failures)),
+        (
             "jwks_rate_limited_refreshes",
             "Unknown-kid refreshes refused by the cooldown",
-            rate_limited,
-        );
-        reg.register("unknown_kid", "Tokens rejected for an unknown kid", unknown);
-        reg.register(
+            |i| Some(i.rate_limited_refreshes),
+        ),
+        ("unknown_kid", "Tokens rejected for an unknown kid", |i| {
+            Some(i.unknown_kid)
+        }),
+    ];
+    for (name, help, f) in counters {
+        family(e, name, help, per_issuer(f).map(|(l, n)| (l, counter(n))))?;
+    }
+    let gauges: [PerIssuer; 3] = [
+        (
             "keyset_age_seconds",
             "Seconds since the keyset was fetched or confirmed",
-            age,
-        );
-        reg.register(
+            |i| i.keyset_age_secs,
+        ),
+        (
             "jwks_last_success_timestamp_seconds",
             "When the last JWKS fetch succeeded",
-            last_ok,
-        );
-        reg.register("issuer_health", "1 for the issuer's current key health state", health);
-        reg.register("keys", "Usable keys in the issuer's keyset", keys);
+            |i| i.last_success_ms.map(|t| t / 1000),
+        ),
+        ("keys", "Usable keys in the issuer's keyset", |i| Some(i.keys)),
+    ];
+    for (name, help, f) in gauges {
+        family(e, name, help, per_issuer(f).map(|(l, n)| (l, gauge(n))))?;
     }
+    family(
+        e,
+        "issuer_health",
+        "1 for the issuer's current key health state",
+        issuers.iter().flat_map(|i| {
+            [Health::Fresh, Health::Stale, Health::FailedClosed].map(|h| {
+                (
+                    vec![("issuer", i.issuer.as_str()), ("state", h.as_str())],
+                    gauge(u64::from(i.health == h)),
+                )
+            })
+        }),
+    )
 }

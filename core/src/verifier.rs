@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::HttpClient;
 use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
-use crate::metrics::{CacheStats, Health, MetricsSnapshot, VerificationStats, VerifierCounters};
+use crate::metrics::{CacheStats, Exporter, Health, MetricsSnapshot, Scrape, VerificationStats, VerifierCounters};
 use crate::refresher::Refresher;
 use crate::revocation::Revocations;
 use crate::token;
@@ -38,6 +38,8 @@ pub struct Verifier {
     refresher: Mutex<Option<Refresher>>,
     /// Fork generation the refresher was started in (see `fork`).
     refresher_fork: AtomicU64,
+    /// The Prometheus registry, built once.
+    exporter: Exporter,
 }
 
 pub(crate) struct Shared {
@@ -109,6 +111,7 @@ impl Verifier {
         let verifier = Verifier {
             refresher: Mutex::new(Refresher::spawn_if_needed(&shared)),
             refresher_fork: AtomicU64::new(crate::fork::generation()),
+            exporter: Exporter::new(Arc::downgrade(&shared)),
             shared,
         };
         Ok(verifier)
@@ -270,43 +273,12 @@ impl Verifier {
 
     /// A snapshot of every metric.
     pub fn metrics(&self) -> MetricsSnapshot {
-        let s = &*self.shared;
-        let now = self.now_ms();
-        let c = &s.counters;
-        let rejected = crate::error::ErrorKind::ALL
-            .iter()
-            .enumerate()
-            .filter_map(|(i, k)| {
-                let n = c.rejected[i.min(63)].load(Ordering::Relaxed);
-                (n > 0).then(|| (k.as_str().to_string(), n))
-            })
-            .collect();
-        MetricsSnapshot {
-            verifications: VerificationStats {
-                ok_fresh: c.ok_fresh.load(Ordering::Relaxed),
-                ok_cached: c.ok_cached.get(),
-                rejected,
-            },
-            cache: CacheStats {
-                // Every cache hit is a cached success, counted once.
-                hits: c.ok_cached.get(),
-                misses: c.cache_misses.load(Ordering::Relaxed),
-                inserts: c.cache_inserts.load(Ordering::Relaxed),
-                evictions: c.cache_evictions.load(Ordering::Relaxed),
-                entries: s.cache.as_ref().map_or(0, |c| c.len()) as u64,
-                capacity: s.cache.as_ref().map_or(0, |c| c.capacity()) as u64,
-                bytes: s.cache.as_ref().map_or(0, |c| c.bytes()) as u64,
-                max_bytes: s.cache.as_ref().map_or(0, |c| c.max_bytes()) as u64,
-            },
-            issuers: s.issuers.iter().map(|i| i.stats(now)).collect(),
-            revocation_entries: s.revocations.len() as u64,
-            policy_version: s.policy_version.load(Ordering::SeqCst),
-        }
+        self.shared.snapshot()
     }
 
     /// Metrics in the Prometheus text format.
     pub fn prometheus(&self) -> String {
-        self.metrics().to_prometheus()
+        self.exporter.encode()
     }
 
     fn issuer(&self, name: &str) -> Result<&Issuer> {
@@ -350,6 +322,49 @@ impl Currency for Check<'_> {
 
     fn revoked(&self, e: &Entry) -> bool {
         self.s.revocations.is_revoked(&e.verified.claims)
+    }
+}
+
+impl Scrape for Shared {
+    fn snapshot(&self) -> MetricsSnapshot {
+        let now = self.env.clock.now_ms();
+        let c = &self.counters;
+        let rejected = self
+            .rejections()
+            .into_iter()
+            .map(|(k, n)| (k.as_str().to_string(), n))
+            .collect();
+        let cache = self.cache.as_ref();
+        MetricsSnapshot {
+            verifications: VerificationStats {
+                ok_fresh: c.ok_fresh.load(Ordering::Relaxed),
+                ok_cached: c.ok_cached.get(),
+                rejected,
+            },
+            cache: CacheStats {
+                // Every cache hit is a cached success, counted once.
+                hits: c.ok_cached.get(),
+                misses: c.cache_misses.load(Ordering::Relaxed),
+                inserts: c.cache_inserts.load(Ordering::Relaxed),
+                evictions: c.cache_evictions.load(Ordering::Relaxed),
+                entries: cache.map_or(0, |c| c.len()) as u64,
+                capacity: cache.map_or(0, |c| c.capacity()) as u64,
+                bytes: cache.map_or(0, |c| c.bytes()) as u64,
+                max_bytes: cache.map_or(0, |c| c.max_bytes()) as u64,
+            },
+            issuers: self.issuers.iter().map(|i| i.stats(now)).collect(),
+            revocation_entries: self.revocations.len() as u64,
+            policy_version: self.policy_version.load(Ordering::SeqCst),
+        }
+    }
+
+    fn rejections(&self) -> Vec<(ErrorKind, u64)> {
+        ErrorKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (k, self.counters.rejected[i.min(63)].load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 }
 

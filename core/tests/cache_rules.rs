@@ -123,7 +123,7 @@ fn max_bytes_bounds_cache_memory_not_just_entry_count() {
     assert!(!s.verifier.verify(&tokens[0]).unwrap().cached());
 
     let m = s.verifier.metrics();
-    let prom = m.to_prometheus();
+    let prom = s.verifier.prometheus();
     for needle in [
         format!("jwtwarden_cache_bytes {}", m.cache.bytes),
         "jwtwarden_cache_max_bytes 65536".to_string(),
@@ -239,4 +239,36 @@ fn verify_cached_serves_only_what_verify_would_serve_from_the_cache() {
     s.verifier.verify(&later).unwrap();
     s.clock.advance_secs(3600);
     assert!(s.verifier.verify_cached(&later, &opts).is_none(), "expired");
+}
+
+/// The Prometheus exposition is one registry built with the verifier; each
+/// scrape reads the live counters (typed kinds, their categories from the
+/// kind itself).
+#[test]
+fn prometheus_scrapes_read_the_live_counters() {
+    let s = common::setup();
+    let token = s.token(&s.issuer.first_kid());
+    s.verifier.verify(&token).unwrap();
+    let first = s.verifier.prometheus();
+    assert!(
+        first.contains(r#"jwtwarden_verifications_total{outcome="ok",source="fresh"} 1"#),
+        "{first}"
+    );
+    assert!(first.ends_with("# EOF\n"), "{first}");
+    s.verifier.verify(&token).unwrap();
+    let bad = common::with_header(
+        &token,
+        &serde_json::json!({"alg": "RS256", "kid": "nope", "crit": ["x"]}),
+    );
+    assert!(s.verifier.verify(&bad).is_err());
+    let second = s.verifier.prometheus();
+    assert!(
+        second.contains(r#"jwtwarden_verifications_total{outcome="ok",source="cache"} 1"#),
+        "{second}"
+    );
+    assert!(
+        second.contains(r#"jwtwarden_verifications_total{outcome="unsupported_critical",category="malformed"} 1"#),
+        "{second}"
+    );
+    assert!(second.contains(r#"jwtwarden_issuer_health{issuer="#), "{second}");
 }

@@ -4,11 +4,18 @@
 //! The thread holds only a weak reference to the verifier's state: dropping
 //! the [`Verifier`](crate::Verifier) wakes it, and it exits at once (or, if a
 //! fetch is under way, as soon as that fetch ends).
+//!
+//! Its stop signal is a `std::sync` mutex and condition variable, not
+//! `parking_lot`'s: this thread spends its life parked on it, and
+//! `parking_lot` parks threads in one process-wide table whose bucket locks
+//! this thread takes every time it sleeps or wakes. A `fork()` that lands
+//! while it holds one leaves that bucket locked forever in the child, where
+//! any other lock or condition variable hashing to it then spins or hangs
+//! (seen: a child freeing its verifier spun in `notify_all`). std's futex
+//! primitives keep their state in the object itself.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
-
-use parking_lot::{Condvar, Mutex};
 
 use crate::verifier::Shared;
 
@@ -49,7 +56,7 @@ impl Refresher {
 impl Drop for Refresher {
     fn drop(&mut self) {
         let (flag, cv) = &*self.stop;
-        *flag.lock() = true;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
         cv.notify_all();
     }
 }
@@ -63,11 +70,11 @@ fn run(shared: Weak<Shared>, stop: Stop) {
             Duration::from_millis(next.saturating_sub(now)).clamp(MIN_SLEEP, MAX_SLEEP)
         };
         let (flag, cv) = &*stop;
-        let mut stopped = flag.lock();
+        let stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
         if *stopped {
             return;
         }
-        cv.wait_for(&mut stopped, sleep);
+        let (stopped, _) = cv.wait_timeout(stopped, sleep).unwrap_or_else(|p| p.into_inner());
         if *stopped {
             return;
         }

@@ -3,37 +3,12 @@
 
 mod common;
 
-use std::sync::Mutex;
-
-use common::setup_for;
+use common::{setup_for, LogCapture};
 use jwtwarden::{describe_issuer_keys, HttpConfig, IssuerConfig, Problem, MAX_SKIPPED_LISTED};
 use jwtwarden_testissuer::TestIssuer;
 use serde_json::{json, Value};
 
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        // Only jwtwarden's own lines, not those of the HTTP client and server.
-        if !record.target().starts_with("jwtwarden") {
-            return;
-        }
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{} {}", record.level(), record.args()));
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
-
-fn take_lines() -> Vec<String> {
-    std::mem::take(&mut *CAPTURE.0.lock().unwrap())
-}
+static CAPTURE: LogCapture = LogCapture::new(true);
 
 /// `n` keys of an unsupported kty, small enough that 10,000 of them fit
 /// the default 256 KiB JWKS size limit.
@@ -44,8 +19,7 @@ fn junk(n: usize) -> Vec<Value> {
 // One test function: the logger is global to this test binary.
 #[test]
 fn ten_thousand_junk_keys_log_one_line() {
-    log::set_logger(&CAPTURE).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    CAPTURE.install();
 
     // A static JWKS, described as a verifier would take it.
     let mut issuer = IssuerConfig::new("https://idp.example", "https://unused.example");
@@ -59,7 +33,7 @@ fn ten_thousand_junk_keys_log_one_line() {
         MAX_SKIPPED_LISTED + 1,
         "bounded list plus a count"
     );
-    let lines = take_lines();
+    let lines = CAPTURE.take();
     assert_eq!(lines.len(), 1, "{lines:#?}");
     let line = &lines[0];
     assert!(line.starts_with("WARN"), "{line}");
@@ -78,7 +52,7 @@ fn ten_thousand_junk_keys_log_one_line() {
     issuer.set_jwks_override(Some(json!({ "keys": keys }).to_string()));
     let s = setup_for(issuer);
     let verified = s.verifier.verify(s.token(&kid));
-    let lines = take_lines();
+    let lines = CAPTURE.take();
     assert!(verified.is_ok(), "{verified:?} {lines:#?}");
     let skip_lines: Vec<_> = lines.iter().filter(|l| l.contains("skipped")).collect();
     assert_eq!(skip_lines.len(), 1, "{lines:#?}");

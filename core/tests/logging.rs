@@ -2,32 +2,14 @@
 
 mod common;
 
-use std::sync::Mutex;
-
-use common::{setup, with_header, Fault};
+use common::{setup, with_header, Fault, LogCapture};
 use serde_json::json;
 
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{} {}", record.level(), record.args()));
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+static CAPTURE: LogCapture = LogCapture::new(false);
 
 #[test]
 fn no_log_line_contains_a_token_or_its_signature() {
-    log::set_logger(&CAPTURE).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    CAPTURE.install();
 
     let s = setup();
     let kid = s.issuer.first_kid();
@@ -43,7 +25,7 @@ fn no_log_line_contains_a_token_or_its_signature() {
     s.clock.advance_secs(400);
     s.verifier.run_due_refreshes();
 
-    let lines = CAPTURE.0.lock().unwrap().clone();
+    let lines = CAPTURE.take();
     assert!(
         lines.iter().any(|l| l.contains("rejected token")),
         "rejections are logged: {lines:#?}"

@@ -127,3 +127,47 @@ pub fn payload(token: &str) -> Value {
     let p: Vec<&str> = token.split('.').collect();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p[1]).unwrap()).unwrap()
 }
+
+/// A `log` logger that keeps each record as `"LEVEL message"` for tests to
+/// assert on. The logger is global to a test binary: install one per binary.
+pub struct LogCapture {
+    lines: std::sync::Mutex<Vec<String>>,
+    /// Keep only jwtwarden's own records, not the HTTP client's or server's.
+    only_jwtwarden: bool,
+}
+
+impl LogCapture {
+    pub const fn new(only_jwtwarden: bool) -> LogCapture {
+        LogCapture {
+            lines: std::sync::Mutex::new(Vec::new()),
+            only_jwtwarden,
+        }
+    }
+
+    /// Become the process's logger, at every level.
+    pub fn install(&'static self) {
+        log::set_logger(self).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+
+    /// The lines captured since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+}
+
+impl log::Log for LogCapture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.only_jwtwarden && !record.target().starts_with("jwtwarden") {
+            return;
+        }
+        self.lines
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", record.level(), record.args()));
+    }
+    fn flush(&self) {}
+}

@@ -110,12 +110,18 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_KEYS_UNAVAILABLE = 400,
   // The issuer's keys are older than `max_stale`: failing closed.
   JWTWARDEN_RESULT_KEYS_STALE = 401,
+  // The fleet revocation feed has been unreachable for longer than
+  // `revocation.redis.max_stale_secs`: failing closed.
+  JWTWARDEN_RESULT_REVOCATIONS_STALE = 402,
   // The configuration is invalid; the message names the field.
   JWTWARDEN_RESULT_INVALID_CONFIG = 500,
   // An argument is invalid (for example a string that is not UTF-8).
   JWTWARDEN_RESULT_INVALID_ARGUMENT = 501,
   // A revocation list is full (`revocation.max_entries`).
   JWTWARDEN_RESULT_REVOCATION_LIST_FULL = 502,
+  // A revocation is in force in this process but could not be written
+  // to the journal in `state_dir`.
+  JWTWARDEN_RESULT_REVOCATION_NOT_PERSISTED = 510,
   // A required pointer argument was NULL (the C ABI's own code).
   JWTWARDEN_RESULT_NULL_PARAMETER = 504,
   // An unexpected internal error.
@@ -186,6 +192,29 @@ enum jwtwarden_log_level
 typedef enum jwtwarden_log_level jwtwarden_log_level;
 #else
 typedef uint32_t jwtwarden_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// How far a revocation has reached when the call returns. In every case it
+// is already in force in this process (and journaled, with `state_dir`).
+enum jwtwarden_propagation
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No fleet feed is configured: this process only.
+  JWTWARDEN_PROPAGATION_LOCAL = 0,
+  // Written to the fleet's Redis and published to every process.
+  JWTWARDEN_PROPAGATION_FLEET = 1,
+  // A fleet feed is configured but Redis was unreachable: NOT YET
+  // FLEET-WIDE. It is published in the background once Redis is back.
+  JWTWARDEN_PROPAGATION_PENDING = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum jwtwarden_propagation jwtwarden_propagation;
+#else
+typedef uint32_t jwtwarden_propagation;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -391,29 +420,38 @@ jwtwarden_result jwtwarden_verifier_verify_with(const struct jwtwarden_verifier 
                                                 struct jwtwarden_verified **verified_out,
                                                 struct jwtwarden_error **error);
 
-// Revoke every token with this `jti`, effective for all threads when the
-// call returns. `expires_at_secs` is the token's `exp` if known (the entry
-// is dropped after it), or 0 to keep it for
-// `revocation.max_token_lifetime_secs`.
+// Revoke every token of the configured issuer `issuer` (or `"*"` for every
+// issuer) with this `jti`, effective for all threads when the call returns.
+// `expires_at_secs` is the token's `exp` if known (the entry is dropped
+// after it), or 0 to keep it for `revocation.max_token_lifetime_secs`.
+// `*propagation_out` (may be NULL) receives how far it reached:
+// `JWTWARDEN_PROPAGATION_PENDING` means not yet fleet-wide.
 jwtwarden_result jwtwarden_verifier_revoke_jti(const struct jwtwarden_verifier *verifier,
+                                               const char *issuer,
                                                const char *jti,
                                                uint64_t expires_at_secs,
+                                               jwtwarden_propagation *propagation_out,
                                                struct jwtwarden_error **error);
 
-// Revoke the tokens of subject `subject` issued before
-// `issued_before_secs` (Unix seconds; tokens without `iat` included),
-// effective for all threads when the call returns.
+// Revoke the tokens of `issuer` (or `"*"`) for subject `subject` issued
+// before `issued_before_secs` (Unix seconds; tokens without `iat`
+// included), effective for all threads when the call returns.
+// `*propagation_out` (may be NULL) as for `jwtwarden_verifier_revoke_jti`.
 jwtwarden_result jwtwarden_verifier_revoke_subject(const struct jwtwarden_verifier *verifier,
+                                                   const char *issuer,
                                                    const char *subject,
                                                    uint64_t issued_before_secs,
+                                                   jwtwarden_propagation *propagation_out,
                                                    struct jwtwarden_error **error);
 
 // Emergency key removal: stop trusting key `kid` of the configured issuer
-// `issuer` now (and ignore it in later fetches). Effective for all threads
-// when the call returns.
+// `issuer` (or `"*"`) now, and ignore it in later fetches. Effective for
+// all threads when the call returns. `*propagation_out` (may be NULL) as
+// for `jwtwarden_verifier_revoke_jti`.
 jwtwarden_result jwtwarden_verifier_revoke_kid(const struct jwtwarden_verifier *verifier,
                                                const char *issuer,
                                                const char *kid,
+                                               jwtwarden_propagation *propagation_out,
                                                struct jwtwarden_error **error);
 
 // Invalidate every cached result (for example after a policy change).

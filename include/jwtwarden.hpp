@@ -153,23 +153,36 @@ class Verifier {
     return Verified(out);
   }
 
-  /* Revoke a jti until expires_at_secs (0: for revocation.max_token_lifetime_secs). */
-  void revoke_jti(const std::string &jti, uint64_t expires_at_secs = 0) const {
-    jwtwarden_error *err = nullptr;
-    detail::check(jwtwarden_verifier_revoke_jti(raw_.get(), jti.c_str(), expires_at_secs, &err), &err);
-  }
-
-  /* Revoke a subject's tokens issued before issued_before_secs. */
-  void revoke_subject(const std::string &subject, uint64_t issued_before_secs) const {
+  /* Revoke the jti of issuer ("*": every issuer) until expires_at_secs (0: for
+     revocation.max_token_lifetime_secs). In force in this process on return; the
+     result says how far it reached (JWTWARDEN_PROPAGATION_PENDING: not yet
+     fleet-wide). */
+  jwtwarden_propagation revoke_jti(const std::string &issuer, const std::string &jti,
+                                   uint64_t expires_at_secs = 0) const {
+    jwtwarden_propagation p = JWTWARDEN_PROPAGATION_LOCAL;
     jwtwarden_error *err = nullptr;
     detail::check(
-        jwtwarden_verifier_revoke_subject(raw_.get(), subject.c_str(), issued_before_secs, &err), &err);
+        jwtwarden_verifier_revoke_jti(raw_.get(), issuer.c_str(), jti.c_str(), expires_at_secs, &p, &err), &err);
+    return p;
   }
 
-  /* Stop trusting one key of one issuer now. */
-  void revoke_kid(const std::string &issuer, const std::string &kid) const {
+  /* Revoke the issuer's tokens for subject issued before issued_before_secs. */
+  jwtwarden_propagation revoke_subject(const std::string &issuer, const std::string &subject,
+                                       uint64_t issued_before_secs) const {
+    jwtwarden_propagation p = JWTWARDEN_PROPAGATION_LOCAL;
     jwtwarden_error *err = nullptr;
-    detail::check(jwtwarden_verifier_revoke_kid(raw_.get(), issuer.c_str(), kid.c_str(), &err), &err);
+    detail::check(jwtwarden_verifier_revoke_subject(raw_.get(), issuer.c_str(), subject.c_str(),
+                                                    issued_before_secs, &p, &err),
+                  &err);
+    return p;
+  }
+
+  /* Stop trusting one key of one issuer ("*": every issuer) now. */
+  jwtwarden_propagation revoke_kid(const std::string &issuer, const std::string &kid) const {
+    jwtwarden_propagation p = JWTWARDEN_PROPAGATION_LOCAL;
+    jwtwarden_error *err = nullptr;
+    detail::check(jwtwarden_verifier_revoke_kid(raw_.get(), issuer.c_str(), kid.c_str(), &p, &err), &err);
+    return p;
   }
 
   /* Invalidate every cached result; returns the new policy version. */

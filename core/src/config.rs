@@ -237,6 +237,58 @@ pub struct RevocationConfig {
     /// Also the default lifetime of a `revoke_jti` without an expiry.
     /// Default 86400.
     pub max_token_lifetime_secs: u64,
+    /// The fleet feed: share revocations with every process through Redis.
+    /// Unset (the default): revocations stay in this process (and its
+    /// journal, with `state_dir`).
+    pub redis: Option<RedisFeedConfig>,
+}
+
+/// The fleet revocation feed (`revocation.redis`); see `docs/revocation.md`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisFeedConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` (TLS). Required.
+    pub url: String,
+    /// Prefix of the keys and channel used in Redis, so several fleets can
+    /// share one server. Default `"jwtwarden:"`.
+    pub key_prefix: String,
+    /// How long a process cut off from Redis keeps serving before it fails
+    /// closed (`revocations_stale`). Default 60.
+    pub max_stale_secs: u64,
+    /// Keep serving past `max_stale_secs` instead of failing closed
+    /// (availability over revocations made elsewhere). Default false.
+    pub serve_when_stale: bool,
+    /// Longest wait for any one Redis operation (connect, write, read), so
+    /// a `revoke_*` call never hangs on an unreachable server. Default 2000.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisFeedConfig {
+    fn default() -> Self {
+        RedisFeedConfig {
+            url: String::new(),
+            key_prefix: "jwtwarden:".into(),
+            max_stale_secs: 60,
+            serve_when_stale: false,
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+impl RedisFeedConfig {
+    fn validate(&self) -> Result<()> {
+        let scheme = self.url.split("://").next().unwrap_or_default();
+        if self.url.is_empty() || !matches!(scheme, "redis" | "rediss") || !self.url.contains("://") {
+            return invalid("revocation.redis.url", "must be a redis:// or rediss:// URL");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("revocation.redis.timeout_ms", "must be positive");
+        }
+        if self.max_stale_secs == 0 {
+            return invalid("revocation.redis.max_stale_secs", "must be positive");
+        }
+        Ok(())
+    }
 }
 
 fn default_true() -> bool {
@@ -308,6 +360,7 @@ impl Default for RevocationConfig {
         RevocationConfig {
             max_entries: 100_000,
             max_token_lifetime_secs: 86_400,
+            redis: None,
         }
     }
 }
@@ -434,6 +487,9 @@ impl Config {
         }
         self.cache.validate(self.max_token_bytes)?;
         self.http.validate()?;
+        if let Some(redis) = &self.revocation.redis {
+            redis.validate()?;
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, iss) in self.issuers.iter().enumerate() {
             if !seen.insert(iss.issuer.as_str()) {

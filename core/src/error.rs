@@ -132,6 +132,10 @@ error_kinds! {
     KeysUnavailable = 400, "keys_unavailable";
     /// The issuer's keys are older than `max_stale`: failing closed.
     KeysStale = 401, "keys_stale";
+    /// The fleet revocation feed (`revocation.redis`) has been unreachable
+    /// for longer than `max_stale_secs`: failing closed, since revocations
+    /// made elsewhere may be missing here.
+    RevocationsStale = 402, "revocations_stale";
 
     /// The configuration is invalid; the message names the field.
     InvalidConfig = 500, "invalid_config";
@@ -139,6 +143,9 @@ error_kinds! {
     InvalidArgument = 501, "invalid_argument";
     /// A revocation list is full (`revocation.max_entries`).
     RevocationListFull = 502, "revocation_list_full";
+    /// A revocation is in force in this process but could not be written to
+    /// the journal in `state_dir`, so it would not survive a restart.
+    RevocationNotPersisted = 510, "revocation_not_persisted";
     // 503 (buffer_too_small) is retired: nothing returned it. 504
     // (null_parameter) belongs to the C ABI alone (`jwtwarden_result`).
     // Neither number is ever reused here.

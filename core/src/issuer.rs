@@ -9,10 +9,10 @@
 //! * A fetched set replaces the current one only when it parses and holds at
 //!   least one usable key. Failures keep the last known good set, back off
 //!   exponentially, and past `max_stale` the issuer fails closed.
-//! * Keys are held by a [`KeyStore`], which is also the only writer of key
-//!   state: installs, 304 extensions and `revoke_kid` are serialized there,
-//!   and it bumps the key *epoch* when a key goes, so cached results
-//!   verified before that are no longer served.
+//! * Keys are held by a [`KeyStore`]. Installs and 304 extensions go
+//!   through the verifier's trust door (`crate::trust`), like kid
+//!   revocations, and the store bumps the key *epoch* when a key goes, so
+//!   cached results verified before that are no longer served.
 //! * Fetches go through one [`Flight`] gate per issuer (single flight).
 
 use std::hash::BuildHasher;
@@ -57,6 +57,8 @@ pub(crate) struct Env {
     /// discovery included), and the longest a verify waits for keys, whether
     /// its own fetch or another thread's.
     pub fetch_timeout: Duration,
+    /// The trust state and its one door, through which keys are installed.
+    pub trust: Arc<crate::trust::Trust>,
 }
 
 #[derive(Default)]
@@ -126,7 +128,7 @@ pub(crate) struct Issuer {
     pub policy: ClaimPolicy,
     source: KeySource,
     /// Every key of this issuer, local and fetched, and the key epoch.
-    keys: KeyStore,
+    keys: Arc<KeyStore>,
     /// Keys are refused from this time (ms): TTL end + max_stale. 0 = never
     /// loaded; `u64::MAX` = static keys, never stale.
     pub fail_closed_at_ms: AtomicU64,
@@ -151,7 +153,7 @@ impl Issuer {
             name: Arc::from(cfg.issuer.as_str()),
             policy,
             source,
-            keys: KeyStore::new(local),
+            keys: Arc::new(KeyStore::new(local)),
             fail_closed_at_ms: AtomicU64::new(if static_keys { u64::MAX } else { 0 }),
             sched: Mutex::new(Schedule::default()),
             flight: Flight::default(),
@@ -229,7 +231,7 @@ impl Issuer {
             return;
         };
         let ttl = self.cfg.refresh.default_ttl_secs * 1000;
-        match self.apply_body(&body, fetched_at, fetched_at.saturating_add(ttl)) {
+        match self.apply_body(env, &body, fetched_at, fetched_at.saturating_add(ttl)) {
             Ok(n) => log::warn!(
                 "issuer {}: serving {n} persisted keys fetched at {fetched_at} ms",
                 self.name
@@ -412,11 +414,11 @@ impl Issuer {
         self.counters.fetched(reason);
         match &self.source {
             KeySource::LocalOnly => Ok(()),
-            KeySource::Inline(body) => Ok(self.apply_body(body, now, u64::MAX).map(drop)?),
+            KeySource::Inline(body) => Ok(self.apply_body(env, body, now, u64::MAX).map(drop)?),
             KeySource::File(path) => {
                 let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
                 let body = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-                self.apply_body(&body, now, u64::MAX)?;
+                self.apply_body(env, &body, now, u64::MAX)?;
                 let mut s = self.sched.lock();
                 s.file_mtime = mtime;
                 s.next_ms = now + FILE_POLL_MS;
@@ -450,7 +452,7 @@ impl Issuer {
                 }
                 self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
                 let ttl = self.ttl_ms(max_age_secs);
-                self.keys.extend(now, now + ttl);
+                self.keys.extend(&env.trust.enter(), now, now + ttl);
                 self.store_fail_closed(now + ttl);
                 self.schedule_after_success(now, ttl);
                 Ok(())
@@ -462,7 +464,7 @@ impl Issuer {
                 ..
             } => {
                 let ttl = self.ttl_ms(max_age_secs);
-                let n = self.apply_body(&body, now, now + ttl)?;
+                let n = self.apply_body(env, &body, now, now + ttl)?;
                 self.sched.lock().validators = validators;
                 self.schedule_after_success(now, ttl);
                 log::info!(
@@ -517,12 +519,12 @@ impl Issuer {
     }
 
     /// Parse and install a JWKS; refuse a set with no usable key.
-    fn apply_body(&self, body: &[u8], now: u64, expires_at: u64) -> std::result::Result<usize, String> {
+    fn apply_body(&self, env: &Env, body: &[u8], now: u64, expires_at: u64) -> std::result::Result<usize, String> {
         let (keys, skipped) = parse_jwks(body, &self.cfg.algorithms)?;
         let grace_ms = self.cfg.refresh.rotation_grace_secs * 1000;
         let installed = self
             .keys
-            .install(keys, now, expires_at, grace_ms)
+            .install(&env.trust.enter(), keys, now, expires_at, grace_ms)
             .map_err(|e| format!("{e} ({} skipped)", skipped.len()))?;
         // Diagnostics describe the set in use, so a refused set leaves them.
         self.sched.lock().skipped = skipped;
@@ -546,10 +548,9 @@ impl Issuer {
         self.fail_closed_at_ms.store(at, Ordering::SeqCst);
     }
 
-    /// Stop trusting `kid` now, local or fetched, and in every later fetch.
-    pub(crate) fn revoke_kid(&self, kid: &str) {
-        self.keys.revoke(kid);
-        log::warn!("issuer {}: kid {:?} revoked", self.name, crate::token::truncate(kid));
+    /// The key store, for the trust door's kid revocations.
+    pub(crate) fn keystore(&self) -> Arc<KeyStore> {
+        self.keys.clone()
     }
 
     /// Run a scheduled refresh if one is due. Returns when the next is due (ms).

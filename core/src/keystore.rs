@@ -1,13 +1,14 @@
-//! One issuer's key state, and the one writer that changes it.
+//! One issuer's key state.
 //!
 //! The state — keys in use, local HMAC keys, keys retired within their
 //! rotation grace, revoked kids — is an immutable snapshot behind a lock.
 //! Readers clone the `Arc` and look keys up without holding anything.
 //! Every change (a refresh installing a fetched set, a 304 extending its
-//! life, `revoke_kid`) is computed from the current snapshot *while holding
-//! the write lock*, so changes are serialized: a revocation is applied by
-//! every install that follows it, and no install can bring back a key that
-//! a revocation removed, whatever the interleaving.
+//! life, a kid revocation) goes through the verifier's trust door (each
+//! writer demands its [`Inside`] proof) and is computed from the current
+//! snapshot, so changes are serialized: a revocation is applied by every
+//! install that follows it, and no install can bring back a key that a
+//! revocation removed, whatever the interleaving.
 //!
 //! The key *epoch* stamps cached results. A change that takes a key away
 //! bumps it before the write lock is released, after the new snapshot is in
@@ -24,6 +25,7 @@ use parking_lot::RwLock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Key, KeySet, Lookup};
 use crate::token::Alg;
+use crate::trust::Inside;
 
 /// An immutable view of an issuer's keys.
 pub(crate) struct KeyState {
@@ -127,6 +129,7 @@ impl KeyStore {
     /// usable key is refused and the current one kept.
     pub(crate) fn install(
         &self,
+        _door: &Inside<'_>,
         keys: Vec<Key>,
         now: u64,
         expires_at: u64,
@@ -186,7 +189,7 @@ impl KeyStore {
 
     /// A 304 confirmed the set in use: it was fetched (again) at `now` and
     /// expires at `expires_at`.
-    pub(crate) fn extend(&self, now: u64, expires_at: u64) {
+    pub(crate) fn extend(&self, _door: &Inside<'_>, now: u64, expires_at: u64) {
         let mut guard = self.current.write();
         let old = guard.clone();
         *guard = Arc::new(KeyState {
@@ -202,7 +205,7 @@ impl KeyStore {
 
     /// Stop trusting `kid` now, whether fetched, retired or local, and in
     /// every later install.
-    pub(crate) fn revoke(&self, kid: &str) {
+    pub(crate) fn revoke(&self, _door: &Inside<'_>, kid: &str) {
         let mut guard = self.current.write();
         let old = guard.clone();
         let mut revoked = (*old.revoked).clone();
@@ -228,6 +231,7 @@ fn is_revoked(revoked: &HashSet<String>, key: &Key) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust::Door;
 
     fn hmac(kid: &str) -> Key {
         Key::hmac(Some(kid.into()), &[7u8; 32])
@@ -240,7 +244,7 @@ mod tests {
         assert!(snap.lookup(Some("h1"), Alg::HS256, 0).unwrap().is_some());
         assert!(snap.lookup(None, Alg::HS256, 0).unwrap().is_some());
         let before = store.epoch();
-        store.revoke("h1");
+        store.revoke(&Door::default().enter(), "h1");
         assert!(store.epoch() > before, "revocation invalidates cached results");
         let snap = store.snapshot();
         let err = snap.lookup(Some("h1"), Alg::HS256, 0).unwrap_err();
@@ -251,11 +255,17 @@ mod tests {
 
     #[test]
     fn an_install_after_a_revocation_never_brings_the_key_back() {
+        let door = Door::default();
         let store = KeyStore::new(Vec::new());
-        store.revoke("k1");
-        let err = store.install(vec![hmac("k1")], 0, u64::MAX, 0).err().unwrap();
+        store.revoke(&door.enter(), "k1");
+        let err = store
+            .install(&door.enter(), vec![hmac("k1")], 0, u64::MAX, 0)
+            .err()
+            .unwrap();
         assert!(err.contains("revoked"), "{err}");
-        store.install(vec![hmac("k1"), hmac("k2")], 0, u64::MAX, 0).unwrap();
+        store
+            .install(&door.enter(), vec![hmac("k1"), hmac("k2")], 0, u64::MAX, 0)
+            .unwrap();
         let snap = store.snapshot();
         assert_eq!(snap.set.len(), 1);
         assert_eq!(snap.set.keys()[0].kid.as_deref(), Some("k2"));

@@ -16,8 +16,9 @@ use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
 use crate::metrics::{CacheStats, Exporter, Health, MetricsSnapshot, Scrape, VerificationStats, VerifierCounters};
 use crate::refresher::Refresher;
-use crate::revocation::Revocations;
+use crate::revocation::{Propagation, Revocation, ANY_ISSUER};
 use crate::token;
+use crate::trust::Trust;
 use crate::verified::{Verified, VerifiedToken};
 
 /// Per-call options.
@@ -49,8 +50,6 @@ pub(crate) struct Shared {
     cache: Option<Cache>,
     cache_max_ttl_ms: u64,
     max_token_bytes: usize,
-    policy_version: AtomicU64,
-    revocations: Revocations,
     counters: VerifierCounters,
     background: bool,
 }
@@ -80,6 +79,10 @@ impl Verifier {
             .cloned()
             .map(Issuer::new)
             .collect::<Result<Vec<_>>>()?;
+        let keystores = issuers.iter().map(|i| (i.name.clone(), i.keystore())).collect();
+        // The journal is replayed here, before any key is fetched or any
+        // token verified.
+        let trust = Arc::new(Trust::new(&config, clock.clone(), keystores)?);
         let by_name = issuers
             .iter()
             .enumerate()
@@ -91,6 +94,7 @@ impl Verifier {
                 http,
                 state_dir: config.state_dir.clone(),
                 fetch_timeout: Duration::from_millis(config.http.timeout_ms),
+                trust: trust.clone(),
             },
             issuers,
             by_name,
@@ -100,11 +104,11 @@ impl Verifier {
                 .then(|| Cache::new(config.cache.capacity, config.cache.max_bytes, config.cache.shards)),
             cache_max_ttl_ms: config.cache.max_ttl_secs * 1000,
             max_token_bytes: config.max_token_bytes,
-            policy_version: AtomicU64::new(0),
-            revocations: Revocations::new(config.revocation.max_entries, config.revocation.max_token_lifetime_secs),
             counters: VerifierCounters::default(),
             background: config.background_refresh,
         });
+        trust.sync_feed_now();
+        trust.ensure_subscribed();
         for (i, issuer) in shared.issuers.iter().enumerate() {
             issuer.start(&shared.env, i)?;
         }
@@ -201,39 +205,64 @@ impl Verifier {
             std::mem::forget(old);
         }
         *slot = Refresher::spawn_if_needed(&self.shared);
+        self.shared.env.trust.ensure_subscribed();
         self.refresher_fork.store(generation, Ordering::Relaxed);
         log::info!("refresher restarted after fork (pid {})", std::process::id());
     }
 
-    /// Revoke every token with this `jti` (until `expires_at_secs`, the
-    /// token's `exp`, if known; else for `revocation.max_token_lifetime_secs`).
-    /// Effective for all threads when this returns.
-    pub fn revoke_jti(&self, jti: &str, expires_at_secs: Option<u64>) -> Result<()> {
-        self.shared.revocations.revoke_jti(jti, expires_at_secs, self.now_ms())
+    /// Revoke every token of `issuer` with this `jti` (`issuer` exactly as
+    /// configured, or `"*"` for every issuer), until `expires_at_secs` (the
+    /// token's `exp`, if known) or else for
+    /// `revocation.max_token_lifetime_secs`.
+    ///
+    /// In force for all threads of this process when this returns, and
+    /// journaled (fsynced) with `state_dir`. The result says how far it has
+    /// reached: [`Propagation::Pending`] means a fleet feed is configured but
+    /// Redis was unreachable, so it is **not yet fleet-wide** (it is
+    /// published once Redis is back).
+    pub fn revoke_jti(&self, issuer: &str, jti: &str, expires_at_secs: Option<u64>) -> Result<Propagation> {
+        self.revoke(issuer, |t| t.jti_record(issuer, jti, expires_at_secs))
     }
 
-    /// Revoke tokens of subject `sub` issued before `issued_before_secs`
-    /// (tokens without `iat` included). Effective when this returns.
-    pub fn revoke_subject(&self, sub: &str, issued_before_secs: u64) -> Result<()> {
-        self.shared
-            .revocations
-            .revoke_subject(sub, issued_before_secs, self.now_ms())
+    /// Revoke the tokens of `issuer` (or `"*"`) for subject `sub` issued
+    /// before `issued_before_secs` (tokens without a valid `iat` included).
+    /// Takes effect and propagates as [`revoke_jti`](Verifier::revoke_jti).
+    pub fn revoke_subject(&self, issuer: &str, sub: &str, issued_before_secs: u64) -> Result<Propagation> {
+        self.revoke(issuer, |t| t.subject_record(issuer, sub, issued_before_secs))
     }
 
-    /// Emergency key removal: stop trusting `kid` of `issuer` now, and ignore
-    /// it in later fetches. Effective when this returns.
-    pub fn revoke_kid(&self, issuer: &str, kid: &str) -> Result<()> {
-        if kid.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidArgument, "kid must not be empty"));
+    /// Emergency key removal: stop trusting `kid` of `issuer` (or of every
+    /// issuer, `"*"`) now, and ignore it in later fetches, for good. Takes
+    /// effect and propagates as [`revoke_jti`](Verifier::revoke_jti).
+    pub fn revoke_kid(&self, issuer: &str, kid: &str) -> Result<Propagation> {
+        self.revoke(issuer, |_| Trust::kid_record(issuer, kid))
+    }
+
+    fn revoke(&self, issuer: &str, record: impl FnOnce(&Trust) -> Revocation) -> Result<Propagation> {
+        if issuer != ANY_ISSUER {
+            // For the near-miss hint ("did you mean ...").
+            self.shared.index_of(issuer)?;
         }
-        self.issuer(issuer)?.revoke_kid(kid);
-        Ok(())
+        let trust = &self.shared.env.trust;
+        trust.revoke(record(trust))
+    }
+
+    /// Every revocation this process holds and still needs (local, from the
+    /// journal and from the fleet feed).
+    pub fn revocations(&self) -> Vec<Revocation> {
+        self.shared.env.trust.live_revocations(self.now_ms())
+    }
+
+    /// The fleet feed's state and counters; `None` without `revocation.redis`.
+    pub fn revocation_feed(&self) -> Option<crate::revocation::feed::FeedStats> {
+        self.shared.env.trust.feed_stats()
     }
 
     /// Invalidate every cached result (for example after a policy change).
-    /// Returns the new policy version.
+    /// Returns the new policy version. This process only: the policy is
+    /// each process's configuration.
     pub fn bump_policy_version(&self) -> u64 {
-        self.shared.policy_version.fetch_add(1, Ordering::SeqCst) + 1
+        self.shared.env.trust.bump_policy_version()
     }
 
     /// Fetch `issuer`'s keys now. Returns once a fetch that started after
@@ -310,18 +339,21 @@ impl Currency for Check<'_> {
             return false;
         }
         let issuer = &self.s.issuers[stamp.issuer];
+        let trust = &self.s.env.trust;
         issuer.epoch() == stamp.key_epoch
             && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
-            && self.s.policy_version.load(Ordering::SeqCst) == stamp.policy_version
+            && now_ms < trust.feed_fail_closed_at_ms()
+            && trust.policy_version() == stamp.policy_version
     }
 
     #[inline]
     fn revocation_generation(&self) -> u64 {
-        self.s.revocations.generation()
+        self.s.env.trust.revocations.generation()
     }
 
     fn revoked(&self, e: &Entry) -> bool {
-        self.s.revocations.is_revoked(&e.verified.claims)
+        let issuer = &self.s.issuers[e.stamp.issuer].name;
+        self.s.env.trust.revocations.is_revoked(issuer, &e.verified.claims)
     }
 }
 
@@ -353,8 +385,8 @@ impl Scrape for Shared {
                 max_bytes: cache.map_or(0, |c| c.max_bytes()) as u64,
             },
             issuers: self.issuers.iter().map(|i| i.stats(now)).collect(),
-            revocation_entries: self.revocations.len() as u64,
-            policy_version: self.policy_version.load(Ordering::SeqCst),
+            revocation_entries: self.env.trust.revocations.len() as u64,
+            policy_version: self.env.trust.policy_version(),
         }
     }
 
@@ -390,7 +422,7 @@ impl Shared {
         let (key, key_usable_until_ms) = issuer.resolve_key(&self.env, kid, alg, now)?;
         key.verify(&parsed, alg)?;
         let exp_ms = issuer.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
-        self.check_not_revoked(&parsed.claims)?;
+        self.check_not_revoked(&issuer.name, &parsed.claims, now)?;
         let verified = Arc::new(VerifiedToken {
             claims: parsed.claims,
             issuer: issuer.name.clone(),
@@ -463,17 +495,33 @@ impl Shared {
     /// bump makes the result stale rather than letting it slip into the
     /// cache.
     fn stamp(&self, issuer: usize) -> Stamp {
+        let trust = &self.env.trust;
         Stamp {
             issuer,
             key_epoch: self.issuers[issuer].epoch(),
-            policy_version: self.policy_version.load(Ordering::SeqCst),
-            revocation_generation: self.revocations.generation(),
+            policy_version: trust.policy_version(),
+            revocation_generation: trust.revocations.generation(),
         }
     }
 
-    fn check_not_revoked(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-        if self.revocations.is_revoked(claims) {
+    /// The revocation step: the token's own revocations, then whether this
+    /// process can still vouch for the fleet's (the feed not stale).
+    fn check_not_revoked(
+        &self,
+        issuer: &str,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        now: u64,
+    ) -> Result<()> {
+        let trust = &self.env.trust;
+        if trust.revocations.is_revoked(issuer, claims) {
             return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
+        }
+        if now >= trust.feed_fail_closed_at_ms() {
+            return Err(Error::new(
+                ErrorKind::RevocationsStale,
+                "the fleet revocation feed has been unreachable for longer than \
+                 revocation.redis.max_stale_secs: failing closed",
+            ));
         }
         Ok(())
     }

@@ -73,7 +73,7 @@ fn no_hit_is_served_against_a_stale_stamp_under_concurrent_change() {
         // Revoke every fourth token by jti, one at a time.
         for i in (0..tokens.len()).step_by(4) {
             pause();
-            s.verifier.revoke_jti(&tokens[i].1, None).unwrap();
+            s.verifier.revoke_jti(&s.issuer.url(), &tokens[i].1, None).unwrap();
             publish(&[i]);
         }
         // A policy bump invalidates every cached result, but every token

@@ -230,7 +230,9 @@ fn verify_cached_serves_only_what_verify_would_serve_from_the_cache() {
     );
     s.verifier.verify(&token).unwrap();
     assert!(s.verifier.verify_cached(&token, &opts).is_some());
-    s.verifier.revoke_subject("svc-a", s.clock.now_secs() + 10).unwrap();
+    s.verifier
+        .revoke_subject(&s.issuer.url(), "svc-a", s.clock.now_secs() + 10)
+        .unwrap();
     assert!(s.verifier.verify_cached(&token, &opts).is_none(), "revoked");
     let later = s.token_with(
         &s.issuer.first_kid(),

@@ -77,9 +77,11 @@ fn revoked_tokens_are_not_served() {
     assert!(s.verifier.verify_cached(&by_jti, &plain()).is_some());
     assert!(s.verifier.verify_cached(&by_sub, &plain()).is_some());
 
-    s.verifier.revoke_jti("revoke-me", None).unwrap();
+    s.verifier.revoke_jti(&s.issuer.url(), "revoke-me", None).unwrap();
     assert!(s.verifier.verify_cached(&by_jti, &plain()).is_none());
-    s.verifier.revoke_subject("mallory", s.clock.now_secs() + 1).unwrap();
+    s.verifier
+        .revoke_subject(&s.issuer.url(), "mallory", s.clock.now_secs() + 1)
+        .unwrap();
     assert!(s.verifier.verify_cached(&by_sub, &plain()).is_none());
     assert_eq!(s.kind(&by_jti), ErrorKind::Revoked);
     assert_eq!(s.kind(&by_sub), ErrorKind::Revoked);

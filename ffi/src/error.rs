@@ -74,12 +74,18 @@ pub enum jwtwarden_result {
     KeysUnavailable = 400,
     /// The issuer's keys are older than `max_stale`: failing closed.
     KeysStale = 401,
+    /// The fleet revocation feed has been unreachable for longer than
+    /// `revocation.redis.max_stale_secs`: failing closed.
+    RevocationsStale = 402,
     /// The configuration is invalid; the message names the field.
     InvalidConfig = 500,
     /// An argument is invalid (for example a string that is not UTF-8).
     InvalidArgument = 501,
     /// A revocation list is full (`revocation.max_entries`).
     RevocationListFull = 502,
+    /// A revocation is in force in this process but could not be written
+    /// to the journal in `state_dir`.
+    RevocationNotPersisted = 510,
     // 503 is retired (buffer_too_small: nothing returned it); never reused.
     /// A required pointer argument was NULL (the C ABI's own code).
     NullParameter = 504,
@@ -119,9 +125,11 @@ impl jwtwarden_result {
         jwtwarden_result::TokenLifetimeExceeded,
         jwtwarden_result::KeysUnavailable,
         jwtwarden_result::KeysStale,
+        jwtwarden_result::RevocationsStale,
         jwtwarden_result::InvalidConfig,
         jwtwarden_result::InvalidArgument,
         jwtwarden_result::RevocationListFull,
+        jwtwarden_result::RevocationNotPersisted,
         jwtwarden_result::NullParameter,
         jwtwarden_result::Internal,
         jwtwarden_result::Panic,

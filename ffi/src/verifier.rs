@@ -127,52 +127,98 @@ pub unsafe extern "C" fn jwtwarden_verifier_verify_with(
     })
 }
 
-/// Revoke every token with this `jti`, effective for all threads when the
-/// call returns. `expires_at_secs` is the token's `exp` if known (the entry
-/// is dropped after it), or 0 to keep it for
-/// `revocation.max_token_lifetime_secs`.
+/// How far a revocation has reached when the call returns. In every case it
+/// is already in force in this process (and journaled, with `state_dir`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum jwtwarden_propagation {
+    /// No fleet feed is configured: this process only.
+    Local = 0,
+    /// Written to the fleet's Redis and published to every process.
+    Fleet = 1,
+    /// A fleet feed is configured but Redis was unreachable: NOT YET
+    /// FLEET-WIDE. It is published in the background once Redis is back.
+    Pending = 2,
+}
+
+impl From<jwtwarden_core::Propagation> for jwtwarden_propagation {
+    fn from(p: jwtwarden_core::Propagation) -> Self {
+        match p {
+            jwtwarden_core::Propagation::Local => jwtwarden_propagation::Local,
+            jwtwarden_core::Propagation::Fleet => jwtwarden_propagation::Fleet,
+            jwtwarden_core::Propagation::Pending => jwtwarden_propagation::Pending,
+        }
+    }
+}
+
+/// Store how far a revocation reached in `out`, if the caller asked.
+fn report(out: *mut jwtwarden_propagation, p: jwtwarden_core::Propagation) {
+    if !out.is_null() {
+        // SAFETY: non-NULL, and writable per the API contract.
+        unsafe { write_out(out, p.into()) };
+    }
+}
+
+/// Revoke every token of the configured issuer `issuer` (or `"*"` for every
+/// issuer) with this `jti`, effective for all threads when the call returns.
+/// `expires_at_secs` is the token's `exp` if known (the entry is dropped
+/// after it), or 0 to keep it for `revocation.max_token_lifetime_secs`.
+/// `*propagation_out` (may be NULL) receives how far it reached:
+/// `JWTWARDEN_PROPAGATION_PENDING` means not yet fleet-wide.
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verifier_revoke_jti(
     verifier: *const jwtwarden_verifier,
+    issuer: *const c_char,
     jti: *const c_char,
     expires_at_secs: u64,
+    propagation_out: *mut jwtwarden_propagation,
     error: *mut *mut jwtwarden_error,
 ) -> jwtwarden_result {
     fallible(error, || {
-        // SAFETY: live handle and NUL-terminated string, per the API contract.
+        // SAFETY: live handle and NUL-terminated strings, per the API contract.
         let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let issuer = unsafe { arg_str(issuer, "issuer") }?;
         let jti = unsafe { arg_str(jti, "jti") }?;
-        v.revoke_jti(jti, (expires_at_secs != 0).then_some(expires_at_secs))
-            .map_err(Into::into)
+        let p = v.revoke_jti(issuer, jti, (expires_at_secs != 0).then_some(expires_at_secs))?;
+        report(propagation_out, p);
+        Ok(())
     })
 }
 
-/// Revoke the tokens of subject `subject` issued before
-/// `issued_before_secs` (Unix seconds; tokens without `iat` included),
-/// effective for all threads when the call returns.
+/// Revoke the tokens of `issuer` (or `"*"`) for subject `subject` issued
+/// before `issued_before_secs` (Unix seconds; tokens without `iat`
+/// included), effective for all threads when the call returns.
+/// `*propagation_out` (may be NULL) as for `jwtwarden_verifier_revoke_jti`.
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verifier_revoke_subject(
     verifier: *const jwtwarden_verifier,
+    issuer: *const c_char,
     subject: *const c_char,
     issued_before_secs: u64,
+    propagation_out: *mut jwtwarden_propagation,
     error: *mut *mut jwtwarden_error,
 ) -> jwtwarden_result {
     fallible(error, || {
-        // SAFETY: live handle and NUL-terminated string, per the API contract.
+        // SAFETY: live handle and NUL-terminated strings, per the API contract.
         let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let issuer = unsafe { arg_str(issuer, "issuer") }?;
         let subject = unsafe { arg_str(subject, "subject") }?;
-        v.revoke_subject(subject, issued_before_secs).map_err(Into::into)
+        let p = v.revoke_subject(issuer, subject, issued_before_secs)?;
+        report(propagation_out, p);
+        Ok(())
     })
 }
 
 /// Emergency key removal: stop trusting key `kid` of the configured issuer
-/// `issuer` now (and ignore it in later fetches). Effective for all threads
-/// when the call returns.
+/// `issuer` (or `"*"`) now, and ignore it in later fetches. Effective for
+/// all threads when the call returns. `*propagation_out` (may be NULL) as
+/// for `jwtwarden_verifier_revoke_jti`.
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_verifier_revoke_kid(
     verifier: *const jwtwarden_verifier,
     issuer: *const c_char,
     kid: *const c_char,
+    propagation_out: *mut jwtwarden_propagation,
     error: *mut *mut jwtwarden_error,
 ) -> jwtwarden_result {
     fallible(error, || {
@@ -180,7 +226,9 @@ pub unsafe extern "C" fn jwtwarden_verifier_revoke_kid(
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let issuer = unsafe { arg_str(issuer, "issuer") }?;
         let kid = unsafe { arg_str(kid, "kid") }?;
-        v.revoke_kid(issuer, kid).map_err(Into::into)
+        let p = v.revoke_kid(issuer, kid)?;
+        report(propagation_out, p);
+        Ok(())
     })
 }
 

@@ -528,10 +528,10 @@ impl Setup {
         facts.revoked_before = Some(v().verify(&target.token).map(|r| r.cached()).map_err(kind));
         self.shared.revoked_id.store(target.id, Ordering::SeqCst);
         self.shared.revocation.store(REVOKING, Ordering::SeqCst);
-        let revoke = v().revoke_jti(&target.jti, Some(target.exp));
+        let revoke = v().revoke_jti(&self.issuer.url(), &target.jti, Some(target.exp));
         self.shared.revocation.store(REVOKED, Ordering::SeqCst);
         match revoke {
-            Ok(()) => facts.revoked_after = Some(v().verify(&target.token).map(drop).map_err(kind)),
+            Ok(_) => facts.revoked_after = Some(v().verify(&target.token).map(drop).map_err(kind)),
             Err(e) => self.say(facts, format!("  revoke_jti failed: {e}")),
         }
         self.say(

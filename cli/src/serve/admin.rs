@@ -22,16 +22,20 @@ use super::App;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum Revocation {
-    /// `{"jti": ..., "exp": secs?}`: one token.
+    /// `{"issuer": ..., "jti": ..., "exp": secs?}`: one token.
     Jti {
+        /// The configured issuer, or `"*"` for every issuer.
+        issuer: String,
         /// The token's `jti`.
         jti: String,
         /// Its `exp`, if known (the entry then expires with the token).
         exp: Option<u64>,
     },
-    /// `{"sub": ..., "issued_before": secs?}`: a subject's older tokens
-    /// (default: issued before now).
+    /// `{"issuer": ..., "sub": ..., "issued_before": secs?}`: a subject's
+    /// older tokens (default: issued before now).
     Subject {
+        /// The configured issuer, or `"*"` for every issuer.
+        issuer: String,
         /// The subject.
         sub: String,
         /// Tokens issued before this time (seconds) are revoked.
@@ -39,7 +43,7 @@ pub enum Revocation {
     },
     /// `{"issuer": ..., "kid": ...}`: emergency key removal.
     Kid {
-        /// The configured issuer.
+        /// The configured issuer, or `"*"` for every issuer.
         issuer: String,
         /// The key id.
         kid: String,
@@ -47,11 +51,15 @@ pub enum Revocation {
 }
 
 impl Revocation {
-    /// Apply to a verifier.
-    pub fn apply(&self, v: &Verifier) -> Result<(), jwtwarden::Error> {
+    /// Apply to a verifier; how far it reached.
+    pub fn apply(&self, v: &Verifier) -> Result<jwtwarden::Propagation, jwtwarden::Error> {
         match self {
-            Revocation::Jti { jti, exp } => v.revoke_jti(jti, *exp),
-            Revocation::Subject { sub, issued_before } => v.revoke_subject(sub, issued_before.unwrap_or(0)),
+            Revocation::Jti { issuer, jti, exp } => v.revoke_jti(issuer, jti, *exp),
+            Revocation::Subject {
+                issuer,
+                sub,
+                issued_before,
+            } => v.revoke_subject(issuer, sub, issued_before.unwrap_or(0)),
             Revocation::Kid { issuer, kid } => v.revoke_kid(issuer, kid),
         }
     }
@@ -102,7 +110,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         Err(_) => {
             return answer(
                 StatusCode::BAD_REQUEST,
-                json!({"error": "expected {\"jti\", \"exp\"?}, {\"sub\", \"issued_before\"?} or {\"issuer\", \"kid\"}"}),
+                json!({"error": "expected {\"issuer\", \"jti\", \"exp\"?}, {\"issuer\", \"sub\", \"issued_before\"?} or {\"issuer\", \"kid\"}"}),
             )
         }
     };
@@ -120,10 +128,11 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let mut log = app.revocations.lock().unwrap_or_else(|e| e.into_inner());
     let current = app.state.load_full();
     match revocation.apply(&current.verifier) {
-        Ok(()) => {
-            log::info!("admin: revoked {revocation:?}");
+        Ok(propagation) => {
+            log::info!("admin: revoked {revocation:?} ({propagation})");
             log.push(revocation);
-            answer(StatusCode::OK, json!({"ok": true}))
+            // "pending": in force here, not yet fleet-wide (Redis unreachable).
+            answer(StatusCode::OK, json!({"ok": true, "propagation": propagation.as_str()}))
         }
         Err(e) => answer(
             StatusCode::BAD_REQUEST,
@@ -155,18 +164,20 @@ mod tests {
 
     #[test]
     fn revocation_shapes() {
-        let r: Revocation = serde_json::from_str(r#"{"jti": "j1", "exp": 5}"#).unwrap();
+        let r: Revocation = serde_json::from_str(r#"{"issuer": "i", "jti": "j1", "exp": 5}"#).unwrap();
         assert_eq!(
             r,
             Revocation::Jti {
+                issuer: "i".into(),
                 jti: "j1".into(),
                 exp: Some(5)
             }
         );
-        let r: Revocation = serde_json::from_str(r#"{"sub": "alice"}"#).unwrap();
+        let r: Revocation = serde_json::from_str(r#"{"issuer": "*", "sub": "alice"}"#).unwrap();
         assert_eq!(
             r,
             Revocation::Subject {
+                issuer: "*".into(),
                 sub: "alice".into(),
                 issued_before: None
             }
@@ -180,6 +191,9 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<Revocation>(r#"{"kid": "k"}"#).is_err());
+        // A jti or sub is unique only within its issuer: one must be named.
+        assert!(serde_json::from_str::<Revocation>(r#"{"jti": "j1"}"#).is_err());
+        assert!(serde_json::from_str::<Revocation>(r#"{"sub": "alice"}"#).is_err());
     }
 
     #[test]

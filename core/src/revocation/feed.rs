@@ -1,0 +1,515 @@
+//! The fleet feed: revocations shared by every process through Redis.
+//!
+//! Redis holds two things under `revocation.redis.key_prefix`:
+//!
+//! * `{prefix}revocations`, a sorted set of every unexpired record (member:
+//!   the record's JSON; score: when it may be forgotten, `+inf` for kids).
+//!   It is the fleet's memory: a process reads all of it when it starts and
+//!   after every reconnect, so nothing published while it was away is
+//!   missed. Entries past their score are trimmed on every write.
+//! * `{prefix}revocations:events`, a pub/sub channel on which each new
+//!   record is announced as `{"rev": record, "at_ms": when}`.
+//!
+//! A `revoke_*` call writes the record and publishes it in one atomic
+//! pipeline before it returns. When Redis cannot be reached the record
+//! stays applied locally (and journaled) and the call reports
+//! [`Propagation::Pending`](super::Propagation::Pending).
+//!
+//! Each verifier keeps one subscription on a background thread. After
+//! subscribing (first, so nothing falls between the two) it reads the whole
+//! set, then re-seeds it: every live record this process holds that the set
+//! lacks is added *and published*. That one step covers revocations made
+//! while Redis was unreachable, a Redis that restarted without persistence,
+//! and a journal holding what the fleet never saw.
+//!
+//! A record from the feed can only add a revocation, never remove one; a
+//! malformed or oversized event is dropped and counted, never fatal. While
+//! the subscription is down the process keeps serving for
+//! `max_stale_secs` after it last heard from Redis, then fails closed
+//! (`revocations_stale`) unless `serve_when_stale` is set; it reconnects by
+//! itself. Time for staleness is the verifier's clock, so tests drive it.
+//!
+//! The thread is fork-safe in the way the refresher is: its stop signal is
+//! `std::sync`, and a child process starts its own subscription on first use
+//! (the verifier checks the fork generation on every call); the publishing
+//! connection, a socket the parent also holds, is never reused in a child.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Revocation, Source};
+use crate::clock::Clock;
+use crate::config::RedisFeedConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::trust::Trust;
+
+/// Largest event accepted from the channel, in bytes.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024;
+/// How long the subscriber blocks reading before it checks its stop flag.
+const POLL: Duration = Duration::from_millis(200);
+/// How often an idle subscription is pinged, which is also how often
+/// "last heard from Redis" advances while nothing is revoked.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Records per pipeline when re-seeding.
+const SEED_CHUNK: usize = 1000;
+
+/// An announcement on the channel.
+#[derive(Serialize, Deserialize)]
+struct Event {
+    rev: Revocation,
+    /// When the revoking process applied it (its clock, Unix ms): the start
+    /// of the propagation lag.
+    at_ms: u64,
+}
+
+/// The state of a verifier's subscription to the fleet feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedState {
+    /// Subscribed and in sync.
+    Connected,
+    /// Cut off from Redis, still serving (within `max_stale_secs`, or past
+    /// it with `serve_when_stale`).
+    Lagging,
+    /// Cut off for longer than `max_stale_secs`: every verification fails
+    /// with `revocations_stale` until the subscription is back.
+    FailedClosed,
+}
+
+impl FeedState {
+    /// Stable lower-case name: `connected`, `lagging`, `failed_closed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedState::Connected => "connected",
+            FeedState::Lagging => "lagging",
+            FeedState::FailedClosed => "failed_closed",
+        }
+    }
+}
+
+/// Counters and state of the fleet feed, for health checks and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedStats {
+    /// Connected, lagging or failed closed.
+    pub state: FeedState,
+    /// Milliseconds since the subscription last heard from Redis.
+    pub last_contact_age_ms: u64,
+    /// Milliseconds since the last event was applied (`None`: none yet).
+    pub last_event_age_ms: Option<u64>,
+    /// Events received and applied.
+    pub events: u64,
+    /// Events dropped as malformed, oversized or refused.
+    pub dropped_events: u64,
+    /// Times the subscription was re-established after a loss.
+    pub reconnects: u64,
+    /// Local revocations not yet written to Redis.
+    pub pending: u64,
+    /// Propagation lag of received events, from the event's own timestamp
+    /// to its application here: sum and count (for a mean) and maximum, ms.
+    pub lag_ms_sum: u64,
+    /// See `lag_ms_sum`.
+    pub lag_ms_max: u64,
+}
+
+/// One verifier's (or revoker's) connection to the fleet feed.
+pub(crate) struct Feed {
+    client: redis::Client,
+    /// Where Redis is, without credentials, for logs and errors.
+    pub display: String,
+    set: String,
+    channel: String,
+    timeout: Duration,
+    max_stale_ms: u64,
+    serve_when_stale: bool,
+    clock: Arc<dyn Clock>,
+    /// The publishing connection and the fork generation it was made in.
+    publisher: Mutex<Option<(u64, redis::Connection)>>,
+    /// Local records whose write to Redis failed; re-seeding clears it.
+    pending: Mutex<Vec<Revocation>>,
+    connected: AtomicBool,
+    last_contact_ms: AtomicU64,
+    fail_closed_at_ms: AtomicU64,
+    last_event_ms: AtomicU64,
+    events: AtomicU64,
+    dropped: AtomicU64,
+    reconnects: AtomicU64,
+    lag_sum: AtomicU64,
+    lag_max: AtomicU64,
+}
+
+impl Feed {
+    /// A feed for `cfg`; connects nothing yet. Starts "in contact", so a
+    /// process that cannot reach Redis at start serves on what it holds
+    /// (journal included) for `max_stale_secs`, like a disconnect.
+    pub(crate) fn new(cfg: &RedisFeedConfig, clock: Arc<dyn Clock>) -> Result<Feed> {
+        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("revocation.redis.url: {}", e.category()),
+            )
+        })?;
+        let display = client.get_connection_info().addr().to_string();
+        let now = clock.now_ms();
+        let feed = Feed {
+            client,
+            display,
+            set: format!("{}revocations", cfg.key_prefix),
+            channel: format!("{}revocations:events", cfg.key_prefix),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            max_stale_ms: cfg.max_stale_secs.saturating_mul(1000),
+            serve_when_stale: cfg.serve_when_stale,
+            clock,
+            publisher: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
+            connected: AtomicBool::new(false),
+            last_contact_ms: AtomicU64::new(now),
+            fail_closed_at_ms: AtomicU64::new(0),
+            last_event_ms: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            lag_sum: AtomicU64::new(0),
+            lag_max: AtomicU64::new(0),
+        };
+        feed.contact(now);
+        Ok(feed)
+    }
+
+    /// From when verifications fail closed for want of the feed (ms);
+    /// `u64::MAX` with `serve_when_stale`.
+    #[inline]
+    pub(crate) fn fail_closed_at_ms(&self) -> u64 {
+        self.fail_closed_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// The subscription heard from Redis at `now`.
+    pub(crate) fn contact(&self, now: u64) {
+        self.last_contact_ms.fetch_max(now, Ordering::Relaxed);
+        let at = if self.serve_when_stale {
+            u64::MAX
+        } else {
+            self.last_contact_ms
+                .load(Ordering::Relaxed)
+                .saturating_add(self.max_stale_ms)
+        };
+        self.fail_closed_at_ms.store(at, Ordering::Relaxed);
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let con = self.client.get_connection_with_timeout(self.timeout)?;
+        con.set_read_timeout(Some(self.timeout))?;
+        con.set_write_timeout(Some(self.timeout))?;
+        Ok(con)
+    }
+
+    /// Write `r` to the fleet's set and announce it. `false` if Redis could
+    /// not be reached: the record is kept to be re-seeded later.
+    pub(crate) fn publish(&self, r: &Revocation) -> bool {
+        let mut slot = self.publisher.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = crate::fork::generation();
+        // A connection made before a fork is a socket the parent also uses:
+        // forget it (closing it would not disturb the parent, but reusing it
+        // would interleave two processes' commands on one stream).
+        if slot.as_ref().is_some_and(|(g, _)| *g != generation) {
+            if let Some((_, old)) = slot.take() {
+                std::mem::forget(old);
+            }
+        }
+        let result = (|| {
+            if slot.is_none() {
+                *slot = Some((generation, self.connect()?));
+            }
+            let (_, con) = slot.as_mut().expect("connected above");
+            self.write_and_announce(con, std::slice::from_ref(r), self.clock.now_ms())
+        })();
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                *slot = None;
+                log::warn!(
+                    "revocation feed {}: cannot publish ({}); applied locally, not yet fleet-wide",
+                    self.display,
+                    e.category()
+                );
+                self.pending.lock().unwrap_or_else(|p| p.into_inner()).push(r.clone());
+                false
+            }
+        }
+    }
+
+    fn write_and_announce(
+        &self,
+        con: &mut redis::Connection,
+        records: &[Revocation],
+        now: u64,
+    ) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for r in records {
+            pipe.cmd("ZADD").arg(&self.set).arg(score(r)).arg(r.to_json()).ignore();
+            let event = Event {
+                rev: r.clone(),
+                at_ms: now,
+            };
+            let event = serde_json::to_string(&event).expect("an event always serializes");
+            pipe.cmd("PUBLISH").arg(&self.channel).arg(event).ignore();
+        }
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&self.set)
+            .arg("-inf")
+            .arg(format!("({now}"))
+            .ignore();
+        pipe.query::<()>(con)
+    }
+
+    /// Every live record the fleet's set holds; malformed members are
+    /// skipped and counted.
+    pub(crate) fn read_all(&self) -> std::result::Result<Vec<Revocation>, String> {
+        let mut con = self.connect().map_err(|e| e.to_string())?;
+        self.read_all_on(&mut con).map_err(|e| e.to_string())
+    }
+
+    fn read_all_on(&self, con: &mut redis::Connection) -> redis::RedisResult<Vec<Revocation>> {
+        let now = self.clock.now_ms();
+        let members: Vec<Vec<u8>> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&self.set)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query(con)?;
+        Ok(members
+            .iter()
+            .filter_map(|m| match parse_record(m) {
+                Some(r) => Some(r),
+                None => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Bring this process and the fleet's set in line: apply what the set
+    /// holds, then add (and announce) what this process holds that the set
+    /// lacks. Clears the pending list.
+    pub(crate) fn sync(&self, trust: &Trust) -> redis::RedisResult<()> {
+        let mut con = self.connect()?;
+        for r in self.read_all_on(&mut con)? {
+            if let Err(e) = trust.apply(&r, Source::Feed) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                log::warn!("revocation feed {}: record refused: {e}", self.display);
+            }
+        }
+        let now = self.clock.now_ms();
+        let held = trust.live_revocations(now);
+        let mut announced = 0;
+        for chunk in held.chunks(SEED_CHUNK) {
+            let mut pipe = redis::pipe();
+            for r in chunk {
+                pipe.cmd("ZADD").arg(&self.set).arg("NX").arg(score(r)).arg(r.to_json());
+            }
+            let added: Vec<u64> = pipe.query(&mut con)?;
+            let missing: Vec<Revocation> = chunk
+                .iter()
+                .zip(added)
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, _)| r.clone())
+                .collect();
+            if !missing.is_empty() {
+                announced += missing.len();
+                self.write_and_announce(&mut con, &missing, now)?;
+            }
+        }
+        if announced > 0 {
+            log::info!(
+                "revocation feed {}: re-seeded {announced} revocations the fleet's set lacked",
+                self.display
+            );
+        }
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
+    /// Apply one event from the channel.
+    fn on_event(&self, trust: &Trust, payload: &[u8]) {
+        let now = self.clock.now_ms();
+        let event = (payload.len() <= MAX_EVENT_BYTES)
+            .then(|| serde_json::from_slice::<Event>(payload).ok())
+            .flatten();
+        let Some(event) = event else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "revocation feed {}: dropped a malformed event ({} bytes)",
+                self.display,
+                payload.len()
+            );
+            return;
+        };
+        match trust.apply(&event.rev, Source::Feed) {
+            Ok(_) => {
+                self.events.fetch_add(1, Ordering::Relaxed);
+                self.last_event_ms.store(now, Ordering::Relaxed);
+                let lag = now.saturating_sub(event.at_ms);
+                self.lag_sum.fetch_add(lag, Ordering::Relaxed);
+                self.lag_max.fetch_max(lag, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                log::warn!("revocation feed {}: event refused: {e}", self.display);
+            }
+        }
+    }
+
+    /// State and counters at `now`.
+    pub(crate) fn stats(&self, now: u64) -> FeedStats {
+        let state = if self.connected.load(Ordering::Relaxed) {
+            FeedState::Connected
+        } else if now < self.fail_closed_at_ms() {
+            FeedState::Lagging
+        } else {
+            FeedState::FailedClosed
+        };
+        let last_event = self.last_event_ms.load(Ordering::Relaxed);
+        let events = self.events.load(Ordering::Relaxed);
+        FeedStats {
+            state,
+            last_contact_age_ms: now.saturating_sub(self.last_contact_ms.load(Ordering::Relaxed)),
+            last_event_age_ms: (events > 0).then(|| now.saturating_sub(last_event)),
+            events,
+            dropped_events: self.dropped.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            pending: self.pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
+            lag_ms_sum: self.lag_sum.load(Ordering::Relaxed),
+            lag_ms_max: self.lag_max.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A member of the set, checked like any record.
+fn parse_record(bytes: &[u8]) -> Option<Revocation> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return None;
+    }
+    serde_json::from_slice::<Revocation>(bytes)
+        .ok()
+        .filter(|r| r.validate().is_ok())
+}
+
+fn score(r: &Revocation) -> String {
+    r.until_ms.map_or_else(|| "+inf".to_string(), |u| u.to_string())
+}
+
+type Stop = Arc<(Mutex<bool>, Condvar)>;
+
+/// Handle to the subscriber thread; dropping it stops the thread (within
+/// one poll interval).
+pub(crate) struct Subscriber {
+    stop: Stop,
+}
+
+impl Subscriber {
+    /// Start the subscription of `trust`'s feed on a background thread.
+    pub(crate) fn spawn(feed: Arc<Feed>, trust: Weak<Trust>) -> Option<Subscriber> {
+        let stop: Stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread_stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("jwtwarden-revocations".into())
+            .spawn(move || run(&feed, &trust, &thread_stop));
+        match spawned {
+            Ok(_) => Some(Subscriber { stop }),
+            Err(e) => {
+                log::error!("cannot start the revocation feed thread: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let (flag, cv) = &*self.stop;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
+fn stopped(stop: &Stop) -> bool {
+    *stop.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sleep `d` unless stopped first; `true` if stopped.
+fn pause(stop: &Stop, d: Duration) -> bool {
+    let (flag, cv) = &**stop;
+    let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+    let (guard, _) = cv
+        .wait_timeout_while(guard, d, |s| !*s)
+        .unwrap_or_else(|p| p.into_inner());
+    *guard
+}
+
+fn run(feed: &Feed, trust: &Weak<Trust>, stop: &Stop) {
+    let mut backoff = BACKOFF_MIN;
+    let mut sessions = 0u64;
+    while !stopped(stop) {
+        let started = Instant::now();
+        let result = session(feed, trust, stop, &mut sessions);
+        feed.connected.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => return,
+            Err(e) => log::warn!("revocation feed {}: subscription lost: {e}", feed.display),
+        }
+        // A session that lived a while starts the backoff afresh.
+        if started.elapsed() > BACKOFF_MAX * 4 {
+            backoff = BACKOFF_MIN;
+        }
+        if pause(stop, backoff) {
+            return;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One subscription, from connecting to losing it. `Ok` when stopped (or
+/// the verifier is gone).
+fn session(feed: &Feed, trust: &Weak<Trust>, stop: &Stop, sessions: &mut u64) -> std::result::Result<(), String> {
+    let mut con = feed.connect().map_err(|e| e.to_string())?;
+    con.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
+    let mut sub = con.as_pubsub();
+    sub.subscribe(&feed.channel).map_err(|e| e.to_string())?;
+    {
+        let Some(t) = trust.upgrade() else { return Ok(()) };
+        feed.sync(&t).map_err(|e| e.to_string())?;
+    }
+    feed.contact(feed.clock.now_ms());
+    feed.connected.store(true, Ordering::Relaxed);
+    if *sessions > 0 {
+        feed.reconnects.fetch_add(1, Ordering::Relaxed);
+        log::info!("revocation feed {}: reconnected and in sync", feed.display);
+    }
+    *sessions += 1;
+    let mut pinged = Instant::now();
+    loop {
+        if stopped(stop) {
+            return Ok(());
+        }
+        match sub.get_message() {
+            Ok(msg) => {
+                let Some(t) = trust.upgrade() else { return Ok(()) };
+                feed.on_event(&t, msg.get_payload_bytes());
+                feed.contact(feed.clock.now_ms());
+            }
+            Err(e) if e.is_timeout() => {
+                if pinged.elapsed() >= PING_EVERY {
+                    sub.ping::<redis::Value>().map_err(|e| e.to_string())?;
+                    pinged = Instant::now();
+                    feed.contact(feed.clock.now_ms());
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

@@ -65,6 +65,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod admin;
 mod fault;
 mod keys;
+pub mod redis;
 mod server;
 mod sock;
 

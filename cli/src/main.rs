@@ -12,6 +12,7 @@ mod demo;
 mod inspect;
 mod jwks;
 mod logging;
+mod revoke;
 mod serve;
 mod timefmt;
 mod verify;
@@ -63,7 +64,8 @@ Examples:
   jwtwarden verify --config jwtwarden.toml \"$TOKEN\"
   jwtwarden inspect \"$TOKEN\"                      # decode WITHOUT verifying
   jwtwarden jwks https://idp.example.com/.well-known/jwks.json
-  jwtwarden serve --config jwtwarden.toml          # forward auth for nginx, Envoy, Traefik, Caddy";
+  jwtwarden serve --config jwtwarden.toml          # forward auth for nginx, Envoy, Traefik, Caddy
+  jwtwarden revoke --config jwtwarden.toml --issuer https://idp.example.com --jti \"$JTI\"";
 
 /// Verify JWTs against issuers' JWKS, inspect tokens, and see the cache and
 /// key refresh at work.
@@ -88,6 +90,62 @@ enum Command {
     Jwks(JwksArgs),
     Demo(DemoArgs),
     Serve(ServeArgs),
+    Revoke(RevokeArgs),
+    Revocations(RevocationsArgs),
+}
+
+/// Revoke a token (by jti), a subject's older tokens, or a key, for one
+/// issuer (or `*` for every issuer): in force in every verifier of the
+/// configuration's fleet (`revocation.redis`) and kept in its journal
+/// (`state_dir`). Fetches no keys.
+///
+/// Prints one JSON line with how far the revocation reached: `fleet`
+/// (written to Redis and published), `local` (no feed configured: the
+/// journal only), or `pending` (Redis unreachable: NOT YET fleet-wide; exit 3).
+#[derive(Args)]
+#[command(
+    group(clap::ArgGroup::new("what").required(true).args(["jti", "sub", "kid"])),
+    after_help = "\
+Examples:
+  jwtwarden revoke --config jwtwarden.toml --issuer https://idp.example.com --jti 5f1c... --exp 1767225600
+  jwtwarden revoke --config jwtwarden.toml --issuer '*' --sub alice --before now
+  jwtwarden revoke --config jwtwarden.toml --issuer https://idp.example.com --kid 2024-10-key
+
+Exit status: 0 in force (fleet-wide with a feed); 2 usage or configuration error; 3 only local for \
+now (Redis unreachable)."
+)]
+struct RevokeArgs {
+    /// Configuration file (the one the verifiers of the fleet use).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// The configured issuer, exactly; `*` for every issuer. A jti or sub is
+    /// unique only within its issuer.
+    #[arg(long, value_name = "ISSUER")]
+    issuer: String,
+    /// Revoke the token with this jti.
+    #[arg(long, value_name = "JTI")]
+    jti: Option<String>,
+    /// The revoked token's exp (Unix seconds), so the entry expires with it.
+    #[arg(long, value_name = "SECS", requires = "jti")]
+    exp: Option<u64>,
+    /// Revoke this subject's tokens issued before --before.
+    #[arg(long, value_name = "SUB", requires = "before")]
+    sub: Option<String>,
+    /// Cut-off for --sub: Unix seconds, or `now`.
+    #[arg(long, value_name = "SECS|now", requires = "sub")]
+    before: Option<String>,
+    /// Revoke this key of the issuer, for good.
+    #[arg(long, value_name = "KID")]
+    kid: Option<String>,
+}
+
+/// List the live revocations the fleet holds (Redis), or without a feed the
+/// journal's; one JSON line each.
+#[derive(Args)]
+struct RevocationsArgs {
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
 }
 
 /// Verify tokens; print one JSON line per token with the decision.
@@ -253,6 +311,29 @@ struct ServeArgs {
     listen: Option<String>,
 }
 
+/// What `revoke` was asked to revoke (clap has checked that exactly one of
+/// --jti, --sub, --kid is given).
+fn revoke_target(a: &RevokeArgs) -> Result<revoke::Target, Exit> {
+    if let Some(jti) = &a.jti {
+        return Ok(revoke::Target::Jti {
+            jti: jti.clone(),
+            exp: a.exp,
+        });
+    }
+    if let Some(kid) = &a.kid {
+        return Ok(revoke::Target::Kid { kid: kid.clone() });
+    }
+    let sub = a.sub.clone().unwrap_or_default();
+    let before = match a.before.as_deref() {
+        Some("now") => timefmt::now_secs() as u64 + 1,
+        Some(secs) => secs
+            .parse()
+            .map_err(|_| Exit::usage("--before must be Unix seconds or `now`"))?,
+        None => return Err(Exit::usage("--sub needs --before")),
+    };
+    Ok(revoke::Target::Subject { sub, before })
+}
+
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
@@ -274,6 +355,15 @@ fn main() -> ExitCode {
             allow_http: a.allow_http,
             json: a.json,
         }),
+        Command::Revoke(a) => match revoke_target(&a) {
+            Ok(target) => revoke::run_revoke(revoke::RevokeOptions {
+                config: a.config,
+                issuer: a.issuer,
+                target,
+            }),
+            Err(exit) => exit,
+        },
+        Command::Revocations(a) => revoke::run_list(a.config),
         Command::Serve(a) => serve::run(serve::ServeOptions {
             config: a.config,
             serve_config: a.serve_config,

@@ -241,8 +241,12 @@ fn admin_revocations_need_the_secret_and_survive_a_reload() {
     );
     assert_eq!(r.status, 401);
     assert_eq!(s.get("/auth", &[("Authorization", &bearer(&token))]).status, 200);
+    // A jti is unique only within its issuer: one must be named.
     let r = s.revoke(&json!({"jti": "j-1"}));
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = s.revoke(&json!({"issuer": env.issuer.url(), "jti": "j-1"}));
     assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("\"propagation\":\"local\""), "{r:?}");
     let r = s.get("/auth", &[("Authorization", &bearer(&token))]);
     assert_refusal(&r, 401, "revoked", Some(&token));
 

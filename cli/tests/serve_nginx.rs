@@ -179,7 +179,7 @@ fn valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
     claims["jti"] = json!("jti-bob-1");
     let bobs = issuer.mint(&kid, &claims);
     assert_eq!(s.get(&bobs).status, 200);
-    let r = s.serve.revoke(&json!({"jti": "jti-bob-1"}));
+    let r = s.serve.revoke(&json!({"issuer": issuer.url(), "jti": "jti-bob-1"}));
     assert_eq!(r.status, 200, "{r:?}");
     s.assert_refused(&bobs, "revoked");
     assert!(!ADMIN_SECRET.is_empty());

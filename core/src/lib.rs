@@ -54,7 +54,7 @@ pub use config::{CacheConfig, Config, HttpConfig, IssuerConfig, RedisFeedConfig,
 pub use describe::{describe_issuer_keys, describe_jwks_url, CacheInfo, KeyReport, Problem};
 pub use error::{Category, Error, ErrorKind, Result};
 pub use keys::{Key, SkippedKey, MAX_RSA_BITS, MAX_RSA_EXPONENT, MAX_SKIPPED_LISTED, MIN_RSA_BITS};
-pub use metrics::{FetchReason, Health, IssuerStats, MetricsSnapshot};
+pub use metrics::{FetchReason, Health, IssuerStats, MetricsSnapshot, RevocationStats};
 pub use revocation::feed::{FeedState, FeedStats};
 pub use revocation::{Propagation, Revocation, RevocationKind, ANY_ISSUER, MAX_REVOCATION_FIELD_BYTES};
 pub use revoker::Revoker;

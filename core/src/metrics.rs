@@ -185,6 +185,22 @@ pub struct MetricsSnapshot {
     pub revocation_entries: u64,
     /// The current policy version.
     pub policy_version: u64,
+    /// Revocations applied, by source, and the fleet feed.
+    pub revocations: RevocationStats,
+}
+
+/// Revocations applied (those that changed something), by where they came
+/// from, and the fleet feed's state.
+#[derive(Clone, Debug, Serialize)]
+pub struct RevocationStats {
+    /// Made by `revoke_*` in this process.
+    pub local: u64,
+    /// Replayed from the journal at start.
+    pub journal: u64,
+    /// Received from the fleet feed.
+    pub feed: u64,
+    /// The fleet feed (`revocation.redis`), if configured.
+    pub fleet: Option<crate::revocation::feed::FeedStats>,
 }
 
 /// Verifications by outcome.
@@ -295,7 +311,8 @@ impl<S: Scrape> Collector for VerifierCollector<S> {
         let m = source.snapshot();
         encode_verifications(&mut e, &m.verifications, &source.rejections())?;
         encode_cache(&mut e, &m.cache)?;
-        encode_issuers(&mut e, &m.issuers)
+        encode_issuers(&mut e, &m.issuers)?;
+        encode_revocations(&mut e, m.revocation_entries, &m.revocations)
     }
 }
 
@@ -460,5 +477,78 @@ fn encode_issuers(e: &mut DescriptorEncoder, issuers: &[IssuerStats]) -> Result<
                 )
             })
         }),
+    )
+}
+
+fn encode_revocations(e: &mut DescriptorEncoder, entries: u64, r: &RevocationStats) -> Result<(), std::fmt::Error> {
+    single(
+        e,
+        "revocation_entries",
+        "Entries in the revocation lists",
+        gauge(entries),
+    )?;
+    family(
+        e,
+        "revocations_applied",
+        "Revocations applied, by source",
+        [("local", r.local), ("journal", r.journal), ("feed", r.feed)]
+            .map(|(source, n)| (vec![("source", source)], counter(n))),
+    )?;
+    let Some(f) = &r.fleet else { return Ok(()) };
+    use crate::revocation::feed::FeedState;
+    family(
+        e,
+        "revocation_feed_state",
+        "1 for the fleet revocation feed's current state",
+        [FeedState::Connected, FeedState::Lagging, FeedState::FailedClosed]
+            .map(|s| (vec![("state", s.as_str())], gauge(u64::from(f.state == s)))),
+    )?;
+    let counters = [
+        ("revocation_feed_events", "Fleet feed events applied", f.events),
+        (
+            "revocation_feed_dropped_events",
+            "Fleet feed events dropped as malformed, oversized or refused",
+            f.dropped_events,
+        ),
+        (
+            "revocation_feed_reconnects",
+            "Times the fleet feed subscription was re-established",
+            f.reconnects,
+        ),
+        (
+            "revocation_propagation_lag_milliseconds_sum",
+            "Sum of the fleet feed events' propagation lag (from the event's timestamp to its application here); \
+             divide by revocation_feed_events for the mean",
+            f.lag_ms_sum,
+        ),
+    ];
+    for (name, help, n) in counters {
+        single(e, name, help, counter(n))?;
+    }
+    single(
+        e,
+        "revocation_propagation_lag_milliseconds_max",
+        "Largest propagation lag of a fleet feed event",
+        gauge(f.lag_ms_max),
+    )?;
+    single(
+        e,
+        "revocation_feed_contact_age_seconds",
+        "Seconds since the fleet feed last heard from Redis",
+        gauge(f.last_contact_age_ms / 1000),
+    )?;
+    if let Some(age) = f.last_event_age_ms {
+        single(
+            e,
+            "revocation_feed_last_event_age_seconds",
+            "Seconds since the last fleet feed event was applied",
+            gauge(age / 1000),
+        )?;
+    }
+    single(
+        e,
+        "revocation_feed_pending",
+        "Local revocations not yet written to Redis",
+        gauge(f.pending),
     )
 }

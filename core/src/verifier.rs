@@ -387,6 +387,12 @@ impl Scrape for Shared {
             issuers: self.issuers.iter().map(|i| i.stats(now)).collect(),
             revocation_entries: self.env.trust.revocations.len() as u64,
             policy_version: self.env.trust.policy_version(),
+            revocations: crate::metrics::RevocationStats {
+                local: self.env.trust.applied.local.load(Ordering::Relaxed),
+                journal: self.env.trust.applied.journal.load(Ordering::Relaxed),
+                feed: self.env.trust.applied.feed.load(Ordering::Relaxed),
+                fleet: self.env.trust.feed_stats(),
+            },
         }
     }
 

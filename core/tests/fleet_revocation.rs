@@ -97,6 +97,19 @@ fn a_revocation_made_in_one_verifier_is_rejected_by_the_others() {
     let stats = b.revocation_feed().unwrap();
     assert_eq!(stats.events, 1);
     assert_eq!(stats.dropped_events, 0);
+    let m = b.metrics().revocations;
+    assert_eq!((m.local, m.journal, m.feed), (0, 0, 1));
+    assert_eq!(a.metrics().revocations.local, 1);
+    let text = b.prometheus();
+    for line in [
+        "jwtwarden_revocations_applied_total{source=\"feed\"} 1",
+        "jwtwarden_revocation_feed_state{state=\"connected\"} 1",
+        "jwtwarden_revocation_feed_state{state=\"failed_closed\"} 0",
+        "jwtwarden_revocation_feed_events_total 1",
+        "jwtwarden_revocation_entries 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 }
 
 #[test]

@@ -67,7 +67,12 @@ fn revoke_jti_rejects_a_cached_token_immediately_on_all_threads() {
     revoke_while_hammering(
         &s.verifier,
         &token,
-        || drop(s.verifier.revoke_jti(&s.issuer.url(), &jti, None).unwrap()),
+        || {
+            assert_eq!(
+                s.verifier.revoke_jti(&s.issuer.url(), &jti, None).unwrap(),
+                jwtwarden::Propagation::Local
+            )
+        },
         ErrorKind::Revoked,
     );
     assert!(s.verifier.verify(&other).is_ok(), "other tokens are unaffected");
@@ -81,7 +86,12 @@ fn revoke_subject_rejects_tokens_issued_before_and_accepts_later_ones() {
     revoke_while_hammering(
         &s.verifier,
         &token,
-        || drop(s.verifier.revoke_subject(&s.issuer.url(), "svc-a", cutoff).unwrap()),
+        || {
+            assert_eq!(
+                s.verifier.revoke_subject(&s.issuer.url(), "svc-a", cutoff).unwrap(),
+                jwtwarden::Propagation::Local
+            )
+        },
         ErrorKind::Revoked,
     );
     s.clock.advance_secs(2);
@@ -101,7 +111,12 @@ fn revoke_kid_rejects_a_cached_token_immediately_on_all_threads() {
     revoke_while_hammering(
         &s.verifier,
         &token,
-        || drop(s.verifier.revoke_kid(&url, &kid).unwrap()),
+        || {
+            assert_eq!(
+                s.verifier.revoke_kid(&url, &kid).unwrap(),
+                jwtwarden::Propagation::Local
+            )
+        },
         ErrorKind::KeyRevoked,
     );
 }

@@ -69,7 +69,8 @@ struct Event {
 }
 
 /// The state of a verifier's subscription to the fleet feed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FeedState {
     /// Subscribed and in sync.
     Connected,
@@ -93,7 +94,7 @@ impl FeedState {
 }
 
 /// Counters and state of the fleet feed, for health checks and metrics.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FeedStats {
     /// Connected, lagging or failed closed.
     pub state: FeedState,

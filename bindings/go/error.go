@@ -14,35 +14,37 @@ type Kind uint32
 // The error kinds. The numbers come from jwtwarden.h (generated from the
 // Rust core), never retyped by hand.
 const (
-	ErrTokenTooLarge         Kind = C.JWTWARDEN_RESULT_TOKEN_TOO_LARGE
-	ErrMalformedToken        Kind = C.JWTWARDEN_RESULT_MALFORMED_TOKEN
-	ErrInvalidBase64         Kind = C.JWTWARDEN_RESULT_INVALID_BASE64
-	ErrInvalidHeader         Kind = C.JWTWARDEN_RESULT_INVALID_HEADER
-	ErrInvalidPayload        Kind = C.JWTWARDEN_RESULT_INVALID_PAYLOAD
-	ErrAlgorithmNotAllowed   Kind = C.JWTWARDEN_RESULT_ALGORITHM_NOT_ALLOWED
-	ErrUnsupportedCritical   Kind = C.JWTWARDEN_RESULT_UNSUPPORTED_CRITICAL
-	ErrInvalidSignature      Kind = C.JWTWARDEN_RESULT_INVALID_SIGNATURE
-	ErrUnknownKid            Kind = C.JWTWARDEN_RESULT_UNKNOWN_KID
-	ErrMissingKid            Kind = C.JWTWARDEN_RESULT_MISSING_KID
-	ErrKeyAlgorithmMismatch  Kind = C.JWTWARDEN_RESULT_KEY_ALGORITHM_MISMATCH
-	ErrExpired               Kind = C.JWTWARDEN_RESULT_EXPIRED
-	ErrNotYetValid           Kind = C.JWTWARDEN_RESULT_NOT_YET_VALID
-	ErrInvalidIssuer         Kind = C.JWTWARDEN_RESULT_INVALID_ISSUER
-	ErrUnknownIssuer         Kind = C.JWTWARDEN_RESULT_UNKNOWN_ISSUER
-	ErrInvalidAudience       Kind = C.JWTWARDEN_RESULT_INVALID_AUDIENCE
-	ErrMissingRequiredClaim  Kind = C.JWTWARDEN_RESULT_MISSING_REQUIRED_CLAIM
-	ErrInvalidType           Kind = C.JWTWARDEN_RESULT_INVALID_TYPE
-	ErrRevoked               Kind = C.JWTWARDEN_RESULT_REVOKED
-	ErrKeyRevoked            Kind = C.JWTWARDEN_RESULT_KEY_REVOKED
-	ErrTokenLifetimeExceeded Kind = C.JWTWARDEN_RESULT_TOKEN_LIFETIME_EXCEEDED
-	ErrKeysUnavailable       Kind = C.JWTWARDEN_RESULT_KEYS_UNAVAILABLE
-	ErrKeysStale             Kind = C.JWTWARDEN_RESULT_KEYS_STALE
-	ErrInvalidConfig         Kind = C.JWTWARDEN_RESULT_INVALID_CONFIG
-	ErrInvalidArgument       Kind = C.JWTWARDEN_RESULT_INVALID_ARGUMENT
-	ErrRevocationListFull    Kind = C.JWTWARDEN_RESULT_REVOCATION_LIST_FULL
-	ErrNullParameter         Kind = C.JWTWARDEN_RESULT_NULL_PARAMETER
-	ErrInternal              Kind = C.JWTWARDEN_RESULT_INTERNAL
-	ErrPanic                 Kind = C.JWTWARDEN_RESULT_PANIC
+	ErrTokenTooLarge          Kind = C.JWTWARDEN_RESULT_TOKEN_TOO_LARGE
+	ErrMalformedToken         Kind = C.JWTWARDEN_RESULT_MALFORMED_TOKEN
+	ErrInvalidBase64          Kind = C.JWTWARDEN_RESULT_INVALID_BASE64
+	ErrInvalidHeader          Kind = C.JWTWARDEN_RESULT_INVALID_HEADER
+	ErrInvalidPayload         Kind = C.JWTWARDEN_RESULT_INVALID_PAYLOAD
+	ErrAlgorithmNotAllowed    Kind = C.JWTWARDEN_RESULT_ALGORITHM_NOT_ALLOWED
+	ErrUnsupportedCritical    Kind = C.JWTWARDEN_RESULT_UNSUPPORTED_CRITICAL
+	ErrInvalidSignature       Kind = C.JWTWARDEN_RESULT_INVALID_SIGNATURE
+	ErrUnknownKid             Kind = C.JWTWARDEN_RESULT_UNKNOWN_KID
+	ErrMissingKid             Kind = C.JWTWARDEN_RESULT_MISSING_KID
+	ErrKeyAlgorithmMismatch   Kind = C.JWTWARDEN_RESULT_KEY_ALGORITHM_MISMATCH
+	ErrExpired                Kind = C.JWTWARDEN_RESULT_EXPIRED
+	ErrNotYetValid            Kind = C.JWTWARDEN_RESULT_NOT_YET_VALID
+	ErrInvalidIssuer          Kind = C.JWTWARDEN_RESULT_INVALID_ISSUER
+	ErrUnknownIssuer          Kind = C.JWTWARDEN_RESULT_UNKNOWN_ISSUER
+	ErrInvalidAudience        Kind = C.JWTWARDEN_RESULT_INVALID_AUDIENCE
+	ErrMissingRequiredClaim   Kind = C.JWTWARDEN_RESULT_MISSING_REQUIRED_CLAIM
+	ErrInvalidType            Kind = C.JWTWARDEN_RESULT_INVALID_TYPE
+	ErrRevoked                Kind = C.JWTWARDEN_RESULT_REVOKED
+	ErrKeyRevoked             Kind = C.JWTWARDEN_RESULT_KEY_REVOKED
+	ErrTokenLifetimeExceeded  Kind = C.JWTWARDEN_RESULT_TOKEN_LIFETIME_EXCEEDED
+	ErrKeysUnavailable        Kind = C.JWTWARDEN_RESULT_KEYS_UNAVAILABLE
+	ErrKeysStale              Kind = C.JWTWARDEN_RESULT_KEYS_STALE
+	ErrRevocationsStale       Kind = C.JWTWARDEN_RESULT_REVOCATIONS_STALE
+	ErrInvalidConfig          Kind = C.JWTWARDEN_RESULT_INVALID_CONFIG
+	ErrInvalidArgument        Kind = C.JWTWARDEN_RESULT_INVALID_ARGUMENT
+	ErrRevocationListFull     Kind = C.JWTWARDEN_RESULT_REVOCATION_LIST_FULL
+	ErrNullParameter          Kind = C.JWTWARDEN_RESULT_NULL_PARAMETER
+	ErrRevocationNotPersisted Kind = C.JWTWARDEN_RESULT_REVOCATION_NOT_PERSISTED
+	ErrInternal               Kind = C.JWTWARDEN_RESULT_INTERNAL
+	ErrPanic                  Kind = C.JWTWARDEN_RESULT_PANIC
 )
 
 // Kinds lists every Kind, in code order.
@@ -52,8 +54,8 @@ var Kinds = []Kind{
 	ErrInvalidSignature, ErrUnknownKid, ErrMissingKid, ErrKeyAlgorithmMismatch,
 	ErrExpired, ErrNotYetValid, ErrInvalidIssuer, ErrUnknownIssuer, ErrInvalidAudience,
 	ErrMissingRequiredClaim, ErrInvalidType, ErrRevoked, ErrKeyRevoked, ErrTokenLifetimeExceeded,
-	ErrKeysUnavailable, ErrKeysStale,
-	ErrInvalidConfig, ErrInvalidArgument, ErrRevocationListFull, ErrNullParameter,
+	ErrKeysUnavailable, ErrKeysStale, ErrRevocationsStale,
+	ErrInvalidConfig, ErrInvalidArgument, ErrRevocationListFull, ErrNullParameter, ErrRevocationNotPersisted,
 	ErrInternal, ErrPanic,
 }
 
@@ -84,7 +86,8 @@ const (
 	ErrCategoryVerification Category = C.JWTWARDEN_CATEGORY_VERIFICATION
 	// ErrCategoryPolicy: 3xx, authentic but denied by policy (expired, audience, issuer, revoked).
 	ErrCategoryPolicy Category = C.JWTWARDEN_CATEGORY_POLICY
-	// ErrCategoryKeysUnavailable: 4xx, the issuer's keys are unavailable or too stale.
+	// ErrCategoryKeysUnavailable: 4xx, the issuer's keys (or the fleet's
+	// revocations, ErrRevocationsStale) are unavailable or too stale.
 	ErrCategoryKeysUnavailable Category = C.JWTWARDEN_CATEGORY_KEYS_UNAVAILABLE
 	// ErrCategoryUsage: 5xx, the caller or its configuration is at fault.
 	ErrCategoryUsage Category = C.JWTWARDEN_CATEGORY_USAGE

@@ -33,6 +33,12 @@ func TestKindsMatchTheCLibrary(t *testing.T) {
 	if jwtwarden.ErrExpired.Code() != 300 || jwtwarden.ErrNullParameter.Code() != 504 || jwtwarden.ErrPanic.Code() != 901 {
 		t.Error("codes differ from the documented numbers")
 	}
+	if jwtwarden.ErrRevocationsStale.Code() != 402 || jwtwarden.ErrRevocationNotPersisted.Code() != 510 {
+		t.Error("revocation codes differ from the documented numbers")
+	}
+	if jwtwarden.ErrRevocationsStale.String() != "revocations_stale" || jwtwarden.ErrRevocationNotPersisted.String() != "revocation_not_persisted" {
+		t.Errorf("names %q %q", jwtwarden.ErrRevocationsStale, jwtwarden.ErrRevocationNotPersisted)
+	}
 	if jwtwarden.ErrUnknownKid.String() != "unknown_kid" {
 		t.Errorf("name %q", jwtwarden.ErrUnknownKid.String())
 	}
@@ -40,12 +46,14 @@ func TestKindsMatchTheCLibrary(t *testing.T) {
 
 func TestCategories(t *testing.T) {
 	cases := map[jwtwarden.Kind]jwtwarden.Category{
-		jwtwarden.ErrInvalidBase64:    jwtwarden.ErrCategoryMalformed,
-		jwtwarden.ErrInvalidSignature: jwtwarden.ErrCategoryVerification,
-		jwtwarden.ErrRevoked:          jwtwarden.ErrCategoryPolicy,
-		jwtwarden.ErrKeysStale:        jwtwarden.ErrCategoryKeysUnavailable,
-		jwtwarden.ErrInvalidConfig:    jwtwarden.ErrCategoryUsage,
-		jwtwarden.ErrPanic:            jwtwarden.ErrCategoryInternal,
+		jwtwarden.ErrInvalidBase64:          jwtwarden.ErrCategoryMalformed,
+		jwtwarden.ErrInvalidSignature:       jwtwarden.ErrCategoryVerification,
+		jwtwarden.ErrRevoked:                jwtwarden.ErrCategoryPolicy,
+		jwtwarden.ErrKeysStale:              jwtwarden.ErrCategoryKeysUnavailable,
+		jwtwarden.ErrRevocationsStale:       jwtwarden.ErrCategoryKeysUnavailable,
+		jwtwarden.ErrRevocationNotPersisted: jwtwarden.ErrCategoryUsage,
+		jwtwarden.ErrInvalidConfig:          jwtwarden.ErrCategoryUsage,
+		jwtwarden.ErrPanic:                  jwtwarden.ErrCategoryInternal,
 	}
 	for k, c := range cases {
 		if k.Category() != c {

@@ -5,6 +5,7 @@ package jwtwarden
 import "C"
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -235,44 +236,101 @@ func withCString(s string, f func(*C.char) C.jwtwarden_result) C.jwtwarden_resul
 	return f(cs)
 }
 
-// RevokeJTI revokes every token with this jti, effective for all goroutines
-// when it returns. expiresAt is the token's exp if known (the entry is
-// dropped after it); the zero time keeps it for
-// revocation.max_token_lifetime_secs.
-func (v *Verifier) RevokeJTI(jti string, expiresAt time.Time) error {
+// AnyIssuer is the issuer scope of a revocation that covers every
+// configured issuer. A jti or sub is unique only within its issuer (RFC 7519
+// §4.1.2, §4.1.7), so every revocation names one issuer exactly as
+// configured, or AnyIssuer.
+const AnyIssuer = "*"
+
+// Propagation says how far a revocation has reached when RevokeJTI,
+// RevokeSubject or RevokeKID returns. In every case it is already in force
+// for all goroutines of this process (and journaled, with state_dir).
+type Propagation uint32
+
+// The propagations (numbers from jwtwarden.h).
+const (
+	// PropagationLocal: no fleet feed (revocation.redis) is configured; this
+	// process only.
+	PropagationLocal Propagation = C.JWTWARDEN_PROPAGATION_LOCAL
+	// PropagationFleet: written to the fleet's Redis and published to every
+	// process.
+	PropagationFleet Propagation = C.JWTWARDEN_PROPAGATION_FLEET
+	// PropagationPending: a fleet feed is configured but Redis was
+	// unreachable, so the revocation is NOT YET fleet-wide. It is published
+	// in the background once Redis is back.
+	PropagationPending Propagation = C.JWTWARDEN_PROPAGATION_PENDING
+)
+
+// String is the stable lower-case name: "local", "fleet" or "pending".
+func (p Propagation) String() string {
+	switch p {
+	case PropagationLocal:
+		return "local"
+	case PropagationFleet:
+		return "fleet"
+	case PropagationPending:
+		return "pending"
+	}
+	return fmt.Sprintf("Propagation(%d)", uint32(p))
+}
+
+// revoke runs one revoke_* call with the issuer as a C string and returns
+// how far the revocation reached.
+func (v *Verifier) revoke(issuer string, f func(raw *C.jwtwarden_verifier, iss *C.char, p *C.jwtwarden_propagation, cerr **C.jwtwarden_error) C.jwtwarden_result) (Propagation, error) {
+	var p C.jwtwarden_propagation
+	err := v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
+		return withCString(issuer, func(iss *C.char) C.jwtwarden_result {
+			return f(raw, iss, &p, cerr)
+		})
+	})
+	if err != nil {
+		return PropagationLocal, err
+	}
+	return Propagation(p), nil
+}
+
+// RevokeJTI revokes every token of issuer (as configured, or AnyIssuer)
+// with this jti, in force for all goroutines when it returns. expiresAt is
+// the token's exp if known (the entry is dropped after it); the zero time
+// keeps it for revocation.max_token_lifetime_secs. An issuer that is not
+// configured is ErrUnknownIssuer. The Propagation says how far it reached:
+// PropagationPending means not yet fleet-wide. With an error, nothing was
+// revoked (except ErrRevocationNotPersisted: in force here, not journaled)
+// and the Propagation means nothing.
+func (v *Verifier) RevokeJTI(issuer, jti string, expiresAt time.Time) (Propagation, error) {
 	var exp uint64
 	if !expiresAt.IsZero() && expiresAt.Unix() > 0 {
 		exp = uint64(expiresAt.Unix())
 	}
-	return v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
+	return v.revoke(issuer, func(raw *C.jwtwarden_verifier, iss *C.char, p *C.jwtwarden_propagation, cerr **C.jwtwarden_error) C.jwtwarden_result {
 		return withCString(jti, func(s *C.char) C.jwtwarden_result {
-			return C.jwtwarden_verifier_revoke_jti(raw, s, C.uint64_t(exp), cerr)
+			return C.jwtwarden_verifier_revoke_jti(raw, iss, s, C.uint64_t(exp), p, cerr)
 		})
 	})
 }
 
-// RevokeSubject revokes the tokens of subject sub issued before
-// issuedBefore (tokens without iat included), effective when it returns.
-func (v *Verifier) RevokeSubject(sub string, issuedBefore time.Time) error {
+// RevokeSubject revokes the tokens of issuer (as configured, or AnyIssuer)
+// for subject sub issued before issuedBefore (tokens without iat
+// included), in force when it returns; reports as RevokeJTI.
+func (v *Verifier) RevokeSubject(issuer, sub string, issuedBefore time.Time) (Propagation, error) {
 	before := uint64(0)
 	if issuedBefore.Unix() > 0 {
 		before = uint64(issuedBefore.Unix())
 	}
-	return v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
+	return v.revoke(issuer, func(raw *C.jwtwarden_verifier, iss *C.char, p *C.jwtwarden_propagation, cerr **C.jwtwarden_error) C.jwtwarden_result {
 		return withCString(sub, func(s *C.char) C.jwtwarden_result {
-			return C.jwtwarden_verifier_revoke_subject(raw, s, C.uint64_t(before), cerr)
+			return C.jwtwarden_verifier_revoke_subject(raw, iss, s, C.uint64_t(before), p, cerr)
 		})
 	})
 }
 
-// RevokeKID stops trusting key kid of the configured issuer now (emergency
-// key removal), effective when it returns.
-func (v *Verifier) RevokeKID(issuer, kid string) error {
-	return v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
-		return withCString(issuer, func(iss *C.char) C.jwtwarden_result {
-			return withCString(kid, func(k *C.char) C.jwtwarden_result {
-				return C.jwtwarden_verifier_revoke_kid(raw, iss, k, cerr)
-			})
+// RevokeKID stops trusting key kid of issuer (as configured, or AnyIssuer)
+// now and in later fetches (emergency key removal), in force when it
+// returns; reports as RevokeJTI.
+func (v *Verifier) RevokeKID(issuer, kid string) (Propagation, error) {
+	return v.revoke(issuer, func(raw *C.jwtwarden_verifier, iss *C.char, p *C.jwtwarden_propagation, cerr **C.jwtwarden_error) C.jwtwarden_result {
+		return withCString(kid, func(k *C.char) C.jwtwarden_result {
+			return C.jwtwarden_verifier_revoke_kid(raw, iss, k, p, cerr)
 		})
 	})
 }

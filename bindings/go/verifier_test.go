@@ -147,8 +147,9 @@ func TestRevocation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := v.RevokeJTI("go-jti-1", exp); err != nil {
-		t.Fatal(err)
+	// Without revocation.redis a revocation reaches this process only.
+	if p, err := v.RevokeJTI(is.URL, "go-jti-1", exp); err != nil || p != jwtwarden.PropagationLocal {
+		t.Fatalf("RevokeJTI: %s %v", p, err)
 	}
 	_, err := v.Verify(byJTI)
 	expectKind(t, "revoked jti", err, jwtwarden.ErrRevoked, jwtwarden.ErrCategoryPolicy)
@@ -157,8 +158,8 @@ func TestRevocation(t *testing.T) {
 	if _, err := v.Verify(bySub); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.RevokeSubject("mallory", time.Now().Add(time.Second)); err != nil {
-		t.Fatal(err)
+	if p, err := v.RevokeSubject(is.URL, "mallory", time.Now().Add(time.Second)); err != nil || p != jwtwarden.PropagationLocal {
+		t.Fatalf("RevokeSubject: %s %v", p, err)
 	}
 	_, err = v.Verify(bySub)
 	expectKind(t, "revoked subject", err, jwtwarden.ErrRevoked, jwtwarden.ErrCategoryPolicy)
@@ -173,13 +174,100 @@ func TestRevocation(t *testing.T) {
 	if got, err := v.Verify(plain); err != nil || got.Cached {
 		t.Fatalf("after bump: %+v %v", got, err)
 	}
-	if err := v.RevokeKID(is.URL, is.Kid); err != nil {
-		t.Fatal(err)
+	if p, err := v.RevokeKID(is.URL, is.Kid); err != nil || p != jwtwarden.PropagationLocal {
+		t.Fatalf("RevokeKID: %s %v", p, err)
 	}
 	_, err = v.Verify(plain)
 	expectKind(t, "revoked kid", err, jwtwarden.ErrKeyRevoked, jwtwarden.ErrCategoryPolicy)
-	expectKind(t, "revoke kid of unknown issuer", v.RevokeKID("https://nope.example", "k"), jwtwarden.ErrUnknownIssuer, jwtwarden.ErrCategoryPolicy)
-	expectKind(t, "empty kid", v.RevokeKID(is.URL, ""), jwtwarden.ErrInvalidArgument, jwtwarden.ErrCategoryUsage)
+	_, err = v.RevokeKID("https://nope.example", "k")
+	expectKind(t, "revoke kid of unknown issuer", err, jwtwarden.ErrUnknownIssuer, jwtwarden.ErrCategoryPolicy)
+	_, err = v.RevokeKID(is.URL, "")
+	expectKind(t, "empty kid", err, jwtwarden.ErrInvalidArgument, jwtwarden.ErrCategoryUsage)
+	_, err = v.RevokeJTI(is.URL, "", time.Time{})
+	expectKind(t, "empty jti", err, jwtwarden.ErrInvalidArgument, jwtwarden.ErrCategoryUsage)
+}
+
+// A jti or sub is unique only within its issuer: a revocation for one
+// issuer leaves another issuer's token with the same jti or sub alone;
+// AnyIssuer reaches every issuer; an unconfigured issuer is refused.
+func TestRevocationIsIssuerScoped(t *testing.T) {
+	a, b := startIssuer(t), startIssuer(t)
+	cfg := fmt.Sprintf(`{"issuers":[{"issuer":%q,"jwks_uri":%q,"audiences":["api"]},
+		{"issuer":%q,"jwks_uri":%q,"audiences":["api"]}],"http":{"allow_http":true}}`,
+		a.URL, a.URL+"/jwks.json", b.URL, b.URL+"/jwks.json")
+	v, err := jwtwarden.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	verify := func(what, token string, want jwtwarden.Kind) {
+		t.Helper()
+		_, err := v.Verify(token)
+		if want == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+			return
+		}
+		expectKind(t, what, err, want, want.Category())
+	}
+
+	same := map[string]any{"jti": "go-shared-jti", "sub": "carol"}
+	aTok, bTok := a.Mint("", a.Claims(same)), b.Mint("", b.Claims(same))
+	verify("A before", aTok, 0)
+	verify("B before", bTok, 0)
+	if p, err := v.RevokeJTI(a.URL, "go-shared-jti", time.Time{}); err != nil || p != jwtwarden.PropagationLocal {
+		t.Fatalf("RevokeJTI A: %s %v", p, err)
+	}
+	verify("A's jti revoked", aTok, jwtwarden.ErrRevoked)
+	verify("B's token with the same jti", bTok, 0)
+
+	if _, err := v.RevokeSubject(b.URL, "carol", time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	verify("B's subject revoked", bTok, jwtwarden.ErrRevoked)
+	aSub := a.Mint("", a.Claims(map[string]any{"sub": "carol"}))
+	verify("A's token for the same subject", aSub, 0)
+
+	for what, err := range map[string]error{
+		"jti":     second(v.RevokeJTI("https://nope.example", "j", time.Time{})),
+		"subject": second(v.RevokeSubject("https://nope.example", "s", time.Now())),
+		"kid":     second(v.RevokeKID("https://nope.example", "k")),
+		"empty":   second(v.RevokeJTI("", "j", time.Time{})),
+	} {
+		expectKind(t, "unconfigured issuer, "+what, err, jwtwarden.ErrUnknownIssuer, jwtwarden.ErrCategoryPolicy)
+	}
+
+	every := map[string]any{"jti": "go-everywhere"}
+	aAny, bAny := a.Mint("", a.Claims(every)), b.Mint("", b.Claims(every))
+	verify("A before *", aAny, 0)
+	verify("B before *", bAny, 0)
+	if p, err := v.RevokeJTI(jwtwarden.AnyIssuer, "go-everywhere", time.Now().Add(time.Hour)); err != nil || p != jwtwarden.PropagationLocal {
+		t.Fatalf("RevokeJTI *: %s %v", p, err)
+	}
+	verify("A after *", aAny, jwtwarden.ErrRevoked)
+	verify("B after *", bAny, jwtwarden.ErrRevoked)
+}
+
+func second(_ jwtwarden.Propagation, err error) error { return err }
+
+func TestPropagationString(t *testing.T) {
+	for p, want := range map[jwtwarden.Propagation]string{
+		jwtwarden.PropagationLocal:   "local",
+		jwtwarden.PropagationFleet:   "fleet",
+		jwtwarden.PropagationPending: "pending",
+		jwtwarden.Propagation(9):     "Propagation(9)",
+	} {
+		if got := p.String(); got != want {
+			t.Errorf("%d: %q, want %q", uint32(p), got, want)
+		}
+	}
+	if jwtwarden.PropagationLocal != 0 || jwtwarden.PropagationFleet != 1 || jwtwarden.PropagationPending != 2 {
+		t.Error("numbers differ from jwtwarden.h")
+	}
+	if jwtwarden.AnyIssuer != "*" {
+		t.Error("AnyIssuer")
+	}
 }
 
 func TestRefreshIssuerAndHealth(t *testing.T) {

@@ -49,6 +49,7 @@ static const struct {
     {"keys_unavailable", test_keys_unavailable},
     {"invalid_config", test_invalid_config},
     {"revocation", test_revocation},
+    {"revocation_scope", test_revocation_scope},
     {"refresh_and_health", test_refresh_and_health},
     {"metrics", test_metrics},
     {"log_callback", test_log_callback},

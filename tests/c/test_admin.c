@@ -18,7 +18,7 @@ void test_revocation(void) {
   free(claims);
   CHECK_CODE(verify_code(v, by_jti), JWTWARDEN_RESULT_OK);
   CHECK_CODE(verify_code(v, by_jti), JWTWARDEN_RESULT_OK);
-  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, "jti-1", (uint64_t)now_secs() + 3600, NULL), JWTWARDEN_RESULT_OK);
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, is.url, "jti-1", (uint64_t)now_secs() + 3600, NULL, NULL), JWTWARDEN_RESULT_OK);
   CHECK_CODE(verify_code(v, by_jti), JWTWARDEN_RESULT_REVOKED);
   jwtwarden_verified *r = NULL;
   CHECK_CODE(jwtwarden_verifier_verify_with(v, by_jti, strlen(by_jti), NULL, true, &r, NULL),
@@ -30,7 +30,7 @@ void test_revocation(void) {
   char *by_sub = issuer_mint(&is, NULL, claims, NULL);
   free(claims);
   CHECK_CODE(verify_code(v, by_sub), JWTWARDEN_RESULT_OK);
-  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, "bob", (uint64_t)now_secs() + 1, NULL), JWTWARDEN_RESULT_OK);
+  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, is.url, "bob", (uint64_t)now_secs() + 1, NULL, NULL), JWTWARDEN_RESULT_OK);
   CHECK_CODE(verify_code(v, by_sub), JWTWARDEN_RESULT_REVOKED);
 
   /* policy version: every cached result is dropped, trust is re-checked. */
@@ -47,21 +47,139 @@ void test_revocation(void) {
 
   /* kid: emergency removal of a key, cached successes included. */
   CHECK_CODE(verify_code(v, plain), JWTWARDEN_RESULT_OK);
-  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, is.url, is.kid, NULL), JWTWARDEN_RESULT_OK);
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, is.url, is.kid, NULL, NULL), JWTWARDEN_RESULT_OK);
   CHECK_CODE(verify_code(v, plain), JWTWARDEN_RESULT_KEY_REVOKED);
   jwtwarden_error *err = NULL;
-  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, "https://nope.example", is.kid, &err),
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, "https://nope.example", is.kid, NULL, &err),
              JWTWARDEN_RESULT_UNKNOWN_ISSUER);
   jwtwarden_error_free(err);
-  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, is.url, "", NULL), JWTWARDEN_RESULT_INVALID_ARGUMENT);
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, is.url, "", NULL, NULL), JWTWARDEN_RESULT_INVALID_ARGUMENT);
   /* Names must be UTF-8. */
-  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, "\xff", 0, NULL), JWTWARDEN_RESULT_INVALID_ARGUMENT);
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, is.url, "\xff", 0, NULL, NULL), JWTWARDEN_RESULT_INVALID_ARGUMENT);
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, "\xff", "j", 0, NULL, NULL), JWTWARDEN_RESULT_INVALID_ARGUMENT);
 
   free(by_jti);
   free(by_sub);
   free(plain);
   jwtwarden_verifier_free(v);
   issuer_stop(&is);
+}
+
+/* Revocations are issuer-scoped: a jti or sub is unique only within its
+   issuer, so revoking one for issuer A leaves issuer B's token with the same
+   jti alone; "*" reaches every issuer; an unconfigured issuer is refused.
+   Without a fleet feed every revocation reports JWTWARDEN_PROPAGATION_LOCAL. */
+void test_revocation_scope(void) {
+  issuer_t a, b;
+  issuer_start(&a);
+  issuer_start(&b);
+  char *cfg = NULL;
+  if (asprintf(&cfg,
+               "{\"issuers\":[{\"issuer\":\"%s\",\"jwks_uri\":\"%s/jwks.json\",\"audiences\":[\"api\"]},"
+               "{\"issuer\":\"%s\",\"jwks_uri\":\"%s/jwks.json\",\"audiences\":[\"api\"]}],"
+               "\"http\":{\"allow_http\":true}}",
+               a.url, a.url, b.url, b.url) < 0)
+    abort();
+  jwtwarden_verifier *v = NULL;
+  CHECK_CODE(jwtwarden_verifier_new(cfg, strlen(cfg), &v, NULL), JWTWARDEN_RESULT_OK);
+  free(cfg);
+  if (!v) {
+    issuer_stop(&a);
+    issuer_stop(&b);
+    return;
+  }
+  long exp = now_secs() + 3600;
+
+  /* The same jti at two issuers: revoking it for A leaves B's token valid,
+     cached or not. */
+  char *claims = claims_json(&a, NULL, "alice", "api", 3600, "shared-jti", NULL);
+  char *a_jti = issuer_mint(&a, NULL, claims, NULL);
+  free(claims);
+  claims = claims_json(&b, NULL, "alice", "api", 3600, "shared-jti", NULL);
+  char *b_jti = issuer_mint(&b, NULL, claims, NULL);
+  free(claims);
+  CHECK_CODE(verify_code(v, a_jti), JWTWARDEN_RESULT_OK);
+  CHECK_CODE(verify_code(v, b_jti), JWTWARDEN_RESULT_OK);
+  jwtwarden_propagation prop = 7;
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, a.url, "shared-jti", (uint64_t)exp, &prop, NULL),
+             JWTWARDEN_RESULT_OK);
+  CHECK(prop == JWTWARDEN_PROPAGATION_LOCAL);
+  CHECK_CODE(verify_code(v, a_jti), JWTWARDEN_RESULT_REVOKED);
+  CHECK_CODE(verify_code(v, b_jti), JWTWARDEN_RESULT_OK);
+  jwtwarden_verified *r = NULL;
+  CHECK_CODE(jwtwarden_verifier_verify_with(v, b_jti, strlen(b_jti), NULL, true, &r, NULL), JWTWARDEN_RESULT_OK);
+  jwtwarden_verified_free(r);
+
+  /* Subjects too; a NULL propagation_out is accepted. */
+  claims = claims_json(&a, NULL, "carol", "api", 3600, "carol-a", NULL);
+  char *a_sub = issuer_mint(&a, NULL, claims, NULL);
+  free(claims);
+  claims = claims_json(&b, NULL, "carol", "api", 3600, "carol-b", NULL);
+  char *b_sub = issuer_mint(&b, NULL, claims, NULL);
+  free(claims);
+  CHECK_CODE(verify_code(v, a_sub), JWTWARDEN_RESULT_OK);
+  CHECK_CODE(verify_code(v, b_sub), JWTWARDEN_RESULT_OK);
+  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, b.url, "carol", (uint64_t)now_secs() + 1, NULL, NULL),
+             JWTWARDEN_RESULT_OK);
+  CHECK_CODE(verify_code(v, b_sub), JWTWARDEN_RESULT_REVOKED);
+  CHECK_CODE(verify_code(v, a_sub), JWTWARDEN_RESULT_OK);
+
+  /* An issuer that is not configured: refused, nothing written. */
+  jwtwarden_error *err = NULL;
+  prop = 7;
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, "https://nope.example", "shared-jti", 0, &prop, &err),
+             JWTWARDEN_RESULT_UNKNOWN_ISSUER);
+  CHECK_CODE(jwtwarden_error_code(err), JWTWARDEN_RESULT_UNKNOWN_ISSUER);
+  CHECK(jwtwarden_error_category(err) == JWTWARDEN_CATEGORY_POLICY);
+  jwtwarden_error_free(err);
+  CHECK(prop == 7);
+  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, "https://nope.example", "carol", 1, &prop, NULL),
+             JWTWARDEN_RESULT_UNKNOWN_ISSUER);
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, "https://nope.example", a.kid, &prop, NULL),
+             JWTWARDEN_RESULT_UNKNOWN_ISSUER);
+  CHECK(prop == 7);
+  CHECK_CODE(verify_code(v, b_jti), JWTWARDEN_RESULT_OK);
+  /* The scope is the issuer exactly as configured, and never empty. */
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, "", "shared-jti", 0, NULL, NULL), JWTWARDEN_RESULT_UNKNOWN_ISSUER);
+
+  /* "*": every issuer. */
+  claims = claims_json(&a, NULL, "dave", "api", 3600, "everywhere", NULL);
+  char *a_any = issuer_mint(&a, NULL, claims, NULL);
+  free(claims);
+  claims = claims_json(&b, NULL, "dave", "api", 3600, "everywhere", NULL);
+  char *b_any = issuer_mint(&b, NULL, claims, NULL);
+  free(claims);
+  CHECK_CODE(verify_code(v, a_any), JWTWARDEN_RESULT_OK);
+  CHECK_CODE(verify_code(v, b_any), JWTWARDEN_RESULT_OK);
+  prop = 7;
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, "*", "everywhere", 0, &prop, NULL), JWTWARDEN_RESULT_OK);
+  CHECK(prop == JWTWARDEN_PROPAGATION_LOCAL);
+  CHECK_CODE(verify_code(v, a_any), JWTWARDEN_RESULT_REVOKED);
+  CHECK_CODE(verify_code(v, b_any), JWTWARDEN_RESULT_REVOKED);
+  prop = 7;
+  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, "*", "alice", (uint64_t)now_secs() + 1, &prop, NULL),
+             JWTWARDEN_RESULT_OK);
+  CHECK(prop == JWTWARDEN_PROPAGATION_LOCAL);
+  CHECK_CODE(verify_code(v, b_jti), JWTWARDEN_RESULT_REVOKED);
+
+  /* kid, scoped: A's key revoked, B's key still trusted. */
+  prop = 7;
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, a.url, a.kid, &prop, NULL), JWTWARDEN_RESULT_OK);
+  CHECK(prop == JWTWARDEN_PROPAGATION_LOCAL);
+  CHECK_CODE(verify_code(v, a_sub), JWTWARDEN_RESULT_KEY_REVOKED);
+  char *b_plain = issuer_mint(&b, NULL, NULL, NULL);
+  CHECK_CODE(verify_code(v, b_plain), JWTWARDEN_RESULT_OK);
+
+  free(a_jti);
+  free(b_jti);
+  free(a_sub);
+  free(b_sub);
+  free(a_any);
+  free(b_any);
+  free(b_plain);
+  jwtwarden_verifier_free(v);
+  issuer_stop(&a);
+  issuer_stop(&b);
 }
 
 void test_refresh_and_health(void) {
@@ -207,13 +325,17 @@ void test_null_parameters(void) {
   CHECK_CODE(jwtwarden_verifier_verify_with(NULL, token, n, NULL, false, &r, NULL), NP);
   CHECK_CODE(jwtwarden_verifier_verify_with(v, NULL, n, NULL, false, &r, NULL), NP);
   CHECK_CODE(jwtwarden_verifier_verify_with(v, token, n, NULL, false, NULL, NULL), NP);
-  CHECK_CODE(jwtwarden_verifier_revoke_jti(NULL, "j", 0, NULL), NP);
-  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, NULL, 0, NULL), NP);
-  CHECK_CODE(jwtwarden_verifier_revoke_subject(NULL, "s", 0, NULL), NP);
-  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, NULL, 0, NULL), NP);
-  CHECK_CODE(jwtwarden_verifier_revoke_kid(NULL, is.url, "k", NULL), NP);
-  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, NULL, "k", NULL), NP);
-  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, is.url, NULL, NULL), NP);
+  jwtwarden_propagation prop = 7;
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(NULL, is.url, "j", 0, &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, NULL, "j", 0, &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_jti(v, is.url, NULL, 0, &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_subject(NULL, is.url, "s", 0, &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, NULL, "s", 0, &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_subject(v, is.url, NULL, 0, &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(NULL, is.url, "k", &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, NULL, "k", &prop, NULL), NP);
+  CHECK_CODE(jwtwarden_verifier_revoke_kid(v, is.url, NULL, &prop, NULL), NP);
+  CHECK(prop == 7); /* untouched on failure */
   CHECK_CODE(jwtwarden_verifier_bump_policy_version(NULL, &version, NULL), NP);
   CHECK_CODE(jwtwarden_verifier_bump_policy_version(v, NULL, NULL), NP);
   CHECK_CODE(jwtwarden_verifier_refresh_issuer(NULL, is.url, NULL), NP);

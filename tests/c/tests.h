@@ -9,6 +9,7 @@ void test_error_kinds(void);
 void test_keys_unavailable(void);
 void test_invalid_config(void);
 void test_revocation(void);
+void test_revocation_scope(void);
 void test_refresh_and_health(void);
 void test_metrics(void);
 void test_log_callback(void);

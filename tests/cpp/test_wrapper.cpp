@@ -101,8 +101,26 @@ void test_error_paths(const issuer_t &is) {
   bad[bad.size() - 5] = bad[bad.size() - 5] == 'A' ? 'B' : 'A';
   CHECK(expect_throw([&] { verifier.verify(bad); }, JWTWARDEN_RESULT_INVALID_SIGNATURE).is_verification_failure());
 
+  // Revocations name their issuer ("*": every issuer) and say how far they
+  // reached: without a fleet feed, this process only.
+  std::string by_jti = owned(issuer_mint(&is, nullptr, owned(claims_json(&is, nullptr, "user", "api", 3600,
+                                                                          "cpp-jti", nullptr)).c_str(), nullptr));
+  std::string by_sub = owned(issuer_mint(&is, nullptr, owned(claims_json(&is, nullptr, "cpp-sub", "api", 3600,
+                                                                          "cpp-jti-2", nullptr)).c_str(), nullptr));
+  verifier.verify(by_jti);
+  verifier.verify(by_sub);
+  CHECK(verifier.revoke_jti(is.url, "cpp-jti", static_cast<uint64_t>(now_secs() + 3600)) ==
+        JWTWARDEN_PROPAGATION_LOCAL);
+  expect_throw([&] { verifier.verify(by_jti); }, JWTWARDEN_RESULT_REVOKED);
+  CHECK(verifier.revoke_subject("*", "cpp-sub", static_cast<uint64_t>(now_secs() + 1)) ==
+        JWTWARDEN_PROPAGATION_LOCAL);
+  expect_throw([&] { verifier.verify(by_sub); }, JWTWARDEN_RESULT_REVOKED);
+  CHECK(verifier.revoke_jti("*", "cpp-other") == JWTWARDEN_PROPAGATION_LOCAL);
+  expect_throw([&] { verifier.revoke_jti("https://nope.example", "j"); }, JWTWARDEN_RESULT_UNKNOWN_ISSUER);
+  expect_throw([&] { verifier.revoke_subject("https://nope.example", "s", 1); }, JWTWARDEN_RESULT_UNKNOWN_ISSUER);
+
   verifier.verify(token);
-  verifier.revoke_kid(is.url, is.kid);
+  CHECK(verifier.revoke_kid(is.url, is.kid) == JWTWARDEN_PROPAGATION_LOCAL);
   expect_throw([&] { verifier.verify(token); }, JWTWARDEN_RESULT_KEY_REVOKED);
   expect_throw([&] { verifier.revoke_kid("https://nope.example", "k"); }, JWTWARDEN_RESULT_UNKNOWN_ISSUER);
   expect_throw([&] { verifier.refresh_issuer("https://nope.example"); }, JWTWARDEN_RESULT_UNKNOWN_ISSUER);

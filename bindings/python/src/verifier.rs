@@ -6,7 +6,8 @@ use jwtwarden::{Config, Error, ErrorKind, Verified, VerifyOptions};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyBytes, PyDict, PyMappingProxy, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString, PyType};
 
 use crate::call::{detached, guard};
 use crate::convert;
@@ -152,25 +153,65 @@ impl Verifier {
         Ok(VerifiedToken { claims, verified })
     }
 
-    /// Revoke every token with this `jti`, until `expires_at` (seconds since
-    /// the epoch: the token's `exp`) or for `revocation.max_token_lifetime_secs`.
-    #[pyo3(signature = (jti, expires_at=None))]
-    fn revoke_jti(&self, py: Python<'_>, jti: &str, expires_at: Option<u64>) -> PyResult<()> {
+    /// Revoke every token of `issuer` (as configured, or `"*"` for every
+    /// issuer) with this `jti`, until `expires_at` (seconds since the epoch:
+    /// the token's `exp`) or for `revocation.max_token_lifetime_secs`.
+    /// Returns how far it reached, a `jwtwarden.Propagation`.
+    #[pyo3(signature = (jti, *, issuer, expires_at=None))]
+    fn revoke_jti<'py>(
+        &self,
+        py: Python<'py>,
+        jti: &str,
+        issuer: &str,
+        expires_at: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine()?;
-        Ok(detached(py, || engine.revoke_jti(jti, expires_at))?)
+        let p = detached(py, || engine.revoke_jti(issuer, jti, expires_at))?;
+        propagation(py, p)
     }
 
-    /// Revoke the tokens of subject `sub` issued before `issued_before`
-    /// (seconds since the epoch; tokens without `iat` included).
-    fn revoke_subject(&self, py: Python<'_>, sub: &str, issued_before: u64) -> PyResult<()> {
+    /// Revoke the tokens of `issuer` (or `"*"`) for subject `sub` issued
+    /// before `issued_before` (seconds since the epoch; tokens without `iat`
+    /// included). Returns a `jwtwarden.Propagation`.
+    #[pyo3(signature = (sub, *, issuer, issued_before))]
+    fn revoke_subject<'py>(
+        &self,
+        py: Python<'py>,
+        sub: &str,
+        issuer: &str,
+        issued_before: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine()?;
-        Ok(detached(py, || engine.revoke_subject(sub, issued_before))?)
+        let p = detached(py, || engine.revoke_subject(issuer, sub, issued_before))?;
+        propagation(py, p)
     }
 
-    /// Stop trusting key `kid` of `issuer` now, and ignore it in later fetches.
-    fn revoke_kid(&self, py: Python<'_>, issuer: &str, kid: &str) -> PyResult<()> {
+    /// Stop trusting key `kid` of `issuer` (or `"*"`) now, and ignore it in
+    /// later fetches. Returns a `jwtwarden.Propagation`.
+    #[pyo3(signature = (kid, *, issuer))]
+    fn revoke_kid<'py>(&self, py: Python<'py>, kid: &str, issuer: &str) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine()?;
-        Ok(detached(py, || engine.revoke_kid(issuer, kid))?)
+        let p = detached(py, || engine.revoke_kid(issuer, kid))?;
+        propagation(py, p)
+    }
+
+    /// Every revocation this process holds and still needs (made here,
+    /// replayed from the journal, or received from the fleet feed), as
+    /// `dict`s with `kind`, `issuer`, `value`, `issued_before` and `until_ms`.
+    fn revocations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let engine = self.engine()?;
+        let held = detached(py, || Ok(engine.revocations()))?;
+        let list = PyList::empty(py);
+        for r in &held {
+            let d = PyDict::new(py);
+            d.set_item("kind", r.kind.as_str())?;
+            d.set_item("issuer", &r.issuer)?;
+            d.set_item("value", &r.value)?;
+            d.set_item("issued_before", r.issued_before)?;
+            d.set_item("until_ms", r.until_ms)?;
+            list.append(d)?;
+        }
+        Ok(list)
     }
 
     /// Invalidate every cached result; returns the new policy version.
@@ -362,4 +403,15 @@ fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
 fn load_config_file(path: &str) -> PyResult<Config> {
     // The core's one rule for files (JSON or TOML), as in the CLI and C.
     Ok(Config::from_path(path).map_err(CoreError)?)
+}
+
+static PROPAGATION: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `p` as the `jwtwarden.Propagation` member with the same name.
+fn propagation(py: Python<'_>, p: jwtwarden::Propagation) -> PyResult<Bound<'_, PyAny>> {
+    let cls = PROPAGATION.get_or_try_init(py, || -> PyResult<Py<PyType>> {
+        let module = py.import("jwtwarden._revocation")?;
+        Ok(module.getattr("Propagation")?.cast_into::<PyType>()?.unbind())
+    })?;
+    cls.bind(py).call1((p.as_str(),))
 }

@@ -247,9 +247,9 @@ def test_policy_kinds(issuer: Issuer, strict: jwtwarden.Verifier) -> None:
         expect(jwtwarden.InvalidTypeError, typed, issuer.mint())
     with jwtwarden.Verifier(issuer.config()) as v:
         token = issuer.mint()
-        v.revoke_jti(v.verify(token)["jti"])
+        v.revoke_jti(v.verify(token)["jti"], issuer=issuer.url)
         expect(jwtwarden.RevokedTokenError, v, token)
-        v.revoke_kid(issuer.url, issuer.kid)
+        v.revoke_kid(issuer.kid, issuer=issuer.url)
         expect(jwtwarden.KeyRevokedError, v, issuer.mint())
 
 
@@ -275,12 +275,36 @@ def test_keys_unavailable_kinds(new_issuer: Any) -> None:
                 pytest.fail("keys unavailable was caught as InvalidTokenError")
         assert isinstance(e.value, jwtwarden.KeysUnavailableError)
     # KeysStaleError: see test_keys.test_past_max_stale_fails_closed.
+    # RevocationsStaleError (402) needs a fleet feed that has been
+    # unreachable for max_stale_secs: see test_revocations_stale_error below
+    # for its place in the hierarchy.
 
 
 def test_usage_kinds(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
     with pytest.raises(jwtwarden.InvalidConfigError):
         jwtwarden.Verifier({"issuers": []})
     with pytest.raises(jwtwarden.InvalidArgumentError):
-        verifier.revoke_kid(issuer.url, "")
-    # RevocationListFullError: see test_revocation. null_parameter (504)
+        verifier.revoke_kid("", issuer=issuer.url)
+    # RevocationListFullError: see test_revocation. RevocationNotPersistedError
+    # (510): see test_revocation_not_persisted_error. null_parameter (504)
     # belongs to the C ABI alone and cannot happen in Python.
+
+
+def test_revocations_stale_error() -> None:
+    """The fleet feed lost for too long is an outage (4xx), not a bad token."""
+    cls = jwtwarden.RevocationsStaleError
+    assert (cls.code, cls.kind, cls.category) == (402, "revocations_stale", "keys_unavailable")
+    assert issubclass(cls, jwtwarden.KeysUnavailableError)
+    assert not issubclass(cls, jwtwarden.InvalidTokenError)
+    with pytest.raises(jwtwarden.KeysUnavailableError) as e:
+        jwtwarden._native._raise_error(402, "feed down")
+    assert type(e.value) is cls and str(e.value) == "revocations_stale (402): feed down"
+
+
+def test_revocation_not_persisted_error() -> None:
+    cls = jwtwarden.RevocationNotPersistedError
+    assert (cls.code, cls.kind, cls.category) == (510, "revocation_not_persisted", "usage")
+    assert issubclass(cls, jwtwarden.UsageError) and not issubclass(cls, jwtwarden.InvalidTokenError)
+    with pytest.raises(jwtwarden.UsageError) as e:
+        jwtwarden._native._raise_error(510, "disk full")
+    assert type(e.value) is cls

@@ -31,6 +31,7 @@ from typing import Any
 
 from . import _native
 from ._native import CORE_VERSION, VerifiedToken, Verifier, error_kinds, sync_log_level
+from ._revocation import ANY_ISSUER, Propagation, Revocation
 from . import exceptions as _exceptions
 from .exceptions import *  # noqa: F403 (every exception, as listed in exceptions.__all__)
 
@@ -41,6 +42,9 @@ __all__ = [
     "CORE_VERSION",
     "Verifier",
     "VerifiedToken",
+    "ANY_ISSUER",
+    "Propagation",
+    "Revocation",
     "error_kinds",
     "sync_log_level",
     "thaw",

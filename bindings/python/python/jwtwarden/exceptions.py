@@ -26,7 +26,9 @@ jwtwarden as jwt``-style migrations:
 
 **Keys unavailable is not a token rejection.** :class:`KeysUnavailableError`
 (4xx) means the identity provider's keys cannot be trusted *right now* (an
-outage, or keys older than ``max_stale``): the token may be perfectly good.
+outage, or keys older than ``max_stale``), or this process has lost the
+fleet's revocation feed for longer than ``revocation.redis.max_stale_secs``
+(:class:`RevocationsStaleError`): the token may be perfectly good.
 It is therefore *not* an ``InvalidTokenError`` (like PyJWT's
 ``PyJWKClientConnectionError``, it is only a ``PyJWTError``), so code that
 answers ``InvalidTokenError`` with 401 does not tell clients to throw away
@@ -50,8 +52,8 @@ cannot be fetched is :class:`KeysUnavailableError`; an unknown ``kid`` is
         ├── MalformedTokenError    1xx  TokenTooLargeError, InvalidSegmentsError, InvalidBase64Error, ...
         ├── VerificationError      2xx  InvalidSignatureError, UnknownKidError, ...
         ├── PolicyError            3xx  ExpiredSignatureError, InvalidAudienceError, RevokedTokenError, ...
-        ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError
-        ├── UsageError             5xx  InvalidConfigError, InvalidArgumentError, ...
+        ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError, RevocationsStaleError
+        ├── UsageError             5xx  InvalidConfigError, InvalidArgumentError, RevocationNotPersistedError, ...
         ├── InternalError          9xx  UnexpectedError, PanicError
         └── InvalidTokenError           every 1xx, 2xx and 3xx kind (PyJWT's catch-all)
             └── DecodeError             every 1xx kind but InvalidAlgorithmError; InvalidSignatureError
@@ -99,9 +101,11 @@ __all__ = [
     "TokenLifetimeExceededError",
     "NoUsableKeysError",
     "KeysStaleError",
+    "RevocationsStaleError",
     "InvalidConfigError",
     "InvalidArgumentError",
     "RevocationListFullError",
+    "RevocationNotPersistedError",
     "UnexpectedError",
     "PanicError",
 ]
@@ -178,7 +182,7 @@ class PolicyError(JwtWardenError):
 
 
 class KeysUnavailableError(JwtWardenError):
-    """4xx: the issuer's keys cannot be trusted right now; the token may be fine."""
+    """4xx: the issuer's keys (or the fleet's revocations) cannot be trusted right now; the token may be fine."""
 
     category: ClassVar[str] = "keys_unavailable"
 
@@ -377,6 +381,16 @@ class KeysStaleError(KeysUnavailableError):
     kind: ClassVar[str] = "keys_stale"
 
 
+class RevocationsStaleError(KeysUnavailableError):
+    """The fleet revocation feed (``revocation.redis``) has been unreachable for
+    longer than ``max_stale_secs``: failing closed, since revocations made in
+    other processes may be missing here. It recovers by itself when Redis is
+    back (or set ``serve_when_stale`` to keep serving)."""
+
+    code: ClassVar[int] = 402
+    kind: ClassVar[str] = "revocations_stale"
+
+
 # --- 5xx usage ----------------------------------------------------------------
 
 
@@ -399,6 +413,14 @@ class RevocationListFullError(UsageError):
 
     code: ClassVar[int] = 502
     kind: ClassVar[str] = "revocation_list_full"
+
+
+class RevocationNotPersistedError(UsageError):
+    """The revocation is in force in this process, but could not be written to
+    the journal in ``state_dir``, so it would not survive a restart."""
+
+    code: ClassVar[int] = 510
+    kind: ClassVar[str] = "revocation_not_persisted"
 
 
 # --- 9xx internal -------------------------------------------------------------
@@ -447,9 +469,11 @@ _KIND_CLASSES: tuple[type[JwtWardenError], ...] = (
     TokenLifetimeExceededError,
     NoUsableKeysError,
     KeysStaleError,
+    RevocationsStaleError,
     InvalidConfigError,
     InvalidArgumentError,
     RevocationListFullError,
+    RevocationNotPersistedError,
     UnexpectedError,
     PanicError,
 )

@@ -297,32 +297,43 @@ impl Feed {
     /// Bring this process and the fleet's set in line: apply what the set
     /// holds, then add (and announce) what this process holds that the set
     /// lacks. Clears the pending list.
+    ///
+    /// Only the records missing from the set are written, so after a Redis
+    /// restart the first process to reconnect re-seeds the set and the rest
+    /// of the fleet, reading it back, finds nothing to add.
     pub(crate) fn sync(&self, trust: &Trust) -> redis::RedisResult<()> {
         let mut con = self.connect()?;
-        for r in self.read_all_on(&mut con)? {
-            if let Err(e) = trust.apply(&r, Source::Feed) {
+        let fleet: std::collections::HashSet<Revocation> = self.read_all_on(&mut con)?.into_iter().collect();
+        for r in &fleet {
+            if let Err(e) = trust.apply(r, Source::Feed) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 log::warn!("revocation feed {}: record refused: {e}", self.display);
             }
         }
         let now = self.clock.now_ms();
-        let held = trust.live_revocations(now);
+        let missing: Vec<Revocation> = trust
+            .live_revocations(now)
+            .into_iter()
+            .filter(|r| !fleet.contains(r))
+            .collect();
         let mut announced = 0;
-        for chunk in held.chunks(SEED_CHUNK) {
+        for chunk in missing.chunks(SEED_CHUNK) {
             let mut pipe = redis::pipe();
             for r in chunk {
                 pipe.cmd("ZADD").arg(&self.set).arg("NX").arg(score(r)).arg(r.to_json());
             }
             let added: Vec<u64> = pipe.query(&mut con)?;
-            let missing: Vec<Revocation> = chunk
+            // Another process may have added some meanwhile: announce only
+            // what this one added.
+            let added: Vec<Revocation> = chunk
                 .iter()
                 .zip(added)
                 .filter(|(_, n)| *n > 0)
                 .map(|(r, _)| r.clone())
                 .collect();
-            if !missing.is_empty() {
-                announced += missing.len();
-                self.write_and_announce(&mut con, &missing, now)?;
+            if !added.is_empty() {
+                announced += added.len();
+                self.write_and_announce(&mut con, &added, now)?;
             }
         }
         if announced > 0 {
@@ -467,7 +478,9 @@ fn run(feed: &Feed, trust: &Weak<Trust>, stop: &Stop) {
         if started.elapsed() > BACKOFF_MAX * 4 {
             backoff = BACKOFF_MIN;
         }
-        if pause(stop, backoff) {
+        // Jittered, so a fleet cut off together does not reconnect (and
+        // read the whole set) in lockstep.
+        if pause(stop, backoff.mul_f64(0.5 + fastrand::f64())) {
             return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);

@@ -368,7 +368,8 @@ fn plain(status: StatusCode, body: &'static str) -> Resp {
 }
 
 /// `/healthz`: 200 while every issuer can verify (fresh or serving stale
-/// keys within `max_stale`), 503 as soon as one has failed closed.
+/// keys within `max_stale`) and the fleet revocation feed, if configured,
+/// has not failed closed; 503 otherwise.
 fn health(state: &super::State) -> Resp {
     let v = &state.verifier;
     let mut ok = true;
@@ -378,7 +379,15 @@ fn health(state: &super::State) -> Resp {
         ok &= h != Health::FailedClosed;
         issuers.insert(name, h.as_str().into());
     }
-    let body = serde_json::json!({"ok": ok, "issuers": issuers}).to_string();
+    let mut body = serde_json::json!({"ok": ok, "issuers": issuers});
+    // The fleet revocation feed, when configured: failed closed means every
+    // verification is refused (revocations_stale), so not healthy.
+    if let Some(feed) = v.revocation_feed() {
+        ok &= feed.state != jwtwarden::FeedState::FailedClosed;
+        body["ok"] = ok.into();
+        body["revocation_feed"] = feed.state.as_str().into();
+    }
+    let body = body.to_string();
     let mut resp = json_response(if ok { 200 } else { 503 }, body);
     resp.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));

@@ -239,6 +239,31 @@ typedef uint32_t jwtwarden_health;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// State of the fleet revocation feed (`revocation.redis`).
+enum jwtwarden_feed_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No fleet feed is configured.
+  JWTWARDEN_FEED_STATE_NONE = 0,
+  // Subscribed and in sync.
+  JWTWARDEN_FEED_STATE_CONNECTED = 1,
+  // Cut off from Redis, still serving (within `max_stale_secs`, or with
+  // `serve_when_stale`).
+  JWTWARDEN_FEED_STATE_LAGGING = 2,
+  // Cut off for longer than `max_stale_secs`: every verification fails
+  // with `JWTWARDEN_RESULT_REVOCATIONS_STALE`.
+  JWTWARDEN_FEED_STATE_FAILED_CLOSED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum jwtwarden_feed_state jwtwarden_feed_state;
+#else
+typedef uint32_t jwtwarden_feed_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // An error: code, category and a human-readable message. Created by a
 // failing call when its `error` out-parameter is not NULL; release it with
 // `jwtwarden_error_free`.
@@ -472,6 +497,13 @@ jwtwarden_result jwtwarden_verifier_issuer_health(const struct jwtwarden_verifie
                                                   const char *issuer,
                                                   jwtwarden_health *health_out,
                                                   struct jwtwarden_error **error);
+
+// The state of the fleet revocation feed, in `*state_out`
+// (`JWTWARDEN_FEED_STATE_NONE` without `revocation.redis`). Counters are in
+// `jwtwarden_verifier_metrics_json` (`revocations.fleet`).
+jwtwarden_result jwtwarden_verifier_revocation_feed_state(const struct jwtwarden_verifier *verifier,
+                                                          jwtwarden_feed_state *state_out,
+                                                          struct jwtwarden_error **error);
 
 // A snapshot of every metric as a JSON object, in `*json_out`: a new
 // NUL-terminated string to release with `jwtwarden_string_free`.

@@ -367,6 +367,48 @@ func (v *Verifier) IssuerHealth(issuer string) (Health, error) {
 	return Health(health), err
 }
 
+// FeedState is the state of the fleet revocation feed (revocation.redis).
+type FeedState int
+
+// Fleet revocation feed states (the C library's jwtwarden_feed_state).
+const (
+	// FeedNone: no fleet feed is configured.
+	FeedNone FeedState = C.JWTWARDEN_FEED_STATE_NONE
+	// FeedConnected: subscribed and in sync.
+	FeedConnected FeedState = C.JWTWARDEN_FEED_STATE_CONNECTED
+	// FeedLagging: cut off from Redis, still serving (within max_stale_secs).
+	FeedLagging FeedState = C.JWTWARDEN_FEED_STATE_LAGGING
+	// FeedFailedClosed: cut off for longer than max_stale_secs; every
+	// verification fails with ErrRevocationsStale.
+	FeedFailedClosed FeedState = C.JWTWARDEN_FEED_STATE_FAILED_CLOSED
+)
+
+// String is the state's stable name: none, connected, lagging, failed_closed.
+func (s FeedState) String() string {
+	switch s {
+	case FeedNone:
+		return "none"
+	case FeedConnected:
+		return "connected"
+	case FeedLagging:
+		return "lagging"
+	case FeedFailedClosed:
+		return "failed_closed"
+	}
+	return fmt.Sprintf("FeedState(%d)", int(s))
+}
+
+// RevocationFeedState is the state of the fleet revocation feed (FeedNone
+// without revocation.redis). Its counters are in MetricsJSON
+// (revocations.fleet).
+func (v *Verifier) RevocationFeedState() (FeedState, error) {
+	var state C.jwtwarden_feed_state
+	err := v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
+		return C.jwtwarden_verifier_revocation_feed_state(raw, &state, cerr)
+	})
+	return FeedState(state), err
+}
+
 // MetricsJSON is a snapshot of every metric as a JSON object.
 func (v *Verifier) MetricsJSON() (string, error) {
 	var out *C.char

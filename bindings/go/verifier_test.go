@@ -139,6 +139,9 @@ func TestKeysUnavailable(t *testing.T) {
 func TestRevocation(t *testing.T) {
 	is := startIssuer(t)
 	v := is.Verifier()
+	if state, err := v.RevocationFeedState(); err != nil || state != jwtwarden.FeedNone || state.String() != "none" {
+		t.Fatalf("feed state without revocation.redis: %v %v", state, err)
+	}
 	exp := time.Now().Add(time.Hour)
 
 	byJTI := is.Mint("", is.Claims(map[string]any{"jti": "go-jti-1", "exp": exp.Unix()}))

@@ -292,6 +292,47 @@ pub unsafe extern "C" fn jwtwarden_verifier_issuer_health(
     })
 }
 
+/// State of the fleet revocation feed (`revocation.redis`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum jwtwarden_feed_state {
+    /// No fleet feed is configured.
+    None = 0,
+    /// Subscribed and in sync.
+    Connected = 1,
+    /// Cut off from Redis, still serving (within `max_stale_secs`, or with
+    /// `serve_when_stale`).
+    Lagging = 2,
+    /// Cut off for longer than `max_stale_secs`: every verification fails
+    /// with `JWTWARDEN_RESULT_REVOCATIONS_STALE`.
+    FailedClosed = 3,
+}
+
+/// The state of the fleet revocation feed, in `*state_out`
+/// (`JWTWARDEN_FEED_STATE_NONE` without `revocation.redis`). Counters are in
+/// `jwtwarden_verifier_metrics_json` (`revocations.fleet`).
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_revocation_feed_state(
+    verifier: *const jwtwarden_verifier,
+    state_out: *mut jwtwarden_feed_state,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let out = arg_out(state_out, "state_out")?;
+        let state = match v.revocation_feed().map(|f| f.state) {
+            None => jwtwarden_feed_state::None,
+            Some(jwtwarden_core::FeedState::Connected) => jwtwarden_feed_state::Connected,
+            Some(jwtwarden_core::FeedState::Lagging) => jwtwarden_feed_state::Lagging,
+            Some(jwtwarden_core::FeedState::FailedClosed) => jwtwarden_feed_state::FailedClosed,
+        };
+        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
+        unsafe { write_out(out, state) };
+        Ok(())
+    })
+}
+
 /// A snapshot of every metric as a JSON object, in `*json_out`: a new
 /// NUL-terminated string to release with `jwtwarden_string_free`.
 #[no_mangle]

@@ -205,6 +205,10 @@ impl Verifier {
             std::mem::forget(old);
         }
         *slot = Refresher::spawn_if_needed(&self.shared);
+        // The child holds the revocations it copied at the fork; catch up
+        // with the fleet before this first call goes on (as a new verifier
+        // does), then keep up through its own subscription.
+        self.shared.env.trust.sync_feed_now();
         self.shared.env.trust.ensure_subscribed();
         self.refresher_fork.store(generation, Ordering::Relaxed);
         log::info!("refresher restarted after fork (pid {})", std::process::id());

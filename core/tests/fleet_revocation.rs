@@ -199,6 +199,17 @@ fn a_redis_that_lost_its_data_is_reseeded_and_new_processes_still_reject() {
     });
     let newcomer = f.verifier();
     assert_eq!(kind(&newcomer, &token), Some(ErrorKind::Revoked));
+    // a's publishing connection died with the old server: the next
+    // revocation still reaches the fleet (a fresh connection, not "pending").
+    let later = f.token("j-after-restart");
+    newcomer.verify(&later).unwrap();
+    assert_eq!(
+        a.revoke_jti(&f.issuer.url(), "j-after-restart", None).unwrap(),
+        Propagation::Fleet
+    );
+    eventually("the newcomer rejects it", || {
+        kind(&newcomer, &later) == Some(ErrorKind::Revoked)
+    });
 }
 
 #[test]
@@ -242,11 +253,51 @@ fn hostile_feed_events_are_dropped_counted_and_never_remove_a_revocation() {
     assert_eq!(state(&a), FeedState::Connected);
 }
 
+const REVOKER_CHILD_ENV: &str = "JWTWARDEN_FLEET_REVOKER_CHILD";
+
+/// Child mode for the streaming test: another process that revokes each
+/// `jti` read from stdin (one per line) through the fleet, and says so.
 #[test]
-fn eight_threads_never_succeed_after_a_streamed_revocation_was_applied() {
+fn child_revokes_what_stdin_names() {
+    use std::io::BufRead;
+    let Ok(cfg) = std::env::var(REVOKER_CHILD_ENV) else {
+        return;
+    };
+    let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    let iss = cfg["issuers"][0]["issuer"].as_str().unwrap().to_owned();
+    let revoker = Revoker::new(Config::from_value(cfg).unwrap()).unwrap();
+    for line in std::io::stdin().lock().lines() {
+        let jti = line.unwrap();
+        assert_eq!(revoker.revoke_jti(&iss, &jti, None).unwrap(), Propagation::Fleet);
+        println!("revoked {jti}");
+    }
+}
+
+#[test]
+fn eight_threads_never_succeed_after_a_revocation_streamed_from_another_process_was_applied() {
+    use std::io::{BufRead, BufReader, Write};
     let Some(f) = fleet() else { return };
-    let (revoking, serving) = (f.verifier(), f.verifier());
+    let serving = f.verifier();
     let iss = f.issuer.url();
+    let cfg = json!({
+        "issuers": [{"issuer": iss, "jwks_uri": f.issuer.jwks_uri(), "audiences": ["api"]}],
+        "http": {"allow_http": true},
+        "revocation": {"redis": {"url": f.redis.url()}},
+    });
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_revokes_what_stdin_names",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(REVOKER_CHILD_ENV, cfg.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = BufReader::new(child.stdout.take().unwrap()).lines();
     let tokens: Vec<(String, String)> = (0..40)
         .map(|i| {
             let jti = format!("j-stream-{i}");
@@ -256,8 +307,9 @@ fn eight_threads_never_succeed_after_a_streamed_revocation_was_applied() {
     for (t, _) in &tokens {
         serving.verify(t).unwrap();
     }
-    // applied[i]: set once `serving` is seen to hold revocation i. A verify
-    // that starts after that and succeeds is a violation.
+    // applied[i]: set once `serving` is seen to hold revocation i (it was
+    // applied there before that). A verify that starts after that and
+    // succeeds is a violation.
     let applied: Vec<AtomicBool> = tokens.iter().map(|_| AtomicBool::new(false)).collect();
     let done = AtomicBool::new(false);
     let violations = AtomicU64::new(0);
@@ -280,7 +332,14 @@ fn eight_threads_never_succeed_after_a_streamed_revocation_was_applied() {
             });
         }
         for (i, (_, jti)) in tokens.iter().enumerate() {
-            revoking.revoke_jti(&iss, jti, None).unwrap();
+            writeln!(to_child, "{jti}").unwrap();
+            // The child's first line shares its line with libtest's
+            // "test ... " prefix: match the end.
+            let answer = format!("revoked {jti}");
+            assert!(
+                from_child.any(|l| l.is_ok_and(|l| l.ends_with(&answer))),
+                "the child revoked {jti}"
+            );
             eventually("the revocation reaches the serving verifier", || {
                 serving.revocations().iter().any(|r| r.value == *jti)
             });
@@ -288,6 +347,8 @@ fn eight_threads_never_succeed_after_a_streamed_revocation_was_applied() {
         }
         done.store(true, Ordering::SeqCst);
     });
+    drop(to_child);
+    child.wait().unwrap();
     assert_eq!(violations.load(Ordering::SeqCst), 0);
     assert!(checks.load(Ordering::Relaxed) > 1000);
     for (t, _) in &tokens {

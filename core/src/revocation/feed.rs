@@ -209,8 +209,27 @@ impl Feed {
     }
 
     /// Write `r` to the fleet's set and announce it. `false` if Redis could
-    /// not be reached: the record is kept to be re-seeded later.
+    /// not be reached: the record is kept, and the subscriber publishes it
+    /// once Redis answers again.
     pub(crate) fn publish(&self, r: &Revocation) -> bool {
+        match self.publish_all(std::slice::from_ref(r)) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!(
+                    "revocation feed {}: cannot publish ({}); applied locally, not yet fleet-wide",
+                    self.display,
+                    e.category()
+                );
+                self.pending.lock().unwrap_or_else(|p| p.into_inner()).push(r.clone());
+                false
+            }
+        }
+    }
+
+    /// Write and announce `records` on the publishing connection. A kept
+    /// connection may have died since its last use (Redis restarted, an idle
+    /// timeout): one failure on it is retried once on a fresh connection.
+    fn publish_all(&self, records: &[Revocation]) -> redis::RedisResult<()> {
         let mut slot = self.publisher.lock().unwrap_or_else(|p| p.into_inner());
         let generation = crate::fork::generation();
         // A connection made before a fork is a socket the parent also uses:
@@ -221,25 +240,35 @@ impl Feed {
                 std::mem::forget(old);
             }
         }
-        let result = (|| {
-            if slot.is_none() {
-                *slot = Some((generation, self.connect()?));
+        let now = self.clock.now_ms();
+        if let Some((_, con)) = slot.as_mut() {
+            if self.write_and_announce(con, records, now).is_ok() {
+                return Ok(());
             }
-            let (_, con) = slot.as_mut().expect("connected above");
-            self.write_and_announce(con, std::slice::from_ref(r), self.clock.now_ms())
-        })();
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                *slot = None;
-                log::warn!(
-                    "revocation feed {}: cannot publish ({}); applied locally, not yet fleet-wide",
-                    self.display,
-                    e.category()
-                );
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).push(r.clone());
-                false
-            }
+            *slot = None;
+        }
+        let mut con = self.connect()?;
+        let result = self.write_and_announce(&mut con, records, now);
+        if result.is_ok() {
+            *slot = Some((generation, con));
+        }
+        result
+    }
+
+    /// Publish what earlier `publish` calls could not, now that Redis
+    /// answers. Called by the subscriber while it is connected.
+    fn flush_pending(&self) {
+        let records = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if records.is_empty() {
+            return;
+        }
+        match self.publish_all(&records) {
+            Ok(()) => log::info!(
+                "revocation feed {}: published {} pending revocations",
+                self.display,
+                records.len()
+            ),
+            Err(_) => self.pending.lock().unwrap_or_else(|p| p.into_inner()).extend(records),
         }
     }
 
@@ -517,6 +546,7 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &Stop, sessions: &mut u64) ->
                 feed.contact(feed.clock.now_ms());
             }
             Err(e) if e.is_timeout() => {
+                feed.flush_pending();
                 if pinged.elapsed() >= PING_EVERY {
                     sub.ping::<redis::Value>().map_err(|e| e.to_string())?;
                     pinged = Instant::now();

@@ -43,6 +43,7 @@ mod revocation;
 mod revoker;
 mod source;
 mod state;
+mod stop;
 mod token;
 mod trust;
 mod verified;

@@ -5,18 +5,12 @@
 //! the [`Verifier`](crate::Verifier) wakes it, and it exits at once (or, if a
 //! fetch is under way, as soon as that fetch ends).
 //!
-//! Its stop signal is a `std::sync` mutex and condition variable, not
-//! `parking_lot`'s: this thread spends its life parked on it, and
-//! `parking_lot` parks threads in one process-wide table whose bucket locks
-//! this thread takes every time it sleeps or wakes. A `fork()` that lands
-//! while it holds one leaves that bucket locked forever in the child, where
-//! any other lock or condition variable hashing to it then spins or hangs
-//! (seen: a child freeing its verifier spun in `notify_all`). std's futex
-//! primitives keep their state in the object itself.
+//! Its stop signal is a [`StopSignal`] (`std::sync`, fork-safe; see there).
 
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::stop::StopSignal;
 use crate::verifier::Shared;
 
 /// Longest sleep between checks, so a manual clock or a changed JWKS file is
@@ -25,11 +19,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Shortest sleep, so a refresh that is due but coalesced cannot spin.
 const MIN_SLEEP: Duration = Duration::from_millis(50);
 
-type Stop = Arc<(Mutex<bool>, Condvar)>;
-
 /// Handle to the refresher thread; dropping it stops the thread.
 pub(crate) struct Refresher {
-    stop: Stop,
+    stop: StopSignal,
 }
 
 impl Refresher {
@@ -37,7 +29,7 @@ impl Refresher {
         if !shared.has_refreshable_issuers() {
             return None;
         }
-        let stop: Stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop = StopSignal::default();
         let weak = Arc::downgrade(shared);
         let thread_stop = stop.clone();
         let spawned = std::thread::Builder::new()
@@ -55,13 +47,11 @@ impl Refresher {
 
 impl Drop for Refresher {
     fn drop(&mut self) {
-        let (flag, cv) = &*self.stop;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        cv.notify_all();
+        self.stop.stop();
     }
 }
 
-fn run(shared: Weak<Shared>, stop: Stop) {
+fn run(shared: Weak<Shared>, stop: StopSignal) {
     loop {
         let sleep = {
             let Some(s) = shared.upgrade() else { return };
@@ -69,13 +59,7 @@ fn run(shared: Weak<Shared>, stop: Stop) {
             let now = s.env.clock.now_ms();
             Duration::from_millis(next.saturating_sub(now)).clamp(MIN_SLEEP, MAX_SLEEP)
         };
-        let (flag, cv) = &*stop;
-        let stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
-        if *stopped {
-            return;
-        }
-        let (stopped, _) = cv.wait_timeout(stopped, sleep).unwrap_or_else(|p| p.into_inner());
-        if *stopped {
+        if stop.pause(sleep) {
             return;
         }
     }

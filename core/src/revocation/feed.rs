@@ -35,7 +35,7 @@
 //! connection, a socket the parent also holds, is never reused in a child.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,7 @@ use super::{Revocation, Source};
 use crate::clock::Clock;
 use crate::config::RedisFeedConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::stop::StopSignal;
 use crate::trust::Trust;
 
 /// Largest event accepted from the channel, in bytes.
@@ -444,18 +445,16 @@ fn score(r: &Revocation) -> String {
     r.until_ms.map_or_else(|| "+inf".to_string(), |u| u.to_string())
 }
 
-type Stop = Arc<(Mutex<bool>, Condvar)>;
-
 /// Handle to the subscriber thread; dropping it stops the thread (within
 /// one poll interval).
 pub(crate) struct Subscriber {
-    stop: Stop,
+    stop: StopSignal,
 }
 
 impl Subscriber {
     /// Start the subscription of `trust`'s feed on a background thread.
     pub(crate) fn spawn(feed: Arc<Feed>, trust: Weak<Trust>) -> Option<Subscriber> {
-        let stop: Stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop = StopSignal::default();
         let thread_stop = stop.clone();
         let spawned = std::thread::Builder::new()
             .name("jwtwarden-revocations".into())
@@ -472,30 +471,14 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        let (flag, cv) = &*self.stop;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        cv.notify_all();
+        self.stop.stop();
     }
 }
 
-fn stopped(stop: &Stop) -> bool {
-    *stop.0.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Sleep `d` unless stopped first; `true` if stopped.
-fn pause(stop: &Stop, d: Duration) -> bool {
-    let (flag, cv) = &**stop;
-    let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
-    let (guard, _) = cv
-        .wait_timeout_while(guard, d, |s| !*s)
-        .unwrap_or_else(|p| p.into_inner());
-    *guard
-}
-
-fn run(feed: &Feed, trust: &Weak<Trust>, stop: &Stop) {
+fn run(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal) {
     let mut backoff = BACKOFF_MIN;
     let mut sessions = 0u64;
-    while !stopped(stop) {
+    while !stop.stopped() {
         let started = Instant::now();
         let result = session(feed, trust, stop, &mut sessions);
         feed.connected.store(false, Ordering::Relaxed);
@@ -509,7 +492,7 @@ fn run(feed: &Feed, trust: &Weak<Trust>, stop: &Stop) {
         }
         // Jittered, so a fleet cut off together does not reconnect (and
         // read the whole set) in lockstep.
-        if pause(stop, backoff.mul_f64(0.5 + fastrand::f64())) {
+        if stop.pause(backoff.mul_f64(0.5 + fastrand::f64())) {
             return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -518,7 +501,7 @@ fn run(feed: &Feed, trust: &Weak<Trust>, stop: &Stop) {
 
 /// One subscription, from connecting to losing it. `Ok` when stopped (or
 /// the verifier is gone).
-fn session(feed: &Feed, trust: &Weak<Trust>, stop: &Stop, sessions: &mut u64) -> std::result::Result<(), String> {
+fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u64) -> std::result::Result<(), String> {
     let mut con = feed.connect().map_err(|e| e.to_string())?;
     con.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
     let mut sub = con.as_pubsub();
@@ -536,7 +519,7 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &Stop, sessions: &mut u64) ->
     *sessions += 1;
     let mut pinged = Instant::now();
     loop {
-        if stopped(stop) {
+        if stop.stopped() {
             return Ok(());
         }
         match sub.get_message() {

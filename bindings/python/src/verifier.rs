@@ -247,6 +247,13 @@ impl Verifier {
         Ok(detached(py, || engine.issuer_health(issuer))?.as_str())
     }
 
+    /// The fleet revocation feed's state: `"connected"`, `"lagging"` or
+    /// `"failed_closed"`; `None` without `revocation.redis`. Its counters are
+    /// in `metrics()["revocations"]["fleet"]`.
+    fn revocation_feed_state(&self) -> PyResult<Option<&'static str>> {
+        Ok(self.engine()?.revocation_feed().map(|f| f.state.as_str()))
+    }
+
     /// A snapshot of every metric, as a `dict`.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine()?;

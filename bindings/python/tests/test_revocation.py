@@ -156,3 +156,8 @@ def test_closed_verifier(issuer: Issuer) -> None:
         v.revoke_jti("j", issuer=issuer.url)
     with pytest.raises(jwtwarden.InvalidArgumentError):
         v.revocations()
+
+
+def test_without_a_fleet_feed_there_is_no_feed_state(verifier: jwtwarden.Verifier) -> None:
+    assert verifier.revocation_feed_state() is None
+    assert verifier.metrics()["revocations"]["fleet"] is None

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
-use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::facts::{Facts, Iat};
 
 #[derive(Default)]
 struct Lists {
@@ -100,26 +100,26 @@ impl Revocations {
         Ok(())
     }
 
-    /// Whether a token with these claims is revoked.
-    pub(crate) fn is_revoked(&self, claims: &Map<String, Value>) -> bool {
+    /// Whether a token with these facts is revoked.
+    pub(crate) fn is_revoked(&self, facts: &Facts) -> bool {
         let l = self.lists.read();
         if l.jti.is_empty() && l.subjects.is_empty() {
             return false;
         }
-        if let Some(Value::String(jti)) = claims.get("jti") {
+        if let Some(jti) = facts.jti() {
             if l.jti.contains_key(jti) {
                 return true;
             }
         }
-        if let Some(Value::String(sub)) = claims.get("sub") {
+        if let Some(sub) = facts.sub() {
             if let Some((before, _)) = l.subjects.get(sub) {
                 // A token without a valid iat cannot prove it was issued
-                // after: fail closed. The iat is read by the same rules as in
-                // the claim check (no saturating float casts), to the
+                // after: fail closed. The iat was read by the same rules as
+                // in the claim check (no saturating float casts), to the
                 // microsecond so that 499.9999 counts as before 500.
-                return match crate::claims::numeric_date_us(claims, "iat") {
-                    Ok(Some(iat_us)) => iat_us < before.saturating_mul(1_000_000),
-                    Ok(None) | Err(_) => true,
+                return match facts.iat() {
+                    Iat::Us(iat_us) => iat_us < before.saturating_mul(1_000_000),
+                    Iat::Absent | Iat::Invalid => true,
                 };
             }
         }
@@ -135,10 +135,10 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn claims(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn claims(v: Value) -> Facts {
+        Facts::of(v.as_object().unwrap())
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::cache::{Cache, Currency, Entry, Lifetime, Stamp};
+use crate::cache::{Cache, Currency, EntryState, Lifetime, Stamp};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::facts::Facts;
 use crate::fetch::HttpClient;
 use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
@@ -18,7 +19,7 @@ use crate::metrics::{CacheStats, Exporter, Health, MetricsSnapshot, Scrape, Veri
 use crate::refresher::Refresher;
 use crate::revocation::Revocations;
 use crate::token;
-use crate::verified::{Verified, VerifiedToken};
+use crate::verified::{Fresh, Verified, VerifiedToken};
 
 /// Per-call options.
 #[derive(Clone, Debug, Default)]
@@ -320,8 +321,8 @@ impl Currency for Check<'_> {
         self.s.revocations.generation()
     }
 
-    fn revoked(&self, e: &Entry) -> bool {
-        self.s.revocations.is_revoked(&e.verified.claims)
+    fn revoked(&self, facts: &Facts) -> bool {
+        self.s.revocations.is_revoked(facts)
     }
 }
 
@@ -390,9 +391,16 @@ impl Shared {
         let (key, key_usable_until_ms) = issuer.resolve_key(&self.env, kid, alg, now)?;
         key.verify(&parsed, alg)?;
         let exp_ms = issuer.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
-        self.check_not_revoked(&parsed.claims)?;
-        let verified = Arc::new(VerifiedToken {
-            claims: parsed.claims,
+        let facts = Facts::of(&parsed.claims);
+        self.check_not_revoked(&facts)?;
+        let life = Lifetime {
+            // The same instant the claim check starts rejecting.
+            invalid_from_ms: issuer.policy.invalid_from_ms(exp_ms),
+            max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
+            key_usable_until_ms,
+        };
+        let fresh = Fresh {
+            token,
             issuer: issuer.name.clone(),
             kid: parsed.header.kid,
             alg,
@@ -400,15 +408,12 @@ impl Shared {
             // The API reports `exp` in whole seconds: the millisecond `exp`
             // the checks used, rounded down.
             expires_at: exp_ms / 1000,
-            memo: Default::default(),
-        });
-        let life = Lifetime {
-            // The same instant the claim check starts rejecting.
-            invalid_from_ms: issuer.policy.invalid_from_ms(exp_ms),
-            max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
-            key_usable_until_ms,
         };
-        self.insert(hash, token, stamp, &verified, life, now);
+        // The cache keeps a compact result (claims decoded again when a
+        // hit asks); the caller gets one with the claims already decoded.
+        let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life));
+        let verified = Arc::new(compact.with_claims(parsed.claims));
+        self.insert(hash, compact, verified.claims(), now);
         Ok(Verified::new(verified, false))
     }
 
@@ -471,8 +476,8 @@ impl Shared {
         }
     }
 
-    fn check_not_revoked(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-        if self.revocations.is_revoked(claims) {
+    fn check_not_revoked(&self, facts: &Facts) -> Result<()> {
+        if self.revocations.is_revoked(facts) {
             return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
         }
         Ok(())
@@ -481,19 +486,14 @@ impl Shared {
     fn insert(
         &self,
         hash: Option<u64>,
-        token: &[u8],
-        stamp: Stamp,
-        verified: &Arc<VerifiedToken>,
-        life: Lifetime,
+        compact: VerifiedToken,
+        claims: &serde_json::Map<String, serde_json::Value>,
         now: u64,
     ) {
         let (Some(cache), Some(hash)) = (&self.cache, hash) else {
             return;
         };
-        let Some(entry) = Entry::new(token, stamp, verified.clone(), life, now) else {
-            return;
-        };
-        if let Some(evicted) = cache.insert(hash, entry) {
+        if let Some(evicted) = cache.insert(hash, compact, claims, now) {
             self.counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
             if evicted > 0 {
                 self.counters.cache_evictions.fetch_add(evicted, Ordering::Relaxed);

@@ -61,7 +61,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption, Guard};
@@ -100,22 +100,33 @@ pub(crate) struct Lifetime {
 }
 
 /// The cache's bookkeeping of one result, kept inside the result (one
-/// allocation per cached result).
+/// allocation per cached result): its [`Stamp`], packed.
 #[derive(Debug)]
 pub(crate) struct EntryState {
-    /// What the result was verified under.
-    pub stamp: Stamp,
+    /// The stamp's issuer index.
+    issuer: u32,
+    /// Estimated bytes ([`entry_bytes`]), for the byte bound.
+    bytes: u32,
+    /// The stamp's key epoch.
+    key_epoch: u64,
+    /// The stamp's policy version.
+    policy_version: u64,
     /// Served only while `now_ms < valid_until_ms`.
     valid_until_ms: u64,
-    /// The revocation generation the facts were last checked at.
+    /// The revocation generation the facts were last checked at (the
+    /// stamp's, until a hit checks them again).
     revocation_seen: AtomicU64,
+}
+
+/// The cache's one-byte marks on a result, apart from [`EntryState`] so
+/// that they pack beside the result's other small fields.
+#[derive(Debug, Default)]
+pub(crate) struct Marks {
     /// CLOCK reference bit: set by a hit (only when clear), cleared by the
     /// eviction hand.
     referenced: AtomicBool,
     /// Set (under the shard's writer lock) once the result left its table.
     removed: AtomicBool,
-    /// Estimated bytes ([`entry_bytes`]), for the byte bound.
-    bytes: u32,
 }
 
 impl EntryState {
@@ -123,15 +134,27 @@ impl EntryState {
     /// first instant of `life`.
     pub(crate) fn new(stamp: Stamp, life: &Lifetime) -> EntryState {
         EntryState {
-            stamp,
+            issuer: u32::try_from(stamp.issuer).expect("fewer than 2^32 issuers"),
+            bytes: 0,
+            key_epoch: stamp.key_epoch,
+            policy_version: stamp.policy_version,
             valid_until_ms: life
                 .invalid_from_ms
                 .min(life.max_ttl_until_ms)
                 .min(life.key_usable_until_ms),
             revocation_seen: AtomicU64::new(stamp.revocation_generation),
-            referenced: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-            bytes: 0,
+        }
+    }
+
+    /// What the result was verified under (with the revocation generation
+    /// its facts were last checked at).
+    #[inline]
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp {
+            issuer: self.issuer as usize,
+            key_epoch: self.key_epoch,
+            policy_version: self.policy_version,
+            revocation_generation: self.revocation_seen.load(Ordering::Acquire),
         }
     }
 }
@@ -139,12 +162,8 @@ impl EntryState {
 impl Clone for EntryState {
     fn clone(&self) -> EntryState {
         EntryState {
-            stamp: self.stamp,
-            valid_until_ms: self.valid_until_ms,
             revocation_seen: AtomicU64::new(self.revocation_seen.load(Ordering::Acquire)),
-            referenced: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-            bytes: self.bytes,
+            ..*self
         }
     }
 }
@@ -168,7 +187,7 @@ pub(crate) trait Currency {
 #[inline]
 fn serves(e: &VerifiedToken, now_ms: u64, v: &impl Currency) -> bool {
     let state = &e.entry;
-    if now_ms >= state.valid_until_ms || !v.is_current(&state.stamp, now_ms) {
+    if now_ms >= state.valid_until_ms || !v.is_current(&state.stamp(), now_ms) {
         return false;
     }
     // The generation is read before the lists: a revocation is in the lists
@@ -204,7 +223,7 @@ const MEMBER_BYTES: usize = std::mem::size_of::<String>() + std::mem::size_of::<
 pub(crate) fn entry_bytes(e: &VerifiedToken, claims: &Map<String, Value>) -> usize {
     ENTRY_OVERHEAD_BYTES
         + e.token_bytes().len()
-        + e.kid.as_ref().map_or(0, String::len)
+        + e.kid.as_ref().map_or(0, |k| k.len())
         + e.facts.heap_bytes()
         + map_bytes(claims)
 }
@@ -229,9 +248,10 @@ fn value_bytes(v: &Value) -> usize {
 
 /// One shard's open-addressed table (linear probing). Readers probe the
 /// tags and load a slot only on a matching tag; only the shard's writer
-/// changes either. Tags are `hash | 1` (0 is an empty slot).
+/// changes either. A tag is the hash's high half with its low bit set (0 is
+/// an empty slot); the probe starts at the tag's other bits.
 struct Table {
-    tags: Box<[AtomicU64]>,
+    tags: Box<[AtomicU32]>,
     slots: Box<[ArcSwapOption<VerifiedToken>]>,
     mask: usize,
 }
@@ -242,20 +262,20 @@ const INITIAL_SLOTS: usize = 8;
 impl Table {
     fn with_slots(n: usize) -> Table {
         Table {
-            tags: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            tags: (0..n).map(|_| AtomicU32::new(0)).collect(),
             slots: (0..n).map(|_| ArcSwapOption::empty()).collect(),
             mask: n - 1,
         }
     }
 
     #[inline]
-    fn tag(hash: u64) -> u64 {
-        hash | 1
+    fn tag(hash: u64) -> u32 {
+        (hash >> 32) as u32 | 1
     }
 
     /// Where a probe for `tag` starts (the tag's bits above the low one).
     #[inline]
-    fn home(&self, tag: u64) -> usize {
+    fn home(&self, tag: u32) -> usize {
         (tag >> 1) as usize & self.mask
     }
 
@@ -299,7 +319,7 @@ impl Table {
 
     /// Put `e` in the first free slot of its probe (writer only; the table
     /// has one).
-    fn place(&self, tag: u64, e: Arc<VerifiedToken>) {
+    fn place(&self, tag: u32, e: Arc<VerifiedToken>) {
         let mut i = self.home(tag);
         while self.tags[i].load(Ordering::Relaxed) != 0 {
             i = (i + 1) & self.mask;
@@ -421,8 +441,8 @@ impl Cache {
 
     #[inline]
     fn shard(&self, hash: u64) -> &Shard {
-        // High bits pick the shard; the table uses the low ones.
-        &self.shards[((hash >> 48) & self.mask) as usize]
+        // Low bits pick the shard; the table uses the high half.
+        &self.shards[(hash & self.mask) as usize]
     }
 
     /// Look a token up. `None` is a miss; the caller verifies in full.
@@ -444,7 +464,7 @@ impl Cache {
                 self.remove(hash, &stale);
                 return None;
             }
-            let referenced = &e.entry.referenced;
+            let referenced = &e.marks.referenced;
             if !referenced.load(Ordering::Relaxed) {
                 referenced.store(true, Ordering::Relaxed);
             }
@@ -561,7 +581,7 @@ impl Cache {
         // Removed results linger in the queue until the hand reaches them;
         // don't let replacements pile up where nothing is evicted.
         if w.queue.len() > 2 * w.len + 64 {
-            w.queue.retain(|e| !e.entry.removed.load(Ordering::Relaxed));
+            w.queue.retain(|e| !e.marks.removed.load(Ordering::Relaxed));
         }
         Some(evicted)
     }
@@ -573,10 +593,10 @@ impl Cache {
         // rounds, take the oldest regardless.
         let mut chances = 2 * w.queue.len();
         while let Some(e) = w.queue.pop_front() {
-            if e.entry.removed.load(Ordering::Relaxed) {
+            if e.marks.removed.load(Ordering::Relaxed) {
                 continue;
             }
-            if chances > 0 && e.entry.referenced.swap(false, Ordering::Relaxed) {
+            if chances > 0 && e.marks.referenced.swap(false, Ordering::Relaxed) {
                 chances -= 1;
                 w.queue.push_back(e);
                 continue;
@@ -617,7 +637,7 @@ impl Cache {
 /// (its queue place goes when the hand or a compaction reaches it).
 fn unlink(table: &Table, w: &mut Writer, i: usize) {
     if let Some(old) = table.slots[i].load_full() {
-        old.entry.removed.store(true, Ordering::Relaxed);
+        old.marks.removed.store(true, Ordering::Relaxed);
         w.len -= 1;
         w.bytes -= old.entry.bytes as usize;
     }

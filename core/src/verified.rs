@@ -4,9 +4,11 @@ use std::any::Any;
 use std::ffi::{CStr, CString};
 use std::sync::{Arc, OnceLock};
 
+use once_cell::race::OnceBox;
+
 use serde_json::{Map, Value};
 
-use crate::cache::EntryState;
+use crate::cache::{EntryState, Marks};
 use crate::facts::Facts;
 use crate::token::Alg;
 
@@ -23,11 +25,11 @@ pub struct VerifiedToken {
     /// The claims map and converted forms, built on first use and shared by
     /// every cache hit of this result (hits return this same `Arc`), so a
     /// front end converts a hot token's claims once, not once per hit.
-    lazy: OnceLock<Box<Lazy>>,
+    lazy: OnceBox<Lazy>,
     /// The configured issuer the token was verified for.
     pub issuer: Arc<str>,
     /// The `kid` of the key that verified it, if the token had one.
-    pub kid: Option<String>,
+    pub kid: Option<Box<str>>,
     /// The signature algorithm.
     pub alg: Alg,
     /// When the signature was checked, ms since the epoch. For a cache hit,
@@ -39,6 +41,8 @@ pub struct VerifiedToken {
     pub(crate) facts: Facts,
     /// The cache's bookkeeping while this result is cached.
     pub(crate) entry: EntryState,
+    /// The cache's marks (fresh ones on every copy).
+    pub(crate) marks: Marks,
 }
 
 /// What a [`VerifiedToken`] builds on first use.
@@ -56,7 +60,7 @@ struct Lazy {
 pub(crate) struct Fresh<'a> {
     pub token: &'a [u8],
     pub issuer: Arc<str>,
-    pub kid: Option<String>,
+    pub kid: Option<Box<str>>,
     pub alg: Alg,
     pub verified_at_ms: u64,
     pub expires_at: u64,
@@ -66,7 +70,7 @@ impl Clone for VerifiedToken {
     fn clone(&self) -> VerifiedToken {
         VerifiedToken {
             token: self.token.clone(),
-            lazy: self.lazy.clone(),
+            lazy: once(self.lazy.get().cloned()),
             issuer: self.issuer.clone(),
             kid: self.kid.clone(),
             alg: self.alg,
@@ -74,6 +78,7 @@ impl Clone for VerifiedToken {
             expires_at: self.expires_at,
             facts: self.facts.clone(),
             entry: self.entry.clone(),
+            marks: Marks::default(),
         }
     }
 }
@@ -98,7 +103,7 @@ impl VerifiedToken {
     pub(crate) fn new(fresh: Fresh<'_>, facts: Facts, entry: EntryState) -> VerifiedToken {
         VerifiedToken {
             token: fresh.token.into(),
-            lazy: OnceLock::new(),
+            lazy: OnceBox::new(),
             issuer: fresh.issuer,
             kid: fresh.kid,
             alg: fresh.alg,
@@ -106,13 +111,14 @@ impl VerifiedToken {
             expires_at: fresh.expires_at,
             facts,
             entry,
+            marks: Marks::default(),
         }
     }
 
     /// A copy holding `claims`, already decoded (what the verifying caller
     /// gets, while the cache keeps the compact original).
     pub(crate) fn with_claims(&self, claims: Map<String, Value>) -> VerifiedToken {
-        let lazy = OnceLock::new();
+        let lazy = OnceBox::new();
         let _ = lazy.set(Box::new(Lazy::new(claims)));
         VerifiedToken { lazy, ..self.clone() }
     }
@@ -123,6 +129,8 @@ impl VerifiedToken {
     }
 
     fn lazy(&self) -> &Lazy {
+        // Two threads may race to decode; one result is kept, the same either
+        // way.
         self.lazy.get_or_init(|| {
             // The token passed `token::parse` when it was verified; the same
             // bytes decode the same way.
@@ -193,6 +201,15 @@ impl VerifiedToken {
             .get_or_init(|| Arc::new(init(self)) as Arc<dyn Any + Send + Sync>);
         (**stored).downcast_ref::<T>()
     }
+}
+
+/// A lazy slot already holding `value`, if any.
+fn once(value: Option<Lazy>) -> OnceBox<Lazy> {
+    let slot = OnceBox::new();
+    if let Some(v) = value {
+        let _ = slot.set(Box::new(v));
+    }
+    slot
 }
 
 impl Lazy {

@@ -402,7 +402,7 @@ impl Shared {
         let fresh = Fresh {
             token,
             issuer: issuer.name.clone(),
-            kid: parsed.header.kid,
+            kid: parsed.header.kid.map(String::into_boxed_str),
             alg,
             verified_at_ms: now,
             // The API reports `exp` in whole seconds: the millisecond `exp`

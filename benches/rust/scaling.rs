@@ -10,11 +10,14 @@
 //! round is reported, in calls per second and ns per call per thread.
 //!
 //! Run: `BENCH_SECONDS=1 cargo bench -p jwtwarden-benches --bench scaling`
+//! (`BENCH_ONLY=jwtwarden,hot` keeps the libraries and patterns named). With
+//! an argument, also appends the figures as JSON lines to that file
+//! (`benches/run` does, for its report).
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use jwtwarden_benches::shared::{budget, throughput};
+use jwtwarden_benches::shared::{budget, throughput, Results};
 use jwtwarden_benches::Fixture;
 use jwtwarden_testissuer::Alg;
 use serde_json::{json, Value};
@@ -103,6 +106,9 @@ fn orders(distinct: usize, threads: usize) -> Vec<Vec<u32>> {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; an optional output file is ours.
+    let out = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let mut results = out.map(|path| Results::open(std::path::Path::new(&path), "rust"));
     let threads: Vec<usize> = std::env::var("BENCH_THREADS")
         .unwrap_or_else(|_| "1,2".into())
         .split(',')
@@ -119,6 +125,9 @@ fn main() {
         Library::Moka(&raw, moka::sync::Cache::new(100_000)),
         Library::QuickCache(&raw, quick_cache::sync::Cache::new(100_000)),
     ];
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    let libraries: Vec<&Library> = libraries.iter().filter(|l| wanted(l.name())).collect();
     for lib in &libraries {
         for t in &tokens {
             lib.verify(t);
@@ -138,9 +147,12 @@ fn main() {
         "library", "pattern", "threads", "calls/s", "ns/call"
     );
     for (pattern, distinct) in patterns {
+        if !wanted(pattern) && patterns.iter().any(|(p, _)| wanted(p)) {
+            continue;
+        }
         let order = orders(distinct, max_threads);
         let mut configs: Vec<(&Library, usize, Vec<f64>)> = Vec::new();
-        for lib in &libraries {
+        for &lib in &libraries {
             for &n in &threads {
                 configs.push((lib, n, Vec::new()));
             }
@@ -156,6 +168,13 @@ fn main() {
         for (lib, n, mut rounds) in configs {
             rounds.sort_by(f64::total_cmp);
             let median = rounds[rounds.len() / 2];
+            if let Some(results) = results.as_mut() {
+                results.record(json!({
+                    "library": lib.name(), "operation": "hit", "alg": "RS256", "size": "600B",
+                    "token_bytes": tokens[0].len(), "threads": n, "tokens": pattern,
+                    "ops_per_s": median, "rounds": rounds,
+                }));
+            }
             println!(
                 "{:<26} {:<12} {:>7} {:>12.0} {:>12.1}",
                 lib.name(),

@@ -37,7 +37,8 @@
 //! of the token per hit and lose the per-result memo the C and Python
 //! front ends share across hits.
 //!
-//! Both levels key on a seeded fast hash of the token, but a hit always
+//! Both levels key on a seeded fast hash of the token (its length and
+//! signature tail, see [`Cache::hash`]), but a hit always
 //! compares the *whole* token byte for byte, so a hash collision can only
 //! cost a miss, never serve another token's result. Every hit, at either
 //! level, is re-validated: the entry's own validity window at the current
@@ -47,13 +48,18 @@
 //! was last checked.
 //!
 //! Why not a crate: `quick_cache` and `moka` were measured on this workload
-//! (`benches/rust/scaling.rs`, figures in `benches/RESULTS.md`). Both
-//! return a clone of the value per hit (a shared reference count) and keep
-//! their own bookkeeping on reads: `quick_cache` takes a shard `RwLock`
-//! read lock (a write to the lock word on every hit) and `moka` records
-//! every read in a shared buffer for its frequency sketch. Neither can
-//! re-check a result's stamp and revocation facts in place, and `moka`'s
-//! hit costs several times our whole budget (CRATE_FIGURES).
+//! first (`benches/rust/scaling.rs`: `jsonwebtoken` behind each, keyed by
+//! the token; figures in `benches/RESULTS.md`). `moka` is out: its hit
+//! records every read in a shared buffer for its frequency sketch and cost
+//! 3-4x ours (290-370 ns for a hot token, 660-1,800 ns for 4,096 random
+//! ones, on a loaded 2-core machine). `quick_cache`'s hit is about as fast
+//! as ours on one thread, but it takes its shard's `RwLock` read lock (a
+//! write to the lock word, shared by every core, on every hit) and clones
+//! the value out; keyed by the token it would hold every token twice (key
+//! and result: about 630 bytes more per entry than the budget allows) and
+//! give no place to re-check a result in place (stamp, revocation mark).
+//! The table here is what both lack for this workload, in ~300 lines over
+//! `arc-swap` (already a dependency of the CLI).
 //!
 //! The cache only answers hit or miss and reports what an insert evicted;
 //! the verifier keeps the counts.
@@ -61,15 +67,21 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use crate::facts::Facts;
 use crate::verified::VerifiedToken;
+
+mod bytes;
+mod table;
+
+use bytes::entry_bytes;
+use table::{Table, INITIAL_SLOTS};
 
 /// Slots in each thread's front cache.
 pub const FRONT_SLOTS: usize = 64;
@@ -204,161 +216,6 @@ fn serves(e: &VerifiedToken, now_ms: u64, v: &impl Currency) -> bool {
         state.revocation_seen.store(generation, Ordering::Release);
     }
     true
-}
-
-/// Per-entry bytes not proportional to the token or its claims: the
-/// `VerifiedToken` with the cache's bookkeeping and its `Arc` header, its
-/// share of the table slots and the CLOCK queue, allocator rounding.
-/// Calibrated with `cargo bench -p jwtwarden-benches --bench memory`, which
-/// prints the estimate next to the measured heap growth.
-pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 256;
-
-/// Bytes per JSON object member besides its key's and value's own heap: the
-/// key `String` and the `Value` inline in the map's node, and a share of the
-/// node's unused slots and allocator rounding.
-const MEMBER_BYTES: usize = std::mem::size_of::<String>() + std::mem::size_of::<Value>() + 16;
-
-/// Estimated heap bytes of a cached result whose verified claims are
-/// `claims`. An estimate, not an accounting: it only has to be
-/// proportional enough that `max_bytes` bounds memory. It counts the claims
-/// map as if decoded (a cached result decodes it when a caller first asks),
-/// so the bound holds however the results are used; it walks the claims
-/// once at insert, never on a hit.
-pub(crate) fn entry_bytes(e: &VerifiedToken, claims: &Map<String, Value>) -> usize {
-    ENTRY_OVERHEAD_BYTES
-        + e.token_bytes().len()
-        + e.kid.as_ref().map_or(0, |k| k.len())
-        + e.facts.heap_bytes()
-        + map_bytes(claims)
-}
-
-fn map_bytes(m: &Map<String, Value>) -> usize {
-    m.iter().map(|(k, v)| MEMBER_BYTES + k.len() + value_bytes(v)).sum()
-}
-
-/// What a JSON value owns on the heap (its inline size is counted by the
-/// object member or array slot holding it).
-fn value_bytes(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len(),
-        Value::Array(items) => items
-            .iter()
-            .map(|v| std::mem::size_of::<Value>() + value_bytes(v))
-            .sum(),
-        Value::Object(m) => map_bytes(m),
-        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-    }
-}
-
-/// One shard's open-addressed table (linear probing). Readers probe the
-/// tags and load a slot only on a matching tag; only the shard's writer
-/// changes either. A tag is the hash's high half with its low bit set (0 is
-/// an empty slot); the probe starts at the tag's other bits.
-struct Table {
-    tags: Box<[AtomicU32]>,
-    slots: Box<[ArcSwapOption<VerifiedToken>]>,
-    mask: usize,
-}
-
-/// Slots of a shard's first table.
-const INITIAL_SLOTS: usize = 8;
-
-impl Table {
-    fn with_slots(n: usize) -> Table {
-        Table {
-            tags: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            slots: (0..n).map(|_| ArcSwapOption::empty()).collect(),
-            mask: n - 1,
-        }
-    }
-
-    #[inline]
-    fn tag(hash: u64) -> u32 {
-        (hash >> 32) as u32 | 1
-    }
-
-    /// Where a probe for `tag` starts (the tag's bits above the low one).
-    #[inline]
-    fn home(&self, tag: u32) -> usize {
-        (tag >> 1) as usize & self.mask
-    }
-
-    /// The slot holding `token`'s result, loaded, and its index.
-    #[inline]
-    fn find(&self, hash: u64, token: &[u8]) -> Option<(usize, Guard<Option<Arc<VerifiedToken>>>)> {
-        let tag = Self::tag(hash);
-        let mut i = self.home(tag);
-        for _ in 0..=self.mask {
-            match self.tags[i].load(Ordering::Acquire) {
-                0 => return None,
-                t if t == tag => {
-                    let slot = self.slots[i].load();
-                    if (*slot).as_ref().is_some_and(|e| e.token_bytes() == token) {
-                        return Some((i, slot));
-                    }
-                }
-                _ => {}
-            }
-            i = (i + 1) & self.mask;
-        }
-        None
-    }
-
-    /// The index of the slot holding exactly `e` (writer only).
-    fn position_of(&self, hash: u64, e: &Arc<VerifiedToken>) -> Option<usize> {
-        let tag = Self::tag(hash);
-        let mut i = self.home(tag);
-        for _ in 0..=self.mask {
-            match self.tags[i].load(Ordering::Relaxed) {
-                0 => return None,
-                t if t == tag && (*self.slots[i].load()).as_ref().is_some_and(|s| Arc::ptr_eq(s, e)) => {
-                    return Some(i);
-                }
-                _ => {}
-            }
-            i = (i + 1) & self.mask;
-        }
-        None
-    }
-
-    /// Put `e` in the first free slot of its probe (writer only; the table
-    /// has one).
-    fn place(&self, tag: u32, e: Arc<VerifiedToken>) {
-        let mut i = self.home(tag);
-        while self.tags[i].load(Ordering::Relaxed) != 0 {
-            i = (i + 1) & self.mask;
-        }
-        // The result before its tag: a reader that sees the tag finds it.
-        self.slots[i].store(Some(e));
-        self.tags[i].store(tag, Ordering::Release);
-    }
-
-    /// Empty slot `i`, shifting later entries of its probe run back so every
-    /// entry stays reachable from its home (writer only). A reader probing
-    /// meanwhile may miss an entry in the run; it never finds a wrong one.
-    fn remove_at(&self, mut i: usize) {
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            let tag = self.tags[j].load(Ordering::Relaxed);
-            if tag == 0 {
-                break;
-            }
-            // Entry j may move to i unless its home lies cyclically in (i, j].
-            let home = self.home(tag);
-            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(i) & self.mask) {
-                self.slots[i].store(self.slots[j].load_full());
-                self.tags[i].store(tag, Ordering::Release);
-                i = j;
-            }
-        }
-        self.tags[i].store(0, Ordering::Release);
-        self.slots[i].store(None);
-    }
-
-    fn entries(&self) -> impl Iterator<Item = Arc<VerifiedToken>> + '_ {
-        self.slots.iter().filter_map(|s| s.load_full())
-    }
 }
 
 /// A shard's mutable side, changed under its writer lock.

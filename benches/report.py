@@ -17,7 +17,7 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 LANGS = ["rust", "c", "go", "python"]
 LANG_NAMES = {"rust": "Rust", "c": "C", "go": "Go", "python": "Python"}
@@ -227,7 +227,14 @@ def targets(d: Data) -> list[tuple[str, str, str]]:
         )
     )
 
-    crowd = [r for r in d.throughput if r["language"] == "rust" and r["threads"] == 1 and r.get("tokens") != "same"]
+    crowd = [
+        r
+        for r in d.throughput
+        if r["language"] == "rust"
+        and r["library"] == "jwtwarden"
+        and r["threads"] == 1
+        and r.get("tokens", "").endswith("per thread")
+    ]
     if crowd:
         ns = 1e9 / crowd[0]["ops_per_s"]
         rows.append(
@@ -308,6 +315,40 @@ def targets(d: Data) -> list[tuple[str, str, str]]:
         rows.append(("Storm: ≤ 1 JWKS request per cooldown window (jwtwarden)", "; ".join(parts), verdict(ok)))
     else:
         rows.append(("Storm: ≤ 1 JWKS request per cooldown window (jwtwarden)", "not measured", "n/a"))
+    rows += scaling_targets(d, verdict)
+    return rows
+
+
+def scaling_targets(d: Data, verdict: Callable[[bool | None], str]) -> list[tuple[str, str, str]]:
+    """The cache-scaling targets, from the Rust scaling harness (hot, 256 and
+    4,096 random cached tokens; jwtwarden next to jsonwebtoken + moka)."""
+
+    def ops(lib: str, tokens: str, threads: int) -> float | None:
+        for r in d.throughput:
+            if (r["language"], r["library"], r.get("tokens"), r["threads"]) == ("rust", lib, tokens, threads):
+                return r["ops_per_s"]
+        return None
+
+    rows = []
+    for tokens, hit_ns, scaling in (("hot", 130, 1.9), ("4096 random", 100, 1.8)):
+        one, two = ops("jwtwarden", tokens, 1), ops("jwtwarden", tokens, 2)
+        if one is None:
+            continue
+        ns = 1e9 / one
+        rows.append((f"Rust hit, {tokens} tokens, 1 thread ≤ {hit_ns} ns", fmt_ns(ns), verdict(ns <= hit_ns)))
+        if two is not None:
+            title = f"Rust hit, {tokens} tokens, 2 threads ≥ {scaling}× 1 thread"
+            rows.append((title, fmt_ratio(two / one), verdict(two / one >= scaling)))
+    ratios = []
+    for tokens in ("hot", "256 random", "4096 random"):
+        for threads in (1, 2):
+            ours, moka = ops("jwtwarden", tokens, threads), ops("jsonwebtoken+moka", tokens, threads)
+            if ours and moka:
+                ratios.append((ours / moka, f"{tokens}, {threads} thread(s)"))
+    if ratios:
+        low = min(ratios)
+        title = "Rust hit ≥ 3× jsonwebtoken + moka, every pattern and thread count"
+        rows.append((title, f"lowest {fmt_ratio(low[0])} ({low[1]})", verdict(low[0] >= 3)))
     return rows
 
 
@@ -561,6 +602,9 @@ def main() -> None:
         "verify cached tokens as fast as they can: all the same token (`same`: one hot token), or each cycling "
         "through its own half of 1,024 distinct cached tokens (`512 per thread`: many users). Each configuration runs in 3 "
         "interleaved rounds; the median round is shown. "
+        "The Rust scaling harness (`benches/rust/scaling.rs`) adds gateway patterns: one `hot` token, and 256 or "
+        "4,096 distinct cached tokens hit in random order (`256 random`, `4096 random`), for jwtwarden and for "
+        "jsonwebtoken alone, behind moka and behind quick_cache (keyed by the token); 5 rounds, median shown. "
         "With 2 cores, 2 threads can at best double the rate.",
         "",
     ]

@@ -2,46 +2,93 @@
 //!
 //! Two levels, one set of rules:
 //!
-//! * **Shards** (the cache proper): `cache.shards` LRU maps, each behind a
-//!   `parking_lot` mutex, holding at most `cache.capacity` results and
-//!   `cache.max_bytes` estimated bytes in all (each shard its share of
-//!   both). Least recently used results are evicted until both bounds hold;
-//!   evictions are counted. A count alone is no memory bound: 100,000
-//!   results of 15 KiB tokens would be gigabytes.
+//! * **Shards** (the cache proper): `cache.shards` tables holding at most
+//!   `cache.capacity` results and `cache.max_bytes` estimated bytes in all
+//!   (each shard its share of both). A lookup takes **no lock** and writes
+//!   no shared memory in the common case: each shard's table is an
+//!   open-addressed array of `(hash tag, ArcSwapOption<result>)` slots,
+//!   itself behind an `ArcSwap` (replaced whole when it grows), read with
+//!   `arc_swap`'s loads, which borrow through a per-thread debt slot
+//!   instead of touching the shared reference count. Inserts, evictions
+//!   and removals take the shard's writer mutex, one at a time; a reader
+//!   racing with them sees the old entry or the new one, or at worst misses
+//!   (a miss costs a verification, never a wrong answer).
+//! * **Eviction is CLOCK (second chance)**: the writer keeps every held
+//!   result in insertion order; a hit sets the result's reference bit, with
+//!   a plain store and only when it is clear, so a result hit again and
+//!   again writes its cache line once per sweep, not once per hit. To make
+//!   room the writer takes the oldest result: referenced, its bit is cleared
+//!   and it goes to the back; not referenced, it is evicted (and counted).
+//!   A count alone is no memory bound: 100,000 results of 15 KiB tokens
+//!   would be gigabytes, so both bounds are enforced.
 //! * **A per-thread front** of [`FRONT_SLOTS`] direct-mapped slots holding a
 //!   thread-private copy of recently hit results. A hit there writes no
-//!   shared memory at all (no lock, no shared reference count), which is what
-//!   lets two cores serve the same hot token in parallel. A copy costs
-//!   several hits, so a result is admitted only on its second consecutive
-//!   shard hit in its slot: hot tokens get one, while a thread cycling
-//!   through more distinct tokens than it has slots never pays for copies it
-//!   would evict before using.
+//!   shared memory at all, not even the reference count the shard hit
+//!   bumps when it hands out its `Arc`, which is what lets every core serve
+//!   the same hot token in parallel. A copy costs several hits, so a result
+//!   is admitted only on its second consecutive shard hit in its slot: hot
+//!   tokens get one, while a thread cycling through more distinct tokens
+//!   than it has slots never pays for copies it would evict before using.
 //!
-//! Both levels key on a seeded fast hash of the token, but a hit always
+//! What a shard hit still writes: the returned `Arc`'s count, on the
+//! result's own cache line, so two cores only contend on it when they hit
+//! the same token at the same time, and that token soon lives in both
+//! fronts. Handing out a copy instead would cost an allocation and a copy
+//! of the token per hit and lose the per-result memo the C and Python
+//! front ends share across hits.
+//!
+//! Both levels key on a seeded fast hash of the token (its length and
+//! signature tail, see [`Cache::hash`]), but a hit always
 //! compares the *whole* token byte for byte, so a hash collision can only
 //! cost a miss, never serve another token's result. Every hit, at either
 //! level, is re-validated: the entry's own validity window at the current
 //! time, then its [`Stamp`] by the caller's [`Currency`] (issuer key epoch,
-//! policy version, issuer not failed closed), and the revocation lists when
-//! they changed since the entry was last checked.
+//! policy version, issuer not failed closed), and the revocation lists
+//! against the result's compact [`Facts`] when they changed since the entry
+//! was last checked.
+//!
+//! Why not a crate: `quick_cache` and `moka` were measured on this workload
+//! first (`benches/rust/scaling.rs`: `jsonwebtoken` behind each, keyed by
+//! the token; figures in `benches/RESULTS.md`). `moka` is out: its hit
+//! records every read in a shared buffer for its frequency sketch and cost
+//! 3-4x ours (290-370 ns for a hot token, 660-1,800 ns for 4,096 random
+//! ones, on a loaded 2-core machine). `quick_cache`'s hit is about as fast
+//! as ours on one thread, but it takes its shard's `RwLock` read lock (a
+//! write to the lock word, shared by every core, on every hit) and clones
+//! the value out; keyed by the token it would hold every token twice (key
+//! and result: about 630 bytes more per entry than the budget allows) and
+//! give no place to re-check a result in place (stamp, revocation mark).
+//! The table here is what both lack for this workload, in ~300 lines over
+//! `arc-swap` (already a dependency of the CLI).
 //!
 //! The cache only answers hit or miss and reports what an insert evicted;
 //! the verifier keeps the counts.
 
 use std::cell::RefCell;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lru::LruCache;
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use crate::facts::Facts;
 use crate::verified::VerifiedToken;
+
+mod bytes;
+mod table;
+
+use bytes::entry_bytes;
+use table::{Table, INITIAL_SLOTS};
 
 /// Slots in each thread's front cache.
 pub const FRONT_SLOTS: usize = 64;
+
+/// Bytes at the end of a token that its cache key hashes: 48 base64url
+/// characters, 288 bits of signature.
+const HASHED_TAIL: usize = 48;
 
 /// What a result was verified under, taken once on the miss path *before*
 /// the key lookup: a concurrent key removal, revocation or policy bump then
@@ -58,15 +105,6 @@ pub(crate) struct Stamp {
     pub revocation_generation: u64,
 }
 
-/// One cached verification result.
-pub(crate) struct Entry {
-    pub token: Box<[u8]>,
-    pub stamp: Stamp,
-    /// Served only while `now_ms < valid_until_ms`.
-    valid_until_ms: u64,
-    pub verified: Arc<VerifiedToken>,
-}
-
 /// The instants that end a result's life in the cache, in ms.
 pub(crate) struct Lifetime {
     /// The first instant the token is expired (`exp + leeway`).
@@ -77,40 +115,71 @@ pub(crate) struct Lifetime {
     pub key_usable_until_ms: u64,
 }
 
-impl Entry {
-    /// An entry served until the first instant of `life`; `None` when that
-    /// is already past at `now_ms` (nothing to cache).
-    pub(crate) fn new(
-        token: &[u8],
-        stamp: Stamp,
-        verified: Arc<VerifiedToken>,
-        life: Lifetime,
-        now_ms: u64,
-    ) -> Option<Entry> {
-        let valid_until_ms = life
-            .invalid_from_ms
-            .min(life.max_ttl_until_ms)
-            .min(life.key_usable_until_ms);
-        (valid_until_ms > now_ms).then(|| Entry {
-            token: token.into(),
-            stamp,
-            valid_until_ms,
-            verified,
-        })
+/// The cache's bookkeeping of one result, kept inside the result (one
+/// allocation per cached result): its [`Stamp`], packed.
+#[derive(Debug)]
+pub(crate) struct EntryState {
+    /// The stamp's issuer index.
+    issuer: u32,
+    /// Estimated bytes ([`entry_bytes`]), for the byte bound.
+    bytes: u32,
+    /// The stamp's key epoch.
+    key_epoch: u64,
+    /// The stamp's policy version.
+    policy_version: u64,
+    /// Served only while `now_ms < valid_until_ms`.
+    valid_until_ms: u64,
+    /// The revocation generation the facts were last checked at (the
+    /// stamp's, until a hit checks them again).
+    revocation_seen: AtomicU64,
+}
+
+/// The cache's one-byte marks on a result, apart from [`EntryState`] so
+/// that they pack beside the result's other small fields.
+#[derive(Debug, Default)]
+pub(crate) struct Marks {
+    /// CLOCK reference bit: set by a hit (only when clear), cleared by the
+    /// eviction hand.
+    referenced: AtomicBool,
+    /// Set (under the shard's writer lock) once the result left its table.
+    removed: AtomicBool,
+}
+
+impl EntryState {
+    /// The bookkeeping of a result verified under `stamp`, served until the
+    /// first instant of `life`.
+    pub(crate) fn new(stamp: Stamp, life: &Lifetime) -> EntryState {
+        EntryState {
+            issuer: u32::try_from(stamp.issuer).expect("fewer than 2^32 issuers"),
+            bytes: 0,
+            key_epoch: stamp.key_epoch,
+            policy_version: stamp.policy_version,
+            valid_until_ms: life
+                .invalid_from_ms
+                .min(life.max_ttl_until_ms)
+                .min(life.key_usable_until_ms),
+            revocation_seen: AtomicU64::new(stamp.revocation_generation),
+        }
     }
 
-    /// Whether the entry is for `token` and inside its validity window.
+    /// What the result was verified under (with the revocation generation
+    /// its facts were last checked at).
     #[inline]
-    fn serves(&self, token: &[u8], now_ms: u64) -> bool {
-        now_ms < self.valid_until_ms && *self.token == *token
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp {
+            issuer: self.issuer as usize,
+            key_epoch: self.key_epoch,
+            policy_version: self.policy_version,
+            revocation_generation: self.revocation_seen.load(Ordering::Acquire),
+        }
     }
+}
 
-    fn private_copy(&self) -> Entry {
-        Entry {
-            token: self.token.clone(),
-            stamp: self.stamp,
-            valid_until_ms: self.valid_until_ms,
-            verified: Arc::new((*self.verified).clone()),
+impl Clone for EntryState {
+    fn clone(&self) -> EntryState {
+        EntryState {
+            revocation_seen: AtomicU64::new(self.revocation_seen.load(Ordering::Acquire)),
+            ..*self
         }
     }
 }
@@ -124,77 +193,48 @@ pub(crate) trait Currency {
     fn is_current(&self, stamp: &Stamp, now_ms: u64) -> bool;
     /// The revocation generation now.
     fn revocation_generation(&self) -> u64;
-    /// Whether the entry's token is revoked.
-    fn revoked(&self, e: &Entry) -> bool;
+    /// Whether the token with these facts, verified for the stamp's
+    /// issuer, is revoked.
+    fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool;
 }
 
-/// The key is already a hash; don't hash it again.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
+/// Whether `e`, already known to be for the looked-up token, may be served
+/// at `now_ms`. Writes `e` only when the revocation generation moved since
+/// it was last checked (and it is not revoked).
+#[inline]
+fn serves(e: &VerifiedToken, now_ms: u64, v: &impl Currency) -> bool {
+    let state = &e.entry;
+    if now_ms >= state.valid_until_ms || !v.is_current(&state.stamp(), now_ms) {
+        return false;
     }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys are hashed")
+    // The generation is read before the lists: a revocation is in the lists
+    // before its generation is published.
+    let generation = v.revocation_generation();
+    if state.revocation_seen.load(Ordering::Acquire) != generation {
+        if v.revoked(&state.stamp(), &e.facts) {
+            return false;
+        }
+        state.revocation_seen.store(generation, Ordering::Release);
     }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+    true
 }
 
-/// A cached result: the entry, the revocation generation it was last
-/// checked at, and its estimated size in bytes ([`entry_bytes`]).
-type Slot = (Arc<Entry>, u64, usize);
-
-/// One shard: its LRU map and the estimated bytes of the entries in it.
-struct Shard {
-    lru: LruCache<u64, Slot, BuildHasherDefault<IdentityHasher>>,
+/// A shard's mutable side, changed under its writer lock.
+struct Writer {
+    /// Results held.
+    len: usize,
+    /// Their estimated bytes.
     bytes: usize,
+    /// Every held result in CLOCK order (oldest first), plus removed ones
+    /// not yet dropped from it (marked `removed`, skipped and compacted).
+    queue: VecDeque<Arc<VerifiedToken>>,
 }
 
 #[repr(align(128))]
-struct PaddedShard(Mutex<Shard>);
-
-/// Per-entry bytes not proportional to the token or its claims: the
-/// `Entry` and `VerifiedToken` structs and their `Arc` headers, the LRU
-/// node and its hash-table slot, allocator rounding. Calibrated with
-/// `cargo bench -p jwtwarden-benches --bench memory`, which prints the
-/// estimate next to the measured heap growth.
-pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 384;
-
-/// Bytes per JSON object member besides its key's and value's own heap: the
-/// key `String` and the `Value` inline in the map's node, and a share of the
-/// node's unused slots and allocator rounding.
-const MEMBER_BYTES: usize = std::mem::size_of::<String>() + std::mem::size_of::<Value>() + 16;
-
-/// Estimated heap bytes of a cached result. An estimate, not an
-/// accounting: it only has to be proportional enough that `max_bytes`
-/// bounds memory, so it walks the claims once at insert, never on a hit.
-pub(crate) fn entry_bytes(e: &Entry) -> usize {
-    ENTRY_OVERHEAD_BYTES
-        + e.token.len()
-        + e.verified.kid.as_ref().map_or(0, String::len)
-        + map_bytes(&e.verified.claims)
-}
-
-fn map_bytes(m: &Map<String, Value>) -> usize {
-    m.iter().map(|(k, v)| MEMBER_BYTES + k.len() + value_bytes(v)).sum()
-}
-
-/// What a JSON value owns on the heap (its inline size is counted by the
-/// object member or array slot holding it).
-fn value_bytes(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len(),
-        Value::Array(items) => items
-            .iter()
-            .map(|v| std::mem::size_of::<Value>() + value_bytes(v))
-            .sum(),
-        Value::Object(m) => map_bytes(m),
-        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-    }
+struct Shard {
+    /// Read without a lock; replaced whole when it grows.
+    table: ArcSwap<Table>,
+    writer: Mutex<Writer>,
 }
 
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
@@ -202,17 +242,17 @@ static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Cache {
     id: u64,
     hasher: foldhash::fast::RandomState,
-    shards: Box<[PaddedShard]>,
+    shards: Box<[Shard]>,
     mask: u64,
-    capacity: usize,
+    shard_capacity: usize,
     shard_max_bytes: usize,
 }
 
 struct FrontSlot {
     cache_id: u64,
     hash: u64,
-    entry: Arc<Entry>,
-    revocation_seen: u64,
+    /// A private copy: its counts and revocation mark are this thread's.
+    entry: Arc<VerifiedToken>,
 }
 
 /// One thread's front: the slots, and per slot the hash of the last token
@@ -236,34 +276,42 @@ impl Cache {
     pub(crate) fn new(capacity: usize, max_bytes: usize, shards: usize) -> Cache {
         let shards = shards.max(1).next_power_of_two();
         let per_shard = capacity.div_ceil(shards).max(1);
-        let cap = NonZeroUsize::new(per_shard).expect("per_shard >= 1");
         Cache {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..shards)
-                .map(|_| {
-                    PaddedShard(Mutex::new(Shard {
-                        lru: LruCache::with_hasher(cap, BuildHasherDefault::default()),
+                .map(|_| Shard {
+                    table: ArcSwap::from_pointee(Table::with_slots(INITIAL_SLOTS)),
+                    writer: Mutex::new(Writer {
+                        len: 0,
                         bytes: 0,
-                    }))
+                        queue: VecDeque::new(),
+                    }),
                 })
                 .collect(),
             mask: (shards - 1) as u64,
-            capacity: per_shard * shards,
+            shard_capacity: per_shard,
             // Rounded down, so the shards together never exceed max_bytes.
             shard_max_bytes: max_bytes / shards,
         }
     }
 
+    /// The token's key in the cache: a seeded hash of its length and its
+    /// last [`HASHED_TAIL`] bytes. That tail is the signature's, different
+    /// for any two tokens that ever verified, and only verified tokens are
+    /// stored, so nobody can pile up colliding entries; a collision would
+    /// only cost a probe, since a hit compares the whole token. Hashing the
+    /// tail instead of the whole token halves what a hit reads.
     #[inline]
     pub(crate) fn hash(&self, token: &[u8]) -> u64 {
-        self.hasher.hash_one(token)
+        let tail = &token[token.len().saturating_sub(HASHED_TAIL)..];
+        self.hasher.hash_one((token.len(), tail))
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &Mutex<Shard> {
-        // High bits pick the shard; the LRU map uses the whole hash.
-        &self.shards[((hash >> 48) & self.mask) as usize].0
+    fn shard(&self, hash: u64) -> &Shard {
+        // Low bits pick the shard; the table uses the high half.
+        &self.shards[(hash & self.mask) as usize]
     }
 
     /// Look a token up. `None` is a miss; the caller verifies in full.
@@ -274,29 +322,26 @@ impl Cache {
             return Some(hit);
         }
 
-        let (entry, revocation_seen) = {
-            let mut guard = self.shard(hash).lock();
-            let shard = &mut *guard;
-            let (entry, seen, _) = shard.lru.get_mut(&hash)?;
-            let usable = entry.serves(token, now_ms) && v.is_current(&entry.stamp, now_ms);
-            let generation = v.revocation_generation();
-            let usable = usable && (*seen == generation || !v.revoked(entry));
-            if !usable {
-                // Only drop it if it is this token's entry; a colliding
-                // token's entry is simply not ours to serve.
-                if *entry.token == *token {
-                    if let Some((_, _, size)) = shard.lru.pop(&hash) {
-                        shard.bytes -= size;
-                    }
-                }
+        let hit = {
+            let table = self.shard(hash).table.load();
+            let (_, slot) = table.find(hash, token)?;
+            let e = (*slot).as_ref()?;
+            if !serves(e, now_ms, v) {
+                let stale = Arc::clone(e);
+                drop(slot);
+                drop(table);
+                self.remove(hash, &stale);
                 return None;
             }
-            *seen = generation;
-            (entry.clone(), generation)
+            let referenced = &e.marks.referenced;
+            if !referenced.load(Ordering::Relaxed) {
+                referenced.store(true, Ordering::Relaxed);
+            }
+            Arc::clone(e)
         };
         // Second consecutive shard hit of this token in its slot: give this
-        // thread a private copy (made outside the lock), so its next hits
-        // share nothing with other threads. First hit: just remember it.
+        // thread a private copy, so its next hits share nothing with other
+        // threads. First hit: just remember it.
         let admit = FRONT.with(|front| {
             let candidates = &mut front.borrow_mut().candidates;
             let again = candidates[slot_index] == hash;
@@ -304,17 +349,16 @@ impl Cache {
             again
         });
         if admit {
-            let private = Arc::new(entry.private_copy());
+            let private = Arc::new((*hit).clone());
             FRONT.with(|front| {
                 front.borrow_mut().slots[slot_index] = Some(FrontSlot {
                     cache_id: self.id,
                     hash,
                     entry: private,
-                    revocation_seen,
                 });
             });
         }
-        Some(entry.verified.clone())
+        Some(hit)
     }
 
     /// A hit in this thread's front, re-validated like any hit; a slot that
@@ -330,66 +374,120 @@ impl Cache {
     ) -> Option<Arc<VerifiedToken>> {
         FRONT.with(|front| {
             let front = &mut front.borrow_mut().slots;
-            let slot = front[slot_index].as_mut()?;
-            if slot.cache_id != self.id || slot.hash != hash || *slot.entry.token != *token {
+            let slot = front[slot_index].as_ref()?;
+            if slot.cache_id != self.id || slot.hash != hash || slot.entry.token_bytes() != token {
                 return None;
             }
-            if !slot.entry.serves(token, now_ms) || !v.is_current(&slot.entry.stamp, now_ms) {
+            if !serves(&slot.entry, now_ms, v) {
                 front[slot_index] = None;
                 return None;
             }
-            let generation = v.revocation_generation();
-            if slot.revocation_seen != generation {
-                if v.revoked(&slot.entry) {
-                    front[slot_index] = None;
-                    return None;
-                }
-                slot.revocation_seen = generation;
-            }
-            Some(slot.entry.verified.clone())
+            Some(slot.entry.clone())
         })
     }
 
-    /// Store a fresh result, evicting least recently used results until it
-    /// fits both the entry and the byte bound of its shard. A result larger
-    /// than a whole shard's byte budget is not stored (it would empty the
-    /// shard for one token); it is verified afresh each time instead.
+    /// Drop `e` (no longer servable) from its shard, if it is still there.
+    #[cold]
+    fn remove(&self, hash: u64, e: &Arc<VerifiedToken>) {
+        let shard = self.shard(hash);
+        let mut w = shard.writer.lock();
+        let table = shard.table.load_full();
+        if let Some(i) = table.position_of(hash, e) {
+            unlink(&table, &mut w, i);
+        }
+    }
+
+    /// Store a fresh result, whose verified claims are `claims`, evicting
+    /// results (CLOCK) until it fits both the entry and the byte bound of
+    /// its shard. A result past its validity at `now_ms` is not stored, nor
+    /// is one larger than a whole shard's byte budget (it would empty the
+    /// shard for one token; it is verified afresh each time instead).
     /// Returns how many results were evicted, or `None` if not stored.
-    pub(crate) fn insert(&self, hash: u64, entry: Entry) -> Option<u64> {
-        let size = entry_bytes(&entry);
+    pub(crate) fn insert(
+        &self,
+        hash: u64,
+        mut result: VerifiedToken,
+        claims: &Map<String, Value>,
+        now_ms: u64,
+    ) -> Option<u64> {
+        if result.entry.valid_until_ms <= now_ms {
+            return None;
+        }
+        let size = entry_bytes(&result, claims);
         if size > self.shard_max_bytes {
             return None;
         }
-        let revocation_seen = entry.stamp.revocation_generation;
+        result.entry.bytes = u32::try_from(size).unwrap_or(u32::MAX);
+        let size = result.entry.bytes as usize;
+        let result = Arc::new(result);
+        let shard = self.shard(hash);
+        let mut w = shard.writer.lock();
+        let mut table = shard.table.load_full();
+        // Replacing this token's own result is not an eviction.
+        if let Some((i, _)) = table.find(hash, result.token_bytes()) {
+            unlink(&table, &mut w, i);
+        }
         let mut evicted = 0;
-        {
-            let mut guard = self.shard(hash).lock();
-            let shard = &mut *guard;
-            // Replacing this token's own result is not an eviction.
-            if let Some((_, _, old)) = shard.lru.pop(&hash) {
-                shard.bytes -= old;
+        while w.len >= self.shard_capacity || w.bytes + size > self.shard_max_bytes {
+            if !self.evict_one(&table, &mut w) {
+                break;
             }
-            while shard.lru.len() >= shard.lru.cap().get() || shard.bytes + size > self.shard_max_bytes {
-                let Some((_, (_, _, old))) = shard.lru.pop_lru() else {
-                    break;
-                };
-                shard.bytes -= old;
-                evicted += 1;
+            evicted += 1;
+        }
+        // Keep the table at most three quarters full.
+        if (w.len + 1) * 4 > table.tags.len() * 3 {
+            let grown = Table::with_slots(table.tags.len() * 2);
+            for e in table.entries() {
+                grown.place(Table::tag(self.hash(e.token_bytes())), e);
             }
-            shard.lru.push(hash, (Arc::new(entry), revocation_seen, size));
-            shard.bytes += size;
+            table = Arc::new(grown);
+            shard.table.store(table.clone());
+        }
+        table.place(Table::tag(hash), result.clone());
+        w.queue.push_back(result);
+        w.len += 1;
+        w.bytes += size;
+        // Removed results linger in the queue until the hand reaches them;
+        // don't let replacements pile up where nothing is evicted.
+        if w.queue.len() > 2 * w.len + 64 {
+            w.queue.retain(|e| !e.marks.removed.load(Ordering::Relaxed));
         }
         Some(evicted)
     }
 
+    /// Evict one result, CLOCK order: the oldest not referenced since the
+    /// hand last passed it. False if the shard is empty.
+    fn evict_one(&self, table: &Table, w: &mut Writer) -> bool {
+        // Hits may keep setting bits while the hand sweeps: after two full
+        // rounds, take the oldest regardless.
+        let mut chances = 2 * w.queue.len();
+        while let Some(e) = w.queue.pop_front() {
+            if e.marks.removed.load(Ordering::Relaxed) {
+                continue;
+            }
+            if chances > 0 && e.marks.referenced.swap(false, Ordering::Relaxed) {
+                chances -= 1;
+                w.queue.push_back(e);
+                continue;
+            }
+            match table.position_of(self.hash(e.token_bytes()), &e) {
+                Some(i) => unlink(table, w, i),
+                // Not in the table: only its queue place was left.
+                None => continue,
+            }
+            return true;
+        }
+        false
+    }
+
     /// Results held now.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().lru.len()).sum()
+        self.shards.iter().map(|s| s.writer.lock().len).sum()
     }
 
     /// Estimated bytes held now ([`entry_bytes`] summed).
     pub(crate) fn bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().bytes).sum()
+        self.shards.iter().map(|s| s.writer.lock().bytes).sum()
     }
 
     /// Maximum estimated bytes held: `cache.max_bytes`, rounded down to a
@@ -400,14 +498,26 @@ impl Cache {
 
     /// Maximum results held.
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+        self.shard_capacity * self.shards.len()
     }
+}
+
+/// Take the result in slot `i` out of the table and the shard's counts
+/// (its queue place goes when the hand or a compaction reaches it).
+fn unlink(table: &Table, w: &mut Writer, i: usize) {
+    if let Some(old) = table.slots[i].load_full() {
+        old.marks.removed.store(true, Ordering::Relaxed);
+        w.len -= 1;
+        w.bytes -= old.entry.bytes as usize;
+    }
+    table.remove_at(i);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::token::Alg;
+    use crate::verified::Fresh;
 
     struct AlwaysValid;
 
@@ -418,31 +528,45 @@ mod tests {
         fn revocation_generation(&self) -> u64 {
             0
         }
-        fn revoked(&self, _: &Entry) -> bool {
+        fn revoked(&self, _: &Stamp, _: &Facts) -> bool {
             false
         }
     }
 
-    fn entry(token: &[u8]) -> Entry {
-        Entry {
-            token: token.into(),
-            stamp: Stamp {
-                issuer: 0,
-                key_epoch: 0,
-                policy_version: 0,
-                revocation_generation: 0,
-            },
-            valid_until_ms: u64::MAX,
-            verified: Arc::new(VerifiedToken {
-                claims: serde_json::Map::new(),
+    const STAMP: Stamp = Stamp {
+        issuer: 0,
+        key_epoch: 0,
+        policy_version: 0,
+        revocation_generation: 0,
+    };
+
+    const FOREVER: Lifetime = Lifetime {
+        invalid_from_ms: u64::MAX,
+        max_ttl_until_ms: u64::MAX,
+        key_usable_until_ms: u64::MAX,
+    };
+
+    fn entry(token: &[u8]) -> VerifiedToken {
+        VerifiedToken::new(
+            Fresh {
+                token,
                 issuer: Arc::from("https://idp"),
                 kid: None,
                 alg: Alg::RS256,
                 verified_at_ms: 0,
                 expires_at: 0,
-                memo: Default::default(),
-            }),
-        }
+            },
+            Facts::of(&Map::new()),
+            EntryState::new(STAMP, &FOREVER),
+        )
+    }
+
+    fn insert(cache: &Cache, token: &[u8]) -> Option<u64> {
+        cache.insert(cache.hash(token), entry(token), &Map::new(), 0)
+    }
+
+    fn hit(cache: &Cache, token: &[u8]) -> bool {
+        cache.get(cache.hash(token), token, 0, &AlwaysValid).is_some()
     }
 
     /// Whether this thread's front holds `hash` for `cache`.
@@ -459,24 +583,24 @@ mod tests {
         let cache = Cache::new(100, 1 << 20, 1);
         let hot = b"hot.token.x".as_slice();
         let h = cache.hash(hot);
-        cache.insert(h, entry(hot));
-        assert!(cache.get(h, hot, 0, &AlwaysValid).is_some());
+        insert(&cache, hot);
+        assert!(hit(&cache, hot));
         assert!(!in_front(&cache, h), "one hit does not earn a private copy");
-        assert!(cache.get(h, hot, 0, &AlwaysValid).is_some());
+        assert!(hit(&cache, hot));
         assert!(in_front(&cache, h), "the second consecutive hit does");
     }
 
     #[test]
-    fn byte_bound_evicts_least_recently_used_until_it_holds() {
+    fn byte_bound_evicts_oldest_unreferenced_until_it_holds() {
         // Room for 1000 entries by count, but only 64 KiB: about four
         // 15 KiB tokens.
         let cache = Cache::new(1000, 64 * 1024, 1);
         let tokens: Vec<Vec<u8>> = (0..20u8).map(|i| vec![b'a' + i; 15 * 1024]).collect();
-        let size = entry_bytes(&entry(&tokens[0]));
+        let size = entry_bytes(&entry(&tokens[0]), &Map::new());
         assert!(size > 15 * 1024, "the estimate counts the token: {size}");
         let mut evictions = 0;
         for t in &tokens {
-            evictions += cache.insert(cache.hash(t), entry(t)).expect("stored");
+            evictions += insert(&cache, t).expect("stored");
             assert!(
                 cache.bytes() <= cache.max_bytes(),
                 "{} > {}",
@@ -489,44 +613,114 @@ mod tests {
         assert_eq!(cache.bytes(), held * size);
         assert_eq!(evictions, (20 - held) as u64);
         // The newest survive, the oldest went first.
-        let last = &tokens[19];
-        assert!(cache.get(cache.hash(last), last, 0, &AlwaysValid).is_some());
-        let first = &tokens[0];
-        assert!(cache.get(cache.hash(first), first, 0, &AlwaysValid).is_none());
+        assert!(hit(&cache, &tokens[19]));
+        assert!(!hit(&cache, &tokens[0]));
         // Re-inserting a held token replaces it: no eviction, no double count.
-        assert_eq!(cache.insert(cache.hash(last), entry(last)), Some(0));
+        assert_eq!(insert(&cache, &tokens[19]), Some(0));
         assert_eq!(cache.bytes(), held * size);
+        assert_eq!(cache.len(), held);
+    }
+
+    #[test]
+    fn a_hit_gives_a_result_a_second_chance() {
+        let cache = Cache::new(4, 1 << 20, 1);
+        let tokens: Vec<Vec<u8>> = (0..6).map(|i| format!("token-{i}").into_bytes()).collect();
+        for t in &tokens[..4] {
+            insert(&cache, t);
+        }
+        // From another thread, so this thread's front does not serve it.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(hit(&cache, &tokens[0])));
+        });
+        assert_eq!(insert(&cache, &tokens[4]), Some(1));
+        assert_eq!(insert(&cache, &tokens[5]), Some(1));
+        let held: Vec<bool> = tokens.iter().map(|t| hit(&cache, t)).collect();
+        assert_eq!(held, [true, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn capacity_bounds_every_shard_under_churn_and_replacement() {
+        let cache = Cache::new(64, 1 << 20, 4);
+        let tokens: Vec<Vec<u8>> = (0..1000).map(|i| format!("token-{i}").into_bytes()).collect();
+        let mut evicted = 0;
+        for round in 0..3 {
+            for (i, t) in tokens.iter().enumerate() {
+                evicted += insert(&cache, t).expect("stored");
+                if i % 3 == round {
+                    // Replacing the newest is not an eviction.
+                    assert_eq!(insert(&cache, t), Some(0));
+                }
+                assert!(cache.len() <= cache.capacity());
+            }
+        }
+        assert_eq!(cache.len(), cache.capacity());
+        assert_eq!(evicted, 3000 - cache.capacity() as u64);
+        let held = tokens.iter().filter(|t| hit(&cache, t)).count();
+        assert_eq!(held, cache.len(), "every counted result is reachable");
+        for shard in cache.shards.iter() {
+            let w = shard.writer.lock();
+            assert!(w.queue.len() <= 2 * w.len + 64, "replaced results do not pile up");
+        }
+    }
+
+    #[test]
+    fn removal_keeps_every_other_entry_reachable() {
+        // One shard, many tokens, small capacity: backward-shift deletion in
+        // long probe runs must never strand an entry.
+        let cache = Cache::new(200, 1 << 22, 1);
+        let tokens: Vec<Vec<u8>> = (0..2000).map(|i| format!("t{i}").into_bytes()).collect();
+        for (i, t) in tokens.iter().enumerate() {
+            insert(&cache, t);
+            if i >= 200 {
+                let newest = &tokens[i - 199..=i];
+                assert!(newest.iter().all(|t| hit_shard(&cache, t)), "after insert {i}");
+            }
+        }
+    }
+
+    /// A shard hit, bypassing (and not feeding) this thread's front.
+    fn hit_shard(cache: &Cache, token: &[u8]) -> bool {
+        let hash = cache.hash(token);
+        cache.shard(hash).table.load().find(hash, token).is_some()
     }
 
     #[test]
     fn result_larger_than_a_shard_budget_is_not_cached() {
         let cache = Cache::new(1000, 8 * 1024, 1);
         let small = b"small.token.x".as_slice();
-        assert_eq!(cache.insert(cache.hash(small), entry(small)), Some(0));
+        assert_eq!(insert(&cache, small), Some(0));
         let big = vec![b'b'; 9 * 1024];
-        assert_eq!(cache.insert(cache.hash(&big), entry(&big)), None, "not stored");
-        assert!(cache.get(cache.hash(&big), &big, 0, &AlwaysValid).is_none());
-        assert!(
-            cache.get(cache.hash(small), small, 0, &AlwaysValid).is_some(),
-            "an oversized result does not empty the shard"
+        assert_eq!(insert(&cache, &big), None, "not stored");
+        assert!(!hit(&cache, &big));
+        assert!(hit(&cache, small), "an oversized result does not empty the shard");
+    }
+
+    #[test]
+    fn expired_result_is_not_stored() {
+        let cache = Cache::new(10, 1 << 20, 1);
+        let mut e = entry(b"t");
+        e.entry = EntryState::new(
+            STAMP,
+            &Lifetime {
+                invalid_from_ms: 5,
+                ..FOREVER
+            },
         );
+        assert_eq!(cache.insert(cache.hash(b"t"), e, &Map::new(), 5), None);
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]
     fn claims_count_toward_entry_bytes() {
-        let mut e = entry(b"t");
-        let bare = entry_bytes(&e);
+        let e = entry(b"t");
+        let bare = entry_bytes(&e, &Map::new());
         let mut claims = Map::new();
         claims.insert("scope".into(), Value::String("x".repeat(1000)));
         claims.insert(
             "groups".into(),
             serde_json::json!(["a".repeat(500), {"k": "b".repeat(500)}]),
         );
-        e.verified = Arc::new(VerifiedToken {
-            claims,
-            ..(*e.verified).clone()
-        });
-        assert!(entry_bytes(&e) >= bare + 2000, "{} vs {bare}", entry_bytes(&e));
+        assert!(entry_bytes(&e, &claims) >= bare + 2000);
     }
 
     #[test]
@@ -550,11 +744,11 @@ mod tests {
             .take(2)
             .collect();
         for t in &tokens {
-            cache.insert(cache.hash(t), entry(t));
+            insert(&cache, t);
         }
         for _ in 0..10 {
             for t in &tokens {
-                assert!(cache.get(cache.hash(t), t, 0, &AlwaysValid).is_some());
+                assert!(hit(&cache, t));
             }
         }
         assert!(tokens.iter().all(|t| !in_front(&cache, cache.hash(t))));

@@ -176,8 +176,9 @@ pub struct CacheConfig {
     pub capacity: usize,
     /// Maximum bytes held by cached results (across all shards): each
     /// result counts its token's length, an estimate of its decoded claims
-    /// and a fixed per-entry overhead. The least recently used results are
-    /// evicted until both `capacity` and `max_bytes` hold. Each shard gets
+    /// and a fixed per-entry overhead. Results are evicted, oldest first
+    /// but skipping (once) those hit since the last pass (CLOCK, second
+    /// chance), until both `capacity` and `max_bytes` hold. Each shard gets
     /// `max_bytes / shards`; a result larger than that is not cached. Must
     /// be at least `shards × max_token_bytes`. Default 268435456 (256 MiB).
     /// Besides this, each verifying thread keeps private copies of up to 64
@@ -186,8 +187,9 @@ pub struct CacheConfig {
     /// A cached result lives at most this long (and never past `exp`).
     /// Default 300.
     pub max_ttl_secs: u64,
-    /// Number of independently locked shards (rounded up to a power of
-    /// two). Default 16.
+    /// Number of shards, each with its own writer lock for inserts and
+    /// evictions (rounded up to a power of two; lookups take no lock).
+    /// Default 16.
     pub shards: usize,
 }
 

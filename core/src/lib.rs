@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 mod describe;
 pub mod error;
+mod facts;
 mod fetch;
 mod flight;
 mod fork;

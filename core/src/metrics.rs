@@ -223,7 +223,7 @@ pub struct CacheStats {
     pub misses: u64,
     /// Results stored.
     pub inserts: u64,
-    /// Results pushed out by `capacity` or `max_bytes` (LRU).
+    /// Results pushed out by `capacity` or `max_bytes` (CLOCK eviction).
     pub evictions: u64,
     /// Results held now.
     pub entries: u64,

@@ -197,6 +197,19 @@ pub fn parse(raw: &[u8], max_bytes: usize) -> Result<ParsedToken<'_>> {
     })
 }
 
+/// The claims of a token that [`parse`] already accepted, decoded again
+/// from its payload segment (a cached result keeps only the token and
+/// decodes its claims when a caller first asks for them).
+pub(crate) fn payload_claims(raw: &[u8]) -> Result<Map<String, Value>> {
+    let text = std::str::from_utf8(raw).map_err(|_| malformed("token is not ASCII"))?;
+    let payload = text
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| malformed("a JWS has exactly three dot-separated segments"))?;
+    serde_json::from_slice(&b64(payload, "payload")?)
+        .map_err(|_| Error::new(ErrorKind::InvalidPayload, "payload is not a JSON object"))
+}
+
 fn header_fields(h: &Map<String, Value>) -> Result<Header> {
     let alg = match h.get("alg") {
         Some(Value::String(a)) => Alg::parse(a).ok_or_else(|| {

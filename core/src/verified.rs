@@ -4,20 +4,32 @@ use std::any::Any;
 use std::ffi::{CStr, CString};
 use std::sync::{Arc, OnceLock};
 
+use once_cell::race::OnceBox;
+
 use serde_json::{Map, Value};
 
+use crate::cache::{EntryState, Marks};
+use crate::facts::Facts;
 use crate::token::Alg;
 
 /// The verified facts about a token. Shared between cache hits of the same
 /// token, so cloning a [`Verified`] is cheap.
-#[derive(Clone, Debug)]
+///
+/// Compact while cached: the token itself (its payload *is* the claims), the
+/// few facts a cache hit re-checks, and the cache's bookkeeping, in one
+/// allocation besides the token's and the facts' bytes. The claims are
+/// decoded into a map only when a caller first asks for them.
 pub struct VerifiedToken {
-    /// The token's claims (the payload), verified.
-    pub claims: Map<String, Value>,
+    /// The token as verified.
+    token: Box<[u8]>,
+    /// The claims map and converted forms, built on first use and shared by
+    /// every cache hit of this result (hits return this same `Arc`), so a
+    /// front end converts a hot token's claims once, not once per hit.
+    lazy: OnceBox<Lazy>,
     /// The configured issuer the token was verified for.
     pub issuer: Arc<str>,
     /// The `kid` of the key that verified it, if the token had one.
-    pub kid: Option<String>,
+    pub kid: Option<Box<str>>,
     /// The signature algorithm.
     pub alg: Alg,
     /// When the signature was checked, ms since the epoch. For a cache hit,
@@ -25,28 +37,114 @@ pub struct VerifiedToken {
     pub verified_at_ms: u64,
     /// The token's `exp`, seconds since the epoch.
     pub expires_at: u64,
-    /// Converted forms of this result, built on first use and shared by
-    /// every cache hit of it (hits return this same `Arc`), so a front end
-    /// converts a hot token's claims once, not once per hit.
-    pub(crate) memo: Memo,
+    /// What a cache hit re-checks against revocations.
+    pub(crate) facts: Facts,
+    /// The cache's bookkeeping while this result is cached.
+    pub(crate) entry: EntryState,
+    /// The cache's marks (fresh ones on every copy).
+    pub(crate) marks: Marks,
 }
 
-/// Write-once slots for converted forms of a [`VerifiedToken`].
-#[derive(Clone, Default)]
-pub(crate) struct Memo {
+/// What a [`VerifiedToken`] builds on first use.
+#[derive(Clone)]
+struct Lazy {
+    /// The verified claims.
+    claims: Map<String, Value>,
     /// The claims as compact JSON, NUL-terminated (C borrows it as is).
     claims_json: OnceLock<CString>,
     /// One front end's own converted form (C strings, a Python mapping).
     front_end: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
-impl std::fmt::Debug for Memo {
+/// What the verifier knows about a token it just verified.
+pub(crate) struct Fresh<'a> {
+    pub token: &'a [u8],
+    pub issuer: Arc<str>,
+    pub kid: Option<Box<str>>,
+    pub alg: Alg,
+    pub verified_at_ms: u64,
+    pub expires_at: u64,
+}
+
+impl Clone for VerifiedToken {
+    fn clone(&self) -> VerifiedToken {
+        VerifiedToken {
+            token: self.token.clone(),
+            lazy: once(self.lazy.get().cloned()),
+            issuer: self.issuer.clone(),
+            kid: self.kid.clone(),
+            alg: self.alg,
+            verified_at_ms: self.verified_at_ms,
+            expires_at: self.expires_at,
+            facts: self.facts.clone(),
+            entry: self.entry.clone(),
+            marks: Marks::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for VerifiedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Memo")
+        f.debug_struct("VerifiedToken")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("verified_at_ms", &self.verified_at_ms)
+            .field("expires_at", &self.expires_at)
+            .field("claims", self.claims())
+            .finish()
     }
 }
 
 impl VerifiedToken {
+    /// A compact result for `fresh` with its hit-time `facts` and the cache
+    /// bookkeeping `entry` (the claims are decoded from the token when a
+    /// caller first asks for them).
+    pub(crate) fn new(fresh: Fresh<'_>, facts: Facts, entry: EntryState) -> VerifiedToken {
+        VerifiedToken {
+            token: fresh.token.into(),
+            lazy: OnceBox::new(),
+            issuer: fresh.issuer,
+            kid: fresh.kid,
+            alg: fresh.alg,
+            verified_at_ms: fresh.verified_at_ms,
+            expires_at: fresh.expires_at,
+            facts,
+            entry,
+            marks: Marks::default(),
+        }
+    }
+
+    /// A copy holding `claims`, already decoded (what the verifying caller
+    /// gets, while the cache keeps the compact original).
+    pub(crate) fn with_claims(&self, claims: Map<String, Value>) -> VerifiedToken {
+        let lazy = OnceBox::new();
+        let _ = lazy.set(Box::new(Lazy::new(claims)));
+        VerifiedToken { lazy, ..self.clone() }
+    }
+
+    /// The token, byte for byte as verified.
+    pub(crate) fn token_bytes(&self) -> &[u8] {
+        &self.token
+    }
+
+    fn lazy(&self) -> &Lazy {
+        // Two threads may race to decode; one result is kept, the same either
+        // way.
+        self.lazy.get_or_init(|| {
+            // The token passed `token::parse` when it was verified; the same
+            // bytes decode the same way.
+            let claims = crate::token::payload_claims(&self.token).expect("a verified token's payload decodes");
+            Box::new(Lazy::new(claims))
+        })
+    }
+
+    /// The token's claims (the payload), verified. Decoded on first use and
+    /// shared by every cache hit of this result.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.lazy().claims
+    }
+
     /// The claims as compact JSON, serialized once per result.
     pub fn claims_json(&self) -> &str {
         // JSON text is UTF-8 by construction.
@@ -65,8 +163,9 @@ impl VerifiedToken {
     }
 
     fn claims_json_cstring(&self) -> &CString {
-        self.memo.claims_json.get_or_init(|| {
-            let json = serde_json::to_vec(&self.claims).expect("a JSON map serializes");
+        let lazy = self.lazy();
+        lazy.claims_json.get_or_init(|| {
+            let json = serde_json::to_vec(&lazy.claims).expect("a JSON map serializes");
             // JSON text never holds a raw NUL: control characters are escaped.
             CString::new(json).expect("JSON has no NUL byte")
         })
@@ -78,7 +177,7 @@ impl VerifiedToken {
     /// value (never someone else's).
     pub fn memo<T: Any + Send + Sync>(&self, init: impl FnOnce(&VerifiedToken) -> T) -> Arc<T> {
         let mut init = Some(init);
-        let stored = self.memo.front_end.get_or_init(|| {
+        let stored = self.lazy().front_end.get_or_init(|| {
             let init = init.take().expect("called once");
             Arc::new(init(self)) as Arc<dyn Any + Send + Sync>
         });
@@ -90,19 +189,36 @@ impl VerifiedToken {
             }
         }
     }
-}
 
-impl VerifiedToken {
     /// Like [`memo`](Self::memo), borrowed: the stored value, built by
     /// `init` on first use, or `None` if the slot holds another type (another
     /// front end's form). No reference count is touched, so a front end can
     /// hand out pointers into it for as long as it holds the token.
     pub fn memo_ref<T: Any + Send + Sync>(&self, init: impl FnOnce(&VerifiedToken) -> T) -> Option<&T> {
         let stored = self
-            .memo
+            .lazy()
             .front_end
             .get_or_init(|| Arc::new(init(self)) as Arc<dyn Any + Send + Sync>);
         (**stored).downcast_ref::<T>()
+    }
+}
+
+/// A lazy slot already holding `value`, if any.
+fn once(value: Option<Lazy>) -> OnceBox<Lazy> {
+    let slot = OnceBox::new();
+    if let Some(v) = value {
+        let _ = slot.set(Box::new(v));
+    }
+    slot
+}
+
+impl Lazy {
+    fn new(claims: Map<String, Value>) -> Lazy {
+        Lazy {
+            claims,
+            claims_json: OnceLock::new(),
+            front_end: OnceLock::new(),
+        }
     }
 }
 
@@ -120,7 +236,7 @@ impl Verified {
 
     /// The verified claims.
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.token.claims
+        self.token.claims()
     }
 
     /// The issuer the token was verified for.

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::cache::{Cache, Currency, Entry, Lifetime, Stamp};
+use crate::cache::{Cache, Currency, EntryState, Lifetime, Stamp};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::facts::Facts;
 use crate::fetch::HttpClient;
 use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
@@ -19,7 +20,7 @@ use crate::refresher::Refresher;
 use crate::revocation::{Propagation, Revocation, ANY_ISSUER};
 use crate::token;
 use crate::trust::Trust;
-use crate::verified::{Verified, VerifiedToken};
+use crate::verified::{Fresh, Verified, VerifiedToken};
 
 /// Per-call options.
 #[derive(Clone, Debug, Default)]
@@ -355,9 +356,9 @@ impl Currency for Check<'_> {
         self.s.env.trust.revocations.generation()
     }
 
-    fn revoked(&self, e: &Entry) -> bool {
-        let issuer = &self.s.issuers[e.stamp.issuer].name;
-        self.s.env.trust.revocations.is_revoked(issuer, &e.verified.claims)
+    fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool {
+        let issuer = &self.s.issuers[stamp.issuer].name;
+        self.s.env.trust.revocations.is_revoked(issuer, facts)
     }
 }
 
@@ -432,25 +433,29 @@ impl Shared {
         let (key, key_usable_until_ms) = issuer.resolve_key(&self.env, kid, alg, now)?;
         key.verify(&parsed, alg)?;
         let exp_ms = issuer.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
-        self.check_not_revoked(&issuer.name, &parsed.claims, now)?;
-        let verified = Arc::new(VerifiedToken {
-            claims: parsed.claims,
-            issuer: issuer.name.clone(),
-            kid: parsed.header.kid,
-            alg,
-            verified_at_ms: now,
-            // The API reports `exp` in whole seconds: the millisecond `exp`
-            // the checks used, rounded down.
-            expires_at: exp_ms / 1000,
-            memo: Default::default(),
-        });
+        let facts = Facts::of(&parsed.claims);
+        self.check_not_revoked(&issuer.name, &facts, now)?;
         let life = Lifetime {
             // The same instant the claim check starts rejecting.
             invalid_from_ms: issuer.policy.invalid_from_ms(exp_ms),
             max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
             key_usable_until_ms,
         };
-        self.insert(hash, token, stamp, &verified, life, now);
+        let fresh = Fresh {
+            token,
+            issuer: issuer.name.clone(),
+            kid: parsed.header.kid.map(String::into_boxed_str),
+            alg,
+            verified_at_ms: now,
+            // The API reports `exp` in whole seconds: the millisecond `exp`
+            // the checks used, rounded down.
+            expires_at: exp_ms / 1000,
+        };
+        // The cache keeps a compact result (claims decoded again when a
+        // hit asks); the caller gets one with the claims already decoded.
+        let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life));
+        let verified = Arc::new(compact.with_claims(parsed.claims));
+        self.insert(hash, compact, verified.claims(), now);
         Ok(Verified::new(verified, false))
     }
 
@@ -516,14 +521,9 @@ impl Shared {
 
     /// The revocation step: the token's own revocations, then whether this
     /// process can still vouch for the fleet's (the feed not stale).
-    fn check_not_revoked(
-        &self,
-        issuer: &str,
-        claims: &serde_json::Map<String, serde_json::Value>,
-        now: u64,
-    ) -> Result<()> {
+    fn check_not_revoked(&self, issuer: &str, facts: &Facts, now: u64) -> Result<()> {
         let trust = &self.env.trust;
-        if trust.revocations.is_revoked(issuer, claims) {
+        if trust.revocations.is_revoked(issuer, facts) {
             return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
         }
         if now >= trust.feed_fail_closed_at_ms() {
@@ -539,19 +539,14 @@ impl Shared {
     fn insert(
         &self,
         hash: Option<u64>,
-        token: &[u8],
-        stamp: Stamp,
-        verified: &Arc<VerifiedToken>,
-        life: Lifetime,
+        compact: VerifiedToken,
+        claims: &serde_json::Map<String, serde_json::Value>,
         now: u64,
     ) {
         let (Some(cache), Some(hash)) = (&self.cache, hash) else {
             return;
         };
-        let Some(entry) = Entry::new(token, stamp, verified.clone(), life, now) else {
-            return;
-        };
-        if let Some(evicted) = cache.insert(hash, entry) {
+        if let Some(evicted) = cache.insert(hash, compact, claims, now) {
             self.counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
             if evicted > 0 {
                 self.counters.cache_evictions.fetch_add(evicted, Ordering::Relaxed);

@@ -105,3 +105,136 @@ fn no_hit_is_served_against_a_stale_stamp_under_concurrent_change() {
     let m = s.verifier.metrics();
     assert!(m.cache.evictions > 0, "the working set really churned the cache");
 }
+
+/// The same property on the manual clock, with no sleeps: the main thread
+/// makes each change only after the verifying threads have made progress
+/// since the last one, so the test takes as long as the machine needs and
+/// never depends on timing. A small sharded cache churns (every insert
+/// evicts) while tokens are revoked by `jti` and by subject, expire as the
+/// clock moves, lose their key to a rotation, and the policy is bumped.
+#[test]
+fn no_hit_outlives_a_change_under_churn_on_the_manual_clock() {
+    let s = setup_with(|c| c["cache"] = json!({"capacity": 16, "shards": 4}));
+    let iss = s.issuer.url();
+    let k1 = s.issuer.first_kid();
+    let k2 = s.issuer.add_key(IssuerAlg::ES256);
+    s.verifier.refresh_issuer(&iss).unwrap();
+    let now = s.clock.now_secs();
+    // Token i: signed by k2 when i % 3 == 1; expires soon when i % 4 == 2;
+    // subject "alice" when i % 5 == 0.
+    struct Case {
+        token: String,
+        jti: String,
+        by_k2: bool,
+        expires_soon: bool,
+        alice: bool,
+    }
+    let cases: Vec<Case> = (0..48)
+        .map(|i| {
+            let (by_k2, expires_soon, alice) = (i % 3 == 1, i % 4 == 2, i % 5 == 0);
+            let sub = if alice { "alice".to_string() } else { format!("svc-{i}") };
+            let mut claims = s.issuer.default_claims(&sub, now);
+            if expires_soon {
+                claims["exp"] = json!(now + 100);
+            }
+            let jti = claims["jti"].as_str().unwrap().to_string();
+            let token = s.issuer.mint(if by_k2 { &k2 } else { &k1 }, &claims);
+            Case {
+                token,
+                jti,
+                by_k2,
+                expires_soon,
+                alice,
+            }
+        })
+        .collect();
+    for c in &cases {
+        s.verifier.verify(&c.token).unwrap();
+    }
+
+    let events = AtomicU64::new(0);
+    let invalid_from: Vec<AtomicU64> = cases.iter().map(|_| AtomicU64::new(NEVER)).collect();
+    let (violations, successes, calls, done) = (
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicBool::new(false),
+    );
+    let publish = |invalid: &dyn Fn(&Case) -> bool| {
+        let e = events.load(Ordering::SeqCst) + 1;
+        for (i, c) in cases.iter().enumerate() {
+            if invalid(c) && invalid_from[i].load(Ordering::SeqCst) == NEVER {
+                invalid_from[i].store(e, Ordering::SeqCst);
+            }
+        }
+        events.store(e, Ordering::SeqCst);
+    };
+    // Wait (yielding, not sleeping) until the workers made `n` more calls.
+    let progress = |n: u64| {
+        let target = calls.load(Ordering::SeqCst) + n;
+        while calls.load(Ordering::SeqCst) < target {
+            std::thread::yield_now();
+        }
+    };
+
+    std::thread::scope(|scope| {
+        for t in 0..3u64 {
+            let (cases, events, invalid_from) = (&cases, &events, &invalid_from);
+            let (violations, successes, calls, done) = (&violations, &successes, &calls, &done);
+            let verifier = &s.verifier;
+            scope.spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(t);
+                while !done.load(Ordering::SeqCst) {
+                    let i = rng.usize(..cases.len());
+                    let started_after = events.load(Ordering::SeqCst);
+                    if verifier.verify(&cases[i].token).is_ok() {
+                        successes.fetch_add(1, Ordering::Relaxed);
+                        if invalid_from[i].load(Ordering::SeqCst) <= started_after {
+                            violations.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    calls.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        // Revoke every seventh token by jti, one at a time.
+        for i in (3..cases.len()).step_by(7) {
+            progress(200);
+            s.verifier.revoke_jti(&s.issuer.url(), &cases[i].jti, None).unwrap();
+            let jti = &cases[i].jti;
+            publish(&|c| c.jti == *jti);
+        }
+        // Revoke alice's tokens issued before now + 1 s (all of them).
+        progress(200);
+        s.verifier.revoke_subject(&s.issuer.url(), "alice", now + 1).unwrap();
+        publish(&|c| c.alice);
+        // Time passes beyond the short tokens' exp and the leeway.
+        progress(200);
+        s.clock.advance_secs(100 + 30 + 1);
+        publish(&|c| c.expires_soon);
+        // A policy bump: every valid token keeps verifying (afresh).
+        progress(200);
+        s.verifier.bump_policy_version();
+        // Key rotation: k2 retired; once the refresh returns, no k2 token.
+        progress(200);
+        s.issuer.retire_key(&k2);
+        s.verifier.refresh_issuer(&iss).unwrap();
+        publish(&|c| c.by_k2);
+        progress(1000);
+        done.store(true, Ordering::SeqCst);
+    });
+
+    assert_eq!(
+        violations.load(Ordering::Relaxed),
+        0,
+        "a result was served after its revocation, expiry or key removal"
+    );
+    assert!(successes.load(Ordering::Relaxed) > 1000, "the threads really verified");
+    for (i, c) in cases.iter().enumerate() {
+        let still_valid = invalid_from[i].load(Ordering::SeqCst) == NEVER;
+        assert_eq!(s.verifier.verify(&c.token).is_ok(), still_valid, "token {i}");
+    }
+    let m = s.verifier.metrics();
+    assert!(m.cache.evictions > 0, "the working set really churned the cache");
+    assert!(m.cache.entries <= 16, "{:?}", m.cache);
+}

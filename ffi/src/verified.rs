@@ -75,7 +75,7 @@ impl Strings {
 
     fn claim(&self, t: &VerifiedToken, name: &[u8]) -> Option<&CString> {
         let claims = self.claims.get_or_init(|| {
-            t.claims
+            t.claims()
                 .iter()
                 .map(|(k, v)| {
                     let json = serde_json::to_vec(v).expect("a JSON value serializes");

@@ -107,9 +107,13 @@ def test_claims_cannot_be_changed_by_another_caller(issuer: Issuer, verifier: jw
         assert again["sub"] == "alice"
         assert again["roles"] == ("a", "b")
         assert again["meta"] == {"n": 1, "tags": ("x",)}
-    # Every hit of one cached result hands out the same read-only object.
-    assert verifier.verify(token) is verifier.verify(token)
-    assert verifier.verify_full(token).claims is claims
+    # Every hit of one cached result hands out the same read-only object
+    # (the first, fresh result has its own equal one: the cache keeps a
+    # compact copy of it, whose claims are converted on its first hit).
+    hit = verifier.verify(token)
+    assert verifier.verify(token) is hit
+    assert verifier.verify_full(token).claims is hit
+    assert hit == claims
     # A fresh verification is a new result with its own (equal) claims.
     assert verifier.verify(token, fresh=True) == claims
 

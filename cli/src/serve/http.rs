@@ -174,7 +174,7 @@ fn decide_verified(cfg: &ServeConfig, route: &Route, token: &str, verified: &Ver
     // claim headers belong to the serve configuration, which is swapped
     // together with the verifier (whose results start empty), so a result
     // never meets another configuration's headers.
-    let headers = verified.token().memo(|t| ClaimHeaders::new(cfg, &t.claims));
+    let headers = verified.token().memo(|t| ClaimHeaders::new(cfg, t.claims()));
     ok_response(Some(&headers))
 }
 

@@ -1,7 +1,8 @@
 //! The revocation denylists in memory, scoped by issuer: by `jti`, by
 //! subject for tokens issued before a time, and by kid.
 //!
-//! Every change bumps a generation counter *after* the lists are updated.
+//! Every change bumps a generation counter once the lists are updated,
+//! before their lock is released.
 //! Cached results remember the generation they were last checked at, so a
 //! cache hit only consults the lists when something was revoked since, and a
 //! revocation is seen by every thread as soon as the call returns. A record
@@ -14,10 +15,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
-use serde_json::{Map, Value};
 
 use super::{Revocation, RevocationKind, ANY_ISSUER};
 use crate::error::{Error, ErrorKind, Result};
+use crate::facts::{Facts, Iat};
 use crate::trust::Inside;
 
 /// One issuer's lists (or the `"*"` lists).
@@ -41,21 +42,21 @@ impl Scope {
         self.subjects.retain(|_, (_, until)| *until > now_ms);
     }
 
-    fn is_revoked(&self, claims: &Map<String, Value>) -> bool {
-        if let Some(Value::String(jti)) = claims.get("jti") {
+    fn is_revoked(&self, facts: &Facts) -> bool {
+        if let Some(jti) = facts.jti() {
             if self.jti.contains_key(jti) {
                 return true;
             }
         }
-        if let Some(Value::String(sub)) = claims.get("sub") {
+        if let Some(sub) = facts.sub() {
             if let Some((before, _)) = self.subjects.get(sub) {
                 // A token without a valid iat cannot prove it was issued
-                // after: fail closed. The iat is read by the same rules as in
-                // the claim check (no saturating float casts), to the
+                // after: fail closed. The iat was read by the same rules as
+                // in the claim check (no saturating float casts), to the
                 // microsecond so that 499.9999 counts as before 500.
-                return match crate::claims::numeric_date_us(claims, "iat") {
-                    Ok(Some(iat_us)) => iat_us < before.saturating_mul(1_000_000),
-                    Ok(None) | Err(_) => true,
+                return match facts.iat() {
+                    Iat::Us(iat_us) => iat_us < before.saturating_mul(1_000_000),
+                    Iat::Absent | Iat::Invalid => true,
                 };
             }
         }
@@ -117,42 +118,44 @@ impl Revocations {
             return Ok(false);
         }
         let until = r.until_ms.unwrap_or(u64::MAX);
-        let changed = {
-            let mut scopes = self.scopes.write();
-            if !covers(scopes.get(&r.issuer), r) {
-                make_room(&mut scopes, self.max_entries, now_ms)?;
+        let mut scopes = self.scopes.write();
+        if !covers(scopes.get(&r.issuer), r) {
+            make_room(&mut scopes, self.max_entries, now_ms)?;
+        }
+        let scope = scopes.entry(r.issuer.clone()).or_default();
+        let changed = match r.kind {
+            RevocationKind::Jti => {
+                let e = scope.jti.entry(r.value.clone()).or_insert(0);
+                let changed = until > *e;
+                *e = (*e).max(until);
+                changed
             }
-            let scope = scopes.entry(r.issuer.clone()).or_default();
-            match r.kind {
-                RevocationKind::Jti => {
-                    let e = scope.jti.entry(r.value.clone()).or_insert(0);
-                    let changed = until > *e;
-                    *e = (*e).max(until);
-                    changed
-                }
-                RevocationKind::Subject => {
-                    let before = r.issued_before.unwrap_or(0);
-                    let e = scope.subjects.entry(r.value.clone()).or_insert((0, 0));
-                    // Only a later cut-off revokes more tokens; a longer
-                    // life alone is kept without counting as a change.
-                    let changed = before > e.0;
-                    *e = (e.0.max(before), e.1.max(until));
-                    changed
-                }
-                RevocationKind::Kid => scope.kids.insert(r.value.clone()),
+            RevocationKind::Subject => {
+                let before = r.issued_before.unwrap_or(0);
+                let e = scope.subjects.entry(r.value.clone()).or_insert((0, 0));
+                // Only a later cut-off revokes more tokens; a longer life
+                // alone is kept without counting as a change.
+                let changed = before > e.0;
+                *e = (e.0.max(before), e.1.max(until));
+                changed
             }
+            RevocationKind::Kid => scope.kids.insert(r.value.clone()),
         };
         if changed {
-            // After the lists are updated, so a reader that sees the new
-            // generation also sees the new entry.
+            // After the entry is in, and before the write lock is released:
+            // a hit that reads the new generation then takes the read lock
+            // and finds the entry, and anyone who can see the entry (through
+            // the lists) already sees the new generation, so no hit checked
+            // at the old one is served after the entry was visible.
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
+        drop(scopes);
         Ok(changed)
     }
 
-    /// Whether a token of `issuer` with these claims is revoked, by a record
+    /// Whether a token of `issuer` with these facts is revoked, by a record
     /// for that issuer or for every issuer.
-    pub(crate) fn is_revoked(&self, issuer: &str, claims: &Map<String, Value>) -> bool {
+    pub(crate) fn is_revoked(&self, issuer: &str, facts: &Facts) -> bool {
         let scopes = self.scopes.read();
         if scopes.is_empty() {
             return false;
@@ -160,7 +163,7 @@ impl Revocations {
         [issuer, ANY_ISSUER]
             .iter()
             .filter_map(|name| scopes.get(*name))
-            .any(|scope| scope.is_revoked(claims))
+            .any(|scope| scope.is_revoked(facts))
     }
 
     /// Every record still live at `now_ms`.
@@ -209,10 +212,10 @@ fn make_room(scopes: &mut HashMap<String, Scope>, max: usize, now_ms: u64) -> Re
 mod tests {
     use super::*;
     use crate::trust::Door;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn claims(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn claims(v: Value) -> Facts {
+        Facts::of(v.as_object().unwrap())
     }
 
     fn jti(iss: &str, v: &str, until_ms: u64) -> Revocation {

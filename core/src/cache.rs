@@ -38,6 +38,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use crate::status::StatusRef;
 use crate::verified::VerifiedToken;
 
 /// Slots in each thread's front cache.
@@ -65,6 +66,8 @@ pub(crate) struct Entry {
     /// Served only while `now_ms < valid_until_ms`.
     valid_until_ms: u64,
     pub verified: Arc<VerifiedToken>,
+    /// Where its Token Status List status is read on every hit, if it has one.
+    pub status: Option<StatusRef>,
 }
 
 /// The instants that end a result's life in the cache, in ms.
@@ -96,6 +99,7 @@ impl Entry {
             stamp,
             valid_until_ms,
             verified,
+            status: None,
         })
     }
 
@@ -111,6 +115,7 @@ impl Entry {
             stamp: self.stamp,
             valid_until_ms: self.valid_until_ms,
             verified: Arc::new((*self.verified).clone()),
+            status: self.status,
         }
     }
 }
@@ -126,6 +131,9 @@ pub(crate) trait Currency {
     fn revocation_generation(&self) -> u64;
     /// Whether the entry's token is revoked.
     fn revoked(&self, e: &Entry) -> bool;
+    /// Whether the entry's Token Status List status (if any) is still
+    /// acceptable at `now_ms`: read from the list in use on every hit.
+    fn status_ok(&self, e: &Entry, now_ms: u64) -> bool;
 }
 
 /// The key is already a hash; don't hash it again.
@@ -278,7 +286,8 @@ impl Cache {
             let mut guard = self.shard(hash).lock();
             let shard = &mut *guard;
             let (entry, seen, _) = shard.lru.get_mut(&hash)?;
-            let usable = entry.serves(token, now_ms) && v.is_current(&entry.stamp, now_ms);
+            let usable =
+                entry.serves(token, now_ms) && v.is_current(&entry.stamp, now_ms) && v.status_ok(entry, now_ms);
             let generation = v.revocation_generation();
             let usable = usable && (*seen == generation || !v.revoked(entry));
             if !usable {
@@ -334,7 +343,10 @@ impl Cache {
             if slot.cache_id != self.id || slot.hash != hash || *slot.entry.token != *token {
                 return None;
             }
-            if !slot.entry.serves(token, now_ms) || !v.is_current(&slot.entry.stamp, now_ms) {
+            if !slot.entry.serves(token, now_ms)
+                || !v.is_current(&slot.entry.stamp, now_ms)
+                || !v.status_ok(&slot.entry, now_ms)
+            {
                 front[slot_index] = None;
                 return None;
             }
@@ -421,6 +433,9 @@ mod tests {
         fn revoked(&self, _: &Entry) -> bool {
             false
         }
+        fn status_ok(&self, _: &Entry, _: u64) -> bool {
+            true
+        }
     }
 
     fn entry(token: &[u8]) -> Entry {
@@ -442,6 +457,7 @@ mod tests {
                 expires_at: 0,
                 memo: Default::default(),
             }),
+            status: None,
         }
     }
 

@@ -127,11 +127,33 @@ error_kinds! {
     /// The token's lifetime (`exp - iat`, or `exp - now` without `iat`) is
     /// longer than the issuer's `max_token_lifetime_secs`.
     TokenLifetimeExceeded = 309, "token_lifetime_exceeded";
+    /// The token's entry in its issuer's Token Status List is SUSPENDED (2).
+    /// (INVALID, 1, is `revoked`.)
+    Suspended = 310, "suspended";
+    /// The token's `status.status_list.uri` is not under one of its issuer's
+    /// `status_list.allowed_uris`: its status cannot be checked, and nothing
+    /// was fetched.
+    StatusUriNotAllowed = 311, "status_uri_not_allowed";
+    /// The token's `status.status_list.idx` is beyond the end of its list.
+    StatusIndexOutOfRange = 312, "status_index_out_of_range";
+    /// The token's status is an application-specific value its issuer's
+    /// `status_list.valid_statuses` does not name.
+    StatusNotValid = 313, "status_not_valid";
+    /// The token has no `status` claim and its issuer's
+    /// `status_list.require_status` is true.
+    StatusMissing = 314, "status_missing";
 
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
     KeysUnavailable = 400, "keys_unavailable";
     /// The issuer's keys are older than `max_stale`: failing closed.
     KeysStale = 401, "keys_stale";
+    /// The Status List Token a token references could not be fetched or
+    /// verified (never fetched successfully, invalid, too large, or over the
+    /// issuer's `status_list.max_lists`).
+    StatusListUnavailable = 403, "status_list_unavailable";
+    /// The Status List Token is older than `status_list.max_stale_secs`
+    /// past its `ttl`, or past its own `exp`: failing closed.
+    StatusListStale = 404, "status_list_stale";
 
     /// The configuration is invalid; the message names the field.
     InvalidConfig = 500, "invalid_config";

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     max_token_bytes: usize,
     policy_version: AtomicU64,
     revocations: Revocations,
+    /// Issuer-published Token Status Lists, by issuer index.
+    status: crate::status::Lists,
     counters: VerifierCounters,
     background: bool,
 }
@@ -102,11 +104,15 @@ impl Verifier {
             max_token_bytes: config.max_token_bytes,
             policy_version: AtomicU64::new(0),
             revocations: Revocations::new(config.revocation.max_entries, config.revocation.max_token_lifetime_secs),
+            status: crate::status::Lists::new(&config)?,
             counters: VerifierCounters::default(),
             background: config.background_refresh,
         });
         for (i, issuer) in shared.issuers.iter().enumerate() {
             issuer.start(&shared.env, i)?;
+        }
+        for (i, issuer) in shared.issuers.iter().enumerate() {
+            shared.status.preload(i, issuer, &shared.env);
         }
         let verifier = Verifier {
             refresher: Mutex::new(Refresher::spawn_if_needed(&shared)),
@@ -251,9 +257,7 @@ impl Verifier {
     /// background thread does this by itself; call it when
     /// `background_refresh` is false (for example in tests with a manual clock).
     pub fn run_due_refreshes(&self) {
-        for iss in &self.shared.issuers {
-            iss.run_due(&self.shared.env);
-        }
+        self.shared.run_due();
     }
 
     /// The configured issuer names, in configuration order.
@@ -264,6 +268,13 @@ impl Verifier {
     /// Health of one issuer's keys.
     pub fn issuer_health(&self, issuer: &str) -> Result<Health> {
         Ok(self.issuer(issuer)?.health(self.now_ms()))
+    }
+
+    /// Health of the Token Status List at `uri` of `issuer`; `None` if no
+    /// token referenced it yet (and it is not preloaded).
+    pub fn status_list_health(&self, issuer: &str, uri: &str) -> Result<Option<Health>> {
+        let index = self.shared.index_of(issuer)?;
+        Ok(self.shared.status.health(index, uri, self.now_ms()))
     }
 
     /// The usable keys of an issuer, and the keys its last fetch skipped.
@@ -323,6 +334,14 @@ impl Currency for Check<'_> {
     fn revoked(&self, e: &Entry) -> bool {
         self.s.revocations.is_revoked(&e.verified.claims)
     }
+
+    #[inline]
+    fn status_ok(&self, e: &Entry, now_ms: u64) -> bool {
+        match e.status {
+            None => true,
+            Some(r) => self.s.status.status_ok(e.stamp.issuer, r, now_ms),
+        }
+    }
 }
 
 impl Scrape for Shared {
@@ -355,6 +374,7 @@ impl Scrape for Shared {
             issuers: self.issuers.iter().map(|i| i.stats(now)).collect(),
             revocation_entries: self.revocations.len() as u64,
             policy_version: self.policy_version.load(Ordering::SeqCst),
+            status_lists: self.status.stats(&self.issuers, now),
         }
     }
 
@@ -371,7 +391,7 @@ impl Scrape for Shared {
 impl Shared {
     /// The verification path of `docs/design.md`, step by step: size, pin,
     /// cache, parse, issuer, algorithm, stamp, key, signature, claims,
-    /// revocation, insert. Each step is one call with one error.
+    /// revocation, status, insert. Each step is one call with one error.
     fn verify(&self, token: &[u8], opts: &VerifyOptions<'_>, now: u64) -> Result<Verified> {
         self.check_size(token)?;
         let pinned = opts.issuer.map(|name| self.index_of(name)).transpose()?;
@@ -391,6 +411,7 @@ impl Shared {
         key.verify(&parsed, alg)?;
         let exp_ms = issuer.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
         self.check_not_revoked(&parsed.claims)?;
+        let status = self.status.check(index, issuer, &self.env, &parsed.claims, now)?;
         let verified = Arc::new(VerifiedToken {
             claims: parsed.claims,
             issuer: issuer.name.clone(),
@@ -408,7 +429,7 @@ impl Shared {
             max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
             key_usable_until_ms,
         };
-        self.insert(hash, token, stamp, &verified, life, now);
+        self.insert(hash, token, stamp, status, &verified, life, now);
         Ok(Verified::new(verified, false))
     }
 
@@ -483,6 +504,7 @@ impl Shared {
         hash: Option<u64>,
         token: &[u8],
         stamp: Stamp,
+        status: Option<crate::status::StatusRef>,
         verified: &Arc<VerifiedToken>,
         life: Lifetime,
         now: u64,
@@ -490,9 +512,10 @@ impl Shared {
         let (Some(cache), Some(hash)) = (&self.cache, hash) else {
             return;
         };
-        let Some(entry) = Entry::new(token, stamp, verified.clone(), life, now) else {
+        let Some(mut entry) = Entry::new(token, stamp, verified.clone(), life, now) else {
             return;
         };
+        entry.status = status;
         if let Some(evicted) = cache.insert(hash, entry) {
             self.counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
             if evicted > 0 {
@@ -530,9 +553,24 @@ impl Shared {
 
     pub(crate) fn has_refreshable_issuers(&self) -> bool {
         self.background
-            && self
-                .issuers
-                .iter()
-                .any(|i| i.cfg.jwks_uri.is_some() || i.cfg.discovery || i.cfg.jwks_file.is_some())
+            && self.issuers.iter().any(|i| {
+                i.cfg.jwks_uri.is_some()
+                    || i.cfg.discovery
+                    || i.cfg.jwks_file.is_some()
+                    || !i.cfg.status_list.allowed_uris.is_empty()
+            })
+    }
+
+    /// Run every scheduled refresh that is due, keys then status lists.
+    /// Returns when the next is due (ms).
+    pub(crate) fn run_due(&self) -> u64 {
+        let keys = self.issuers.iter().map(|i| i.run_due(&self.env)).min();
+        let lists = self
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(index, i)| self.status.run_due(index, i, &self.env))
+            .min();
+        keys.into_iter().chain(lists).min().unwrap_or(u64::MAX)
     }
 }

@@ -363,7 +363,9 @@ impl Store {
                 slot.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 let mut s = slot.sched.lock();
                 s.failures = s.failures.saturating_add(1);
-                s.next_ms = now + backoff_ms(issuer, s.failures, e.retry_after_secs);
+                // The issuer's key backoff settings: exponential, jittered,
+                // `Retry-After` as a lower bound.
+                s.next_ms = now + issuer.backoff_ms(s.failures, e.retry_after_secs);
                 s.last_error = Some(e.message.clone());
                 log::warn!(
                     "issuer {}: status list {} {} fetch failed (attempt {}): {e}",
@@ -478,22 +480,5 @@ impl Store {
                 }
             })
             .collect()
-    }
-}
-
-/// Delay before the next attempt after `failures` consecutive failures, by
-/// the issuer's key backoff settings: exponential, ±20 % jitter, a server's
-/// `Retry-After` as a lower bound (clamped to `backoff_max_secs`).
-fn backoff_ms(issuer: &Issuer, failures: u32, retry_after_secs: Option<u64>) -> u64 {
-    let r = &issuer.cfg.refresh;
-    let exp = r
-        .backoff_initial_secs
-        .saturating_mul(1u64 << failures.saturating_sub(1).min(30));
-    let base = exp.min(r.backoff_max_secs) * 1000;
-    let spread = base / 5;
-    let backoff = base - spread + fastrand::u64(0..=spread * 2);
-    match retry_after_secs {
-        Some(secs) => backoff.max(secs.min(r.backoff_max_secs) * 1000),
-        None => backoff,
     }
 }

@@ -44,6 +44,8 @@ func TestCategories(t *testing.T) {
 		jwtwarden.ErrInvalidSignature: jwtwarden.ErrCategoryVerification,
 		jwtwarden.ErrRevoked:          jwtwarden.ErrCategoryPolicy,
 		jwtwarden.ErrKeysStale:        jwtwarden.ErrCategoryKeysUnavailable,
+		jwtwarden.ErrSuspended:        jwtwarden.ErrCategoryPolicy,
+		jwtwarden.ErrStatusListStale:  jwtwarden.ErrCategoryKeysUnavailable,
 		jwtwarden.ErrInvalidConfig:    jwtwarden.ErrCategoryUsage,
 		jwtwarden.ErrPanic:            jwtwarden.ErrCategoryInternal,
 	}

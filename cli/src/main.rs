@@ -13,6 +13,7 @@ mod inspect;
 mod jwks;
 mod logging;
 mod serve;
+mod status_list;
 mod timefmt;
 mod verify;
 
@@ -63,6 +64,7 @@ Examples:
   jwtwarden verify --config jwtwarden.toml \"$TOKEN\"
   jwtwarden inspect \"$TOKEN\"                      # decode WITHOUT verifying
   jwtwarden jwks https://idp.example.com/.well-known/jwks.json
+  jwtwarden status-list https://idp.example.com/statuslists/1
   jwtwarden serve --config jwtwarden.toml          # forward auth for nginx, Envoy, Traefik, Caddy";
 
 /// Verify JWTs against issuers' JWKS, inspect tokens, and see the cache and
@@ -88,6 +90,32 @@ enum Command {
     Jwks(JwksArgs),
     Demo(DemoArgs),
     Serve(ServeArgs),
+    StatusList(StatusListArgs),
+}
+
+/// Fetch an IETF Token Status List and show its header, size and counts by
+/// status (VALID, INVALID, SUSPENDED, application-specific).
+///
+/// The list's signature is NOT checked here: a verifier checks it with the
+/// issuer's keys, and fetches a list only if its URL is under the issuer's
+/// `status_list.allowed_uris` (docs/status-list.md).
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  jwtwarden status-list https://idp.example.com/statuslists/1
+  jwtwarden status-list --json https://idp.example.com/statuslists/1 | jq .counts
+
+Exit status: 0 decoded, 1 not a status list, 3 fetch failed.")]
+struct StatusListArgs {
+    /// Allow plain http:// (loopback test issuers).
+    #[arg(long)]
+    allow_http: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+    /// The list's URL (a token's `status.status_list.uri`).
+    #[arg(value_name = "URL")]
+    url: String,
 }
 
 /// Verify tokens; print one JSON line per token with the decision.
@@ -271,6 +299,11 @@ fn main() -> ExitCode {
         Command::Jwks(a) => jwks::run(jwks::JwksOptions {
             config: a.config,
             target: a.target,
+            allow_http: a.allow_http,
+            json: a.json,
+        }),
+        Command::StatusList(a) => status_list::run(status_list::StatusListOptions {
+            url: a.url,
             allow_http: a.allow_http,
             json: a.json,
         }),

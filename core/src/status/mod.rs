@@ -31,6 +31,7 @@ use crate::issuer::{Env, Issuer};
 use store::{Found, Store};
 
 pub use list::StatusList;
+pub use token::TYP as STATUS_LIST_TYP;
 
 /// Where a cached result's status is read: list `list` (a slot of its
 /// issuer's store) at index `idx`.
@@ -213,6 +214,112 @@ impl Lists {
             .zip(issuers)
             .flat_map(|(s, i)| s.stats(&i.name, now))
             .collect()
+    }
+}
+
+/// What a Status List Token holds, decoded WITHOUT checking its signature
+/// (for the CLI's `status-list` command and diagnostics).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ListReport {
+    /// The JOSE header fields jwtwarden reads: `alg`, `kid`, `typ`.
+    pub header: Value,
+    /// The payload, with `status_list.lst` left out.
+    pub claims: Map<String, Value>,
+    /// Bits per status.
+    pub bits: u8,
+    /// Statuses in the list.
+    pub entries: u64,
+    /// Size of the token, bytes.
+    pub token_bytes: usize,
+    /// Size of the inflated status array, bytes.
+    pub inflated_bytes: usize,
+    /// How many entries have each status value (value, count), counts > 0 only.
+    pub counts: Vec<(u8, u64)>,
+    /// The response's `Cache-Control`, when fetched.
+    pub cache_control: Option<String>,
+}
+
+/// The name the draft gives a status value.
+pub fn status_name(status: u8) -> &'static str {
+    match status {
+        0 => "VALID",
+        1 => "INVALID",
+        2 => "SUSPENDED",
+        3 | 0x0C..=0x0F => "application-specific",
+        _ => "reserved",
+    }
+}
+
+/// Decode a Status List Token WITHOUT checking its signature or claims:
+/// header, claims and the counts of each status. `max_inflated` bounds the
+/// inflated list, as `status_list.max_inflated_bytes` does.
+pub fn describe_list_token(raw: &[u8], max_inflated: usize) -> Result<ListReport> {
+    let unavailable = |m: String| Error::new(ErrorKind::StatusListUnavailable, m);
+    let raw = raw.trim_ascii();
+    let parsed = crate::token::parse(raw, usize::MAX)?;
+    let mut claims = parsed.claims;
+    let sl = claims
+        .get_mut("status_list")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| unavailable("no status_list object".into()))?;
+    let bits = sl
+        .get("bits")
+        .and_then(Value::as_u64)
+        .and_then(|b| u8::try_from(b).ok())
+        .ok_or_else(|| unavailable("status_list.bits must be 1, 2, 4 or 8".into()))?;
+    let lst = match sl.remove("lst") {
+        Some(Value::String(l)) => l,
+        _ => return Err(unavailable("status_list.lst must be a string".into())),
+    };
+    let list = StatusList::decode(bits, &lst, max_inflated).map_err(unavailable)?;
+    let counts = list
+        .counts()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, n)| *n > 0)
+        .map(|(v, n)| (v as u8, n))
+        .collect();
+    Ok(ListReport {
+        header: serde_json::json!({
+            "alg": parsed.header.alg.as_str(), "kid": parsed.header.kid, "typ": parsed.header.typ,
+        }),
+        claims,
+        bits,
+        entries: list.len(),
+        token_bytes: raw.len(),
+        inflated_bytes: list.bytes().len(),
+        counts,
+        cache_control: None,
+    })
+}
+
+/// Fetch the Status List Token at `url` with the HTTP settings `http` (its
+/// size cap raised to `max_token_bytes`) and describe it
+/// ([`describe_list_token`]; the signature is NOT checked).
+pub fn describe_list_url(
+    http: &crate::config::HttpConfig,
+    url: &str,
+    max_token_bytes: usize,
+    max_inflated: usize,
+) -> Result<ListReport> {
+    let mut cfg = http.clone();
+    cfg.max_response_bytes = max_token_bytes as u64;
+    let client = crate::fetch::HttpClient::new(&cfg)?;
+    let fetched = client
+        .get_until(url, None, true, client.deadline())
+        .map_err(|e| Error::new(ErrorKind::StatusListUnavailable, e.message))?;
+    match fetched {
+        crate::fetch::Fetched::Body {
+            body, cache_control, ..
+        } => {
+            let mut report = describe_list_token(&body, max_inflated)?;
+            report.cache_control = cache_control;
+            Ok(report)
+        }
+        crate::fetch::Fetched::NotModified { .. } => Err(Error::new(
+            ErrorKind::StatusListUnavailable,
+            "304 Not Modified to an unconditional request",
+        )),
     }
 }
 

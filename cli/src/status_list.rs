@@ -21,6 +21,9 @@ pub struct StatusListOptions {
 
 /// Run `status-list`.
 pub fn run(opts: StatusListOptions) -> Exit {
+    if opts.url.starts_with("http://") && !opts.allow_http {
+        return Exit::usage(format!("{}: plain http:// needs --allow-http", opts.url));
+    }
     let http = HttpConfig {
         allow_http: opts.allow_http,
         ..HttpConfig::default()

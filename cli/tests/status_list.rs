@@ -51,7 +51,11 @@ fn a_list_is_shown_with_its_header_size_and_counts() {
 fn an_unreachable_list_exits_3_and_http_needs_allow_http() {
     let issuer = TestIssuer::start();
     let uri = issuer.publish_status_list("/status/1", 1, 8);
-    cargo_bin_cmd!("jwtwarden").args(["status-list", &uri]).assert().code(3);
+    cargo_bin_cmd!("jwtwarden")
+        .args(["status-list", &uri])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--allow-http"));
     issuer.configure_status_list("/status/1", |o| o.fault = Fault::Status(503));
     cargo_bin_cmd!("jwtwarden")
         .args(["status-list", "--allow-http", &uri])

@@ -152,15 +152,15 @@ pub struct StatusListConfig {
     /// (SUSPENDED, `suspended`) never. Others are rejected
     /// (`status_not_valid`). Default: none.
     pub valid_statuses: Vec<u8>,
-    /// Distinct lists held at most; a token referencing one more is rejected
-    /// (`status_list_unavailable`). Default 64.
+    /// Distinct lists held at most (1 to 4096); a token referencing one
+    /// more is rejected (`status_list_unavailable`). Default 64.
     pub max_lists: usize,
     /// Largest Status List Token accepted, in bytes (the HTTP response).
     /// Default 1048576 (1 MiB).
     pub max_token_bytes: usize,
     /// Largest decompressed status array, in bytes; a list that inflates
-    /// further is refused (a zlib bomb). Default 16777216 (16 MiB: 134
-    /// million 1-bit entries).
+    /// further is refused (a zlib bomb). At most 536870912 (512 MiB).
+    /// Default 16777216 (16 MiB: 134 million 1-bit entries).
     pub max_inflated_bytes: usize,
     /// List lifetime when the token has no `ttl` claim and the response no
     /// `Cache-Control: max-age`. Default 300.
@@ -376,14 +376,15 @@ impl StatusListConfig {
                 &format!("{v} is not application-specific (3 to 255); 0 is always valid, 1 and 2 never"),
             );
         }
-        if self.max_lists == 0 {
-            return invalid(&f("max_lists"), "must be positive");
+        if self.max_lists == 0 || self.max_lists > 4096 {
+            return invalid(&f("max_lists"), "must be between 1 and 4096");
         }
-        if self.max_token_bytes < 1024 || self.max_inflated_bytes == 0 {
-            return invalid(
-                &f("max_token_bytes"),
-                "must be at least 1024 (max_inflated_bytes positive)",
-            );
+        if self.max_token_bytes < 1024 {
+            return invalid(&f("max_token_bytes"), "must be at least 1024");
+        }
+        // Indexes are kept in 32 bits: 512 MiB of 1-bit entries is 2^32.
+        if self.max_inflated_bytes == 0 || self.max_inflated_bytes > 512 * 1024 * 1024 {
+            return invalid(&f("max_inflated_bytes"), "must be between 1 and 536870912");
         }
         if self.min_ttl_secs > self.max_ttl_secs || self.default_ttl_secs == 0 {
             return invalid(

@@ -28,7 +28,7 @@ use ureq::http::Uri;
 use crate::config::{Config, IssuerConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::issuer::{Env, Issuer};
-use store::{Found, Store};
+use store::Store;
 
 pub use list::StatusList;
 pub use token::TYP as STATUS_LIST_TYP;
@@ -180,10 +180,7 @@ impl Lists {
             }
             return Ok(None);
         };
-        match self.stores[index].check(issuer, env, uri, idx, now) {
-            Found::Ok(r) => Ok(Some(r)),
-            Found::Rejected(e) => Err(e),
-        }
+        self.stores[index].check(issuer, env, uri, idx, now).map(Some)
     }
 
     /// Whether a cached result of issuer `index` with reference `r` may be served.

@@ -161,14 +161,6 @@ pub(crate) struct Store {
     by_uri: Mutex<HashMap<Arc<str>, u32>>,
 }
 
-/// What looking a token's status up found.
-pub(crate) enum Found {
-    /// Acceptable: the reference to keep with a cached result.
-    Ok(StatusRef),
-    /// Rejected.
-    Rejected(Error),
-}
-
 impl Store {
     pub(crate) fn new(cfg: &StatusListConfig, http: &HttpConfig) -> Result<Store> {
         let mut valid = [0u64; 4];
@@ -247,12 +239,10 @@ impl Store {
 
     /// Check the status of a token whose signature and claims passed:
     /// `uri`/`idx` from its `status.status_list`. Fetches the list on its
-    /// first use (if allowed), waiting at most `http.timeout_ms`.
-    pub(crate) fn check(&self, issuer: &Issuer, env: &Env, uri: &str, idx: u64, now: u64) -> Found {
-        let (list_id, slot) = match self.slot_for(uri) {
-            Ok(s) => s,
-            Err(e) => return Found::Rejected(e),
-        };
+    /// first use (if allowed), waiting at most `http.timeout_ms`. `Ok`: the
+    /// reference to keep with the cached result.
+    pub(crate) fn check(&self, issuer: &Issuer, env: &Env, uri: &str, idx: u64, now: u64) -> Result<StatusRef> {
+        let (list_id, slot) = self.slot_for(uri)?;
         if slot.current.load().is_none() {
             let due = self.sched_due(slot, now);
             if due {
@@ -267,20 +257,20 @@ impl Store {
                 .last_error
                 .clone()
                 .unwrap_or_else(|| "not fetched yet".into());
-            return Found::Rejected(Error::new(
+            return Err(Error::new(
                 ErrorKind::StatusListUnavailable,
                 format!("status list {uri} unavailable: {why}"),
             ));
         };
         if now >= slot.fail_closed_at_ms.load(Ordering::SeqCst) {
-            return Found::Rejected(Error::new(
+            return Err(Error::new(
                 ErrorKind::StatusListStale,
                 format!("status list {uri} is past max_stale or its exp; failing closed"),
             ));
         }
         let rejected = |kind, msg: String| {
             slot.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            Found::Rejected(Error::new(kind, msg))
+            Err(Error::new(kind, msg))
         };
         let Some(status) = loaded.list.get(idx).filter(|_| idx <= u64::from(u32::MAX)) else {
             return rejected(
@@ -289,7 +279,7 @@ impl Store {
             );
         };
         match status {
-            s if self.acceptable(s) => Found::Ok(StatusRef {
+            s if self.acceptable(s) => Ok(StatusRef {
                 list: list_id,
                 idx: idx as u32,
             }),

@@ -429,7 +429,7 @@ impl Shared {
             max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
             key_usable_until_ms,
         };
-        self.insert(hash, token, stamp, status, &verified, life, now);
+        self.insert(hash, token, stamp, status, &verified, life);
         Ok(Verified::new(verified, false))
     }
 
@@ -507,11 +507,12 @@ impl Shared {
         status: Option<crate::status::StatusRef>,
         verified: &Arc<VerifiedToken>,
         life: Lifetime,
-        now: u64,
     ) {
         let (Some(cache), Some(hash)) = (&self.cache, hash) else {
             return;
         };
+        // Not cached if its life ended while it was verified.
+        let now = self.env.clock.now_ms();
         let Some(mut entry) = Entry::new(token, stamp, verified.clone(), life, now) else {
             return;
         };

@@ -1,7 +1,9 @@
 package jwtwarden_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	jwtwarden "github.com/jwtwarden/jwtwarden/bindings/go"
@@ -45,5 +47,33 @@ func TestStatusList(t *testing.T) {
 	is.admin("GET", "/admin/stats", nil, &stats)
 	if stats.Paths["/elsewhere/1"] != 0 || stats.Paths["/status/1"] != 1 {
 		t.Errorf("requests: %v", stats.Paths)
+	}
+	// Metrics per list, in the JSON snapshot and in Prometheus.
+	js, err := v.MetricsJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		StatusLists []struct {
+			URI      string `json:"uri"`
+			Entries  int    `json:"entries"`
+			Bits     int    `json:"bits"`
+			Rejected int    `json:"rejected"`
+		} `json:"status_lists"`
+	}
+	if err := json.Unmarshal([]byte(js), &m); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range m.StatusLists {
+		if l.URI == is.URL+"/status/1" {
+			found = l.Entries == 16 && l.Bits == 2 && l.Rejected == 3
+		}
+	}
+	if !found {
+		t.Errorf("status list metrics: %s", js)
+	}
+	if p, _ := v.Prometheus(); !strings.Contains(p, "jwtwarden_status_list_fetches_total{") {
+		t.Errorf("no status list metrics in Prometheus text")
 	}
 }

@@ -34,6 +34,9 @@ def test_statuses_raise_their_classes(new_issuer: Callable[..., Issuer]) -> None
             v.verify(iss.mint(status=_status(iss, "/status/1", 3)))
         with pytest.raises(jwtwarden.StatusIndexOutOfRangeError):
             v.verify(iss.mint(status=_status(iss, "/status/1", 64)))
+        (listed,) = [l for l in v.metrics()["status_lists"] if l["uri"] == iss.url + "/status/1"]
+        assert (listed["entries"], listed["bits"], listed["rejected"], listed["health"]) == (64, 2, 4, "fresh")
+        assert "jwtwarden_status_list_fetches_total{" in v.prometheus()
 
         # Suspended at the issuer: the cached result stops being served once
         # the background refresher has the new list (ttl 1 s).

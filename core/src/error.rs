@@ -13,7 +13,7 @@
 //! | 1xx | [`Category::Malformed`] | the input is not a well-formed token we accept |
 //! | 2xx | [`Category::Verification`] | the signature could not be verified |
 //! | 3xx | [`Category::Policy`] | a valid signature, but the token is not acceptable |
-//! | 4xx | [`Category::KeysUnavailable`] | the issuer's keys cannot be trusted right now |
+//! | 4xx | [`Category::KeysUnavailable`] | the issuer's keys (or a token's status list) cannot be trusted right now |
 //! | 5xx | [`Category::Usage`] | configuration or API misuse |
 //! | 9xx | [`Category::Internal`] | a bug or an FFI-boundary failure |
 
@@ -29,7 +29,8 @@ pub enum Category {
     Verification = 2,
     /// The token is authentic but denied by policy: expired, audience, revoked… (3xx).
     Policy = 3,
-    /// The issuer's keys are unavailable or too stale to trust (4xx).
+    /// The issuer's keys, or the status list a token references, are
+    /// unavailable or too stale to trust (4xx).
     KeysUnavailable = 4,
     /// The caller or its configuration is at fault (5xx).
     Usage = 5,

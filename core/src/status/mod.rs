@@ -10,11 +10,11 @@
 //!   prefix's path). Otherwise nothing is fetched and the token is rejected
 //!   (`status_uri_not_allowed`): a token whose status cannot be checked is
 //!   not valid.
-//! * The list must be signed by the same issuer's keys ([`token`]), and is
-//!   refreshed and failed closed like keys ([`store`]).
+//! * The list must be signed by the same issuer's keys (`token.rs`), and is
+//!   refreshed and failed closed like keys (`store.rs`).
 //! * Status 0 (VALID) passes; 1 (INVALID) is `revoked`; 2 (SUSPENDED)
 //!   `suspended`; others `status_not_valid` unless configured valid.
-//! * A cached result keeps its [`StatusRef`]; every hit re-reads the
+//! * A cached result keeps its `StatusRef`; every hit re-reads the
 //!   status, so a token suspended at the issuer stops being served from the
 //!   moment the list is refreshed.
 

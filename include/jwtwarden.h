@@ -106,6 +106,17 @@ enum jwtwarden_result
   // The token's lifetime (`exp - iat`, or `exp - now` without `iat`) is
   // longer than the issuer's `max_token_lifetime_secs`.
   JWTWARDEN_RESULT_TOKEN_LIFETIME_EXCEEDED = 309,
+  // The token's entry in its issuer's Token Status List is SUSPENDED (2).
+  JWTWARDEN_RESULT_SUSPENDED = 310,
+  // The token's `status.status_list.uri` is not under its issuer's
+  // `status_list.allowed_uris`: its status cannot be checked (nothing fetched).
+  JWTWARDEN_RESULT_STATUS_URI_NOT_ALLOWED = 311,
+  // The token's `status.status_list.idx` is beyond the end of its list.
+  JWTWARDEN_RESULT_STATUS_INDEX_OUT_OF_RANGE = 312,
+  // The token's status is an application-specific value not configured valid.
+  JWTWARDEN_RESULT_STATUS_NOT_VALID = 313,
+  // The token has no `status` claim and its issuer requires one.
+  JWTWARDEN_RESULT_STATUS_MISSING = 314,
   // The issuer has no usable keys: never fetched successfully, or fetch failed.
   JWTWARDEN_RESULT_KEYS_UNAVAILABLE = 400,
   // The issuer's keys are older than `max_stale`: failing closed.
@@ -113,6 +124,10 @@ enum jwtwarden_result
   // The fleet revocation feed has been unreachable for longer than
   // `revocation.redis.max_stale_secs`: failing closed.
   JWTWARDEN_RESULT_REVOCATIONS_STALE = 402,
+  // The Status List Token a token references could not be fetched or verified.
+  JWTWARDEN_RESULT_STATUS_LIST_UNAVAILABLE = 403,
+  // The Status List Token is past `max_stale_secs` or its `exp`: failing closed.
+  JWTWARDEN_RESULT_STATUS_LIST_STALE = 404,
   // The configuration is invalid; the message names the field.
   JWTWARDEN_RESULT_INVALID_CONFIG = 500,
   // An argument is invalid (for example a string that is not UTF-8).

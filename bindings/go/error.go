@@ -35,9 +35,16 @@ const (
 	ErrRevoked                Kind = C.JWTWARDEN_RESULT_REVOKED
 	ErrKeyRevoked             Kind = C.JWTWARDEN_RESULT_KEY_REVOKED
 	ErrTokenLifetimeExceeded  Kind = C.JWTWARDEN_RESULT_TOKEN_LIFETIME_EXCEEDED
+	ErrSuspended              Kind = C.JWTWARDEN_RESULT_SUSPENDED
+	ErrStatusURINotAllowed    Kind = C.JWTWARDEN_RESULT_STATUS_URI_NOT_ALLOWED
+	ErrStatusIndexOutOfRange  Kind = C.JWTWARDEN_RESULT_STATUS_INDEX_OUT_OF_RANGE
+	ErrStatusNotValid         Kind = C.JWTWARDEN_RESULT_STATUS_NOT_VALID
+	ErrStatusMissing          Kind = C.JWTWARDEN_RESULT_STATUS_MISSING
 	ErrKeysUnavailable        Kind = C.JWTWARDEN_RESULT_KEYS_UNAVAILABLE
 	ErrKeysStale              Kind = C.JWTWARDEN_RESULT_KEYS_STALE
 	ErrRevocationsStale       Kind = C.JWTWARDEN_RESULT_REVOCATIONS_STALE
+	ErrStatusListUnavailable  Kind = C.JWTWARDEN_RESULT_STATUS_LIST_UNAVAILABLE
+	ErrStatusListStale        Kind = C.JWTWARDEN_RESULT_STATUS_LIST_STALE
 	ErrInvalidConfig          Kind = C.JWTWARDEN_RESULT_INVALID_CONFIG
 	ErrInvalidArgument        Kind = C.JWTWARDEN_RESULT_INVALID_ARGUMENT
 	ErrRevocationListFull     Kind = C.JWTWARDEN_RESULT_REVOCATION_LIST_FULL
@@ -54,7 +61,8 @@ var Kinds = []Kind{
 	ErrInvalidSignature, ErrUnknownKid, ErrMissingKid, ErrKeyAlgorithmMismatch,
 	ErrExpired, ErrNotYetValid, ErrInvalidIssuer, ErrUnknownIssuer, ErrInvalidAudience,
 	ErrMissingRequiredClaim, ErrInvalidType, ErrRevoked, ErrKeyRevoked, ErrTokenLifetimeExceeded,
-	ErrKeysUnavailable, ErrKeysStale, ErrRevocationsStale,
+	ErrSuspended, ErrStatusURINotAllowed, ErrStatusIndexOutOfRange, ErrStatusNotValid, ErrStatusMissing,
+	ErrKeysUnavailable, ErrKeysStale, ErrRevocationsStale, ErrStatusListUnavailable, ErrStatusListStale,
 	ErrInvalidConfig, ErrInvalidArgument, ErrRevocationListFull, ErrNullParameter, ErrRevocationNotPersisted,
 	ErrInternal, ErrPanic,
 }

@@ -52,6 +52,8 @@ func TestCategories(t *testing.T) {
 		jwtwarden.ErrKeysStale:              jwtwarden.ErrCategoryKeysUnavailable,
 		jwtwarden.ErrRevocationsStale:       jwtwarden.ErrCategoryKeysUnavailable,
 		jwtwarden.ErrRevocationNotPersisted: jwtwarden.ErrCategoryUsage,
+		jwtwarden.ErrSuspended:              jwtwarden.ErrCategoryPolicy,
+		jwtwarden.ErrStatusListStale:        jwtwarden.ErrCategoryKeysUnavailable,
 		jwtwarden.ErrInvalidConfig:          jwtwarden.ErrCategoryUsage,
 		jwtwarden.ErrPanic:                  jwtwarden.ErrCategoryInternal,
 	}

@@ -33,6 +33,7 @@ pub fn run(token: &str, as_json: bool) -> Exit {
             "claims": d.payload.to_json(),
             "signature_bytes": d.signature_bytes,
             "times": times.iter().map(|t| (t.name.to_string(), t.to_json())).collect::<Map<_, _>>(),
+            "status": status_reference(d.payload.object()),
             "warnings": warnings,
             "notes": d.notes,
         });
@@ -149,6 +150,17 @@ fn print_human(token: &str, d: &decode::Decoded, times: &[TimeClaim], warnings: 
     }
     print_part("header (unverified)", &d.header);
     print_part("claims (unverified)", &d.payload);
+    if let Some(st) = status_reference(d.payload.object()) {
+        println!("\nstatus (unverified)");
+        match (st["uri"].as_str(), st["idx"].as_u64()) {
+            (Some(uri), Some(idx)) => {
+                println!("  Token Status List {uri} entry {idx}");
+                println!("  checked by a verifier only if the uri is under the issuer's status_list.allowed_uris");
+                println!("  (see: jwtwarden status-list {uri})");
+            }
+            _ => println!("  {}", st["error"].as_str().unwrap_or("unreadable")),
+        }
+    }
     if !times.is_empty() {
         println!(
             "\ntimes (UTC, now {})",
@@ -169,6 +181,18 @@ fn print_human(token: &str, d: &decode::Decoded, times: &[TimeClaim], warnings: 
         }
     }
     println!("\nTo verify it: jwtwarden verify --config FILE TOKEN");
+}
+
+/// The token's Token Status List reference (`status.status_list`), if it
+/// has a `status` claim: `{"uri", "idx"}`, or `{"error"}` when malformed.
+fn status_reference(claims: Option<&Map<String, Value>>) -> Option<Value> {
+    let claims = claims?;
+    claims.get("status")?;
+    Some(match jwtwarden::status::reference(claims) {
+        Ok(Some((uri, idx))) => json!({"uri": uri, "idx": idx}),
+        Ok(None) => json!({"error": "status claim without a status_list reference"}),
+        Err(e) => json!({"error": e.message()}),
+    })
 }
 
 fn print_part(title: &str, part: &Part) {

@@ -14,6 +14,7 @@ mod jwks;
 mod logging;
 mod revoke;
 mod serve;
+mod status_list;
 mod timefmt;
 mod verify;
 
@@ -64,6 +65,7 @@ Examples:
   jwtwarden verify --config jwtwarden.toml \"$TOKEN\"
   jwtwarden inspect \"$TOKEN\"                      # decode WITHOUT verifying
   jwtwarden jwks https://idp.example.com/.well-known/jwks.json
+  jwtwarden status-list https://idp.example.com/statuslists/1
   jwtwarden serve --config jwtwarden.toml          # forward auth for nginx, Envoy, Traefik, Caddy
   jwtwarden revoke --config jwtwarden.toml --issuer https://idp.example.com --jti \"$JTI\"";
 
@@ -92,6 +94,7 @@ enum Command {
     Serve(ServeArgs),
     Revoke(RevokeArgs),
     Revocations(RevocationsArgs),
+    StatusList(StatusListArgs),
 }
 
 /// Revoke a token (by jti), a subject's older tokens, or a key, for one
@@ -146,6 +149,31 @@ struct RevocationsArgs {
     /// Configuration file.
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
+}
+
+/// Fetch an IETF Token Status List and show its header, size and counts by
+/// status (VALID, INVALID, SUSPENDED, application-specific).
+///
+/// The list's signature is NOT checked here: a verifier checks it with the
+/// issuer's keys, and fetches a list only if its URL is under the issuer's
+/// `status_list.allowed_uris` (docs/status-list.md).
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  jwtwarden status-list https://idp.example.com/statuslists/1
+  jwtwarden status-list --json https://idp.example.com/statuslists/1 | jq .counts
+
+Exit status: 0 decoded, 1 not a status list, 3 fetch failed.")]
+struct StatusListArgs {
+    /// Allow plain http:// (loopback test issuers).
+    #[arg(long)]
+    allow_http: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+    /// The list's URL (a token's `status.status_list.uri`).
+    #[arg(value_name = "URL")]
+    url: String,
 }
 
 /// Verify tokens; print one JSON line per token with the decision.
@@ -364,6 +392,11 @@ fn main() -> ExitCode {
             Err(exit) => exit,
         },
         Command::Revocations(a) => revoke::run_list(a.config),
+        Command::StatusList(a) => status_list::run(status_list::StatusListOptions {
+            url: a.url,
+            allow_http: a.allow_http,
+            json: a.json,
+        }),
         Command::Serve(a) => serve::run(serve::ServeOptions {
             config: a.config,
             serve_config: a.serve_config,

@@ -75,6 +75,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use crate::facts::Facts;
+use crate::status::StatusRef;
 use crate::verified::VerifiedToken;
 
 mod bytes;
@@ -132,6 +133,9 @@ pub(crate) struct EntryState {
     /// The revocation generation the facts were last checked at (the
     /// stamp's, until a hit checks them again).
     revocation_seen: AtomicU64,
+    /// Where the token's Token Status List status is read on every hit, if
+    /// it references one.
+    status: Option<StatusRef>,
 }
 
 /// The cache's one-byte marks on a result, apart from [`EntryState`] so
@@ -148,7 +152,7 @@ pub(crate) struct Marks {
 impl EntryState {
     /// The bookkeeping of a result verified under `stamp`, served until the
     /// first instant of `life`.
-    pub(crate) fn new(stamp: Stamp, life: &Lifetime) -> EntryState {
+    pub(crate) fn new(stamp: Stamp, life: &Lifetime, status: Option<StatusRef>) -> EntryState {
         EntryState {
             issuer: u32::try_from(stamp.issuer).expect("fewer than 2^32 issuers"),
             bytes: 0,
@@ -159,6 +163,7 @@ impl EntryState {
                 .min(life.max_ttl_until_ms)
                 .min(life.key_usable_until_ms),
             revocation_seen: AtomicU64::new(stamp.revocation_generation),
+            status,
         }
     }
 
@@ -196,6 +201,9 @@ pub(crate) trait Currency {
     /// Whether the token with these facts, verified for the stamp's
     /// issuer, is revoked.
     fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool;
+    /// Whether the token's Token Status List status is still acceptable at
+    /// `now_ms`: read from the list in use on every hit.
+    fn status_ok(&self, stamp: &Stamp, status: StatusRef, now_ms: u64) -> bool;
 }
 
 /// Whether `e`, already known to be for the looked-up token, may be served
@@ -206,6 +214,11 @@ fn serves(e: &VerifiedToken, now_ms: u64, v: &impl Currency) -> bool {
     let state = &e.entry;
     if now_ms >= state.valid_until_ms || !v.is_current(&state.stamp(), now_ms) {
         return false;
+    }
+    if let Some(status) = state.status {
+        if !v.status_ok(&state.stamp(), status, now_ms) {
+            return false;
+        }
     }
     // The generation is read before the lists: a revocation is in the lists
     // before its generation is published.
@@ -531,6 +544,9 @@ mod tests {
         fn revoked(&self, _: &Stamp, _: &Facts) -> bool {
             false
         }
+        fn status_ok(&self, _: &Stamp, _: StatusRef, _: u64) -> bool {
+            true
+        }
     }
 
     const STAMP: Stamp = Stamp {
@@ -557,7 +573,7 @@ mod tests {
                 expires_at: 0,
             },
             Facts::of(&Map::new()),
-            EntryState::new(STAMP, &FOREVER),
+            EntryState::new(STAMP, &FOREVER, None),
         )
     }
 
@@ -705,6 +721,7 @@ mod tests {
                 invalid_from_ms: 5,
                 ..FOREVER
             },
+            None,
         );
         assert_eq!(cache.insert(cache.hash(b"t"), e, &Map::new(), 5), None);
         assert_eq!(cache.len(), 0);

@@ -122,6 +122,57 @@ pub struct IssuerConfig {
     /// How this issuer's keys are refreshed.
     #[serde(default)]
     pub refresh: RefreshConfig,
+    /// IETF Token Status List checks for this issuer's tokens
+    /// (`status.status_list`). Default: no list may be fetched, so a token
+    /// that references one is rejected (`status_uri_not_allowed`).
+    #[serde(default)]
+    pub status_list: StatusListConfig,
+}
+
+/// IETF Token Status List (draft-ietf-oauth-status-list) checks for one
+/// issuer. A token carrying `status: {status_list: {idx, uri}}` is checked,
+/// after its own signature and claims, against the Status List Token at
+/// `uri`, which must be signed by this issuer's keys. See `docs/status-list.md`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusListConfig {
+    /// URL prefixes a referenced `uri` must start with to be fetched: same
+    /// scheme, same host and port, and a path under the prefix's path (at a
+    /// `/` boundary, or equal). A `uri` outside them is never fetched and
+    /// its token is rejected (`status_uri_not_allowed`). Default: none.
+    pub allowed_uris: Vec<String>,
+    /// Lists fetched when the verifier starts (each under `allowed_uris`),
+    /// so no first verification waits for them. Default: none.
+    pub preload: Vec<String>,
+    /// Reject tokens without a `status` claim (`status_missing`). Default
+    /// false: most issuers do not use status lists yet.
+    pub require_status: bool,
+    /// Application-specific status values (3 to 255) accepted as valid.
+    /// 0 (VALID) is always accepted; 1 (INVALID, `revoked`) and 2
+    /// (SUSPENDED, `suspended`) never. Others are rejected
+    /// (`status_not_valid`). Default: none.
+    pub valid_statuses: Vec<u8>,
+    /// Distinct lists held at most (1 to 4096); a token referencing one
+    /// more is rejected (`status_list_unavailable`). Default 64.
+    pub max_lists: usize,
+    /// Largest Status List Token accepted, in bytes (the HTTP response).
+    /// Default 1048576 (1 MiB).
+    pub max_token_bytes: usize,
+    /// Largest decompressed status array, in bytes; a list that inflates
+    /// further is refused (a zlib bomb). At most 536870912 (512 MiB).
+    /// Default 16777216 (16 MiB: 134 million 1-bit entries).
+    pub max_inflated_bytes: usize,
+    /// List lifetime when the token has no `ttl` claim and the response no
+    /// `Cache-Control: max-age`. Default 300.
+    pub default_ttl_secs: u64,
+    /// Lower clamp of a list's lifetime. Default 30.
+    pub min_ttl_secs: u64,
+    /// Upper clamp of a list's lifetime. Default 86400.
+    pub max_ttl_secs: u64,
+    /// How long past its lifetime a list is still used while refreshes fail;
+    /// after that (or past the list's own `exp`) its tokens are rejected
+    /// (`status_list_stale`). Default 3600.
+    pub max_stale_secs: u64,
 }
 
 /// A locally configured HMAC secret.
@@ -332,6 +383,73 @@ impl Default for RefreshConfig {
     }
 }
 
+impl Default for StatusListConfig {
+    fn default() -> Self {
+        StatusListConfig {
+            allowed_uris: Vec::new(),
+            preload: Vec::new(),
+            require_status: false,
+            valid_statuses: Vec::new(),
+            max_lists: 64,
+            max_token_bytes: 1024 * 1024,
+            max_inflated_bytes: 16 * 1024 * 1024,
+            default_ttl_secs: 300,
+            min_ttl_secs: 30,
+            max_ttl_secs: 86_400,
+            max_stale_secs: 3600,
+        }
+    }
+}
+
+impl StatusListConfig {
+    /// A list's lifetime in seconds from its `ttl` claim, else the response's
+    /// `max-age`, else `default_ttl_secs`; clamped to `[min_ttl_secs,
+    /// max_ttl_secs]`, at least one second.
+    pub fn ttl_secs(&self, ttl: Option<u64>) -> u64 {
+        ttl.unwrap_or(self.default_ttl_secs)
+            .clamp(self.min_ttl_secs, self.max_ttl_secs)
+            .max(1)
+    }
+
+    /// Check the status list settings; `at` names them in errors.
+    fn validate(&self, at: &str, allow_http: bool) -> Result<()> {
+        let f = |name: &str| format!("{at}.{name}");
+        for (i, prefix) in self.allowed_uris.iter().enumerate() {
+            if let Err(why) = crate::status::UriPrefix::parse(prefix, allow_http) {
+                return invalid(&f(&format!("allowed_uris[{i}]")), &why);
+            }
+        }
+        for (i, uri) in self.preload.iter().enumerate() {
+            if !crate::status::allowed(&self.allowed_uris, uri) {
+                return invalid(&f(&format!("preload[{i}]")), "not under any of allowed_uris");
+            }
+        }
+        if let Some(v) = self.valid_statuses.iter().find(|v| **v < 3) {
+            return invalid(
+                &f("valid_statuses"),
+                &format!("{v} is not application-specific (3 to 255); 0 is always valid, 1 and 2 never"),
+            );
+        }
+        if self.max_lists == 0 || self.max_lists > 4096 {
+            return invalid(&f("max_lists"), "must be between 1 and 4096");
+        }
+        if self.max_token_bytes < 1024 {
+            return invalid(&f("max_token_bytes"), "must be at least 1024");
+        }
+        // Indexes are kept in 32 bits: 512 MiB of 1-bit entries is 2^32.
+        if self.max_inflated_bytes == 0 || self.max_inflated_bytes > 512 * 1024 * 1024 {
+            return invalid(&f("max_inflated_bytes"), "must be between 1 and 536870912");
+        }
+        if self.min_ttl_secs > self.max_ttl_secs || self.default_ttl_secs == 0 {
+            return invalid(
+                &f("min_ttl_secs"),
+                "must not exceed max_ttl_secs (default_ttl_secs positive)",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
@@ -398,6 +516,7 @@ impl IssuerConfig {
             max_token_lifetime_secs: None,
             hmac_keys: Vec::new(),
             refresh: RefreshConfig::default(),
+            status_list: StatusListConfig::default(),
         }
     }
 }
@@ -559,6 +678,7 @@ impl IssuerConfig {
             return invalid(&f("max_token_lifetime_secs"), "must be positive when set");
         }
         self.validate_algorithms(at)?;
+        self.status_list.validate(&f("status_list"), allow_http)?;
         self.refresh.validate(&f("refresh"))
     }
 

@@ -13,7 +13,7 @@
 //! | 1xx | [`Category::Malformed`] | the input is not a well-formed token we accept |
 //! | 2xx | [`Category::Verification`] | the signature could not be verified |
 //! | 3xx | [`Category::Policy`] | a valid signature, but the token is not acceptable |
-//! | 4xx | [`Category::KeysUnavailable`] | the issuer's keys cannot be trusted right now |
+//! | 4xx | [`Category::KeysUnavailable`] | the issuer's keys (or a token's status list) cannot be trusted right now |
 //! | 5xx | [`Category::Usage`] | configuration or API misuse |
 //! | 9xx | [`Category::Internal`] | a bug or an FFI-boundary failure |
 
@@ -29,7 +29,8 @@ pub enum Category {
     Verification = 2,
     /// The token is authentic but denied by policy: expired, audience, revoked… (3xx).
     Policy = 3,
-    /// The issuer's keys are unavailable or too stale to trust (4xx).
+    /// The issuer's keys, or the status list a token references, are
+    /// unavailable or too stale to trust (4xx).
     KeysUnavailable = 4,
     /// The caller or its configuration is at fault (5xx).
     Usage = 5,
@@ -127,6 +128,21 @@ error_kinds! {
     /// The token's lifetime (`exp - iat`, or `exp - now` without `iat`) is
     /// longer than the issuer's `max_token_lifetime_secs`.
     TokenLifetimeExceeded = 309, "token_lifetime_exceeded";
+    /// The token's entry in its issuer's Token Status List is SUSPENDED (2).
+    /// (INVALID, 1, is `revoked`.)
+    Suspended = 310, "suspended";
+    /// The token's `status.status_list.uri` is not under one of its issuer's
+    /// `status_list.allowed_uris`: its status cannot be checked, and nothing
+    /// was fetched.
+    StatusUriNotAllowed = 311, "status_uri_not_allowed";
+    /// The token's `status.status_list.idx` is beyond the end of its list.
+    StatusIndexOutOfRange = 312, "status_index_out_of_range";
+    /// The token's status is an application-specific value its issuer's
+    /// `status_list.valid_statuses` does not name.
+    StatusNotValid = 313, "status_not_valid";
+    /// The token has no `status` claim and its issuer's
+    /// `status_list.require_status` is true.
+    StatusMissing = 314, "status_missing";
 
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
     KeysUnavailable = 400, "keys_unavailable";
@@ -136,6 +152,13 @@ error_kinds! {
     /// for longer than `max_stale_secs`: failing closed, since revocations
     /// made elsewhere may be missing here.
     RevocationsStale = 402, "revocations_stale";
+    /// The Status List Token a token references could not be fetched or
+    /// verified (never fetched successfully, invalid, too large, or over the
+    /// issuer's `status_list.max_lists`).
+    StatusListUnavailable = 403, "status_list_unavailable";
+    /// The Status List Token is older than `status_list.max_stale_secs`
+    /// past its `ttl`, or past its own `exp`: failing closed.
+    StatusListStale = 404, "status_list_stale";
 
     /// The configuration is invalid; the message names the field.
     InvalidConfig = 500, "invalid_config";

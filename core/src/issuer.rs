@@ -379,7 +379,7 @@ impl Issuer {
     /// A server's `Retry-After` is honoured as a lower bound on it (retrying
     /// sooner is what it asked us not to do), clamped to `backoff_max_secs`
     /// so a server cannot push refreshes out until the keys go stale.
-    fn backoff_ms(&self, failures: u32, retry_after_secs: Option<u64>) -> u64 {
+    pub(crate) fn backoff_ms(&self, failures: u32, retry_after_secs: Option<u64>) -> u64 {
         let r = &self.cfg.refresh;
         let exp = r
             .backoff_initial_secs

@@ -44,6 +44,7 @@ mod revocation;
 mod revoker;
 mod source;
 mod state;
+pub mod status;
 mod stop;
 mod token;
 mod trust;
@@ -52,11 +53,13 @@ mod verifier;
 
 pub use claims::MAX_NUMERIC_DATE_SECS;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{CacheConfig, Config, HttpConfig, IssuerConfig, RedisFeedConfig, RefreshConfig, RevocationConfig};
+pub use config::{
+    CacheConfig, Config, HttpConfig, IssuerConfig, RedisFeedConfig, RefreshConfig, RevocationConfig, StatusListConfig,
+};
 pub use describe::{describe_issuer_keys, describe_jwks_url, CacheInfo, KeyReport, Problem};
 pub use error::{Category, Error, ErrorKind, Result};
 pub use keys::{Key, SkippedKey, MAX_RSA_BITS, MAX_RSA_EXPONENT, MAX_SKIPPED_LISTED, MIN_RSA_BITS};
-pub use metrics::{FetchReason, Health, IssuerStats, MetricsSnapshot, RevocationStats};
+pub use metrics::{FetchReason, Health, IssuerStats, MetricsSnapshot, RevocationStats, StatusListStats};
 pub use revocation::feed::{FeedState, FeedStats};
 pub use revocation::{Propagation, Revocation, RevocationKind, ANY_ISSUER, MAX_REVOCATION_FIELD_BYTES};
 pub use revoker::Revoker;

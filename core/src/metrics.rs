@@ -187,6 +187,8 @@ pub struct MetricsSnapshot {
     pub policy_version: u64,
     /// Revocations applied, by source, and the fleet feed.
     pub revocations: RevocationStats,
+    /// One entry per Token Status List referenced (or preloaded), by issuer.
+    pub status_lists: Vec<StatusListStats>,
 }
 
 /// Revocations applied (those that changed something), by where they came
@@ -201,6 +203,37 @@ pub struct RevocationStats {
     pub feed: u64,
     /// The fleet feed (`revocation.redis`), if configured.
     pub fleet: Option<crate::revocation::feed::FeedStats>,
+}
+
+/// One Token Status List's state and counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusListStats {
+    /// The issuer whose tokens reference it.
+    pub issuer: String,
+    /// The list's `uri`.
+    pub uri: String,
+    /// Fresh, stale (serving the last good list) or failed closed.
+    pub health: Health,
+    /// Statuses in the list in use (0 before one is fetched).
+    pub entries: u64,
+    /// Bits per status (0 before one is fetched).
+    pub bits: u8,
+    /// Size of the Status List Token in use, bytes.
+    pub token_bytes: u64,
+    /// Seconds since the list was fetched (or confirmed by a 304).
+    pub age_secs: Option<u64>,
+    /// Fetches started.
+    pub fetches: u64,
+    /// Fetches that failed (network, status, verification, size).
+    pub fetch_failures: u64,
+    /// Conditional fetches answered 304 Not Modified.
+    pub not_modified: u64,
+    /// Tokens rejected by their status (revoked, suspended, not valid, index beyond the list).
+    pub rejected: u64,
+    /// When the last fetch succeeded, ms since the epoch.
+    pub last_success_ms: Option<u64>,
+    /// The last fetch error, if the last fetch failed.
+    pub last_error: Option<String>,
 }
 
 /// Verifications by outcome.
@@ -312,7 +345,8 @@ impl<S: Scrape> Collector for VerifierCollector<S> {
         encode_verifications(&mut e, &m.verifications, &source.rejections())?;
         encode_cache(&mut e, &m.cache)?;
         encode_issuers(&mut e, &m.issuers)?;
-        encode_revocations(&mut e, m.revocation_entries, &m.revocations)
+        encode_revocations(&mut e, m.revocation_entries, &m.revocations)?;
+        encode_status_lists(&mut e, &m.status_lists)
     }
 }
 
@@ -550,5 +584,78 @@ fn encode_revocations(e: &mut DescriptorEncoder, entries: u64, r: &RevocationSta
         "revocation_feed_pending",
         "Local revocations not yet written to Redis",
         gauge(f.pending),
+    )
+}
+
+/// A per-list metric: name, help, counter or gauge, and how to read it.
+type PerList = (&'static str, &'static str, bool, fn(&StatusListStats) -> Option<u64>);
+
+fn encode_status_lists(e: &mut DescriptorEncoder, lists: &[StatusListStats]) -> Result<(), std::fmt::Error> {
+    const METRICS: [PerList; 8] = [
+        ("status_list_fetches", "Status List Token fetches", true, |l| {
+            Some(l.fetches)
+        }),
+        (
+            "status_list_fetch_failures",
+            "Status List Token fetches that failed",
+            true,
+            |l| Some(l.fetch_failures),
+        ),
+        (
+            "status_list_not_modified",
+            "Status List fetches answered 304",
+            true,
+            |l| Some(l.not_modified),
+        ),
+        (
+            "status_list_rejected",
+            "Tokens rejected by their status in this list",
+            true,
+            |l| Some(l.rejected),
+        ),
+        ("status_list_entries", "Statuses in the list in use", false, |l| {
+            Some(l.entries)
+        }),
+        ("status_list_bits", "Bits per status of the list in use", false, |l| {
+            Some(u64::from(l.bits))
+        }),
+        (
+            "status_list_token_bytes",
+            "Size of the Status List Token in use",
+            false,
+            |l| Some(l.token_bytes),
+        ),
+        (
+            "status_list_age_seconds",
+            "Seconds since the list was fetched or confirmed",
+            false,
+            |l| l.age_secs,
+        ),
+    ];
+    for (name, help, is_counter, read) in METRICS {
+        let samples = lists.iter().filter_map(|l| {
+            let labels = vec![("issuer", l.issuer.as_str()), ("uri", l.uri.as_str())];
+            read(l).map(|n| (labels, n))
+        });
+        if is_counter {
+            family(e, name, help, samples.map(|(l, n)| (l, counter(n))))?;
+        } else {
+            family(e, name, help, samples.map(|(l, n)| (l, gauge(n))))?;
+        }
+    }
+    family(
+        e,
+        "status_list_health",
+        "Status list health (1 for the current state)",
+        lists.iter().map(|l| {
+            (
+                vec![
+                    ("issuer", l.issuer.as_str()),
+                    ("uri", l.uri.as_str()),
+                    ("health", l.health.as_str()),
+                ],
+                gauge(1),
+            )
+        }),
     )
 }

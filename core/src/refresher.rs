@@ -55,7 +55,7 @@ fn run(shared: Weak<Shared>, stop: StopSignal) {
     loop {
         let sleep = {
             let Some(s) = shared.upgrade() else { return };
-            let next = s.issuers.iter().map(|i| i.run_due(&s.env)).min().unwrap_or(u64::MAX);
+            let next = s.run_due();
             let now = s.env.clock.now_ms();
             Duration::from_millis(next.saturating_sub(now)).clamp(MIN_SLEEP, MAX_SLEEP)
         };

@@ -18,6 +18,7 @@ use crate::keys::{Key, SkippedKey};
 use crate::metrics::{CacheStats, Exporter, Health, MetricsSnapshot, Scrape, VerificationStats, VerifierCounters};
 use crate::refresher::Refresher;
 use crate::revocation::{Propagation, Revocation, ANY_ISSUER};
+use crate::status::StatusRef;
 use crate::token;
 use crate::trust::Trust;
 use crate::verified::{Fresh, Verified, VerifiedToken};
@@ -51,6 +52,8 @@ pub(crate) struct Shared {
     cache: Option<Cache>,
     cache_max_ttl_ms: u64,
     max_token_bytes: usize,
+    /// Issuer-published Token Status Lists, by issuer index.
+    status: crate::status::Lists,
     counters: VerifierCounters,
     background: bool,
 }
@@ -105,6 +108,7 @@ impl Verifier {
                 .then(|| Cache::new(config.cache.capacity, config.cache.max_bytes, config.cache.shards)),
             cache_max_ttl_ms: config.cache.max_ttl_secs * 1000,
             max_token_bytes: config.max_token_bytes,
+            status: crate::status::Lists::new(&config)?,
             counters: VerifierCounters::default(),
             background: config.background_refresh,
         });
@@ -112,6 +116,9 @@ impl Verifier {
         trust.ensure_subscribed();
         for (i, issuer) in shared.issuers.iter().enumerate() {
             issuer.start(&shared.env, i)?;
+        }
+        for (i, issuer) in shared.issuers.iter().enumerate() {
+            shared.status.preload(i, issuer, &shared.env);
         }
         let verifier = Verifier {
             refresher: Mutex::new(Refresher::spawn_if_needed(&shared)),
@@ -285,9 +292,7 @@ impl Verifier {
     /// background thread does this by itself; call it when
     /// `background_refresh` is false (for example in tests with a manual clock).
     pub fn run_due_refreshes(&self) {
-        for iss in &self.shared.issuers {
-            iss.run_due(&self.shared.env);
-        }
+        self.shared.run_due();
     }
 
     /// The configured issuer names, in configuration order.
@@ -298,6 +303,13 @@ impl Verifier {
     /// Health of one issuer's keys.
     pub fn issuer_health(&self, issuer: &str) -> Result<Health> {
         Ok(self.issuer(issuer)?.health(self.now_ms()))
+    }
+
+    /// Health of the Token Status List at `uri` of `issuer`; `None` if no
+    /// token referenced it yet (and it is not preloaded).
+    pub fn status_list_health(&self, issuer: &str, uri: &str) -> Result<Option<Health>> {
+        let index = self.shared.index_of(issuer)?;
+        Ok(self.shared.status.health(index, uri, self.now_ms()))
     }
 
     /// The usable keys of an issuer, and the keys its last fetch skipped.
@@ -360,6 +372,11 @@ impl Currency for Check<'_> {
         let issuer = &self.s.issuers[stamp.issuer].name;
         self.s.env.trust.revocations.is_revoked(issuer, facts)
     }
+
+    #[inline]
+    fn status_ok(&self, stamp: &Stamp, status: StatusRef, now_ms: u64) -> bool {
+        self.s.status.status_ok(stamp.issuer, status, now_ms)
+    }
 }
 
 impl Scrape for Shared {
@@ -398,6 +415,7 @@ impl Scrape for Shared {
                 feed: self.env.trust.applied.feed.load(Ordering::Relaxed),
                 fleet: self.env.trust.feed_stats(),
             },
+            status_lists: self.status.stats(&self.issuers, now),
         }
     }
 
@@ -414,7 +432,7 @@ impl Scrape for Shared {
 impl Shared {
     /// The verification path of `docs/design.md`, step by step: size, pin,
     /// cache, parse, issuer, algorithm, stamp, key, signature, claims,
-    /// revocation, insert. Each step is one call with one error.
+    /// revocation, status, insert. Each step is one call with one error.
     fn verify(&self, token: &[u8], opts: &VerifyOptions<'_>, now: u64) -> Result<Verified> {
         self.check_size(token)?;
         let pinned = opts.issuer.map(|name| self.index_of(name)).transpose()?;
@@ -435,6 +453,7 @@ impl Shared {
         let exp_ms = issuer.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
         let facts = Facts::of(&parsed.claims);
         self.check_not_revoked(&issuer.name, &facts, now)?;
+        let status = self.status.check(index, issuer, &self.env, &parsed.claims, now)?;
         let life = Lifetime {
             // The same instant the claim check starts rejecting.
             invalid_from_ms: issuer.policy.invalid_from_ms(exp_ms),
@@ -453,7 +472,7 @@ impl Shared {
         };
         // The cache keeps a compact result (claims decoded again when a
         // hit asks); the caller gets one with the claims already decoded.
-        let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life));
+        let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life, status));
         let verified = Arc::new(compact.with_claims(parsed.claims));
         self.insert(hash, compact, verified.claims(), now);
         Ok(Verified::new(verified, false))
@@ -583,9 +602,24 @@ impl Shared {
 
     pub(crate) fn has_refreshable_issuers(&self) -> bool {
         self.background
-            && self
-                .issuers
-                .iter()
-                .any(|i| i.cfg.jwks_uri.is_some() || i.cfg.discovery || i.cfg.jwks_file.is_some())
+            && self.issuers.iter().any(|i| {
+                i.cfg.jwks_uri.is_some()
+                    || i.cfg.discovery
+                    || i.cfg.jwks_file.is_some()
+                    || !i.cfg.status_list.allowed_uris.is_empty()
+            })
+    }
+
+    /// Run every scheduled refresh that is due, keys then status lists.
+    /// Returns when the next is due (ms).
+    pub(crate) fn run_due(&self) -> u64 {
+        let keys = self.issuers.iter().map(|i| i.run_due(&self.env)).min();
+        let lists = self
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(index, i)| self.status.run_due(index, i, &self.env))
+            .min();
+        keys.into_iter().chain(lists).min().unwrap_or(u64::MAX)
     }
 }

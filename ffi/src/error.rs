@@ -70,6 +70,17 @@ pub enum jwtwarden_result {
     /// The token's lifetime (`exp - iat`, or `exp - now` without `iat`) is
     /// longer than the issuer's `max_token_lifetime_secs`.
     TokenLifetimeExceeded = 309,
+    /// The token's entry in its issuer's Token Status List is SUSPENDED (2).
+    Suspended = 310,
+    /// The token's `status.status_list.uri` is not under its issuer's
+    /// `status_list.allowed_uris`: its status cannot be checked (nothing fetched).
+    StatusUriNotAllowed = 311,
+    /// The token's `status.status_list.idx` is beyond the end of its list.
+    StatusIndexOutOfRange = 312,
+    /// The token's status is an application-specific value not configured valid.
+    StatusNotValid = 313,
+    /// The token has no `status` claim and its issuer requires one.
+    StatusMissing = 314,
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
     KeysUnavailable = 400,
     /// The issuer's keys are older than `max_stale`: failing closed.
@@ -77,6 +88,10 @@ pub enum jwtwarden_result {
     /// The fleet revocation feed has been unreachable for longer than
     /// `revocation.redis.max_stale_secs`: failing closed.
     RevocationsStale = 402,
+    /// The Status List Token a token references could not be fetched or verified.
+    StatusListUnavailable = 403,
+    /// The Status List Token is past `max_stale_secs` or its `exp`: failing closed.
+    StatusListStale = 404,
     /// The configuration is invalid; the message names the field.
     InvalidConfig = 500,
     /// An argument is invalid (for example a string that is not UTF-8).
@@ -123,9 +138,16 @@ impl jwtwarden_result {
         jwtwarden_result::Revoked,
         jwtwarden_result::KeyRevoked,
         jwtwarden_result::TokenLifetimeExceeded,
+        jwtwarden_result::Suspended,
+        jwtwarden_result::StatusUriNotAllowed,
+        jwtwarden_result::StatusIndexOutOfRange,
+        jwtwarden_result::StatusNotValid,
+        jwtwarden_result::StatusMissing,
         jwtwarden_result::KeysUnavailable,
         jwtwarden_result::KeysStale,
         jwtwarden_result::RevocationsStale,
+        jwtwarden_result::StatusListUnavailable,
+        jwtwarden_result::StatusListStale,
         jwtwarden_result::InvalidConfig,
         jwtwarden_result::InvalidArgument,
         jwtwarden_result::RevocationListFull,

@@ -94,6 +94,8 @@ fn route(shared: &Shared, method: &Method, path: &str, body: &Value) -> Reply {
             shared.config.lock().jwks_path = path;
             Ok(json!({ "jwks_path": shared.jwks_path() }))
         }
+        (Method::Post, ["status_lists"]) => publish_status_list(shared, body),
+        (Method::Post, ["status"]) => set_status(shared, body),
         (Method::Get, ["stats"]) => {
             let c = shared.counts.lock();
             Ok(json!({
@@ -235,4 +237,51 @@ fn set_headers(shared: &Shared, body: &Value) -> Reply {
         "jwks_override": c.jwks_override.is_some(),
         "discovery_cache_control": c.discovery_cache_control,
     }))
+}
+
+/// `POST /admin/status_lists` `{"path", "bits", "len", "ttl"?, "cache_control"?, "etag"?}`.
+fn publish_status_list(shared: &Shared, body: &Value) -> Reply {
+    let path = body
+        .get("path")
+        .and_then(Value::as_str)
+        .filter(|p| p.starts_with('/') && !p.starts_with("/admin"))
+        .ok_or_else(|| bad("\"path\" must be a string starting with '/'"))?;
+    let bits = body
+        .get("bits")
+        .and_then(Value::as_u64)
+        .and_then(|b| u8::try_from(b).ok())
+        .filter(|b| [1, 2, 4, 8].contains(b))
+        .ok_or_else(|| bad("\"bits\" must be 1, 2, 4 or 8"))?;
+    let len = body.get("len").and_then(Value::as_u64).unwrap_or(1024) as usize;
+    let mut list = crate::status::Published::new(bits, len);
+    list.options.ttl = body.get("ttl").and_then(Value::as_u64);
+    list.options.cache_control = body.get("cache_control").and_then(Value::as_str).map(str::to_string);
+    list.options.etag = body.get("etag").and_then(Value::as_bool).unwrap_or(false);
+    shared.status_lists.lock().insert(path.to_string(), list);
+    Ok(json!({ "uri": format!("{}{path}", shared.url) }))
+}
+
+/// `POST /admin/status` `{"path", "idx", "status"}`.
+fn set_status(shared: &Shared, body: &Value) -> Reply {
+    let path = body.get("path").and_then(Value::as_str).unwrap_or_default();
+    let idx = body
+        .get("idx")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("\"idx\" is required"))? as usize;
+    let status = body
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u8::try_from(s).ok())
+        .ok_or_else(|| bad("\"status\" must be 0 to 255"))?;
+    let mut lists = shared.status_lists.lock();
+    let list = lists
+        .get_mut(path)
+        .ok_or_else(|| not_found(format!("no status list at {path}")))?;
+    let slot = list
+        .statuses
+        .get_mut(idx)
+        .ok_or_else(|| bad(format!("idx {idx} is beyond the list")))?;
+    *slot = status;
+    list.signed = None;
+    Ok(json!({ "ok": true }))
 }

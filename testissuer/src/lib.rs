@@ -7,6 +7,7 @@
 //! | `/jwks.json` | the published keys (`{"keys": [...]}`), subject to [`Fault`]s and cache headers; moved elsewhere by [`TestIssuer::set_jwks_path`] (then `/jwks.json` is `404`) |
 //! | `/.well-known/openid-configuration` | `{"issuer": url, "jwks_uri": TestIssuer::jwks_uri()}`, subject to [`Fault`]s and its own `Cache-Control` |
 //! | `/redirect-same-host` | `302` to [`TestIssuer::jwks_uri`] |
+//! | a path given to [`TestIssuer::publish_status_list`] | a Token Status List (`statuslist+jwt`), see [`StatusListOptions`] |
 //! | `/slow-redirect/<n><path>` | hop `n` of a [`Fault::SlowRedirects`] chain for the document at `<path>` |
 //! | anything else | `404` (still counted per path) |
 //!
@@ -47,6 +48,8 @@
 //! | `POST /admin/fault` | `{"kind": "none" \| "status" \| "delay" \| "drop" \| "oversized" \| "invalid_json" \| "redirect" \| "not_modified" \| "hang" \| "slow_redirects", "status": 500, "retry_after": "120" \| 120, "delay_ms": 2000, "bytes": 300000, "location": url, "hops": 3}` | `{"ok": true}` |
 //! | `POST /admin/headers` | `{"cache_control": "max-age=60" \| null, "expires": str \| null, "etag": true, "jwks_override": str \| null, "discovery_cache_control": str \| null}` | the resulting settings |
 //! | `POST /admin/jwks_path` | `{"path": "/keys/v2" \| null}` | `{"jwks_path": path}` |
+//! | `POST /admin/status_lists` | `{"path": "/status/1", "bits": 2, "len": 1024, "ttl": 60, "cache_control": str, "etag": true}` | `{"uri": uri}` (a Token Status List, all VALID) |
+//! | `POST /admin/status` | `{"path": "/status/1", "idx": 7, "status": 2}` | `{"ok": true}` |
 //! | `GET /admin/stats` | | `{"jwks_requests": n, "discovery_requests": n, "total_requests": n, "paths": {path: n}}` |
 //! | `POST /admin/reset` | | `{"ok": true}` (zeroes the counters only) |
 //! | `POST /admin/shutdown` | | `{"ok": true}`, then the binary exits |
@@ -68,8 +71,10 @@ mod keys;
 pub mod redis;
 mod server;
 mod sock;
+mod status;
 
 pub use fault::Fault;
+pub use status::{encode_lst, zlib_b64, StatusListOptions};
 
 /// A JWS signature algorithm the issuer can publish keys for.
 #[allow(clippy::upper_case_acronyms)]
@@ -446,6 +451,70 @@ impl TestIssuer {
     /// Whether `POST /admin/shutdown` was received.
     pub fn shutdown_requested(&self) -> bool {
         self.shared.shutdown_requested.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Publishes a Token Status List of `len` entries at `bits` each, all
+    /// VALID (0), at `path` (e.g. `"/status/1"`); returns its URI. The list
+    /// is a `statuslist+jwt` signed by the first published key, with `sub`
+    /// its URI and `iss` the issuer, re-signed whenever it changes.
+    ///
+    /// # Panics
+    /// If `bits` is not 1, 2, 4 or 8, or `path` does not start with `/`.
+    pub fn publish_status_list(&self, path: &str, bits: u8, len: usize) -> String {
+        assert!(
+            path.starts_with('/'),
+            "testissuer: status list path must start with '/'"
+        );
+        self.shared
+            .status_lists
+            .lock()
+            .insert(path.to_string(), status::Published::new(bits, len));
+        self.status_list_uri(path)
+    }
+
+    /// The URI of the status list at `path`.
+    pub fn status_list_uri(&self, path: &str) -> String {
+        format!("{}{path}", self.shared.url)
+    }
+
+    /// Sets entry `idx` of the list at `path` to `status` (0 VALID, 1
+    /// INVALID, 2 SUSPENDED, 3.. application-specific).
+    ///
+    /// # Panics
+    /// If there is no list at `path` or `idx` is beyond it.
+    pub fn set_status(&self, path: &str, idx: usize, status: u8) {
+        let mut lists = self.shared.status_lists.lock();
+        let list = lists.get_mut(path).expect("testissuer: no status list there");
+        list.statuses[idx] = status;
+        list.signed = None;
+    }
+
+    /// Changes how the list at `path` is served (claims, signer, headers, fault).
+    ///
+    /// # Panics
+    /// If there is no list at `path`.
+    pub fn configure_status_list(&self, path: &str, f: impl FnOnce(&mut StatusListOptions)) {
+        let mut lists = self.shared.status_lists.lock();
+        let list = lists.get_mut(path).expect("testissuer: no status list there");
+        f(&mut list.options);
+        list.signed = None;
+    }
+
+    /// The Status List Token served at `path` now.
+    ///
+    /// # Panics
+    /// If there is no list at `path` or no key to sign it.
+    pub fn status_list_token(&self, path: &str) -> String {
+        self.shared
+            .status_list_body(path)
+            .expect("testissuer: no status list there, or no key")
+            .0
+    }
+
+    /// The `status` claim referencing entry `idx` of the list at `path`:
+    /// `{"status_list": {"idx": idx, "uri": uri}}`.
+    pub fn status_claim(&self, path: &str, idx: usize) -> serde_json::Value {
+        serde_json::json!({"status_list": {"idx": idx, "uri": self.status_list_uri(path)}})
     }
 
     fn key<T>(&self, kid: &str, f: impl FnOnce(&keys::KeyEntry) -> T) -> T {

@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     stopping: Mutex<bool>,
     stop_cv: Condvar,
     pub(crate) shutdown_requested: AtomicBool,
+    /// Token Status Lists by path.
+    pub(crate) status_lists: Mutex<HashMap<String, crate::status::Published>>,
 }
 
 impl Shared {
@@ -209,6 +211,7 @@ pub(crate) fn start(port: u16, admin: bool) -> io::Result<(Arc<Shared>, Running)
         stopping: Mutex::new(false),
         stop_cv: Condvar::new(),
         shutdown_requested: AtomicBool::new(false),
+        status_lists: Mutex::new(HashMap::new()),
     });
     let server = Arc::new(server);
     let thread = {
@@ -315,6 +318,7 @@ fn handle(shared: &Shared, rq: Request) {
             respond(rq, redirect(&location));
         }
         p if p.starts_with(SLOW_REDIRECT_PREFIX) => slow_redirect_hop(shared, rq, p, &jwks_path),
+        p if shared.status_lists.lock().contains_key(p) => serve_status_list(shared, rq, p),
         _ => not_found(rq),
     }
 }
@@ -459,6 +463,96 @@ fn serve_normal(shared: &Shared, rq: Request, jwks: bool, force_not_modified: bo
         }
     }
     respond(rq, resp);
+}
+
+/// Serves the Status List Token at `path`, with its own fault, cache headers and ETag.
+fn serve_status_list(shared: &Shared, rq: Request, path: &str) {
+    let Some((body, options)) = shared.status_list_body(path) else {
+        return not_found(rq);
+    };
+    match options.fault {
+        Fault::None => {}
+        Fault::Status(code) => {
+            return respond(rq, json_response(code, json!({"error": "injected fault"}).to_string()));
+        }
+        Fault::Delay(d) => {
+            if !shared.sleep_unless_stopping(d) {
+                return drop_connection(shared, rq);
+            }
+        }
+        Fault::Hang => {
+            shared.wait_until_stopping();
+            return drop_connection(shared, rq);
+        }
+        Fault::RedirectTo(location) => return respond(rq, redirect(&location)),
+        _ => return drop_connection(shared, rq),
+    }
+    let etag = options.etag.then(|| format!("\"{:016x}\"", fnv1a(body.as_bytes())));
+    let not_modified = etag.as_deref().is_some_and(|tag| {
+        rq.headers()
+            .iter()
+            .filter(|h| h.field.equiv("If-None-Match"))
+            .any(|h| if_none_match_matches(h.value.as_str(), tag))
+    });
+    let mut resp = if not_modified {
+        Response::from_data(Vec::new()).with_status_code(304)
+    } else {
+        Response::from_data(body.into_bytes()).with_status_code(200)
+    };
+    let content_type = Some("application/statuslist+jwt".to_string());
+    for (name, value) in [
+        ("Content-Type", content_type),
+        ("Cache-Control", options.cache_control),
+        ("ETag", etag),
+    ] {
+        if let Some(v) = value {
+            if let Ok(h) = Header::from_bytes(name.as_bytes(), v.as_bytes()) {
+                resp.add_header(h);
+            }
+        }
+    }
+    respond(rq, resp);
+}
+
+impl Shared {
+    /// The body served at the status list `path` now (signed on first
+    /// request after a change), and its options.
+    pub(crate) fn status_list_body(&self, path: &str) -> Option<(String, crate::status::StatusListOptions)> {
+        let (claims, header_kid, typ, options) = {
+            let lists = self.status_lists.lock();
+            let list = lists.get(path)?;
+            if let Some(body) = &list.options.body_override {
+                return Some((body.clone(), list.options.clone()));
+            }
+            if let Some(signed) = &list.signed {
+                return Some((signed.clone(), list.options.clone()));
+            }
+            let o = &list.options;
+            let mut claims = json!({
+                "iss": o.iss.clone().unwrap_or_else(|| self.url.clone()),
+                "sub": o.sub.clone().unwrap_or_else(|| format!("{}{path}", self.url)),
+                "iat": o.iat.unwrap_or_else(crate::now),
+                "status_list": list.status_list(),
+            });
+            if let Some(ttl) = o.ttl {
+                claims["ttl"] = json!(ttl);
+            }
+            if let Some(exp) = o.exp {
+                claims["exp"] = json!(exp);
+            }
+            (claims, o.kid.clone(), o.typ.clone(), o.clone())
+        };
+        let kid = header_kid.or_else(|| self.published_kids().into_iter().next())?;
+        let token = self.with_key(&kid, |k| {
+            k.sign(&json!({"alg": k.alg.as_str(), "typ": typ, "kid": k.kid}), &claims)
+        })?;
+        let mut lists = self.status_lists.lock();
+        let list = lists.get_mut(path)?;
+        if list.options == options {
+            list.signed = Some(token.clone());
+        }
+        Some((token, options))
+    }
 }
 
 /// Whether an `If-None-Match` value (a list of entity tags or `*`) matches `tag` (weak comparison).

@@ -51,8 +51,8 @@ cannot be fetched is :class:`KeysUnavailableError`; an unknown ``kid`` is
     └── JwtWardenError                       code, kind, category, message
         ├── MalformedTokenError    1xx  TokenTooLargeError, InvalidSegmentsError, InvalidBase64Error, ...
         ├── VerificationError      2xx  InvalidSignatureError, UnknownKidError, ...
-        ├── PolicyError            3xx  ExpiredSignatureError, InvalidAudienceError, RevokedTokenError, ...
-        ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError, RevocationsStaleError
+        ├── PolicyError            3xx  ExpiredSignatureError, InvalidAudienceError, RevokedTokenError, SuspendedTokenError, ...
+        ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError, RevocationsStaleError, StatusListUnavailableError, StatusListStaleError
         ├── UsageError             5xx  InvalidConfigError, InvalidArgumentError, RevocationNotPersistedError, ...
         ├── InternalError          9xx  UnexpectedError, PanicError
         └── InvalidTokenError           every 1xx, 2xx and 3xx kind (PyJWT's catch-all)
@@ -99,9 +99,16 @@ __all__ = [
     "RevokedTokenError",
     "KeyRevokedError",
     "TokenLifetimeExceededError",
+    "SuspendedTokenError",
+    "StatusUriNotAllowedError",
+    "StatusIndexOutOfRangeError",
+    "StatusNotValidError",
+    "StatusMissingError",
     "NoUsableKeysError",
     "KeysStaleError",
     "RevocationsStaleError",
+    "StatusListUnavailableError",
+    "StatusListStaleError",
     "InvalidConfigError",
     "InvalidArgumentError",
     "RevocationListFullError",
@@ -364,6 +371,47 @@ class TokenLifetimeExceededError(PolicyError, InvalidTokenError):
     kind: ClassVar[str] = "token_lifetime_exceeded"
 
 
+class SuspendedTokenError(PolicyError, InvalidTokenError):
+    """The token's entry in its issuer's Token Status List is SUSPENDED.
+
+    (INVALID in the list is :class:`RevokedTokenError`.)
+    """
+
+    code: ClassVar[int] = 310
+    kind: ClassVar[str] = "suspended"
+
+
+class StatusUriNotAllowedError(PolicyError, InvalidTokenError):
+    """The token's ``status.status_list.uri`` is not under its issuer's
+    ``status_list.allowed_uris``: its status cannot be checked, and nothing
+    was fetched."""
+
+    code: ClassVar[int] = 311
+    kind: ClassVar[str] = "status_uri_not_allowed"
+
+
+class StatusIndexOutOfRangeError(PolicyError, InvalidTokenError):
+    """The token's ``status.status_list.idx`` is beyond the end of its list."""
+
+    code: ClassVar[int] = 312
+    kind: ClassVar[str] = "status_index_out_of_range"
+
+
+class StatusNotValidError(PolicyError, InvalidTokenError):
+    """The token's status is an application-specific value its issuer's
+    ``status_list.valid_statuses`` does not name."""
+
+    code: ClassVar[int] = 313
+    kind: ClassVar[str] = "status_not_valid"
+
+
+class StatusMissingError(PolicyError, InvalidTokenError):
+    """The token has no ``status`` claim and its issuer's ``status_list.require_status`` is true."""
+
+    code: ClassVar[int] = 314
+    kind: ClassVar[str] = "status_missing"
+
+
 # --- 4xx keys unavailable ---------------------------------------------------
 
 
@@ -389,6 +437,21 @@ class RevocationsStaleError(KeysUnavailableError):
 
     code: ClassVar[int] = 402
     kind: ClassVar[str] = "revocations_stale"
+
+
+class StatusListUnavailableError(KeysUnavailableError):
+    """The Token Status List the token references could not be fetched or
+    verified (never fetched, invalid, too large, or over ``max_lists``)."""
+
+    code: ClassVar[int] = 403
+    kind: ClassVar[str] = "status_list_unavailable"
+
+
+class StatusListStaleError(KeysUnavailableError):
+    """The Token Status List is past ``max_stale_secs`` or its ``exp``: failing closed."""
+
+    code: ClassVar[int] = 404
+    kind: ClassVar[str] = "status_list_stale"
 
 
 # --- 5xx usage ----------------------------------------------------------------
@@ -467,9 +530,16 @@ _KIND_CLASSES: tuple[type[JwtWardenError], ...] = (
     RevokedTokenError,
     KeyRevokedError,
     TokenLifetimeExceededError,
+    SuspendedTokenError,
+    StatusUriNotAllowedError,
+    StatusIndexOutOfRangeError,
+    StatusNotValidError,
+    StatusMissingError,
     NoUsableKeysError,
     KeysStaleError,
     RevocationsStaleError,
+    StatusListUnavailableError,
+    StatusListStaleError,
     InvalidConfigError,
     InvalidArgumentError,
     RevocationListFullError,

@@ -1,0 +1,479 @@
+//! One issuer's status lists.
+//!
+//! Each list referenced by a token (and allowed) gets a [`Slot`], up to
+//! `status_list.max_lists`; a slot is never removed, so its number is a
+//! stable name cached results keep (`StatusRef::list`). A slot holds the
+//! list in use as an immutable snapshot behind an `ArcSwap`: a cache hit
+//! reads its token's status with one atomic load and no shared write.
+//!
+//! Every change to a slot's list (an install from a fetch, a 304 extending
+//! its life) goes through [`Slot::install`]/[`Slot::extend`], serialized
+//! by the verifier's trust door (`crate::trust`, which every trust change
+//! takes), and stores the list before its fail-closed
+//! time, so a reader never pairs a new deadline with an old list.
+//!
+//! Fetching follows the key refresher's rules: one fetch in flight per list
+//! (`Flight`), on first use with the verify waiting at most
+//! `http.timeout_ms`, then in the background ahead of the list's lifetime
+//! (its `ttl`, else `max-age`, clamped; never past its `exp`), conditional
+//! GET, backoff with jitter on failure, the last good list kept until
+//! `max_stale_secs` past its lifetime, then failing closed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
+
+use crate::config::{HttpConfig, StatusListConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::{FetchError, Fetched, HttpClient, Validators};
+use crate::flight::{Flight, Join, Need};
+use crate::issuer::{Env, Issuer};
+use crate::metrics::{Health, StatusListStats};
+use crate::status::list::StatusList;
+use crate::status::{allowed, StatusRef};
+use crate::trust::Inside;
+
+/// A list in use.
+pub(crate) struct Loaded {
+    pub list: StatusList,
+    /// When it was fetched or last confirmed (ms).
+    pub fetched_at_ms: u64,
+    /// The end of its lifetime (ms): fetch + ttl, never past `exp`.
+    pub expires_at_ms: u64,
+    /// Its `ttl` claim, kept for a 304's new lifetime.
+    ttl_secs: Option<u64>,
+    /// Its `exp` claim (ms).
+    exp_ms: Option<u64>,
+    /// Size of the Status List Token, bytes.
+    pub token_bytes: usize,
+}
+
+#[derive(Default)]
+struct Schedule {
+    next_ms: u64,
+    failures: u32,
+    validators: Validators,
+    last_success_ms: Option<u64>,
+    last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    fetches: AtomicU64,
+    fetch_failures: AtomicU64,
+    not_modified: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// One referenced list.
+pub(crate) struct Slot {
+    pub uri: Arc<str>,
+    current: ArcSwapOption<Loaded>,
+    /// The list is refused from this time (ms); 0 until one is installed.
+    fail_closed_at_ms: AtomicU64,
+    sched: Mutex<Schedule>,
+    flight: Flight,
+    counters: Counters,
+}
+
+impl Slot {
+    fn new(uri: &str) -> Slot {
+        Slot {
+            uri: Arc::from(uri),
+            current: ArcSwapOption::empty(),
+            fail_closed_at_ms: AtomicU64::new(0),
+            sched: Mutex::new(Schedule::default()),
+            flight: Flight::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The list in use, if one was ever installed.
+    pub(crate) fn current(&self) -> Option<Arc<Loaded>> {
+        self.current.load_full()
+    }
+
+    /// Install a verified list: it is in use for every thread when this
+    /// returns. Through the verifier's trust door, like every trust change.
+    fn install(&self, _door: &Inside<'_>, loaded: Loaded, fail_closed_at: u64) {
+        self.current.store(Some(Arc::new(loaded)));
+        self.fail_closed_at_ms.store(fail_closed_at, Ordering::SeqCst);
+    }
+
+    /// A 304 confirmed the list in use at `now`.
+    fn extend(
+        &self,
+        _door: &Inside<'_>,
+        now: u64,
+        cfg: &StatusListConfig,
+        leeway_ms: u64,
+        max_age: Option<u64>,
+    ) -> bool {
+        let Some(old) = self.current.load_full() else {
+            return false;
+        };
+        let (expires_at, fail_at) = lifetime(cfg, now, old.ttl_secs.or(max_age), old.exp_ms, leeway_ms);
+        self.current.store(Some(Arc::new(Loaded {
+            list: old.list.clone(),
+            fetched_at_ms: now,
+            expires_at_ms: expires_at,
+            ttl_secs: old.ttl_secs,
+            exp_ms: old.exp_ms,
+            token_bytes: old.token_bytes,
+        })));
+        self.fail_closed_at_ms.store(fail_at, Ordering::SeqCst);
+        true
+    }
+
+    fn health(&self, now: u64) -> Health {
+        let fail_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
+        match self.current.load().as_ref() {
+            Some(l) if now < fail_at => {
+                if now <= l.expires_at_ms {
+                    Health::Fresh
+                } else {
+                    Health::Stale
+                }
+            }
+            _ => Health::FailedClosed,
+        }
+    }
+}
+
+/// A list's end of life and fail-closed time (ms) for a fetch at `now`.
+fn lifetime(cfg: &StatusListConfig, now: u64, ttl: Option<u64>, exp_ms: Option<u64>, leeway_ms: u64) -> (u64, u64) {
+    let by_ttl = now.saturating_add(cfg.ttl_secs(ttl) * 1000);
+    let expires_at = exp_ms.map_or(by_ttl, |exp| by_ttl.min(exp));
+    let stale_until = expires_at.saturating_add(cfg.max_stale_secs * 1000);
+    let fail_at = exp_ms.map_or(stale_until, |exp| stale_until.min(exp.saturating_add(leeway_ms)));
+    (expires_at, fail_at)
+}
+
+/// One issuer's lists.
+pub(crate) struct Store {
+    cfg: StatusListConfig,
+    /// Application-specific values accepted, as a bitset over 0..=255 (0 set).
+    valid: [u64; 4],
+    /// Own client: the list size cap, and no redirects (a redirect could
+    /// leave the allowed path).
+    http: Option<HttpClient>,
+    slots: Box<[OnceLock<Slot>]>,
+    by_uri: Mutex<HashMap<Arc<str>, u32>>,
+}
+
+impl Store {
+    pub(crate) fn new(cfg: &StatusListConfig, http: &HttpConfig) -> Result<Store> {
+        let mut valid = [0u64; 4];
+        for v in std::iter::once(0u8).chain(cfg.valid_statuses.iter().copied()) {
+            valid[usize::from(v / 64)] |= 1 << (v % 64);
+        }
+        let client = if cfg.allowed_uris.is_empty() {
+            None
+        } else {
+            let mut h = http.clone();
+            h.max_response_bytes = cfg.max_token_bytes as u64;
+            h.max_redirects = 0;
+            Some(HttpClient::new(&h)?)
+        };
+        Ok(Store {
+            valid,
+            http: client,
+            slots: (0..cfg.max_lists).map(|_| OnceLock::new()).collect(),
+            by_uri: Mutex::new(HashMap::new()),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Whether `status` is acceptable for this issuer.
+    #[inline]
+    fn acceptable(&self, status: u8) -> bool {
+        self.valid[usize::from(status / 64)] & (1 << (status % 64)) != 0
+    }
+
+    /// Whether a cached result with this reference may still be served:
+    /// its list is not failed closed and its status is acceptable now.
+    #[inline]
+    pub(crate) fn status_ok(&self, r: StatusRef, now: u64) -> bool {
+        let Some(slot) = self.slots.get(r.list as usize).and_then(OnceLock::get) else {
+            return false;
+        };
+        if now >= slot.fail_closed_at_ms.load(Ordering::Relaxed) {
+            return false;
+        }
+        let guard = slot.current.load();
+        guard
+            .as_ref()
+            .and_then(|l| l.list.get(u64::from(r.idx)))
+            .is_some_and(|s| self.acceptable(s))
+    }
+
+    /// The slot for `uri`, made if it is allowed and there is room.
+    fn slot_for(&self, uri: &str) -> Result<(u32, &Slot)> {
+        let mut by_uri = self.by_uri.lock();
+        if let Some(&i) = by_uri.get(uri) {
+            return Ok((i, self.slots[i as usize].get().expect("a numbered slot is set")));
+        }
+        if !allowed(&self.cfg.allowed_uris, uri) {
+            return Err(Error::new(
+                ErrorKind::StatusUriNotAllowed,
+                format!(
+                    "status list {:?} is not under the issuer's status_list.allowed_uris",
+                    crate::token::truncate(uri)
+                ),
+            ));
+        }
+        let i = by_uri.len();
+        if i >= self.slots.len() {
+            return Err(Error::new(
+                ErrorKind::StatusListUnavailable,
+                format!(
+                    "more than status_list.max_lists ({}) lists referenced",
+                    self.slots.len()
+                ),
+            ));
+        }
+        let slot = self.slots[i].get_or_init(|| Slot::new(uri));
+        by_uri.insert(slot.uri.clone(), i as u32);
+        Ok((i as u32, slot))
+    }
+
+    /// Check the status of a token whose signature and claims passed:
+    /// `uri`/`idx` from its `status.status_list`. Fetches the list on its
+    /// first use (if allowed), waiting at most `http.timeout_ms`. `Ok`: the
+    /// reference to keep with the cached result.
+    pub(crate) fn check(&self, issuer: &Issuer, env: &Env, uri: &str, idx: u64, now: u64) -> Result<StatusRef> {
+        let (list_id, slot) = self.slot_for(uri)?;
+        if slot.current.load().is_none() {
+            let due = self.sched_due(slot, now);
+            if due {
+                let deadline = Instant::now() + env.fetch_timeout;
+                let _ = self.refresh(slot, issuer, env, "first use", deadline);
+            }
+        }
+        let Some(loaded) = slot.current() else {
+            let why = slot
+                .sched
+                .lock()
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not fetched yet".into());
+            return Err(Error::new(
+                ErrorKind::StatusListUnavailable,
+                format!("status list {uri} unavailable: {why}"),
+            ));
+        };
+        if now >= slot.fail_closed_at_ms.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::StatusListStale,
+                format!("status list {uri} is past max_stale or its exp; failing closed"),
+            ));
+        }
+        let rejected = |kind, msg: String| {
+            slot.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            Err(Error::new(kind, msg))
+        };
+        let Some(status) = loaded.list.get(idx).filter(|_| idx <= u64::from(u32::MAX)) else {
+            return rejected(
+                ErrorKind::StatusIndexOutOfRange,
+                format!("status idx {idx} is beyond the {} entries of {uri}", loaded.list.len()),
+            );
+        };
+        match status {
+            s if self.acceptable(s) => Ok(StatusRef {
+                list: list_id,
+                idx: idx as u32,
+            }),
+            1 => rejected(ErrorKind::Revoked, format!("status list {uri} says INVALID (revoked)")),
+            2 => rejected(ErrorKind::Suspended, format!("status list {uri} says SUSPENDED")),
+            s => rejected(
+                ErrorKind::StatusNotValid,
+                format!("status list {uri} gives status {s:#04x}, not configured valid"),
+            ),
+        }
+    }
+
+    fn sched_due(&self, slot: &Slot, now: u64) -> bool {
+        now >= slot.sched.lock().next_ms
+    }
+
+    /// Fetch the lists named in `status_list.preload`.
+    pub(crate) fn preload(&self, issuer: &Issuer, env: &Env) {
+        for uri in &self.cfg.preload {
+            match self.slot_for(uri) {
+                Ok((_, slot)) => {
+                    let deadline = Instant::now() + env.fetch_timeout;
+                    let _ = self.refresh(slot, issuer, env, "preload", deadline);
+                }
+                Err(e) => log::warn!("issuer {}: status list {uri}: {e}", issuer.name),
+            }
+        }
+    }
+
+    /// Run the scheduled refreshes that are due. Returns when the next is due (ms).
+    pub(crate) fn run_due(&self, issuer: &Issuer, env: &Env) -> u64 {
+        let mut next = u64::MAX;
+        for slot in self.slots.iter().map_while(OnceLock::get) {
+            if self.sched_due(slot, env.clock.now_ms()) {
+                let deadline = Instant::now() + env.fetch_timeout;
+                let _ = self.refresh(slot, issuer, env, "scheduled", deadline);
+            }
+            next = next.min(slot.sched.lock().next_ms);
+        }
+        next
+    }
+
+    /// Fetch `slot`'s list now, or join the fetch in flight.
+    fn refresh(
+        &self,
+        slot: &Slot,
+        issuer: &Issuer,
+        env: &Env,
+        reason: &str,
+        deadline: Instant,
+    ) -> std::result::Result<(), String> {
+        let now = env.clock.now_ms();
+        let leader = match slot.flight.join(Need::Any, now, None, deadline) {
+            Join::Lead(l) => l,
+            Join::Joined(outcome) => return outcome,
+            Join::TimedOut => return Err("timed out waiting for the fetch in flight".into()),
+            Join::RateLimited(_) => unreachable!("no cooldown asked"),
+        };
+        slot.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
+        let outcome = match self.fetch_and_apply(slot, issuer, env, now, fetch_deadline) {
+            Ok(next) => {
+                let mut s = slot.sched.lock();
+                s.failures = 0;
+                s.next_ms = next;
+                s.last_success_ms = Some(now);
+                s.last_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                slot.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
+                let mut s = slot.sched.lock();
+                s.failures = s.failures.saturating_add(1);
+                // The issuer's key backoff settings: exponential, jittered,
+                // `Retry-After` as a lower bound.
+                s.next_ms = now + issuer.backoff_ms(s.failures, e.retry_after_secs);
+                s.last_error = Some(e.message.clone());
+                log::warn!(
+                    "issuer {}: status list {} {} fetch failed (attempt {}): {e}",
+                    issuer.name,
+                    slot.uri,
+                    reason,
+                    s.failures
+                );
+                Err(e.message)
+            }
+        };
+        leader.finish(outcome.clone());
+        outcome
+    }
+
+    /// Fetch, verify and install; returns when the next refresh is due (ms).
+    fn fetch_and_apply(
+        &self,
+        slot: &Slot,
+        issuer: &Issuer,
+        env: &Env,
+        now: u64,
+        deadline: Instant,
+    ) -> std::result::Result<u64, FetchError> {
+        let http = self.http.as_ref().ok_or("no status_list.allowed_uris")?;
+        let loaded = slot.current.load().is_some();
+        let validators = loaded.then(|| slot.sched.lock().validators.clone());
+        let leeway_ms = issuer.cfg.leeway_secs * 1000;
+        let expires_at = match http.get_until(&slot.uri, validators.as_ref(), false, deadline)? {
+            Fetched::NotModified { max_age_secs } => {
+                if !slot.extend(&env.trust.enter(), now, &self.cfg, leeway_ms, max_age_secs) {
+                    return Err("304 Not Modified without a cached list".into());
+                }
+                slot.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                slot.current().map_or(now, |l| l.expires_at_ms)
+            }
+            Fetched::Body {
+                body,
+                validators,
+                max_age_secs,
+                ..
+            } => {
+                let t = super::token::verify(
+                    &body,
+                    &slot.uri,
+                    issuer,
+                    env,
+                    self.cfg.max_token_bytes,
+                    self.cfg.max_inflated_bytes,
+                    now,
+                )
+                .map_err(|e| format!("status list {} refused: {e}", slot.uri))?;
+                let (expires_at, fail_at) = lifetime(&self.cfg, now, t.ttl_secs.or(max_age_secs), t.exp_ms, leeway_ms);
+                log::info!(
+                    "issuer {}: status list {}: {} entries of {} bits, ttl {} s",
+                    issuer.name,
+                    slot.uri,
+                    t.list.len(),
+                    t.list.bits(),
+                    expires_at.saturating_sub(now) / 1000
+                );
+                slot.install(
+                    &env.trust.enter(),
+                    Loaded {
+                        list: t.list,
+                        fetched_at_ms: now,
+                        expires_at_ms: expires_at,
+                        ttl_secs: t.ttl_secs.or(max_age_secs),
+                        exp_ms: t.exp_ms,
+                        token_bytes: body.len(),
+                    },
+                    fail_at,
+                );
+                slot.sched.lock().validators = validators;
+                expires_at
+            }
+        };
+        // Ahead of the end of life, with jitter so a fleet does not refresh
+        // in lockstep.
+        let fraction = 0.9 - issuer.cfg.refresh.jitter * fastrand::f64();
+        Ok(now + (expires_at.saturating_sub(now) as f64 * fraction) as u64)
+    }
+
+    /// Health of the list at `uri`, if it was ever referenced.
+    pub(crate) fn health(&self, uri: &str, now: u64) -> Option<Health> {
+        let i = *self.by_uri.lock().get(uri)?;
+        Some(self.slots[i as usize].get()?.health(now))
+    }
+
+    /// Metrics of every list.
+    pub(crate) fn stats(&self, issuer: &str, now: u64) -> Vec<StatusListStats> {
+        self.slots
+            .iter()
+            .map_while(OnceLock::get)
+            .map(|slot| {
+                let cur = slot.current();
+                let s = slot.sched.lock();
+                let c = &slot.counters;
+                StatusListStats {
+                    issuer: issuer.to_string(),
+                    uri: slot.uri.to_string(),
+                    health: slot.health(now),
+                    entries: cur.as_ref().map_or(0, |l| l.list.len()),
+                    bits: cur.as_ref().map_or(0, |l| l.list.bits()),
+                    token_bytes: cur.as_ref().map_or(0, |l| l.token_bytes as u64),
+                    age_secs: cur.as_ref().map(|l| now.saturating_sub(l.fetched_at_ms) / 1000),
+                    fetches: c.fetches.load(Ordering::Relaxed),
+                    fetch_failures: c.fetch_failures.load(Ordering::Relaxed),
+                    not_modified: c.not_modified.load(Ordering::Relaxed),
+                    rejected: c.rejected.load(Ordering::Relaxed),
+                    last_success_ms: s.last_success_ms,
+                    last_error: s.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+}

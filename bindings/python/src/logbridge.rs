@@ -389,11 +389,13 @@ extern "C" fn in_forked_child() {
 /// rest are counted as dropped, so a slow handler cannot hold up exit.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// `atexit` hook: stop the forwarder, wait until it has let go of the
+/// `atexit` hook: tell engine calls still running on daemon threads not to
+/// take the GIL back (see `call::detached`), stop the forwarder, wait until it has let go of the
 /// interpreter (it finishes the one record it is emitting), and emit what is
 /// still queued on this thread, for up to [`SHUTDOWN_DRAIN`].
 #[pyfunction]
 pub(crate) fn _shutdown_logging(py: Python<'_>) {
+    crate::call::interpreter_exiting();
     let q = queue();
     let (rest, dropped) = py.detach(|| {
         let mut s = q.lock();

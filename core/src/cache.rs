@@ -43,9 +43,10 @@
 //! cost a miss, never serve another token's result. Every hit, at either
 //! level, is re-validated: the entry's own validity window at the current
 //! time, then its [`Stamp`] by the caller's [`Currency`] (issuer key epoch,
-//! policy version, issuer not failed closed), and the revocation lists
-//! against the result's compact [`Facts`] when they changed since the entry
-//! was last checked.
+//! policy version, issuer not failed closed, fleet feed not stale), its
+//! Token Status List status read from the list in use (when the token has
+//! one), and the revocation lists against the result's compact [`Facts`]
+//! when they changed since the entry was last checked.
 //!
 //! Why not a crate: `quick_cache` and `moka` were measured on this workload
 //! first (`benches/rust/scaling.rs`: `jsonwebtoken` behind each, keyed by

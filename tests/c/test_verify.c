@@ -41,8 +41,12 @@ void test_verify_and_cache(void) {
   CHECK_CODE(jwtwarden_verifier_verify(v, token, strlen(token), &again, NULL), JWTWARDEN_RESULT_OK);
   CHECK(jwtwarden_verified_cached(again));
   CHECK(jwtwarden_verified_verified_at_ms(again) == at);
-  /* Hits of one token share its strings (built once, not per hit). */
-  CHECK(jwtwarden_verified_claims_json(again) == jwtwarden_verified_claims_json(r));
+  /* Hits of one token share its strings (built once, not per hit); the
+     fresh result has its own, equal copy (the cache keeps a compact one). */
+  jwtwarden_verified *third = NULL;
+  CHECK_CODE(jwtwarden_verifier_verify(v, token, strlen(token), &third, NULL), JWTWARDEN_RESULT_OK);
+  CHECK(jwtwarden_verified_claims_json(third) == jwtwarden_verified_claims_json(again));
+  CHECK(strcmp(jwtwarden_verified_claims_json(again), jwtwarden_verified_claims_json(r)) == 0);
   CHECK(strcmp(jwtwarden_verified_kid(again), is.kid) == 0);
   /* One claim's JSON, and the claims JSON's length. */
   CHECK(jwtwarden_verified_claims_json_len(r) == strlen(jwtwarden_verified_claims_json(r)));
@@ -50,8 +54,10 @@ void test_verify_and_cache(void) {
   CHECK(strcmp(jwtwarden_verified_claim_json(r, "aud"), "\"api\"") == 0);
   CHECK(jwtwarden_verified_claim_json(r, "no-such-claim") == NULL);
   CHECK(jwtwarden_verified_claim_json(r, NULL) == NULL);
-  /* Memoized per result: a hit borrows the same string. */
-  CHECK(jwtwarden_verified_claim_json(again, "sub") == jwtwarden_verified_claim_json(r, "sub"));
+  /* Memoized per cached result: every hit borrows the same string. */
+  CHECK(jwtwarden_verified_claim_json(again, "sub") == jwtwarden_verified_claim_json(third, "sub"));
+  CHECK(strcmp(jwtwarden_verified_claim_json(again, "sub"), jwtwarden_verified_claim_json(r, "sub")) == 0);
+  jwtwarden_verified_free(third);
   jwtwarden_verified_free(again);
 
   /* fresh: the signature is checked now. */

@@ -442,27 +442,46 @@ fn serve_normal(shared: &Shared, rq: Request, jwks: bool, force_not_modified: bo
         let c = shared.config.lock();
         (c.cache_control.clone(), c.expires.clone(), c.etag)
     };
-    let etag = etag_enabled.then(|| format!("\"{:016x}\"", fnv1a(body.as_bytes())));
-    let not_modified = force_not_modified
-        || etag.as_deref().is_some_and(|tag| {
-            rq.headers()
-                .iter()
-                .filter(|h| h.field.equiv("If-None-Match"))
-                .any(|h| if_none_match_matches(h.value.as_str(), tag))
-        });
-    let mut resp = if not_modified {
+    let etag = etag_enabled.then(|| etag_of(&body));
+    let not_modified = force_not_modified || etag.as_deref().is_some_and(|tag| client_has(&rq, tag));
+    let resp = if not_modified {
         Response::from_data(Vec::new()).with_status_code(304)
     } else {
         json_response(200, body)
     };
-    for (name, value) in [("Cache-Control", cache_control), ("Expires", expires), ("ETag", etag)] {
+    let resp = with_headers(
+        resp,
+        [("Cache-Control", cache_control), ("Expires", expires), ("ETag", etag)],
+    );
+    respond(rq, resp);
+}
+
+/// A strong ETag for `body`.
+fn etag_of(body: &str) -> String {
+    format!("\"{:016x}\"", fnv1a(body.as_bytes()))
+}
+
+/// Whether the request's `If-None-Match` names `tag`.
+fn client_has(rq: &Request, tag: &str) -> bool {
+    rq.headers()
+        .iter()
+        .filter(|h| h.field.equiv("If-None-Match"))
+        .any(|h| if_none_match_matches(h.value.as_str(), tag))
+}
+
+/// `resp` with each header whose value is set.
+fn with_headers<const N: usize>(
+    mut resp: Response<std::io::Cursor<Vec<u8>>>,
+    headers: [(&str, Option<String>); N],
+) -> Response<std::io::Cursor<Vec<u8>>> {
+    for (name, value) in headers {
         if let Some(v) = value {
             if let Ok(h) = Header::from_bytes(name.as_bytes(), v.as_bytes()) {
                 resp.add_header(h);
             }
         }
     }
-    respond(rq, resp);
+    resp
 }
 
 /// Serves the Status List Token at `path`, with its own fault, cache headers and ETag.
@@ -487,30 +506,22 @@ fn serve_status_list(shared: &Shared, rq: Request, path: &str) {
         Fault::RedirectTo(location) => return respond(rq, redirect(&location)),
         _ => return drop_connection(shared, rq),
     }
-    let etag = options.etag.then(|| format!("\"{:016x}\"", fnv1a(body.as_bytes())));
-    let not_modified = etag.as_deref().is_some_and(|tag| {
-        rq.headers()
-            .iter()
-            .filter(|h| h.field.equiv("If-None-Match"))
-            .any(|h| if_none_match_matches(h.value.as_str(), tag))
-    });
-    let mut resp = if not_modified {
+    let etag = options.etag.then(|| etag_of(&body));
+    let not_modified = etag.as_deref().is_some_and(|tag| client_has(&rq, tag));
+    let resp = if not_modified {
         Response::from_data(Vec::new()).with_status_code(304)
     } else {
         Response::from_data(body.into_bytes()).with_status_code(200)
     };
     let content_type = Some("application/statuslist+jwt".to_string());
-    for (name, value) in [
-        ("Content-Type", content_type),
-        ("Cache-Control", options.cache_control),
-        ("ETag", etag),
-    ] {
-        if let Some(v) = value {
-            if let Ok(h) = Header::from_bytes(name.as_bytes(), v.as_bytes()) {
-                resp.add_header(h);
-            }
-        }
-    }
+    let resp = with_headers(
+        resp,
+        [
+            ("Content-Type", content_type),
+            ("Cache-Control", options.cache_control),
+            ("ETag", etag),
+        ],
+    );
     respond(rq, resp);
 }
 

@@ -3,6 +3,7 @@
 //! or for misses. [`shared`] is what the cross-language comparison
 //! (`benches/run`, bench `compare`) uses.
 
+pub mod counting;
 pub mod shared;
 
 use std::sync::Arc;

@@ -4,30 +4,10 @@
 //!
 //! Run: `cargo bench -p jwtwarden-benches --bench memory`
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
+use jwtwarden_benches::counting::Counting;
 use jwtwarden_benches::Fixture;
 use jwtwarden_testissuer::Alg;
 use serde_json::json;
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -40,11 +20,11 @@ fn main() {
         let tokens: Vec<String> = (0..N).map(|i| f.token(alg, &format!("svc-{i}"))).collect();
         let token_len = tokens[0].len();
         verifier.verify(&tokens[0]).unwrap(); // warm lazily allocated state
-        let before = LIVE.load(Ordering::SeqCst);
+        let before = Counting::live();
         for t in &tokens[1..] {
             verifier.verify(t).unwrap();
         }
-        let grown = LIVE.load(Ordering::SeqCst) - before;
+        let grown = Counting::live() - before;
         let m = verifier.metrics().cache;
         println!(
             "{alg:?}: {} bytes per cached entry ({} of them the {token_len}-byte token itself), {N} entries; \
@@ -74,11 +54,11 @@ fn main() {
         };
         let verifier = f.verifier(cache);
         verifier.verify(&tokens[0]).unwrap();
-        let before = LIVE.load(Ordering::SeqCst);
+        let before = Counting::live();
         for t in &tokens[1..] {
             verifier.verify(t).unwrap();
         }
-        let grown = LIVE.load(Ordering::SeqCst) - before;
+        let grown = Counting::live() - before;
         let m = verifier.metrics().cache;
         println!(
             "{token_len}-byte tokens, max_bytes {}: heap grew {} KiB for {N} tokens; {} entries held, \

@@ -8,37 +8,16 @@
 // criterion_group!/criterion_main! generate undocumented items.
 #![allow(missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jwtwarden::status::StatusList;
 use jwtwarden::{Config, Verifier};
+use jwtwarden_benches::counting::Counting;
 use jwtwarden_benches::Fixture;
 use jwtwarden_testissuer::Alg;
 use serde_json::json;
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -99,11 +78,11 @@ fn read_million(c: &mut Criterion) {
     let mut group = c.benchmark_group("status_list_1m");
     for bits in [1u8, 8] {
         let lst = million(bits);
-        let before = LIVE.load(Ordering::SeqCst);
-        PEAK.store(before, Ordering::SeqCst);
+        let before = Counting::live();
+        Counting::reset_peak();
         let list = StatusList::decode(bits, &lst, 16 << 20).expect("decodes");
-        let held = LIVE.load(Ordering::SeqCst) - before;
-        let peak = PEAK.load(Ordering::SeqCst) - before;
+        let held = Counting::live() - before;
+        let peak = Counting::peak() - before;
         println!(
             "1,000,000 entries at {bits} bit(s): lst {} bytes; decoded list holds {held} bytes, \
              peak while decoding {peak} bytes; {} entries",

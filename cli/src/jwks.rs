@@ -172,7 +172,7 @@ fn report_json(r: &Report) -> Value {
         "issuer": k.issuer,
         "url": k.url,
         "keys": k.keys.iter().map(|k| json!({
-            "kid": k.kid,
+            "kid": k.kid.as_deref(),
             "kty": k.kty,
             "alg": k.alg.map(|a| a.as_str()),
             "size": size(k),

@@ -145,7 +145,7 @@ impl Issuer {
         for k in &cfg.hmac_keys {
             let secret = crate::token::decode_b64_lenient(&k.secret_base64)
                 .ok_or_else(|| Error::new(ErrorKind::InvalidConfig, "hmac_keys: secret is not base64"))?;
-            local.push(Arc::new(Key::hmac(k.kid.clone(), &secret)));
+            local.push(Arc::new(Key::hmac(k.kid.as_deref().map(Arc::from), &secret)));
         }
         let policy = ClaimPolicy::from_config(&cfg);
         let static_keys = !source.is_remote();

@@ -33,8 +33,9 @@ pub const MAX_RSA_BITS: usize = 8192;
 
 /// One usable verification key.
 pub struct Key {
-    /// The key id, if the JWK has one.
-    pub kid: Option<String>,
+    /// The key id, if the JWK has one. Shared with the results it verifies
+    /// (every cached result keeps its key's `kid` without a copy).
+    pub kid: Option<Arc<str>>,
     /// `kty` as published (`RSA`, `EC`, `OKP`, or `oct` for local secrets).
     pub kty: &'static str,
     /// Which algorithms' family this key serves.
@@ -84,7 +85,7 @@ impl Key {
     }
 
     /// A key for a locally configured HMAC secret.
-    pub(crate) fn hmac(kid: Option<String>, secret: &[u8]) -> Key {
+    pub(crate) fn hmac(kid: Option<Arc<str>>, secret: &[u8]) -> Key {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
         Key {
             kid,
@@ -138,7 +139,7 @@ impl KeySet {
         let mut by_thumbprint: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             if let Some(kid) = &k.kid {
-                by_kid.entry(kid.clone()).or_default().push(i);
+                by_kid.entry(kid.to_string()).or_default().push(i);
             }
             by_thumbprint.entry(k.thumbprint.clone()).or_default().push(i);
         }
@@ -289,7 +290,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, Reject> {
         .ok_or_else(|| reject(MALFORMED, "key is not a JSON object"))?;
     let kid = match obj.get("kid") {
         None => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(Arc::from(s.as_str())),
         Some(_) => return Err(reject(MALFORMED, "kid is not a string")),
     };
     check_use(obj)?;
@@ -882,7 +883,7 @@ mod tests {
 
     fn fake_key(kid: String, thumbprint: String) -> Arc<Key> {
         Arc::new(Key {
-            kid: Some(kid),
+            kid: Some(kid.into()),
             kty: "OKP",
             family: KeyFamily::Ed25519,
             alg: None,

@@ -183,7 +183,10 @@ impl KeyStore {
         drop(guard);
         Ok(Installed {
             usable,
-            removed: removed.iter().map(|k| k.kid.clone().unwrap_or_default()).collect(),
+            removed: removed
+                .iter()
+                .map(|k| k.kid.as_deref().unwrap_or_default().to_string())
+                .collect(),
         })
     }
 
@@ -225,7 +228,7 @@ impl KeyStore {
 }
 
 fn is_revoked(revoked: &HashSet<String>, key: &Key) -> bool {
-    key.kid.as_ref().is_some_and(|kid| revoked.contains(kid))
+    key.kid.as_deref().is_some_and(|kid| revoked.contains(kid))
 }
 
 #[cfg(test)]

@@ -28,8 +28,9 @@ pub struct VerifiedToken {
     lazy: OnceBox<Lazy>,
     /// The configured issuer the token was verified for.
     pub issuer: Arc<str>,
-    /// The `kid` of the key that verified it, if the token had one.
-    pub kid: Option<Box<str>>,
+    /// The `kid` of the key that verified it, if the token had one (the
+    /// key's own string, shared, not a copy per result).
+    pub kid: Option<Arc<str>>,
     /// The signature algorithm.
     pub alg: Alg,
     /// When the signature was checked, ms since the epoch. For a cache hit,
@@ -60,7 +61,7 @@ struct Lazy {
 pub(crate) struct Fresh<'a> {
     pub token: &'a [u8],
     pub issuer: Arc<str>,
-    pub kid: Option<Box<str>>,
+    pub kid: Option<Arc<str>>,
     pub alg: Alg,
     pub verified_at_ms: u64,
     pub expires_at: u64,
@@ -222,67 +223,142 @@ impl Lazy {
     }
 }
 
+/// How a [`Verified`] holds its result.
+pub(crate) enum Held {
+    /// Its own reference: a fresh result, or a thread's private copy from
+    /// the cache's front.
+    Owned(Arc<VerifiedToken>),
+    /// A cache shard's result, borrowed through `arc-swap`'s per-thread debt
+    /// slot instead of a reference count: a shard hit writes nothing other
+    /// cores read, so threads hitting the same results in turn do not bounce
+    /// the result's count between them. The borrow keeps the result alive
+    /// as an `Arc` would (a writer replacing the slot pays the debt with a
+    /// real count). Each thread has a few such slots; past them `arc-swap`
+    /// takes a real count, so holding many results costs speed, never
+    /// safety. Always `Some` (a hit).
+    Borrowed(arc_swap::Guard<Option<Arc<VerifiedToken>>>),
+}
+
+impl Held {
+    #[inline]
+    pub(crate) fn arc(&self) -> &Arc<VerifiedToken> {
+        match self {
+            Held::Owned(t) => t,
+            Held::Borrowed(g) => match &**g {
+                Some(t) => t,
+                None => unreachable!("a borrowed hit holds a result"),
+            },
+        }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = VerifiedToken;
+
+    #[inline]
+    fn deref(&self) -> &VerifiedToken {
+        self.arc()
+    }
+}
+
 /// A successful verification: the verified token and where it came from.
-#[derive(Clone, Debug)]
+///
+/// A cache hit borrows the cached result rather than counting a reference
+/// to it (see the cache's module notes); a `Verified` is meant to be used
+/// and dropped while handling one request. To keep a result longer, keep
+/// [`Verified::token`]'s `Arc` (a clone) or [`Verified::into_parts`].
 pub struct Verified {
-    token: Arc<VerifiedToken>,
+    token: Held,
     cached: bool,
 }
 
+impl Clone for Verified {
+    /// A clone holds its own reference.
+    fn clone(&self) -> Verified {
+        Verified {
+            token: Held::Owned(self.token.arc().clone()),
+            cached: self.cached,
+        }
+    }
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("token", self.token.arc())
+            .field("cached", &self.cached)
+            .finish()
+    }
+}
+
 impl Verified {
-    pub(crate) fn new(token: Arc<VerifiedToken>, cached: bool) -> Verified {
+    pub(crate) fn new(token: Held, cached: bool) -> Verified {
         Verified { token, cached }
     }
 
     /// The verified claims.
+    #[inline]
     pub fn claims(&self) -> &Map<String, Value> {
         self.token.claims()
     }
 
     /// The issuer the token was verified for.
+    #[inline]
     pub fn issuer(&self) -> &str {
         &self.token.issuer
     }
 
     /// The `kid` of the verifying key, if any.
+    #[inline]
     pub fn kid(&self) -> Option<&str> {
         self.token.kid.as_deref()
     }
 
     /// The signature algorithm.
+    #[inline]
     pub fn alg(&self) -> Alg {
         self.token.alg
     }
 
     /// True if this result was served from the cache (trust reused), false if
     /// the signature was checked during this call (trust fresh).
+    #[inline]
     pub fn cached(&self) -> bool {
         self.cached
     }
 
     /// When the signature was checked, ms since the epoch.
+    #[inline]
     pub fn verified_at_ms(&self) -> u64 {
         self.token.verified_at_ms
     }
 
     /// The token's `exp`, seconds since the epoch.
+    #[inline]
     pub fn expires_at(&self) -> u64 {
         self.token.expires_at
     }
 
     /// The shared verified token.
+    #[inline]
     pub fn token(&self) -> &Arc<VerifiedToken> {
-        &self.token
+        self.token.arc()
     }
 
     /// The shared verified token and whether it came from the cache, taken
     /// apart (what the C ABI hands out as one pointer).
+    #[inline]
     pub fn into_parts(self) -> (Arc<VerifiedToken>, bool) {
-        (self.token, self.cached)
+        let token = match self.token {
+            Held::Owned(t) => t,
+            Held::Borrowed(g) => arc_swap::Guard::into_inner(g).expect("a borrowed hit holds a result"),
+        };
+        (token, self.cached)
     }
 
     /// The claims as compact JSON, serialized once per result and shared by
     /// its cache hits.
+    #[inline]
     pub fn claims_json(&self) -> &str {
         self.token.claims_json()
     }

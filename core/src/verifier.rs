@@ -8,7 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::cache::{Cache, Currency, EntryState, Lifetime, Stamp};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, Now, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
@@ -21,7 +21,7 @@ use crate::revocation::{Propagation, Revocation, ANY_ISSUER};
 use crate::status::StatusRef;
 use crate::token;
 use crate::trust::Trust;
-use crate::verified::{Fresh, Verified, VerifiedToken};
+use crate::verified::{Fresh, Held, Verified, VerifiedToken};
 
 /// Per-call options.
 #[derive(Clone, Debug, Default)]
@@ -139,8 +139,7 @@ impl Verifier {
         let token = token.as_ref();
         self.ensure_refresher();
         let s = &*self.shared;
-        let now = s.env.clock.now_ms();
-        let result = s.verify(token, opts, now);
+        let result = s.verify(token, opts, &Now::new(&*s.env.clock));
         match &result {
             Ok(v) if v.cached() => s.counters.ok_cached.inc(),
             Ok(_) => {
@@ -186,7 +185,7 @@ impl Verifier {
             None => None,
         };
         let cache = s.cache.as_ref()?;
-        let hit = s.cached(Some(cache.hash(token)), token, pinned, s.env.clock.now_ms(), false)?;
+        let hit = s.cached(Some(cache.hash(token)), token, pinned, &Now::new(&*s.env.clock), false)?;
         s.counters.ok_cached.inc();
         Some(Verified::new(hit, true))
     }
@@ -433,7 +432,7 @@ impl Shared {
     /// The verification path of `docs/design.md`, step by step: size, pin,
     /// cache, parse, issuer, algorithm, stamp, key, signature, claims,
     /// revocation, status, insert. Each step is one call with one error.
-    fn verify(&self, token: &[u8], opts: &VerifyOptions<'_>, now: u64) -> Result<Verified> {
+    fn verify(&self, token: &[u8], opts: &VerifyOptions<'_>, now: &Now<'_>) -> Result<Verified> {
         self.check_size(token)?;
         let pinned = opts.issuer.map(|name| self.index_of(name)).transpose()?;
         let hash = self.cache.as_ref().map(|c| c.hash(token));
@@ -442,6 +441,8 @@ impl Shared {
                 return Ok(Verified::new(hit, true));
             }
         }
+        // Past the cache, every decision is at the exact time.
+        let now = now.exact();
         let parsed = token::parse(token, self.max_token_bytes)?;
         let index = self.issuer_for(&parsed, pinned)?;
         let issuer = &self.issuers[index];
@@ -463,7 +464,12 @@ impl Shared {
         let fresh = Fresh {
             token,
             issuer: issuer.name.clone(),
-            kid: parsed.header.kid.map(String::into_boxed_str),
+            // The key's `kid` (shared) when it is the token's, as it is
+            // whenever the token names one.
+            kid: match (&key.kid, parsed.header.kid) {
+                (Some(shared), Some(named)) if **shared == *named => Some(shared.clone()),
+                (_, named) => named.map(Arc::from),
+            },
             alg,
             verified_at_ms: now,
             // The API reports `exp` in whole seconds: the millisecond `exp`
@@ -475,7 +481,7 @@ impl Shared {
         let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life, status));
         let verified = Arc::new(compact.with_claims(parsed.claims));
         self.insert(hash, compact, verified.claims(), now);
-        Ok(Verified::new(verified, false))
+        Ok(Verified::new(Held::Owned(verified), false))
     }
 
     fn check_size(&self, token: &[u8]) -> Result<()> {
@@ -500,9 +506,9 @@ impl Shared {
         hash: Option<u64>,
         token: &[u8],
         pinned: Option<usize>,
-        now: u64,
+        now: &Now<'_>,
         count_miss: bool,
-    ) -> Option<Arc<VerifiedToken>> {
+    ) -> Option<Held> {
         let (cache, hash) = (self.cache.as_ref()?, hash?);
         let hit = cache.get(hash, token, now, &Check { s: self, pinned });
         if hit.is_none() && count_miss {

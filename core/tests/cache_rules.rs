@@ -276,3 +276,46 @@ fn prometheus_scrapes_read_the_live_counters() {
     );
     assert!(second.contains(r#"jwtwarden_issuer_health{issuer="#), "{second}");
 }
+
+/// A clock whose cheap reading runs ahead of the exact one, as the system
+/// clock's coarse ceiling may (by up to a second).
+struct CeilingAhead(jwtwarden::ManualClock, u64);
+
+impl Clock for CeilingAhead {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+    fn now_ceiling_ms(&self) -> u64 {
+        self.0.now_ms() + self.1
+    }
+}
+
+#[test]
+fn a_hit_near_its_deadline_is_decided_at_the_exact_time() {
+    let issuer = jwtwarden_testissuer::TestIssuer::start();
+    let clock = jwtwarden::ManualClock::starting_now();
+    let mut cfg = common::config_json(&issuer);
+    cfg["issuers"][0]["leeway_secs"] = json!(0);
+    let config = jwtwarden::Config::from_value(cfg).unwrap();
+    let verifier =
+        jwtwarden::Verifier::with_clock(config, std::sync::Arc::new(CeilingAhead(clock.clone(), 1000))).unwrap();
+    let exp = clock.now_secs() + 60;
+    let mut claims = issuer.default_claims("svc", clock.now_secs());
+    claims["exp"] = json!(exp);
+    let token = issuer.mint(&issuer.first_kid(), &claims);
+    assert!(!verifier.verify(&token).unwrap().cached());
+
+    // Within the ceiling's margin of exp: the ceiling says no, the exact
+    // time says yes, and the result is still served from the cache (not
+    // dropped and verified again).
+    clock.set_ms(exp * 1000 - 500);
+    for _ in 0..3 {
+        assert!(verifier.verify(&token).unwrap().cached());
+    }
+    assert_eq!(verifier.metrics().verifications.ok_fresh, 1);
+    // The last millisecond, then exp itself: invalid at exp, never later.
+    clock.set_ms(exp * 1000 - 1);
+    assert!(verifier.verify(&token).unwrap().cached());
+    clock.set_ms(exp * 1000);
+    assert_eq!(verifier.verify(&token).unwrap_err().kind(), ErrorKind::Expired);
+}

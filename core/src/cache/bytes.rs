@@ -23,11 +23,7 @@ const MEMBER_BYTES: usize = std::mem::size_of::<String>() + std::mem::size_of::<
 /// so the bound holds however the results are used; it walks the claims
 /// once at insert, never on a hit.
 pub(crate) fn entry_bytes(e: &VerifiedToken, claims: &Map<String, Value>) -> usize {
-    ENTRY_OVERHEAD_BYTES
-        + e.token_bytes().len()
-        + e.kid.as_ref().map_or(0, |k| k.len())
-        + e.facts.heap_bytes()
-        + map_bytes(claims)
+    ENTRY_OVERHEAD_BYTES + e.token_bytes().len() + e.facts.heap_bytes() + map_bytes(claims)
 }
 
 fn map_bytes(m: &Map<String, Value>) -> usize {

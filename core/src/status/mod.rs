@@ -41,6 +41,21 @@ pub(crate) struct StatusRef {
     pub idx: u32,
 }
 
+impl StatusRef {
+    /// Both halves in one `u64` (the cache keeps it so).
+    pub(crate) fn pack(self) -> u64 {
+        (u64::from(self.list) << 32) | u64::from(self.idx)
+    }
+
+    /// The reference [`pack`](Self::pack) made `packed` from.
+    pub(crate) fn unpack(packed: u64) -> StatusRef {
+        StatusRef {
+            list: (packed >> 32) as u32,
+            idx: packed as u32,
+        }
+    }
+}
+
 /// A token's `status.status_list` reference, if it has one: `(uri, idx)`.
 /// A `status` claim that is not an object, or a `status_list` without a
 /// non-negative integer `idx` and a string `uri`, is `invalid_payload`.

@@ -34,6 +34,7 @@ COLUMNS = {
     ],
     "python": [
         ("jwtwarden", "hit"),
+        ("jwtwarden", "hit+claims"),
         ("jwtwarden", "miss"),
         ("pyjwt", "verify"),
         ("pyjwt+PyJWKClient", "verify"),
@@ -45,8 +46,11 @@ LIB_NOTES = {
     "build here, because boring-sys runs bindgen, which needs libclang",
     ("c", "libjwt"): "Debian's libjwt takes the key as PEM text on every call and parses it each time (its API "
     "has no parsed-key object); it checks the signature only, so the harness checks exp, nbf, iss and aud",
-    ("go", "jwtwarden"): "`hit` is `Verify` (claims come back as a JSON string); `hit+claims` adds "
-    "`Verified.Claims()`, decoding them into a `map[string]any` as golang-jwt and jwx do",
+    ("go", "jwtwarden"): "`hit` is `Verify`; `hit+claims` adds what a handler reads: `Subject()`, "
+    "`Audience()`, `HasScope(\"orders:read\")` and `ClaimString(\"tenant\")` (golang-jwt and jwx "
+    "hand back decoded claims)",
+    ("python", "jwtwarden"): "`hit` is `verify()`, which returns the claims (a read-only mapping); "
+    "`hit+claims` also reads `sub`, `aud`, `scope` (split) and `tenant` from it",
     ("python", "pyjwt"): "`jwt.decode` with the key already loaded (no JWKS handling)",
     ("python", "pyjwt+PyJWKClient"): "`PyJWKClient.get_signing_key_from_jwt` then `jwt.decode`",
     ("python", "authlib"): "`authlib.jose.jwt.decode` with a `KeySet`, then `claims.validate()`",
@@ -247,9 +251,16 @@ def targets(d: Data) -> list[tuple[str, str, str]]:
         )
 
     def ratio_target(
-        title: str, lang: str, num: tuple[str, str, str], den: tuple[str, str, str], limit: float, at_most: bool
+        title: str,
+        lang: str,
+        num: tuple[str, str, str],
+        den: tuple[str, str, str],
+        limit: float,
+        at_most: bool,
+        big_limit: float | None = None,
     ) -> None:
-        """num/den per algorithm; the target is ratio <= limit (at_most) or >= limit."""
+        """num/den per algorithm; the target is ratio <= limit (at_most) or >= limit, on the small
+        token, and on the big one too when `big_limit` is given."""
         vals: dict[str, dict[str, float | None]] = {}
         for size in (small, big):
             vals[size] = {}
@@ -265,7 +276,10 @@ def targets(d: Data) -> list[tuple[str, str, str]]:
         text = f"worst {small}: {fmt_ratio(w[1])} ({w[0]})"
         if w2:
             text += f"; worst {big}: {fmt_ratio(w2[1])} ({w2[0]})"
-        ok = w[1] <= limit if at_most else w[1] >= limit
+        def holds(ratio: float, bound: float) -> bool:
+            return ratio <= bound if at_most else ratio >= bound
+
+        ok = holds(w[1], limit) and (big_limit is None or (w2 is not None and holds(w2[1], big_limit)))
         rows.append((title, text, verdict(ok)))
 
     ratio_target("C hit ≤ 1.3× Rust hit", "c", ("c", "jwtwarden", "hit"), ("rust", "jwtwarden", "hit"), 1.3, True)
@@ -294,12 +308,23 @@ def targets(d: Data) -> list[tuple[str, str, str]]:
         False,
     )
     ratio_target(
-        "Go hit including claims decoding (`hit+claims`) ≥ 20× faster than golang-jwt + keyfunc",
+        "Go hit with the claims a handler reads (`hit+claims`) ≥ 20× faster than golang-jwt + keyfunc "
+        f"at {small}, ≥ 10× at {big}",
         "go",
         ("go", "golang-jwt+keyfunc", "verify"),
         ("go", "jwtwarden", "hit+claims"),
         20,
         False,
+        big_limit=10,
+    )
+    ratio_target(
+        f"Python hit (`verify`, which returns the claims mapping) ≤ 3× the Rust hit, at {small} and {big}",
+        "python",
+        ("python", "jwtwarden", "hit"),
+        ("rust", "jwtwarden", "hit"),
+        3,
+        True,
+        big_limit=3,
     )
 
     storms = [s for s in d.storms if s["library"] == "jwtwarden"]

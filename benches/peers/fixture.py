@@ -62,6 +62,7 @@ class Minter:
             "exp": self.now + 3600,
             "jti": secrets.token_hex(8),
             "scope": "orders:read orders:write",
+            "tenant": "acme-eu-west-1",
         }
         if size == "2KB":
             c.update(
@@ -69,7 +70,6 @@ class Minter:
                     "name": "Ada Lovelace",
                     "email": "ada.lovelace@example.com",
                     "email_verified": True,
-                    "tenant": "acme-eu-west-1",
                     "roles": ["admin", "billing", "support", "developer"],
                     "groups": ["engineering", "platform", "on-call", "eu-staff"],
                     "permissions": [f"svc.resource-{i:02d}:read" for i in range(36)],

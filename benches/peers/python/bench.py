@@ -236,10 +236,17 @@ def main() -> None:
         claims.validate(leeway=LEEWAY)
         return claims
 
+    def handler_reads(claims: Any) -> tuple[Any, ...]:
+        """What a handler reads from the claims: subject, audiences, scopes, one custom claim."""
+        aud = claims["aud"]
+        return (claims["sub"], [aud] if isinstance(aud, str) else aud, claims["scope"].split(), claims["tenant"])
+
     for case in fx["tokens"]:
         token, alg, pool = case["token"], case["alg"], case["pool"]
         hits.verify(token)
         out.timing("jwtwarden", "hit", case, measure(lambda token=token: hits.verify(token)))
+        assert all(handler_reads(hits.verify(token))), "hit+claims: claims missing"
+        out.timing("jwtwarden", "hit+claims", case, measure(lambda token=token: handler_reads(hits.verify(token))))
         rotation = itertools.cycle(pool)
         out.timing("jwtwarden", "miss", case, measure(lambda rotation=rotation: misses.verify(next(rotation))))
         peers: list[tuple[str, Callable[[str], Any]]] = [

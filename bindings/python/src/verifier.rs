@@ -1,6 +1,8 @@
 //! The `Verifier` and `VerifiedToken` Python classes.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwapOption;
 
 use jwtwarden::{Config, Error, ErrorKind, Verified, VerifyOptions};
 use pyo3::exceptions::PyTypeError;
@@ -54,23 +56,27 @@ pub(crate) struct Verifier {
     /// `None` once closed. Calls in flight hold their own `Arc`, so `close()`
     /// never pulls the engine out from under them; the engine (and its
     /// refresher thread) stops when the last one finishes.
-    inner: RwLock<Option<Arc<jwtwarden::Verifier>>>,
+    /// `None` once closed. Read without a lock or a reference count (a
+    /// cache hit takes about as long as a lock would).
+    inner: ArcSwapOption<jwtwarden::Verifier>,
 }
 
 /// The claims of one verified result converted to Python once, kept on the
-/// result itself (`VerifiedToken::memo`) and handed out as is to every cache
-/// hit of it: a read-only mapping, immutable all the way down
-/// ([`convert::frozen_map`]), so no caller can change what another sees.
+/// result itself (`VerifiedToken::memo_ref`: borrowed, no count per hit)
+/// and handed out as is to every cache hit of it: a read-only mapping,
+/// immutable all the way down ([`convert::frozen_map`]), so no caller can
+/// change what another sees.
 #[derive(Default)]
 struct PyClaims(OnceLock<Py<PyMappingProxy>>);
 
+/// What a call on a closed verifier raises.
+fn closed() -> PyErr {
+    CoreError(Error::new(ErrorKind::InvalidArgument, "the verifier is closed")).into()
+}
+
 impl Verifier {
     fn engine(&self) -> PyResult<Arc<jwtwarden::Verifier>> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| CoreError(Error::new(ErrorKind::InvalidArgument, "the verifier is closed")).into())
+        self.inner.load_full().ok_or_else(closed)
     }
 
     fn verify_inner(
@@ -80,7 +86,8 @@ impl Verifier {
         issuer: Option<&PyBackedStr>,
         fresh: bool,
     ) -> PyResult<Verified> {
-        let engine = self.engine()?;
+        let inner = self.inner.load();
+        let engine = inner.as_ref().ok_or_else(closed)?;
         let opts = VerifyOptions {
             issuer: issuer.map(|s| &**s),
             fresh,
@@ -92,6 +99,8 @@ impl Verifier {
         if let Some(hit) = guard(|| Ok(engine.verify_cached(token.as_bytes(), &opts)))? {
             return Ok(hit);
         }
+        // Not borrowed across the GIL release (a miss may fetch for seconds).
+        let engine = Arc::clone(engine);
         let verified = detached(py, || engine.verify_with(token.as_bytes(), &opts))?;
         Ok(verified)
     }
@@ -99,14 +108,16 @@ impl Verifier {
     /// The claims of `verified` as a read-only mapping: the memoized one
     /// when there is one (cache hits), else converted (and memoized).
     fn claims<'py>(&self, py: Python<'py>, verified: &Verified) -> PyResult<Bound<'py, PyMappingProxy>> {
-        let memo = verified.token().memo(|_| PyClaims::default());
-        if let Some(claims) = memo.0.get() {
+        let memo = verified.token().memo_ref(|_| PyClaims::default());
+        if let Some(claims) = memo.and_then(|m| m.0.get()) {
             return Ok(claims.bind(py).clone());
         }
         let claims = convert::frozen_map(py, verified.claims())?;
         // Another thread may have set it meanwhile: either is right, and
         // every later hit gets the stored one.
-        let _ = memo.0.set(claims.clone().unbind());
+        if let Some(memo) = memo {
+            let _ = memo.0.set(claims.clone().unbind());
+        }
         Ok(claims)
     }
 }
@@ -122,7 +133,7 @@ impl Verifier {
         let config = load_config(py, config)?;
         let engine = detached(py, move || jwtwarden::Verifier::new(config))?;
         Ok(Verifier {
-            inner: RwLock::new(Some(Arc::new(engine))),
+            inner: ArcSwapOption::from_pointee(engine),
         })
     }
 
@@ -272,7 +283,7 @@ impl Verifier {
     /// Stop the refresher and release the engine. Idempotent; later calls
     /// (other than `close`) raise `InvalidArgumentError`.
     fn close(&self, py: Python<'_>) {
-        let engine = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+        let engine = self.inner.swap(None);
         if let Some(engine) = engine {
             py.detach(move || drop(engine));
         }
@@ -281,7 +292,7 @@ impl Verifier {
     /// True once `close()` has been called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.inner.load().is_none()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -294,7 +305,7 @@ impl Verifier {
     }
 
     fn __repr__(&self) -> String {
-        match &*self.inner.read().unwrap_or_else(|p| p.into_inner()) {
+        match &*self.inner.load() {
             Some(engine) => format!("<jwtwarden.Verifier issuers={:?}>", engine.issuers()),
             None => "<jwtwarden.Verifier closed>".into(),
         }

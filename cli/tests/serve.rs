@@ -340,3 +340,63 @@ fn keep_alive_slow_clients_and_graceful_shutdown() {
     let status = s.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_unix_socket_listener_answers_takes_over_a_stale_socket_and_refuses_a_live_one() {
+    let env = Env::new();
+    let path = env.dir.path().join("serve.sock");
+    let listen = format!("unix:{}", path.display());
+    let config = serve_file(&env, "serve.toml", "[claim_headers]\nsub = \"X-Auth-Subject\"\n");
+
+    // A socket file left behind by a server that did not stop cleanly.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let s = Serve::start_on(&listen, &env.json_config, Some(&config));
+    assert_eq!(s.addr, listen);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket_mode's default: the server's user and group");
+
+    let t = env.good("alice");
+    let r = request(&s.addr, "GET", "/auth", &[("Authorization", &bearer(&t))], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-auth-subject"), Some("alice"));
+    // One signature character changed, well inside the signature.
+    let mut forged = t.clone().into_bytes();
+    let i = t.len() - 20;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let r = request(&s.addr, "GET", "/auth", &[("Authorization", &bearer(&forged))], "");
+    assert_refusal(&r, 401, "invalid_signature", Some(&forged));
+
+    // A second server on the same path is refused: the first is alive.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["serve", "--listen", &listen, "--config"])
+        .arg(&env.json_config)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already listening"),
+        "{second:?}"
+    );
+    let r = request(&s.addr, "GET", "/auth", &[("Authorization", &bearer(&t))], "");
+    assert_eq!(r.status, 200, "the running server keeps its socket");
+
+    // A path that is not a socket is never removed.
+    let file = env.dir.path().join("not-a-socket");
+    std::fs::write(&file, "data").unwrap();
+    let third = std::process::Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["serve", "--listen", &format!("unix:{}", file.display()), "--config"])
+        .arg(&env.json_config)
+        .output()
+        .unwrap();
+    assert_eq!(third.status.code(), Some(2), "{third:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+
+    // SIGTERM: the socket file goes with the server.
+    let mut s = s;
+    s.signal(libc::SIGTERM);
+    assert!(s.child.wait().unwrap().success());
+    assert!(!path.exists(), "the socket file is removed at shutdown");
+}

@@ -36,6 +36,11 @@ token_env = "JWTWARDEN_TEST_ADMIN_SECRET"
 "#;
 
 fn stack() -> Option<Stack> {
+    stack_on(false)
+}
+
+/// The stack, with nginx reaching serve over a Unix socket when `unix`.
+fn stack_on(unix: bool) -> Option<Stack> {
     let Some(binary) = nginx_binary() else {
         if std::env::var_os("JWTWARDEN_REQUIRE_NGINX").is_some() {
             panic!("JWTWARDEN_REQUIRE_NGINX is set but nginx is not installed");
@@ -56,13 +61,34 @@ fn stack() -> Option<Stack> {
     std::fs::write(&env.json_config, engine.to_string()).unwrap();
     let serve_file = env.dir.path().join("serve.toml");
     std::fs::write(&serve_file, SERVE_TOML).unwrap();
-    let serve = Serve::start(&env.json_config, Some(&serve_file));
+    let serve = if unix {
+        // nginx's workers run as another user (nobody, when started as
+        // root): they need to reach the directory and write the socket.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = env.dir.path().join("sock");
+        std::fs::create_dir(&dir).unwrap();
+        for d in [env.dir.path(), dir.as_path()] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut toml = std::fs::read_to_string(&serve_file).unwrap();
+        toml.insert_str(0, "socket_mode = \"0666\"\n");
+        std::fs::write(&serve_file, toml).unwrap();
+        let listen = format!("unix:{}", dir.join("serve.sock").display());
+        Serve::start_on(&listen, &env.json_config, Some(&serve_file))
+    } else {
+        Serve::start(&env.json_config, Some(&serve_file))
+    };
+    // nginx names a socket as `http://unix:/path:/uri`.
+    let auth_url = match serve.addr.strip_prefix("unix:") {
+        Some(path) => format!("http://unix:{path}:/auth"),
+        None => format!("http://{}/auth", serve.addr),
+    };
     let upstream = Upstream::start();
     let block = format!(
         r#"
     location = /_auth {{
       internal;
-      proxy_pass http://{serve}/auth;
+      proxy_pass {auth_url};
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_pass_request_body off;
@@ -80,7 +106,6 @@ fn stack() -> Option<Stack> {
       proxy_set_header X-Auth-Scope $auth_scope;
       proxy_pass http://127.0.0.1:{up};
     }}"#,
-        serve = serve.addr,
         up = upstream.port
     );
     let nginx = Nginx::start(&binary, &block);
@@ -124,6 +149,17 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 #[test]
 fn valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
     let Some(s) = stack() else { return };
+    valid_and_bad_tokens(&s);
+}
+
+#[test]
+fn over_a_unix_socket_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
+    let Some(s) = stack_on(true) else { return };
+    assert!(s.serve.addr.starts_with("unix:"), "{}", s.serve.addr);
+    valid_and_bad_tokens(&s);
+}
+
+fn valid_and_bad_tokens(s: &Stack) {
     let kid = s.env.issuer.first_kid();
     let issuer = &s.env.issuer;
 

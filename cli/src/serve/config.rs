@@ -21,6 +21,42 @@ use super::routes::{Route, RouteConfig, Routes};
 /// reachable from the network until someone decides it should be.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8400";
 
+/// Where the verification listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// An IP address and port.
+    Tcp(SocketAddr),
+    /// A Unix domain socket (`unix:/run/jwtwarden/serve.sock`), for a proxy
+    /// on the same host: it skips the loopback TCP stack, which is most of
+    /// what an answered cache hit costs, on both sides (who may connect is
+    /// the socket file's permissions: the process umask and its directory).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Listen {
+    /// `IP:port`, or `unix:` and an absolute path.
+    pub fn parse(field: &str, v: &str) -> Result<Listen, String> {
+        match v.strip_prefix("unix:") {
+            Some(path) if Path::new(path).is_absolute() => Ok(Listen::Unix(PathBuf::from(path))),
+            Some(_) => Err(format!(
+                "{field}: {v:?}: a unix socket needs an absolute path (unix:/run/...)"
+            )),
+            None => v.parse().map(Listen::Tcp).map_err(|_| {
+                format!("{field}: {v:?} is neither an IP:port address (for example {DEFAULT_LISTEN}) nor unix:/a/path")
+            }),
+        }
+    }
+}
+
 /// Where the original request's URI and method are read from: each proxy
 /// sends them its own way, and only the one the proxy *sets* (overwriting
 /// whatever the client sent) may be trusted, so exactly one is read.
@@ -108,6 +144,8 @@ struct ServeFile {
     max_request_header_bytes: Option<usize>,
     max_connections: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    socket_mode: Option<String>,
+    workers: Option<usize>,
     offload: Option<Offload>,
     admin: Option<AdminFile>,
 }
@@ -140,7 +178,7 @@ impl std::fmt::Debug for AdminConfig {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// The verification listener.
-    pub listen: SocketAddr,
+    pub listen: Listen,
     /// The forward-auth endpoint (and, for Envoy, the prefix of the
     /// original path).
     pub auth_path: String,
@@ -173,6 +211,13 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// How long in-flight requests may finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Permissions of a Unix socket listener's file (connecting needs write
+    /// permission). Default `0660`: the server's user and group.
+    pub socket_mode: u32,
+    /// Runtime threads answering requests (misses are verified on tokio's
+    /// blocking pool, not on these). `None`: one per CPU. On a host shared
+    /// with the proxy, fewer leave the proxy its cores.
+    pub workers: Option<usize>,
     /// How verification runs on the runtime.
     pub offload: Offload,
     /// The admin listener, if enabled.
@@ -209,7 +254,7 @@ impl ServeConfig {
     }
 
     fn from_file(f: ServeFile) -> Result<ServeConfig, String> {
-        let listen = parse_addr("listen", f.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let listen = Listen::parse("listen", f.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
         let path = |field: &str, v: Option<String>, default: &str| -> Result<String, String> {
             let v = v.unwrap_or_else(|| default.to_string());
             if !v.starts_with('/') || v.len() > 1 && v.ends_with('/') || v.contains(['?', '#']) {
@@ -255,7 +300,7 @@ impl ServeConfig {
             .map(|(i, r)| Route::new(r).map_err(|e| format!("routes[{i}].{e}")))
             .collect::<Result<Vec<_>, _>>()?;
         let admin = f.admin.map(admin_config).transpose()?;
-        if admin.as_ref().is_some_and(|a| a.listen == listen) {
+        if admin.as_ref().is_some_and(|a| Listen::Tcp(a.listen) == listen) {
             return Err("admin.listen must differ from listen".into());
         }
         let max_request_header_bytes = f.max_request_header_bytes.unwrap_or(32 * 1024);
@@ -279,6 +324,17 @@ impl ServeConfig {
             max_request_header_bytes,
             max_connections: f.max_connections.unwrap_or(4096).max(1),
             shutdown_grace: Duration::from_secs(f.shutdown_grace_secs.unwrap_or(10)),
+            workers: match f.workers {
+                Some(n) if !(1..=1024).contains(&n) => return Err("workers: between 1 and 1024".into()),
+                n => n,
+            },
+            socket_mode: match f.socket_mode.as_deref() {
+                None => 0o660,
+                Some(m) => u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| format!("socket_mode: {m:?} is not an octal mode such as \"0660\""))?,
+            },
             offload: f.offload.unwrap_or_default(),
             admin,
         })
@@ -321,10 +377,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listen_takes_an_address_or_an_absolute_unix_socket_path() {
+        let unix = ServeConfig::from_toml_str("listen = \"unix:/run/jwtwarden/serve.sock\"").unwrap();
+        assert_eq!(unix.listen, Listen::Unix("/run/jwtwarden/serve.sock".into()));
+        assert_eq!(unix.listen.to_string(), "unix:/run/jwtwarden/serve.sock");
+        for bad in ["unix:serve.sock", "unix:", "localhost:8400", "/run/serve.sock"] {
+            let e = ServeConfig::from_toml_str(&format!("listen = {bad:?}")).unwrap_err();
+            assert!(e.starts_with("listen:"), "{bad}: {e}");
+        }
+        assert_eq!(unix.socket_mode, 0o660);
+        assert_eq!(unix.workers, None, "one per CPU");
+        assert_eq!(ServeConfig::from_toml_str("workers = 1").unwrap().workers, Some(1));
+        assert!(ServeConfig::from_toml_str("workers = 0")
+            .unwrap_err()
+            .starts_with("workers:"));
+        let open = ServeConfig::from_toml_str("socket_mode = \"0666\"").unwrap();
+        assert_eq!(open.socket_mode, 0o666);
+        for bad in ["rw-rw----", "1777", "888"] {
+            let e = ServeConfig::from_toml_str(&format!("socket_mode = {bad:?}")).unwrap_err();
+            assert!(e.starts_with("socket_mode:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn defaults_listen_on_loopback() {
         let c = ServeConfig::default();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert!(c.listen.ip().is_loopback());
+        assert!(matches!(c.listen, Listen::Tcp(a) if a.ip().is_loopback()));
         assert_eq!(c.auth_path, "/auth");
         assert_eq!(c.token_header, "authorization");
         assert!(c.admin.is_none());

@@ -40,7 +40,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use jwtwarden::Verifier;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 
@@ -81,7 +81,11 @@ pub fn run(opts: ServeOptions) -> Exit {
         Ok(s) => s,
         Err(e) => return Exit::usage(e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = state.config.workers {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             log::error!("cannot start the runtime: {e}");
@@ -100,9 +104,7 @@ fn load(opts: &ServeOptions) -> Result<State, String> {
         None => ServeConfig::default(),
     };
     if let Some(listen) = &opts.listen {
-        serve.listen = listen
-            .parse()
-            .map_err(|_| format!("--listen {listen:?} is not an IP:port address"))?;
+        serve.listen = config::Listen::parse("--listen", listen)?;
     }
     let configured: Vec<&str> = engine.issuers.iter().map(|i| i.issuer.as_str()).collect();
     if let Some(bad) = serve.routes.pinned_issuers().find(|i| !configured.contains(i)) {
@@ -119,7 +121,7 @@ fn load(opts: &ServeOptions) -> Result<State, String> {
 
 async fn serve(opts: ServeOptions, state: State) -> Exit {
     let config = state.config.clone();
-    let listener = match TcpListener::bind(config.listen).await {
+    let listener = match Listener::bind(&config.listen, config.socket_mode) {
         Ok(l) => l,
         Err(e) => return Exit::usage(format!("cannot listen on {}: {e}", config.listen)),
     };
@@ -130,7 +132,7 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
         },
         None => None,
     };
-    let (Ok(addr), admin_addr) = (listener.local_addr(), admin_listener.as_ref().map(|l| l.local_addr())) else {
+    let (Ok(addr), admin_addr) = (listener.local(), admin_listener.as_ref().map(|l| l.local_addr())) else {
         return Exit::Unavailable;
     };
     let admin_addr = admin_addr.and_then(Result::ok);
@@ -150,7 +152,7 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
         "{}",
         serde_json::json!({"listen": addr.to_string(), "admin": admin_addr.map(|a| a.to_string())})
     );
-    log::info!("serving forward auth on http://{addr}{}", config.auth_path);
+    log::info!("serving forward auth on {addr}, path {}", config.auth_path);
 
     // One per process, alive until it exits: leaked, so a request borrows
     // it instead of touching a reference count shared by every worker.
@@ -165,7 +167,11 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => spawn_connection(app, &graceful, &limit, stream, false),
+                Ok(Accepted::Tcp(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(app, &graceful, &limit, stream, false);
+                }
+                Ok(Accepted::Unix(stream)) => spawn_connection(app, &graceful, &limit, stream, false),
                 Err(e) => {
                     // Out of descriptors, usually: back off instead of spinning.
                     log::warn!("accept: {e}");
@@ -173,7 +179,10 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
                 }
             },
             accepted = accept_admin(admin_listener.as_ref()) => match accepted {
-                Ok((stream, _)) => spawn_connection(app, &graceful, &limit, stream, true),
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(app, &graceful, &limit, stream, true);
+                }
                 Err(e) => {
                     log::warn!("admin accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -208,20 +217,85 @@ async fn accept_admin(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::T
     }
 }
 
-fn spawn_connection(
-    app: &'static App,
-    graceful: &GracefulShutdown,
-    limit: &Arc<Semaphore>,
-    stream: tokio::net::TcpStream,
-    admin: bool,
-) {
+/// The verification listener, bound.
+enum Listener {
+    Tcp(TcpListener),
+    /// The socket, and its path (removed when the server stops).
+    Unix(UnixListener, PathBuf),
+}
+
+/// An accepted connection.
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listener {
+    /// Bind `listen`; a Unix socket gets permissions `mode`. A Unix socket
+    /// path that exists is taken over only if it is a socket nobody answers
+    /// on (left behind by a server that did not stop cleanly); a live
+    /// server's socket, or any other file, is left alone and refused.
+    fn bind(listen: &config::Listen, mode: u32) -> std::io::Result<Listener> {
+        match listen {
+            config::Listen::Tcp(addr) => {
+                let std = std::net::TcpListener::bind(addr)?;
+                std.set_nonblocking(true)?;
+                Ok(Listener::Tcp(TcpListener::from_std(std)?))
+            }
+            config::Listen::Unix(path) => {
+                use std::os::unix::fs::FileTypeExt;
+                match std::fs::symlink_metadata(path) {
+                    Ok(m) if !m.file_type().is_socket() => {
+                        return Err(std::io::Error::other("the path exists and is not a socket"));
+                    }
+                    Ok(_) if std::os::unix::net::UnixStream::connect(path).is_ok() => {
+                        return Err(std::io::Error::other("a server is already listening on it"));
+                    }
+                    Ok(_) => std::fs::remove_file(path)?,
+                    Err(_) => {}
+                }
+                let listener = Listener::Unix(UnixListener::bind(path)?, path.clone());
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                Ok(listener)
+            }
+        }
+    }
+
+    /// What the ready line and the log show.
+    fn local(&self) -> std::io::Result<String> {
+        match self {
+            Listener::Tcp(l) => Ok(l.local_addr()?.to_string()),
+            Listener::Unix(_, path) => Ok(format!("unix:{}", path.display())),
+        }
+    }
+
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => Ok(Accepted::Tcp(l.accept().await?.0)),
+            Listener::Unix(l, _) => Ok(Accepted::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn spawn_connection<S>(app: &'static App, graceful: &GracefulShutdown, limit: &Arc<Semaphore>, stream: S, admin: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let Ok(permit) = limit.clone().try_acquire_owned() else {
         // Over max_connections: closing is kinder to the proxy than a
         // connection that hangs until it times out.
         log::warn!("connection refused: max_connections reached");
         return;
     };
-    let _ = stream.set_nodelay(true);
     let cfg = app.state.load().config.clone();
     let service = service_fn(move |req| async move {
         Ok::<_, Infallible>(if admin {
@@ -271,8 +345,10 @@ async fn reload(app: &App, opts: &Arc<ServeOptions>) {
     let old = app.state.load();
     if new.config.listen != old.config.listen
         || new.config.admin.as_ref().map(|a| a.listen) != old.config.admin.as_ref().map(|a| a.listen)
+        || new.config.socket_mode != old.config.socket_mode
+        || new.config.workers != old.config.workers
     {
-        log::warn!("reload: listen addresses change only on restart");
+        log::warn!("reload: listen addresses, socket_mode and workers change only on restart");
     }
     // Replay under the log's lock, so no admin revocation can fall between
     // the replay and the swap.

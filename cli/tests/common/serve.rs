@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,12 +25,13 @@ pub struct Serve {
 impl Serve {
     /// Start it on an ephemeral loopback port and wait for its address line.
     pub fn start(engine: &Path, serve_config: Option<&Path>) -> Serve {
+        Serve::start_on("127.0.0.1:0", engine, serve_config)
+    }
+
+    /// Start it listening on `listen` (`IP:port` or `unix:/path`).
+    pub fn start_on(listen: &str, engine: &Path, serve_config: Option<&Path>) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jwtwarden"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(engine)
-            .arg("--listen")
-            .arg("127.0.0.1:0");
+        cmd.arg("serve").arg("--config").arg(engine).arg("--listen").arg(listen);
         if let Some(s) = serve_config {
             cmd.arg("--serve-config").arg(s);
         }
@@ -109,9 +111,20 @@ impl Resp {
 /// One HTTP/1.0 request (the connection closes after the answer, so no
 /// chunked bodies to decode).
 pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    let mut s: Box<dyn ReadWrite> = match addr.strip_prefix("unix:") {
+        Some(path) => {
+            let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            Box::new(s)
+        }
+        None => {
+            let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            Box::new(s)
+        }
+    };
+    let host = if addr.starts_with("unix:") { "localhost" } else { addr };
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -125,6 +138,10 @@ pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], b
     s.read_to_end(&mut raw).unwrap();
     parse_response(&raw)
 }
+
+/// A connected stream, TCP or Unix.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// Parse a whole HTTP/1.x response.
 pub fn parse_response(raw: &[u8]) -> Resp {

@@ -61,8 +61,10 @@ class Minter:
             "iat": self.now,
             "exp": self.now + 3600,
             "jti": secrets.token_hex(8),
-            "scope": "orders:read orders:write",
-            "tenant": "acme-eu-west-1",
+            # What a handler reads (one scope, one custom claim), kept
+            # short: the 600-byte token must still fit 600 bytes.
+            "scope": "orders:read",
+            "tenant": "acme",
         }
         if size == "2KB":
             c.update(

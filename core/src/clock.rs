@@ -44,7 +44,8 @@ impl Clock for SystemClock {
     }
 
     /// Linux's `CLOCK_REALTIME_COARSE` (the time at the last tick, about a
-    /// fifth of the cost of the exact clock) plus [`COARSE_MARGIN_MS`].
+    /// fifth of the cost of the exact clock) plus one second (the coarse clock
+    /// lags by at most a tick; see `COARSE_MARGIN_MS`).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[inline]
     fn now_ceiling_ms(&self) -> u64 {

@@ -334,7 +334,8 @@ struct ServeArgs {
     /// claim headers, routes, admin listener); all defaults without it.
     #[arg(long, value_name = "FILE")]
     serve_config: Option<PathBuf>,
-    /// Listen address (default 127.0.0.1:8400, or `listen` of the serve file).
+    /// Listen address, IP:port or unix:/absolute/path (default 127.0.0.1:8400,
+    /// or `listen` of the serve file).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
 }

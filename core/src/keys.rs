@@ -126,7 +126,7 @@ pub enum Lookup<'a> {
 #[derive(Default)]
 pub struct KeySet {
     keys: Vec<Arc<Key>>,
-    by_kid: HashMap<String, Vec<usize>>,
+    by_kid: HashMap<Arc<str>, Vec<usize>>,
     /// For [`KeySet::contains`], which a refresh calls once per old key: a
     /// scan there made comparing two large sets quadratic.
     by_thumbprint: HashMap<String, Vec<usize>>,
@@ -135,11 +135,11 @@ pub struct KeySet {
 impl KeySet {
     /// A keyset from keys (order is kept; first fitting key wins).
     pub fn new(keys: Vec<Arc<Key>>) -> KeySet {
-        let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_kid: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
         let mut by_thumbprint: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             if let Some(kid) = &k.kid {
-                by_kid.entry(kid.to_string()).or_default().push(i);
+                by_kid.entry(kid.clone()).or_default().push(i);
             }
             by_thumbprint.entry(k.thumbprint.clone()).or_default().push(i);
         }

@@ -7,7 +7,7 @@ use arc_swap::ArcSwapOption;
 use jwtwarden::{Config, Error, ErrorKind, Verified, VerifyOptions};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString, PyType};
 
@@ -16,23 +16,22 @@ use crate::convert;
 use crate::errors::CoreError;
 use crate::logbridge;
 
-/// A token as `str` or `bytes` (borrowed, not copied).
-enum TokenArg {
-    Str(PyBackedStr),
-    Bytes(PyBackedBytes),
-}
+/// A token as `str` or `bytes`, borrowed from the argument for the call
+/// (not copied, and no reference taken: the caller's reference keeps the
+/// immutable object, and a `str`'s cached UTF-8, alive until we return).
+struct TokenArg<'a>(&'a [u8]);
 
-impl<'a, 'py> FromPyObject<'a, 'py> for TokenArg {
+impl<'a, 'py> FromPyObject<'a, 'py> for TokenArg<'a> {
     type Error = PyErr;
 
     // By hand rather than derived: a derived enum tries `str` first and
     // builds (then discards) an exception for every `bytes` token.
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<TokenArg> {
-        if let Ok(s) = obj.cast::<PyString>() {
-            return Ok(TokenArg::Str(PyBackedStr::try_from(s.to_owned())?));
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<TokenArg<'a>> {
+        if obj.is_instance_of::<PyString>() {
+            return Ok(TokenArg(<&'a str>::extract(obj)?.as_bytes()));
         }
-        if let Ok(b) = obj.cast::<PyBytes>() {
-            return Ok(TokenArg::Bytes(PyBackedBytes::from(b.to_owned())));
+        if obj.is_instance_of::<PyBytes>() {
+            return Ok(TokenArg(<&'a [u8]>::extract(obj)?));
         }
         Err(PyTypeError::new_err(format!(
             "token must be str or bytes, not {}",
@@ -41,12 +40,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for TokenArg {
     }
 }
 
-impl TokenArg {
+impl TokenArg<'_> {
     fn as_bytes(&self) -> &[u8] {
-        match self {
-            TokenArg::Str(s) => s.as_bytes(),
-            TokenArg::Bytes(b) => b,
-        }
+        self.0
     }
 }
 
@@ -82,7 +78,7 @@ impl Verifier {
     fn verify_inner(
         &self,
         py: Python<'_>,
-        token: &TokenArg,
+        token: &TokenArg<'_>,
         issuer: Option<&PyBackedStr>,
         fresh: bool,
     ) -> PyResult<Verified> {
@@ -142,7 +138,7 @@ impl Verifier {
     fn verify<'py>(
         &self,
         py: Python<'py>,
-        token: TokenArg,
+        token: TokenArg<'_>,
         issuer: Option<PyBackedStr>,
         fresh: bool,
     ) -> PyResult<Bound<'py, PyMappingProxy>> {
@@ -155,7 +151,7 @@ impl Verifier {
     fn verify_full(
         &self,
         py: Python<'_>,
-        token: TokenArg,
+        token: TokenArg<'_>,
         issuer: Option<PyBackedStr>,
         fresh: bool,
     ) -> PyResult<VerifiedToken> {

@@ -49,11 +49,11 @@ impl TokenArg<'_> {
 /// Verifies JWTs for the configured issuers; see the package documentation.
 #[pyclass(frozen, module = "jwtwarden._native")]
 pub(crate) struct Verifier {
-    /// `None` once closed. Calls in flight hold their own `Arc`, so `close()`
-    /// never pulls the engine out from under them; the engine (and its
-    /// refresher thread) stops when the last one finishes.
     /// `None` once closed. Read without a lock or a reference count (a
-    /// cache hit takes about as long as a lock would).
+    /// cache hit takes about as long as a lock would). Calls in flight hold
+    /// the engine (a hit through arc-swap's borrow, a miss through its own
+    /// `Arc`), so `close()` never pulls it out from under them; the engine
+    /// (and its refresher thread) stops when the last one finishes.
     inner: ArcSwapOption<jwtwarden::Verifier>,
 }
 

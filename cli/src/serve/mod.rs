@@ -121,7 +121,7 @@ fn load(opts: &ServeOptions) -> Result<State, String> {
 
 async fn serve(opts: ServeOptions, state: State) -> Exit {
     let config = state.config.clone();
-    let listener = match Listener::bind(&config.listen, config.socket_mode) {
+    let listener = match Listener::bind(&config.listen, config.socket_mode).await {
         Ok(l) => l,
         Err(e) => return Exit::usage(format!("cannot listen on {}: {e}", config.listen)),
     };
@@ -235,13 +235,9 @@ impl Listener {
     /// path that exists is taken over only if it is a socket nobody answers
     /// on (left behind by a server that did not stop cleanly); a live
     /// server's socket, or any other file, is left alone and refused.
-    fn bind(listen: &config::Listen, mode: u32) -> std::io::Result<Listener> {
+    async fn bind(listen: &config::Listen, mode: u32) -> std::io::Result<Listener> {
         match listen {
-            config::Listen::Tcp(addr) => {
-                let std = std::net::TcpListener::bind(addr)?;
-                std.set_nonblocking(true)?;
-                Ok(Listener::Tcp(TcpListener::from_std(std)?))
-            }
+            config::Listen::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
             config::Listen::Unix(path) => {
                 use std::os::unix::fs::FileTypeExt;
                 match std::fs::symlink_metadata(path) {

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::stop::StopSignal;
+use crate::stop::{StopOnDrop, StopSignal};
 use crate::verifier::Shared;
 
 /// Longest sleep between checks, so a manual clock or a changed JWKS file is
@@ -21,7 +21,7 @@ const MIN_SLEEP: Duration = Duration::from_millis(50);
 
 /// Handle to the refresher thread; dropping it stops the thread.
 pub(crate) struct Refresher {
-    stop: StopSignal,
+    _stop: StopOnDrop,
 }
 
 impl Refresher {
@@ -29,25 +29,14 @@ impl Refresher {
         if !shared.has_refreshable_issuers() {
             return None;
         }
-        let stop = StopSignal::default();
         let weak = Arc::downgrade(shared);
-        let thread_stop = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("jwtwarden-refresh".into())
-            .spawn(move || run(weak, thread_stop));
-        match spawned {
-            Ok(_) => Some(Refresher { stop }),
+        match crate::stop::spawn("jwtwarden-refresh", move |stop| run(weak, stop)) {
+            Ok(handle) => Some(Refresher { _stop: handle }),
             Err(e) => {
                 log::error!("cannot start the refresher thread: {e}; keys refresh only on unknown kid");
                 None
             }
         }
-    }
-}
-
-impl Drop for Refresher {
-    fn drop(&mut self) {
-        self.stop.stop();
     }
 }
 

@@ -13,6 +13,27 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+/// A background thread's handle: dropping it raises the thread's stop
+/// signal.
+pub(crate) struct StopOnDrop(StopSignal);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Start `body` on a thread named `name`, handing it the stop signal that
+/// the returned handle raises when dropped.
+pub(crate) fn spawn(name: &str, body: impl FnOnce(StopSignal) + Send + 'static) -> std::io::Result<StopOnDrop> {
+    let stop = StopSignal::default();
+    let thread_stop = stop.clone();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || body(thread_stop))?;
+    Ok(StopOnDrop(stop))
+}
+
 /// A shared stop flag; clones see the same flag.
 #[derive(Clone, Default)]
 pub(crate) struct StopSignal(Arc<(Mutex<bool>, Condvar)>);

@@ -44,7 +44,7 @@ use super::{Revocation, Source};
 use crate::clock::Clock;
 use crate::config::RedisFeedConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::stop::StopSignal;
+use crate::stop::{StopOnDrop, StopSignal};
 use crate::trust::Trust;
 
 /// Largest event accepted from the channel, in bytes.
@@ -448,30 +448,19 @@ fn score(r: &Revocation) -> String {
 /// Handle to the subscriber thread; dropping it stops the thread (within
 /// one poll interval).
 pub(crate) struct Subscriber {
-    stop: StopSignal,
+    _stop: StopOnDrop,
 }
 
 impl Subscriber {
     /// Start the subscription of `trust`'s feed on a background thread.
     pub(crate) fn spawn(feed: Arc<Feed>, trust: Weak<Trust>) -> Option<Subscriber> {
-        let stop = StopSignal::default();
-        let thread_stop = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("jwtwarden-revocations".into())
-            .spawn(move || run(&feed, &trust, &thread_stop));
-        match spawned {
-            Ok(_) => Some(Subscriber { stop }),
+        match crate::stop::spawn("jwtwarden-revocations", move |stop| run(&feed, &trust, &stop)) {
+            Ok(handle) => Some(Subscriber { _stop: handle }),
             Err(e) => {
                 log::error!("cannot start the revocation feed thread: {e}");
                 None
             }
         }
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        self.stop.stop();
     }
 }
 

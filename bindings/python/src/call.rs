@@ -51,16 +51,25 @@ where
 
 /// Run `f`, turning a panic into [`CallError::Panic`] (code 901, this
 /// boundary's own: the engine has no kind for it).
+#[inline(always)]
 pub(crate) fn guard<T>(f: impl FnOnce() -> jwtwarden::Result<T>) -> Result<T, CallError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => result.map_err(|e| CallError::Engine(CoreError(e))),
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(CallError::Panic(format!("internal panic: {what}")))
-        }
-    }
+    catch(f)?.map_err(|e| CallError::Engine(CoreError(e)))
+}
+
+/// Run `f`, turning a panic into [`CallError::Panic`]; for work that cannot
+/// fail otherwise.
+#[inline(always)]
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, CallError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panicked(&*payload))
+}
+
+/// The error for a caught panic, with its message.
+#[cold]
+fn panicked(payload: &(dyn std::any::Any + Send)) -> CallError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    CallError::Panic(format!("internal panic: {what}"))
 }

@@ -11,7 +11,7 @@ use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString, PyType};
 
-use crate::call::{detached, guard};
+use crate::call::{catch, detached, guard};
 use crate::convert;
 use crate::errors::CoreError;
 use crate::logbridge;
@@ -70,11 +70,33 @@ fn closed() -> PyErr {
     CoreError(Error::new(ErrorKind::InvalidArgument, "the verifier is closed")).into()
 }
 
+/// The engine's options for a call's `issuer` and `fresh` arguments.
+fn options(issuer: Option<&PyBackedStr>, fresh: bool) -> VerifyOptions<'_> {
+    VerifyOptions {
+        issuer: issuer.map(|s| &**s),
+        fresh,
+    }
+}
+
+/// Verify what the cache did not answer, with the GIL released.
+fn miss(
+    py: Python<'_>,
+    engine: &Arc<jwtwarden::Verifier>,
+    token: &TokenArg<'_>,
+    opts: &VerifyOptions<'_>,
+) -> PyResult<Verified> {
+    // Not borrowed across the GIL release (a miss may fetch for seconds).
+    let engine = Arc::clone(engine);
+    Ok(detached(py, || engine.verify_with(token.as_bytes(), opts))?)
+}
+
 impl Verifier {
     fn engine(&self) -> PyResult<Arc<jwtwarden::Verifier>> {
         self.inner.load_full().ok_or_else(closed)
     }
 
+    /// Verify `token`: a cache hit with the GIL held, anything else with it
+    /// released.
     fn verify_inner(
         &self,
         py: Python<'_>,
@@ -84,21 +106,45 @@ impl Verifier {
     ) -> PyResult<Verified> {
         let inner = self.inner.load();
         let engine = inner.as_ref().ok_or_else(closed)?;
-        let opts = VerifyOptions {
-            issuer: issuer.map(|s| &**s),
-            fresh,
-        };
-        // A cache hit is over in about 100 ns and never waits on the
-        // network: serve it with the GIL held, rather than release the GIL
-        // and take it back for longer than the hit takes. Everything else
+        let opts = options(issuer, fresh);
+        // A cache hit is over in well under a microsecond and never waits on
+        // the network: serve it with the GIL held, rather than release the
+        // GIL and take it back for longer than the hit takes. Everything else
         // (the same hit rules included) runs with the GIL released.
-        if let Some(hit) = guard(|| Ok(engine.verify_cached(token.as_bytes(), &opts)))? {
-            return Ok(hit);
+        match guard(|| Ok(engine.verify_cached(token.as_bytes(), &opts)))? {
+            Some(hit) => Ok(hit),
+            None => miss(py, engine, token, &opts),
         }
-        // Not borrowed across the GIL release (a miss may fetch for seconds).
-        let engine = Arc::clone(engine);
-        let verified = detached(py, || engine.verify_with(token.as_bytes(), &opts))?;
-        Ok(verified)
+    }
+
+    /// The claims of a cache hit whose claims this front end has converted
+    /// before (every hit but the first of a result it verified). On `None`
+    /// `unconverted` holds the hit if there was one, for the caller to
+    /// convert; if not, it was a miss.
+    ///
+    /// The lookup runs inside a panic boundary that hands back one pointer.
+    /// Handing back the `Verified` itself, through `catch_unwind` and each
+    /// `Result` layer, cost more than the rest of the binding: each copy of
+    /// it stalls on the stores of the one before.
+    #[inline(always)]
+    fn converted_hit(
+        &self,
+        py: Python<'_>,
+        engine: &jwtwarden::Verifier,
+        token: &TokenArg<'_>,
+        opts: &VerifyOptions<'_>,
+        unconverted: &mut Option<Verified>,
+    ) -> PyResult<Option<Py<PyMappingProxy>>> {
+        Ok(catch(|| {
+            let hit = engine.verify_cached(token.as_bytes(), opts)?;
+            match hit.token().memo_ref(|_| PyClaims::default()).and_then(|m| m.0.get()) {
+                Some(claims) => Some(claims.clone_ref(py)),
+                None => {
+                    *unconverted = Some(hit);
+                    None
+                }
+            }
+        })?)
     }
 
     /// The claims of `verified` as a read-only mapping: the memoized one
@@ -142,7 +188,19 @@ impl Verifier {
         issuer: Option<PyBackedStr>,
         fresh: bool,
     ) -> PyResult<Bound<'py, PyMappingProxy>> {
-        let verified = self.verify_inner(py, &token, issuer.as_ref(), fresh)?;
+        let inner = self.inner.load();
+        let engine = inner.as_ref().ok_or_else(closed)?;
+        let opts = options(issuer.as_ref(), fresh);
+        // The hit path of `verify_inner`, cut short when the claims are
+        // ready (see there for why a hit keeps the GIL).
+        let mut unconverted = None;
+        if let Some(claims) = self.converted_hit(py, engine, &token, &opts, &mut unconverted)? {
+            return Ok(claims.into_bound(py));
+        }
+        let verified = match unconverted {
+            Some(hit) => hit,
+            None => miss(py, engine, &token, &opts)?,
+        };
         self.claims(py, &verified)
     }
 

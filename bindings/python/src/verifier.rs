@@ -27,6 +27,13 @@ impl<'a, 'py> FromPyObject<'a, 'py> for TokenArg<'a> {
     // By hand rather than derived: a derived enum tries `str` first and
     // builds (then discards) an exception for every `bytes` token.
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<TokenArg<'a>> {
+        // A plain `str`, almost every token: a type pointer compare, then
+        // the one call `<&str>::extract` ends with. Its subtype check costs
+        // two calls into libpython (the limited API hides the type's
+        // flags), 6 ns of a 120 ns hit.
+        if obj.is_exact_instance_of::<PyString>() {
+            return utf8(obj).map(TokenArg);
+        }
         if obj.is_instance_of::<PyString>() {
             return Ok(TokenArg(<&'a str>::extract(obj)?.as_bytes()));
         }
@@ -38,6 +45,21 @@ impl<'a, 'py> FromPyObject<'a, 'py> for TokenArg<'a> {
             obj.get_type().name()?
         )))
     }
+}
+
+/// The UTF-8 form of `s`, a `str` (exactly what `<&str>::extract` does
+/// once it has checked the type).
+fn utf8<'a>(s: Borrowed<'a, '_, PyAny>) -> PyResult<&'a [u8]> {
+    let mut size: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live `str`, and `size` is writable.
+    let data = unsafe { pyo3::ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
+    if data.is_null() {
+        // Not encodable (lone surrogates): CPython has set the error.
+        return Err(PyErr::fetch(s.py()));
+    }
+    // SAFETY: CPython returns `size` bytes, cached on the string and freed
+    // with it; the caller's reference keeps it alive for `'a`.
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size as usize) })
 }
 
 impl TokenArg<'_> {

@@ -79,6 +79,27 @@ def test_verify_returns_claims(issuer: Issuer, verifier: jwtwarden.Verifier) -> 
         verifier.verify(42)  # type: ignore[arg-type]
 
 
+def test_token_argument_forms(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    """A plain str takes a fast path; a str subclass and bytes verify the same,
+    and what is neither, or not encodable as UTF-8, is refused before the engine."""
+
+    class Token(str):
+        pass
+
+    token = issuer.mint(sub="alice")
+    claims = verifier.verify(token)
+    assert verifier.verify(Token(token)) == claims
+    assert verifier.verify(token.encode()) == claims
+    with pytest.raises(TypeError, match="token must be str or bytes"):
+        verifier.verify(bytearray(token.encode()))  # type: ignore[arg-type]
+    # A lone surrogate has no UTF-8 form: Python's own error, nothing verified.
+    before = verifier.metrics()
+    for bad in (token[:-1] + "\ud800", Token(token[:-1] + "\ud800")):
+        with pytest.raises(UnicodeEncodeError):
+            verifier.verify(bad)
+    assert verifier.metrics() == before
+
+
 def test_claims_cannot_be_changed_by_another_caller(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
     token = issuer.mint(sub="alice", roles=["a", "b"], meta={"n": 1, "tags": ["x"]})
     claims = verifier.verify(token)

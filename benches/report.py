@@ -505,21 +505,30 @@ def serve_section(d: Data, machine: dict[str, str]) -> list[str]:
     m = d.serve.get("machine", {})
     md += [
         f"Measured {machine.get('date', '?')} at commit {machine.get('commit', '?')} by "
-        f"`benches/serve/run`: `{m.get('wrk', 'wrk -t2 -c32')}`, HTTP/1.1 keep-alive, one RS256 token "
+        f"`benches/serve/run`: `{m.get('wrk', 'wrk -t2 -c32')}`"
+        + (
+            f" in each of {m['rounds']} rounds per case, the rounds of every case interleaved; each row is the "
+            "case's median round, and the ratios compare medians"
+            if m.get("rounds")
+            else ""
+        )
+        + ". HTTP/1.1 keep-alive, one RS256 token "
         "(jwtwarden answers from its cache; the Go service verifies the signature every time), release build. "
         f"wrk, nginx and the servers share the machine's {m.get('nproc', '?')} cores, so serve gets what wrk "
         "(and nginx) leave of them. "
         f"Load average (1/5/15 min) before the run {m.get('load_start', '?')}, after {m.get('load_end', '?')}; "
         + (f"{m['steal_pct']}% steal during it." if m.get("steal_pct") is not None else "steal not recorded."),
         "",
-        "| Case | Requests/s | p50 | p99 | Load average at the end of the case |",
-        "|---|---:|---:|---:|---|",
+        "| Case | Requests/s | p50 | p99 | Every round (requests/s) | Load average at the end of the round |",
+        "|---|---:|---:|---:|---|---|",
     ]
     for case in SERVE_CASES:
         r = d.serve.get(case)
         if r:
+            every = ", ".join(f"{x:,}" for x in r.get("rounds", [r["rps"]]))
             md.append(
-                f"| {r['label']} | {r['rps']:,} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r.get('load', '?')} |"
+                f"| {r['label']} | {r['rps']:,} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {every} "
+                f"| {r.get('load', '?')} |"
             )
     rps = {c: r["rps"] for c, r in d.serve.items() if "rps" in r}
 

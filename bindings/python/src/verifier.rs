@@ -112,6 +112,35 @@ fn miss(
     Ok(detached(py, || engine.verify_with(token.as_bytes(), opts))?)
 }
 
+/// The claims of a cache hit, if this front end converted them before (on
+/// the miss that verified the token, or an earlier hit). On `None`,
+/// `unconverted` holds the hit if there was one, for the caller to
+/// convert; if not, it was a miss.
+///
+/// The lookup runs inside a panic boundary that hands back one pointer.
+/// Handing back the `Verified` itself, through `catch_unwind` and each
+/// `Result` layer, cost more than the rest of the binding: each copy of
+/// it stalls on the stores of the one before.
+#[inline(always)]
+fn converted_hit(
+    py: Python<'_>,
+    engine: &jwtwarden::Verifier,
+    token: &TokenArg<'_>,
+    opts: &VerifyOptions<'_>,
+    unconverted: &mut Option<Verified>,
+) -> PyResult<Option<Py<PyMappingProxy>>> {
+    Ok(catch(|| {
+        let hit = engine.verify_cached(token.as_bytes(), opts)?;
+        match hit.token().memo_ref(|_| PyClaims::default()).and_then(|m| m.0.get()) {
+            Some(claims) => Some(claims.clone_ref(py)),
+            None => {
+                *unconverted = Some(hit);
+                None
+            }
+        }
+    })?)
+}
+
 impl Verifier {
     fn engine(&self) -> PyResult<Arc<jwtwarden::Verifier>> {
         self.inner.load_full().ok_or_else(closed)
@@ -137,36 +166,6 @@ impl Verifier {
             Some(hit) => Ok(hit),
             None => miss(py, engine, token, &opts),
         }
-    }
-
-    /// The claims of a cache hit whose claims this front end has converted
-    /// before (every hit but the first of a result it verified). On `None`
-    /// `unconverted` holds the hit if there was one, for the caller to
-    /// convert; if not, it was a miss.
-    ///
-    /// The lookup runs inside a panic boundary that hands back one pointer.
-    /// Handing back the `Verified` itself, through `catch_unwind` and each
-    /// `Result` layer, cost more than the rest of the binding: each copy of
-    /// it stalls on the stores of the one before.
-    #[inline(always)]
-    fn converted_hit(
-        &self,
-        py: Python<'_>,
-        engine: &jwtwarden::Verifier,
-        token: &TokenArg<'_>,
-        opts: &VerifyOptions<'_>,
-        unconverted: &mut Option<Verified>,
-    ) -> PyResult<Option<Py<PyMappingProxy>>> {
-        Ok(catch(|| {
-            let hit = engine.verify_cached(token.as_bytes(), opts)?;
-            match hit.token().memo_ref(|_| PyClaims::default()).and_then(|m| m.0.get()) {
-                Some(claims) => Some(claims.clone_ref(py)),
-                None => {
-                    *unconverted = Some(hit);
-                    None
-                }
-            }
-        })?)
     }
 
     /// The claims of `verified` as a read-only mapping: the memoized one
@@ -216,7 +215,7 @@ impl Verifier {
         // The hit path of `verify_inner`, cut short when the claims are
         // ready (see there for why a hit keeps the GIL).
         let mut unconverted = None;
-        if let Some(claims) = self.converted_hit(py, engine, &token, &opts, &mut unconverted)? {
+        if let Some(claims) = converted_hit(py, engine, &token, &opts, &mut unconverted)? {
             return Ok(claims.into_bound(py));
         }
         let verified = match unconverted {

@@ -298,6 +298,54 @@ fn an_invalid_reload_keeps_the_running_configuration() {
 }
 
 #[test]
+fn header_count_and_size_limits_answer_431_and_verify_nothing() {
+    let env = Env::new();
+    let s = Serve::start(
+        &env.json_config,
+        Some(&serve_file(&env, "serve.toml", "max_request_header_bytes = 8192\n")),
+    );
+    let t = bearer(&env.good("alice"));
+    let pads: Vec<(String, String)> = (0..99).map(|i| (format!("X-Pad-{i}"), "x".into())).collect();
+    let with = |n: usize| -> Vec<(&str, &str)> {
+        let mut h = vec![("Authorization", t.as_str())];
+        h.extend(pads[..n].iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        h
+    };
+    // Host + Authorization + 98 more: 100 headers, the most allowed.
+    assert_eq!(
+        common::serve::request(&s.addr, "GET", "/auth", &with(98), "").status,
+        200
+    );
+    // One more is refused before anything is verified.
+    let before = common::serve::request(&s.addr, "GET", "/metrics", &[], "").body;
+    assert_eq!(
+        common::serve::request(&s.addr, "GET", "/auth", &with(99), "").status,
+        431
+    );
+    // So is a header block over max_request_header_bytes.
+    let big = "x".repeat(9000);
+    let r = common::serve::request(&s.addr, "GET", "/auth", &[("Authorization", &t), ("X-Big", &big)], "");
+    assert_eq!(r.status, 431);
+    let verified = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("jwtwarden_verifications_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let after = common::serve::request(&s.addr, "GET", "/metrics", &[], "").body;
+    assert_eq!(
+        verified(&before),
+        verified(&after),
+        "a refused request verified nothing"
+    );
+    // And the server still answers.
+    assert_eq!(
+        common::serve::request(&s.addr, "GET", "/auth", &with(0), "").status,
+        200
+    );
+}
+
+#[test]
 fn keep_alive_slow_clients_and_graceful_shutdown() {
     let env = Env::new();
     let s = Serve::start(

@@ -307,8 +307,10 @@ where
         // Answers are a few hundred bytes: one flat buffer, one write.
         .writev(false)
         .header_read_timeout(cfg.header_read_timeout)
-        .max_buf_size(cfg.max_request_header_bytes)
-        .max_headers(100);
+        // At most 100 headers (431 beyond): hyper's default, left unset on
+        // purpose. Setting it, even to 100, moves the parser's header array
+        // from the stack to a heap allocation per request.
+        .max_buf_size(cfg.max_request_header_bytes);
     let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
     tokio::spawn(async move {
         if let Err(e) = conn.await {

@@ -20,6 +20,11 @@ fn serve_file(env: &Env, name: &str, toml: &str) -> PathBuf {
     p
 }
 
+/// `serve` on the environment's issuers with `serve_toml` as its serve file.
+fn start(env: &Env, serve_toml: &str) -> Serve {
+    Serve::start(&env.json_config, Some(&serve_file(env, "serve.toml", serve_toml)))
+}
+
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
@@ -50,13 +55,9 @@ fn assert_refusal(r: &common::serve::Resp, status: u16, kind: &str, token: Optio
 #[test]
 fn answers_follow_the_refusal_contract() {
     let env = Env::new();
-    let s = Serve::start(
-        &env.json_config,
-        Some(&serve_file(
-            &env,
-            "serve.toml",
-            "realm = \"api\"\n[claim_headers]\nsub = \"X-Auth-Subject\"\naud = \"X-Auth-Audience\"\n",
-        )),
+    let s = start(
+        &env,
+        "realm = \"api\"\n[claim_headers]\nsub = \"X-Auth-Subject\"\naud = \"X-Auth-Audience\"\n",
     );
     let good = env.good("alice");
     let r = s.get("/auth", &[("Authorization", &bearer(&good))]);
@@ -136,7 +137,7 @@ issuer = "{}"
 "#,
         env.issuer.url()
     );
-    let s = Serve::start(&env.json_config, Some(&serve_file(&env, "serve.toml", &cfg)));
+    let s = start(&env, &cfg);
     let plain = env.good("alice");
     let admin = env.with_claims(|c| c["scope"] = json!("read admin"), "root");
     let orders = env.with_claims(|c| c["aud"] = json!(["api", "orders"]), "bob");
@@ -178,7 +179,7 @@ issuer = "{}"
 fn envoy_sends_the_original_path_under_the_auth_path() {
     let env = Env::new();
     let cfg = "forwarded = \"envoy\"\n[[routes]]\nprefix = \"/admin\"\nscopes = [\"admin\"]\n";
-    let s = Serve::start(&env.json_config, Some(&serve_file(&env, "serve.toml", cfg)));
+    let s = start(&env, cfg);
     let plain = bearer(&env.good("alice"));
     assert_eq!(s.get("/auth/api/x?y=1", &[("Authorization", &plain)]).status, 200);
     assert_eq!(s.get("/auth/admin/x", &[("Authorization", &plain)]).status, 403);
@@ -227,7 +228,7 @@ fn admin_revocations_need_the_secret_and_survive_a_reload() {
     let env = Env::new();
     let cfg = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n";
     // Port 0 for the admin listener too: ask the kernel for any port.
-    let s = Serve::start(&env.json_config, Some(&serve_file(&env, "serve.toml", cfg)));
+    let s = start(&env, cfg);
     let admin = s.admin.clone().expect("admin listener");
     let token = env.with_claims(|c| c["jti"] = json!("j-1"), "alice");
     assert_eq!(s.get("/auth", &[("Authorization", &bearer(&token))]).status, 200);
@@ -300,10 +301,7 @@ fn an_invalid_reload_keeps_the_running_configuration() {
 #[test]
 fn header_count_and_size_limits_answer_431_and_verify_nothing() {
     let env = Env::new();
-    let s = Serve::start(
-        &env.json_config,
-        Some(&serve_file(&env, "serve.toml", "max_request_header_bytes = 8192\n")),
-    );
+    let s = start(&env, "max_request_header_bytes = 8192\n");
     let t = bearer(&env.good("alice"));
     let pads: Vec<(String, String)> = (0..99).map(|i| (format!("X-Pad-{i}"), "x".into())).collect();
     let with = |n: usize| -> Vec<(&str, &str)> {
@@ -348,10 +346,7 @@ fn header_count_and_size_limits_answer_431_and_verify_nothing() {
 #[test]
 fn keep_alive_slow_clients_and_graceful_shutdown() {
     let env = Env::new();
-    let s = Serve::start(
-        &env.json_config,
-        Some(&serve_file(&env, "serve.toml", "header_read_timeout_ms = 300\n")),
-    );
+    let s = start(&env, "header_read_timeout_ms = 300\n");
     let t = env.good("alice");
 
     // Two requests on one connection.

@@ -164,6 +164,10 @@ fn serve_when_stale_keeps_serving_past_max_stale() {
     let v = verifier_for(&f.issuer, &f.clock, |c| {
         c["revocation"] = json!({"redis": {"url": f.redis.url(), "timeout_ms": 500, "serve_when_stale": true}});
     });
+    // Connected first: a feed that has not subscribed yet also reads as
+    // lagging, and a subscription completing just before the kill would
+    // otherwise flip the state back to connected after the wait below.
+    eventually("the feed is connected", || state(&v) == FeedState::Connected);
     let token = f.token("j-avail");
     v.verify(&token).unwrap();
     f.redis.stop();

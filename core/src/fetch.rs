@@ -15,6 +15,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
+
 use ureq::http::{StatusCode, Uri};
 use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig, TlsProvider};
 use ureq::Agent;
@@ -109,8 +111,51 @@ enum Answer {
 /// A configured HTTP client. Cheap to share.
 #[derive(Clone)]
 pub struct HttpClient {
-    agent: Agent,
+    agent: Arc<ProcessAgent>,
     cfg: Arc<HttpConfig>,
+}
+
+/// The HTTP agent of this process: built again, from the same
+/// configuration, in a forked child.
+///
+/// An agent keeps idle keep-alive connections in a pool. A child forked from
+/// a pre-fork server inherits the pool, and with it sockets the parent goes
+/// on using: a child sending on one would interleave its requests with the
+/// parent's on one stream (and, over TLS, with the same record sequence
+/// numbers), and could read a response meant for the parent. A parent thread
+/// that held the pool's lock at the fork would also leave the child's copy
+/// locked for ever. So the child never touches the inherited agent.
+struct ProcessAgent {
+    current: ArcSwap<(u64, Agent)>,
+}
+
+impl ProcessAgent {
+    fn new(agent: Agent) -> ProcessAgent {
+        crate::fork::install();
+        ProcessAgent {
+            current: ArcSwap::from_pointee((crate::fork::generation(), agent)),
+        }
+    }
+
+    /// This process's agent. One atomic load when no fork happened since it
+    /// was built.
+    fn get(&self) -> Agent {
+        let generation = crate::fork::generation();
+        let current = self.current.load();
+        if current.0 == generation {
+            return current.1.clone();
+        }
+        let fresh = Arc::new((generation, Agent::new_with_config(current.1.config().clone())));
+        let inherited = self.current.swap(Arc::clone(&fresh));
+        // Never dropped: dropping frees a pool that a parent thread may have
+        // been changing at the fork. The cost is the child's copies of the
+        // parent's idle sockets, once per fork: they stay open until the
+        // child exits or the server closes them.
+        if inherited.0 != generation {
+            std::mem::forget(inherited);
+        }
+        fresh.1.clone()
+    }
 }
 
 impl HttpClient {
@@ -152,7 +197,7 @@ impl HttpClient {
             .build()
             .into();
         Ok(HttpClient {
-            agent,
+            agent: Arc::new(ProcessAgent::new(agent)),
             cfg: Arc::new(cfg.clone()),
         })
     }
@@ -226,6 +271,7 @@ impl HttpClient {
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, FetchError> {
         let mut req = self
             .agent
+            .get()
             .get(uri.clone())
             .config()
             .timeout_global(Some(left))

@@ -82,3 +82,44 @@ fn child(mut from_parent: std::fs::File, verifier: &Verifier, old: &str) -> i32 
     }
     0
 }
+
+/// A child never sends on a keep-alive connection it inherited: the parent
+/// goes on using it, and the two processes' requests and responses would
+/// interleave on one stream (a child could read the parent's response).
+#[test]
+fn a_forked_child_fetches_on_its_own_connection_and_the_parent_keeps_its_own() {
+    let s = common::setup();
+    let url = s.issuer.url();
+    s.verifier.refresh_issuer(&url).unwrap();
+    s.verifier.refresh_issuer(&url).unwrap();
+    let before = s.issuer.jwks_peers();
+    let parents = *before.last().expect("the parent fetched");
+    assert_eq!(
+        before[before.len() - 2],
+        parents,
+        "the parent's fetches share a keep-alive connection (else this test shows nothing)"
+    );
+
+    // SAFETY: the child only refreshes and exits with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.verifier.refresh_issuer(&url).is_ok()));
+        // SAFETY: _exit is always safe to call; it skips the parent's atexit handlers.
+        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child's refresh failed: {status}"
+    );
+    s.verifier.refresh_issuer(&url).unwrap();
+
+    let after = s.issuer.jwks_peers();
+    assert_eq!(after.len(), before.len() + 2, "{after:?}");
+    let (childs, parents_next) = (after[before.len()], after[before.len() + 1]);
+    assert_ne!(childs, parents, "the child sent on the parent's connection");
+    assert_eq!(parents_next, parents, "the parent's connection is still its own");
+}

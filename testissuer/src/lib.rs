@@ -422,6 +422,13 @@ impl TestIssuer {
         self.shared.counts.lock().jwks
     }
 
+    /// The client address and port of each JWKS request counted by
+    /// [`Self::jwks_requests`], in order. Two requests with the same one came
+    /// on one keep-alive connection.
+    pub fn jwks_peers(&self) -> Vec<std::net::SocketAddr> {
+        self.shared.counts.lock().jwks_peers.clone()
+    }
+
     /// Requests to `/.well-known/openid-configuration`.
     pub fn discovery_requests(&self) -> u64 {
         self.shared.counts.lock().discovery

@@ -59,6 +59,9 @@ pub(crate) struct Config {
 #[derive(Default)]
 pub(crate) struct Counts {
     pub(crate) jwks: u64,
+    /// The client end (address and port) of each JWKS request's connection,
+    /// in order: which requests shared a keep-alive connection.
+    pub(crate) jwks_peers: Vec<SocketAddr>,
     pub(crate) discovery: u64,
     pub(crate) total: u64,
     pub(crate) per_path: HashMap<String, u64>,
@@ -294,6 +297,7 @@ fn handle(shared: &Shared, rq: Request) {
         *c.per_path.entry(path.clone()).or_default() += 1;
         if path == jwks_path {
             c.jwks += 1;
+            c.jwks_peers.extend(rq.remote_addr().copied());
         } else if path == DISCOVERY_PATH {
             c.discovery += 1;
         }

@@ -75,6 +75,29 @@ impl RedisServer {
         }
     }
 
+    /// Stop the server process (SIGSTOP) without closing anything: its
+    /// connections stay open and unanswered, as under a long pause of
+    /// Redis, until [`Self::unfreeze`].
+    #[cfg(unix)]
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Let a [frozen](Self::freeze) server run again (SIGCONT).
+    #[cfg(unix)]
+    pub fn unfreeze(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    #[cfg(unix)]
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("running");
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill has no memory preconditions; the pid is our own child,
+        // not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    }
+
     /// Start the server again on the same port, empty.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");

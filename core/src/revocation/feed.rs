@@ -520,7 +520,12 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
             Err(e) if e.is_timeout() => {
                 feed.flush_pending();
                 if pinged.elapsed() >= PING_EVERY {
+                    // The answer gets the configured timeout, not the poll
+                    // interval: a Redis that pauses a few hundred ms (a
+                    // fork for a snapshot, a slow command) is not lost.
+                    sub.set_read_timeout(Some(feed.timeout)).map_err(|e| e.to_string())?;
                     sub.ping::<redis::Value>().map_err(|e| e.to_string())?;
+                    sub.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
                     pinged = Instant::now();
                     feed.contact(feed.clock.now_ms());
                 }

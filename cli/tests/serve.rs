@@ -253,7 +253,7 @@ fn admin_revocations_need_the_secret_and_survive_a_reload() {
 
     // A reload builds a new verifier; the revocation is replayed onto it.
     s.signal(libc::SIGHUP);
-    wait_for_reloads(&s, 1);
+    s.wait_for_reloads("ok", 1);
     assert_refusal(
         &s.get("/auth", &[("Authorization", &bearer(&token))]),
         401,
@@ -261,15 +261,6 @@ fn admin_revocations_need_the_secret_and_survive_a_reload() {
         Some(&token),
     );
     assert_eq!(s.revoke(&json!({"kid": "x"})).status, 400);
-}
-
-fn wait_for_reloads(s: &Serve, n: u64) {
-    let until = Instant::now() + Duration::from_secs(10);
-    let want = format!("jwtwarden_serve_reloads_total{{result=\"ok\"}} {n}");
-    while !s.get("/metrics", &[]).body.contains(&want) {
-        assert!(Instant::now() < until, "no reload seen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -280,19 +271,11 @@ fn an_invalid_reload_keeps_the_running_configuration() {
     let t = bearer(&env.good("alice"));
     std::fs::write(&file, "[claim_headers]\nsub = \"X-User\"\n").unwrap();
     s.signal(libc::SIGHUP);
-    wait_for_reloads(&s, 1);
+    s.wait_for_reloads("ok", 1);
     assert_eq!(s.get("/auth", &[("Authorization", &t)]).header("x-user"), Some("alice"));
     std::fs::write(&file, "[claim_headers]\nsub = \"Content-Length\"\n").unwrap();
     s.signal(libc::SIGHUP);
-    let until = Instant::now() + Duration::from_secs(10);
-    while !s
-        .get("/metrics", &[])
-        .body
-        .contains("jwtwarden_serve_reloads_total{result=\"failed\"} 1")
-    {
-        assert!(Instant::now() < until, "no failed reload seen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_reloads("failed", 1);
     let r = s.get("/auth", &[("Authorization", &t)]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-user"), Some("alice"), "the last good configuration stays");

@@ -54,6 +54,10 @@ struct State {
     last: Option<(u64, Outcome)>,
     /// When the last on-demand fetch started (ms), for the cooldown.
     last_on_demand_ms: Option<u64>,
+    /// Callers waiting for a fetch to end, so a test can tell when its
+    /// waiter is in place.
+    #[cfg(test)]
+    waiting: usize,
 }
 
 /// The fetch gate of one issuer.
@@ -79,7 +83,16 @@ impl Flight {
                 break;
             }
             while st.last.as_ref().is_none_or(|(done, _)| *done < seq) {
-                if self.ended.wait_until(&mut st, deadline).timed_out() {
+                #[cfg(test)]
+                {
+                    st.waiting += 1;
+                }
+                let timed_out = self.ended.wait_until(&mut st, deadline).timed_out();
+                #[cfg(test)]
+                {
+                    st.waiting -= 1;
+                }
+                if timed_out {
                     return Join::TimedOut;
                 }
             }
@@ -157,6 +170,15 @@ mod tests {
         Instant::now() + Duration::from_secs(30)
     }
 
+    /// Until `n` callers wait for the fetch in flight.
+    fn until_waiting(flight: &Flight, n: usize) {
+        let deadline = far();
+        while flight.state.lock().waiting < n {
+            assert!(Instant::now() < deadline, "no waiter arrived");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn callers_during_a_fetch_share_its_outcome() {
         let flight = Flight::default();
@@ -165,7 +187,7 @@ mod tests {
         };
         std::thread::scope(|s| {
             let waiter = s.spawn(|| matches!(flight.join(Need::Any, 0, None, far()), Join::Joined(Err(_))));
-            std::thread::sleep(Duration::from_millis(20));
+            until_waiting(&flight, 1);
             leader.finish(Err("boom".into()));
             assert!(waiter.join().unwrap(), "the waiter got the leader's failure");
         });
@@ -187,7 +209,7 @@ mod tests {
                 tx.send(()).unwrap();
                 new.finish(Ok(()));
             });
-            std::thread::sleep(Duration::from_millis(20));
+            until_waiting(flight, 1);
             assert!(rx.try_recv().is_err(), "it waits for the old fetch first");
             old.finish(Ok(()));
             rx.recv_timeout(Duration::from_secs(10)).expect("then it leads");

@@ -69,7 +69,21 @@ fn no_hit_is_served_against_a_stale_stamp_under_concurrent_change() {
                 }
             });
         }
-        let pause = || std::thread::sleep(Duration::from_millis(20));
+        // Between changes the threads verify for a while: 20 ms and at
+        // least 100 successes, so a starved machine still interleaves (and
+        // twelve pauses make the 1,000 successes checked below).
+        let pause = || {
+            let from = successes.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while successes.load(Ordering::Relaxed) < from + 100 {
+                if std::time::Instant::now() > deadline {
+                    done.store(true, Ordering::SeqCst); // else the scope waits for them for ever
+                    panic!("the verifying threads stopped succeeding");
+                }
+                std::thread::yield_now();
+            }
+        };
         // Revoke every fourth token by jti, one at a time.
         for i in (0..tokens.len()).step_by(4) {
             pause();

@@ -60,6 +60,18 @@ impl Serve {
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
     }
 
+    /// Wait until `/metrics` counts `n` reloads with `result` (`ok` or
+    /// `failed`). Signals that arrive while a reload runs are merged into
+    /// one, so a test that sends several waits for each in turn.
+    pub fn wait_for_reloads(&self, result: &str, n: u64) {
+        let until = Instant::now() + Duration::from_secs(20);
+        let want = format!("jwtwarden_serve_reloads_total{{result=\"{result}\"}} {n}");
+        while !self.get("/metrics", &[]).body.contains(&want) {
+            assert!(Instant::now() < until, "no {result} reload number {n} seen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// GET `path` on the verification listener.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         request(&self.addr, "GET", path, headers, "")

@@ -124,7 +124,10 @@ pub struct HttpClient {
 /// parent's on one stream (and, over TLS, with the same record sequence
 /// numbers), and could read a response meant for the parent. A parent thread
 /// that held the pool's lock at the fork would also leave the child's copy
-/// locked for ever. So the child never touches the inherited agent.
+/// locked for ever. So the child never sends on the inherited agent; it only
+/// drops it, which closes the child's copies of the parent's sockets and
+/// leaves the parent's connections open (ureq sends no shutdown or TLS
+/// close on drop; the fork test checks the parent's connection survives).
 struct ProcessAgent {
     current: ArcSwap<(u64, Agent)>,
 }
@@ -146,14 +149,8 @@ impl ProcessAgent {
             return current.1.clone();
         }
         let fresh = Arc::new((generation, Agent::new_with_config(current.1.config().clone())));
-        let inherited = self.current.swap(Arc::clone(&fresh));
-        // Never dropped: dropping frees a pool that a parent thread may have
-        // been changing at the fork. The cost is the child's copies of the
-        // parent's idle sockets, once per fork: they stay open until the
-        // child exits or the server closes them.
-        if inherited.0 != generation {
-            std::mem::forget(inherited);
-        }
+        drop(current);
+        self.current.store(Arc::clone(&fresh));
         fresh.1.clone()
     }
 }

@@ -279,7 +279,10 @@ impl Setup {
                     "backoff_max_secs": 2
                 }
             }],
-            "http": {"allow_http": true, "connect_timeout_ms": 500, "timeout_ms": 1000},
+            // A new kid that meets a scheduled fetch begun before the
+            // rotation asks again only with half of timeout_ms left: 2 s, so
+            // a loaded machine's slow loopback fetch fails no legit request.
+            "http": {"allow_http": true, "connect_timeout_ms": 500, "timeout_ms": 2000},
             "cache": {"capacity": 20000}
         });
         let verifier = Config::from_value(config.clone())

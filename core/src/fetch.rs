@@ -15,14 +15,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwap;
-
 use ureq::http::{StatusCode, Uri};
 use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig, TlsProvider};
 use ureq::Agent;
 
 use crate::config::HttpConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::PerProcess;
 
 /// ETag / Last-Modified of the last good response, for conditional GET.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,48 +110,11 @@ enum Answer {
 /// A configured HTTP client. Cheap to share.
 #[derive(Clone)]
 pub struct HttpClient {
-    agent: Arc<ProcessAgent>,
+    /// Its pool of keep-alive connections is this process's own: a forked
+    /// child never sends on a socket its parent goes on using (two
+    /// processes' requests and responses would interleave on one stream).
+    agent: Arc<PerProcess<Agent>>,
     cfg: Arc<HttpConfig>,
-}
-
-/// The HTTP agent of this process: built again, from the same
-/// configuration, in a forked child.
-///
-/// An agent keeps idle keep-alive connections in a pool. A child forked from
-/// a pre-fork server inherits the pool, and with it sockets the parent goes
-/// on using: a child sending on one would interleave its requests with the
-/// parent's on one stream (and, over TLS, with the same record sequence
-/// numbers), and could read a response meant for the parent. A parent thread
-/// that held the pool's lock at the fork would also leave the child's copy
-/// locked for ever. So the child never sends on the inherited agent; it only
-/// drops it, which closes the child's copies of the parent's sockets and
-/// leaves the parent's connections open (ureq sends no shutdown or TLS
-/// close on drop; the fork test checks the parent's connection survives).
-struct ProcessAgent {
-    current: ArcSwap<(u64, Agent)>,
-}
-
-impl ProcessAgent {
-    fn new(agent: Agent) -> ProcessAgent {
-        crate::fork::install();
-        ProcessAgent {
-            current: ArcSwap::from_pointee((crate::fork::generation(), agent)),
-        }
-    }
-
-    /// This process's agent. One atomic load when no fork happened since it
-    /// was built.
-    fn get(&self) -> Agent {
-        let generation = crate::fork::generation();
-        let current = self.current.load();
-        if current.0 == generation {
-            return current.1.clone();
-        }
-        let fresh = Arc::new((generation, Agent::new_with_config(current.1.config().clone())));
-        drop(current);
-        self.current.store(Arc::clone(&fresh));
-        fresh.1.clone()
-    }
 }
 
 impl HttpClient {
@@ -194,7 +156,7 @@ impl HttpClient {
             .build()
             .into();
         Ok(HttpClient {
-            agent: Arc::new(ProcessAgent::new(agent)),
+            agent: Arc::new(PerProcess::new(agent)),
             cfg: Arc::new(cfg.clone()),
         })
     }
@@ -266,9 +228,10 @@ impl HttpClient {
         no_cache: bool,
         left: std::time::Duration,
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, FetchError> {
-        let mut req = self
+        let agent = self
             .agent
-            .get()
+            .get(|inherited| Agent::new_with_config(inherited.config().clone()));
+        let mut req = agent
             .get(uri.clone())
             .config()
             .timeout_global(Some(left))

@@ -35,3 +35,63 @@ pub(crate) fn install() {
 pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
+
+/// State of which each process has its own: a forked child never uses the
+/// value it inherited, but makes its own on first use.
+///
+/// What it is for: a connection pool, a kept connection, an open file behind
+/// a lock. At the instant of a fork another thread of the parent may be
+/// using the inherited value, or holding its lock while it waits on the
+/// network or the disk. That thread does not exist in the child, so the
+/// child's copy of the lock would stay locked for ever, and its copy of a
+/// socket is one the parent goes on using. The inherited value is dropped
+/// when replaced: that closes the child's copies of descriptors and leaves
+/// the parent's open (none of the values this holds writes anything when
+/// dropped).
+pub(crate) struct PerProcess<T> {
+    current: arc_swap::ArcSwap<Owned<T>>,
+}
+
+/// A [`PerProcess`] value and the fork generation it was made in.
+pub(crate) struct Owned<T> {
+    generation: u64,
+    value: T,
+}
+
+impl<T> std::ops::Deref for Owned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> PerProcess<T> {
+    /// `value` belongs to this process.
+    pub(crate) fn new(value: T) -> PerProcess<T> {
+        install();
+        PerProcess {
+            current: arc_swap::ArcSwap::from_pointee(Owned {
+                generation: generation(),
+                value,
+            }),
+        }
+    }
+
+    /// This process's value. In a forked child's first call, `renew` makes
+    /// it from the inherited one, which it may only read plain data from
+    /// (configuration; no lock, no I/O). One atomic load otherwise.
+    pub(crate) fn get(&self, renew: impl FnOnce(&T) -> T) -> std::sync::Arc<Owned<T>> {
+        let now = generation();
+        let current = self.current.load_full();
+        if current.generation == now {
+            return current;
+        }
+        let fresh = std::sync::Arc::new(Owned {
+            generation: now,
+            value: renew(&current.value),
+        });
+        drop(current);
+        self.current.store(std::sync::Arc::clone(&fresh));
+        fresh
+    }
+}

@@ -204,6 +204,80 @@ fn a_redis_that_pauses_for_less_than_the_timeout_keeps_the_subscription() {
     assert_eq!((stats.reconnects, stats.events), (0, 1), "{stats:?}");
 }
 
+/// A fork while another thread publishes a revocation to a Redis that does
+/// not answer: that thread holds the publishing connection, and its lock,
+/// until its timeout. The child's own revocation must not wait on a thread
+/// that does not exist in it, nor write on the parent's stream.
+#[test]
+fn a_child_forked_while_a_revocation_is_being_published_revokes_without_waiting_for_it() {
+    let Some(f) = fleet() else { return };
+    let v = verifier_for(&f.issuer, &f.clock, |c| {
+        c["revocation"] = json!({"redis": {"url": f.redis.url(), "timeout_ms": 2000}});
+    });
+    eventually("the feed is connected", || state(&v) == FeedState::Connected);
+    let iss = f.issuer.url();
+    // The publishing connection is made, and kept.
+    assert_eq!(v.revoke_jti(&iss, "j-warm", None).unwrap(), Propagation::Fleet);
+    let token = f.token("j-parent");
+    f.redis.freeze();
+    std::thread::scope(|s| {
+        let publishing = s.spawn(|| v.revoke_jti(&iss, "j-parent", None));
+        // Applied locally first; then the thread writes to the frozen server
+        // and waits for its answer with the connection locked (twice
+        // timeout_ms, with the retry on a fresh connection).
+        eventually("the revocation is in force here", || {
+            kind(&v, &token) == Some(ErrorKind::Revoked)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: the child only revokes through `v` and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match v.revoke_jti(&iss, "j-child", None) {
+                    Ok(Propagation::Pending) => 0,
+                    Ok(_) => 2,
+                    Err(_) => 3,
+                }
+            }))
+            .unwrap_or(99);
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(code) };
+        }
+        let status = wait_or_kill(pid, Duration::from_secs(30));
+        f.redis.unfreeze();
+        assert!(publishing.join().unwrap().is_ok());
+        assert_eq!(
+            status,
+            Some(0),
+            "the child's revoke: 0 pending as Redis does not answer, None: still waiting after 30 s"
+        );
+    });
+}
+
+/// The exit code of child `pid`, or `None` (and the child killed) if it has
+/// not exited within `limit`.
+fn wait_or_kill(pid: libc::pid_t, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if waited == pid {
+            return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        }
+        if Instant::now() > deadline {
+            // SAFETY: our own child, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_redis_that_lost_its_data_is_reseeded_and_new_processes_still_reject() {
     let Some(mut f) = fleet() else { return };

@@ -44,6 +44,7 @@ use super::{Revocation, Source};
 use crate::clock::Clock;
 use crate::config::RedisFeedConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::PerProcess;
 use crate::stop::{StopOnDrop, StopSignal};
 use crate::trust::Trust;
 
@@ -129,8 +130,10 @@ pub(crate) struct Feed {
     max_stale_ms: u64,
     serve_when_stale: bool,
     clock: Arc<dyn Clock>,
-    /// The publishing connection and the fork generation it was made in.
-    publisher: Mutex<Option<(u64, redis::Connection)>>,
+    /// The publishing connection, kept between revocations; this process's
+    /// own (a forked child never writes on its parent's stream, nor waits
+    /// on a lock a parent thread held at the fork).
+    publisher: PerProcess<Mutex<Option<redis::Connection>>>,
     /// Local records whose write to Redis failed; re-seeding clears it.
     pending: Mutex<Vec<Revocation>>,
     connected: AtomicBool,
@@ -166,7 +169,7 @@ impl Feed {
             max_stale_ms: cfg.max_stale_secs.saturating_mul(1000),
             serve_when_stale: cfg.serve_when_stale,
             clock,
-            publisher: Mutex::new(None),
+            publisher: PerProcess::new(Mutex::new(None)),
             pending: Mutex::new(Vec::new()),
             connected: AtomicBool::new(false),
             last_contact_ms: AtomicU64::new(now),
@@ -231,18 +234,10 @@ impl Feed {
     /// connection may have died since its last use (Redis restarted, an idle
     /// timeout): one failure on it is retried once on a fresh connection.
     fn publish_all(&self, records: &[Revocation]) -> redis::RedisResult<()> {
-        let mut slot = self.publisher.lock().unwrap_or_else(|p| p.into_inner());
-        let generation = crate::fork::generation();
-        // A connection made before a fork is a socket the parent also uses:
-        // forget it (closing it would not disturb the parent, but reusing it
-        // would interleave two processes' commands on one stream).
-        if slot.as_ref().is_some_and(|(g, _)| *g != generation) {
-            if let Some((_, old)) = slot.take() {
-                std::mem::forget(old);
-            }
-        }
+        let publisher = self.publisher.get(|_| Mutex::new(None));
+        let mut slot = publisher.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now_ms();
-        if let Some((_, con)) = slot.as_mut() {
+        if let Some(con) = slot.as_mut() {
             if self.write_and_announce(con, records, now).is_ok() {
                 return Ok(());
             }
@@ -251,7 +246,7 @@ impl Feed {
         let mut con = self.connect()?;
         let result = self.write_and_announce(&mut con, records, now);
         if result.is_ok() {
-            *slot = Some((generation, con));
+            *slot = Some(con);
         }
         result
     }

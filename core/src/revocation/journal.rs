@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::Revocation;
+use crate::fork::PerProcess;
 
 const FILE: &str = "revocations.jsonl";
 const LOCK: &str = "revocations.lock";
@@ -33,8 +34,10 @@ const LOCK: &str = "revocations.lock";
 /// The journal of one state directory.
 pub(crate) struct Journal {
     dir: PathBuf,
-    /// The append handle and the inode it was opened on.
-    file: Mutex<Option<(File, u64)>>,
+    /// The append handle and the inode it was opened on; this process's
+    /// own, so a forked child never waits on a lock a parent thread held
+    /// (across a write and its fsync) at the fork.
+    file: PerProcess<Mutex<Option<(File, u64)>>>,
 }
 
 /// An exclusive `flock`, released when dropped (with its file).
@@ -86,7 +89,7 @@ impl Journal {
         compact(dir, &live)?;
         let journal = Journal {
             dir: dir.to_path_buf(),
-            file: Mutex::new(None),
+            file: PerProcess::new(Mutex::new(None)),
         };
         Ok((journal, live))
     }
@@ -97,7 +100,8 @@ impl Journal {
         line.push('\n');
         let _lock = Locked::take(&self.dir)?;
         let path = self.dir.join(FILE);
-        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = self.file.get(|_| Mutex::new(None));
+        let mut slot = file.lock().unwrap_or_else(|p| p.into_inner());
         let current = fs::metadata(&path).map(|m| m.ino()).ok();
         if slot.as_ref().map(|(_, ino)| Some(*ino)) != Some(current) || current.is_none() {
             let f = OpenOptions::new().create(true).append(true).open(&path)?;

@@ -16,13 +16,6 @@ use jwtwarden_testissuer::redis::RedisServer;
 use jwtwarden_testissuer::TestIssuer;
 use serde_json::json;
 
-/// A verifier of `issuer` on the fleet feed at `redis`.
-fn fleet_verifier(issuer: &TestIssuer, clock: &ManualClock, redis: &RedisServer) -> Verifier {
-    verifier_for(issuer, clock, |c| {
-        c["revocation"] = json!({"redis": {"url": redis.url(), "timeout_ms": 2000, "max_stale_secs": 60}});
-    })
-}
-
 /// Poll `f` until it holds; fail after 20 s (a bound for a broken feed, not
 /// a timing assertion: loopback delivery takes milliseconds).
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -56,8 +49,18 @@ fn fleet() -> Option<Fleet> {
 }
 
 impl Fleet {
+    /// A verifier on the fleet feed, once subscribed.
     fn verifier(&self) -> Verifier {
-        let v = fleet_verifier(&self.issuer, &self.clock, &self.redis);
+        self.verifier_with(json!({"timeout_ms": 2000, "max_stale_secs": 60}))
+    }
+
+    /// A verifier on the fleet feed with these `revocation.redis` settings
+    /// (the URL added), once subscribed.
+    fn verifier_with(&self, mut redis: serde_json::Value) -> Verifier {
+        redis["url"] = json!(self.redis.url());
+        let v = verifier_for(&self.issuer, &self.clock, |c| {
+            c["revocation"] = json!({ "redis": redis });
+        });
         eventually("the feed is connected", || state(&v) == FeedState::Connected);
         v
     }
@@ -163,13 +166,11 @@ fn a_verifier_cut_off_from_the_feed_fails_closed_after_max_stale_and_recovers() 
 #[test]
 fn serve_when_stale_keeps_serving_past_max_stale() {
     let Some(mut f) = fleet() else { return };
-    let v = verifier_for(&f.issuer, &f.clock, |c| {
-        c["revocation"] = json!({"redis": {"url": f.redis.url(), "timeout_ms": 500, "serve_when_stale": true}});
-    });
-    // Connected first: a feed that has not subscribed yet also reads as
-    // lagging, and a subscription completing just before the kill would
-    // otherwise flip the state back to connected after the wait below.
-    eventually("the feed is connected", || state(&v) == FeedState::Connected);
+    // Connected first (verifier_with waits for it): a feed that has not
+    // subscribed yet also reads as lagging, and a subscription completing
+    // just before the kill would otherwise flip the state back to
+    // connected after the wait below.
+    let v = f.verifier_with(json!({"timeout_ms": 500, "serve_when_stale": true}));
     let token = f.token("j-avail");
     v.verify(&token).unwrap();
     f.redis.stop();
@@ -182,10 +183,7 @@ fn serve_when_stale_keeps_serving_past_max_stale() {
 #[test]
 fn a_redis_that_pauses_for_less_than_the_timeout_keeps_the_subscription() {
     let Some(f) = fleet() else { return };
-    let v = verifier_for(&f.issuer, &f.clock, |c| {
-        c["revocation"] = json!({"redis": {"url": f.redis.url(), "timeout_ms": 5000}});
-    });
-    eventually("the feed is connected", || state(&v) == FeedState::Connected);
+    let v = f.verifier_with(json!({"timeout_ms": 5000}));
     // Long enough that the subscriber's once-a-second ping waits on the
     // frozen server; shorter than timeout_ms.
     f.redis.freeze();
@@ -211,10 +209,7 @@ fn a_redis_that_pauses_for_less_than_the_timeout_keeps_the_subscription() {
 #[test]
 fn a_child_forked_while_a_revocation_is_being_published_revokes_without_waiting_for_it() {
     let Some(f) = fleet() else { return };
-    let v = verifier_for(&f.issuer, &f.clock, |c| {
-        c["revocation"] = json!({"redis": {"url": f.redis.url(), "timeout_ms": 2000}});
-    });
-    eventually("the feed is connected", || state(&v) == FeedState::Connected);
+    let v = f.verifier_with(json!({"timeout_ms": 2000}));
     let iss = f.issuer.url();
     // The publishing connection is made, and kept.
     assert_eq!(v.revoke_jti(&iss, "j-warm", None).unwrap(), Propagation::Fleet);

@@ -224,22 +224,11 @@ fn a_child_forked_while_a_revocation_is_being_published_revokes_without_waiting_
             kind(&v, &token) == Some(ErrorKind::Revoked)
         });
         std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: the child only revokes through `v` and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                match v.revoke_jti(&iss, "j-child", None) {
-                    Ok(Propagation::Pending) => 0,
-                    Ok(_) => 2,
-                    Err(_) => 3,
-                }
-            }))
-            .unwrap_or(99);
-            // SAFETY: _exit is always safe to call.
-            unsafe { libc::_exit(code) };
-        }
-        let status = wait_or_kill(pid, Duration::from_secs(30));
+        let status = common::in_forked_child(Duration::from_secs(30), || match v.revoke_jti(&iss, "j-child", None) {
+            Ok(Propagation::Pending) => 0,
+            Ok(_) => 2,
+            Err(_) => 3,
+        });
         f.redis.unfreeze();
         assert!(publishing.join().unwrap().is_ok());
         assert_eq!(
@@ -248,29 +237,6 @@ fn a_child_forked_while_a_revocation_is_being_published_revokes_without_waiting_
             "the child's revoke: 0 pending as Redis does not answer, None: still waiting after 30 s"
         );
     });
-}
-
-/// The exit code of child `pid`, or `None` (and the child killed) if it has
-/// not exited within `limit`.
-fn wait_or_kill(pid: libc::pid_t, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let waited = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if waited == pid {
-            return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-        }
-        if Instant::now() > deadline {
-            // SAFETY: our own child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

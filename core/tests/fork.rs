@@ -100,21 +100,10 @@ fn a_forked_child_fetches_on_its_own_connection_and_the_parent_keeps_its_own() {
         "the parent's fetches share a keep-alive connection (else this test shows nothing)"
     );
 
-    // SAFETY: the child only refreshes and exits with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.verifier.refresh_issuer(&url).is_ok()));
-        // SAFETY: _exit is always safe to call; it skips the parent's atexit handlers.
-        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child's refresh failed: {status}"
-    );
+    let status = common::in_forked_child(Duration::from_secs(60), || {
+        i32::from(s.verifier.refresh_issuer(&url).is_err())
+    });
+    assert_eq!(status, Some(0), "the child's refresh failed");
     s.verifier.refresh_issuer(&url).unwrap();
 
     let after = s.issuer.jwks_peers();

@@ -171,3 +171,36 @@ impl log::Log for LogCapture {
     }
     fn flush(&self) {}
 }
+
+/// Run `child` in a forked child process and return its exit code, or
+/// `None` if it has not exited within `limit` (it is then killed). The
+/// child leaves with `_exit`; a panic in it exits with 99.
+pub fn in_forked_child(limit: std::time::Duration, child: impl FnOnce() -> i32) -> Option<i32> {
+    // SAFETY: the child runs only `child` and leaves with _exit, skipping
+    // the parent's atexit handlers and the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(99);
+        // SAFETY: _exit is always safe to call.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if waited == pid {
+            return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: our own child, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

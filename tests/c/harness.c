@@ -208,11 +208,14 @@ long issuer_jwks_requests(const issuer_t *is) {
   return n;
 }
 
+/* The fetch timeout is generous: under valgrind a loopback fetch can wait
+ * seconds for its turn to run beside busy threads, and no test built on this
+ * configuration is about timeouts (those build their own). */
 char *config_for(const issuer_t *is, const char *issuer_extra) {
   char *cfg = NULL;
   if (asprintf(&cfg,
                "{\"issuers\":[{\"issuer\":\"%s\",\"jwks_uri\":\"%s/jwks.json\",\"audiences\":[\"api\"]%s%s}],"
-               "\"http\":{\"allow_http\":true}}",
+               "\"http\":{\"allow_http\":true,\"timeout_ms\":30000}}",
                is->url, is->url, issuer_extra ? "," : "", issuer_extra ? issuer_extra : "") < 0)
     die("asprintf");
   return cfg;

@@ -119,6 +119,16 @@ void test_threads_during_rotation(void) {
   __atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
   for (int t = 0; t < THREADS; t++) pthread_join(threads[t], NULL);
   CHECK(s.failures == 0);
+  if (s.failures) {
+    /* What the verifier did (keys held, fetches by reason, failures, last
+     * error) and how many JWKS requests the issuer saw: enough to tell a
+     * refresh that never happened from one that did. */
+    char *json = NULL;
+    if (jwtwarden_verifier_metrics_json(v, &json, NULL) == JWTWARDEN_RESULT_OK)
+      fprintf(stderr, "    metrics: %s\n", json);
+    jwtwarden_string_free(json);
+    fprintf(stderr, "    issuer JWKS requests: %ld\n", issuer_jwks_requests(&is));
+  }
 
   free(kid_b);
   free(token_a);

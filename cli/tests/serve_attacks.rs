@@ -61,7 +61,11 @@ fn wanted(e: Expect) -> [(u16, &'static str); 3] {
         Expect::Admin => [(401, "missing_token"), (403, "insufficient_scope"), (200, "")],
         Expect::Open => [(200, ""), (200, ""), (200, "")],
         Expect::Default => [(401, "missing_token"), (200, ""), (200, "")],
-        Expect::Refused => [(403, "invalid_request"), (403, "invalid_request"), (403, "invalid_request")],
+        Expect::Refused => [
+            (403, "invalid_request"),
+            (403, "invalid_request"),
+            (403, "invalid_request"),
+        ],
     }
 }
 
@@ -138,7 +142,10 @@ fn path_spellings_get_the_rules_every_upstream_reading_needs() {
     ];
     let mut wrong = Vec::new();
     for &(uri, expect) in cases {
-        for (i, token) in [None, Some(plain.as_str()), Some(admin.as_str())].into_iter().enumerate() {
+        for (i, token) in [None, Some(plain.as_str()), Some(admin.as_str())]
+            .into_iter()
+            .enumerate()
+        {
             let mut h = vec![("X-Original-URI", uri)];
             if let Some(t) = token {
                 h.push(("Authorization", t));
@@ -151,7 +158,12 @@ fn path_spellings_get_the_rules_every_upstream_reading_needs() {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} wrong verdicts:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong verdicts:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 /// Envoy sends the original path as the request path: the same normaliser.
@@ -202,7 +214,11 @@ fn held(addr: &str) -> TcpStream {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap();
             if body.len() >= len {
                 break;
@@ -255,7 +271,10 @@ fn one_peer_holds_at_most_max_connections_per_peer() {
     let env = Env::new();
     let s = start(&env, "max_connections = 100\nmax_connections_per_peer = 3\n");
     let mut hold: Vec<TcpStream> = (0..3).map(|_| held(&s.addr)).collect();
-    assert!(!answered(&s.addr, GET_HEALTH), "the fourth connection of one peer is closed");
+    assert!(
+        !answered(&s.addr, GET_HEALTH),
+        "the fourth connection of one peer is closed"
+    );
     // Closing one gives the peer its place back.
     drop(hold.pop());
     let until = std::time::Instant::now() + Duration::from_secs(10);
@@ -290,7 +309,8 @@ fn the_per_peer_limit_is_validated() {
 /// A request head of exactly `size` bytes (request line to the empty line
 /// inclusive), sent in one write.
 fn head_of(size: usize, token: &str) -> String {
-    let start = format!("GET /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nX-Pad: ");
+    let start =
+        format!("GET /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nX-Pad: ");
     let end = "\r\n\r\n";
     let pad = size - start.len() - end.len();
     let head = format!("{start}{}{end}", "p".repeat(pad));
@@ -329,7 +349,13 @@ fn header_block_limit_is_exact(limit: usize) {
     assert_eq!(send(limit), 200, "limit {limit}");
     let before = verified();
     let mut wrong = Vec::new();
-    for size in [limit + 1, limit + 2, limit + limit / 4, limit + limit / 2 - 1, 2 * limit - 1] {
+    for size in [
+        limit + 1,
+        limit + 2,
+        limit + limit / 4,
+        limit + limit / 2 - 1,
+        2 * limit - 1,
+    ] {
         let status = send(size);
         if status != 431 {
             wrong.push(format!("{size} bytes: {status}"));
@@ -352,20 +378,35 @@ fn ambiguous_credentials_are_refused() {
         (vec![one("Cookie", format!("at={t}"))], 200),
         (vec![one("Cookie", format!("a=1; at={t}; b=2"))], 200),
         (vec![one("Authorization", b.clone())], 200),
-        (vec![one("Authorization", b.clone()), one("Cookie", format!("at={t}"))], 200),
+        (
+            vec![one("Authorization", b.clone()), one("Cookie", format!("at={t}"))],
+            200,
+        ),
         // Two cookies of the token's name, same or different values, in one
         // header or two, whatever the case or spacing of the name.
         (vec![one("Cookie", format!("at={t}; at={t}"))], 400),
         (vec![one("Cookie", format!("at={t}; at={u}"))], 400),
-        (vec![one("Cookie", format!("at={u}")), one("Cookie", format!("at={t}"))], 400),
+        (
+            vec![one("Cookie", format!("at={u}")), one("Cookie", format!("at={t}"))],
+            400,
+        ),
         (vec![one("Cookie", format!("at=; at={t}"))], 400),
         (vec![one("Cookie", format!("AT={u}; at={t}"))], 400),
         (vec![one("Cookie", format!("at ={u}; at={t}"))], 400),
         // The header and the cookie disagree.
-        (vec![one("Authorization", b.clone()), one("Cookie", format!("at={u}"))], 400),
-        (vec![one("Authorization", bearer(&u)), one("Cookie", format!("at={t}"))], 400),
+        (
+            vec![one("Authorization", b.clone()), one("Cookie", format!("at={u}"))],
+            400,
+        ),
+        (
+            vec![one("Authorization", bearer(&u)), one("Cookie", format!("at={t}"))],
+            400,
+        ),
         // Two Authorization headers.
-        (vec![one("Authorization", b.clone()), one("Authorization", b.clone())], 400),
+        (
+            vec![one("Authorization", b.clone()), one("Authorization", b.clone())],
+            400,
+        ),
     ];
     let mut wrong = Vec::new();
     for (headers, want) in &cases {
@@ -377,7 +418,11 @@ fn ambiguous_credentials_are_refused() {
                 .iter()
                 .map(|(n, v)| format!("{n}: {}", v.replace(&t, "<t>").replace(&u, "<u>")))
                 .collect();
-            wrong.push(format!("{shown:?}: want {want}, got {} {}", r.status, r.body.replace(&t, "<t>")));
+            wrong.push(format!(
+                "{shown:?}: want {want}, got {} {}",
+                r.status,
+                r.body.replace(&t, "<t>")
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

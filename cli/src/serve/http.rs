@@ -14,8 +14,9 @@ use jwtwarden::{Error, ErrorKind, Health, Verified, VerifyOptions};
 
 use super::claims::header_value;
 use super::config::{Forwarded, Offload, ServeConfig};
+use super::path::normalise;
 use super::refusal::{refusal, Reason};
-use super::routes::{has_audience, has_scopes, normalize, Route};
+use super::routes::{has_audience, has_scopes, Route};
 use super::App;
 
 /// Every response this server sends.
@@ -97,15 +98,21 @@ fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<
         Err(why) => return refuse(Reason::InvalidRequest(why)),
     };
     let route = if cfg.routes.is_empty() {
-        cfg.routes.select("/", &method)
+        super::routes::default_rules()
     } else {
         let Some(target) = target else {
             return refuse(Reason::InvalidRequest("the proxy did not send the original URI"));
         };
-        let Some(path) = normalize(&target) else {
-            return refuse(Reason::InvalidRequest("the original URI is not a readable path"));
+        // A path that cannot be normalised safely, or reads as two
+        // different protected routes, is refused whatever the token.
+        let path = match normalise(&target) {
+            Ok(p) => p,
+            Err(why) => return refuse(Reason::UnsafePath(why)),
         };
-        cfg.routes.select(&path, &method)
+        match cfg.routes.select(&path, &method) {
+            Ok(r) => r,
+            Err(why) => return refuse(Reason::UnsafePath(why)),
+        }
     };
     if route.open {
         return Ok(ok_response(None));

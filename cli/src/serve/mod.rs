@@ -27,6 +27,7 @@ pub mod admin;
 pub mod claims;
 pub mod config;
 pub mod http;
+pub mod path;
 pub mod refusal;
 pub mod routes;
 pub mod stats;

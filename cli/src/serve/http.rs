@@ -284,8 +284,12 @@ fn original_request<'r>(
 
 /// The token: from the configured header (`Authorization` means the
 /// `Bearer` scheme; another header holds the token itself, an optional
-/// `Bearer ` prefix allowed), else from the configured cookie. `Ok(None)`
-/// when there is none; `Err` for a header that is there but malformed.
+/// `Bearer ` prefix allowed), or from the configured cookie. `Ok(None)`
+/// when there is none; `Err` for a header that is there but malformed, and
+/// for ambiguous credentials (RFC 6750 §3.1: "uses more than one method"):
+/// the header repeated, the cookie repeated (its name in any case, empty
+/// values included: upstreams differ on which one they read), or a header
+/// and a cookie with different tokens.
 pub fn bearer_token<'h>(headers: &'h HeaderMap, cfg: &ServeConfig) -> Result<Option<&'h str>, &'static str> {
     let mut values = headers.get_all(cfg.token_header.as_str()).iter();
     let from_header = match (values.next(), values.next()) {
@@ -307,23 +311,37 @@ pub fn bearer_token<'h>(headers: &'h HeaderMap, cfg: &ServeConfig) -> Result<Opt
             }
         }
     };
-    if from_header.is_some() {
-        return Ok(from_header);
-    }
     let Some(cookie) = &cfg.token_cookie else {
-        return Ok(None);
+        return Ok(from_header);
     };
+    let mut from_cookie = None;
+    let mut seen = false;
     for header in headers.get_all("cookie") {
-        let Ok(header) = header.to_str() else { continue };
-        for pair in header.split(';') {
-            if let Some((name, value)) = pair.trim().split_once('=') {
-                if name == cookie && !value.is_empty() {
-                    return check_token(value.trim_matches('"')).map(Some);
-                }
+        // Bytes, not text: a header with one odd byte must not hide a
+        // second cookie of the name from this check.
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if !pair[..eq].trim_ascii().eq_ignore_ascii_case(cookie.as_bytes()) {
+                continue;
+            }
+            if std::mem::replace(&mut seen, true) {
+                return Err("more than one cookie of the token's name");
+            }
+            let value = std::str::from_utf8(pair[eq + 1..].trim_ascii())
+                .map_err(|_| "malformed token cookie")?
+                .trim_matches('"');
+            if !value.is_empty() {
+                from_cookie = Some(check_token(value)?);
             }
         }
     }
-    Ok(None)
+    match (from_header, from_cookie) {
+        (Some(h), Some(c)) if h != c => Err("different bearer tokens in the header and the cookie"),
+        (Some(t), _) | (None, Some(t)) => Ok(Some(t)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A bearer credential is token68 (RFC 6750 §2.1): no spaces, no quotes.
@@ -465,6 +483,15 @@ mod tests {
         assert_eq!(t(&[("cookie", "a=1; at=tok.en.x; b=2")]), Ok(Some("tok.en.x".into())));
         assert_eq!(t(&[("cookie", "a=1"), ("cookie", "at=zz")]), Ok(Some("zz".into())));
         assert_eq!(t(&[("cookie", "xat=zz")]), Ok(None));
+        assert!(t(&[("cookie", "at=a; at=a")]).is_err(), "a repeated cookie");
+        assert!(t(&[("cookie", "at=a"), ("cookie", "At=b")]).is_err(), "in any case");
+        assert!(t(&[("cookie", "at=; at=a")]).is_err(), "empty values count");
+        assert!(
+            t(&[("x-access-token", "a"), ("cookie", "at=b")]).is_err(),
+            "they differ"
+        );
+        assert_eq!(t(&[("x-access-token", "a"), ("cookie", "at=a")]), Ok(Some("a".into())));
+        assert_eq!(t(&[("x-access-token", "a"), ("cookie", "at=")]), Ok(Some("a".into())));
         assert_eq!(
             t(&[("authorization", "Bearer abc")]),
             Ok(None),

@@ -300,7 +300,7 @@ fn the_per_peer_limit_is_validated() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("max_connections_per_peer"),
+        String::from_utf8_lossy(&out.stderr).contains("max_connections_per_peer: at least 1"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -427,3 +427,38 @@ fn ambiguous_credentials_are_refused() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// The URI header itself: repeated or unreadable is a path that cannot be
+/// normalised safely (403, not a 400 that nginx turns into a 500); without
+/// routes it is not read at all.
+#[test]
+fn the_original_uri_header_is_read_only_when_needed_and_strictly() {
+    let env = Env::new();
+    let plain = bearer(&env.good("alice"));
+    let s = start(&env, ROUTES);
+    let repeated = s.get(
+        "/auth",
+        &[
+            ("X-Original-URI", "/public/x"),
+            ("X-Original-URI", "/admin/x"),
+            ("Authorization", &plain),
+        ],
+    );
+    assert_eq!(verdict(&repeated), (403, "invalid_request".into()));
+    let raw = s.get(
+        "/auth",
+        &[("X-Original-URI", "/public/caf\u{e9}"), ("Authorization", &plain)],
+    );
+    assert_eq!(verdict(&raw), (403, "invalid_request".into()));
+    drop(s);
+    let s = start(&env, "");
+    let r = s.get(
+        "/auth",
+        &[
+            ("X-Original-URI", "/a"),
+            ("X-Original-URI", "/b"),
+            ("Authorization", &plain),
+        ],
+    );
+    assert_eq!(verdict(&r), (200, String::new()), "no routes: the URI does not matter");
+}

@@ -124,13 +124,14 @@ fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<
     let cfg = &*state.config;
     let refuse = |reason: Reason<'_>| Ok(refused(cfg, &reason));
 
-    let (target, method) = match original_request(cfg, req) {
-        Ok(t) => t,
-        Err(why) => return refuse(Reason::InvalidRequest(why)),
-    };
     let route = if cfg.routes.is_empty() {
+        // Without routes the original request does not matter: not read.
         super::routes::default_rules()
     } else {
+        let (target, method) = match original_request(cfg, req) {
+            Ok(t) => t,
+            Err(reason) => return refuse(reason),
+        };
         let Some(target) = target else {
             return refuse(Reason::InvalidRequest("the proxy did not send the original URI"));
         };
@@ -271,11 +272,13 @@ async fn verify(
 
 /// The original request's target and method, from wherever this proxy puts
 /// them. The target is `None` when the proxy did not send it. Borrowed from
-/// the request where possible: the hit path allocates nothing here.
+/// the request where possible: the hit path allocates nothing here. An
+/// unreadable or repeated URI header is refused like any path that cannot
+/// be normalised safely (403); a bad method header is a bad request (400).
 fn original_request<'r>(
     cfg: &ServeConfig,
     req: &'r Request<Incoming>,
-) -> Result<(Option<Cow<'r, str>>, Cow<'r, str>), &'static str> {
+) -> Result<(Option<Cow<'r, str>>, Cow<'r, str>), Reason<'static>> {
     let one = |name: &str| -> Result<Option<&'r str>, &'static str> {
         let mut values = req.headers().get_all(name).iter();
         match (values.next(), values.next()) {
@@ -288,7 +291,7 @@ fn original_request<'r>(
         }
     };
     let target = match cfg.forwarded.uri_header() {
-        Some(h) => one(h)?.map(Cow::Borrowed),
+        Some(h) => one(h).map_err(Reason::UnsafePath)?.map(Cow::Borrowed),
         None => {
             // Envoy: the original path follows the auth path.
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -301,7 +304,7 @@ fn original_request<'r>(
         }
     };
     let method = match cfg.forwarded.method_header() {
-        Some(h) => one(h)?,
+        Some(h) => one(h).map_err(Reason::InvalidRequest)?,
         None => None,
     }
     .unwrap_or_else(|| req.method().as_str());

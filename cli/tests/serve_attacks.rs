@@ -462,3 +462,62 @@ fn the_original_uri_header_is_read_only_when_needed_and_strictly() {
     );
     assert_eq!(verdict(&r), (200, String::new()), "no routes: the URI does not matter");
 }
+
+/// Through a real nginx (`auth_request`, `X-Original-URI $request_uri`, as
+/// docs/serve.md shows): the spellings never reach the upstream, and the
+/// refusal reaches the client as 403 (nginx turns a 400 into a 500).
+#[test]
+fn through_nginx_the_spellings_never_reach_the_upstream() {
+    let Some(binary) = common::serve::nginx_binary() else {
+        if std::env::var_os("JWTWARDEN_REQUIRE_NGINX").is_some() {
+            panic!("JWTWARDEN_REQUIRE_NGINX is set but nginx is not installed");
+        }
+        eprintln!("SKIPPED: nginx not found");
+        return;
+    };
+    let env = Env::new();
+    let s = start(&env, ROUTES);
+    let upstream = common::serve::Upstream::start();
+    let block = format!(
+        r#"
+    location = /_auth {{
+      internal;
+      proxy_pass http://{addr}/auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+    }}
+    location / {{
+      auth_request /_auth;
+      proxy_pass http://127.0.0.1:{up};
+    }}"#,
+        addr = s.addr,
+        up = upstream.port
+    );
+    let nginx = common::serve::Nginx::start(&binary, &block);
+    let plain = bearer(&env.good("alice"));
+    assert_eq!(nginx.get("/public/x", &[]).status, 200, "{}", nginx.error_log());
+    assert_eq!(upstream.hits(), 1);
+    let mut wrong = Vec::new();
+    for (uri, token, want) in [
+        ("/public/..;/admin/x", None, 403),
+        ("/public/..%3b/admin/x", None, 403),
+        ("/public/%252e%252e/admin/x", None, 403),
+        ("/admin/..;/public/x", None, 403),
+        ("/ADMIN/x", Some(plain.as_str()), 403),
+        ("/admin;x=1/x", Some(plain.as_str()), 403),
+        ("/admin./x", Some(plain.as_str()), 403),
+        ("/PUBLIC/x", None, 401),
+    ] {
+        let h: Vec<(&str, &str)> = token.map(|t| ("Authorization", t)).into_iter().collect();
+        let r = nginx.get(uri, &h);
+        if r.status != want {
+            wrong.push(format!("{uri}: want {want}, got {}", r.status));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(upstream.hits(), 1, "nothing else reached the upstream");
+}

@@ -465,6 +465,17 @@ mod tests {
         assert!(ServeConfig::from_toml_str("realm = 'a\"b'").is_err());
     }
 
+    /// The serve file docs/serve.md shows is one serve accepts.
+    #[test]
+    fn the_documented_serve_file_loads() {
+        let doc = include_str!("../../../docs/serve.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let block = &doc[start..start + doc[start..].find("```").unwrap()];
+        let c = ServeConfig::from_toml_str(block).unwrap_or_else(|e| panic!("docs/serve.md: {e}"));
+        assert_eq!(c.max_connections_per_peer, 1024);
+        assert_eq!(c.max_request_header_bytes, 32768);
+    }
+
     #[test]
     fn admin_needs_a_long_secret() {
         std::env::set_var("JWTWARDEN_TEST_SHORT_SECRET", "short");

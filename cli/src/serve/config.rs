@@ -143,6 +143,7 @@ struct ServeFile {
     header_read_timeout_ms: Option<u64>,
     max_request_header_bytes: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
     shutdown_grace_secs: Option<u64>,
     socket_mode: Option<String>,
     workers: Option<usize>,
@@ -156,6 +157,7 @@ struct AdminFile {
     listen: String,
     token_file: Option<PathBuf>,
     token_env: Option<String>,
+    max_connections: Option<usize>,
 }
 
 /// The optional admin listener (revocations).
@@ -165,6 +167,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The bearer secret a request must present.
     pub secret: String,
+    /// Connections the admin listener serves at once: its own budget, so
+    /// a client holding the verification listener's connections does not
+    /// lock operators out (default 16).
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -207,8 +213,16 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// Largest request header block, in bytes.
     pub max_request_header_bytes: usize,
-    /// Connections served at once; more wait in the kernel's backlog.
+    /// Connections served at once on the verification listener; more are
+    /// closed at once.
     pub max_connections: usize,
+    /// Connections one peer (an IPv4 address, an IPv6 /64) may hold on a
+    /// TCP verification listener; more are closed at once. Default 1024 (at
+    /// most `max_connections`): behind a proxy every connection comes from
+    /// the proxy's address, so the cap must exceed what the proxy opens
+    /// (nginx: `keepalive` idle connections per worker, plus one per
+    /// subrequest in flight). Unix socket connections are not counted.
+    pub max_connections_per_peer: usize,
     /// How long in-flight requests may finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// Permissions of a Unix socket listener's file (connecting needs write
@@ -303,6 +317,11 @@ impl ServeConfig {
         if admin.as_ref().is_some_and(|a| Listen::Tcp(a.listen) == listen) {
             return Err("admin.listen must differ from listen".into());
         }
+        let max_connections = f.max_connections.unwrap_or(4096).max(1);
+        let max_connections_per_peer = match f.max_connections_per_peer {
+            Some(0) => return Err("max_connections_per_peer: at least 1".into()),
+            n => n.unwrap_or(1024).min(max_connections),
+        };
         let max_request_header_bytes = f.max_request_header_bytes.unwrap_or(32 * 1024);
         if !(8192..=1024 * 1024).contains(&max_request_header_bytes) {
             return Err("max_request_header_bytes: between 8192 and 1048576".into());
@@ -322,7 +341,8 @@ impl ServeConfig {
             routes: Routes::new(routes),
             header_read_timeout: Duration::from_millis(f.header_read_timeout_ms.unwrap_or(5000).clamp(100, 600_000)),
             max_request_header_bytes,
-            max_connections: f.max_connections.unwrap_or(4096).max(1),
+            max_connections,
+            max_connections_per_peer,
             shutdown_grace: Duration::from_secs(f.shutdown_grace_secs.unwrap_or(10)),
             workers: match f.workers {
                 Some(n) if !(1..=1024).contains(&n) => return Err("workers: between 1 and 1024".into()),
@@ -369,7 +389,15 @@ fn admin_config(a: AdminFile) -> Result<AdminConfig, String> {
     if secret.len() < 16 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("admin: the secret must be at least 16 visible ASCII characters".into());
     }
-    Ok(AdminConfig { listen, secret })
+    let max_connections = match a.max_connections {
+        Some(0) => return Err("admin.max_connections: at least 1".into()),
+        n => n.unwrap_or(16),
+    };
+    Ok(AdminConfig {
+        listen,
+        secret,
+        max_connections,
+    })
 }
 
 #[cfg(test)]
@@ -407,6 +435,12 @@ mod tests {
         assert_eq!(c.auth_path, "/auth");
         assert_eq!(c.token_header, "authorization");
         assert!(c.admin.is_none());
+        assert_eq!(c.max_connections_per_peer, 1024);
+        let c = ServeConfig::from_toml_str("max_connections = 100").unwrap();
+        assert_eq!(c.max_connections_per_peer, 100, "at most max_connections");
+        assert!(ServeConfig::from_toml_str("max_connections_per_peer = 0")
+            .unwrap_err()
+            .starts_with("max_connections_per_peer"));
         assert_eq!(c.offload, Offload::Misses, "hits inline, misses offloaded");
         for (name, mode) in [
             ("spawn_blocking", Offload::SpawnBlocking),
@@ -429,6 +463,17 @@ mod tests {
         assert!(e.contains("claim_headers.sub"), "{e}");
         assert!(ServeConfig::from_toml_str("auth_path = \"auth\"").is_err());
         assert!(ServeConfig::from_toml_str("realm = 'a\"b'").is_err());
+    }
+
+    /// The serve file docs/serve.md shows is one serve accepts.
+    #[test]
+    fn the_documented_serve_file_loads() {
+        let doc = include_str!("../../../docs/serve.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let block = &doc[start..start + doc[start..].find("```").unwrap()];
+        let c = ServeConfig::from_toml_str(block).unwrap_or_else(|e| panic!("docs/serve.md: {e}"));
+        assert_eq!(c.max_connections_per_peer, 1024);
+        assert_eq!(c.max_request_header_bytes, 32768);
     }
 
     #[test]

@@ -14,8 +14,9 @@ use jwtwarden::{Error, ErrorKind, Health, Verified, VerifyOptions};
 
 use super::claims::header_value;
 use super::config::{Forwarded, Offload, ServeConfig};
+use super::path::normalise;
 use super::refusal::{refusal, Reason};
-use super::routes::{has_audience, has_scopes, normalize, Route};
+use super::routes::{has_audience, has_scopes, Route};
 use super::App;
 
 /// Every response this server sends.
@@ -57,6 +58,17 @@ fn decide(app: &App, req: &Request<Incoming>) -> Decision {
     // `Arc`: no shared reference count is touched on the hit path.
     let state = app.state.load();
     let cfg = &state.config;
+    // hyper's own bound (`max_buf_size`) is its read buffer, which one
+    // large write can fill past the limit: the exact check is here.
+    if head_size(req) > cfg.max_request_header_bytes {
+        let mut resp = plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request header too large\n",
+        );
+        resp.headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
+        return Decision::Done(resp);
+    }
     let path = req.uri().path();
     let is_auth = path == cfg.auth_path
         || cfg.forwarded == Forwarded::Envoy
@@ -85,6 +97,26 @@ fn decide(app: &App, req: &Request<Incoming>) -> Decision {
     }
 }
 
+/// The size of a request head as sent, in bytes: the request line, each
+/// field as `name: value` and CRLF, and the empty line. Whitespace around
+/// a field value is not kept by the parser, so a value padded with spaces
+/// counts as if sent with one; such a head is held only by hyper's buffer
+/// bound (seen accepting up to 1.5 times the limit in one write).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    // "METHOD SP target SP HTTP/1.1 CRLF", fields, CRLF.
+    let line = req.method().as_str().len() + 1 + target + 1 + "HTTP/1.1".len() + 2;
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
 /// The forward-auth decision for one request, when it needs no waiting:
 /// a refusal, an open route, or (with the default `offload`) a cache hit.
 /// Otherwise the token and route, for [`Pending::run`].
@@ -92,20 +124,27 @@ fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<
     let cfg = &*state.config;
     let refuse = |reason: Reason<'_>| Ok(refused(cfg, &reason));
 
-    let (target, method) = match original_request(cfg, req) {
-        Ok(t) => t,
-        Err(why) => return refuse(Reason::InvalidRequest(why)),
-    };
     let route = if cfg.routes.is_empty() {
-        cfg.routes.select("/", &method)
+        // Without routes the original request does not matter: not read.
+        super::routes::default_rules()
     } else {
+        let (target, method) = match original_request(cfg, req) {
+            Ok(t) => t,
+            Err(reason) => return refuse(reason),
+        };
         let Some(target) = target else {
             return refuse(Reason::InvalidRequest("the proxy did not send the original URI"));
         };
-        let Some(path) = normalize(&target) else {
-            return refuse(Reason::InvalidRequest("the original URI is not a readable path"));
+        // A path that cannot be normalised safely, or reads as two
+        // different protected routes, is refused whatever the token.
+        let path = match normalise(&target) {
+            Ok(p) => p,
+            Err(why) => return refuse(Reason::UnsafePath(why)),
         };
-        cfg.routes.select(&path, &method)
+        match cfg.routes.select(&path, &method) {
+            Ok(r) => r,
+            Err(why) => return refuse(Reason::UnsafePath(why)),
+        }
     };
     if route.open {
         return Ok(ok_response(None));
@@ -233,11 +272,13 @@ async fn verify(
 
 /// The original request's target and method, from wherever this proxy puts
 /// them. The target is `None` when the proxy did not send it. Borrowed from
-/// the request where possible: the hit path allocates nothing here.
+/// the request where possible: the hit path allocates nothing here. An
+/// unreadable or repeated URI header is refused like any path that cannot
+/// be normalised safely (403); a bad method header is a bad request (400).
 fn original_request<'r>(
     cfg: &ServeConfig,
     req: &'r Request<Incoming>,
-) -> Result<(Option<Cow<'r, str>>, Cow<'r, str>), &'static str> {
+) -> Result<(Option<Cow<'r, str>>, Cow<'r, str>), Reason<'static>> {
     let one = |name: &str| -> Result<Option<&'r str>, &'static str> {
         let mut values = req.headers().get_all(name).iter();
         match (values.next(), values.next()) {
@@ -250,7 +291,7 @@ fn original_request<'r>(
         }
     };
     let target = match cfg.forwarded.uri_header() {
-        Some(h) => one(h)?.map(Cow::Borrowed),
+        Some(h) => one(h).map_err(Reason::UnsafePath)?.map(Cow::Borrowed),
         None => {
             // Envoy: the original path follows the auth path.
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -263,7 +304,7 @@ fn original_request<'r>(
         }
     };
     let method = match cfg.forwarded.method_header() {
-        Some(h) => one(h)?,
+        Some(h) => one(h).map_err(Reason::InvalidRequest)?,
         None => None,
     }
     .unwrap_or_else(|| req.method().as_str());
@@ -277,8 +318,12 @@ fn original_request<'r>(
 
 /// The token: from the configured header (`Authorization` means the
 /// `Bearer` scheme; another header holds the token itself, an optional
-/// `Bearer ` prefix allowed), else from the configured cookie. `Ok(None)`
-/// when there is none; `Err` for a header that is there but malformed.
+/// `Bearer ` prefix allowed), or from the configured cookie. `Ok(None)`
+/// when there is none; `Err` for a header that is there but malformed, and
+/// for ambiguous credentials (RFC 6750 §3.1: "uses more than one method"):
+/// the header repeated, the cookie repeated (its name in any case, empty
+/// values included: upstreams differ on which one they read), or a header
+/// and a cookie with different tokens.
 pub fn bearer_token<'h>(headers: &'h HeaderMap, cfg: &ServeConfig) -> Result<Option<&'h str>, &'static str> {
     let mut values = headers.get_all(cfg.token_header.as_str()).iter();
     let from_header = match (values.next(), values.next()) {
@@ -300,23 +345,37 @@ pub fn bearer_token<'h>(headers: &'h HeaderMap, cfg: &ServeConfig) -> Result<Opt
             }
         }
     };
-    if from_header.is_some() {
-        return Ok(from_header);
-    }
     let Some(cookie) = &cfg.token_cookie else {
-        return Ok(None);
+        return Ok(from_header);
     };
+    let mut from_cookie = None;
+    let mut seen = false;
     for header in headers.get_all("cookie") {
-        let Ok(header) = header.to_str() else { continue };
-        for pair in header.split(';') {
-            if let Some((name, value)) = pair.trim().split_once('=') {
-                if name == cookie && !value.is_empty() {
-                    return check_token(value.trim_matches('"')).map(Some);
-                }
+        // Bytes, not text: a header with one odd byte must not hide a
+        // second cookie of the name from this check.
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if !pair[..eq].trim_ascii().eq_ignore_ascii_case(cookie.as_bytes()) {
+                continue;
+            }
+            if std::mem::replace(&mut seen, true) {
+                return Err("more than one cookie of the token's name");
+            }
+            let value = std::str::from_utf8(pair[eq + 1..].trim_ascii())
+                .map_err(|_| "malformed token cookie")?
+                .trim_matches('"');
+            if !value.is_empty() {
+                from_cookie = Some(check_token(value)?);
             }
         }
     }
-    Ok(None)
+    match (from_header, from_cookie) {
+        (Some(h), Some(c)) if h != c => Err("different bearer tokens in the header and the cookie"),
+        (Some(t), _) | (None, Some(t)) => Ok(Some(t)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A bearer credential is token68 (RFC 6750 §2.1): no spaces, no quotes.
@@ -433,6 +492,19 @@ mod tests {
     }
 
     #[test]
+    fn head_size_counts_the_head_as_sent() {
+        let req = Request::builder()
+            .method("GET")
+            .uri("/auth?x=1")
+            .header("host", "x")
+            .header("authorization", "Bearer abc")
+            .body(())
+            .unwrap();
+        let sent = "GET /auth?x=1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer abc\r\n\r\n";
+        assert_eq!(head_size(&req), sent.len());
+    }
+
+    #[test]
     fn bearer_scheme_is_case_insensitive_and_strict() {
         let c = cfg("");
         let t = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs), &c).map(|t| t.map(str::to_string));
@@ -458,6 +530,15 @@ mod tests {
         assert_eq!(t(&[("cookie", "a=1; at=tok.en.x; b=2")]), Ok(Some("tok.en.x".into())));
         assert_eq!(t(&[("cookie", "a=1"), ("cookie", "at=zz")]), Ok(Some("zz".into())));
         assert_eq!(t(&[("cookie", "xat=zz")]), Ok(None));
+        assert!(t(&[("cookie", "at=a; at=a")]).is_err(), "a repeated cookie");
+        assert!(t(&[("cookie", "at=a"), ("cookie", "At=b")]).is_err(), "in any case");
+        assert!(t(&[("cookie", "at=; at=a")]).is_err(), "empty values count");
+        assert!(
+            t(&[("x-access-token", "a"), ("cookie", "at=b")]).is_err(),
+            "they differ"
+        );
+        assert_eq!(t(&[("x-access-token", "a"), ("cookie", "at=a")]), Ok(Some("a".into())));
+        assert_eq!(t(&[("x-access-token", "a"), ("cookie", "at=")]), Ok(Some("a".into())));
         assert_eq!(
             t(&[("authorization", "Bearer abc")]),
             Ok(None),

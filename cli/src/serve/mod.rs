@@ -27,6 +27,8 @@ pub mod admin;
 pub mod claims;
 pub mod config;
 pub mod http;
+pub mod limits;
+pub mod path;
 pub mod refusal;
 pub mod routes;
 pub mod stats;
@@ -163,15 +165,22 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     }));
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    // The admin listener's own budget: holding the verification
+    // listener's connections must not lock operators out.
+    let admin_limit = Arc::new(Semaphore::new(config.admin.as_ref().map_or(1, |a| a.max_connections)));
+    let peers = limits::Peers::new(config.max_connections_per_peer);
     let opts = Arc::new(opts);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(Accepted::Tcp(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    spawn_connection(app, &graceful, &limit, stream, false);
+                    match peers.admit(stream.peer_addr()) {
+                        Some(peer) => spawn_connection(app, &graceful, &limit, stream, false, Some(peer)),
+                        None => log::warn!("connection refused: max_connections_per_peer reached"),
+                    }
                 }
-                Ok(Accepted::Unix(stream)) => spawn_connection(app, &graceful, &limit, stream, false),
+                Ok(Accepted::Unix(stream)) => spawn_connection(app, &graceful, &limit, stream, false, None),
                 Err(e) => {
                     // Out of descriptors, usually: back off instead of spinning.
                     log::warn!("accept: {e}");
@@ -181,7 +190,7 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
             accepted = accept_admin(admin_listener.as_ref()) => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    spawn_connection(app, &graceful, &limit, stream, true);
+                    spawn_connection(app, &graceful, &admin_limit, stream, true, None);
                 }
                 Err(e) => {
                     log::warn!("admin accept: {e}");
@@ -282,8 +291,14 @@ impl Drop for Listener {
     }
 }
 
-fn spawn_connection<S>(app: &'static App, graceful: &GracefulShutdown, limit: &Arc<Semaphore>, stream: S, admin: bool)
-where
+fn spawn_connection<S>(
+    app: &'static App,
+    graceful: &GracefulShutdown,
+    limit: &Arc<Semaphore>,
+    stream: S,
+    admin: bool,
+    peer: Option<limits::PeerPermit>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let Ok(permit) = limit.clone().try_acquire_owned() else {
@@ -317,6 +332,7 @@ where
             log::debug!("connection: {e}");
         }
         drop(permit);
+        drop(peer);
     });
 }
 

@@ -22,6 +22,13 @@ pub enum Reason<'a> {
     /// An `Authorization` header that is not a well-formed `Bearer`
     /// credential (or a forwarded URI the server cannot read).
     InvalidRequest(&'a str),
+    /// The original URI cannot be normalised safely (double encoding, `..;`,
+    /// an encoded slash...), or reads as two different protected routes:
+    /// 403 whatever the token, body `invalid_request`. Not 400: nginx
+    /// `auth_request` passes only 401 and 403 to the client (a 400 becomes
+    /// a 500), and no credentials would make the request acceptable, so no
+    /// challenge either (docs/serve.md, "Path normalisation").
+    UnsafePath(&'a str),
     /// The engine rejected the token, or found the keys unavailable.
     Engine(&'a Error),
     /// A valid token without the scopes the route requires.
@@ -73,6 +80,14 @@ const ROWS: &[(&str, Row)] = &[
         Row {
             status: 400,
             challenge: Challenge::Error("invalid_request"),
+            retry_after: false,
+        },
+    ),
+    (
+        "unsafe_path",
+        Row {
+            status: 403,
+            challenge: Challenge::None,
             retry_after: false,
         },
     ),
@@ -168,6 +183,7 @@ pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refus
             why.to_string(),
             None,
         ),
+        Reason::UnsafePath(why) => ("unsafe_path", "invalid_request", None, "request", why.to_string(), None),
         Reason::InsufficientScope(scopes) => (
             "insufficient_scope",
             "insufficient_scope",
@@ -313,6 +329,18 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, "retry-after"), Some("7"));
         assert_eq!(header(&r, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn an_unsafe_path_is_403_invalid_request_without_a_challenge() {
+        let r = refusal(&Reason::UnsafePath("the original URI is encoded twice"), "api", 5);
+        assert_eq!(r.status, 403, "nginx auth_request turns a 400 into a 500");
+        assert_eq!(header(&r, "www-authenticate"), None, "no credentials would help");
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(body["code"], serde_json::Value::Null);
+        assert_eq!(body["message"], "the original URI is encoded twice");
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! Per-route rules, chosen from the original request's path and method.
 //!
 //! The path comes from a proxy header and is the *raw* request target
-//! (nginx's `$request_uri`, Traefik's `X-Forwarded-Uri`), while the upstream
-//! usually acts on a normalised one. So matching works on a normalised path
-//! (percent-decoded, dot segments resolved, repeated slashes merged):
-//! `/public/../admin` must not pick the rules of `/public/`.
+//! (nginx's `$request_uri`, Traefik's `X-Forwarded-Uri`), while upstreams
+//! read it in different ways. So matching works on [`path::normalise`]'s
+//! two readings (normalised, and decoded as sent) and a request gets the
+//! rules of both: `/public/../admin` must not pick the rules of `/public/`,
+//! nor `/admin/../public` those of `/public/` for an upstream that does not
+//! resolve dot segments. Protected routes match whatever the case (an
+//! upstream may fold it); open routes only as written.
+//!
+//! [`path::normalise`]: super::path::normalise
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use super::path::{normalise, Normalised};
 
 /// One `[[routes]]` entry as written.
 #[derive(Debug, Deserialize)]
@@ -16,6 +23,8 @@ pub struct RouteConfig {
     prefix: String,
     #[serde(default)]
     methods: Vec<String>,
+    #[serde(default)]
+    exact: bool,
     #[serde(default)]
     open: bool,
     issuer: Option<String>,
@@ -31,8 +40,10 @@ pub struct RouteConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     /// Matches paths equal to it or below it (at a `/` boundary when it does
-    /// not end with one).
+    /// not end with one); case-insensitively unless the route is open.
     pub prefix: String,
+    /// Matches the path `prefix` only, nothing below it.
+    pub exact: bool,
     /// Upper-case methods; empty = any.
     pub methods: Vec<String>,
     /// No token needed (health checks, CORS preflight).
@@ -50,7 +61,8 @@ pub struct Route {
 impl Route {
     /// Validate one route; errors start with the field name.
     pub fn new(c: RouteConfig) -> Result<Route, String> {
-        if !c.prefix.starts_with('/') || normalize(&c.prefix).as_deref() != Some(c.prefix.as_str()) {
+        let normal = normalise(&c.prefix).is_ok_and(|n| n.literal.is_none() && n.path == c.prefix);
+        if !c.prefix.starts_with('/') || c.prefix.contains(['?', '#']) || !normal {
             return Err(format!("prefix: {:?} must be a normalised absolute path", c.prefix));
         }
         let methods = c
@@ -72,6 +84,7 @@ impl Route {
         }
         Ok(Route {
             prefix: c.prefix,
+            exact: c.exact,
             methods,
             open: c.open,
             issuer: c.issuer,
@@ -82,9 +95,23 @@ impl Route {
     }
 
     fn matches(&self, path: &str, method: &str) -> bool {
-        let under = path == self.prefix
-            || path.starts_with(&self.prefix)
-                && (self.prefix.ends_with('/') || path.as_bytes().get(self.prefix.len()) == Some(&b'/'));
+        let (p, prefix) = (path.as_bytes(), self.prefix.as_bytes());
+        let head = p.get(..prefix.len());
+        // An open route opens only the spelling it was written with; a
+        // protected one also covers `/ADMIN` for an upstream that folds case.
+        let same = |a: &[u8]| {
+            if self.open {
+                a == prefix
+            } else {
+                a.eq_ignore_ascii_case(prefix)
+            }
+        };
+        let under = if self.exact {
+            p.len() == prefix.len() && same(p)
+        } else {
+            head.is_some_and(same)
+                && (p.len() == prefix.len() || prefix.ends_with(b"/") || p.get(prefix.len()) == Some(&b'/'))
+        };
         under && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
 }
@@ -98,6 +125,7 @@ pub struct Routes {
 /// The rules of the default route: any token the engine accepts.
 static DEFAULT: Route = Route {
     prefix: String::new(),
+    exact: false,
     methods: Vec::new(),
     open: false,
     issuer: None,
@@ -105,6 +133,11 @@ static DEFAULT: Route = Route {
     scopes: Vec::new(),
     audiences: Vec::new(),
 };
+
+/// The rules when no route is configured: any token the engine accepts.
+pub fn default_rules() -> &'static Route {
+    &DEFAULT
+}
 
 impl Routes {
     /// Routes in configuration order.
@@ -122,9 +155,39 @@ impl Routes {
         self.routes.iter().filter_map(|r| r.issuer.as_deref())
     }
 
-    /// The route for a normalised path and method: the longest matching
-    /// prefix (the first configured among equals), else the default rules.
-    pub fn select(&self, path: &str, method: &str) -> &Route {
+    /// The rules for a path and method. Each reading of the path (see
+    /// [`Normalised`]) picks the longest matching prefix (the first
+    /// configured among equals). When the readings pick different routes,
+    /// an open one never wins; a protected route wins over none; two
+    /// different protected routes are refused (`Err`).
+    pub fn select(&self, path: &Normalised, method: &str) -> Result<&Route, &'static str> {
+        let normal = self.best(&path.path, method);
+        let Some(literal) = &path.literal else {
+            return Ok(normal.unwrap_or(&DEFAULT));
+        };
+        let literal = self.best(literal, method);
+        let same = |a: Option<&Route>, b: Option<&Route>| match (a, b) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same(normal, literal) {
+            return Ok(normal.unwrap_or(&DEFAULT));
+        }
+        match (normal.filter(|r| !r.open), literal.filter(|r| !r.open)) {
+            (None, None) => Ok(&DEFAULT),
+            (Some(r), None) | (None, Some(r)) => Ok(r),
+            (Some(_), Some(_)) => Err("the original URI reads as two different protected routes"),
+        }
+    }
+
+    /// The rules for the route path `path` alone (a route's own test).
+    #[cfg(test)]
+    fn select_path(&self, path: &str, method: &str) -> &Route {
+        self.best(path, method).unwrap_or(&DEFAULT)
+    }
+
+    fn best(&self, path: &str, method: &str) -> Option<&Route> {
         self.routes
             .iter()
             .filter(|r| r.matches(path, method))
@@ -132,58 +195,7 @@ impl Routes {
                 Some(b) if b.prefix.len() >= r.prefix.len() => Some(b),
                 _ => Some(r),
             })
-            .unwrap_or(&DEFAULT)
     }
-}
-
-/// The path of a request target, normalised for matching: query and
-/// fragment dropped, percent-escapes decoded, `.` and `..` segments
-/// resolved, repeated slashes merged. `None` for a target that is not an
-/// absolute path or decodes to control characters or invalid UTF-8 (refused
-/// rather than guessed at).
-pub fn normalize(target: &str) -> Option<String> {
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    if !path.starts_with('/') {
-        return None;
-    }
-    let bytes = path.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            decoded.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let decoded = String::from_utf8(decoded).ok()?;
-    if decoded.chars().any(|c| c.is_control() || c == '\\') {
-        return None;
-    }
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    // A trailing slash (or a trailing dot segment) names a directory; keep it
-    // so `/admin/` routes match `/admin/` itself.
-    if out.is_empty() || decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..") {
-        out.push('/');
-    }
-    Some(out)
 }
 
 /// Whether the verified claims grant every scope in `required`. Scopes come
@@ -229,25 +241,6 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_defeats_traversal_and_encoding_tricks() {
-        let n = |s| normalize(s);
-        assert_eq!(n("/a/b?x=1#f").as_deref(), Some("/a/b"));
-        assert_eq!(n("/public/../admin/x").as_deref(), Some("/admin/x"));
-        assert_eq!(n("/public/%2e%2e/admin").as_deref(), Some("/admin"));
-        assert_eq!(n("//admin///x").as_deref(), Some("/admin/x"));
-        assert_eq!(n("/%61dmin/").as_deref(), Some("/admin/"));
-        assert_eq!(n("/../../etc").as_deref(), Some("/etc"));
-        assert_eq!(n("/admin/.").as_deref(), Some("/admin/"));
-        assert_eq!(n("/").as_deref(), Some("/"));
-        assert_eq!(n("/a%0d%0ab"), None);
-        assert_eq!(n("/a%zz"), None);
-        assert_eq!(n("/a%2"), None);
-        assert_eq!(n("/a\\..\\b"), None);
-        assert_eq!(n("http://x/a"), None);
-        assert_eq!(n("/%ff"), None);
-    }
-
-    #[test]
     fn the_longest_prefix_wins_and_methods_filter() {
         let routes = Routes::new(vec![
             route("prefix = \"/\"\nscopes = [\"read\"]"),
@@ -255,18 +248,41 @@ mod tests {
             route("prefix = \"/admin/health\"\nopen = true\nmethods = [\"get\"]"),
             route("prefix = \"/api/\"\nmethods = [\"OPTIONS\"]\nopen = true"),
         ]);
-        assert_eq!(routes.select("/admin", "GET").scopes, ["admin"]);
-        assert_eq!(routes.select("/admin/users", "GET").scopes, ["admin"]);
+        assert_eq!(routes.select_path("/admin", "GET").scopes, ["admin"]);
+        assert_eq!(routes.select_path("/admin/users", "GET").scopes, ["admin"]);
         assert_eq!(
-            routes.select("/administrator", "GET").scopes,
+            routes.select_path("/administrator", "GET").scopes,
             ["read"],
             "a prefix ends at a segment"
         );
-        assert!(routes.select("/admin/health", "GET").open);
-        assert!(!routes.select("/admin/health", "POST").open, "method must match");
-        assert!(routes.select("/api/x", "OPTIONS").open);
-        assert_eq!(routes.select("/api/x", "GET").scopes, ["read"]);
-        assert_eq!(Routes::default().select("/x", "GET"), &DEFAULT);
+        assert!(routes.select_path("/admin/health", "GET").open);
+        assert!(!routes.select_path("/admin/health", "POST").open, "method must match");
+        assert!(routes.select_path("/api/x", "OPTIONS").open);
+        assert_eq!(routes.select_path("/api/x", "GET").scopes, ["read"]);
+        assert_eq!(Routes::default().select_path("/x", "GET"), &DEFAULT);
+    }
+
+    #[test]
+    fn both_readings_of_a_path_and_its_case() {
+        let routes = Routes::new(vec![
+            route("prefix = \"/admin/\"\nscopes = [\"admin\"]"),
+            route("prefix = \"/public/\"\nopen = true"),
+            route("prefix = \"/healthz\"\nexact = true\nopen = true"),
+            route("prefix = \"/api/\"\nscopes = [\"api\"]"),
+        ]);
+        let sel = |p: &str| routes.select(&normalise(p).unwrap(), "GET").map(|r| r.prefix.as_str());
+        assert_eq!(sel("/ADMIN/x"), Ok("/admin/"));
+        assert_eq!(sel("/PUBLIC/x"), Ok(""), "an open route matches as written");
+        assert_eq!(sel("/public/x"), Ok("/public/"));
+        assert_eq!(sel("/public/../admin/x"), Ok("/admin/"));
+        assert_eq!(sel("/admin/../public/x"), Ok("/admin/"), "the literal reading");
+        assert_eq!(sel("/admin;x=1/y"), Ok("/admin/"));
+        assert_eq!(sel("/public;x/y"), Ok(""), "an open route never wins a disagreement");
+        assert_eq!(sel("/public/./y"), Ok("/public/"), "both readings open");
+        assert!(sel("/api/../admin/x").is_err(), "two protected readings");
+        assert_eq!(sel("/healthz"), Ok("/healthz"));
+        assert_eq!(sel("/healthz/x"), Ok(""));
+        assert_eq!(sel("/healthz/"), Ok(""));
     }
 
     #[test]
@@ -274,6 +290,9 @@ mod tests {
         let bad = |t: &str| Route::new(toml::from_str(t).unwrap()).unwrap_err();
         assert!(bad("prefix = \"admin\"").starts_with("prefix"));
         assert!(bad("prefix = \"/a/../b\"").starts_with("prefix"));
+        assert!(bad("prefix = \"/a;x/b\"").starts_with("prefix"));
+        assert!(bad("prefix = \"/a./b\"").starts_with("prefix"));
+        assert!(bad("prefix = \"/a//b\"").starts_with("prefix"));
         assert!(bad("prefix = \"/a\"\nopen = true\nscopes = [\"x\"]").starts_with("open"));
         assert!(bad("prefix = \"/a\"\nscopes = [\"a b\"]").starts_with("scopes"));
         assert!(bad("prefix = \"/a\"\nmethods = [\"GE T\"]").starts_with("methods"));

@@ -542,15 +542,19 @@ fn a_reload_waiting_for_keys_blocks_no_answer_and_merges_signals() {
     for _ in 0..3 {
         s.signal(libc::SIGHUP);
     }
-    // Release the held request: the issuer goes away (its keys with it).
+    // Release the held request: the issuer goes away. Its keys cannot be
+    // fetched, so each reload from now on is refused (the running verifier
+    // keeps its last good keys): count reloads that ended, either way.
     let Env { issuer, .. } = env;
     drop(issuer);
-    s.wait_for_reloads("ok", 2);
+    let ended = |s: &Serve| reloads(s, "ok") + reloads(s, "failed");
+    eventually("the merged reload ends", || ended(&s) >= 2);
     // A last, separate reload: had the merged signals queued one reload
-    // each, this one would count 5, not 3.
+    // each, this one would end as the fifth, not the third.
     s.signal(libc::SIGHUP);
-    eventually("the last reload ends", || reloads(&s, "ok") >= 3);
-    assert_eq!(reloads(&s, "ok"), 3);
+    eventually("the last reload ends", || ended(&s) >= 3);
+    assert_eq!(ended(&s), 3);
+    assert_eq!(s.get("/auth", &[("Authorization", &auth)]).status, 200);
 }
 
 /// Issue 23, item 9c: serve kept its own log of admin revocations and
@@ -601,4 +605,29 @@ fn reloads_neither_journal_nor_publish_admin_revocations_again() {
         published_before,
         "a reload published the revocation again"
     );
+}
+
+/// Beside issue 23's items: keys are trust state too. Without `state_dir`,
+/// a reload while an issuer is down built a verifier without that issuer's
+/// keys and swapped it in: every token of the issuer was refused (503)
+/// though the running verifier held its last good keys.
+#[test]
+fn a_reload_during_an_issuer_outage_keeps_its_last_good_keys() {
+    let env = Env::new();
+    let s = Serve::start(&env.json_config, None);
+    let before = bearer(&env.good("alice"));
+    assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
+    env.issuer.set_fault(jwtwarden_testissuer::Fault::Status(503));
+    s.signal(libc::SIGHUP);
+    s.wait_for_reloads("failed", 1);
+    assert_eq!(reloads(&s, "ok"), 0);
+    // Cached or verified afresh on the running verifier's keys.
+    assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
+    let r = s.get("/auth", &[("Authorization", &bearer(&env.good("bob")))]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // Once the issuer answers, the reload goes through.
+    env.issuer.set_fault(jwtwarden_testissuer::Fault::None);
+    s.signal(libc::SIGHUP);
+    s.wait_for_reloads("ok", 1);
+    assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
 }

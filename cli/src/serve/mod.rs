@@ -380,6 +380,13 @@ async fn reload(app: &'static App, opts: &Arc<ServeOptions>) {
 fn swap(app: &App, new: State) -> Result<(), String> {
     let _gate = app.trust_gate.lock().unwrap_or_else(|e| e.into_inner());
     let old = app.state.load_full();
+    let lost = lost_keys(&old.verifier, &new.verifier);
+    if !lost.is_empty() {
+        return Err(format!(
+            "no keys could be fetched for {lost:?}, whose last good keys the running verifier holds; \
+             reload again once the issuer answers"
+        ));
+    }
     new.verifier
         .inherit_trust_from(&old.verifier)
         .map_err(|e| format!("the new verifier cannot hold the running one's revocations: {e}"))?;
@@ -392,4 +399,20 @@ fn swap(app: &App, new: State) -> Result<(), String> {
     }
     app.state.store(Arc::new(new));
     Ok(())
+}
+
+/// Issuers configured in both verifiers for which `new` holds no keys
+/// (failed closed) while `old` holds usable ones: keys are trust state, and
+/// swapping would refuse every token of those issuers until they answer
+/// again, though the running verifier could serve them (within
+/// `max_stale_secs`).
+fn lost_keys(old: &Verifier, new: &Verifier) -> Vec<String> {
+    use jwtwarden::Health;
+    new.issuers()
+        .into_iter()
+        .filter(|name| {
+            matches!(new.issuer_health(name), Ok(Health::FailedClosed))
+                && matches!(old.issuer_health(name), Ok(Health::Fresh | Health::Stale))
+        })
+        .collect()
 }

@@ -631,3 +631,41 @@ fn a_reload_during_an_issuer_outage_keeps_its_last_good_keys() {
     s.wait_for_reloads("ok", 1);
     assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
 }
+
+/// Admin revocations made while reloads carry trust state and swap: each
+/// lands in the running verifier before the carry or in the new one after
+/// the swap, never in one that is then dropped.
+#[test]
+fn admin_revocations_racing_reloads_all_hold() {
+    let env = Env::new();
+    let s = start(
+        &env,
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n",
+    );
+    let tokens: Vec<String> = (0..16)
+        .map(|i| env.with_claims(|c| c["jti"] = json!(format!("j-race-{i}")), "alice"))
+        .collect();
+    for t in &tokens {
+        assert_eq!(s.get("/auth", &[("Authorization", &bearer(t))]).status, 200);
+    }
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for n in 1..=6 {
+                s.signal(libc::SIGHUP);
+                s.wait_for_reloads("ok", n);
+            }
+        });
+        for i in 0..tokens.len() {
+            let r = s.revoke(&json!({"issuer": env.issuer.url(), "jti": format!("j-race-{i}")}));
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+    });
+    for t in &tokens {
+        assert_refusal(
+            &s.get("/auth", &[("Authorization", &bearer(t))]),
+            401,
+            "revoked",
+            Some(t),
+        );
+    }
+}

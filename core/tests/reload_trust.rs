@@ -188,3 +188,36 @@ fn a_new_verifier_that_cannot_hold_the_old_ones_revocations_is_refused() {
     let err = new.inherit_trust_from(&old).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RevocationListFull);
 }
+
+#[test]
+fn a_revocation_not_yet_published_is_published_by_the_new_verifier() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    let issuer = TestIssuer::start();
+    let clock = ManualClock::starting_now();
+    let old = verifier_for(&issuer, &clock, with_feed(&redis));
+    eventually("the feed is connected", || state(&old) == FeedState::Connected);
+    redis.stop();
+    eventually("the outage is noticed", || state(&old) == FeedState::Lagging);
+    let t = token(&issuer, &clock, "j-pending");
+    assert_eq!(
+        old.revoke_jti(&issuer.url(), "j-pending", None).unwrap(),
+        Propagation::Pending
+    );
+    let new = verifier_for(&issuer, &clock, with_feed(&redis));
+    new.inherit_trust_from(&old).unwrap();
+    assert_eq!(
+        new.revocation_feed().unwrap().pending,
+        1,
+        "reported as not yet fleet-wide"
+    );
+    // The reload's swap drops the old verifier before Redis is back.
+    drop(old);
+    redis.resume();
+    eventually("the new verifier publishes it", || {
+        new.revocation_feed().unwrap().pending == 0
+    });
+    let other = verifier_for(&issuer, &clock, with_feed(&redis));
+    eventually("the rest of the fleet rejects it", || {
+        kind(&other, &t) == Some(ErrorKind::Revoked)
+    });
+}

@@ -346,8 +346,10 @@ async fn reloads(app: &'static App, opts: Arc<ServeOptions>) {
 /// answered on the running state (the build, which fetches every issuer's
 /// keys and syncs the revocation feed, runs on the blocking pool, not in
 /// the accept loop). Requests in flight finish on the state they started
-/// with; a configuration that does not load, or a verifier that cannot
-/// hold the running one's revocations, leaves the running one in place.
+/// with. The running one stays in place when a file does not load, when
+/// the new verifier cannot hold the running one's revocations, or when it
+/// could fetch no keys for an issuer whose last good keys the running one
+/// holds.
 async fn reload(app: &'static App, opts: &Arc<ServeOptions>) {
     log::info!("SIGHUP: reloading {}", opts.config.display());
     let o = opts.clone();

@@ -426,3 +426,246 @@ fn a_unix_socket_listener_answers_takes_over_a_stale_socket_and_refuses_a_live_o
     assert!(s.child.wait().unwrap().success());
     assert!(!path.exists(), "the socket file is removed at shutdown");
 }
+
+/// The environment's engine configuration with `extra` merged in at the top
+/// level (`state_dir`, `revocation`, `http`...).
+fn engine_with(env: &Env, name: &str, extra: serde_json::Value) -> PathBuf {
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&env.json_config).unwrap()).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        match (cfg.get_mut(k), v) {
+            (Some(serde_json::Value::Object(into)), serde_json::Value::Object(from)) => {
+                into.extend(from.clone());
+            }
+            _ => cfg[k] = v.clone(),
+        }
+    }
+    let p = env.dir.path().join(name);
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    p
+}
+
+/// Poll until `f` holds; fail after 20 s (a bound for something broken,
+/// not a timing assertion).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `jwtwarden_serve_reloads_total` counter for `result` now.
+fn reloads(s: &Serve, result: &str) -> u64 {
+    let want = format!("jwtwarden_serve_reloads_total{{result=\"{result}\"}} ");
+    let body = s.get("/metrics", &[]).body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no reload counter in {body}"))
+}
+
+/// Calls of one command Redis has answered, from `INFO commandstats`.
+fn redis_calls(redis: &jwtwarden_testissuer::redis::RedisServer, command: &str) -> u64 {
+    let info = redis.command(&["INFO", "commandstats"]).expect("redis answers");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Issue 23, item 3: without `state_dir`, what the fleet feed taught serve
+/// lives in memory only; a SIGHUP while Redis is down must not forget it.
+#[test]
+fn a_reload_during_a_redis_outage_keeps_the_fleets_revocations() {
+    let Some(mut redis) = jwtwarden_testissuer::redis::RedisServer::start() else {
+        return;
+    };
+    let env = Env::new();
+    let engine = engine_with(
+        &env,
+        "fleet.json",
+        json!({"revocation": {"redis": {"url": redis.url(), "timeout_ms": 1000, "max_stale_secs": 3600}}}),
+    );
+    let s = Serve::start(&engine, None);
+    let token = env.with_claims(|c| c["jti"] = json!("j-fleet"), "alice");
+    let auth = bearer(&token);
+    assert_eq!(s.get("/auth", &[("Authorization", &auth)]).status, 200);
+    // Another process of the fleet revokes.
+    let revoker = jwtwarden::Revoker::new(jwtwarden::Config::from_path(&engine).unwrap()).unwrap();
+    assert_eq!(
+        revoker.revoke_jti(&env.issuer.url(), "j-fleet", None).unwrap(),
+        jwtwarden::Propagation::Fleet
+    );
+    eventually("serve learns the revocation from the feed", || {
+        s.get("/auth", &[("Authorization", &auth)]).status == 401
+    });
+    redis.stop();
+    s.signal(libc::SIGHUP);
+    s.wait_for_reloads("ok", 1);
+    assert_refusal(
+        &s.get("/auth", &[("Authorization", &auth)]),
+        401,
+        "revoked",
+        Some(&token),
+    );
+}
+
+/// Issue 23, item 6: a reload fetches every issuer's keys; while it waits,
+/// serve keeps answering on the running state. The issuer holds the
+/// reload's JWKS request unanswered (up to http.timeout_ms, 60 s, so the
+/// reload counter cannot move before the answers) until the test stops it.
+#[test]
+fn a_reload_waiting_for_keys_blocks_no_answer_and_merges_signals() {
+    let env = Env::new();
+    let engine = engine_with(&env, "slow.json", json!({"http": {"timeout_ms": 60_000}}));
+    let s = Serve::start(&engine, None);
+    let auth = bearer(&env.good("alice"));
+    assert_eq!(s.get("/auth", &[("Authorization", &auth)]).status, 200);
+    let fetched = env.issuer.jwks_requests();
+    env.issuer.set_fault(jwtwarden_testissuer::Fault::Hang);
+    s.signal(libc::SIGHUP);
+    eventually("the reload's key fetch reaches the issuer", || {
+        env.issuer.jwks_requests() > fetched
+    });
+    // New connections, a cached token, the metrics: all answered now, on
+    // the running verifier.
+    for _ in 0..3 {
+        let r = s.get("/auth", &[("Authorization", &auth)]);
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    assert_eq!(
+        (reloads(&s, "ok"), reloads(&s, "failed")),
+        (0, 0),
+        "answered only once the reload ended"
+    );
+    // More signals during the reload are merged into one more reload.
+    for _ in 0..3 {
+        s.signal(libc::SIGHUP);
+    }
+    // Release the held request: the issuer goes away. Its keys cannot be
+    // fetched, so each reload from now on is refused (the running verifier
+    // keeps its last good keys): count reloads that ended, either way.
+    let Env { issuer, .. } = env;
+    drop(issuer);
+    let ended = |s: &Serve| reloads(s, "ok") + reloads(s, "failed");
+    eventually("the merged reload ends", || ended(&s) >= 2);
+    // A last, separate reload: had the merged signals queued one reload
+    // each, this one would end as the fifth, not the third.
+    s.signal(libc::SIGHUP);
+    eventually("the last reload ends", || ended(&s) >= 3);
+    assert_eq!(ended(&s), 3);
+    assert_eq!(s.get("/auth", &[("Authorization", &auth)]).status, 200);
+}
+
+/// Issue 23, item 9c: serve kept its own log of admin revocations and
+/// replayed it on every reload, each time re-journaling (fsynced) and
+/// re-publishing every record. With trust carried across, a reload writes
+/// and publishes nothing, and the revocation still holds.
+#[test]
+fn reloads_neither_journal_nor_publish_admin_revocations_again() {
+    let Some(redis) = jwtwarden_testissuer::redis::RedisServer::start() else {
+        return;
+    };
+    let env = Env::new();
+    let state_dir = env.dir.path().join("state");
+    let engine = engine_with(
+        &env,
+        "durable.json",
+        json!({"state_dir": state_dir, "revocation": {"redis": {"url": redis.url(), "timeout_ms": 1000}}}),
+    );
+    let serve_cfg = serve_file(
+        &env,
+        "admin.toml",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n",
+    );
+    let s = Serve::start(&engine, Some(&serve_cfg));
+    let token = env.with_claims(|c| c["jti"] = json!("j-admin"), "alice");
+    let auth = bearer(&token);
+    assert_eq!(s.get("/auth", &[("Authorization", &auth)]).status, 200);
+    let r = s.revoke(&json!({"issuer": env.issuer.url(), "jti": "j-admin"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("\"propagation\":\"fleet\""), "{r:?}");
+    let journal = state_dir.join("revocations.jsonl");
+    let lines = || std::fs::read_to_string(&journal).unwrap().lines().count();
+    let (lines_before, published_before) = (lines(), redis_calls(&redis, "publish"));
+    assert_eq!((lines_before, published_before), (1, 1));
+    for n in 1..=3 {
+        s.signal(libc::SIGHUP);
+        s.wait_for_reloads("ok", n);
+    }
+    assert_refusal(
+        &s.get("/auth", &[("Authorization", &auth)]),
+        401,
+        "revoked",
+        Some(&token),
+    );
+    assert_eq!(lines(), lines_before, "a reload journaled the revocation again");
+    assert_eq!(
+        redis_calls(&redis, "publish"),
+        published_before,
+        "a reload published the revocation again"
+    );
+}
+
+/// Beside issue 23's items: keys are trust state too. Without `state_dir`,
+/// a reload while an issuer is down built a verifier without that issuer's
+/// keys and swapped it in: every token of the issuer was refused (503)
+/// though the running verifier held its last good keys.
+#[test]
+fn a_reload_during_an_issuer_outage_keeps_its_last_good_keys() {
+    let env = Env::new();
+    let s = Serve::start(&env.json_config, None);
+    let before = bearer(&env.good("alice"));
+    assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
+    env.issuer.set_fault(jwtwarden_testissuer::Fault::Status(503));
+    s.signal(libc::SIGHUP);
+    s.wait_for_reloads("failed", 1);
+    assert_eq!(reloads(&s, "ok"), 0);
+    // Cached or verified afresh on the running verifier's keys.
+    assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
+    let r = s.get("/auth", &[("Authorization", &bearer(&env.good("bob")))]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // Once the issuer answers, the reload goes through.
+    env.issuer.set_fault(jwtwarden_testissuer::Fault::None);
+    s.signal(libc::SIGHUP);
+    s.wait_for_reloads("ok", 1);
+    assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
+}
+
+/// Admin revocations made while reloads carry trust state and swap: each
+/// lands in the running verifier before the carry or in the new one after
+/// the swap, never in one that is then dropped.
+#[test]
+fn admin_revocations_racing_reloads_all_hold() {
+    let env = Env::new();
+    let s = start(
+        &env,
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n",
+    );
+    let tokens: Vec<String> = (0..16)
+        .map(|i| env.with_claims(|c| c["jti"] = json!(format!("j-race-{i}")), "alice"))
+        .collect();
+    for t in &tokens {
+        assert_eq!(s.get("/auth", &[("Authorization", &bearer(t))]).status, 200);
+    }
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for n in 1..=6 {
+                s.signal(libc::SIGHUP);
+                s.wait_for_reloads("ok", n);
+            }
+        });
+        for i in 0..tokens.len() {
+            let r = s.revoke(&json!({"issuer": env.issuer.url(), "jti": format!("j-race-{i}")}));
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+    });
+    for t in &tokens {
+        assert_refusal(
+            &s.get("/auth", &[("Authorization", &bearer(t))]),
+            401,
+            "revoked",
+            Some(t),
+        );
+    }
+}

@@ -311,6 +311,37 @@ impl Trust {
         }
         *slot = Subscriber::spawn(feed.clone(), Arc::downgrade(self)).map(|s| (generation, s));
     }
+
+    /// A reload: carry `old`'s trust state into this one, through the door.
+    /// Every live revocation `old` holds, whatever its source (local,
+    /// journal, feed), kid revocations removing the key here too; the
+    /// policy version raised to at least `old`'s; the feed's staleness
+    /// clock and unpublished records. Nothing is journaled or published:
+    /// `old` did that when it learned them. Returns how many records
+    /// changed anything here; `revocation_list_full` if this one cannot
+    /// hold them all (it then holds some: do not put it in service).
+    pub(crate) fn inherit_from(&self, old: &Trust) -> Result<usize> {
+        let now = self.clock.now_ms();
+        let records = old.live_revocations(now);
+        let mut changed = 0;
+        let inside = self.door.enter();
+        for r in &records {
+            if self.revocations.add(&inside, r, now)? {
+                changed += 1;
+                if r.kind == RevocationKind::Kid {
+                    for (_, store) in self.keystores.iter().filter(|(name, _)| covers(&r.issuer, name)) {
+                        store.revoke(&inside, &r.value);
+                    }
+                }
+            }
+        }
+        self.policy_version.fetch_max(old.policy_version(), Ordering::SeqCst);
+        drop(inside);
+        if let (Some(feed), Some(old_feed)) = (&self.feed, &old.feed) {
+            feed.inherit_contact(old_feed);
+        }
+        Ok(changed)
+    }
 }
 
 /// Whether a record scoped to `scope` covers the issuer `name`.

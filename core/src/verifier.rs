@@ -342,6 +342,43 @@ impl Verifier {
     fn now_ms(&self) -> u64 {
         self.shared.env.clock.now_ms()
     }
+
+    /// Carry the trust state of `old` into this verifier: for a server that
+    /// reloads its configuration by building a new verifier and swapping
+    /// it in, so the reload loses nothing `old` knew. Call it on the new
+    /// verifier before it serves a request, and make no `revoke_*` call on
+    /// `old` between this call and the swap (or call it again after them).
+    ///
+    /// Carried, through the one door for trust changes:
+    /// * every live revocation `old` holds, whatever its source (local
+    ///   calls, the journal, the fleet feed): a revocation learned from the
+    ///   feed while `state_dir` is unset lives only in memory, and a new
+    ///   verifier built while Redis is unreachable could not learn it again;
+    /// * kid revocations remove the key from this verifier's key sets too;
+    /// * the policy version, raised to at least `old`'s;
+    /// * the fleet feed's staleness clock: unless this verifier has reached
+    ///   Redis itself, it fails closed (`revocations_stale`) when `old`
+    ///   would have, so reloads cannot extend `max_stale_secs`; and the
+    ///   records `old` could not publish yet are reported as pending here
+    ///   (this verifier re-seeds the fleet with them once Redis answers).
+    ///
+    /// Not carried: cached verification results (this verifier starts with
+    /// an empty cache) and metrics. Nothing is journaled or published:
+    /// `old` did that when it learned each record. Revocations naming an
+    /// issuer this configuration no longer has are kept all the same.
+    ///
+    /// Returns how many revocations changed anything here (the others this
+    /// verifier already held, from the journal or the feed). Fails with
+    /// `revocation_list_full` when this verifier's `revocation.max_entries`
+    /// cannot hold them all: it then holds only some, and must not replace
+    /// `old`.
+    pub fn inherit_trust_from(&self, old: &Verifier) -> Result<usize> {
+        let carried = self.shared.env.trust.inherit_from(&old.shared.env.trust)?;
+        if carried > 0 {
+            log::info!("carried {carried} revocations from the previous verifier");
+        }
+        Ok(carried)
+    }
 }
 
 impl std::fmt::Debug for Verifier {

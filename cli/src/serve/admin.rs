@@ -1,10 +1,12 @@
 //! The optional admin listener: `POST /revoke`, on its own address, behind a
 //! bearer secret.
 //!
-//! Revocations made here are also kept in serve's own log and replayed onto
-//! the new verifier on every reload, so a SIGHUP cannot bring back a token
-//! an operator revoked (the engine's `state_dir` journal, when configured,
-//! keeps them across restarts as well).
+//! Revocations made here go straight to the running verifier, which
+//! journals (`state_dir`) and publishes (`revocation.redis`) them once.
+//! Serve keeps no log of its own: a reload carries the running verifier's
+//! trust state into the new one (`Verifier::inherit_trust_from`), so a
+//! SIGHUP cannot bring back a token an operator revoked, and writes or
+//! publishes nothing again.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,7 +20,7 @@ use serde_json::json;
 use super::http::Resp;
 use super::App;
 
-/// One revocation, as asked for and as replayed after a reload.
+/// One revocation, as asked for.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum Revocation {
@@ -115,22 +117,24 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         }
     };
     if let Revocation::Subject { issued_before, .. } = &mut revocation {
-        // Fixed now, so a replay after a reload revokes the same tokens.
+        // Fixed here, so the record names one cut-off wherever it is
+        // journaled or published.
         issued_before.get_or_insert_with(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() + 1)
         });
     }
-    // Held across apply and push: a reload replays the log under this lock,
-    // so a revocation lands in the old verifier *and* the log, or after the
-    // swap in the new one.
-    let mut log = app.revocations.lock().unwrap_or_else(|e| e.into_inner());
-    let current = app.state.load_full();
-    match revocation.apply(&current.verifier) {
+    // Held across the apply: a reload carries trust state and swaps under
+    // this gate, so a revocation lands in the old verifier before the carry
+    // or in the new one after the swap.
+    let applied = {
+        let _gate = app.trust_gate.lock().unwrap_or_else(|e| e.into_inner());
+        revocation.apply(&app.state.load_full().verifier)
+    };
+    match applied {
         Ok(propagation) => {
             log::info!("admin: revoked {revocation:?} ({propagation})");
-            log.push(revocation);
             // "pending": in force here, not yet fleet-wide (Redis unreachable).
             answer(StatusCode::OK, json!({"ok": true, "propagation": propagation.as_str()}))
         }

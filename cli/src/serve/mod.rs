@@ -44,7 +44,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use jwtwarden::Verifier;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::Exit;
 use config::ServeConfig;
@@ -73,8 +73,15 @@ pub struct App {
     pub state: ArcSwap<State>,
     /// Answers by status and latency.
     pub stats: stats::Stats,
-    /// Revocations made through the admin API, replayed after a reload.
-    pub revocations: Mutex<Vec<admin::Revocation>>,
+    /// Held by an admin revocation while it is applied to the current
+    /// verifier, and by a reload while it carries the running verifier's
+    /// trust state into the new one and swaps: a revocation lands in the
+    /// old verifier before the carry, or in the new one after the swap,
+    /// never in between (where the swap would drop it).
+    pub trust_gate: Mutex<()>,
+    /// Asks the reload task for a reload. Signals that arrive while a
+    /// reload runs leave one permit: one more reload after it, not one each.
+    pub reload: Notify,
 }
 
 /// Run `serve` until SIGTERM or SIGINT.
@@ -94,7 +101,11 @@ pub fn run(opts: ServeOptions) -> Exit {
             return Exit::Unavailable;
         }
     };
-    runtime.block_on(serve(opts, state))
+    let exit = runtime.block_on(serve(opts, state));
+    // A reload may still be waiting for an issuer (up to http.timeout_ms):
+    // dropping the runtime would wait for it; its result is not needed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    exit
 }
 
 /// Read both files and build a verifier. Offload: the verifier fetches
@@ -161,7 +172,8 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     let app: &'static App = Box::leak(Box::new(App {
         state: ArcSwap::from_pointee(state),
         stats: stats::Stats::default(),
-        revocations: Mutex::new(Vec::new()),
+        trust_gate: Mutex::new(()),
+        reload: Notify::new(),
     }));
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -169,7 +181,8 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     // listener's connections must not lock operators out.
     let admin_limit = Arc::new(Semaphore::new(config.admin.as_ref().map_or(1, |a| a.max_connections)));
     let peers = limits::Peers::new(config.max_connections_per_peer);
-    let opts = Arc::new(opts);
+    // Reloads run in their own task: the accept loop only asks for one.
+    tokio::spawn(reloads(app, Arc::new(opts)));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -197,7 +210,7 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = hup.recv() => reload(app, &opts).await,
+            _ = hup.recv() => app.reload.notify_one(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -336,27 +349,65 @@ fn spawn_connection<S>(
     });
 }
 
-/// SIGHUP: build a new verifier from both files and swap it in. Requests in
-/// flight finish on the state they started with; a configuration that does
-/// not load leaves the running one in place.
-async fn reload(app: &App, opts: &Arc<ServeOptions>) {
+/// The reload task: one reload at a time, for as long as the server runs.
+async fn reloads(app: &'static App, opts: Arc<ServeOptions>) {
+    loop {
+        app.reload.notified().await;
+        reload(app, &opts).await;
+    }
+}
+
+/// SIGHUP: build a new verifier from both files, carry the running one's
+/// trust state into it and swap it in. Until the swap, requests are
+/// answered on the running state (the build, which fetches every issuer's
+/// keys and syncs the revocation feed, runs on the blocking pool, not in
+/// the accept loop). Requests in flight finish on the state they started
+/// with. The running one stays in place when a file does not load, when
+/// the new verifier cannot hold the running one's revocations, or when it
+/// could fetch no keys for an issuer whose last good keys the running one
+/// holds.
+async fn reload(app: &'static App, opts: &Arc<ServeOptions>) {
     log::info!("SIGHUP: reloading {}", opts.config.display());
     let o = opts.clone();
-    let loaded = tokio::task::spawn_blocking(move || load(&o)).await;
-    let new = match loaded {
-        Ok(Ok(s)) => s,
+    let done = tokio::task::spawn_blocking(move || {
+        let new = load(&o)?;
+        swap(app, new)
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => {
+            app.stats.reloaded(true);
+            log::info!(
+                "reloaded; revocations, the policy version and the feed's staleness clock carried over, \
+                 cached verification results start empty"
+            );
+        }
         Ok(Err(e)) => {
             log::error!("reload failed, keeping the running configuration: {e}");
             app.stats.reloaded(false);
-            return;
         }
         Err(e) => {
             log::error!("reload failed, keeping the running configuration: {e}");
             app.stats.reloaded(false);
-            return;
         }
-    };
-    let old = app.state.load();
+    }
+}
+
+/// Carry the running verifier's trust state into `new` and put `new` in
+/// service, under the trust gate (no admin revocation falls between).
+fn swap(app: &App, new: State) -> Result<(), String> {
+    let _gate = app.trust_gate.lock().unwrap_or_else(|e| e.into_inner());
+    let old = app.state.load_full();
+    let lost = lost_keys(&old.verifier, &new.verifier);
+    if !lost.is_empty() {
+        return Err(format!(
+            "no keys could be fetched for {lost:?}, whose last good keys the running verifier holds; \
+             reload again once the issuer answers"
+        ));
+    }
+    new.verifier
+        .inherit_trust_from(&old.verifier)
+        .map_err(|e| format!("the new verifier cannot hold the running one's revocations: {e}"))?;
     if new.config.listen != old.config.listen
         || new.config.admin.as_ref().map(|a| a.listen) != old.config.admin.as_ref().map(|a| a.listen)
         || new.config.socket_mode != old.config.socket_mode
@@ -364,16 +415,22 @@ async fn reload(app: &App, opts: &Arc<ServeOptions>) {
     {
         log::warn!("reload: listen addresses, socket_mode and workers change only on restart");
     }
-    // Replay under the log's lock, so no admin revocation can fall between
-    // the replay and the swap.
-    let log = app.revocations.lock().unwrap_or_else(|e| e.into_inner());
-    for r in log.iter() {
-        if let Err(e) = r.apply(&new.verifier) {
-            log::warn!("reload: replaying {r:?}: {e}");
-        }
-    }
     app.state.store(Arc::new(new));
-    drop(log);
-    app.stats.reloaded(true);
-    log::info!("reloaded; cached verification results start empty");
+    Ok(())
+}
+
+/// Issuers configured in both verifiers for which `new` holds no keys
+/// (failed closed) while `old` holds usable ones: keys are trust state, and
+/// swapping would refuse every token of those issuers until they answer
+/// again, though the running verifier could serve them (within
+/// `max_stale_secs`).
+fn lost_keys(old: &Verifier, new: &Verifier) -> Vec<String> {
+    use jwtwarden::Health;
+    new.issuers()
+        .into_iter()
+        .filter(|name| {
+            matches!(new.issuer_health(name), Ok(Health::FailedClosed))
+                && matches!(old.issuer_health(name), Ok(Health::Fresh | Health::Stale))
+        })
+        .collect()
 }

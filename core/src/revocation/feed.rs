@@ -137,6 +137,9 @@ pub(crate) struct Feed {
     /// Local records whose write to Redis failed; re-seeding clears it.
     pending: Mutex<Vec<Revocation>>,
     connected: AtomicBool,
+    /// Whether this feed heard from Redis itself: the contact it starts
+    /// with is assumed, not heard (see [`Feed::inherit_contact`]).
+    heard: AtomicBool,
     last_contact_ms: AtomicU64,
     fail_closed_at_ms: AtomicU64,
     last_event_ms: AtomicU64,
@@ -172,6 +175,7 @@ impl Feed {
             publisher: PerProcess::new(Mutex::new(None)),
             pending: Mutex::new(Vec::new()),
             connected: AtomicBool::new(false),
+            heard: AtomicBool::new(false),
             last_contact_ms: AtomicU64::new(now),
             fail_closed_at_ms: AtomicU64::new(0),
             last_event_ms: AtomicU64::new(0),
@@ -182,6 +186,8 @@ impl Feed {
             lag_max: AtomicU64::new(0),
         };
         feed.contact(now);
+        // Assumed, not heard: a reload's new feed takes the old one's clock.
+        feed.heard.store(false, Ordering::SeqCst);
         Ok(feed)
     }
 
@@ -194,6 +200,7 @@ impl Feed {
 
     /// The subscription heard from Redis at `now`.
     pub(crate) fn contact(&self, now: u64) {
+        self.heard.store(true, Ordering::SeqCst);
         self.last_contact_ms.fetch_max(now, Ordering::Relaxed);
         let at = if self.serve_when_stale {
             u64::MAX
@@ -422,6 +429,45 @@ impl Feed {
             pending: self.pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
             lag_ms_sum: self.lag_sum.load(Ordering::Relaxed),
             lag_ms_max: self.lag_max.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A reload: take over `old`'s staleness clock and its unpublished
+    /// records, so a new verifier built while Redis is unreachable fails
+    /// closed when the old one would have (a reload must not grant another
+    /// `max_stale_secs` without the feed), and reports what is still
+    /// pending.
+    ///
+    /// A feed that has heard from Redis itself since it was built keeps its
+    /// own, real contact. A contact racing this call can leave the deadline
+    /// at the old one's until the subscription's next ping (a second):
+    /// early, never late.
+    pub(crate) fn inherit_contact(&self, old: &Feed) {
+        let pending = old.pending.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !pending.is_empty() {
+            let mut mine = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for r in pending {
+                if !mine.contains(&r) {
+                    mine.push(r);
+                }
+            }
+        }
+        if self.heard.load(Ordering::SeqCst) {
+            return;
+        }
+        let old_last = old.last_contact_ms.load(Ordering::SeqCst);
+        self.last_contact_ms.fetch_min(old_last, Ordering::SeqCst);
+        let at = if self.serve_when_stale {
+            u64::MAX
+        } else {
+            self.last_contact_ms
+                .load(Ordering::SeqCst)
+                .saturating_add(self.max_stale_ms)
+        };
+        self.fail_closed_at_ms.store(at, Ordering::Relaxed);
+        if self.heard.load(Ordering::SeqCst) {
+            // Heard meanwhile: that contact is real, and current.
+            self.contact(self.clock.now_ms());
         }
     }
 }

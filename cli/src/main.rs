@@ -13,6 +13,7 @@ mod inspect;
 mod jwks;
 mod logging;
 mod revoke;
+mod safe;
 mod serve;
 mod status_list;
 mod timefmt;

@@ -53,7 +53,9 @@ pub fn run_revoke(opts: RevokeOptions) -> Exit {
         Ok(p) => {
             println!(
                 "{}",
-                json!({"ok": true, "kind": kind, "issuer": iss, "value": value, "propagation": p.as_str()})
+                crate::safe::json_value(
+                    &json!({"ok": true, "kind": kind, "issuer": iss, "value": value, "propagation": p.as_str()})
+                )
             );
             if p == Propagation::Pending {
                 crate::logging::eprint_line(
@@ -67,7 +69,9 @@ pub fn run_revoke(opts: RevokeOptions) -> Exit {
         Err(e) => {
             println!(
                 "{}",
-                json!({"ok": false, "error": e.kind().as_str(), "code": e.code(), "message": e.message()})
+                crate::safe::json_value(
+                    &json!({"ok": false, "error": e.kind().as_str(), "code": e.code(), "message": e.message()})
+                )
             );
             Exit::Usage
         }
@@ -98,10 +102,10 @@ pub fn run_list(config: PathBuf) -> Exit {
     for rev in &list {
         println!(
             "{}",
-            json!({
+            crate::safe::json_value(&json!({
                 "source": source, "kind": rev.kind.as_str(), "issuer": rev.issuer, "value": rev.value,
                 "issued_before": rev.issued_before, "until_ms": rev.until_ms,
-            })
+            }))
         );
     }
     Exit::Ok

@@ -3,7 +3,9 @@
 //! a FIFO or device never blocks the open (`O_NONBLOCK`, cleared again once
 //! the file is known to be regular), and anything but a regular file is
 //! refused with an error naming the path. Temporary files are created new
-//! (`O_EXCL`) under an unpredictable name.
+//! (`O_EXCL`) under an unpredictable name. Permissions are left to the
+//! umask, as before (a CLI and a server under different users may share
+//! the directory).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -48,7 +50,7 @@ pub(crate) fn create_temp(dir: &Path, name: &str) -> io::Result<(File, PathBuf)>
     let mut last = None;
     for _ in 0..8 {
         let tmp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), fastrand::u64(..)));
-        match open(&tmp, OpenOptions::new().write(true).create_new(true).mode(0o600)) {
+        match open(&tmp, OpenOptions::new().write(true).create_new(true)) {
             Ok(f) => return Ok((f, tmp)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),

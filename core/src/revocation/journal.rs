@@ -30,7 +30,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -80,7 +80,7 @@ impl Locked {
     fn take(dir: &Path) -> std::io::Result<Locked> {
         let f = safefile::open(
             &dir.join(LOCK),
-            OpenOptions::new().create(true).truncate(false).write(true).mode(0o600),
+            OpenOptions::new().create(true).truncate(false).write(true),
         )?;
         // SAFETY: a valid open descriptor owned by `f` for the call.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -219,7 +219,7 @@ impl Journal {
         let current = fs::symlink_metadata(&path).map(|m| m.ino()).ok();
         if slot.as_ref().map(|(_, ino)| Some(*ino)) != Some(current) || current.is_none() {
             *slot = None;
-            let f = safefile::open(&path, OpenOptions::new().create(true).append(true).mode(0o600))?;
+            let f = safefile::open(&path, OpenOptions::new().create(true).append(true))?;
             let ino = f.metadata()?.ino();
             *slot = Some((f, ino));
         }

@@ -52,11 +52,15 @@ pub(crate) const RETENTION_MARGIN_MS: u64 = 86_400_000;
 const MAX_READ_BYTES: u64 = 16 << 20;
 
 /// Where this process has read the journal up to: the file (device and
-/// inode) and the offset just past the last whole line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// inode) and the offset just past the last whole line. The file is held
+/// open, so its inode cannot be freed and reused by a later compaction's
+/// new file while we still compare against it (two compactions within one
+/// poll would otherwise look like the same file, read from a stale offset).
+#[derive(Debug, Default)]
 struct ReadPos {
     file: Option<(u64, u64)>,
     offset: u64,
+    _held: Option<File>,
 }
 
 /// The journal of one state directory.
@@ -165,9 +169,9 @@ impl Journal {
     /// applied again harmlessly). Takes no lock: appends are single writes
     /// and a partial last line waits for the next call.
     pub(crate) fn read_new(&self, now_ms: u64) -> std::io::Result<Vec<Revocation>> {
-        let state = self
-            .read
-            .get(|inherited| Mutex::new(*inherited.lock().unwrap_or_else(|p| p.into_inner())));
+        // A forked child reads the journal again from its start (no lock of
+        // the parent's is taken; re-applied records change nothing).
+        let state = self.read.get(|_| Mutex::new(ReadPos::default()));
         let mut pos = state.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(FILE);
         let mut f = match safefile::open(&path, OpenOptions::new().read(true)) {
@@ -182,6 +186,7 @@ impl Journal {
             *pos = ReadPos {
                 file: Some(id),
                 offset: 0,
+                _held: Some(f.try_clone()?),
             };
         }
         if meta.len() == pos.offset {
@@ -267,6 +272,7 @@ fn compact(dir: &Path, records: &[Revocation]) -> std::io::Result<ReadPos> {
     }
     let written = f.write_all(buf.as_bytes()).and_then(|()| f.sync_all());
     let meta = written.and_then(|()| f.metadata());
+    let held = f;
     let renamed = meta.and_then(|m| fs::rename(&tmp, &path).map(|()| m));
     let meta = match renamed {
         Ok(m) => m,
@@ -280,6 +286,7 @@ fn compact(dir: &Path, records: &[Revocation]) -> std::io::Result<ReadPos> {
     Ok(ReadPos {
         file: Some((meta.dev(), meta.ino())),
         offset: meta.len(),
+        _held: Some(held),
     })
 }
 
@@ -342,6 +349,28 @@ mod tests {
         // Another compaction: everything live again, from the new file.
         let (_third, _) = Journal::open(dir.path(), 0).unwrap();
         assert_eq!(reader.read_new(0).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn two_compactions_between_reads_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reader, _) = Journal::open(dir.path(), 0).unwrap();
+        for round in 0..20 {
+            // Two processes start (each compacts) and revoke between two
+            // polls: a freed inode may be reused by the second new file.
+            let (a, _) = Journal::open(dir.path(), 0).unwrap();
+            a.append(&jti(&format!("a{round}"), 10_000), true).unwrap();
+            drop(a);
+            let (b, _) = Journal::open(dir.path(), 0).unwrap();
+            b.append(&jti(&format!("b{round}"), 10_000), true).unwrap();
+            let got = reader.read_new(0).unwrap();
+            for v in [format!("a{round}"), format!("b{round}")] {
+                assert!(
+                    got.contains(&jti(&v, 10_000)),
+                    "round {round}: {v} missing from {got:?}"
+                );
+            }
+        }
     }
 
     #[test]

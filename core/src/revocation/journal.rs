@@ -71,7 +71,7 @@ pub(crate) struct Journal {
     /// (across a write and its fsync) at the fork.
     file: PerProcess<Mutex<Option<(File, u64)>>>,
     /// How far [`read_new`](Journal::read_new) has read; a forked child
-    /// starts from the inherited position without the parent's lock.
+    /// starts again from the beginning (never taking the parent's lock).
     read: PerProcess<Mutex<ReadPos>>,
     /// The last error of [`poll`](Journal::poll), logged once, not each second.
     read_error: Mutex<Option<String>>,

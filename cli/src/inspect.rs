@@ -37,7 +37,10 @@ pub fn run(token: &str, as_json: bool) -> Exit {
             "warnings": warnings,
             "notes": d.notes,
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("JSON serializes"));
+        println!(
+            "{}",
+            crate::safe::json(serde_json::to_string_pretty(&out).expect("JSON serializes"))
+        );
     } else {
         print_human(token, &d, &times, &warnings);
     }
@@ -154,11 +157,12 @@ fn print_human(token: &str, d: &decode::Decoded, times: &[TimeClaim], warnings: 
         println!("\nstatus (unverified)");
         match (st["uri"].as_str(), st["idx"].as_u64()) {
             (Some(uri), Some(idx)) => {
+                let uri = crate::safe::text(uri);
                 println!("  Token Status List {uri} entry {idx}");
                 println!("  checked by a verifier only if the uri is under the issuer's status_list.allowed_uris");
                 println!("  (see: jwtwarden status-list {uri})");
             }
-            _ => println!("  {}", st["error"].as_str().unwrap_or("unreadable")),
+            _ => println!("  {}", crate::safe::text(st["error"].as_str().unwrap_or("unreadable"))),
         }
     }
     if !times.is_empty() {
@@ -169,7 +173,7 @@ fn print_human(token: &str, d: &decode::Decoded, times: &[TimeClaim], warnings: 
         for t in times {
             let shown = match (&t.utc, t.secs) {
                 (Some(utc), _) => utc.clone(),
-                (None, _) => t.value.to_string(),
+                (None, _) => crate::safe::json_value(&t.value),
             };
             println!("  {:<4} {:<22} {}", t.name, shown, t.relative);
         }
@@ -177,7 +181,7 @@ fn print_human(token: &str, d: &decode::Decoded, times: &[TimeClaim], warnings: 
     if !warnings.is_empty() || !d.notes.is_empty() {
         println!("\nwarnings");
         for w in warnings.iter().chain(&d.notes) {
-            println!("  - {w}");
+            println!("  - {}", crate::safe::text(w));
         }
     }
     println!("\nTo verify it: jwtwarden verify --config FILE TOKEN");
@@ -198,9 +202,9 @@ fn status_reference(claims: Option<&Map<String, Value>>) -> Option<Value> {
 fn print_part(title: &str, part: &Part) {
     println!("\n{title}");
     let body = match part {
-        Part::Object(m) => serde_json::to_string_pretty(m).expect("JSON serializes"),
-        Part::OtherJson(v) => format!("{v}   (JSON, but not an object)"),
-        Part::NotJson(text) => format!("{text:?}   (not JSON)"),
+        Part::Object(m) => crate::safe::json(serde_json::to_string_pretty(m).expect("JSON serializes")),
+        Part::OtherJson(v) => format!("{}   (JSON, but not an object)", crate::safe::json_value(v)),
+        Part::NotJson(text) => format!("{}   (not JSON)", crate::safe::text(&format!("{text:?}"))),
         Part::Binary(n) => format!("({n} bytes, not text; not JSON)"),
         Part::NotBase64 => "(not base64url)".into(),
         Part::Missing => "(missing or encrypted)".into(),

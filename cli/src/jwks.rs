@@ -53,7 +53,10 @@ pub fn run(opts: JwksOptions) -> Exit {
         } else {
             Value::Array(out)
         };
-        println!("{}", serde_json::to_string_pretty(&out).expect("JSON serializes"));
+        println!(
+            "{}",
+            crate::safe::json(serde_json::to_string_pretty(&out).expect("JSON serializes"))
+        );
     } else {
         for (i, r) in reports.iter().enumerate() {
             if i > 0 {
@@ -194,24 +197,26 @@ fn report_json(r: &Report) -> Value {
     })
 }
 
+/// Headers, kids and reasons came from the JWKS server: escaped (`crate::safe`).
 fn print_human(r: &Report) {
+    use crate::safe::text;
     let k = &r.keys;
     match (&k.issuer, &k.url) {
-        (Some(i), Some(u)) => println!("issuer {i}\nJWKS   {u}"),
-        (Some(i), None) => println!("issuer {i} (static keys)"),
-        (None, Some(u)) => println!("JWKS   {u}"),
+        (Some(i), Some(u)) => println!("issuer {}\nJWKS   {}", text(i), text(u)),
+        (Some(i), None) => println!("issuer {} (static keys)", text(i)),
+        (None, Some(u)) => println!("JWKS   {}", text(u)),
         (None, None) => {}
     }
     if let Some(cache) = &k.cache {
         println!(
             "cache  Cache-Control: {}",
-            cache.cache_control.as_deref().unwrap_or("(none)")
+            text(cache.cache_control.as_deref().unwrap_or("(none)"))
         );
         if let Some(e) = &cache.etag {
-            println!("       ETag: {e}");
+            println!("       ETag: {}", text(e));
         }
         if let Some(lm) = &cache.last_modified {
-            println!("       Last-Modified: {lm}");
+            println!("       Last-Modified: {}", text(lm));
         }
         println!("TTL    {}", ttl_rule(r));
     }
@@ -224,7 +229,7 @@ fn print_human(r: &Report) {
         let kid_w = k
             .keys
             .iter()
-            .map(|k| k.kid.as_deref().unwrap_or("-").len())
+            .map(|k| text(k.kid.as_deref().unwrap_or("-")).len())
             .max()
             .unwrap_or(3)
             .max(3);
@@ -235,7 +240,7 @@ fn print_human(r: &Report) {
         for key in &k.keys {
             println!(
                 "  {:<kid_w$}  {:<4}  {:<6}  {:<9}  {}",
-                key.kid.as_deref().unwrap_or("-"),
+                text(key.kid.as_deref().unwrap_or("-")),
                 key.kty,
                 key.alg.map_or("-", |a| a.as_str()),
                 size(key),
@@ -246,10 +251,14 @@ fn print_human(r: &Report) {
     if !k.skipped.is_empty() {
         println!("\nskipped keys ({})", k.skipped.len());
         for s in &k.skipped {
-            println!("  {:<12}  {}", s.kid.as_deref().unwrap_or("(no kid)"), s.reason);
+            println!(
+                "  {:<12}  {}",
+                text(s.kid.as_deref().unwrap_or("(no kid)")),
+                text(&s.reason)
+            );
         }
     }
     if let Some(e) = &k.problem {
-        println!("\nerror  {e}");
+        println!("\nerror  {}", text(&e.to_string()));
     }
 }

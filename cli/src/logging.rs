@@ -51,8 +51,11 @@ pub fn set_progress(bar: Option<ProgressBar>) {
     *PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = bar;
 }
 
-/// Print one line to stderr without tearing a progress display.
+/// Print one line to stderr without tearing a progress display. Control
+/// characters in it (from a server's answer quoted in an error, say) are
+/// shown escaped (`crate::safe`).
 pub fn eprint_line(line: &str) {
+    let line = &*crate::safe::text(line);
     let bar = PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     match bar {
         Some(bar) if !bar.is_hidden() => bar.suspend(|| eprintln!("{line}")),

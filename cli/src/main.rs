@@ -13,6 +13,7 @@ mod inspect;
 mod jwks;
 mod logging;
 mod revoke;
+mod safe;
 mod serve;
 mod status_list;
 mod timefmt;
@@ -104,7 +105,11 @@ enum Command {
 ///
 /// Prints one JSON line with how far the revocation reached: `fleet`
 /// (written to Redis and published), `local` (no feed configured: the
-/// journal only), or `pending` (Redis unreachable: NOT YET fleet-wide; exit 3).
+/// journal only; running processes sharing the `state_dir` apply it within
+/// about a second), or `pending` (Redis unreachable: NOT YET fleet-wide;
+/// exit 3); `reaches` says which running processes it reaches, and when.
+/// A configuration with neither `state_dir` nor a feed is refused (exit 2):
+/// the revocation would reach no other process.
 #[derive(Args)]
 #[command(
     group(clap::ArgGroup::new("what").required(true).args(["jti", "sub", "kid"])),
@@ -114,8 +119,9 @@ Examples:
   jwtwarden revoke --config jwtwarden.toml --issuer '*' --sub alice --before now
   jwtwarden revoke --config jwtwarden.toml --issuer https://idp.example.com --kid 2024-10-key
 
-Exit status: 0 in force (fleet-wide with a feed); 2 usage or configuration error; 3 only local for \
-now (Redis unreachable)."
+Exit status: 0 in force (fleet-wide with a feed; without one, in the processes sharing state_dir \
+within about 1 s); 2 usage or configuration error (also: neither state_dir nor a feed); 3 not yet \
+fleet-wide (Redis unreachable)."
 )]
 struct RevokeArgs {
     /// Configuration file (the one the verifiers of the fleet use).

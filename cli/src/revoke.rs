@@ -34,11 +34,44 @@ fn revoker(config: &PathBuf) -> Result<Revoker, Exit> {
     Revoker::new(config).map_err(|e| Exit::usage(e.message()))
 }
 
-/// Revoke; print one JSON line saying what and how far it reached. Exit 0
-/// when in force (fleet-wide when a feed is configured), 3 when only local
-/// for now ("pending": Redis unreachable; the journal keeps it), 2 on a
-/// usage error.
+/// What a revocation made here reaches, and when, for the message.
+fn reaches(state_dir: Option<&std::path::Path>, p: Propagation) -> String {
+    let local = state_dir.map(|d| {
+        format!(
+            "running processes sharing state_dir {} within about 1 s (those with background_refresh on), \
+             and every process started on it later",
+            d.display()
+        )
+    });
+    match (p, local) {
+        (Propagation::Fleet, Some(l)) => format!("every process on the fleet feed now; {l}"),
+        (Propagation::Fleet, None) => "every process on the fleet feed now".into(),
+        (Propagation::Pending, Some(l)) => format!("NOT the fleet yet (Redis unreachable); {l}"),
+        (Propagation::Pending, None) => "NOT the fleet yet (Redis unreachable)".into(),
+        (Propagation::Local, Some(l)) => format!("{l}; no fleet feed: nothing beyond this state_dir"),
+        (Propagation::Local, None) => "nothing".into(),
+    }
+}
+
+/// Revoke; print one JSON line saying what, how far it reached
+/// (`propagation`) and which running processes it reaches when (`reaches`).
+/// Exit 0 when in force (fleet-wide when a feed is configured; without one,
+/// in the processes sharing `state_dir`, which apply the journal's new
+/// records within about a second), 3 when not yet fleet-wide ("pending":
+/// Redis unreachable; the journal keeps it), 2 on a usage error, including
+/// a configuration with neither `state_dir` nor a feed (the revocation
+/// would reach nobody).
 pub fn run_revoke(opts: RevokeOptions) -> Exit {
+    let state_dir = match jwtwarden::Config::from_path(&opts.config) {
+        Ok(c) if c.state_dir.is_none() && c.revocation.redis.is_none() => {
+            return Exit::usage(
+                "the configuration has neither state_dir nor revocation.redis: a revocation made here \
+                 would reach no other process and end with this command",
+            )
+        }
+        Ok(c) => c.state_dir,
+        Err(e) => return Exit::usage(e.message()),
+    };
     let r = match revoker(&opts.config) {
         Ok(r) => r,
         Err(exit) => return exit,
@@ -53,7 +86,10 @@ pub fn run_revoke(opts: RevokeOptions) -> Exit {
         Ok(p) => {
             println!(
                 "{}",
-                json!({"ok": true, "kind": kind, "issuer": iss, "value": value, "propagation": p.as_str()})
+                crate::safe::json_value(
+                    &json!({"ok": true, "kind": kind, "issuer": iss, "value": value, "propagation": p.as_str(),
+                       "reaches": reaches(state_dir.as_deref(), p)})
+                )
             );
             if p == Propagation::Pending {
                 crate::logging::eprint_line(
@@ -67,7 +103,9 @@ pub fn run_revoke(opts: RevokeOptions) -> Exit {
         Err(e) => {
             println!(
                 "{}",
-                json!({"ok": false, "error": e.kind().as_str(), "code": e.code(), "message": e.message()})
+                crate::safe::json_value(
+                    &json!({"ok": false, "error": e.kind().as_str(), "code": e.code(), "message": e.message()})
+                )
             );
             Exit::Usage
         }
@@ -98,10 +136,10 @@ pub fn run_list(config: PathBuf) -> Exit {
     for rev in &list {
         println!(
             "{}",
-            json!({
+            crate::safe::json_value(&json!({
                 "source": source, "kind": rev.kind.as_str(), "issuer": rev.issuer, "value": rev.value,
                 "issued_before": rev.issued_before, "until_ms": rev.until_ms,
-            })
+            }))
         );
     }
     Exit::Ok

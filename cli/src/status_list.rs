@@ -53,37 +53,42 @@ pub fn run(opts: StatusListOptions) -> Exit {
             "counts": report.counts.iter().map(|(v, n)| json!({"status": v, "name": status_name(*v), "count": n})).collect::<Vec<_>>(),
             "cache_control": report.cache_control,
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("JSON serializes"));
+        println!(
+            "{}",
+            crate::safe::json(serde_json::to_string_pretty(&out).expect("JSON serializes"))
+        );
     } else {
         print_human(&opts.url, &report);
     }
     Exit::Ok
 }
 
+/// Everything shown came from the list's server: escaped (`crate::safe`).
 fn print_human(url: &str, r: &ListReport) {
-    println!("status list {url}");
+    use crate::safe::{json_value, text};
+    println!("status list {}", text(url));
     println!("  (signature NOT checked: a verifier checks it with the issuer's keys)");
     println!(
         "header      alg {}  kid {}  typ {}",
-        r.header["alg"].as_str().unwrap_or("?"),
-        r.header["kid"].as_str().unwrap_or("-"),
-        r.header["typ"].as_str().unwrap_or("-")
+        text(r.header["alg"].as_str().unwrap_or("?")),
+        text(r.header["kid"].as_str().unwrap_or("-")),
+        text(r.header["typ"].as_str().unwrap_or("-"))
     );
     for name in ["iss", "sub", "iat", "exp", "ttl"] {
         if let Some(v) = r.claims.get(name) {
             let shown = match (name, v.as_i64()) {
                 ("iat" | "exp", Some(secs)) => format!(
-                    "{v} ({})",
+                    "{secs} ({})",
                     crate::timefmt::iso_utc(secs).unwrap_or_else(|| "out of range".into())
                 ),
                 ("ttl", Some(_)) => format!("{v} s"),
-                _ => v.to_string(),
+                _ => json_value(v),
             };
             println!("{name:<11} {shown}");
         }
     }
     if let Some(cc) = &r.cache_control {
-        println!("cache       {cc}");
+        println!("cache       {}", text(cc));
     }
     println!(
         "size        {} entries of {} bit(s); token {} bytes, inflated {} bytes",

@@ -59,7 +59,7 @@ pub fn run(opts: VerifyOptionsCli) -> Exit {
             Decision::Undecided => undecided += 1,
         }
         seen += 1;
-        println!("{line}");
+        println!("{}", crate::safe::json(line));
     };
     if opts.tokens.is_empty() {
         let stdin = std::io::stdin();

@@ -111,3 +111,52 @@ fn revoke_refuses_what_it_cannot_scope() {
     let (code, _) = run(&["revoke", "--config", path, "--issuer", "*", "--jti", "a", "--kid", "b"]);
     assert_eq!(code, 2);
 }
+
+/// Issue 23, item 9b: `jwtwarden revoke` without a feed said "in force"
+/// (exit 0) while a `jwtwarden serve` on the same `state_dir` never re-read
+/// the journal and kept accepting the token.
+#[test]
+fn a_revoke_beside_a_running_serve_without_a_feed_reaches_it() {
+    let env = Env::new();
+    let cfg = json!({
+        "issuers": [{"issuer": env.issuer.url(), "jwks_uri": env.issuer.jwks_uri(), "audiences": ["api"]}],
+        "http": {"allow_http": true},
+        "state_dir": env.dir.path().join("state"),
+    });
+    let path = env.dir.path().join("local.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let serve = common::serve::Serve::start(&path, None);
+    let token = env.with_claims(|c| c["jti"] = json!("j-beside"), "alice");
+    let auth = format!("Bearer {token}");
+    assert_eq!(serve.get("/auth", &[("Authorization", &auth)]).status, 200);
+    assert_eq!(serve.get("/auth", &[("Authorization", &auth)]).status, 200, "cached");
+    let iss = env.issuer.url();
+    let (code, lines) = run(&[
+        "revoke",
+        "--config",
+        path.to_str().unwrap(),
+        "--issuer",
+        &iss,
+        "--jti",
+        "j-beside",
+    ]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0]["propagation"], "local");
+    let reaches = lines[0]["reaches"].as_str().unwrap();
+    assert!(reaches.contains("within about 1 s"), "{reaches}");
+    eventually("the running serve refuses the revoked token", || {
+        serve.get("/auth", &[("Authorization", &auth)]).status == 401
+    });
+
+    // Neither state_dir nor a feed: the revocation would reach nobody.
+    let (code, _) = run(&[
+        "revoke",
+        "--config",
+        env.json_config.to_str().unwrap(),
+        "--issuer",
+        &iss,
+        "--jti",
+        "j-nowhere",
+    ]);
+    assert_eq!(code, 2);
+}

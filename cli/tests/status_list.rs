@@ -85,3 +85,59 @@ fn inspect_shows_the_status_reference() {
         ))
         .stdout(predicate::str::contains("allowed_uris"));
 }
+
+/// No terminal control reaches the output: C0 (ESC, BEL, CR), DEL, C1
+/// (CSI U+009B, OSC U+009D) and bidi overrides / isolates.
+fn assert_terminal_safe(what: &str, out: &[u8]) {
+    let text = String::from_utf8_lossy(out);
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| (c.is_control() && c != '\n') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        .collect();
+    assert!(bad.is_empty(), "{what}: printed raw {bad:?}:\n{text}");
+}
+
+/// Issue 23, item 9e: a hostile status list (and a hostile token shown by
+/// `inspect`) carries terminal escape sequences in the text the CLI prints.
+#[test]
+fn escape_sequences_from_a_hostile_list_or_token_are_printed_escaped() {
+    let issuer = TestIssuer::start();
+    let uri = issuer.publish_status_list("/status/1", 1, 8);
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}\u{202e}gnp.exe\u{2066}";
+    issuer.configure_status_list("/status/1", |o| {
+        o.sub = Some(format!("{uri}{hostile}"));
+        o.iss = Some(hostile.to_string());
+        o.typ = format!("statuslist+jwt{hostile}");
+    });
+    let out = cargo_bin_cmd!("jwtwarden")
+        .args(["status-list", "--allow-http", &uri])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_terminal_safe("status-list", &out.stdout);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("u{1b}]0;pwned"),
+        "shown, escaped"
+    );
+    let out = cargo_bin_cmd!("jwtwarden")
+        .args(["status-list", "--json", "--allow-http", &uri])
+        .output()
+        .unwrap();
+    assert_terminal_safe("status-list --json", &out.stdout);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["claims"]["iss"], hostile, "the JSON still holds the exact value");
+
+    // The same text in a token shown by `inspect`.
+    let mut claims = issuer.default_claims(hostile, 1_700_000_000);
+    claims["status"] = json!({"status_list": {"idx": 0, "uri": format!("{uri}{hostile}")}});
+    claims["exp"] = json!(hostile);
+    let token = issuer.mint(&issuer.first_kid(), &claims);
+    for args in [
+        vec!["inspect", token.as_str()],
+        vec!["inspect", "--json", token.as_str()],
+    ] {
+        let out = cargo_bin_cmd!("jwtwarden").args(&args).output().unwrap();
+        assert_terminal_safe(&args.join(" ")[..12], &out.stdout);
+        assert_terminal_safe("inspect stderr", &out.stderr);
+    }
+}

@@ -42,6 +42,7 @@ pub mod metrics;
 mod refresher;
 mod revocation;
 mod revoker;
+mod safefile;
 mod source;
 mod state;
 pub mod status;

@@ -188,6 +188,24 @@ impl Trust {
         })
     }
 
+    /// Apply what other processes sharing `state_dir` appended to the
+    /// journal since the last call (a `jwtwarden revoke` beside a server),
+    /// as journal records. Nothing without `state_dir`. For a background
+    /// thread: it opens and reads a file.
+    pub(crate) fn apply_journal_appends(&self) {
+        let Some(j) = &self.journal else { return };
+        for r in j.poll(self.clock.now_ms()) {
+            if let Err(e) = self.apply(&r, Source::Journal) {
+                log::error!("revocation journal: record not applied: {e}");
+            }
+        }
+    }
+
+    /// Whether revocations are journaled (`state_dir`).
+    pub(crate) fn has_journal(&self) -> bool {
+        self.journal.is_some()
+    }
+
     fn journal_append(&self, r: &Revocation, durable: bool) {
         if let Some(j) = &self.journal {
             if let Err(e) = j.append(r, durable) {

@@ -299,6 +299,8 @@ impl Verifier {
     /// Run any scheduled refresh that is due now, on this thread. The
     /// background thread does this by itself; call it when
     /// `background_refresh` is false (for example in tests with a manual clock).
+    /// With `state_dir`, it first applies the revocations other processes
+    /// appended to the journal.
     pub fn run_due_refreshes(&self) {
         self.shared.run_due();
     }
@@ -655,17 +657,21 @@ impl Shared {
 
     pub(crate) fn has_refreshable_issuers(&self) -> bool {
         self.background
-            && self.issuers.iter().any(|i| {
-                i.cfg.jwks_uri.is_some()
-                    || i.cfg.discovery
-                    || i.cfg.jwks_file.is_some()
-                    || !i.cfg.status_list.allowed_uris.is_empty()
-            })
+            && (self.env.trust.has_journal()
+                || self.issuers.iter().any(|i| {
+                    i.cfg.jwks_uri.is_some()
+                        || i.cfg.discovery
+                        || i.cfg.jwks_file.is_some()
+                        || !i.cfg.status_list.allowed_uris.is_empty()
+                }))
     }
 
-    /// Run every scheduled refresh that is due, keys then status lists.
+    /// Run every scheduled refresh that is due, keys then status lists,
+    /// after applying what other processes appended to the revocation
+    /// journal (the refresher calls this at least once a second).
     /// Returns when the next is due (ms).
     pub(crate) fn run_due(&self) -> u64 {
+        self.env.trust.apply_journal_appends();
         let keys = self.issuers.iter().map(|i| i.run_due(&self.env)).min();
         let lists = self
             .issuers

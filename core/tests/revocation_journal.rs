@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use jwtwarden::{Config, ErrorKind, ManualClock, Propagation, Verifier};
+use jwtwarden::{Clock, Config, ErrorKind, ManualClock, Propagation, Verifier};
 use jwtwarden_testissuer::TestIssuer;
 use serde_json::{json, Value};
 
@@ -98,7 +98,7 @@ fn the_journal_drops_what_has_expired_and_keeps_kids() {
     drop(v);
     // Past the token's exp plus the minute of slack: the jti is no longer needed.
     clock.advance_secs(100 + 61);
-    let v = Verifier::with_clock(Config::from_value(cfg).unwrap(), Arc::new(clock.clone())).unwrap();
+    let v = Verifier::with_clock(Config::from_value(cfg.clone()).unwrap(), Arc::new(clock.clone())).unwrap();
     let held = v.revocations();
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0].value, issuer.first_kid());
@@ -108,6 +108,14 @@ fn the_journal_drops_what_has_expired_and_keeps_kids() {
         ErrorKind::KeyRevoked,
         "the kid stays revoked"
     );
+    drop(v);
+    // Compaction keeps an expired record for a day (a clock ahead at one
+    // start must not erase it), then drops it.
+    let journal = std::fs::read_to_string(dir.path().join("revocations.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 2, "kept within the margin: {journal}");
+    clock.advance_secs(86_400);
+    let v = Verifier::with_clock(Config::from_value(cfg).unwrap(), Arc::new(clock.clone())).unwrap();
+    assert_eq!(v.revocations().len(), 1);
     let journal = std::fs::read_to_string(dir.path().join("revocations.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 1, "compacted at start: {journal}");
 }
@@ -126,4 +134,145 @@ fn revoking_for_an_unconfigured_issuer_is_refused_and_star_covers_all() {
     s.verifier.verify(&token).unwrap();
     s.verifier.revoke_jti(jwtwarden::ANY_ISSUER, "j-star", None).unwrap();
     assert_eq!(s.verifier.verify(&token).unwrap_err().kind(), ErrorKind::Revoked);
+}
+
+/// Issue 23, item 5: one start with a clock two hours ahead compacted a
+/// record still live for an hour out of the journal for good.
+#[test]
+fn a_start_with_a_clock_ahead_does_not_erase_a_live_revocation() {
+    let issuer = TestIssuer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&issuer.url(), &issuer.jwks_uri(), dir.path().to_str().unwrap());
+    let clock = ManualClock::starting_now();
+    let mut claims = issuer.default_claims("svc", clock.now_secs());
+    claims["jti"] = json!("j-skew");
+    claims["exp"] = json!(clock.now_secs() + 3600 - 60);
+    let token = issuer.mint(&issuer.first_kid(), &claims);
+    let v = Verifier::with_clock(Config::from_value(cfg.clone()).unwrap(), Arc::new(clock.clone())).unwrap();
+    let exp = claims["exp"].as_u64();
+    v.revoke_jti(&issuer.url(), "j-skew", exp).unwrap();
+    assert_eq!(v.verify(&token).unwrap_err().kind(), ErrorKind::Revoked);
+    drop(v);
+    // One start with a clock two hours ahead: the record is not live by
+    // that clock, and compaction runs.
+    let ahead = ManualClock::new(clock.now_ms() + 2 * 3600 * 1000);
+    let skewed = Verifier::with_clock(Config::from_value(cfg.clone()).unwrap(), Arc::new(ahead)).unwrap();
+    assert!(skewed.revocations().is_empty(), "not live by the skewed clock");
+    drop(skewed);
+    // Back on the true clock, the token is still refused.
+    let v = Verifier::with_clock(Config::from_value(cfg).unwrap(), Arc::new(clock.clone())).unwrap();
+    assert_eq!(
+        v.verify(&token).unwrap_err().kind(),
+        ErrorKind::Revoked,
+        "the record survived the skewed start"
+    );
+}
+
+/// Issue 23, item 9a: a symbolic link planted as the journal is neither
+/// read nor written through, at start or on append.
+#[test]
+fn a_symlink_planted_as_the_journal_is_refused_not_followed() {
+    let issuer = TestIssuer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim");
+    std::fs::write(&target, "precious\n").unwrap();
+    let journal = dir.path().join("revocations.jsonl");
+    std::os::unix::fs::symlink(&target, &journal).unwrap();
+    let cfg = config(&issuer.url(), &issuer.jwks_uri(), dir.path().to_str().unwrap());
+    let err = Verifier::new(Config::from_value(cfg.clone()).unwrap()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    assert!(err.message().contains("revocations.jsonl"), "names the path: {err}");
+    assert!(std::fs::symlink_metadata(&journal).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+
+    // Planted while a verifier runs: the revocation is in force here but
+    // reported not persisted, and nothing is written through the link.
+    std::fs::remove_file(&journal).unwrap();
+    let v = Verifier::new(Config::from_value(cfg).unwrap()).unwrap();
+    std::fs::remove_file(&journal).unwrap();
+    std::os::unix::fs::symlink(&target, &journal).unwrap();
+    let err = v.revoke_jti(&issuer.url(), "j-link", None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RevocationNotPersisted, "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+    // The lock file and the compaction's temporary file get the same care.
+    let lock = dir.path().join("revocations.lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    assert_eq!(
+        v.revoke_jti(&issuer.url(), "j-lock", None).unwrap_err().kind(),
+        ErrorKind::RevocationNotPersisted
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Issue 23, item 9a: a FIFO planted as the journal (or its lock) made the
+/// verifier's start wait for ever for a writer.
+#[test]
+fn a_fifo_planted_as_the_journal_fails_the_start_promptly() {
+    for name in ["revocations.jsonl", "revocations.lock"] {
+        let issuer = TestIssuer::start();
+        let dir = tempfile::tempdir().unwrap();
+        mkfifo(&dir.path().join(name));
+        let cfg = config(&issuer.url(), &issuer.jwks_uri(), dir.path().to_str().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Verifier::new(Config::from_value(cfg).unwrap()).map(|_| ()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{name}: the start blocked on the FIFO"));
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{name}: {err}");
+        assert!(err.message().contains(name), "{name}: names the path: {err}");
+    }
+}
+
+/// Issue 23, item 9b: a revocation made by another process on the same
+/// `state_dir` (`jwtwarden revoke` beside `jwtwarden serve`, no fleet
+/// feed) reaches a running verifier, even one with no refreshable issuer.
+#[test]
+fn a_revocation_by_another_process_on_the_state_dir_reaches_a_running_verifier() {
+    let issuer = jwtwarden_testissuer::TestIssuer::start();
+    let kid = issuer.first_kid();
+    let dir = tempfile::tempdir().unwrap();
+    let iss = "https://static.example";
+    let cfg = json!({
+        "issuers": [{"issuer": iss, "jwks": {"keys": [issuer.public_jwk(&kid)]}, "audiences": ["api"]}],
+        "state_dir": dir.path(),
+    });
+    let v = Verifier::new(Config::from_value(cfg.clone()).unwrap()).unwrap();
+    let now = jwtwarden::SystemClock.now_ms() / 1000;
+    let mut claims = issuer.default_claims("svc", now);
+    claims["iss"] = json!(iss);
+    claims["jti"] = json!("j-other-process");
+    let token = issuer.mint(&kid, &claims);
+    assert!(!v.verify(&token).unwrap().cached());
+    assert!(v.verify(&token).unwrap().cached());
+    // Another process: a Revoker of its own on the same directory.
+    let revoker = jwtwarden::Revoker::new(Config::from_value(cfg).unwrap()).unwrap();
+    assert_eq!(
+        revoker
+            .revoke_jti(iss, "j-other-process", claims["exp"].as_u64())
+            .unwrap(),
+        Propagation::Local
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match v.verify(&token) {
+            Err(e) if e.kind() == ErrorKind::Revoked => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "still accepted 10 s after the other process revoked: {other:?}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(v.metrics().revocations.journal, 1);
 }

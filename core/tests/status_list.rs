@@ -502,3 +502,60 @@ fn eight_threads_verify_while_the_list_flips() {
     });
     assert!(checked.load(Ordering::Relaxed) > 0);
 }
+
+/// Issue 23, item 9c: the endpoint (or anyone on its path) replays an
+/// older, still unexpired list in which the token was not yet revoked.
+#[test]
+fn an_older_list_replayed_by_the_endpoint_does_not_unrevoke() {
+    let s = status_setup(1, |_| {});
+    let t1 = s.clock.now_secs() - 100;
+    s.issuer.configure_status_list(LIST, |o| o.iat = Some(t1));
+    let old = s.issuer.status_list_token(LIST);
+    s.issuer.set_status(LIST, 7, 1);
+    s.issuer.configure_status_list(LIST, |o| o.iat = Some(t1 + 50));
+    let t = referencing(&s, LIST, 7);
+    assert_eq!(s.kind(&t), ErrorKind::Revoked);
+    s.issuer.configure_status_list(LIST, |o| o.body_override = Some(old));
+    refresh_lists(&s);
+    assert_eq!(s.issuer.requests_to(LIST), 2, "the replayed list was fetched");
+    assert_eq!(
+        s.kind(&t),
+        ErrorKind::Revoked,
+        "an older iat never replaces the list in use"
+    );
+    let m = s.verifier.metrics();
+    let list = &m.status_lists[0];
+    assert_eq!(list.fetch_failures, 1, "the replay is counted");
+    assert!(
+        list.last_error.as_deref().is_some_and(|e| e.contains("replayed")),
+        "{list:?}"
+    );
+    assert_eq!(list.rejected, 2);
+    assert_eq!(m.verifications.rejected.get("revoked"), Some(&2));
+}
+
+/// Issue 23, item 9d: encoded traversal that a server behind the allowed
+/// prefix may decode or fold into a way out of it.
+#[test]
+fn encoded_traversal_out_of_the_allowlist_is_refused_in_every_spelling() {
+    let s = status_setup(1, |_| {});
+    let kid = s.issuer.first_kid();
+    let base = s.issuer.url();
+    let before = s.issuer.total_requests();
+    for tail in [
+        "/status/%252e%252e/other/1",
+        "/status/..;/other/1",
+        "/status/..%5cother/1",
+        "/status/..%5Cother/1",
+        "/status/..%ef%bc%8fother/1",
+        "/status/..\u{ff0f}other/1",
+        "/status/.%2E/other/1",
+        "/status%2f..%2fother/1",
+    ] {
+        let uri = format!("{base}{tail}");
+        let t = s.token_with(&kid, json!({"status": {"status_list": {"idx": 0, "uri": uri}}}));
+        let e = s.verifier.verify(&t).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StatusUriNotAllowed, "{uri}: {e}");
+    }
+    assert_eq!(s.issuer.total_requests(), before, "nothing fetched");
+}

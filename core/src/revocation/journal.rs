@@ -5,9 +5,19 @@
 //!   returns: a process killed right after still rejects the token when it
 //!   starts again. Records from the fleet feed are appended without an
 //!   fsync each (the fleet's set holds them too).
-//! * At start the journal is replayed, records whose tokens have all expired
-//!   are dropped, and the file is rewritten compacted (temporary file,
-//!   fsync, rename, fsync of the directory).
+//! * At start the journal is replayed (records live at the current time are
+//!   applied) and the file is rewritten compacted (temporary file, fsync,
+//!   rename, fsync of the directory). Compaction drops a record only
+//!   [`RETENTION_MARGIN_MS`] after it expired: one start with a clock ahead
+//!   must not erase revocations that the true clock still needs.
+//! * Every file here is opened without following a symbolic link and
+//!   without blocking on a FIFO, and must be a regular file
+//!   (`crate::safefile`); the compaction's temporary file is created new
+//!   under an unpredictable name.
+//! * Records appended by other processes sharing the directory (a
+//!   `jwtwarden revoke` next to a server) are picked up by
+//!   [`Journal::read_new`], which the verifier's background thread calls
+//!   about once a second.
 //! * A torn last line (a crash in the middle of a write) or any other line
 //!   that does not parse as a valid record is skipped and logged, never
 //!   fatal.
@@ -19,7 +29,7 @@
 //! replaced by another process's compaction reopens it before writing.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -27,9 +37,31 @@ use std::sync::Mutex;
 
 use super::Revocation;
 use crate::fork::PerProcess;
+use crate::safefile;
 
 const FILE: &str = "revocations.jsonl";
 const LOCK: &str = "revocations.lock";
+
+/// How long after its `until_ms` a record is still kept by compaction (ms):
+/// a day, so a start with a clock that far ahead cannot erase a record the
+/// true clock still needs. Replay applies only records live at the current
+/// time either way.
+pub(crate) const RETENTION_MARGIN_MS: u64 = 86_400_000;
+
+/// Most bytes [`Journal::read_new`] reads in one call; the rest next time.
+const MAX_READ_BYTES: u64 = 16 << 20;
+
+/// Where this process has read the journal up to: the file (device and
+/// inode) and the offset just past the last whole line. The file is held
+/// open, so its inode cannot be freed and reused by a later compaction's
+/// new file while we still compare against it (two compactions within one
+/// poll would otherwise look like the same file, read from a stale offset).
+#[derive(Debug, Default)]
+struct ReadPos {
+    file: Option<(u64, u64)>,
+    offset: u64,
+    _held: Option<File>,
+}
 
 /// The journal of one state directory.
 pub(crate) struct Journal {
@@ -38,6 +70,11 @@ pub(crate) struct Journal {
     /// own, so a forked child never waits on a lock a parent thread held
     /// (across a write and its fsync) at the fork.
     file: PerProcess<Mutex<Option<(File, u64)>>>,
+    /// How far [`read_new`](Journal::read_new) has read; a forked child
+    /// starts again from the beginning (never taking the parent's lock).
+    read: PerProcess<Mutex<ReadPos>>,
+    /// The last error of [`poll`](Journal::poll), logged once, not each second.
+    read_error: Mutex<Option<String>>,
 }
 
 /// An exclusive `flock`, released when dropped (with its file).
@@ -45,11 +82,10 @@ struct Locked(File);
 
 impl Locked {
     fn take(dir: &Path) -> std::io::Result<Locked> {
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK))?;
+        let f = safefile::open(
+            &dir.join(LOCK),
+            OpenOptions::new().create(true).truncate(false).write(true),
+        )?;
         // SAFETY: a valid open descriptor owned by `f` for the call.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -72,8 +108,8 @@ impl Journal {
         fs::create_dir_all(dir)?;
         let _lock = Locked::take(dir)?;
         let path = dir.join(FILE);
-        let (mut live, skipped) = match File::open(&path) {
-            Ok(f) => read(f, now_ms)?,
+        let (kept, skipped) = match safefile::open(&path, OpenOptions::new().read(true)) {
+            Ok(f) => read(f, now_ms.saturating_sub(RETENTION_MARGIN_MS))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
             Err(e) => return Err(e),
         };
@@ -85,13 +121,96 @@ impl Journal {
         }
         // The same record written twice (a re-applied feed record) is kept once.
         let mut seen = std::collections::HashSet::new();
-        live.retain(|r| seen.insert(r.clone()));
-        compact(dir, &live)?;
+        let mut kept = kept;
+        kept.retain(|r| seen.insert(r.clone()));
+        // Compaction keeps what the margin keeps; replay applies what is
+        // live now.
+        let pos = compact(dir, &kept)?;
+        let live = kept.into_iter().filter(|r| r.is_live(now_ms)).collect();
         let journal = Journal {
             dir: dir.to_path_buf(),
             file: PerProcess::new(Mutex::new(None)),
+            read: PerProcess::new(Mutex::new(pos)),
+            read_error: Mutex::new(None),
         };
         Ok((journal, live))
+    }
+
+    /// As [`read_new`](Journal::read_new), logging a failure once (when
+    /// it starts, and when it ends) instead of returning it.
+    pub(crate) fn poll(&self, now_ms: u64) -> Vec<Revocation> {
+        let result = self.read_new(now_ms);
+        let mut last = self.read_error.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(records) => {
+                if last.take().is_some() {
+                    log::warn!("revocation journal in {}: readable again", self.dir.display());
+                }
+                records
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if last.as_deref() != Some(e.as_str()) {
+                    log::error!(
+                        "revocation journal in {}: cannot read other processes' revocations: {e}",
+                        self.dir.display()
+                    );
+                    *last = Some(e);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// The records appended since the last call (by any process sharing
+    /// the directory, this one included), live at `now_ms`. Reads only
+    /// whole lines; after another process's compaction replaced the file
+    /// it reads the new one from its start (records already applied are
+    /// applied again harmlessly). Takes no lock: appends are single writes
+    /// and a partial last line waits for the next call.
+    pub(crate) fn read_new(&self, now_ms: u64) -> std::io::Result<Vec<Revocation>> {
+        // A forked child reads the journal again from its start (no lock of
+        // the parent's is taken; re-applied records change nothing).
+        let state = self.read.get(|_| Mutex::new(ReadPos::default()));
+        let mut pos = state.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.dir.join(FILE);
+        let mut f = match safefile::open(&path, OpenOptions::new().read(true)) {
+            Ok(f) => f,
+            // Not there (yet): nothing new.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let meta = f.metadata()?;
+        let id = (meta.dev(), meta.ino());
+        if pos.file != Some(id) || meta.len() < pos.offset {
+            *pos = ReadPos {
+                file: Some(id),
+                offset: 0,
+                _held: Some(f.try_clone()?),
+            };
+        }
+        if meta.len() == pos.offset {
+            return Ok(Vec::new());
+        }
+        f.seek(SeekFrom::Start(pos.offset))?;
+        let mut buf = Vec::new();
+        f.take(MAX_READ_BYTES).read_to_end(&mut buf)?;
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1) else {
+            if buf.len() as u64 >= MAX_READ_BYTES {
+                // One line longer than the bound: no record is that long.
+                pos.offset += buf.len() as u64;
+            }
+            return Ok(Vec::new());
+        };
+        pos.offset += end as u64;
+        let (live, skipped) = read(&buf[..end], now_ms)?;
+        if skipped > 0 {
+            log::warn!(
+                "revocation journal {}: skipped {skipped} unreadable lines",
+                path.display()
+            );
+        }
+        Ok(live)
     }
 
     /// Append `r`; with `durable`, fsync before returning.
@@ -102,9 +221,10 @@ impl Journal {
         let path = self.dir.join(FILE);
         let file = self.file.get(|_| Mutex::new(None));
         let mut slot = file.lock().unwrap_or_else(|p| p.into_inner());
-        let current = fs::metadata(&path).map(|m| m.ino()).ok();
+        let current = fs::symlink_metadata(&path).map(|m| m.ino()).ok();
         if slot.as_ref().map(|(_, ino)| Some(*ino)) != Some(current) || current.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(&path)?;
+            *slot = None;
+            let f = safefile::open(&path, OpenOptions::new().create(true).append(true))?;
             let ino = f.metadata()?.ino();
             *slot = Some((f, ino));
         }
@@ -118,8 +238,9 @@ impl Journal {
     }
 }
 
-/// The valid live records of a journal file, and how many lines were skipped.
-fn read(f: File, now_ms: u64) -> std::io::Result<(Vec<Revocation>, usize)> {
+/// The valid records of a journal file live at `now_ms`, and how many
+/// lines were skipped.
+fn read(f: impl Read, now_ms: u64) -> std::io::Result<(Vec<Revocation>, usize)> {
     let mut live = Vec::new();
     let mut skipped = 0;
     for line in BufReader::new(f).split(b'\n') {
@@ -139,23 +260,34 @@ fn read(f: File, now_ms: u64) -> std::io::Result<(Vec<Revocation>, usize)> {
     Ok((live, skipped))
 }
 
-/// Replace the journal with `records`, atomically and durably.
-fn compact(dir: &Path, records: &[Revocation]) -> std::io::Result<()> {
+/// Replace the journal with `records`, atomically and durably. Returns
+/// the new file's read position (its end: everything in it is replayed).
+fn compact(dir: &Path, records: &[Revocation]) -> std::io::Result<ReadPos> {
     let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
-        let mut buf = String::new();
-        for r in records {
-            buf.push_str(&r.to_json());
-            buf.push('\n');
-        }
-        f.write_all(buf.as_bytes())?;
-        f.sync_all()?;
+    let (mut f, tmp) = safefile::create_temp(dir, FILE)?;
+    let mut buf = String::new();
+    for r in records {
+        buf.push_str(&r.to_json());
+        buf.push('\n');
     }
-    fs::rename(&tmp, &path)?;
+    let written = f.write_all(buf.as_bytes()).and_then(|()| f.sync_all());
+    let meta = written.and_then(|()| f.metadata());
+    let held = f;
+    let renamed = meta.and_then(|m| fs::rename(&tmp, &path).map(|()| m));
+    let meta = match renamed {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     // The rename itself is durable only once the directory is synced.
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    Ok(ReadPos {
+        file: Some((meta.dev(), meta.ino())),
+        offset: meta.len(),
+        _held: Some(held),
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +317,60 @@ mod tests {
         let (_, live) = Journal::open(dir.path(), 5_000).unwrap();
         assert_eq!(live, vec![jti("new", 10_000)]);
         let text = fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(text.lines().count(), 2, "expired, but within the margin: {text}");
+        // "old" is past its margin, "new" expired but within its own.
+        let (_, live) = Journal::open(dir.path(), 100 + RETENTION_MARGIN_MS).unwrap();
+        assert!(live.is_empty(), "{live:?}");
+        let text = fs::read_to_string(dir.path().join(FILE)).unwrap();
         assert_eq!(text.lines().count(), 1, "compacted: {text}");
+    }
+
+    #[test]
+    fn read_new_sees_other_processes_appends_whole_lines_only_and_follows_a_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reader, _) = Journal::open(dir.path(), 0).unwrap();
+        assert!(reader.read_new(0).unwrap().is_empty());
+        let (other, _) = Journal::open(dir.path(), 0).unwrap();
+        // `other` compacted: the reader's file was replaced, read from 0.
+        other.append(&jti("a", 10_000), true).unwrap();
+        assert_eq!(reader.read_new(0).unwrap(), vec![jti("a", 10_000)]);
+        assert!(reader.read_new(0).unwrap().is_empty(), "read once");
+        // A torn line waits for its end.
+        let line = jti("b", 10_000).to_json();
+        let (head, tail) = line.split_at(10);
+        let mut f = OpenOptions::new().append(true).open(dir.path().join(FILE)).unwrap();
+        f.write_all(head.as_bytes()).unwrap();
+        assert!(reader.read_new(0).unwrap().is_empty());
+        f.write_all(format!("{tail}\n").as_bytes()).unwrap();
+        assert_eq!(reader.read_new(0).unwrap(), vec![jti("b", 10_000)]);
+        // Expired records are not returned.
+        other.append(&jti("old", 100), true).unwrap();
+        assert!(reader.read_new(5_000).unwrap().is_empty());
+        // Another compaction: everything live again, from the new file.
+        let (_third, _) = Journal::open(dir.path(), 0).unwrap();
+        assert_eq!(reader.read_new(0).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn two_compactions_between_reads_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reader, _) = Journal::open(dir.path(), 0).unwrap();
+        for round in 0..20 {
+            // Two processes start (each compacts) and revoke between two
+            // polls: a freed inode may be reused by the second new file.
+            let (a, _) = Journal::open(dir.path(), 0).unwrap();
+            a.append(&jti(&format!("a{round}"), 10_000), true).unwrap();
+            drop(a);
+            let (b, _) = Journal::open(dir.path(), 0).unwrap();
+            b.append(&jti(&format!("b{round}"), 10_000), true).unwrap();
+            let got = reader.read_new(0).unwrap();
+            for v in [format!("a{round}"), format!("b{round}")] {
+                assert!(
+                    got.contains(&jti(&v, 10_000)),
+                    "round {round}: {v} missing from {got:?}"
+                );
+            }
+        }
     }
 
     #[test]

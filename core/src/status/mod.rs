@@ -92,12 +92,15 @@ pub struct UriPrefix {
 }
 
 /// Parse an absolute http(s) URL into its matching parts; refuses what
-/// could make one URL look like another (user info, fragments, `.`/`..`
-/// segments, encoded dots or slashes, backslashes).
+/// could make one URL look like another to the server that answers it:
+/// user info, fragments, non-ASCII characters (a fullwidth solidus a server
+/// folds to `/`), backslashes, `;` in the path (`..;` is `..` to some
+/// servers), `.`/`..` segments, and percent-encoded dots, slashes,
+/// backslashes, percent signs (`%252e` decodes twice) and non-ASCII bytes.
 fn parts(url: &str) -> std::result::Result<UriPrefix, String> {
-    if url.contains(['#', '\\', '@']) || url.chars().any(|c| c.is_ascii_control() || c == ' ') {
+    if url.contains(['#', '\\', '@']) || url.chars().any(|c| !c.is_ascii() || c.is_ascii_control() || c == ' ') {
         return Err(format!(
-            "{url:?}: user info, fragments, backslashes and spaces are refused"
+            "{url:?}: user info, fragments, backslashes, spaces and non-ASCII characters are refused"
         ));
     }
     let uri: Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
@@ -112,9 +115,20 @@ fn parts(url: &str) -> std::result::Result<UriPrefix, String> {
         .filter(|h| !h.is_empty())
         .ok_or(format!("{url:?} has no host"))?;
     let path = uri.path();
-    let lower = path.to_ascii_lowercase();
-    if path.split('/').any(|seg| seg == "." || seg == "..") || lower.contains("%2e") || lower.contains("%2f") {
-        return Err(format!("{url:?}: dot segments and encoded dots or slashes are refused"));
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(format!("{url:?}: dot segments are refused"));
+    }
+    if path.contains(';') {
+        return Err(format!("{url:?}: ';' in the path is refused"));
+    }
+    if let Some(bad) = encoded_bytes(path)?
+        .into_iter()
+        .find(|b| matches!(b, b'.' | b'/' | b'\\' | b'%') || !b.is_ascii())
+    {
+        return Err(format!(
+            "{url:?}: a percent-encoded {:?} in the path is refused",
+            char::from(bad)
+        ));
     }
     Ok(UriPrefix {
         scheme: scheme.expect("checked"),
@@ -122,6 +136,28 @@ fn parts(url: &str) -> std::result::Result<UriPrefix, String> {
         port,
         path: path.to_string(),
     })
+}
+
+/// The bytes `path` percent-encodes; an error for a `%` not followed by
+/// two hex digits.
+fn encoded_bytes(path: &str) -> std::result::Result<Vec<u8>, String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("{path:?}: a '%' not followed by two hex digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(out)
 }
 
 impl UriPrefix {
@@ -354,6 +390,31 @@ mod tests {
         assert!(!p.matches("https://idp.example.com/status/../admin"), "dot segments");
         assert!(!p.matches("https://idp.example.com/status/%2e%2e/admin"));
         assert!(!p.matches("https://idp.example.com/other"));
+        // Issue 23, item 9d: every spelling of a way out of the prefix.
+        for sneaky in [
+            "https://idp.example.com/status/%252e%252e/admin",
+            "https://idp.example.com/status/%252E%252E/admin",
+            "https://idp.example.com/status/..;/admin",
+            "https://idp.example.com/status/..;x=1/admin",
+            "https://idp.example.com/status;/../admin",
+            "https://idp.example.com/status/..%5cadmin",
+            "https://idp.example.com/status/..%5Cadmin",
+            "https://idp.example.com/status/..\\admin",
+            "https://idp.example.com/status/%2E%2E/admin",
+            "https://idp.example.com/status/.%2e/admin",
+            "https://idp.example.com/status%2f..%2fadmin",
+            "https://idp.example.com/status/..\u{ff0f}admin",
+            "https://idp.example.com/status/..%ef%bc%8fadmin",
+            "https://idp.example.com/status/%c0%ae%c0%ae/admin",
+            "https://idp.example.com/status/./1",
+            "https://idp.example.com/status/%zz",
+        ] {
+            assert!(!p.matches(sneaky), "{sneaky}");
+            assert!(!allowed(&["https://idp.example.com/status".into()], sneaky), "{sneaky}");
+        }
+        // Harmless encodings still match.
+        assert!(p.matches("https://idp.example.com/status/a%20b"));
+        assert!(p.matches("https://idp.example.com/status/list-1.jwt"));
         let slash = UriPrefix::parse("https://idp.example.com/lists/", false).unwrap();
         assert!(slash.matches("https://idp.example.com/lists/7"));
         assert!(!slash.matches("https://idp.example.com/lists"));

@@ -48,6 +48,8 @@ pub(crate) struct Loaded {
     ttl_secs: Option<u64>,
     /// Its `exp` claim (ms).
     exp_ms: Option<u64>,
+    /// Its `iat` claim (ms): an older list never replaces it.
+    iat_ms: u64,
     /// Size of the Status List Token, bytes.
     pub token_bytes: usize,
 }
@@ -123,6 +125,7 @@ impl Slot {
             expires_at_ms: expires_at,
             ttl_secs: old.ttl_secs,
             exp_ms: old.exp_ms,
+            iat_ms: old.iat_ms,
             token_bytes: old.token_bytes,
         })));
         self.fail_closed_at_ms.store(fail_at, Ordering::SeqCst);
@@ -412,6 +415,16 @@ impl Store {
                     now,
                 )
                 .map_err(|e| format!("status list {} refused: {e}", slot.uri))?;
+                // A replayed (older, still unexpired) response would undo
+                // the statuses the list in use set: refused like any bad
+                // fetch, so the list in use stays until max_stale.
+                if let Some(cur) = slot.current().filter(|cur| t.iat_ms < cur.iat_ms) {
+                    return Err(format!(
+                        "status list {} refused: issued at {} ms, before the list in use ({} ms): a replayed response",
+                        slot.uri, t.iat_ms, cur.iat_ms
+                    )
+                    .into());
+                }
                 let (expires_at, fail_at) = lifetime(&self.cfg, now, t.ttl_secs.or(max_age_secs), t.exp_ms, leeway_ms);
                 log::info!(
                     "issuer {}: status list {}: {} entries of {} bits, ttl {} s",
@@ -429,6 +442,7 @@ impl Store {
                         expires_at_ms: expires_at,
                         ttl_secs: t.ttl_secs.or(max_age_secs),
                         exp_ms: t.exp_ms,
+                        iat_ms: t.iat_ms,
                         token_bytes: body.len(),
                     },
                     fail_at,

@@ -30,6 +30,9 @@ pub(crate) struct ListToken {
     pub ttl_secs: Option<u64>,
     /// The `exp` claim, ms: the list must not be used from then on (plus leeway).
     pub exp_ms: Option<u64>,
+    /// The `iat` claim, ms: a list issued before the one in use is a
+    /// replayed response and never replaces it.
+    pub iat_ms: u64,
 }
 
 /// Verify the Status List Token `raw`, fetched from `uri`, for `issuer`.
@@ -135,7 +138,12 @@ fn check_claims(
         return Err("status_list.lst must be a string".into());
     };
     let list = StatusList::decode(bits, lst, max_inflated)?;
-    Ok(ListToken { list, ttl_secs, exp_ms })
+    Ok(ListToken {
+        list,
+        ttl_secs,
+        exp_ms,
+        iat_ms,
+    })
 }
 
 #[cfg(test)]

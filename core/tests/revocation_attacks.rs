@@ -87,7 +87,11 @@ fn a_jti_revocation_outlives_a_leeway_above_a_minute() {
     // reject both.
     let restarted = journaled(&issuer, &clock, dir, 300, None);
     assert_eq!(kind(&restarted, &scoped), Some(ErrorKind::Revoked), "issuer-scoped");
-    assert_eq!(kind(&restarted, &any), Some(ErrorKind::Revoked), "\"*\": the largest leeway");
+    assert_eq!(
+        kind(&restarted, &any),
+        Some(ErrorKind::Revoked),
+        "\"*\": the largest leeway"
+    );
     // Past exp + leeway the claims check rejects it anyway.
     clock.set_ms((exp + 300) * 1000);
     assert_eq!(kind(&restarted, &scoped), Some(ErrorKind::Expired));
@@ -103,7 +107,11 @@ fn a_subject_revocation_outlives_the_issuers_longer_token_lifetime() {
     // is its default, one day.
     let v = journaled(&issuer, &clock, dir, 300, Some(2 * DAY));
     let now = clock.now_secs();
-    let old = token(&issuer, now, json!({"sub": "mallory", "iat": now - 10, "exp": now - 20 + 2 * DAY}));
+    let old = token(
+        &issuer,
+        now,
+        json!({"sub": "mallory", "iat": now - 10, "exp": now - 20 + 2 * DAY}),
+    );
     v.revoke_subject(&issuer.url(), "mallory", now).unwrap();
     assert_eq!(kind(&v, &old), Some(ErrorKind::Revoked));
     clock.advance_secs(DAY + 120);
@@ -191,7 +199,11 @@ impl Fleet {
     }
 
     fn revoker(&self, revocation: Value, clock: &ManualClock) -> Revoker {
-        Revoker::with_clock(Config::from_value(self.config(revocation)).unwrap(), Arc::new(clock.clone())).unwrap()
+        Revoker::with_clock(
+            Config::from_value(self.config(revocation)).unwrap(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap()
     }
 
     fn token(&self, jti: &str) -> String {
@@ -259,7 +271,9 @@ fn a_flood_for_an_unconfigured_issuer_takes_no_room_and_a_real_revocation_still_
         "the junk in the set is not counted against the fleet's lists"
     );
     for w in [&v, &newcomer] {
-        eventually("the real revocation is in force", || kind(w, &t) == Some(ErrorKind::Revoked));
+        eventually("the real revocation is in force", || {
+            kind(w, &t) == Some(ErrorKind::Revoked)
+        });
     }
 }
 
@@ -313,7 +327,10 @@ fn a_deleted_set_is_reseeded_and_a_process_started_afterwards_rejects() {
     let f = fleet();
     let holder = f.verifier(json!({}));
     let t = f.token("j-del");
-    assert_eq!(holder.revoke_jti(&f.issuer.url(), "j-del", None).unwrap(), Propagation::Fleet);
+    assert_eq!(
+        holder.revoke_jti(&f.issuer.url(), "j-del", None).unwrap(),
+        Propagation::Fleet
+    );
     assert_eq!(f.set_count(), 1);
     let _: () = redis::cmd("DEL").arg(SET).query(&mut f.raw()).unwrap();
     // Give the holder a bounded while to notice (its ping runs every second).
@@ -325,7 +342,10 @@ fn a_deleted_set_is_reseeded_and_a_process_started_afterwards_rejects() {
         "a process started after the DEL accepts a revoked token (set re-seeded: {reseeded})"
     );
     // Trimmed instead of deleted: the same.
-    assert_eq!(holder.revoke_jti(&f.issuer.url(), "j-trim", None).unwrap(), Propagation::Fleet);
+    assert_eq!(
+        holder.revoke_jti(&f.issuer.url(), "j-trim", None).unwrap(),
+        Propagation::Fleet
+    );
     let _: () = redis::cmd("ZREMRANGEBYSCORE")
         .arg(SET)
         .arg("-inf")
@@ -344,7 +364,10 @@ fn a_member_with_a_fast_clock_does_not_trim_records_live_for_the_others() {
     on_time.revoke_jti(&f.issuer.url(), "j-hour", Some(now + 3000)).unwrap();
     let fast_clock = ManualClock::new(f.clock.now_ms() + 2 * 3_600_000);
     let fast = f.revoker(json!({}), &fast_clock);
-    assert_eq!(fast.revoke_jti(&f.issuer.url(), "j-fast", None).unwrap(), Propagation::Fleet);
+    assert_eq!(
+        fast.revoke_jti(&f.issuer.url(), "j-fast", None).unwrap(),
+        Propagation::Fleet
+    );
     let held = on_time.fleet_revocations().unwrap();
     assert!(
         held.iter().any(|r| r.value == "j-hour"),

@@ -378,3 +378,61 @@ fn a_member_with_a_fast_clock_does_not_trim_records_live_for_the_others() {
     let t = token(&f.issuer, now, json!({"jti": "j-hour", "exp": now + 3000}));
     assert_eq!(kind(&newcomer, &t), Some(ErrorKind::Revoked));
 }
+
+// ---------------------------------------------------------------------------
+// Beside item 2: a journal that no longer fits is not dropped silently.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_journal_that_no_longer_fits_fails_closed_until_room_frees() {
+    let issuer = TestIssuer::start();
+    let clock = ManualClock::starting_now();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let now_ms = clock.now_ms();
+    // Written by a process that had room for them (a larger max_entries).
+    let lines: String = [
+        ("j-soon", now_ms + 10_000),
+        ("j-a", now_ms + 3_600_000),
+        ("j-b", now_ms + 3_600_000),
+    ]
+    .iter()
+    .map(|(jti, until)| {
+        format!(
+            "{}\n",
+            json!({"kind": "jti", "iss": issuer.url(), "value": jti, "until_ms": until})
+        )
+    })
+    .collect();
+    std::fs::write(dir.path().join("revocations.jsonl"), lines).unwrap();
+    let v = verifier_for(&issuer, &clock, |c| {
+        c["state_dir"] = json!(path);
+        c["revocation"] = json!({"max_entries": 2});
+    });
+    let now = clock.now_secs();
+    let revoked = [
+        token(&issuer, now, json!({"jti": "j-a"})),
+        token(&issuer, now, json!({"jti": "j-b"})),
+    ];
+    let innocent = token(&issuer, now, json!({"jti": "j-innocent"}));
+    for t in &revoked {
+        assert!(
+            matches!(kind(&v, t), Some(ErrorKind::Revoked | ErrorKind::RevocationListFull)),
+            "{:?}",
+            kind(&v, t)
+        );
+    }
+    assert_eq!(
+        kind(&v, &innocent),
+        Some(ErrorKind::RevocationListFull),
+        "one of the journal's revocations is not held: nothing is vouched for"
+    );
+    assert!(v.metrics().revocations.incomplete);
+    // Once j-soon's token expired there is room for all that is live.
+    clock.advance_secs(11);
+    assert!(v.verify(&innocent).is_ok());
+    for t in &revoked {
+        assert_eq!(kind(&v, t), Some(ErrorKind::Revoked));
+    }
+    assert!(!v.metrics().revocations.incomplete);
+}

@@ -3,10 +3,10 @@
 //! Redis holds two things under `revocation.redis.key_prefix`:
 //!
 //! * `{prefix}revocations`, a sorted set of every unexpired record (member:
-//!   the record's JSON; score: when it may be forgotten, `+inf` for kids).
-//!   It is the fleet's memory: a process reads all of it when it starts and
-//!   after every reconnect, so nothing published while it was away is
-//!   missed. Entries are trimmed on every write once they are
+//!   the record's JSON; score: when it may be forgotten, `+inf` for kid
+//!   records written by older versions). It is the fleet's memory: a
+//!   process reads all of it when it starts and after every reconnect, so
+//!   nothing published while it was away is missed. Entries are trimmed on every write once they are
 //!   `revocation.retention_margin_secs` past their score (by the writer's
 //!   clock), so one process whose clock runs ahead cannot erase records
 //!   the others still need.
@@ -513,8 +513,15 @@ impl Feed {
                 self.lag_max.fetch_max(lag, Ordering::Relaxed);
             }
             Err(e) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                log::warn!("revocation feed {}: event refused: {e}", self.display);
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // A flood for issuers not configured here is one attack, not
+                // ten thousand incidents: log the 1st, 2nd, 4th, 8th, ...
+                if e.kind() != ErrorKind::UnknownIssuer || n.is_power_of_two() {
+                    log::warn!(
+                        "revocation feed {}: event refused ({n} dropped so far): {e}",
+                        self.display
+                    );
+                }
             }
         }
     }

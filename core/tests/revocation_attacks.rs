@@ -436,3 +436,35 @@ fn a_journal_that_no_longer_fits_fails_closed_until_room_frees() {
     }
     assert!(!v.metrics().revocations.incomplete);
 }
+
+#[test]
+fn a_kid_record_without_an_end_in_the_set_is_replaced_by_one_that_ends() {
+    let f = fleet();
+    // As older versions wrote it (the record's fields in order), score +inf.
+    let legacy = format!(r#"{{"kind":"kid","iss":"{}","value":"old-kid"}}"#, f.issuer.url());
+    let _: () = redis::cmd("ZADD")
+        .arg(SET)
+        .arg("+inf")
+        .arg(&legacy)
+        .query(&mut f.raw())
+        .unwrap();
+    let v = f.verifier(json!({"kid_revocation_secs": DAY}));
+    let end = f.clock.now_ms() + DAY * 1000;
+    assert_eq!(v.revocations()[0].until_ms, Some(end));
+    let endless: u64 = redis::cmd("ZCOUNT")
+        .arg(SET)
+        .arg("+inf")
+        .arg("+inf")
+        .query(&mut f.raw())
+        .unwrap();
+    assert_eq!(endless, 0, "the endless member is gone");
+    let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(SET)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut f.raw())
+        .unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert_eq!(members[0].1, end as f64, "{members:?}");
+}

@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Revocation, Source};
+use super::{Revocation, RevocationKind, Source};
 use crate::clock::Clock;
 use crate::config::RedisFeedConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -436,8 +436,17 @@ impl Feed {
         let epoch = trust.feed_refusal_epoch();
         let fleet: std::collections::HashSet<Revocation> = self.read_all_on(&mut con)?.into_iter().collect();
         let (mut unknown, mut held_all) = (0u64, true);
+        // Kid records of older versions, without an end (score +inf): once
+        // held here (given `kid_revocation_secs` from now) they are
+        // re-seeded with that end and the endless member removed, so they
+        // do not live for ever by being re-read.
+        let mut endless = Vec::new();
         for r in &fleet {
-            if let Err(e) = trust.apply(r, Source::Feed) {
+            let applied = trust.apply(r, Source::Feed);
+            if applied.is_ok() && r.kind == RevocationKind::Kid && r.until_ms.is_none() {
+                endless.push(r.to_json());
+            }
+            if let Err(e) = applied {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 match e.kind() {
                     ErrorKind::UnknownIssuer => unknown += 1,
@@ -478,6 +487,18 @@ impl Feed {
                 announced += added.len();
                 self.write_and_announce(&mut con, &added, now)?;
             }
+        }
+        if !endless.is_empty() {
+            let mut pipe = redis::pipe();
+            for member in &endless {
+                pipe.cmd("ZREM").arg(&self.set).arg(member).ignore();
+            }
+            pipe.query::<()>(&mut con)?;
+            log::info!(
+                "revocation feed {}: {} kid revocations without an end replaced by ones that end",
+                self.display,
+                endless.len()
+            );
         }
         if announced > 0 {
             log::info!(

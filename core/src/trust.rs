@@ -74,7 +74,10 @@ struct Shortfall {
     feed: AtomicBool,
     /// Bumped at each feed refusal, so a sync clears only what it saw.
     feed_epoch: AtomicU64,
-    /// Journal records refused, retried until held or expired.
+    /// Journal records refused, retried until held or expired. Its lock
+    /// also serializes every change of the flags above (taken before the
+    /// door, never inside it), so a refusal and a recovery cannot
+    /// interleave into "complete" with a record missing.
     unheld: Mutex<Vec<Revocation>>,
     /// When `unheld` was last retried (ms).
     retried_ms: AtomicU64,
@@ -286,12 +289,13 @@ impl Trust {
     fn refused_for_room(&self, r: &Revocation, source: Source, e: &Error) {
         let s = &self.shortfall;
         s.refused.fetch_add(1, Ordering::Relaxed);
+        let mut unheld = s.unheld.lock().unwrap_or_else(|p| p.into_inner());
         match source {
             Source::Feed => {
                 s.feed_epoch.fetch_add(1, Ordering::SeqCst);
                 s.feed.store(true, Ordering::SeqCst);
             }
-            _ => s.unheld.lock().unwrap_or_else(|p| p.into_inner()).push(r.clone()),
+            _ => unheld.push(r.clone()),
         }
         if !s.incomplete.swap(true, Ordering::SeqCst) {
             log::error!(
@@ -323,8 +327,13 @@ impl Trust {
     /// Try the refused journal records again; recompute the state.
     fn retry_unheld(&self) {
         let s = &self.shortfall;
+        let mut unheld = s.unheld.lock().unwrap_or_else(|p| p.into_inner());
+        self.retry_unheld_locked(&mut unheld);
+    }
+
+    fn retry_unheld_locked(&self, unheld: &mut Vec<Revocation>) {
         let now = self.clock.now_ms();
-        let records = std::mem::take(&mut *s.unheld.lock().unwrap_or_else(|p| p.into_inner()));
+        let records = std::mem::take(unheld);
         let mut still = Vec::new();
         for r in records.into_iter().filter(|r| r.is_live(now)) {
             let inside = self.door.enter();
@@ -339,11 +348,11 @@ impl Trust {
                 Err(_) => still.push(r),
             }
         }
-        let mut unheld = s.unheld.lock().unwrap_or_else(|p| p.into_inner());
         unheld.extend(still);
         self.recompute_shortfall(unheld.is_empty());
     }
 
+    /// With the `unheld` lock held.
     fn recompute_shortfall(&self, journal_held: bool) {
         let s = &self.shortfall;
         let incomplete = s.feed.load(Ordering::SeqCst) || !journal_held;
@@ -362,10 +371,11 @@ impl Trust {
     /// refusal happened since the sync started.
     pub(crate) fn feed_synced(&self, epoch: u64, held_all: bool) {
         let s = &self.shortfall;
+        let mut unheld = s.unheld.lock().unwrap_or_else(|p| p.into_inner());
         if held_all && s.feed_epoch.load(Ordering::SeqCst) == epoch {
             s.feed.store(false, Ordering::SeqCst);
         }
-        self.retry_unheld();
+        self.retry_unheld_locked(&mut unheld);
     }
 
     /// Whether the feed's part of the shortfall is set (the subscriber

@@ -6,10 +6,10 @@
 //!   the record's JSON; score: when it may be forgotten, `+inf` for kid
 //!   records written by older versions). It is the fleet's memory: a
 //!   process reads all of it when it starts and after every reconnect, so
-//!   nothing published while it was away is missed. Entries are trimmed on every write once they are
-//!   `revocation.retention_margin_secs` past their score (by the writer's
-//!   clock), so one process whose clock runs ahead cannot erase records
-//!   the others still need.
+//!   nothing published while it was away is missed. Entries are trimmed
+//!   on every write once they are `revocation.retention_margin_secs` past
+//!   their score (by the writer's clock), so one process whose clock runs
+//!   ahead cannot erase records the others still need.
 //! * `{prefix}revocations:events`, a pub/sub channel on which each new
 //!   record is announced as `{"rev": record, "at_ms": when}`.
 //!
@@ -79,7 +79,7 @@ const SEED_CHUNK: usize = 1000;
 /// How often a connected subscriber re-syncs with the fleet's set whatever
 /// the counts say (jittered by ±20 %): it reads the whole set, so this is
 /// the cost of catching a set whose lost members were replaced by others.
-pub const AUDIT_EVERY: Duration = Duration::from_secs(300);
+pub(crate) const AUDIT_EVERY: Duration = Duration::from_secs(300);
 
 /// An announcement on the channel.
 #[derive(Serialize, Deserialize)]

@@ -334,7 +334,7 @@ fn a_deleted_set_is_reseeded_and_a_process_started_afterwards_rejects() {
     assert_eq!(f.set_count(), 1);
     let _: () = redis::cmd("DEL").arg(SET).query(&mut f.raw()).unwrap();
     // Give the holder a bounded while to notice (its ping runs every second).
-    let reseeded = poll(Duration::from_secs(10), || f.set_count() >= 1);
+    let reseeded = poll(Duration::from_secs(20), || f.set_count() >= 1);
     let newcomer = f.verifier(json!({}));
     assert_eq!(
         kind(&newcomer, &t),

@@ -379,7 +379,7 @@ impl Trust {
     }
 
     /// Whether the feed's part of the shortfall is set (the subscriber
-    /// re-syncs on every ping while it is).
+    /// re-syncs while it is, whenever the counts of live records change).
     pub(crate) fn feed_short(&self) -> bool {
         self.shortfall.feed.load(Ordering::SeqCst)
     }

@@ -36,8 +36,9 @@
 //! malformed or oversized event, or one for an issuer that is not
 //! configured, is dropped and counted, never fatal. A record that cannot be
 //! held because the lists are full makes the verifier fail closed
-//! (`revocation_list_full`) until a re-sync, tried on every ping, holds the
-//! whole set. A publisher learns when the set holds more live records than
+//! (`revocation_list_full`) until a re-sync holds the whole set; it is
+//! tried on every ping at which the set's or this process's count of live
+//! records changed since the last failed try. A publisher learns when the set holds more live records than
 //! `revocation.max_entries` (the fleet shares one configuration): its
 //! `revoke_*` returns `revocation_list_full` instead of "fleet". While
 //! the subscription is down the process keeps serving for
@@ -382,17 +383,17 @@ impl Feed {
         Ok(live)
     }
 
-    /// Whether the fleet's set holds fewer live records than `trust` does
-    /// (it was deleted or trimmed by hand, or lost its data): then a sync
-    /// re-seeds it.
-    fn set_is_short(&self, con: &mut redis::Connection, trust: &Trust) -> redis::RedisResult<bool> {
+    /// How many live records the fleet's set holds, and how many `trust`
+    /// holds. Fewer in the set: it was deleted or trimmed by hand, or lost
+    /// its data, and a sync re-seeds it.
+    fn counts(&self, con: &mut redis::Connection, trust: &Trust) -> redis::RedisResult<(u64, u64)> {
         let now = self.clock.now_ms();
         let in_set: u64 = redis::cmd("ZCOUNT")
             .arg(&self.set)
             .arg(format!("({now}"))
             .arg("+inf")
             .query(con)?;
-        Ok(in_set < trust.revocations.live_len(now) as u64)
+        Ok((in_set, trust.revocations.live_len(now) as u64))
     }
 
     /// Every live record the fleet's set holds; malformed members are
@@ -655,6 +656,10 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
     // mode and cannot count the set.
     let mut audit: Option<redis::Connection> = None;
     let mut audit_at = Instant::now() + AUDIT_EVERY.mul_f64(0.8 + 0.4 * fastrand::f64());
+    // The counts after a sync that could not hold the whole set: while
+    // neither changes (nothing added, nothing expired), another sync would
+    // fail the same way, and is not worth reading the whole set for.
+    let mut failed_at: Option<(u64, u64)> = None;
     loop {
         if stop.stopped() {
             return Ok(());
@@ -686,15 +691,22 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
                     // deleted or trimmed, re-seed it. And now and then
                     // whatever the counts say.
                     let due = Instant::now() >= audit_at;
-                    if t.feed_short() || due || feed.set_is_short(con, &t).map_err(|e| e.to_string())? {
-                        if !t.feed_short() && !due {
-                            log::warn!(
-                                "revocation feed {}: the fleet's set lost revocations held here; re-seeding it",
-                                feed.display
-                            );
-                        }
+                    let (in_set, held) = feed.counts(con, &t).map_err(|e| e.to_string())?;
+                    let retry = t.feed_short() && failed_at != Some((in_set, held));
+                    if in_set < held && !retry && !due {
+                        log::warn!(
+                            "revocation feed {}: the fleet's set holds {in_set} live revocations, this process \
+                             {held}: it lost some; re-seeding it",
+                            feed.display
+                        );
+                    }
+                    if retry || due || in_set < held {
                         feed.sync(&t).map_err(|e| e.to_string())?;
                         audit_at = Instant::now() + AUDIT_EVERY.mul_f64(0.8 + 0.4 * fastrand::f64());
+                        failed_at = match t.feed_short() {
+                            true => Some(feed.counts(con, &t).map_err(|e| e.to_string())?),
+                            false => None,
+                        };
                     }
                 }
             }

@@ -143,7 +143,7 @@ struct RevokeArgs {
     /// Cut-off for --sub: Unix seconds, or `now`.
     #[arg(long, value_name = "SECS|now", requires = "sub")]
     before: Option<String>,
-    /// Revoke this key of the issuer, for good.
+    /// Revoke this key of the issuer, for revocation.kid_revocation_secs (default 30 days).
     #[arg(long, value_name = "KID")]
     kid: Option<String>,
 }

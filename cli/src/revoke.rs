@@ -15,7 +15,7 @@ pub enum Target {
     Jti { jti: String, exp: Option<u64> },
     /// A subject's tokens issued before a time (seconds).
     Subject { sub: String, before: u64 },
-    /// A key, for good.
+    /// A key, for `revocation.kid_revocation_secs`.
     Kid { kid: String },
 }
 

@@ -160,3 +160,35 @@ fn a_revoke_beside_a_running_serve_without_a_feed_reaches_it() {
     ]);
     assert_eq!(code, 2);
 }
+
+/// Issue 23: a revocation the fleet's subscribers cannot hold (the set is
+/// over `revocation.max_entries`) is not reported as in force fleet-wide.
+#[test]
+fn a_revocation_the_fleet_cannot_hold_exits_non_zero() {
+    let redis = RedisServer::start().expect("redis-server is installed");
+    let env = Env::new();
+    let cfg = json!({
+        "issuers": [{"issuer": env.issuer.url(), "jwks_uri": env.issuer.jwks_uri(), "audiences": ["api"]}],
+        "http": {"allow_http": true},
+        "revocation": {"max_entries": 1, "redis": {"url": redis.url(), "timeout_ms": 500}},
+    });
+    let path = env.dir.path().join("full.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let held = json!({"kind": "jti", "iss": env.issuer.url(), "value": "j-held", "until_ms": 9_000_000_000_000u64});
+    redis
+        .command(&["ZADD", "jwtwarden:revocations", "9000000000000", &held.to_string()])
+        .expect("written");
+    let iss = env.issuer.url();
+    let (code, lines) = run(&[
+        "revoke",
+        "--config",
+        path.to_str().unwrap(),
+        "--issuer",
+        &iss,
+        "--jti",
+        "j-2",
+    ]);
+    assert_ne!(code, 0, "{lines:?}");
+    assert_eq!(lines[0]["ok"], false, "{lines:?}");
+    assert_eq!(lines[0]["error"], "revocation_list_full", "{lines:?}");
+}

@@ -283,13 +283,32 @@ pub struct HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RevocationConfig {
     /// Most entries held across all denylists; a revocation past that is
-    /// refused (`revocation_list_full`), never silently dropped. Default 100000.
+    /// refused (`revocation_list_full`), never silently dropped: a local
+    /// `revoke_*` returns the error; one from the journal or the fleet feed
+    /// makes every verification fail with `revocation_list_full` until it
+    /// is held; a publisher whose revocation leaves the fleet's Redis set
+    /// with more live records than this gets the error too. Default 100000.
     pub max_entries: usize,
     /// How long a `revoke_subject` entry is kept after its `issued_before`
-    /// time; tokens living longer than this should be revoked by `jti`.
-    /// Also the default lifetime of a `revoke_jti` without an expiry.
-    /// Default 86400.
+    /// time (the issuer's own `max_token_lifetime_secs` if longer, plus its
+    /// `leeway_secs` and a minute); tokens living longer than this should
+    /// be revoked by `jti`. Also the default lifetime of a `revoke_jti`
+    /// without an expiry. Default 86400.
     pub max_token_lifetime_secs: u64,
+    /// How long a `revoke_kid` is kept, in seconds. Default 2592000 (30
+    /// days). After that the record is forgotten everywhere (memory,
+    /// journal, Redis) and a key the issuer still publishes is trusted
+    /// again by processes started afterwards: rotate a compromised key out
+    /// of the JWKS within this time, or revoke it again. Kid records from
+    /// older journals or sets, which had no end, are given this long from
+    /// when they are read. Must be positive.
+    pub kid_revocation_secs: u64,
+    /// How long past its end of life a record is kept where the fleet
+    /// shares it, in seconds: Redis trims (and the journal compacts) only
+    /// records that ended this long ago, so one member whose clock runs
+    /// ahead cannot erase a record that is still live for the others.
+    /// Default 86400 (clocks up to a day apart).
+    pub retention_margin_secs: u64,
     /// The fleet feed: share revocations with every process through Redis.
     /// Unset (the default): revocations stay in this process (and its
     /// journal, with `state_dir`).
@@ -480,6 +499,8 @@ impl Default for RevocationConfig {
         RevocationConfig {
             max_entries: 100_000,
             max_token_lifetime_secs: 86_400,
+            kid_revocation_secs: 30 * 86_400,
+            retention_margin_secs: 86_400,
             redis: None,
         }
     }
@@ -608,6 +629,9 @@ impl Config {
         }
         self.cache.validate(self.max_token_bytes)?;
         self.http.validate()?;
+        if self.revocation.kid_revocation_secs == 0 {
+            return invalid("revocation.kid_revocation_secs", "must be positive");
+        }
         if let Some(redis) = &self.revocation.redis {
             redis.validate()?;
         }

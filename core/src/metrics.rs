@@ -203,6 +203,10 @@ pub struct RevocationStats {
     pub feed: u64,
     /// The fleet feed (`revocation.redis`), if configured.
     pub fleet: Option<crate::revocation::feed::FeedStats>,
+    /// A revocation from the journal or the fleet could not be held (the
+    /// lists were full): every verification fails with
+    /// `revocation_list_full` until it is.
+    pub incomplete: bool,
 }
 
 /// One Token Status List's state and counters.
@@ -527,6 +531,13 @@ fn encode_revocations(e: &mut DescriptorEncoder, entries: u64, r: &RevocationSta
         "Revocations applied, by source",
         [("local", r.local), ("journal", r.journal), ("feed", r.feed)]
             .map(|(source, n)| (vec![("source", source)], counter(n))),
+    )?;
+    single(
+        e,
+        "revocations_incomplete",
+        "1 while a revocation from the journal or the fleet could not be held (lists full): \
+         every verification fails with revocation_list_full",
+        gauge(u64::from(r.incomplete)),
     )?;
     let Some(f) = &r.fleet else { return Ok(()) };
     use crate::revocation::feed::FeedState;

@@ -48,7 +48,7 @@ impl Revoker {
 
     /// As [`Verifier::revoke_kid`](crate::Verifier::revoke_kid).
     pub fn revoke_kid(&self, issuer: &str, kid: &str) -> Result<Propagation> {
-        self.trust.revoke(Trust::kid_record(issuer, kid))
+        self.trust.revoke(self.trust.kid_record(issuer, kid))
     }
 
     /// The live revocations of the journal (and of this revoker's calls).

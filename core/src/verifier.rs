@@ -232,8 +232,8 @@ impl Verifier {
 
     /// Revoke every token of `issuer` with this `jti` (`issuer` exactly as
     /// configured, or `"*"` for every issuer), until `expires_at_secs` (the
-    /// token's `exp`, if known) or else for
-    /// `revocation.max_token_lifetime_secs`.
+    /// token's `exp`, if known) plus the issuer's leeway, or else for the
+    /// longest lifetime a token may have (see `docs/revocation.md`).
     ///
     /// In force for all threads of this process when this returns, and
     /// journaled (fsynced) with `state_dir`. The result says how far it has
@@ -252,10 +252,12 @@ impl Verifier {
     }
 
     /// Emergency key removal: stop trusting `kid` of `issuer` (or of every
-    /// issuer, `"*"`) now, and ignore it in later fetches, for good. Takes
-    /// effect and propagates as [`revoke_jti`](Verifier::revoke_jti).
+    /// issuer, `"*"`) now, and ignore it in later fetches, for
+    /// `revocation.kid_revocation_secs` (default 30 days; rotate the key out
+    /// of the issuer's JWKS within that time). Takes effect and propagates
+    /// as [`revoke_jti`](Verifier::revoke_jti).
     pub fn revoke_kid(&self, issuer: &str, kid: &str) -> Result<Propagation> {
-        self.revoke(issuer, |_| Trust::kid_record(issuer, kid))
+        self.revoke(issuer, |t| t.kid_record(issuer, kid))
     }
 
     fn revoke(&self, issuer: &str, record: impl FnOnce(&Trust) -> Revocation) -> Result<Propagation> {
@@ -461,6 +463,7 @@ impl Scrape for Shared {
                 journal: self.env.trust.applied.journal.load(Ordering::Relaxed),
                 feed: self.env.trust.applied.feed.load(Ordering::Relaxed),
                 fleet: self.env.trust.feed_stats(),
+                incomplete: self.env.trust.revocations_incomplete(now),
             },
             status_lists: self.status.stats(&self.issuers, now),
         }
@@ -599,6 +602,13 @@ impl Shared {
         let trust = &self.env.trust;
         if trust.revocations.is_revoked(issuer, facts) {
             return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
+        }
+        if trust.revocations_incomplete(now) {
+            return Err(Error::new(
+                ErrorKind::RevocationListFull,
+                "a revocation from the journal or the fleet could not be held (revocation.max_entries): \
+                 failing closed until it is",
+            ));
         }
         if now >= trust.feed_fail_closed_at_ms() {
             return Err(Error::new(

@@ -71,7 +71,10 @@ def test_revoke_kid(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
     with pytest.raises(jwtwarden.UnknownIssuerError):
         verifier.revoke_kid(issuer.kid, issuer="https://nope.example")
     (held,) = verifier.revocations()
-    assert held == {"kind": "kid", "issuer": issuer.url, "value": issuer.kid, "issued_before": None, "until_ms": None}
+    # Kept for revocation.kid_revocation_secs (default 30 days), not for ever.
+    until_ms = held.pop("until_ms")
+    assert held == {"kind": "kid", "issuer": issuer.url, "value": issuer.kid, "issued_before": None}
+    assert until_ms is not None and until_ms > (time.time() + 29 * 86400) * 1000
 
 
 def test_the_issuer_is_required_and_keyword_only(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:

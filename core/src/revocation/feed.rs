@@ -3,10 +3,13 @@
 //! Redis holds two things under `revocation.redis.key_prefix`:
 //!
 //! * `{prefix}revocations`, a sorted set of every unexpired record (member:
-//!   the record's JSON; score: when it may be forgotten, `+inf` for kids).
-//!   It is the fleet's memory: a process reads all of it when it starts and
-//!   after every reconnect, so nothing published while it was away is
-//!   missed. Entries past their score are trimmed on every write.
+//!   the record's JSON; score: when it may be forgotten, `+inf` for kid
+//!   records written by older versions). It is the fleet's memory: a
+//!   process reads all of it when it starts and after every reconnect, so
+//!   nothing published while it was away is missed. Entries are trimmed
+//!   on every write once they are `revocation.retention_margin_secs` past
+//!   their score (by the writer's clock), so one process whose clock runs
+//!   ahead cannot erase records the others still need.
 //! * `{prefix}revocations:events`, a pub/sub channel on which each new
 //!   record is announced as `{"rev": record, "at_ms": when}`.
 //!
@@ -22,8 +25,22 @@
 //! while Redis was unreachable, a Redis that restarted without persistence,
 //! and a journal holding what the fleet never saw.
 //!
+//! The set is audited: on every ping the subscriber compares how many live
+//! records the set holds with how many this process holds, and re-syncs
+//! (re-seeding the set) when the set holds fewer, so a set deleted or
+//! trimmed by hand is rebuilt within about a second by any process that
+//! holds its records; and every [`AUDIT_EVERY`] (jittered) it re-syncs
+//! regardless, which also catches a set whose lost members were replaced.
+//!
 //! A record from the feed can only add a revocation, never remove one; a
-//! malformed or oversized event is dropped and counted, never fatal. While
+//! malformed or oversized event, or one for an issuer that is not
+//! configured, is dropped and counted, never fatal. A record that cannot be
+//! held because the lists are full makes the verifier fail closed
+//! (`revocation_list_full`) until a re-sync holds the whole set; it is
+//! tried on every ping at which the set's or this process's count of live
+//! records changed since the last failed try. A publisher learns when the set holds more live records than
+//! `revocation.max_entries` (the fleet shares one configuration): its
+//! `revoke_*` returns `revocation_list_full` instead of "fleet". While
 //! the subscription is down the process keeps serving for
 //! `max_stale_secs` after it last heard from Redis, then fails closed
 //! (`revocations_stale`) unless `serve_when_stale` is set; it reconnects by
@@ -40,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Revocation, Source};
+use super::{Revocation, RevocationKind, Source};
 use crate::clock::Clock;
 use crate::config::RedisFeedConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -60,6 +77,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Records per pipeline when re-seeding.
 const SEED_CHUNK: usize = 1000;
+/// How often a connected subscriber re-syncs with the fleet's set whatever
+/// the counts say (jittered by ±20 %): it reads the whole set, so this is
+/// the cost of catching a set whose lost members were replaced by others.
+pub(crate) const AUDIT_EVERY: Duration = Duration::from_secs(300);
 
 /// An announcement on the channel.
 #[derive(Serialize, Deserialize)]
@@ -106,7 +127,9 @@ pub struct FeedStats {
     pub last_event_age_ms: Option<u64>,
     /// Events received and applied.
     pub events: u64,
-    /// Events dropped as malformed, oversized or refused.
+    /// Events (and members of the set read at a sync) dropped as
+    /// malformed, oversized or refused (an issuer not configured here, the
+    /// lists full). A member read again at a later sync counts again.
     pub dropped_events: u64,
     /// Times the subscription was re-established after a loss.
     pub reconnects: u64,
@@ -117,6 +140,13 @@ pub struct FeedStats {
     pub lag_ms_sum: u64,
     /// See `lag_ms_sum`.
     pub lag_ms_max: u64,
+    /// A revocation from the feed or the journal could not be held because
+    /// the lists are full (`revocation.max_entries`): every verification
+    /// fails with `revocation_list_full` and `state` reads failed closed,
+    /// until a re-sync holds every live record of the fleet's set.
+    pub revocations_incomplete: bool,
+    /// Records refused for want of room, in all.
+    pub refused_for_room: u64,
 }
 
 /// One verifier's (or revoker's) connection to the fleet feed.
@@ -129,6 +159,11 @@ pub(crate) struct Feed {
     timeout: Duration,
     max_stale_ms: u64,
     serve_when_stale: bool,
+    /// `revocation.max_entries`: what each subscriber can hold.
+    max_entries: usize,
+    /// `revocation.retention_margin_secs`, in ms: how long past its end a
+    /// record is kept in the set.
+    retention_ms: u64,
     clock: Arc<dyn Clock>,
     /// The publishing connection, kept between revocations; this process's
     /// own (a forked child never writes on its parent's stream, nor waits
@@ -171,6 +206,8 @@ impl Feed {
             timeout: Duration::from_millis(cfg.timeout_ms),
             max_stale_ms: cfg.max_stale_secs.saturating_mul(1000),
             serve_when_stale: cfg.serve_when_stale,
+            max_entries: usize::MAX,
+            retention_ms: 0,
             clock,
             publisher: PerProcess::new(Mutex::new(None)),
             pending: Mutex::new(Vec::new()),
@@ -191,11 +228,25 @@ impl Feed {
         Ok(feed)
     }
 
+    /// The feed with the fleet's bounds: `max_entries` each process can
+    /// hold, and `retention_ms` a record is kept in the set past its end.
+    pub(crate) fn with_limits(mut self, max_entries: usize, retention_ms: u64) -> Feed {
+        self.max_entries = max_entries;
+        self.retention_ms = retention_ms;
+        self
+    }
+
     /// From when verifications fail closed for want of the feed (ms);
     /// `u64::MAX` with `serve_when_stale`.
     #[inline]
     pub(crate) fn fail_closed_at_ms(&self) -> u64 {
         self.fail_closed_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether this feed has heard from Redis itself (not only the contact
+    /// time a reload's predecessor handed on).
+    pub(crate) fn has_heard(&self) -> bool {
+        self.heard.load(Ordering::SeqCst)
     }
 
     /// The subscription heard from Redis at `now`.
@@ -219,12 +270,50 @@ impl Feed {
         Ok(con)
     }
 
-    /// Write `r` to the fleet's set and announce it. `false` if Redis could
-    /// not be reached: the record is kept, and the subscriber publishes it
-    /// once Redis answers again.
-    pub(crate) fn publish(&self, r: &Revocation) -> bool {
+    /// Write `r` to the fleet's set and announce it. `Ok(false)` if Redis
+    /// could not be reached: the record is kept, and the subscriber
+    /// publishes it once Redis answers again.
+    ///
+    /// `revocation_list_full` if the set now holds more live records than
+    /// each process can hold (`revocation.max_entries`): the record is in
+    /// Redis (and in force here), but subscribers cannot all hold it. The
+    /// set's count includes records of issuers not configured here and
+    /// duplicates; only when it is over the limit is the set read, and the
+    /// records `counts` accepts counted once per revocation.
+    pub(crate) fn publish(&self, r: &Revocation, counts: impl Fn(&Revocation) -> bool) -> Result<bool> {
         match self.publish_all(std::slice::from_ref(r)) {
-            Ok(()) => true,
+            Ok(live) if live > self.max_entries as u64 => {
+                let held = self.read_all().map(|all| {
+                    let keys: std::collections::HashSet<_> = all
+                        .iter()
+                        .filter(|r| counts(r))
+                        .map(|r| (r.kind, r.issuer.as_str(), r.value.as_str()))
+                        .collect();
+                    keys.len()
+                });
+                match held {
+                    Ok(n) if n <= self.max_entries => Ok(true),
+                    Ok(n) => Err(Error::new(
+                        ErrorKind::RevocationListFull,
+                        format!(
+                            "revocation in force in this process and written to Redis ({}), but the fleet's set \
+                             holds {n} live revocations and subscribers can hold {} (revocation.max_entries): \
+                             they cannot hold it and fail closed",
+                            self.display, self.max_entries
+                        ),
+                    )),
+                    Err(e) => Err(Error::new(
+                        ErrorKind::RevocationListFull,
+                        format!(
+                            "revocation in force in this process and written to Redis ({}), but the fleet's set \
+                             holds more than revocation.max_entries ({}) records and could not be read back \
+                             ({e}): subscribers may not hold it",
+                            self.display, self.max_entries
+                        ),
+                    )),
+                }
+            }
+            Ok(_) => Ok(true),
             Err(e) => {
                 log::warn!(
                     "revocation feed {}: cannot publish ({}); applied locally, not yet fleet-wide",
@@ -232,7 +321,7 @@ impl Feed {
                     e.category()
                 );
                 self.pending.lock().unwrap_or_else(|p| p.into_inner()).push(r.clone());
-                false
+                Ok(false)
             }
         }
     }
@@ -240,13 +329,14 @@ impl Feed {
     /// Write and announce `records` on the publishing connection. A kept
     /// connection may have died since its last use (Redis restarted, an idle
     /// timeout): one failure on it is retried once on a fresh connection.
-    fn publish_all(&self, records: &[Revocation]) -> redis::RedisResult<()> {
+    /// Returns how many live records the set holds afterwards.
+    fn publish_all(&self, records: &[Revocation]) -> redis::RedisResult<u64> {
         let publisher = self.publisher.get(|_| Mutex::new(None));
         let mut slot = publisher.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now_ms();
         if let Some(con) = slot.as_mut() {
-            if self.write_and_announce(con, records, now).is_ok() {
-                return Ok(());
+            if let Ok(live) = self.write_and_announce(con, records, now) {
+                return Ok(live);
             }
             *slot = None;
         }
@@ -266,7 +356,7 @@ impl Feed {
             return;
         }
         match self.publish_all(&records) {
-            Ok(()) => log::info!(
+            Ok(_) => log::info!(
                 "revocation feed {}: published {} pending revocations",
                 self.display,
                 records.len()
@@ -275,12 +365,14 @@ impl Feed {
         }
     }
 
+    /// Write and announce `records`, trim what ended more than the
+    /// retention margin ago, and count the set's live records (by `now`).
     fn write_and_announce(
         &self,
         con: &mut redis::Connection,
         records: &[Revocation],
         now: u64,
-    ) -> redis::RedisResult<()> {
+    ) -> redis::RedisResult<u64> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for r in records {
@@ -292,12 +384,29 @@ impl Feed {
             let event = serde_json::to_string(&event).expect("an event always serializes");
             pipe.cmd("PUBLISH").arg(&self.channel).arg(event).ignore();
         }
+        // Trimmed only on a margin: a writer whose clock runs ahead must not
+        // erase a record that is live for the rest of the fleet.
         pipe.cmd("ZREMRANGEBYSCORE")
             .arg(&self.set)
             .arg("-inf")
-            .arg(format!("({now}"))
+            .arg(format!("({}", now.saturating_sub(self.retention_ms)))
             .ignore();
-        pipe.query::<()>(con)
+        pipe.cmd("ZCOUNT").arg(&self.set).arg(format!("({now}")).arg("+inf");
+        let (live,): (u64,) = pipe.query(con)?;
+        Ok(live)
+    }
+
+    /// How many live records the fleet's set holds, and how many `trust`
+    /// holds. Fewer in the set: it was deleted or trimmed by hand, or lost
+    /// its data, and a sync re-seeds it.
+    fn counts(&self, con: &mut redis::Connection, trust: &Trust) -> redis::RedisResult<(u64, u64)> {
+        let now = self.clock.now_ms();
+        let in_set: u64 = redis::cmd("ZCOUNT")
+            .arg(&self.set)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query(con)?;
+        Ok((in_set, trust.revocations.live_len(now) as u64))
     }
 
     /// Every live record the fleet's set holds; malformed members are
@@ -333,15 +442,40 @@ impl Feed {
     /// Only the records missing from the set are written, so after a Redis
     /// restart the first process to reconnect re-seeds the set and the rest
     /// of the fleet, reading it back, finds nothing to add.
+    ///
+    /// When every live record of the set is held here, a shortfall from
+    /// full lists (see `Trust::revocations_incomplete`) is cleared.
     pub(crate) fn sync(&self, trust: &Trust) -> redis::RedisResult<()> {
         let mut con = self.connect()?;
+        let epoch = trust.feed_refusal_epoch();
         let fleet: std::collections::HashSet<Revocation> = self.read_all_on(&mut con)?.into_iter().collect();
+        let (mut unknown, mut held_all) = (0u64, true);
+        // Kid records of older versions, without an end (score +inf): once
+        // held here (given `kid_revocation_secs` from now) they are
+        // re-seeded with that end and the endless member removed, so they
+        // do not live for ever by being re-read.
+        let mut endless = Vec::new();
         for r in &fleet {
-            if let Err(e) = trust.apply(r, Source::Feed) {
+            let applied = trust.apply(r, Source::Feed);
+            if applied.is_ok() && r.kind == RevocationKind::Kid && r.until_ms.is_none() {
+                endless.push(r.to_json());
+            }
+            if let Err(e) = applied {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                log::warn!("revocation feed {}: record refused: {e}", self.display);
+                match e.kind() {
+                    ErrorKind::UnknownIssuer => unknown += 1,
+                    ErrorKind::RevocationListFull => held_all = false,
+                    _ => log::warn!("revocation feed {}: record refused: {e}", self.display),
+                }
             }
         }
+        if unknown > 0 {
+            log::warn!(
+                "revocation feed {}: {unknown} records in the fleet's set name issuers not configured here; ignored",
+                self.display
+            );
+        }
+        trust.feed_synced(epoch, held_all);
         let now = self.clock.now_ms();
         let missing: Vec<Revocation> = trust
             .live_revocations(now)
@@ -367,6 +501,18 @@ impl Feed {
                 announced += added.len();
                 self.write_and_announce(&mut con, &added, now)?;
             }
+        }
+        if !endless.is_empty() {
+            let mut pipe = redis::pipe();
+            for member in &endless {
+                pipe.cmd("ZREM").arg(&self.set).arg(member).ignore();
+            }
+            pipe.query::<()>(&mut con)?;
+            log::info!(
+                "revocation feed {}: {} kid revocations without an end replaced by ones that end",
+                self.display,
+                endless.len()
+            );
         }
         if announced > 0 {
             log::info!(
@@ -402,8 +548,15 @@ impl Feed {
                 self.lag_max.fetch_max(lag, Ordering::Relaxed);
             }
             Err(e) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                log::warn!("revocation feed {}: event refused: {e}", self.display);
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // A flood for issuers not configured here is one attack, not
+                // ten thousand incidents: log the 1st, 2nd, 4th, 8th, ...
+                if e.kind() != ErrorKind::UnknownIssuer || n.is_power_of_two() {
+                    log::warn!(
+                        "revocation feed {}: event refused ({n} dropped so far): {e}",
+                        self.display
+                    );
+                }
             }
         }
     }
@@ -429,6 +582,9 @@ impl Feed {
             pending: self.pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
             lag_ms_sum: self.lag_sum.load(Ordering::Relaxed),
             lag_ms_max: self.lag_max.load(Ordering::Relaxed),
+            // Filled in by the trust state, which knows them.
+            revocations_incomplete: false,
+            refused_for_room: 0,
         }
     }
 
@@ -548,6 +704,14 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
     }
     *sessions += 1;
     let mut pinged = Instant::now();
+    // A second connection for the audit: the subscription's is in pub/sub
+    // mode and cannot count the set.
+    let mut audit: Option<redis::Connection> = None;
+    let mut audit_at = Instant::now() + AUDIT_EVERY.mul_f64(0.8 + 0.4 * fastrand::f64());
+    // The counts after a sync that could not hold the whole set: while
+    // neither changes (nothing added, nothing expired), another sync would
+    // fail the same way, and is not worth reading the whole set for.
+    let mut failed_at: Option<(u64, u64)> = None;
     loop {
         if stop.stopped() {
             return Ok(());
@@ -569,6 +733,33 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
                     sub.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
                     pinged = Instant::now();
                     feed.contact(feed.clock.now_ms());
+                    let Some(t) = trust.upgrade() else { return Ok(()) };
+                    let con = match audit.as_mut() {
+                        Some(con) => con,
+                        None => audit.insert(feed.connect().map_err(|e| e.to_string())?),
+                    };
+                    // Lists full: retry until the whole set is held. A set
+                    // holding fewer live records than this process: it was
+                    // deleted or trimmed, re-seed it. And now and then
+                    // whatever the counts say.
+                    let due = Instant::now() >= audit_at;
+                    let (in_set, held) = feed.counts(con, &t).map_err(|e| e.to_string())?;
+                    let retry = t.feed_short() && failed_at != Some((in_set, held));
+                    if in_set < held && !retry && !due {
+                        log::warn!(
+                            "revocation feed {}: the fleet's set holds {in_set} live revocations, this process \
+                             {held}: it lost some; re-seeding it",
+                            feed.display
+                        );
+                    }
+                    if retry || due || in_set < held {
+                        feed.sync(&t).map_err(|e| e.to_string())?;
+                        audit_at = Instant::now() + AUDIT_EVERY.mul_f64(0.8 + 0.4 * fastrand::f64());
+                        failed_at = match t.feed_short() {
+                            true => Some(feed.counts(con, &t).map_err(|e| e.to_string())?),
+                            false => None,
+                        };
+                    }
                 }
             }
             Err(e) => return Err(e.to_string()),

@@ -8,8 +8,9 @@
 //! * At start the journal is replayed (records live at the current time are
 //!   applied) and the file is rewritten compacted (temporary file, fsync,
 //!   rename, fsync of the directory). Compaction drops a record only
-//!   [`RETENTION_MARGIN_MS`] after it expired: one start with a clock ahead
-//!   must not erase revocations that the true clock still needs.
+//!   `revocation.retention_margin_secs` (default a day) after it expired:
+//!   one start with a clock ahead must not erase revocations that the true
+//!   clock still needs.
 //! * Every file here is opened without following a symbolic link and
 //!   without blocking on a FIFO, and must be a regular file
 //!   (`crate::safefile`); the compaction's temporary file is created new
@@ -41,12 +42,6 @@ use crate::safefile;
 
 const FILE: &str = "revocations.jsonl";
 const LOCK: &str = "revocations.lock";
-
-/// How long after its `until_ms` a record is still kept by compaction (ms):
-/// a day, so a start with a clock that far ahead cannot erase a record the
-/// true clock still needs. Replay applies only records live at the current
-/// time either way.
-pub(crate) const RETENTION_MARGIN_MS: u64 = 86_400_000;
 
 /// Most bytes [`Journal::read_new`] reads in one call; the rest next time.
 const MAX_READ_BYTES: u64 = 16 << 20;
@@ -102,14 +97,16 @@ impl Drop for Locked {
 }
 
 impl Journal {
-    /// Open (creating) the journal in `dir`, replay it, and compact it.
-    /// Returns the live records at `now_ms`, in the order written.
-    pub(crate) fn open(dir: &Path, now_ms: u64) -> std::io::Result<(Journal, Vec<Revocation>)> {
+    /// Open (creating) the journal in `dir`, replay it, and compact it,
+    /// keeping records until `margin_ms` past their end
+    /// (`revocation.retention_margin_secs`). Returns the live records at
+    /// `now_ms`, in the order written.
+    pub(crate) fn open(dir: &Path, now_ms: u64, margin_ms: u64) -> std::io::Result<(Journal, Vec<Revocation>)> {
         fs::create_dir_all(dir)?;
         let _lock = Locked::take(dir)?;
         let path = dir.join(FILE);
         let (kept, skipped) = match safefile::open(&path, OpenOptions::new().read(true)) {
-            Ok(f) => read(f, now_ms.saturating_sub(RETENTION_MARGIN_MS))?,
+            Ok(f) => read(f, now_ms.saturating_sub(margin_ms))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
             Err(e) => return Err(e),
         };
@@ -293,6 +290,9 @@ fn compact(dir: &Path, records: &[Revocation]) -> std::io::Result<ReadPos> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default `revocation.retention_margin_secs`, in ms.
+    const MARGIN_MS: u64 = 86_400_000;
     use crate::revocation::RevocationKind;
 
     fn jti(v: &str, until_ms: u64) -> Revocation {
@@ -308,18 +308,18 @@ mod tests {
     #[test]
     fn replays_live_records_and_compacts_away_expired_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let (j, live) = Journal::open(dir.path(), 0).unwrap();
+        let (j, live) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         assert!(live.is_empty());
         j.append(&jti("old", 100), true).unwrap();
         j.append(&jti("new", 10_000), true).unwrap();
         j.append(&jti("new", 10_000), false).unwrap();
         drop(j);
-        let (_, live) = Journal::open(dir.path(), 5_000).unwrap();
+        let (_, live) = Journal::open(dir.path(), 5_000, MARGIN_MS).unwrap();
         assert_eq!(live, vec![jti("new", 10_000)]);
         let text = fs::read_to_string(dir.path().join(FILE)).unwrap();
         assert_eq!(text.lines().count(), 2, "expired, but within the margin: {text}");
         // "old" is past its margin, "new" expired but within its own.
-        let (_, live) = Journal::open(dir.path(), 100 + RETENTION_MARGIN_MS).unwrap();
+        let (_, live) = Journal::open(dir.path(), 100 + MARGIN_MS, MARGIN_MS).unwrap();
         assert!(live.is_empty(), "{live:?}");
         let text = fs::read_to_string(dir.path().join(FILE)).unwrap();
         assert_eq!(text.lines().count(), 1, "compacted: {text}");
@@ -328,9 +328,9 @@ mod tests {
     #[test]
     fn read_new_sees_other_processes_appends_whole_lines_only_and_follows_a_compaction() {
         let dir = tempfile::tempdir().unwrap();
-        let (reader, _) = Journal::open(dir.path(), 0).unwrap();
+        let (reader, _) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         assert!(reader.read_new(0).unwrap().is_empty());
-        let (other, _) = Journal::open(dir.path(), 0).unwrap();
+        let (other, _) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         // `other` compacted: the reader's file was replaced, read from 0.
         other.append(&jti("a", 10_000), true).unwrap();
         assert_eq!(reader.read_new(0).unwrap(), vec![jti("a", 10_000)]);
@@ -347,21 +347,21 @@ mod tests {
         other.append(&jti("old", 100), true).unwrap();
         assert!(reader.read_new(5_000).unwrap().is_empty());
         // Another compaction: everything live again, from the new file.
-        let (_third, _) = Journal::open(dir.path(), 0).unwrap();
+        let (_third, _) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         assert_eq!(reader.read_new(0).unwrap().len(), 3);
     }
 
     #[test]
     fn two_compactions_between_reads_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (reader, _) = Journal::open(dir.path(), 0).unwrap();
+        let (reader, _) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         for round in 0..20 {
             // Two processes start (each compacts) and revoke between two
             // polls: a freed inode may be reused by the second new file.
-            let (a, _) = Journal::open(dir.path(), 0).unwrap();
+            let (a, _) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
             a.append(&jti(&format!("a{round}"), 10_000), true).unwrap();
             drop(a);
-            let (b, _) = Journal::open(dir.path(), 0).unwrap();
+            let (b, _) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
             b.append(&jti(&format!("b{round}"), 10_000), true).unwrap();
             let got = reader.read_new(0).unwrap();
             for v in [format!("a{round}"), format!("b{round}")] {
@@ -384,20 +384,20 @@ mod tests {
             format!("{good}\n{bad_kind}\n{empty_value}\n{{\"kind\":\"jti\",\"iss"),
         )
         .unwrap();
-        let (_, live) = Journal::open(dir.path(), 0).unwrap();
+        let (_, live) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         assert_eq!(live, vec![jti("a", 10_000)]);
     }
 
     #[test]
     fn an_appender_follows_a_compaction_by_another_process() {
         let dir = tempfile::tempdir().unwrap();
-        let (j1, _) = Journal::open(dir.path(), 0).unwrap();
+        let (j1, _) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         j1.append(&jti("a", 10_000), true).unwrap();
         // Another process starts and compacts: the file is replaced.
-        let (_j2, live) = Journal::open(dir.path(), 0).unwrap();
+        let (_j2, live) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         assert_eq!(live.len(), 1);
         j1.append(&jti("b", 10_000), true).unwrap();
-        let (_, live) = Journal::open(dir.path(), 0).unwrap();
+        let (_, live) = Journal::open(dir.path(), 0, MARGIN_MS).unwrap();
         assert_eq!(live.len(), 2, "the append after the compaction was not lost");
     }
 }

@@ -8,10 +8,11 @@
 //! revocation is seen by every thread as soon as the call returns. A record
 //! that changes nothing (the fleet echoing this process's own revocation, a
 //! journal replay) leaves the generation alone, so a busy feed does not
-//! make every hit re-check. Entries expire with the tokens they cover, so
-//! memory stays bounded.
+//! make every hit re-check. Entries expire with the tokens they cover (kid
+//! entries after `revocation.kid_revocation_secs`), so memory stays
+//! bounded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
@@ -28,8 +29,8 @@ struct Scope {
     jti: HashMap<String, u64>,
     /// sub → (tokens issued before this many seconds are revoked, drop after ms).
     subjects: HashMap<String, (u64, u64)>,
-    /// Revoked kids, kept for good.
-    kids: HashSet<String>,
+    /// Revoked kid → drop the entry after this time (ms).
+    kids: HashMap<String, u64>,
 }
 
 impl Scope {
@@ -40,6 +41,13 @@ impl Scope {
     fn prune(&mut self, now_ms: u64) {
         self.jti.retain(|_, until| *until > now_ms);
         self.subjects.retain(|_, (_, until)| *until > now_ms);
+        self.kids.retain(|_, until| *until > now_ms);
+    }
+
+    fn live_len(&self, now_ms: u64) -> usize {
+        self.jti.values().filter(|until| **until > now_ms).count()
+            + self.subjects.values().filter(|(_, until)| *until > now_ms).count()
+            + self.kids.values().filter(|until| **until > now_ms).count()
     }
 
     fn is_revoked(&self, facts: &Facts) -> bool {
@@ -84,7 +92,12 @@ impl Scope {
                 .filter(|(_, (_, until))| *until > now_ms)
                 .map(|(v, (before, until))| record(RevocationKind::Subject, v, Some(*before), Some(*until))),
         );
-        out.extend(self.kids.iter().map(|v| record(RevocationKind::Kid, v, None, None)));
+        out.extend(
+            self.kids
+                .iter()
+                .filter(|(_, until)| **until > now_ms)
+                .map(|(v, until)| record(RevocationKind::Kid, v, None, Some(*until))),
+        );
     }
 }
 
@@ -139,7 +152,14 @@ impl Revocations {
                 *e = (e.0.max(before), e.1.max(until));
                 changed
             }
-            RevocationKind::Kid => scope.kids.insert(r.value.clone()),
+            RevocationKind::Kid => {
+                // A kid is revoked or not: a longer life is kept without
+                // counting as a change.
+                let e = scope.kids.entry(r.value.clone()).or_insert(0);
+                let changed = *e == 0;
+                *e = (*e).max(until);
+                changed
+            }
         };
         if changed {
             // After the entry is in, and before the write lock is released:
@@ -179,6 +199,12 @@ impl Revocations {
     pub(crate) fn len(&self) -> usize {
         self.scopes.read().values().map(Scope::len).sum()
     }
+
+    /// How many records are still live at `now_ms` (what `live` would
+    /// return, without building it).
+    pub(crate) fn live_len(&self, now_ms: u64) -> usize {
+        self.scopes.read().values().map(|s| s.live_len(now_ms)).sum()
+    }
 }
 
 /// Whether `scope` already holds an entry for the record's key (so adding it
@@ -187,7 +213,7 @@ fn covers(scope: Option<&Scope>, r: &Revocation) -> bool {
     scope.is_some_and(|s| match r.kind {
         RevocationKind::Jti => s.jti.contains_key(&r.value),
         RevocationKind::Subject => s.subjects.contains_key(&r.value),
-        RevocationKind::Kid => s.kids.contains(&r.value),
+        RevocationKind::Kid => s.kids.contains_key(&r.value),
     })
 }
 

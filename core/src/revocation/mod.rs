@@ -40,7 +40,7 @@ pub enum RevocationKind {
     Jti,
     /// The issuer's tokens for this `sub` issued before a time.
     Subject,
-    /// The issuer's key with this `kid`, for good.
+    /// The issuer's key with this `kid`, for `revocation.kid_revocation_secs`.
     Kid,
 }
 
@@ -73,7 +73,10 @@ pub struct Revocation {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "before")]
     pub issued_before: Option<u64>,
     /// When the record may be forgotten (Unix ms): once every token it
-    /// covers has expired. `None` for kid revocations, which are kept.
+    /// covers can no longer be accepted (leeway included), or for a kid
+    /// `revocation.kid_revocation_secs` after it was made. `None` only in
+    /// kid records written by older versions, which had no end: they are
+    /// given `kid_revocation_secs` from when they are read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
 }

@@ -44,5 +44,7 @@ class Revocation(TypedDict):
     value: str
     #: Subject revocations: tokens issued before this time (Unix seconds).
     issued_before: Optional[int]
-    #: When the record may be forgotten (Unix ms); ``None`` for kids (kept).
+    #: When the record may be forgotten (Unix ms); for kids
+    #: ``revocation.kid_revocation_secs`` after the revocation (``None`` only
+    #: for kid records written by older versions).
     until_ms: Optional[int]

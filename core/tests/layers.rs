@@ -367,76 +367,67 @@ fn is_ident(b: u8) -> bool {
 }
 
 /// The paths of a `use` tree (`crate::{a::X, b::{c, d::Y}}`), each as its
-/// segments; `as` renames and `*` dropped.
+/// segments; `as` renames dropped, a glob (`a::*`) as its module's path.
 fn expand(tree: &str) -> Vec<Vec<String>> {
+    fn skip_ws(s: &[u8], i: &mut usize) {
+        while s.get(*i).is_some_and(u8::is_ascii_whitespace) {
+            *i += 1;
+        }
+    }
+    /// One tree at `*i` under `prefix`, up to the `,` or `}` after it.
     fn walk(s: &[u8], i: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
         let mut path = prefix.to_vec();
+        let mut named = false;
         loop {
-            while *i < s.len() && s[*i].is_ascii_whitespace() {
-                *i += 1;
-            }
-            if *i >= s.len() {
-                break;
-            }
-            match s[*i] {
-                b'{' => {
+            skip_ws(s, i);
+            match s.get(*i) {
+                None | Some(b',') | Some(b'}') => break,
+                Some(b'{') => {
                     *i += 1;
                     loop {
-                        walk(s, i, &path, out);
-                        while *i < s.len() && s[*i].is_ascii_whitespace() {
-                            *i += 1;
-                        }
+                        skip_ws(s, i);
                         match s.get(*i) {
-                            Some(b',') => *i += 1,
+                            None => return,
                             Some(b'}') => {
                                 *i += 1;
                                 return;
                             }
-                            _ => return,
+                            _ => walk(s, i, &path, out),
                         }
-                        while *i < s.len() && s[*i].is_ascii_whitespace() {
+                        if s.get(*i) == Some(&b',') {
                             *i += 1;
-                        }
-                        if s.get(*i) == Some(&b'}') {
-                            *i += 1;
-                            return;
                         }
                     }
                 }
-                b':' => *i += 1,
-                b'*' => {
+                Some(b'*') => {
+                    named = true;
                     *i += 1;
                 }
-                b',' | b'}' => break,
-                c if is_ident(c) => {
+                Some(&c) if is_ident(c) => {
                     let start = *i;
-                    while *i < s.len() && is_ident(s[*i]) {
+                    while s.get(*i).is_some_and(|b| is_ident(*b)) {
                         *i += 1;
                     }
                     let word = String::from_utf8_lossy(&s[start..*i]).into_owned();
                     if word == "as" {
-                        // skip the new name
-                        while *i < s.len() && s[*i].is_ascii_whitespace() {
-                            *i += 1;
-                        }
-                        while *i < s.len() && is_ident(s[*i]) {
+                        skip_ws(s, i);
+                        while s.get(*i).is_some_and(|b| is_ident(*b)) {
                             *i += 1;
                         }
                     } else {
                         path.push(word);
+                        named = true;
                     }
                 }
-                _ => *i += 1,
+                Some(_) => *i += 1, // `::`
             }
         }
-        if path.len() > prefix.len() || !path.is_empty() {
+        if named {
             out.push(path);
         }
     }
     let mut out = Vec::new();
-    let mut i = 0;
-    walk(tree.as_bytes(), &mut i, &[], &mut out);
-    out.retain(|p| !p.is_empty());
+    walk(tree.as_bytes(), &mut 0, &[], &mut out);
     out
 }
 
@@ -619,6 +610,8 @@ fn checker_catches_hidden_upward_imports_and_cycles() {
             "higher layer",
         ),
         (&["a"], "use crate::{b, top as t};", "higher layer"),
+        (&["a"], "use crate::top::{*};", "higher layer"),
+        (&["a"], "use crate::{b::X,\n    top::*,\n};", "higher layer"),
         (&["a"], "fn f() -> u8 { crate :: top :: f() }", "higher layer"),
         (&["c", "inner"], "fn f() { super::super::top::f() }", "higher layer"),
         (&["a"], "pub(crate) fn f(x: &crate::top::T) {}", "higher layer"),

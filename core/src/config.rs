@@ -434,12 +434,12 @@ impl StatusListConfig {
     fn validate(&self, at: &str, allow_http: bool) -> Result<()> {
         let f = |name: &str| format!("{at}.{name}");
         for (i, prefix) in self.allowed_uris.iter().enumerate() {
-            if let Err(why) = crate::status::UriPrefix::parse(prefix, allow_http) {
+            if let Err(why) = crate::uri::UriPrefix::parse(prefix, allow_http) {
                 return invalid(&f(&format!("allowed_uris[{i}]")), &why);
             }
         }
         for (i, uri) in self.preload.iter().enumerate() {
-            if !crate::status::allowed(&self.allowed_uris, uri) {
+            if !crate::uri::allowed(&self.allowed_uris, uri) {
                 return invalid(&f(&format!("preload[{i}]")), "not under any of allowed_uris");
             }
         }

@@ -171,15 +171,26 @@ error_kinds! {
     RevocationNotPersisted = 510, "revocation_not_persisted";
     // 503 (buffer_too_small) is retired: nothing returned it. 504
     // (null_parameter) belongs to the C ABI alone (`jwtwarden_result`).
-    // Neither number is ever reused here.
+    // Neither number is ever reused here: see `ErrorKind::RETIRED_CODES`
+    // and `ErrorKind::BOUNDARY_CODES`.
 
     /// An unexpected internal error.
     Internal = 900, "internal";
     // 901 (panic) belongs to the front ends' boundaries (C ABI, Python),
-    // where a panic is caught; never reused here.
+    // where a panic is caught; never reused here (`BOUNDARY_CODES`).
 }
 
 impl ErrorKind {
+    /// The codes the front ends' boundaries add to the engine's kinds, as
+    /// `(code, name)`: `null_parameter` (504, the C ABI and Go) and `panic`
+    /// (901, the C ABI, Go and Python). No kind ever takes these numbers;
+    /// the bindings' copies of the list are checked against this one and
+    /// [`ErrorKind::ALL`] (`core/tests/error_list.rs`).
+    pub const BOUNDARY_CODES: &'static [(u32, &'static str)] = &[(504, "null_parameter"), (901, "panic")];
+
+    /// Retired codes, as `(code, name)`: never returned, never reused.
+    pub const RETIRED_CODES: &'static [(u32, &'static str)] = &[(503, "buffer_too_small")];
+
     /// The stable numeric code.
     pub fn code(self) -> u32 {
         self as u32
@@ -267,6 +278,18 @@ mod tests {
             assert_eq!(ErrorKind::from_code(k.code()), Some(k));
         }
         assert_eq!(ErrorKind::from_code(0), None);
+        for &(code, name) in ErrorKind::BOUNDARY_CODES.iter().chain(ErrorKind::RETIRED_CODES) {
+            assert_eq!(
+                ErrorKind::from_code(code),
+                None,
+                "{name} ({code}) is reserved, not a kind"
+            );
+            assert!(seen.insert(code), "reserved code {code} listed twice");
+            assert!(
+                ErrorKind::ALL.iter().all(|k| k.as_str() != name),
+                "{name} is a kind's name"
+            );
+        }
     }
 
     #[test]

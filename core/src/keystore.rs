@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::door::Inside;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Key, KeySet, Lookup};
 use crate::token::Alg;
-use crate::trust::Inside;
 
 /// An immutable view of an issuer's keys.
 pub(crate) struct KeyState {
@@ -234,7 +234,7 @@ fn is_revoked(revoked: &HashSet<String>, key: &Key) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::Door;
+    use crate::door::Door;
 
     fn hmac(kid: &str) -> Key {
         Key::hmac(Some(kid.into()), &[7u8; 32])

@@ -30,6 +30,8 @@ mod claims;
 pub mod clock;
 pub mod config;
 mod describe;
+mod door;
+mod entry;
 pub mod error;
 mod facts;
 mod fetch;
@@ -49,6 +51,7 @@ pub mod status;
 mod stop;
 mod token;
 mod trust;
+mod uri;
 mod verified;
 mod verifier;
 
@@ -60,8 +63,9 @@ pub use config::{
 pub use describe::{describe_issuer_keys, describe_jwks_url, CacheInfo, KeyReport, Problem};
 pub use error::{Category, Error, ErrorKind, Result};
 pub use keys::{Key, SkippedKey, MAX_RSA_BITS, MAX_RSA_EXPONENT, MAX_SKIPPED_LISTED, MIN_RSA_BITS};
-pub use metrics::{FetchReason, Health, IssuerStats, MetricsSnapshot, RevocationStats, StatusListStats};
-pub use revocation::feed::{FeedState, FeedStats};
+pub use metrics::{
+    FeedState, FeedStats, FetchReason, Health, IssuerStats, MetricsSnapshot, RevocationStats, StatusListStats,
+};
 pub use revocation::{Propagation, Revocation, RevocationKind, ANY_ISSUER, MAX_REVOCATION_FIELD_BYTES};
 pub use revoker::Revoker;
 pub use token::{fingerprint, Alg, KeyFamily};

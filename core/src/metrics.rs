@@ -202,11 +202,69 @@ pub struct RevocationStats {
     /// Received from the fleet feed.
     pub feed: u64,
     /// The fleet feed (`revocation.redis`), if configured.
-    pub fleet: Option<crate::revocation::feed::FeedStats>,
+    pub fleet: Option<FeedStats>,
     /// A revocation from the journal or the fleet could not be held (the
     /// lists were full): every verification fails with
     /// `revocation_list_full` until it is.
     pub incomplete: bool,
+}
+
+/// The state of a verifier's subscription to the fleet feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    /// Subscribed and in sync.
+    Connected,
+    /// Cut off from Redis, still serving (within `max_stale_secs`, or past
+    /// it with `serve_when_stale`).
+    Lagging,
+    /// Cut off for longer than `max_stale_secs`: every verification fails
+    /// with `revocations_stale` until the subscription is back.
+    FailedClosed,
+}
+
+impl FeedState {
+    /// Stable lower-case name: `connected`, `lagging`, `failed_closed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedState::Connected => "connected",
+            FeedState::Lagging => "lagging",
+            FeedState::FailedClosed => "failed_closed",
+        }
+    }
+}
+
+/// Counters and state of the fleet feed, for health checks and metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeedStats {
+    /// Connected, lagging or failed closed.
+    pub state: FeedState,
+    /// Milliseconds since the subscription last heard from Redis.
+    pub last_contact_age_ms: u64,
+    /// Milliseconds since the last event was applied (`None`: none yet).
+    pub last_event_age_ms: Option<u64>,
+    /// Events received and applied.
+    pub events: u64,
+    /// Events (and members of the set read at a sync) dropped as
+    /// malformed, oversized or refused (an issuer not configured here, the
+    /// lists full). A member read again at a later sync counts again.
+    pub dropped_events: u64,
+    /// Times the subscription was re-established after a loss.
+    pub reconnects: u64,
+    /// Local revocations not yet written to Redis.
+    pub pending: u64,
+    /// Propagation lag of received events, from the event's own timestamp
+    /// to its application here: sum and count (for a mean) and maximum, ms.
+    pub lag_ms_sum: u64,
+    /// See `lag_ms_sum`.
+    pub lag_ms_max: u64,
+    /// A revocation from the feed or the journal could not be held because
+    /// the lists are full (`revocation.max_entries`): every verification
+    /// fails with `revocation_list_full` and `state` reads failed closed,
+    /// until a re-sync holds every live record of the fleet's set.
+    pub revocations_incomplete: bool,
+    /// Records refused for want of room, in all.
+    pub refused_for_room: u64,
 }
 
 /// One Token Status List's state and counters.
@@ -540,7 +598,6 @@ fn encode_revocations(e: &mut DescriptorEncoder, entries: u64, r: &RevocationSta
         gauge(u64::from(r.incomplete)),
     )?;
     let Some(f) = &r.fleet else { return Ok(()) };
-    use crate::revocation::feed::FeedState;
     family(
         e,
         "revocation_feed_state",

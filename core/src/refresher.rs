@@ -11,7 +11,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::stop::{StopOnDrop, StopSignal};
-use crate::verifier::Shared;
 
 /// Longest sleep between checks, so a manual clock or a changed JWKS file is
 /// noticed without an exact deadline.
@@ -19,13 +18,24 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Shortest sleep, so a refresh that is due but coalesced cannot spin.
 const MIN_SLEEP: Duration = Duration::from_millis(50);
 
+/// What the refresher runs: implemented by the verifier's shared state,
+/// which sits above the refresher, so the refresher names no verifier type.
+pub(crate) trait Refreshable: Send + Sync + 'static {
+    /// Whether anything is ever refreshed in the background.
+    fn has_refreshable_issuers(&self) -> bool;
+    /// Run every scheduled refresh that is due; when the next is due (ms).
+    fn run_due(&self) -> u64;
+    /// The verifier's clock, now (ms).
+    fn now_ms(&self) -> u64;
+}
+
 /// Handle to the refresher thread; dropping it stops the thread.
 pub(crate) struct Refresher {
     _stop: StopOnDrop,
 }
 
 impl Refresher {
-    pub(crate) fn spawn_if_needed(shared: &Arc<Shared>) -> Option<Refresher> {
+    pub(crate) fn spawn_if_needed<S: Refreshable>(shared: &Arc<S>) -> Option<Refresher> {
         if !shared.has_refreshable_issuers() {
             return None;
         }
@@ -40,12 +50,12 @@ impl Refresher {
     }
 }
 
-fn run(shared: Weak<Shared>, stop: StopSignal) {
+fn run<S: Refreshable>(shared: Weak<S>, stop: StopSignal) {
     loop {
         let sleep = {
             let Some(s) = shared.upgrade() else { return };
             let next = s.run_due();
-            let now = s.env.clock.now_ms();
+            let now = s.now_ms();
             Duration::from_millis(next.saturating_sub(now)).clamp(MIN_SLEEP, MAX_SLEEP)
         };
         if stop.pause(sleep) {

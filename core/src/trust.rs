@@ -17,29 +17,16 @@
 //! applied (it is in force locally the moment the door is released).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::door::{Door, Inside};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keystore::KeyStore;
-use crate::revocation::feed::{Feed, FeedStats, Subscriber};
+use crate::revocation::feed::{Feed, FeedStats, Sink, Subscriber};
 use crate::revocation::journal::Journal;
 use crate::revocation::{Propagation, Revocation, RevocationKind, Revocations, Source, ANY_ISSUER};
-
-/// The lock every trust change takes.
-#[derive(Default)]
-pub(crate) struct Door(Mutex<()>);
-
-/// Proof that the caller holds the door; writers of trust state take one.
-pub(crate) struct Inside<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
-
-impl Door {
-    /// Wait for the door and hold it until the returned proof is dropped.
-    pub(crate) fn enter(&self) -> Inside<'_> {
-        Inside(self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
 
 /// Revocations applied, by where they came from.
 #[derive(Default)]
@@ -662,4 +649,26 @@ impl Trust {
 /// Whether a record scoped to `scope` covers the issuer `name`.
 fn covers(scope: &str, name: &str) -> bool {
     scope == ANY_ISSUER || scope == name
+}
+
+/// The feed applies what it reads through the door.
+impl Sink for Trust {
+    fn apply(&self, r: &Revocation, source: Source) -> Result<bool> {
+        Trust::apply(self, r, source)
+    }
+    fn live_len(&self, now_ms: u64) -> usize {
+        self.revocations.live_len(now_ms)
+    }
+    fn live_revocations(&self, now_ms: u64) -> Vec<Revocation> {
+        Trust::live_revocations(self, now_ms)
+    }
+    fn feed_refusal_epoch(&self) -> u64 {
+        Trust::feed_refusal_epoch(self)
+    }
+    fn feed_synced(&self, epoch: u64, held_all: bool) {
+        Trust::feed_synced(self, epoch, held_all)
+    }
+    fn feed_short(&self) -> bool {
+        Trust::feed_short(self)
+    }
 }

@@ -8,7 +8,7 @@ use once_cell::race::OnceBox;
 
 use serde_json::{Map, Value};
 
-use crate::cache::{EntryState, Marks};
+use crate::entry::{EntryState, Marks};
 use crate::facts::Facts;
 use crate::token::Alg;
 

@@ -16,7 +16,7 @@ use crate::fetch::HttpClient;
 use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
 use crate::metrics::{CacheStats, Exporter, Health, MetricsSnapshot, Scrape, VerificationStats, VerifierCounters};
-use crate::refresher::Refresher;
+use crate::refresher::{Refreshable, Refresher};
 use crate::revocation::{Propagation, Revocation, ANY_ISSUER};
 use crate::status::StatusRef;
 use crate::token;
@@ -690,5 +690,18 @@ impl Shared {
             .map(|(index, i)| self.status.run_due(index, i, &self.env))
             .min();
         keys.into_iter().chain(lists).min().unwrap_or(u64::MAX)
+    }
+}
+
+/// The refresher thread runs the due refreshes through this.
+impl Refreshable for Shared {
+    fn has_refreshable_issuers(&self) -> bool {
+        Shared::has_refreshable_issuers(self)
+    }
+    fn run_due(&self) -> u64 {
+        Shared::run_due(self)
+    }
+    fn now_ms(&self) -> u64 {
+        self.env.clock.now_ms()
     }
 }

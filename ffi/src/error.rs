@@ -162,13 +162,13 @@ impl jwtwarden_result {
     /// cbindgen:ignore
     pub const BOUNDARY_ONLY: &'static [jwtwarden_result] = &[jwtwarden_result::NullParameter, jwtwarden_result::Panic];
 
-    /// The stable name of a boundary-only code (the core names the others).
+    /// The stable name of a boundary-only code, from the core's list
+    /// (`ErrorKind::BOUNDARY_CODES`; the core names the others too).
     fn boundary_name(self) -> &'static str {
-        match self {
-            jwtwarden_result::NullParameter => "null_parameter",
-            jwtwarden_result::Panic => "panic",
-            _ => "unknown",
-        }
+        ErrorKind::BOUNDARY_CODES
+            .iter()
+            .find(|(code, _)| *code == self as u32)
+            .map_or("unknown", |(_, name)| name)
     }
 
     /// The C code for a core error kind (same number).
@@ -446,6 +446,16 @@ mod tests {
             jwtwarden_result::ALL.len(),
             ErrorKind::ALL.len() + 1 + jwtwarden_result::BOUNDARY_ONLY.len()
         );
+        let ours: Vec<u32> = jwtwarden_result::BOUNDARY_ONLY.iter().map(|c| *c as u32).collect();
+        let core: Vec<u32> = ErrorKind::BOUNDARY_CODES.iter().map(|(code, _)| *code).collect();
+        assert_eq!(ours, core, "the boundary codes are the core's BOUNDARY_CODES");
+        for &(code, name) in ErrorKind::RETIRED_CODES {
+            assert_eq!(
+                jwtwarden_result::from_code(code),
+                None,
+                "retired {name} ({code}) reused"
+            );
+        }
     }
 
     #[test]

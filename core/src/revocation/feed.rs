@@ -63,7 +63,6 @@ use crate::config::RedisFeedConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::PerProcess;
 use crate::stop::{StopOnDrop, StopSignal};
-use crate::trust::Trust;
 
 /// Largest event accepted from the channel, in bytes.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024;
@@ -91,62 +90,24 @@ struct Event {
     at_ms: u64,
 }
 
-/// The state of a verifier's subscription to the fleet feed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeedState {
-    /// Subscribed and in sync.
-    Connected,
-    /// Cut off from Redis, still serving (within `max_stale_secs`, or past
-    /// it with `serve_when_stale`).
-    Lagging,
-    /// Cut off for longer than `max_stale_secs`: every verification fails
-    /// with `revocations_stale` until the subscription is back.
-    FailedClosed,
-}
+pub use crate::metrics::{FeedState, FeedStats};
 
-impl FeedState {
-    /// Stable lower-case name: `connected`, `lagging`, `failed_closed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FeedState::Connected => "connected",
-            FeedState::Lagging => "lagging",
-            FeedState::FailedClosed => "failed_closed",
-        }
-    }
-}
-
-/// Counters and state of the fleet feed, for health checks and metrics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FeedStats {
-    /// Connected, lagging or failed closed.
-    pub state: FeedState,
-    /// Milliseconds since the subscription last heard from Redis.
-    pub last_contact_age_ms: u64,
-    /// Milliseconds since the last event was applied (`None`: none yet).
-    pub last_event_age_ms: Option<u64>,
-    /// Events received and applied.
-    pub events: u64,
-    /// Events (and members of the set read at a sync) dropped as
-    /// malformed, oversized or refused (an issuer not configured here, the
-    /// lists full). A member read again at a later sync counts again.
-    pub dropped_events: u64,
-    /// Times the subscription was re-established after a loss.
-    pub reconnects: u64,
-    /// Local revocations not yet written to Redis.
-    pub pending: u64,
-    /// Propagation lag of received events, from the event's own timestamp
-    /// to its application here: sum and count (for a mean) and maximum, ms.
-    pub lag_ms_sum: u64,
-    /// See `lag_ms_sum`.
-    pub lag_ms_max: u64,
-    /// A revocation from the feed or the journal could not be held because
-    /// the lists are full (`revocation.max_entries`): every verification
-    /// fails with `revocation_list_full` and `state` reads failed closed,
-    /// until a re-sync holds every live record of the fleet's set.
-    pub revocations_incomplete: bool,
-    /// Records refused for want of room, in all.
-    pub refused_for_room: u64,
+/// What the feed needs of the trust state it feeds. Implemented by
+/// [`Trust`](crate::trust::Trust), which sits above the feed: the feed calls
+/// back through this trait instead of naming it.
+pub(crate) trait Sink: Send + Sync + 'static {
+    /// Apply a record through the door (`Trust::apply`).
+    fn apply(&self, r: &Revocation, source: Source) -> Result<bool>;
+    /// How many live records are held at `now_ms`.
+    fn live_len(&self, now_ms: u64) -> usize;
+    /// The live records held at `now_ms` (`Trust::live_revocations`).
+    fn live_revocations(&self, now_ms: u64) -> Vec<Revocation>;
+    /// See `Trust::feed_refusal_epoch`.
+    fn feed_refusal_epoch(&self) -> u64;
+    /// See `Trust::feed_synced`.
+    fn feed_synced(&self, epoch: u64, held_all: bool);
+    /// See `Trust::feed_short`.
+    fn feed_short(&self) -> bool;
 }
 
 /// One verifier's (or revoker's) connection to the fleet feed.
@@ -399,14 +360,14 @@ impl Feed {
     /// How many live records the fleet's set holds, and how many `trust`
     /// holds. Fewer in the set: it was deleted or trimmed by hand, or lost
     /// its data, and a sync re-seeds it.
-    fn counts(&self, con: &mut redis::Connection, trust: &Trust) -> redis::RedisResult<(u64, u64)> {
+    fn counts(&self, con: &mut redis::Connection, trust: &impl Sink) -> redis::RedisResult<(u64, u64)> {
         let now = self.clock.now_ms();
         let in_set: u64 = redis::cmd("ZCOUNT")
             .arg(&self.set)
             .arg(format!("({now}"))
             .arg("+inf")
             .query(con)?;
-        Ok((in_set, trust.revocations.live_len(now) as u64))
+        Ok((in_set, trust.live_len(now) as u64))
     }
 
     /// Every live record the fleet's set holds; malformed members are
@@ -445,7 +406,7 @@ impl Feed {
     ///
     /// When every live record of the set is held here, a shortfall from
     /// full lists (see `Trust::revocations_incomplete`) is cleared.
-    pub(crate) fn sync(&self, trust: &Trust) -> redis::RedisResult<()> {
+    pub(crate) fn sync(&self, trust: &impl Sink) -> redis::RedisResult<()> {
         let mut con = self.connect()?;
         let epoch = trust.feed_refusal_epoch();
         let fleet: std::collections::HashSet<Revocation> = self.read_all_on(&mut con)?.into_iter().collect();
@@ -525,7 +486,7 @@ impl Feed {
     }
 
     /// Apply one event from the channel.
-    fn on_event(&self, trust: &Trust, payload: &[u8]) {
+    fn on_event(&self, trust: &impl Sink, payload: &[u8]) {
         let now = self.clock.now_ms();
         let event = (payload.len() <= MAX_EVENT_BYTES)
             .then(|| serde_json::from_slice::<Event>(payload).ok())
@@ -650,7 +611,7 @@ pub(crate) struct Subscriber {
 
 impl Subscriber {
     /// Start the subscription of `trust`'s feed on a background thread.
-    pub(crate) fn spawn(feed: Arc<Feed>, trust: Weak<Trust>) -> Option<Subscriber> {
+    pub(crate) fn spawn<T: Sink>(feed: Arc<Feed>, trust: Weak<T>) -> Option<Subscriber> {
         match crate::stop::spawn("jwtwarden-revocations", move |stop| run(&feed, &trust, &stop)) {
             Ok(handle) => Some(Subscriber { _stop: handle }),
             Err(e) => {
@@ -661,7 +622,7 @@ impl Subscriber {
     }
 }
 
-fn run(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal) {
+fn run<T: Sink>(feed: &Feed, trust: &Weak<T>, stop: &StopSignal) {
     let mut backoff = BACKOFF_MIN;
     let mut sessions = 0u64;
     while !stop.stopped() {
@@ -687,14 +648,19 @@ fn run(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal) {
 
 /// One subscription, from connecting to losing it. `Ok` when stopped (or
 /// the verifier is gone).
-fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u64) -> std::result::Result<(), String> {
+fn session<T: Sink>(
+    feed: &Feed,
+    trust: &Weak<T>,
+    stop: &StopSignal,
+    sessions: &mut u64,
+) -> std::result::Result<(), String> {
     let mut con = feed.connect().map_err(|e| e.to_string())?;
     con.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
     let mut sub = con.as_pubsub();
     sub.subscribe(&feed.channel).map_err(|e| e.to_string())?;
     {
         let Some(t) = trust.upgrade() else { return Ok(()) };
-        feed.sync(&t).map_err(|e| e.to_string())?;
+        feed.sync(&*t).map_err(|e| e.to_string())?;
     }
     feed.contact(feed.clock.now_ms());
     feed.connected.store(true, Ordering::Relaxed);
@@ -719,7 +685,7 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
         match sub.get_message() {
             Ok(msg) => {
                 let Some(t) = trust.upgrade() else { return Ok(()) };
-                feed.on_event(&t, msg.get_payload_bytes());
+                feed.on_event(&*t, msg.get_payload_bytes());
                 feed.contact(feed.clock.now_ms());
             }
             Err(e) if e.is_timeout() => {
@@ -743,7 +709,7 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
                     // deleted or trimmed, re-seed it. And now and then
                     // whatever the counts say.
                     let due = Instant::now() >= audit_at;
-                    let (in_set, held) = feed.counts(con, &t).map_err(|e| e.to_string())?;
+                    let (in_set, held) = feed.counts(con, &*t).map_err(|e| e.to_string())?;
                     let retry = t.feed_short() && failed_at != Some((in_set, held));
                     if in_set < held && !retry && !due {
                         log::warn!(
@@ -753,10 +719,10 @@ fn session(feed: &Feed, trust: &Weak<Trust>, stop: &StopSignal, sessions: &mut u
                         );
                     }
                     if retry || due || in_set < held {
-                        feed.sync(&t).map_err(|e| e.to_string())?;
+                        feed.sync(&*t).map_err(|e| e.to_string())?;
                         audit_at = Instant::now() + AUDIT_EVERY.mul_f64(0.8 + 0.4 * fastrand::f64());
                         failed_at = match t.feed_short() {
-                            true => Some(feed.counts(con, &t).map_err(|e| e.to_string())?),
+                            true => Some(feed.counts(con, &*t).map_err(|e| e.to_string())?),
                             false => None,
                         };
                     }

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use super::{Revocation, RevocationKind, ANY_ISSUER};
+use crate::door::Inside;
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::{Facts, Iat};
-use crate::trust::Inside;
 
 /// One issuer's lists (or the `"*"` lists).
 #[derive(Default)]
@@ -237,7 +237,7 @@ fn make_room(scopes: &mut HashMap<String, Scope>, max: usize, now_ms: u64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::Door;
+    use crate::door::Door;
     use serde_json::{json, Value};
 
     fn claims(v: Value) -> Facts {

@@ -28,6 +28,7 @@ use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
 use crate::config::{HttpConfig, StatusListConfig};
+use crate::door::Inside;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{FetchError, Fetched, HttpClient, Validators};
 use crate::flight::{Flight, Join, Need};
@@ -35,7 +36,6 @@ use crate::issuer::{Env, Issuer};
 use crate::metrics::{Health, StatusListStats};
 use crate::status::list::StatusList;
 use crate::status::{allowed, StatusRef};
-use crate::trust::Inside;
 
 /// A list in use.
 pub(crate) struct Loaded {

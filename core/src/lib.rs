@@ -35,6 +35,7 @@ mod facts;
 mod fetch;
 mod flight;
 mod fork;
+pub mod http;
 mod issuer;
 mod keys;
 mod keystore;

@@ -2,8 +2,8 @@
 //! URI a proxy forwards (nginx `X-Original-URI`, Traefik and Caddy
 //! `X-Forwarded-Uri`) and Envoy's path under `auth_path` alike.
 //!
-//! Self-contained (no serve types) so that it can move into the core's
-//! HTTP decision. The rules (docs/serve.md, "Path normalisation"):
+//! Every front end's route rules read this path (the core's HTTP decision).
+//! The rules (docs/http.md and docs/serve.md, "Path normalisation"):
 //!
 //! * query and fragment dropped; percent-escapes decoded **once**;
 //! * refused: anything still containing `%` after that decode (double

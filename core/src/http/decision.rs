@@ -269,7 +269,12 @@ impl HttpPolicy {
     /// token the cache cannot answer is not verified: the decision says
     /// [`would_fetch`](Decision::would_fetch) and nothing waited. Open
     /// routes and refusals made before the engine are answered either way.
-    pub fn decide(&self, verifier: &Verifier, req: &HttpRequest<'_>, mode: DecideMode) -> Decision {
+    pub fn decide<H: HeaderFields + ?Sized>(
+        &self,
+        verifier: &Verifier,
+        req: &HttpRequest<'_, H>,
+        mode: DecideMode,
+    ) -> Decision {
         let route = match self.route(req.target, req.method) {
             Ok(r) => r,
             Err(r) => return Decision::refused(r, None),
@@ -277,19 +282,9 @@ impl HttpPolicy {
         if route.open {
             return Decision::allow(None, None);
         }
-        let named = |name: &'static str| {
-            req.headers
-                .iter()
-                .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-                .map(|(_, v)| *v)
-        };
         let header = self.source.header.as_str();
-        let values = req
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(header.as_bytes()))
-            .map(|(_, v)| *v);
-        let token = match self.token(values, named("cookie")) {
+        let cookies = self.source.cookie.is_some().then(|| req.headers.values("cookie"));
+        let token = match self.token(req.headers.values(header), cookies.into_iter().flatten()) {
             Ok(t) => t,
             Err(r) => return Decision::refused(r, None),
         };
@@ -325,16 +320,32 @@ impl HttpPolicy {
     }
 }
 
+/// A request's header fields as a host holds them (read in place: the
+/// decision copies nothing).
+pub trait HeaderFields {
+    /// The values of the fields named `name` (lower case; matched ASCII
+    /// case-insensitively), in the order sent.
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's;
+}
+
+impl HeaderFields for [(&[u8], &[u8])] {
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| *v)
+    }
+}
+
 /// A request as the decision sees it, borrowed from the host.
-#[derive(Clone, Copy, Debug)]
-pub struct HttpRequest<'a> {
+#[derive(Debug)]
+pub struct HttpRequest<'a, H: ?Sized = [(&'a [u8], &'a [u8])]> {
     /// The original request's method, upper case.
     pub method: &'a str,
     /// Its raw target (path and query as sent); `None` when the host does
     /// not know it (then only a policy without routes can decide).
     pub target: Option<&'a str>,
     /// Its header fields, names in any case, repeated names as sent.
-    pub headers: &'a [(&'a [u8], &'a [u8])],
+    pub headers: &'a H,
 }
 
 /// How far [`HttpPolicy::decide`] may go.
@@ -366,6 +377,12 @@ impl Decision {
             cached,
             claims,
         }
+    }
+
+    /// A refusal the host made with [`HttpPolicy::refuse`] (a request it
+    /// could not even read, say), as a decision.
+    pub fn from_refusal(r: Refusal) -> Decision {
+        Decision::refused(r, None)
     }
 
     fn refused(r: Refusal, kind: Option<ErrorKind>) -> Decision {

@@ -30,7 +30,9 @@ pub mod route;
 
 pub use claim_headers::{header_value, ClaimHeaders, HeaderName};
 pub use credentials::TokenSource;
-pub use decision::{DecideMode, Decision, HttpPolicy, HttpPolicyConfig, HttpRequest, DEFAULT_RETRY_AFTER_SECS};
+pub use decision::{
+    DecideMode, Decision, HeaderFields, HttpPolicy, HttpPolicyConfig, HttpRequest, DEFAULT_RETRY_AFTER_SECS,
+};
 pub use path::{normalise, Normalised};
 pub use refusal::{refusal, Reason, Refusal};
 pub use route::{has_audience, has_scopes, Route, RouteConfig, Routes};

@@ -70,25 +70,39 @@ pub struct jwtwarden_http_header {
     pub value_len: usize,
 }
 
-/// Checked header fields (pointers and lengths validated before use).
-struct Fields<'a>(Vec<(&'a [u8], &'a [u8])>);
+/// Header fields whose pointers were checked ([`check_fields`]): read in
+/// place, nothing copied.
+struct Fields<'a>(&'a [jwtwarden_http_header]);
+
+/// The bytes of a checked (pointer, length) pair.
+fn bytes_of<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY: checked non-NULL by check_fields; readable per the API contract.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
 
 impl HeaderFields for Fields<'_> {
     fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.0.as_slice().values(name)
+        self.0
+            .iter()
+            .filter(move |h| bytes_of(h.name, h.name_len).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| bytes_of(h.value, h.value_len))
     }
 }
 
-/// A buffer argument that may be NULL when empty.
-///
-/// # Safety
-/// `ptr` is NULL or points at `len` readable bytes outliving `'a`.
-unsafe fn maybe_empty<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u8], FfiError> {
-    if ptr.is_null() && len == 0 {
-        return Ok(&[]);
+/// Refuse a field with a NULL pointer and a non-zero length.
+fn check_fields(fields: &[jwtwarden_http_header]) -> Result<(), FfiError> {
+    for h in fields {
+        if h.name.is_null() && h.name_len != 0 {
+            return Err(crate::ffi::null("headers[].name"));
+        }
+        if h.value.is_null() && h.value_len != 0 {
+            return Err(crate::ffi::null("headers[].value"));
+        }
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { arg_bytes(ptr, len, what) }
+    Ok(())
 }
 
 /// Create a policy from JSON (`policy_len` bytes of UTF-8, no NUL needed):
@@ -173,13 +187,8 @@ pub unsafe extern "C" fn jwtwarden_http_decide(
             // SAFETY: non-NULL, header_count readable entries per the API contract.
             unsafe { std::slice::from_raw_parts(headers, header_count) }
         };
-        let mut checked = Vec::with_capacity(fields.len());
-        for h in fields {
-            // SAFETY: per the API contract, each field's buffers are readable.
-            let name = unsafe { maybe_empty(h.name, h.name_len, "headers[].name") }?;
-            let value = unsafe { maybe_empty(h.value, h.value_len, "headers[].value") }?;
-            checked.push((name, value));
-        }
+        check_fields(fields)?;
+        let checked = Fields(fields);
         if method.is_empty() || !method.iter().all(u8::is_ascii_alphabetic) {
             return Err(FfiError::new(
                 jwtwarden_result::InvalidArgument,
@@ -194,12 +203,12 @@ pub unsafe extern "C" fn jwtwarden_http_decide(
             Cow::Borrowed(method)
         };
         let decision = if target.is_null() {
-            decide(policy, verifier, &method, None, &Fields(checked), cached_only)
+            decide(policy, verifier, &method, None, &checked, cached_only)
         } else {
             // SAFETY: non-NULL, target_len readable bytes per the API contract.
             let raw = unsafe { std::slice::from_raw_parts(target.cast::<u8>(), target_len) };
             match std::str::from_utf8(raw) {
-                Ok(t) => decide(policy, verifier, &method, Some(t), &Fields(checked), cached_only),
+                Ok(t) => decide(policy, verifier, &method, Some(t), &checked, cached_only),
                 // The normaliser refuses any non-ASCII byte; raw bytes that
                 // are not even UTF-8 get the same answer.
                 Err(_) => Decision::from_refusal(

@@ -179,7 +179,15 @@ fn every_contract_row_holds_against_serve() {
 
     let mut failures = Vec::new();
     let mut replayed = 0;
-    for case in table["cases"].as_array().unwrap() {
+    // `pending_cases`: rows the core's decision passes and the middlewares
+    // do not yet (docs/http.md); serve must pass them too.
+    let cases: Vec<&Value> = table["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(table["pending_cases"].as_array().into_iter().flatten())
+        .collect();
+    for &case in &cases {
         let name = case["name"].as_str().unwrap();
         // serve cannot close its own verifier: the one row that needs a
         // closed one (500, usage) is the refusal table's, checked in the
@@ -222,6 +230,6 @@ fn every_contract_row_holds_against_serve() {
         }
     }
     assert!(failures.is_empty(), "rows that differ:\n{}", failures.join("\n"));
-    let skipped = table["cases"].as_array().unwrap().len() - replayed;
+    let skipped = cases.len() - replayed;
     assert_eq!(skipped, 1, "only the closed-verifier row is skipped");
 }

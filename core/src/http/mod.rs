@@ -15,7 +15,7 @@
 //!   method;
 //! * [`credentials`]: the bearer token of a request (header or cookie),
 //!   RFC 6750 §2;
-//! * [`refusal`]: the refusal contract (status, `WWW-Authenticate`,
+//! * [`refusal`](mod@refusal): the refusal contract (status, `WWW-Authenticate`,
 //!   `Retry-After`, `Cache-Control: no-store`, the JSON body);
 //! * [`claim_headers`]: verified claims to sanitised header values;
 //! * [`decision`]: the policy that ties them together, step by step for an

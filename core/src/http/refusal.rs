@@ -3,8 +3,8 @@
 //! Every front end that answers HTTP (`jwtwarden serve`, the C ABI's HTTP
 //! decision, and the Go and Python middlewares, which still keep their own
 //! copy) refuses the same way: docs/http.md, whose table
-//! `tests/http_contract.json` the tests compare [`ROWS`] with. The whole
-//! mapping from a reason to a response is [`ROWS`] and [`refusal`].
+//! `tests/http_contract.json` the tests compare `ROWS` with. The whole
+//! mapping from a reason to a response is `ROWS` and [`refusal()`].
 //!
 //! Every refusal has `Cache-Control: no-store` and a JSON body
 //! `{"error": kind, "code": n, "category": ..., "message": ...}`; the body

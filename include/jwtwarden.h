@@ -284,6 +284,15 @@ typedef uint32_t jwtwarden_feed_state;
 // `jwtwarden_error_free`.
 typedef struct jwtwarden_error jwtwarden_error;
 
+// The answer to one request. Release it with
+// `jwtwarden_http_decision_free`.
+typedef struct jwtwarden_http_decision jwtwarden_http_decision;
+
+// An HTTP policy: realm, where the token is read, route rules, open
+// methods and claim headers (docs/http.md). Immutable: any number of
+// threads may use one at once. Release it with `jwtwarden_http_policy_free`.
+typedef struct jwtwarden_http_policy jwtwarden_http_policy;
+
 // A successful verification: claims, issuer, kid, whether it came from the
 // cache and when the signature was checked. Created by
 // `jwtwarden_verifier_verify`; release it with `jwtwarden_verified_free`.
@@ -296,6 +305,21 @@ typedef struct jwtwarden_verified jwtwarden_verified;
 // `jwtwarden_verifier_free` stops; after `fork()` the child restarts it on
 // first use.
 typedef struct jwtwarden_verifier jwtwarden_verifier;
+
+// One request header field, borrowed: `name_len` bytes at `name` and
+// `value_len` bytes at `value` (no NUL needed; either pointer may be NULL
+// only when its length is 0). Repeated fields are passed as they came: a
+// repeated `Authorization` is refused as ambiguous.
+typedef struct jwtwarden_http_header {
+  // The field name, in any case.
+  const char *name;
+  // Its length in bytes.
+  size_t name_len;
+  // The field value as sent.
+  const char *value;
+  // Its length in bytes.
+  size_t value_len;
+} jwtwarden_http_header;
 
 // A log callback. `message` is NUL-terminated UTF-8, valid only during the
 // call; it never contains a whole token (a short fingerprint at most).
@@ -355,6 +379,111 @@ bool jwtwarden_result_is_policy_denial(uint32_t result);
 
 // True for 4xx codes: the issuer's keys are unavailable or too stale.
 bool jwtwarden_result_is_keys_unavailable(uint32_t result);
+
+// Create a policy from JSON (`policy_len` bytes of UTF-8, no NUL needed):
+// `{"realm", "token_header", "token_cookie", "retry_after_secs",
+// "max_claim_header_bytes", "claim_headers": {claim: header}, "routes":
+// [{"prefix", "exact", "methods", "open", "issuer", "fresh", "scopes",
+// "audiences"}], "open_methods"}` (docs/http.md; every field optional,
+// unknown fields refused). An invalid policy returns
+// `JWTWARDEN_RESULT_INVALID_CONFIG` with a message naming the field.
+jwtwarden_result jwtwarden_http_policy_new(const char *policy_json,
+                                           size_t policy_len,
+                                           struct jwtwarden_http_policy **policy_out,
+                                           struct jwtwarden_error **error);
+
+// Free a policy. NULL is accepted and ignored. Decisions made with it stay
+// valid.
+void jwtwarden_http_policy_free(struct jwtwarden_http_policy *policy);
+
+// Decide one request.
+//
+// `method` (`method_len` bytes) is the original request's method, in any
+// case. `target` (`target_len` bytes) is its raw request target as sent
+// (path and query, e.g. nginx `$request_uri`); it may be NULL when unknown,
+// which only a policy without routes can decide. `headers` holds
+// `header_count` fields (NULL when 0). With `cached_only`, a token the
+// cache cannot answer is not verified: the decision says
+// `jwtwarden_http_decision_would_fetch` and nothing waited (an event loop
+// calls this inline, then again with `cached_only` false on a thread that
+// may wait up to the engine's `http.timeout_ms`).
+//
+// A refusal is a decision, not an error: the call returns
+// `JWTWARDEN_RESULT_OK` and `*decision_out` says what to answer. Errors are
+// NULL arguments and a method that is not a token of letters.
+jwtwarden_result jwtwarden_http_decide(const struct jwtwarden_http_policy *policy,
+                                       const struct jwtwarden_verifier *verifier,
+                                       const char *method,
+                                       size_t method_len,
+                                       const char *target,
+                                       size_t target_len,
+                                       const struct jwtwarden_http_header *headers,
+                                       size_t header_count,
+                                       bool cached_only,
+                                       struct jwtwarden_http_decision **decision_out,
+                                       struct jwtwarden_error **error);
+
+// Free a decision. NULL is accepted and ignored.
+void jwtwarden_http_decision_free(struct jwtwarden_http_decision *decision);
+
+// The HTTP status to answer: 200 when allowed, the refusal's status (400,
+// 401, 403, 500, 503), or 0 when the decision
+// `jwtwarden_http_decision_would_fetch`. 0 for NULL.
+uint32_t jwtwarden_http_decision_status(const struct jwtwarden_http_decision *decision);
+
+// True when the request may go on to the upstream. False for NULL.
+bool jwtwarden_http_decision_allowed(const struct jwtwarden_http_decision *decision);
+
+// True when nothing was decided: the token needs a verification that may
+// fetch keys (`cached_only` only). Decide again where waiting is fine.
+bool jwtwarden_http_decision_would_fetch(const struct jwtwarden_http_decision *decision);
+
+// True when an allowed token's verification came from the cache (false
+// for a fresh verification, an open route, a refusal or NULL).
+bool jwtwarden_http_decision_cached(const struct jwtwarden_http_decision *decision);
+
+// The engine's result code of a refusal the engine made (expired, unknown
+// kid, keys unavailable...), for logs; 0 otherwise (allowed, or refused
+// before the engine: no token, an unsafe path, a scope).
+uint32_t jwtwarden_http_decision_error_code(const struct jwtwarden_http_decision *decision);
+
+// How many response headers a refusal carries (`Cache-Control`,
+// `WWW-Authenticate`, `Retry-After`; `Content-Type: application/json` is
+// not listed). 0 when allowed or for NULL.
+size_t jwtwarden_http_decision_header_count(const struct jwtwarden_http_decision *decision);
+
+// The name (lower case) of refusal header `index`; its length goes to
+// `*len_out` (may be NULL). Not NUL-terminated. NULL past the end.
+const char *jwtwarden_http_decision_header_name(const struct jwtwarden_http_decision *decision,
+                                                size_t index,
+                                                size_t *len_out);
+
+// The value of refusal header `index`, as `jwtwarden_http_decision_header_name`.
+const char *jwtwarden_http_decision_header_value(const struct jwtwarden_http_decision *decision,
+                                                 size_t index,
+                                                 size_t *len_out);
+
+// A refusal's JSON body (`{"error", "code", "category", "message"}`,
+// never containing the token); its length goes to `*len_out` (may be
+// NULL). Not NUL-terminated. Length 0 when allowed.
+const char *jwtwarden_http_decision_body(const struct jwtwarden_http_decision *decision,
+                                         size_t *len_out);
+
+// How many claim headers an allowed token maps to (the policy's
+// `claim_headers`, absent claims left out). 0 otherwise.
+size_t jwtwarden_http_decision_claim_header_count(const struct jwtwarden_http_decision *decision);
+
+// The name (lower case) of claim header `index`, as
+// `jwtwarden_http_decision_header_name`.
+const char *jwtwarden_http_decision_claim_header_name(const struct jwtwarden_http_decision *decision,
+                                                      size_t index,
+                                                      size_t *len_out);
+
+// The value of claim header `index`: printable (no CR, LF or other
+// control character), trimmed, at most `max_claim_header_bytes`.
+const char *jwtwarden_http_decision_claim_header_value(const struct jwtwarden_http_decision *decision,
+                                                       size_t index,
+                                                       size_t *len_out);
 
 // Send the library's log records up to `max_level` (a
 // `jwtwarden_log_level`) to `callback`, with `userdata` passed back

@@ -37,6 +37,7 @@ mod facts;
 mod fetch;
 mod flight;
 mod fork;
+pub mod http;
 mod issuer;
 mod keys;
 mod keystore;

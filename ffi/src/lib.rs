@@ -29,6 +29,7 @@ mod error;
 mod ffi;
 #[cfg(test)]
 mod header_tests;
+mod http;
 mod logging;
 mod panic;
 mod verified;
@@ -39,6 +40,15 @@ pub use crate::error::{
     jwtwarden_error_free, jwtwarden_error_message, jwtwarden_result, jwtwarden_result_category,
     jwtwarden_result_is_keys_unavailable, jwtwarden_result_is_malformed, jwtwarden_result_is_policy_denial,
     jwtwarden_result_is_verification_failure, jwtwarden_result_name,
+};
+pub use crate::http::{
+    jwtwarden_http_decide, jwtwarden_http_decision, jwtwarden_http_decision_allowed, jwtwarden_http_decision_body,
+    jwtwarden_http_decision_cached, jwtwarden_http_decision_claim_header_count,
+    jwtwarden_http_decision_claim_header_name, jwtwarden_http_decision_claim_header_value,
+    jwtwarden_http_decision_error_code, jwtwarden_http_decision_free, jwtwarden_http_decision_header_count,
+    jwtwarden_http_decision_header_name, jwtwarden_http_decision_header_value, jwtwarden_http_decision_status,
+    jwtwarden_http_decision_would_fetch, jwtwarden_http_header, jwtwarden_http_policy, jwtwarden_http_policy_free,
+    jwtwarden_http_policy_new,
 };
 pub use crate::logging::{jwtwarden_log_callback, jwtwarden_log_level, jwtwarden_set_log_callback};
 pub use crate::verified::{

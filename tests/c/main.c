@@ -56,6 +56,8 @@ static const struct {
     {"null_parameters", test_null_parameters},
     {"threads_during_rotation", test_threads_during_rotation},
     {"fork_child_keeps_verifying", test_fork_child_keeps_verifying},
+    {"http_decision", test_http_decision},
+    {"http_policy_errors_and_null_arguments", test_http_policy_errors_and_null_arguments},
 };
 
 static bool selected(const char *name, int argc, char **argv) {

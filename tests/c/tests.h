@@ -16,5 +16,7 @@ void test_log_callback(void);
 void test_null_parameters(void);
 void test_threads_during_rotation(void);
 void test_fork_child_keeps_verifying(void);
+void test_http_decision(void);
+void test_http_policy_errors_and_null_arguments(void);
 
 #endif

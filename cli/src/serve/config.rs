@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::claims::HeaderName;
-use super::routes::{Route, RouteConfig, Routes};
+use jwtwarden::http::{HeaderName, HttpPolicy, HttpPolicyConfig, RouteConfig};
 
 /// The default listen address: loopback only, so a fresh install is not
 /// reachable from the network until someone decides it should be.
@@ -140,6 +139,8 @@ struct ServeFile {
     claim_headers: BTreeMap<String, String>,
     #[serde(default)]
     routes: Vec<RouteConfig>,
+    open_methods: Option<Vec<String>>,
+    cached_header: Option<String>,
     header_read_timeout_ms: Option<u64>,
     max_request_header_bytes: Option<usize>,
     max_connections: Option<usize>,
@@ -192,23 +193,15 @@ pub struct ServeConfig {
     pub health_path: String,
     /// Prometheus text.
     pub metrics_path: String,
-    /// `realm` of every `WWW-Authenticate` challenge.
-    pub realm: String,
     /// Which proxy's forwarding headers are trusted.
     pub forwarded: Forwarded,
-    /// The header the token is read from (lower case); `authorization`
-    /// means the `Bearer` scheme.
-    pub token_header: String,
-    /// A cookie the token is read from when the header is absent.
-    pub token_cookie: Option<String>,
-    /// `Retry-After` of a 503.
-    pub retry_after_secs: u64,
-    /// Longest claim header value, in bytes (longer values are cut).
-    pub max_claim_header_bytes: usize,
-    /// Claim name to response header name.
-    pub claim_headers: Vec<(String, HeaderName)>,
-    /// Per-route rules.
-    pub routes: Routes,
+    /// The HTTP decision: realm, where the token is, `Retry-After`, claim
+    /// headers, routes and open methods (the core's, shared by every front
+    /// end).
+    pub policy: HttpPolicy,
+    /// A response header saying whether an accepted token came from the
+    /// cache (`true`/`false`), if configured.
+    pub cached_header: Option<hyper::header::HeaderName>,
     /// A client must send its whole request header within this time.
     pub header_read_timeout: Duration,
     /// Largest request header block, in bytes.
@@ -284,35 +277,38 @@ impl ServeConfig {
         if health_path == auth_path || metrics_path == auth_path || health_path == metrics_path {
             return Err("auth_path, health_path and metrics_path must differ".into());
         }
-        let realm = f.realm.unwrap_or_else(|| "jwtwarden".to_string());
-        if realm.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
-            return Err("realm: no quotes, backslashes or control characters".into());
-        }
-        let token_header = f.token_header.unwrap_or_else(|| "authorization".to_string());
-        HeaderName::parse(&token_header).map_err(|e| format!("token_header: {e}"))?;
-        if let Some(c) = &f.token_cookie {
-            if c.is_empty()
-                || !c
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-            {
-                return Err(format!("token_cookie: {c:?} is not a cookie name"));
+        // Serve's defaults where the core's differ: the realm is
+        // "jwtwarden" unless set (an empty one leaves it out), and no
+        // method is open unless listed (serve answers for every method of
+        // the upstream; the middlewares open OPTIONS by default).
+        let realm = match f.realm {
+            None => Some("jwtwarden".to_string()),
+            Some(r) if r.is_empty() => None,
+            Some(r) => Some(r),
+        };
+        let policy = HttpPolicy::new(HttpPolicyConfig {
+            realm,
+            token_header: f.token_header,
+            token_cookie: f.token_cookie,
+            retry_after_secs: f.retry_after_secs,
+            max_claim_header_bytes: f.max_claim_header_bytes,
+            claim_headers: f.claim_headers,
+            routes: f.routes,
+            open_methods: Some(f.open_methods.unwrap_or_default()),
+        })?;
+        let cached_header = match f.cached_header {
+            None => None,
+            Some(h) => {
+                let name = HeaderName::parse(&h).map_err(|e| format!("cached_header: {e}"))?;
+                if policy.claim_mapping().iter().any(|(_, n)| n == &name) {
+                    return Err(format!("cached_header: {h} is also a claim header"));
+                }
+                Some(
+                    hyper::header::HeaderName::from_bytes(name.as_str().as_bytes())
+                        .map_err(|e| format!("cached_header: {e}"))?,
+                )
             }
-        }
-        let mut claim_headers = Vec::new();
-        for (claim, header) in f.claim_headers {
-            let name = HeaderName::parse(&header).map_err(|e| format!("claim_headers.{claim}: {e}"))?;
-            if claim_headers.iter().any(|(_, n): &(String, HeaderName)| n == &name) {
-                return Err(format!("claim_headers.{claim}: header {header} is mapped twice"));
-            }
-            claim_headers.push((claim, name));
-        }
-        let routes = f
-            .routes
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| Route::new(r).map_err(|e| format!("routes[{i}].{e}")))
-            .collect::<Result<Vec<_>, _>>()?;
+        };
         let admin = f.admin.map(admin_config).transpose()?;
         if admin.as_ref().is_some_and(|a| Listen::Tcp(a.listen) == listen) {
             return Err("admin.listen must differ from listen".into());
@@ -331,14 +327,9 @@ impl ServeConfig {
             auth_path,
             health_path,
             metrics_path,
-            realm,
             forwarded: f.forwarded.unwrap_or_default(),
-            token_header: token_header.to_ascii_lowercase(),
-            token_cookie: f.token_cookie,
-            retry_after_secs: f.retry_after_secs.unwrap_or(5).clamp(1, 3600),
-            max_claim_header_bytes: f.max_claim_header_bytes.unwrap_or(1024).clamp(16, 8192),
-            claim_headers,
-            routes: Routes::new(routes),
+            policy,
+            cached_header,
             header_read_timeout: Duration::from_millis(f.header_read_timeout_ms.unwrap_or(5000).clamp(100, 600_000)),
             max_request_header_bytes,
             max_connections,
@@ -433,7 +424,9 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(matches!(c.listen, Listen::Tcp(a) if a.ip().is_loopback()));
         assert_eq!(c.auth_path, "/auth");
-        assert_eq!(c.token_header, "authorization");
+        assert_eq!(c.policy.token_source().header, "authorization");
+        assert_eq!(c.policy.realm(), Some("jwtwarden"));
+        assert_eq!(ServeConfig::from_toml_str("realm = \"\"").unwrap().policy.realm(), None);
         assert!(c.admin.is_none());
         assert_eq!(c.max_connections_per_peer, 1024);
         let c = ServeConfig::from_toml_str("max_connections = 100").unwrap();

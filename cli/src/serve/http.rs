@@ -8,15 +8,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use jwtwarden::{Error, ErrorKind, Health, Verified, VerifyOptions};
 
-use super::claims::header_value;
+use jwtwarden::http::{Reason, Refusal, Route};
+
 use super::config::{Forwarded, Offload, ServeConfig};
-use super::path::normalise;
-use super::refusal::{refusal, Reason};
-use super::routes::{has_audience, has_scopes, Route};
 use super::App;
 
 /// Every response this server sends.
@@ -119,40 +117,47 @@ fn head_size<B>(req: &Request<B>) -> usize {
 
 /// The forward-auth decision for one request, when it needs no waiting:
 /// a refusal, an open route, or (with the default `offload`) a cache hit.
-/// Otherwise the token and route, for [`Pending::run`].
+/// Otherwise the token and route, for [`Pending::run`]. Every rule is the
+/// core's HTTP decision (`jwtwarden::http`); this reads the request where
+/// the proxy put it and writes the answer.
 fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<(String, Route)>> {
     let cfg = &*state.config;
-    let refuse = |reason: Reason<'_>| Ok(refused(cfg, &reason));
-
-    let route = if cfg.routes.is_empty() {
-        // Without routes the original request does not matter: not read.
-        super::routes::default_rules()
-    } else {
+    let policy = &cfg.policy;
+    let route = if policy.reads_request_line() {
         let (target, method) = match original_request(cfg, req) {
             Ok(t) => t,
-            Err(reason) => return refuse(reason),
+            Err(reason) => return Ok(refused(cfg, &reason)),
         };
-        let Some(target) = target else {
-            return refuse(Reason::InvalidRequest("the proxy did not send the original URI"));
-        };
-        // A path that cannot be normalised safely, or reads as two
-        // different protected routes, is refused whatever the token.
-        let path = match normalise(&target) {
-            Ok(p) => p,
-            Err(why) => return refuse(Reason::UnsafePath(why)),
-        };
-        match cfg.routes.select(&path, &method) {
+        match policy.route(target.as_deref(), &method) {
             Ok(r) => r,
-            Err(why) => return refuse(Reason::UnsafePath(why)),
+            Err(r) => return Ok(refusal_response(r)),
         }
+    } else {
+        // Without routes or open methods the original request does not
+        // matter: not read.
+        jwtwarden::http::route::default_rules()
     };
     if route.open {
-        return Ok(ok_response(None));
+        return Ok(ok_response(None, None));
     }
-    let token = match bearer_token(req.headers(), cfg) {
-        Ok(Some(t)) => t,
-        Ok(None) => return refuse(Reason::MissingToken),
-        Err(why) => return refuse(Reason::InvalidRequest(why)),
+    let headers = req.headers();
+    let source = policy.token_source();
+    let cookies = source
+        .cookie
+        .is_some()
+        .then(|| headers.get_all("cookie"))
+        .into_iter()
+        .flatten()
+        .map(HeaderValue::as_bytes);
+    let token = match policy.token(
+        headers
+            .get_all(source.header.as_str())
+            .iter()
+            .map(HeaderValue::as_bytes),
+        cookies,
+    ) {
+        Ok(t) => t,
+        Err(r) => return Ok(refusal_response(r)),
     };
     if cfg.offload == Offload::Misses {
         let opts = VerifyOptions {
@@ -190,43 +195,44 @@ impl Pending {
 }
 
 /// The answer for a token the engine accepted: the route's audience and
-/// scope rules, then 200 with the claim headers.
+/// scope rules ([`HttpPolicy::judge`]), then 200 with the claim headers.
+///
+/// [`HttpPolicy::judge`]: jwtwarden::http::HttpPolicy::judge
 fn decide_verified(cfg: &ServeConfig, route: &Route, token: &str, verified: &Verified) -> Resp {
-    let fingerprint = || jwtwarden::fingerprint(token.as_bytes());
-    let refuse = |reason: Reason<'_>| refused(cfg, &reason);
-    if !has_audience(verified.claims(), &route.audiences) {
-        let e = Error::new(
-            ErrorKind::InvalidAudience,
-            format!("this route accepts audiences {}", route.audiences.join(", ")),
+    if let Err(r) = cfg.policy.judge(route, verified) {
+        log::debug!(
+            "token {} refused on route {}: {}",
+            jwtwarden::fingerprint(token.as_bytes()),
+            route.prefix,
+            r.body
         );
-        log::debug!("token {} refused on route {}: {e}", fingerprint(), route.prefix);
-        return refuse(Reason::Engine(&e));
+        return refusal_response(r);
     }
-    if !has_scopes(verified.claims(), &route.scopes) {
-        log::debug!("token {} lacks scopes for route {}", fingerprint(), route.prefix);
-        return refuse(Reason::InsufficientScope(&route.scopes));
-    }
-    if cfg.claim_headers.is_empty() {
-        return ok_response(None);
+    let cached = cfg.cached_header.as_ref().map(|name| (name, verified.cached()));
+    if cfg.policy.claim_mapping().is_empty() {
+        return ok_response(None, cached);
     }
     // Built once per verified result and shared by its cache hits. The
     // claim headers belong to the serve configuration, which is swapped
     // together with the verifier (whose results start empty), so a result
     // never meets another configuration's headers.
     let headers = verified.token().memo(|t| ClaimHeaders::new(cfg, t.claims()));
-    ok_response(Some(&headers))
+    ok_response(Some(&headers), cached)
 }
 
-/// The response headers a verified result's claims map to.
+/// The response headers a verified result's claims map to: the core's
+/// sanitised values, as hyper values once per result.
 struct ClaimHeaders(Vec<(hyper::header::HeaderName, HeaderValue)>);
 
 impl ClaimHeaders {
     fn new(cfg: &ServeConfig, claims: &serde_json::Map<String, serde_json::Value>) -> ClaimHeaders {
+        let p = &cfg.policy;
+        let built = jwtwarden::http::ClaimHeaders::new(p.claim_mapping(), claims, p.max_claim_header_bytes());
         ClaimHeaders(
-            cfg.claim_headers
-                .iter()
-                .filter_map(|(claim, name)| {
-                    let value = header_value(claims.get(claim)?, cfg.max_claim_header_bytes)?;
+            built
+                .headers
+                .into_iter()
+                .filter_map(|(name, value)| {
                     // Both parts were checked (config time, header_value); a
                     // failure here drops the header rather than the request.
                     Some((
@@ -316,78 +322,7 @@ fn original_request<'r>(
     Ok((target, method))
 }
 
-/// The token: from the configured header (`Authorization` means the
-/// `Bearer` scheme; another header holds the token itself, an optional
-/// `Bearer ` prefix allowed), or from the configured cookie. `Ok(None)`
-/// when there is none; `Err` for a header that is there but malformed, and
-/// for ambiguous credentials (RFC 6750 §3.1: "uses more than one method"):
-/// the header repeated, the cookie repeated (its name in any case, empty
-/// values included: upstreams differ on which one they read), or a header
-/// and a cookie with different tokens.
-pub fn bearer_token<'h>(headers: &'h HeaderMap, cfg: &ServeConfig) -> Result<Option<&'h str>, &'static str> {
-    let mut values = headers.get_all(cfg.token_header.as_str()).iter();
-    let from_header = match (values.next(), values.next()) {
-        (Some(_), Some(_)) => return Err("more than one credentials header"),
-        (None, _) => None,
-        (Some(v), None) => {
-            let v = v.to_str().map_err(|_| "malformed credentials header")?.trim();
-            let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
-            if scheme.eq_ignore_ascii_case("bearer") {
-                Some(check_token(rest.trim_start())?)
-            } else if cfg.token_header == "authorization" {
-                // Another scheme (Basic, say): no bearer credentials, so the
-                // answer is the bare challenge (RFC 6750 §3.1).
-                None
-            } else if v.is_empty() {
-                None
-            } else {
-                Some(check_token(v)?)
-            }
-        }
-    };
-    let Some(cookie) = &cfg.token_cookie else {
-        return Ok(from_header);
-    };
-    let mut from_cookie = None;
-    let mut seen = false;
-    for header in headers.get_all("cookie") {
-        // Bytes, not text: a header with one odd byte must not hide a
-        // second cookie of the name from this check.
-        for pair in header.as_bytes().split(|&b| b == b';') {
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            if !pair[..eq].trim_ascii().eq_ignore_ascii_case(cookie.as_bytes()) {
-                continue;
-            }
-            if std::mem::replace(&mut seen, true) {
-                return Err("more than one cookie of the token's name");
-            }
-            let value = std::str::from_utf8(pair[eq + 1..].trim_ascii())
-                .map_err(|_| "malformed token cookie")?
-                .trim_matches('"');
-            if !value.is_empty() {
-                from_cookie = Some(check_token(value)?);
-            }
-        }
-    }
-    match (from_header, from_cookie) {
-        (Some(h), Some(c)) if h != c => Err("different bearer tokens in the header and the cookie"),
-        (Some(t), _) | (None, Some(t)) => Ok(Some(t)),
-        (None, None) => Ok(None),
-    }
-}
-
-/// A bearer credential is token68 (RFC 6750 §2.1): no spaces, no quotes.
-fn check_token(t: &str) -> Result<&str, &'static str> {
-    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
-    if t.is_empty() || !t.bytes().all(token68) {
-        return Err("malformed bearer credentials");
-    }
-    Ok(t)
-}
-
-fn ok_response(headers: Option<&ClaimHeaders>) -> Resp {
+fn ok_response(headers: Option<&ClaimHeaders>, cached: Option<(&hyper::header::HeaderName, bool)>) -> Resp {
     let mut resp = Response::new(Full::new(Bytes::new()));
     if let Some(headers) = headers {
         let map = resp.headers_mut();
@@ -396,11 +331,19 @@ fn ok_response(headers: Option<&ClaimHeaders>) -> Resp {
             map.append(name.clone(), value.clone());
         }
     }
+    if let Some((name, cached)) = cached {
+        let value = HeaderValue::from_static(if cached { "true" } else { "false" });
+        resp.headers_mut().insert(name.clone(), value);
+    }
     resp
 }
 
 fn refused(cfg: &ServeConfig, reason: &Reason<'_>) -> Resp {
-    let r = refusal(reason, &cfg.realm, cfg.retry_after_secs);
+    refusal_response(cfg.policy.refuse(reason))
+}
+
+/// The core's refusal as a response.
+fn refusal_response(r: Refusal) -> Resp {
     let mut resp = json_response(r.status, r.body);
     for (name, value) in r.headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -476,21 +419,6 @@ fn is_read(method: &Method) -> bool {
 mod tests {
     use super::*;
 
-    fn cfg(toml: &str) -> ServeConfig {
-        ServeConfig::from_toml_str(toml).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                hyper::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
     #[test]
     fn head_size_counts_the_head_as_sent() {
         let req = Request::builder()
@@ -502,47 +430,5 @@ mod tests {
             .unwrap();
         let sent = "GET /auth?x=1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer abc\r\n\r\n";
         assert_eq!(head_size(&req), sent.len());
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_strict() {
-        let c = cfg("");
-        let t = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs), &c).map(|t| t.map(str::to_string));
-        assert_eq!(
-            t(&[("authorization", "Bearer abc.def.ghi")]),
-            Ok(Some("abc.def.ghi".into()))
-        );
-        assert_eq!(t(&[("authorization", "bearer  abc")]), Ok(Some("abc".into())));
-        assert_eq!(t(&[]), Ok(None));
-        assert_eq!(t(&[("authorization", "Basic dXNlcjpwYXNz")]), Ok(None));
-        assert!(t(&[("authorization", "Bearer")]).is_err());
-        assert!(t(&[("authorization", "Bearer a b")]).is_err());
-        assert!(t(&[("authorization", "Bearer \"abc\"")]).is_err());
-        assert!(t(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]).is_err());
-    }
-
-    #[test]
-    fn custom_header_and_cookie() {
-        let c = cfg("token_header = \"X-Access-Token\"\ntoken_cookie = \"at\"");
-        let t = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs), &c).map(|t| t.map(str::to_string));
-        assert_eq!(t(&[("x-access-token", "abc")]), Ok(Some("abc".into())));
-        assert_eq!(t(&[("x-access-token", "Bearer abc")]), Ok(Some("abc".into())));
-        assert_eq!(t(&[("cookie", "a=1; at=tok.en.x; b=2")]), Ok(Some("tok.en.x".into())));
-        assert_eq!(t(&[("cookie", "a=1"), ("cookie", "at=zz")]), Ok(Some("zz".into())));
-        assert_eq!(t(&[("cookie", "xat=zz")]), Ok(None));
-        assert!(t(&[("cookie", "at=a; at=a")]).is_err(), "a repeated cookie");
-        assert!(t(&[("cookie", "at=a"), ("cookie", "At=b")]).is_err(), "in any case");
-        assert!(t(&[("cookie", "at=; at=a")]).is_err(), "empty values count");
-        assert!(
-            t(&[("x-access-token", "a"), ("cookie", "at=b")]).is_err(),
-            "they differ"
-        );
-        assert_eq!(t(&[("x-access-token", "a"), ("cookie", "at=a")]), Ok(Some("a".into())));
-        assert_eq!(t(&[("x-access-token", "a"), ("cookie", "at=")]), Ok(Some("a".into())));
-        assert_eq!(
-            t(&[("authorization", "Bearer abc")]),
-            Ok(None),
-            "only the configured header"
-        );
     }
 }

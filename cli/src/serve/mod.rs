@@ -24,13 +24,9 @@
 //! a miss goes to tokio's blocking pool (`spawn_blocking`).
 
 pub mod admin;
-pub mod claims;
 pub mod config;
 pub mod http;
 pub mod limits;
-pub mod path;
-pub mod refusal;
-pub mod routes;
 pub mod stats;
 
 use std::convert::Infallible;
@@ -120,7 +116,7 @@ fn load(opts: &ServeOptions) -> Result<State, String> {
         serve.listen = config::Listen::parse("--listen", listen)?;
     }
     let configured: Vec<&str> = engine.issuers.iter().map(|i| i.issuer.as_str()).collect();
-    if let Some(bad) = serve.routes.pinned_issuers().find(|i| !configured.contains(i)) {
+    if let Some(bad) = serve.policy.routes().pinned_issuers().find(|i| !configured.contains(i)) {
         return Err(format!(
             "a route pins issuer {bad:?}, which the engine configuration does not have"
         ));

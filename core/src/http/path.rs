@@ -2,8 +2,8 @@
 //! URI a proxy forwards (nginx `X-Original-URI`, Traefik and Caddy
 //! `X-Forwarded-Uri`) and Envoy's path under `auth_path` alike.
 //!
-//! Self-contained (no serve types) so that it can move into the core's
-//! HTTP decision. The rules (docs/serve.md, "Path normalisation"):
+//! Every front end's route rules read this path (the core's HTTP decision).
+//! The rules (docs/http.md and docs/serve.md, "Path normalisation"):
 //!
 //! * query and fragment dropped; percent-escapes decoded **once**;
 //! * refused: anything still containing `%` after that decode (double
@@ -21,12 +21,16 @@
 //! reading of an upstream that resolves nothing; route selection applies
 //! the rules of both readings.
 
+use std::borrow::Cow;
+
 /// A path ready for route matching.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Normalised {
+pub struct Normalised<'a> {
     /// Parameters stripped, dot segments resolved, slashes merged; a
-    /// trailing slash kept (`/admin/` stays a directory).
-    pub path: String,
+    /// trailing slash kept (`/admin/` stays a directory). Borrowed from the
+    /// target when it was already normal (the common case: nothing is
+    /// allocated).
+    pub path: Cow<'a, str>,
     /// The percent-decoded path as sent, when it differs from `path`
     /// (`None`: the path was already normal).
     pub literal: Option<String>,
@@ -34,10 +38,16 @@ pub struct Normalised {
 
 /// Normalise a request target. `Err` names why it cannot be normalised
 /// safely; such a request is refused, never matched.
-pub fn normalise(target: &str) -> Result<Normalised, &'static str> {
+pub fn normalise(target: &str) -> Result<Normalised<'_>, &'static str> {
     let raw = target.split(['?', '#']).next().unwrap_or_default();
     if !raw.starts_with('/') {
         return Err("the original URI is not an absolute path");
+    }
+    if already_normal(raw) {
+        return Ok(Normalised {
+            path: Cow::Borrowed(raw),
+            literal: None,
+        });
     }
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -98,7 +108,31 @@ pub fn normalise(target: &str) -> Result<Normalised, &'static str> {
         path.push('/');
     }
     let literal = (path != decoded).then_some(decoded);
-    Ok(Normalised { path, literal })
+    Ok(Normalised {
+        path: Cow::Owned(path),
+        literal,
+    })
+}
+
+/// Whether `raw` (an absolute path, no query) is its own normal form, so
+/// the full pass would return it unchanged: no escape, parameter,
+/// backslash, control or non-ASCII byte, no empty segment but a trailing
+/// one, and no segment ending in a dot (`.`, `..`, `a.`, refused or
+/// resolved by the full pass).
+fn already_normal(raw: &str) -> bool {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&b);
+    let mut segments = raw[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg.is_empty() {
+            if !last {
+                return false;
+            }
+        } else if seg.ends_with('.') || !seg.bytes().all(plain) {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -106,7 +140,7 @@ mod tests {
     use super::*;
 
     fn n(s: &str) -> Result<String, &'static str> {
-        normalise(s).map(|n| n.path)
+        normalise(s).map(|n| n.path.into_owned())
     }
 
     #[test]
@@ -125,6 +159,29 @@ mod tests {
             },
             "decoding alone is not a change of reading"
         );
+    }
+
+    /// The fast path (nothing allocated) gives what the full pass gives.
+    #[test]
+    fn already_normal_paths_are_borrowed_and_agree_with_the_full_pass() {
+        for p in [
+            "/",
+            "/a",
+            "/a/",
+            "/api/orders",
+            "/a/b.png",
+            "/A/B/",
+            "/x-y_z~1/@:!$&'()*+,=",
+        ] {
+            assert!(already_normal(p), "{p}");
+            assert!(matches!(normalise(p).unwrap().path, Cow::Borrowed(_)), "{p}");
+            assert_eq!(normalise(&format!("{p}?q=1")).unwrap().path, p);
+        }
+        for p in [
+            "//a", "/a//b", "/a/.", "/a/..", "/a./b", "/a;x", "/a%41", "/a b", "/a\\b", "/\u{e9}",
+        ] {
+            assert!(!already_normal(p), "{p}");
+        }
     }
 
     #[test]

@@ -16,8 +16,9 @@ use serde_json::{Map, Value};
 
 use super::path::{normalise, Normalised};
 
-/// One `[[routes]]` entry as written.
-#[derive(Debug, Deserialize)]
+/// One route entry as written (a serve file's `[[routes]]`, the C ABI's
+/// policy JSON `routes`).
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     prefix: String,

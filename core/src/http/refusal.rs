@@ -1,9 +1,10 @@
 //! The HTTP refusal contract, in one table.
 //!
-//! Every front end that answers HTTP (the Go and Python middlewares, this
-//! server) refuses the same way: docs/http.md, whose table
-//! `tests/http_contract.json` the tests compare [`ROWS`] with. The whole
-//! mapping from a reason to a response is [`ROWS`] and [`refusal`].
+//! Every front end that answers HTTP (`jwtwarden serve`, the C ABI's HTTP
+//! decision, and the Go and Python middlewares, which still keep their own
+//! copy) refuses the same way: docs/http.md, whose table
+//! `tests/http_contract.json` the tests compare `ROWS` with. The whole
+//! mapping from a reason to a response is `ROWS` and [`refusal()`].
 //!
 //! Every refusal has `Cache-Control: no-store` and a JSON body
 //! `{"error": kind, "code": n, "category": ..., "message": ...}`; the body
@@ -11,7 +12,7 @@
 //! the engine have no engine code: `"code": null`. On 503 and 500 the
 //! message is a fixed text, since the engine's can name internal URLs.
 
-use jwtwarden::{Category, Error};
+use crate::{Category, Error};
 use serde_json::json;
 
 /// Why a request is refused.
@@ -161,8 +162,10 @@ pub struct Refusal {
     pub body: String,
 }
 
-/// The response for `reason`. `realm` is already checked to need no escaping.
-pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refusal {
+/// The response for `reason`. `realm` is already checked to need no
+/// escaping; `None` leaves the `realm` parameter out of the challenge
+/// (RFC 6750 §3: it is optional).
+pub fn refusal(reason: &Reason<'_>, realm: Option<&str>, retry_after_secs: u64) -> Refusal {
     // error_description: the stable kind for a token the engine refused
     // (machine-readable, nothing taken from the token); our own words for a
     // malformed request.
@@ -208,15 +211,22 @@ pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refus
         .expect("the table has an internal row")
         .1;
     let mut headers = vec![("cache-control", "no-store".to_string())];
-    let realm_param = format!("realm=\"{realm}\"");
+    let realm_param = realm.map(|r| format!("realm=\"{r}\""));
     match row.challenge {
-        Challenge::Bare => headers.push(("www-authenticate", format!("Bearer {realm_param}"))),
+        Challenge::Bare => headers.push((
+            "www-authenticate",
+            realm_param.map_or_else(|| "Bearer".to_string(), |r| format!("Bearer {r}")),
+        )),
         Challenge::Error(err) => {
             let description = match reason {
                 Reason::InvalidRequest(why) => why,
                 _ => kind,
             };
-            let mut c = format!("Bearer {realm_param}, error=\"{err}\", error_description=\"{description}\"");
+            let mut c = match realm_param {
+                Some(r) => format!("Bearer {r}, "),
+                None => "Bearer ".to_string(),
+            };
+            c.push_str(&format!("error=\"{err}\", error_description=\"{description}\""));
             if let Some(scope) = &scope {
                 c.push_str(&format!(", scope=\"{scope}\""));
             }
@@ -239,7 +249,7 @@ pub fn refusal(reason: &Reason<'_>, realm: &str, retry_after_secs: u64) -> Refus
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jwtwarden::ErrorKind;
+    use crate::ErrorKind;
 
     fn header<'a>(r: &'a Refusal, name: &str) -> Option<&'a str> {
         r.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
@@ -249,7 +259,7 @@ mod tests {
     fn every_engine_kind_maps_to_a_status_by_category() {
         for &kind in ErrorKind::ALL {
             let e = Error::new(kind, "m");
-            let r = refusal(&Reason::Engine(&e), "api", 5);
+            let r = refusal(&Reason::Engine(&e), Some("api"), 5);
             let want = match kind.category() {
                 Category::Malformed | Category::Verification | Category::Policy => 401,
                 Category::KeysUnavailable => 503,
@@ -282,13 +292,11 @@ mod tests {
             assert_eq!(u64::from(row.status), status.as_u64().unwrap(), "{category}");
         }
         assert_eq!(
-            crate::serve::config::ServeConfig::default()
-                .retry_after_secs
-                .to_string(),
+            super::super::DEFAULT_RETRY_AFTER_SECS.to_string(),
             table["retry_after"].as_str().unwrap(),
-            "serve's default Retry-After is the middlewares'"
+            "the default Retry-After is the middlewares'"
         );
-        let r = refusal(&Reason::MissingToken, "api", 5);
+        let r = refusal(&Reason::MissingToken, Some("api"), 5);
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["code"], serde_json::Value::Null);
         assert_eq!(body["category"], "request");
@@ -297,7 +305,7 @@ mod tests {
     #[test]
     fn rejected_tokens_get_an_rfc6750_challenge() {
         let e = Error::new(ErrorKind::Expired, "token expired at ...");
-        let r = refusal(&Reason::Engine(&e), "api", 5);
+        let r = refusal(&Reason::Engine(&e), Some("api"), 5);
         assert_eq!(
             header(&r, "www-authenticate"),
             Some(r#"Bearer realm="api", error="invalid_token", error_description="expired""#)
@@ -306,8 +314,20 @@ mod tests {
     }
 
     #[test]
+    fn without_a_realm_the_challenge_has_none() {
+        let r = refusal(&Reason::MissingToken, None, 5);
+        assert_eq!(header(&r, "www-authenticate"), Some("Bearer"));
+        let e = Error::new(ErrorKind::Expired, "m");
+        let r = refusal(&Reason::Engine(&e), None, 5);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some(r#"Bearer error="invalid_token", error_description="expired""#)
+        );
+    }
+
+    #[test]
     fn missing_token_gets_a_bare_challenge() {
-        let r = refusal(&Reason::MissingToken, "api", 5);
+        let r = refusal(&Reason::MissingToken, Some("api"), 5);
         assert_eq!(r.status, 401);
         assert_eq!(header(&r, "www-authenticate"), Some(r#"Bearer realm="api""#));
         assert!(r.body.contains("\"missing_token\""));
@@ -315,7 +335,11 @@ mod tests {
 
     #[test]
     fn malformed_header_is_400_invalid_request() {
-        let r = refusal(&Reason::InvalidRequest("malformed Authorization header"), "api", 5);
+        let r = refusal(
+            &Reason::InvalidRequest("malformed Authorization header"),
+            Some("api"),
+            5,
+        );
         assert_eq!(r.status, 400);
         assert!(header(&r, "www-authenticate")
             .unwrap()
@@ -325,7 +349,7 @@ mod tests {
     #[test]
     fn keys_unavailable_is_503_with_retry_after_and_no_challenge() {
         let e = Error::new(ErrorKind::KeysStale, "stale");
-        let r = refusal(&Reason::Engine(&e), "api", 7);
+        let r = refusal(&Reason::Engine(&e), Some("api"), 7);
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, "retry-after"), Some("7"));
         assert_eq!(header(&r, "www-authenticate"), None);
@@ -333,7 +357,7 @@ mod tests {
 
     #[test]
     fn an_unsafe_path_is_403_invalid_request_without_a_challenge() {
-        let r = refusal(&Reason::UnsafePath("the original URI is encoded twice"), "api", 5);
+        let r = refusal(&Reason::UnsafePath("the original URI is encoded twice"), Some("api"), 5);
         assert_eq!(r.status, 403, "nginx auth_request turns a 400 into a 500");
         assert_eq!(header(&r, "www-authenticate"), None, "no credentials would help");
         assert_eq!(header(&r, "cache-control"), Some("no-store"));
@@ -346,7 +370,7 @@ mod tests {
     #[test]
     fn insufficient_scope_is_403_naming_the_scopes() {
         let scopes = vec!["admin".to_string(), "write".to_string()];
-        let r = refusal(&Reason::InsufficientScope(&scopes), "api", 5);
+        let r = refusal(&Reason::InsufficientScope(&scopes), Some("api"), 5);
         assert_eq!(r.status, 403);
         assert!(header(&r, "www-authenticate")
             .unwrap()

@@ -21,7 +21,10 @@ use super::credentials::TokenSource;
 use super::path::normalise;
 use super::refusal::{refusal, Reason, Refusal};
 use super::route::{default_rules, has_audience, has_scopes, Route, RouteConfig, Routes};
-use crate::{Error, ErrorKind, Verified, Verifier, VerifyOptions};
+use crate::error::{Category, Error, ErrorKind};
+use crate::token::fingerprint;
+use crate::verified::Verified;
+use crate::verifier::{Verifier, VerifyOptions};
 
 /// `Retry-After` of a 503 unless configured (the contract's value).
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
@@ -308,8 +311,8 @@ impl HttpPolicy {
                 Err(r) => Decision::refused(r, None),
             },
             Err(e) => {
-                let fp = crate::fingerprint(token.as_bytes());
-                if e.category() == crate::Category::KeysUnavailable {
+                let fp = fingerprint(token.as_bytes());
+                if e.category() == Category::KeysUnavailable {
                     log::warn!("token {fp}: {e}");
                 } else {
                     log::debug!("token {fp} refused: {e}");

@@ -12,7 +12,7 @@
 //! the engine have no engine code: `"code": null`. On 503 and 500 the
 //! message is a fixed text, since the engine's can name internal URLs.
 
-use crate::{Category, Error};
+use crate::error::{Category, Error};
 use serde_json::json;
 
 /// Why a request is refused.

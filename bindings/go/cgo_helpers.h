@@ -7,24 +7,35 @@
 #include <stdint.h>
 #include "jwtwarden.h"
 
-// Everything one verification returns, filled in a single cgo call (each
-// crossing costs tens of nanoseconds; a whole cache hit not much more).
+// Everything one verification returns, filled in a single cgo call and
+// returned by value (no Go allocation; each crossing costs tens of
+// nanoseconds, a whole cache hit not much more). With memo_hit the result
+// handle has been released already and only the fields up to memo_slot are
+// set: the strings are the Go memo's (verifier.go).
 typedef struct {
+	jwtwarden_result rc;
 	jwtwarden_verified *verified;
 	jwtwarden_error *error;
 	const char *claims_json;
+	uint64_t verified_at_ms;
+	uint64_t expires_at;
+	bool cached;
+	bool memo_hit;
+	size_t memo_slot;
 	size_t claims_json_len;
 	const char *issuer;
 	const char *kid;
 	const char *alg;
-	uint64_t verified_at_ms;
-	uint64_t expires_at;
-	bool cached;
 } jw_outcome;
 
-jwtwarden_result jw_verify(const jwtwarden_verifier *v, const char *token, size_t len, const char *issuer,
-                           bool fresh, jw_outcome *o);
-void jw_outcome_free(jw_outcome *o);
+// The memo slot of a result, by the address of its claims JSON (mask: the
+// number of slots, a power of two, less one).
+static inline size_t jw_memo_slot(uintptr_t key, size_t mask) {
+	return (size_t)((key >> 4) ^ (key >> 16)) & mask;
+}
+
+jw_outcome jw_verify(const jwtwarden_verifier *v, const char *token, size_t len, const char *issuer, bool fresh,
+                     const uintptr_t *memo_keys, size_t memo_mask);
 jwtwarden_result jw_set_go_logger(uint32_t max_level, jwtwarden_error **error);
 
 #endif

@@ -2,10 +2,12 @@ package jwtwarden_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -195,6 +197,87 @@ func TestMiddlewareContextAccessors(t *testing.T) {
 		handler.ServeHTTP(rec, req)
 		if rec.Code != 200 || rec.Body.String() != "dave [api] [a b] acme dave" {
 			t.Errorf("request %d: %d %q", i, rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// The claims memo at its worst: every result in one slot, so each new
+// result evicts and releases the previous one while other goroutines are
+// verifying, and policy bumps make fresh results (new addresses, old ones
+// freed and reused). A hit must never hand out another token's claims,
+// issuer or kid, whatever the interleaving (run with -race).
+func TestClaimsMemoOneSlotChurn(t *testing.T) {
+	is := startIssuer(t)
+	v := is.Verifier()
+	jwtwarden.MemoInOneSlot(v)
+	tokens := make([]string, 6)
+	for i := range tokens {
+		tokens[i] = is.Mint("", is.Claims(map[string]any{"sub": fmt.Sprintf("user-%d", i), "n": i}))
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for n := 0; n < 400; n++ {
+				i := (n*7 + g) % len(tokens)
+				if g == 0 && n%40 == 0 {
+					if _, err := v.BumpPolicyVersion(); err != nil {
+						t.Error(err)
+					}
+				}
+				opts := jwtwarden.VerifyOptions{Fresh: n%13 == 0}
+				if n%2 == 1 {
+					opts.Issuer = is.URL
+				}
+				got, err := v.VerifyWith(tokens[i], opts)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var c struct {
+					Sub string
+					N   int
+				}
+				want := fmt.Sprintf("user-%d", i)
+				if err := json.Unmarshal([]byte(got.ClaimsJSON), &c); err != nil || c.Sub != want || c.N != i ||
+					got.Subject() != want || got.Issuer != is.URL || got.Kid == "" || got.Alg == "" {
+					t.Errorf("token %d: ClaimsJSON %s, Subject %q, Issuer %q, Kid %q", i, got.ClaimsJSON,
+						got.Subject(), got.Issuer, got.Kid)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	// Close releases the memo's references (valgrind/ASan cover the C side);
+	// the verifier refuses calls after.
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tokens[0]); !errors.Is(err, jwtwarden.ErrInvalidArgument) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// An issuer is passed to C as a NUL-terminated string without a C
+// allocation: a NUL inside it would name a shorter issuer in C (the
+// configured one, for "URL\x00anything"), so it is refused; issuers longer
+// than the stack buffer still work.
+func TestVerifyWithIssuerBytes(t *testing.T) {
+	is := startIssuer(t)
+	v := is.Verifier()
+	token := is.Mint("", is.Claims(nil))
+	if _, err := v.VerifyWith(token, jwtwarden.VerifyOptions{Issuer: is.URL + "\x00https://other.example"}); !errors.Is(err, jwtwarden.ErrInvalidArgument) {
+		t.Fatalf("issuer with a NUL: %v, want ErrInvalidArgument", err)
+	}
+	long := "https://" + strings.Repeat("a", 300) + ".example"
+	if _, err := v.VerifyWith(token, jwtwarden.VerifyOptions{Issuer: long}); !errors.Is(err, jwtwarden.ErrUnknownIssuer) {
+		t.Fatalf("long unknown issuer: %v, want ErrUnknownIssuer", err)
+	}
+	for _, fresh := range []bool{true, false, false} {
+		if r, err := v.VerifyWith(token, jwtwarden.VerifyOptions{Issuer: is.URL, Fresh: fresh}); err != nil || r.Issuer != is.URL {
+			t.Fatalf("configured issuer (fresh=%v): %v", fresh, err)
 		}
 	}
 }

@@ -22,25 +22,34 @@ package jwtwarden
 #include <stdlib.h>
 #include "cgo_helpers.h"
 
-jwtwarden_result jw_verify(const jwtwarden_verifier *v, const char *token, size_t len,
-                           const char *issuer, bool fresh, jw_outcome *o) {
-	jwtwarden_result rc = jwtwarden_verifier_verify_with(v, token, len, issuer, fresh, &o->verified, &o->error);
-	if (rc == JWTWARDEN_RESULT_OK) {
-		o->claims_json = jwtwarden_verified_claims_json(o->verified);
-		o->claims_json_len = jwtwarden_verified_claims_json_len(o->verified);
-		o->issuer = jwtwarden_verified_issuer(o->verified);
-		o->kid = jwtwarden_verified_kid(o->verified);
-		o->alg = jwtwarden_verified_alg(o->verified);
-		o->verified_at_ms = jwtwarden_verified_verified_at_ms(o->verified);
-		o->expires_at = jwtwarden_verified_expires_at(o->verified);
-		o->cached = jwtwarden_verified_cached(o->verified);
+jw_outcome jw_verify(const jwtwarden_verifier *v, const char *token, size_t len, const char *issuer, bool fresh,
+                     const uintptr_t *memo_keys, size_t memo_mask) {
+	jw_outcome o = {0};
+	o.rc = jwtwarden_verifier_verify_with(v, token, len, issuer, fresh, &o.verified, &o.error);
+	if (o.rc != JWTWARDEN_RESULT_OK) {
+		return o;
 	}
-	return rc;
-}
-
-void jw_outcome_free(jw_outcome *o) {
-	jwtwarden_verified_free(o->verified);
-	jwtwarden_error_free(o->error);
+	o.claims_json = jwtwarden_verified_claims_json(o.verified);
+	o.cached = jwtwarden_verified_cached(o.verified);
+	o.verified_at_ms = jwtwarden_verified_verified_at_ms(o.verified);
+	o.expires_at = jwtwarden_verified_expires_at(o.verified);
+	if (memo_keys != NULL) {
+		uintptr_t key = (uintptr_t)o.claims_json;
+		o.memo_slot = jw_memo_slot(key, memo_mask);
+		if (__atomic_load_n(&memo_keys[o.memo_slot], __ATOMIC_ACQUIRE) == key) {
+			// The Go memo holds this result (its own reference) and its
+			// strings: release ours now, not in a second cgo call.
+			jwtwarden_verified_free(o.verified);
+			o.verified = NULL;
+			o.memo_hit = true;
+			return o;
+		}
+	}
+	o.claims_json_len = jwtwarden_verified_claims_json_len(o.verified);
+	o.issuer = jwtwarden_verified_issuer(o.verified);
+	o.kid = jwtwarden_verified_kid(o.verified);
+	o.alg = jwtwarden_verified_alg(o.verified);
+	return o;
 }
 
 // The Go log bridge (log.go); cast to the callback type, whose message
@@ -66,6 +75,21 @@ func tokenPtr(s string) (*C.char, C.size_t) {
 		return (*C.char)(unsafe.Pointer(&empty[0])), 0
 	}
 	return (*C.char)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
+}
+
+// verifyOnce is one cgo call: verify token (issuer: a C string or nil)
+// and, when memo is not nil, release the result at once if the memo holds
+// it (see claimsMemo).
+func verifyOnce(raw *C.jwtwarden_verifier, token string, issuer *C.char, fresh bool, memo *claimsMemo) C.jw_outcome {
+	tok, n := tokenPtr(token)
+	var keys *C.uintptr_t
+	var mask C.size_t
+	if memo != nil {
+		keys = (*C.uintptr_t)(unsafe.Pointer(&memo.keys[0]))
+		mask = C.size_t(memo.mask)
+	}
+	// The arguments of a cgo call stay alive until it returns.
+	return C.jw_verify(raw, tok, n, issuer, C.bool(fresh), keys, mask)
 }
 
 // errorFrom turns a failed call's code and error object into an *Error and

@@ -1,5 +1,8 @@
 package jwtwarden
 
+// #include "cgo_helpers.h"
+import "C"
+
 import (
 	"encoding/json"
 	"slices"
@@ -46,9 +49,13 @@ type Verified struct {
 // only read. Nothing in it is handed out without a copy.
 type claimSet struct {
 	json string
-	// The result's other strings, kept so a hit can reuse them instead of
-	// copying them out of C again (compared first: see Verifier.outcome).
+	// The result's other strings, shared by its hits.
 	issuer, kid, alg string
+	// key is the address of the result's claims JSON in C, handle the memo's
+	// reference to the result (see claimsMemo); zero for a set not made by
+	// Verify.
+	key    uintptr
+	handle *C.jwtwarden_verified
 
 	once   sync.Once
 	raw    map[string]json.RawMessage

@@ -24,68 +24,130 @@ type Verifier struct {
 	_ptr unsafe.Pointer
 	// memo holds the decoded claims of recent results (see claimsMemo).
 	memo claimsMemo
+	// issuers holds VerifyOptions.Issuer values as C strings.
+	issuers issuerStrings
 }
 
-// memoCap bounds the results a Verifier's claims memo holds; when full it
-// is emptied and refills with the tokens still in use.
-const memoCap = 4096
-
-// claimsMemo maps a result's claims JSON, by the address of the C string
-// the library memoizes per result (every cache hit of a token borrows the
-// same one), to its decoded claims, so a hit decodes nothing. An address
-// alone proves nothing (freed memory is reused), so an entry is only used
-// when its copy of the JSON equals the C string byte for byte; equal JSON
-// decodes to equal claims, whichever result it came from.
-type claimsMemo struct {
-	m sync.Map // uintptr -> *claimSet
-	n atomic.Int64
+// issuerStrings keeps the first few issuers passed to VerifyWith as C
+// strings for the verifier's life, so a pinned issuer costs no C
+// allocation per call (others get one per call). Freed by Close.
+type issuerStrings struct {
+	slots [8]atomic.Pointer[issuerString]
+	mu    sync.Mutex
 }
 
-// lookup returns the claims of o's result: the memo's entry if its bytes
-// are the same, else a new entry (stored). o must not be freed yet.
-func (m *claimsMemo) lookup(o *C.jw_outcome) *claimSet {
-	p, n := o.claims_json, int(o.claims_json_len)
-	key := uintptr(unsafe.Pointer(p))
-	var now string
-	if n > 0 {
-		// Borrowed only for the comparison; copied before it is kept.
-		now = unsafe.String((*byte)(unsafe.Pointer(p)), n)
-	}
-	if e, ok := m.m.Load(key); ok {
-		if s := e.(*claimSet); s.json == now {
-			return s
+type issuerString struct {
+	s string
+	c *C.char
+}
+
+// get is issuer as a C string owned by the verifier, or nil when all the
+// slots hold others.
+func (is *issuerStrings) get(issuer string) *C.char {
+	for i := range is.slots {
+		e := is.slots[i].Load()
+		if e == nil {
+			break
+		}
+		if e.s == issuer {
+			return e.c
 		}
 	}
-	s := newClaimSet(strings.Clone(now))
-	// Set before the entry is shared, never changed after.
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	for i := range is.slots {
+		e := is.slots[i].Load()
+		if e == nil {
+			e = &issuerString{s: strings.Clone(issuer), c: C.CString(issuer)}
+			is.slots[i].Store(e)
+			return e.c
+		}
+		if e.s == issuer {
+			return e.c
+		}
+	}
+	return nil
+}
+
+// release frees the C strings (Close).
+func (is *issuerStrings) release() {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	for i := range is.slots {
+		if e := is.slots[i].Swap(nil); e != nil {
+			C.free(unsafe.Pointer(e.c))
+		}
+	}
+}
+
+// memoSlots is the size of a Verifier's claims memo (a power of two).
+const memoSlots = 4096
+
+// claimsMemo maps results to their claims decoded in Go, so a cache hit
+// copies and decodes nothing. A result is known by the address of its
+// claims JSON, a C string the library keeps per result and shares with
+// every cache hit of it. An address alone proves nothing once the result
+// is freed (the memory is reused), so each entry holds its own reference to
+// the result: while an entry is in the memo its address cannot be reused,
+// and a result at that address is that result.
+//
+// The memo is direct-mapped: slot jw_memo_slot(address) holds at most one
+// entry; a new result replaces the slot's entry, whose reference is then
+// released. keys mirrors the slots' addresses in memory that holds no Go
+// pointers, so jw_verify (C) can read it during the call and release a hit's
+// handle at once, in the same cgo call. keys is only a hint: the entry in
+// sets decides (verifyWith retries without the memo when they disagree).
+// Holding references keeps at most memoSlots results alive beyond the
+// verifier's cache; trust is never taken from the memo, every Verify asks
+// the library.
+type claimsMemo struct {
+	keys [memoSlots]uintptr // read by C with __atomic_load_n
+	sets [memoSlots]atomic.Pointer[claimSet]
+	mu   sync.Mutex // serializes installs and release
+	// mask picks the slot (memoSlots-1; tests make it 0: every result in
+	// one slot, so each new one evicts the last).
+	mask uintptr
+}
+
+// install puts the result of o (a full outcome, whose handle it takes) in
+// its slot and returns its claims. o.verified is owned by the memo after.
+func (m *claimsMemo) install(o *C.jw_outcome) *claimSet {
+	n := int(o.claims_json_len)
+	var claims string
+	if n > 0 {
+		claims = C.GoStringN(o.claims_json, C.int(n))
+	}
+	s := newClaimSet(claims)
 	s.issuer = C.GoString(o.issuer)
 	s.alg = C.GoString(o.alg)
 	if o.kid != nil {
 		s.kid = C.GoString(o.kid)
 	}
-	if m.n.Add(1) > memoCap {
-		m.m.Clear()
-		m.n.Store(1)
+	s.key = uintptr(unsafe.Pointer(o.claims_json))
+	s.handle = o.verified
+	slot := int(o.memo_slot)
+	m.mu.Lock()
+	old := m.sets[slot].Swap(s)
+	atomic.StoreUintptr(&m.keys[slot], s.key)
+	m.mu.Unlock()
+	// Released only after the slot stopped naming it: from here the address
+	// may be reused, and no entry says it is old's.
+	if old != nil {
+		C.jwtwarden_verified_free(old.handle)
 	}
-	m.m.Store(key, s)
 	return s
 }
 
-// cString is the C string p as a Go string: known, if it has the same
-// bytes (no allocation), else a copy.
-func cString(p *C.char, known string) string {
-	b := unsafe.Slice((*byte)(unsafe.Pointer(p)), len(known)+1)
-	// Compared byte by byte up to the first difference, so a shorter C
-	// string is never read past its NUL.
-	for i := 0; i < len(known); i++ {
-		if b[i] != known[i] {
-			return C.GoString(p)
+// release drops every entry and its reference (Close).
+func (m *claimsMemo) release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.sets {
+		atomic.StoreUintptr(&m.keys[i], 0)
+		if old := m.sets[i].Swap(nil); old != nil {
+			C.jwtwarden_verified_free(old.handle)
 		}
 	}
-	if b[len(known)] != 0 {
-		return C.GoString(p)
-	}
-	return known
 }
 
 // VerifyOptions are per-call options for VerifyWith.
@@ -136,6 +198,7 @@ func New(configJSON string) (*Verifier, error) {
 		return nil, errorFrom(rc, cerr)
 	}
 	v := &Verifier{_ptr: unsafe.Pointer(raw)}
+	v.memo.mask = memoSlots - 1
 	runtime.SetFinalizer(v, (*Verifier).Close)
 	return v, nil
 }
@@ -148,7 +211,9 @@ func New(configJSON string) (*Verifier, error) {
 func (v *Verifier) Close() error {
 	if raw := atomic.SwapPointer(&v._ptr, nil); raw != nil {
 		runtime.SetFinalizer(v, nil)
+		v.memo.release()
 		C.jwtwarden_verifier_free((*C.jwtwarden_verifier)(raw))
+		v.issuers.release()
 	}
 	return nil
 }
@@ -178,39 +243,46 @@ func (v *Verifier) VerifyWith(token string, opts VerifyOptions) (*Verified, erro
 	}
 	var issuer *C.char
 	if opts.Issuer != "" {
-		issuer = C.CString(opts.Issuer)
-		defer C.free(unsafe.Pointer(issuer))
+		// A NUL inside would cut the issuer short in C, naming another.
+		if strings.IndexByte(opts.Issuer, 0) >= 0 {
+			return nil, newError(uint32(ErrInvalidArgument), "the issuer contains a NUL byte")
+		}
+		if issuer = v.issuers.get(opts.Issuer); issuer == nil {
+			issuer = C.CString(opts.Issuer)
+			defer C.free(unsafe.Pointer(issuer))
+		}
 	}
-	tok, n := tokenPtr(token)
-	var o C.jw_outcome
-	rc := C.jw_verify(raw, tok, n, issuer, C.bool(opts.Fresh), &o)
-	runtime.KeepAlive(token)
-	runtime.KeepAlive(v)
-	if rc != C.JWTWARDEN_RESULT_OK {
-		return nil, errorFrom(rc, o.error)
+	memo := &v.memo
+	for {
+		o := verifyOnce(raw, token, issuer, opts.Fresh, memo)
+		runtime.KeepAlive(v)
+		if o.rc != C.JWTWARDEN_RESULT_OK {
+			return nil, errorFrom(o.rc, o.error)
+		}
+		var claims *claimSet
+		if o.memo_hit {
+			// The handle is released: only the memo's entry may be used, and
+			// only if it is this result's (else a concurrent install replaced
+			// it: ask again, without the memo).
+			claims = v.memo.sets[o.memo_slot].Load()
+			if claims == nil || claims.key != uintptr(unsafe.Pointer(o.claims_json)) {
+				memo = nil
+				continue
+			}
+		} else {
+			claims = v.memo.install(&o)
+		}
+		return &Verified{
+			ClaimsJSON: claims.json,
+			Issuer:     claims.issuer,
+			Kid:        claims.kid,
+			Alg:        claims.alg,
+			Cached:     bool(o.cached),
+			VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
+			ExpiresAt:  time.Unix(int64(o.expires_at), 0),
+			claims:     claims,
+		}, nil
 	}
-	out := v.outcome(&o)
-	C.jw_outcome_free(&o)
-	return out, nil
-}
-
-// outcome is the Go result for a successful verification's outcome (before
-// it is freed): on a cache hit, the memo's strings and decoded claims.
-func (v *Verifier) outcome(o *C.jw_outcome) *Verified {
-	claims := v.memo.lookup(o)
-	out := &Verified{
-		ClaimsJSON: claims.json,
-		Issuer:     cString(o.issuer, claims.issuer),
-		Alg:        cString(o.alg, claims.alg),
-		Cached:     bool(o.cached),
-		VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
-		ExpiresAt:  time.Unix(int64(o.expires_at), 0),
-		claims:     claims,
-	}
-	if o.kid != nil {
-		out.Kid = cString(o.kid, claims.kid)
-	}
-	return out
 }
 
 // call runs a fallible C function with the verifier's handle and turns its

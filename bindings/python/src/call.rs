@@ -1,5 +1,6 @@
-//! How every engine call is made: with the GIL released, panics caught, and
-//! log records emitted during the call handed to `logging` afterwards.
+//! How every engine call is made: with the GIL released (or, for the calls
+//! that never wait, held), panics caught, and log records emitted during
+//! the call handed to `logging` afterwards.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,22 @@ where
         }
         result
     });
+    logbridge::flush_local(py);
+    result
+}
+
+/// Run `f` with the GIL held, for engine calls that never wait (the
+/// answers of `verify_without_waiting`: microseconds, no fetch, no lock held
+/// across one). Releasing the GIL for them would cost more than the call:
+/// taking it back waits for the thread holding it to give it up, up to the
+/// interpreter's switch interval (5 ms), a convoy when another thread is
+/// busy in Python. Panics and log records are handled as in [`detached`].
+#[inline(always)]
+pub(crate) fn attached<T>(py: Python<'_>, f: impl FnOnce() -> T) -> Result<T, CallError> {
+    let result = {
+        let _scope = logbridge::CallScope::enter();
+        catch(f)
+    };
     logbridge::flush_local(py);
     result
 }

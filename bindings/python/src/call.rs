@@ -3,7 +3,7 @@
 //! the call handed to `logging` afterwards.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pyo3::prelude::*;
 
@@ -12,6 +12,16 @@ use crate::logbridge;
 
 /// Set by the `atexit` hook: the interpreter is shutting down.
 static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Engine calls made with the GIL released, since the module was loaded.
+static DETACHED: AtomicU64 = AtomicU64::new(0);
+
+/// How many engine calls this process made with the GIL released (for the
+/// tests that check which calls keep it).
+#[pyfunction]
+pub(crate) fn _detached_calls() -> u64 {
+    DETACHED.load(Ordering::Relaxed)
+}
 
 /// Called from the `atexit` hook, before the interpreter starts to finalize.
 pub(crate) fn interpreter_exiting() {
@@ -34,6 +44,7 @@ where
     F: FnOnce() -> jwtwarden::Result<T> + Send,
     T: Send,
 {
+    DETACHED.fetch_add(1, Ordering::Relaxed);
     let result = py.detach(|| {
         let result = {
             let _scope = logbridge::CallScope::enter();

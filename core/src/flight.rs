@@ -121,6 +121,24 @@ impl Flight {
             finished: false,
         })
     }
+
+    /// Whether [`join`](Flight::join) for an on-demand fetch with this
+    /// cooldown would answer [`Join::RateLimited`] right now, without
+    /// waiting: no fetch in flight (in this process) and the last
+    /// on-demand fetch started less than `cooldown_ms` before `now_ms`.
+    /// `Some(until)` as `join` would; `None` when `join` would lead, or
+    /// join (and wait for) a fetch in flight. Changes nothing.
+    pub(crate) fn rate_limited(&self, now_ms: u64, cooldown_ms: u64) -> Option<u64> {
+        let st = self.state.lock();
+        if st
+            .in_flight
+            .is_some_and(|(_, owner_fork)| owner_fork == crate::fork::generation())
+        {
+            return None;
+        }
+        let until = st.last_on_demand_ms?.saturating_add(cooldown_ms);
+        (now_ms < until).then_some(until)
+    }
 }
 
 /// The right and duty to fetch: report the outcome with [`Leader::finish`].

@@ -245,23 +245,8 @@ impl Issuer {
     /// may be used (rotation grace), in ms. Waits for keys at most
     /// `http.timeout_ms` (see [`Env::fetch_timeout`]).
     pub(crate) fn resolve_key(&self, env: &Env, kid: Option<&str>, alg: Alg, now: u64) -> Result<(Arc<Key>, u64)> {
-        if !alg.is_hmac() {
-            let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
-            if fail_closed_at != 0 && now >= fail_closed_at {
-                return Err(Error::new(
-                    ErrorKind::KeysStale,
-                    format!("keys of {} are older than max_stale; failing closed", self.name),
-                ));
-            }
-        }
-        if let Some(found) = self.keys.snapshot().lookup(kid, alg, now)? {
+        if let Some(found) = self.key_without_waiting(kid, alg, now)? {
             return Ok(found);
-        }
-        if alg.is_hmac() || !self.is_remote() {
-            return Err(self.unknown(kid));
-        }
-        if kid.is_some_and(|kid| self.unknown_kids.lock().remembered(kid, now)) {
-            return Err(self.not_found(kid));
         }
         let cooldown_ms = self.cfg.refresh.unknown_kid_cooldown_secs * 1000;
         let deadline = Instant::now() + env.fetch_timeout;
@@ -280,16 +265,60 @@ impl Issuer {
         }
         match outcome {
             Refresh::Ok { .. } => {}
-            Refresh::RateLimited(until) => {
-                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                self.remember(kid, until);
-            }
+            Refresh::RateLimited(until) => return self.rate_limited(kid, alg, now, until),
             Refresh::Failed { .. } | Refresh::TimedOut => self.remember(kid, now + cooldown_ms),
         }
+        self.after_refresh(kid, alg, now)
+    }
+
+    /// The part of [`resolve_key`](Issuer::resolve_key) decided without a
+    /// fetch and without waiting for one: `Ok(None)` when only a fetch (or
+    /// a fetch in flight) can tell. Decided here: failed closed, a key in
+    /// the current set (or the rotation grace), a revoked kid, an unknown
+    /// kid of an issuer that never fetches, a remembered unknown kid, and
+    /// an unknown kid while the cooldown refuses a new fetch and none is
+    /// in flight (what `refresh` would answer at once).
+    pub(crate) fn key_without_waiting(&self, kid: Option<&str>, alg: Alg, now: u64) -> Result<Option<(Arc<Key>, u64)>> {
+        if !alg.is_hmac() {
+            let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
+            if fail_closed_at != 0 && now >= fail_closed_at {
+                return Err(Error::new(
+                    ErrorKind::KeysStale,
+                    format!("keys of {} are older than max_stale; failing closed", self.name),
+                ));
+            }
+        }
+        if let Some(found) = self.keys.snapshot().lookup(kid, alg, now)? {
+            return Ok(Some(found));
+        }
+        if alg.is_hmac() || !self.is_remote() {
+            return Err(self.unknown(kid));
+        }
+        if kid.is_some_and(|kid| self.unknown_kids.lock().remembered(kid, now)) {
+            return Err(self.not_found(kid));
+        }
+        let cooldown_ms = self.cfg.refresh.unknown_kid_cooldown_secs * 1000;
+        match self.flight.rate_limited(now, cooldown_ms) {
+            Some(until) => self.rate_limited(kid, alg, now, until).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// An unknown kid whose fetch the cooldown refused until `until` (ms).
+    fn rate_limited(&self, kid: Option<&str>, alg: Alg, now: u64, until: u64) -> Result<(Arc<Key>, u64)> {
+        self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        self.remember(kid, until);
+        self.after_refresh(kid, alg, now)
+    }
+
+    /// The key after the refresh an unknown kid was allowed (or refused):
+    /// found in the set now in use, or remembered as unknown for the
+    /// cooldown and refused.
+    fn after_refresh(&self, kid: Option<&str>, alg: Alg, now: u64) -> Result<(Arc<Key>, u64)> {
         if let Some(found) = self.keys.snapshot().lookup(kid, alg, now)? {
             return Ok(found);
         }
-        self.remember(kid, now + cooldown_ms);
+        self.remember(kid, now + self.cfg.refresh.unknown_kid_cooldown_secs * 1000);
         Err(self.not_found(kid))
     }
 

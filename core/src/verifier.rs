@@ -383,6 +383,82 @@ impl Verifier {
         }
         Ok(carried)
     }
+
+    /// What [`verify_with`] would answer, when that is decided without a
+    /// signature check and without a network wait; `None` otherwise. For
+    /// callers that must not block a thread the answer is not worth
+    /// blocking for: Python keeps the GIL for what this answers and
+    /// releases it only for the `verify_with` that follows a `None`; an
+    /// asyncio or nginx event loop answers these inline and hands only a
+    /// `None` to a thread that may block (the nginx module, issue 25, is to
+    /// use it the same way).
+    ///
+    /// Answered here, exactly as `verify_with` with the same options would
+    /// (same steps, same error kind, counted in the metrics the same way):
+    /// a cache hit; a token too large, malformed, with an `alg` the issuer
+    /// does not allow, for an unknown issuer (pinned or by `iss`); a key
+    /// failed closed (`keys_stale`), a revoked `kid`, a `kid` mismatching
+    /// its key's algorithm, an unknown `kid` of an issuer that never
+    /// fetches, a `kid` remembered as unknown, and an unknown `kid` while
+    /// the unknown-kid cooldown refuses a fetch and none is in flight.
+    ///
+    /// `None`, with nothing counted, when the next step would check a
+    /// signature (a key was found: every success that is not a hit, every
+    /// bad signature, expiry, audience, `jti` and subject revocation
+    /// answer comes after it), when it may fetch or wait for a fetch in
+    /// flight (an unknown `kid` outside the cooldown, keys never loaded),
+    /// and on the first call in a child after `fork()` (which restarts the
+    /// refresher and catches up with the fleet's revocations). It never
+    /// fetches and takes no lock that is held across a fetch.
+    ///
+    /// [`verify_with`]: Verifier::verify_with
+    pub fn verify_without_waiting(
+        &self,
+        token: impl AsRef<[u8]>,
+        opts: &VerifyOptions<'_>,
+    ) -> Option<Result<Verified>> {
+        if self.refresher_fork.load(Ordering::Relaxed) != crate::fork::generation() {
+            return None;
+        }
+        let token = token.as_ref();
+        let s = &*self.shared;
+        let now = Now::new(&*s.env.clock);
+        let mut missed = false;
+        // The steps of `Shared::verify` up to the key lookup, each the same
+        // call; `Ok(None)`: the next step checks a signature or may fetch.
+        let mut decide = || -> Result<Option<Held>> {
+            s.check_size(token)?;
+            let pinned = opts.issuer.map(|name| s.index_of(name)).transpose()?;
+            if !opts.fresh {
+                let hash = s.cache.as_ref().map(|c| c.hash(token));
+                if let Some(hit) = s.cached(hash, token, pinned, &now, false) {
+                    return Ok(Some(hit));
+                }
+                missed = hash.is_some();
+            }
+            let now = now.exact();
+            let parsed = token::parse(token, s.max_token_bytes)?;
+            let issuer = &s.issuers[s.issuer_for(&parsed, pinned)?];
+            let alg = issuer.check_algorithm(parsed.header.alg)?;
+            issuer.key_without_waiting(parsed.header.kid.as_deref(), alg, now)?;
+            Ok(None)
+        };
+        match decide() {
+            Ok(Some(hit)) => {
+                s.counters.ok_cached.inc();
+                Some(Ok(Verified::new(hit, true)))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                if missed {
+                    s.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+                }
+                s.counters.reject(e.kind());
+                log::debug!("rejected token {}: {e}", token::fingerprint(token));
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Verifier {

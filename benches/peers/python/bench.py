@@ -4,9 +4,10 @@ jwtwarden (cache hit and miss) against PyJWT (``jwt.decode`` with a key
 already in hand, and with ``PyJWKClient`` fetching the JWKS) and against
 authlib's ``authlib.jose``, on the shared token set; then an unknown-kid
 storm against the libraries that fetch keys themselves (jwtwarden,
-PyJWKClient). Writes JSON lines.
+PyJWKClient), and the throughput of 8 threads verifying cached tokens with
+and without storm tokens among them. Writes JSON lines.
 
-    python bench.py FIXTURE.json OUT.jsonl
+    python bench.py FIXTURE.json OUT.jsonl [--only timings,storm,mixed]
 
 Timing follows benches/rust/shared.rs: warm up for a tenth of the budget
 (BENCH_SECONDS, default 1), median ns/op of >= 2 ms batches for six tenths,
@@ -219,9 +220,83 @@ def storm(
     )
 
 
+MIX_THREADS = 8
+MIX_STORM_EVERY = 10
+
+
+def mixed_threads(out: Out, fx: dict[str, Any], case: dict[str, Any], verifier: Any) -> None:
+    """Throughput of MIX_THREADS threads verifying the cached legitimate token,
+    first alone (hits only), then with every MIX_STORM_EVERY-th call a storm
+    token (an unknown kid, each distinct): a call that may not keep the GIL
+    would make every thread wait for it (the convoy of issue 29)."""
+    legit = case["token"]
+    verifier.verify(legit)
+    storm = [storm_token(legit, case["alg"], "mix", i) for i in range(MIX_THREADS * 200_000 // MIX_STORM_EVERY)]
+    admin(fx["issuer"], "POST", "/admin/reset")
+
+    def run(mixed: bool) -> dict[str, Any]:
+        start = threading.Barrier(MIX_THREADS + 1)
+        stop = threading.Event()
+        calls = [0] * MIX_THREADS
+        storms = [0] * MIX_THREADS
+
+        def worker(n: int) -> None:
+            verify = verifier.verify
+            mine = storm[n::MIX_THREADS]
+            i = 0
+            start.wait()
+            while not stop.is_set():
+                for _ in range(MIX_STORM_EVERY - 1):
+                    verify(legit)
+                if mixed:
+                    try:
+                        verify(mine[i % len(mine)])
+                    except jwtwarden.JwtWardenError:
+                        pass
+                    storms[n] += 1
+                    i += 1
+                else:
+                    verify(legit)
+                calls[n] += MIX_STORM_EVERY
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(MIX_THREADS)]
+        for t in threads:
+            t.start()
+        start.wait()
+        t0 = clock()
+        time.sleep(BUDGET)
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = (clock() - t0) / 1e9
+        return {"calls": sum(calls), "storm_calls": sum(storms), "seconds": elapsed, "ops_per_s": sum(calls) / elapsed}
+
+    hits = run(False)
+    mixed = run(True)
+    requests = admin(fx["issuer"], "GET", "/admin/stats")["jwks_requests"]
+    for operation, r in (("hits only", hits), (f"hits + 1 storm token in {MIX_STORM_EVERY}", mixed)):
+        out.record(
+            {
+                "library": "jwtwarden",
+                "operation": "mixed",
+                "mix": operation,
+                "alg": case["alg"],
+                "size": case["size"],
+                "threads": MIX_THREADS,
+                "calls": r["calls"],
+                "storm_calls": r["storm_calls"],
+                "seconds": r["seconds"],
+                "ops_per_s": r["ops_per_s"],
+                "jwks_requests": requests,
+                "switch_interval_s": sys.getswitchinterval(),
+            }
+        )
+
+
 def main() -> None:
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: bench.py FIXTURE.json OUT.jsonl")
+    if len(sys.argv) not in (3, 5) or (len(sys.argv) == 5 and sys.argv[3] != "--only"):
+        raise SystemExit("usage: bench.py FIXTURE.json OUT.jsonl [--only timings,storm,mixed]")
+    only = set(sys.argv[4].split(",")) if len(sys.argv) == 5 else {"timings", "storm", "mixed"}
     with open(sys.argv[1]) as f:
         fx = json.load(f)
     out = Out(sys.argv[2])
@@ -266,7 +341,7 @@ def main() -> None:
         aud = claims["aud"]
         return (claims["sub"], [aud] if isinstance(aud, str) else aud, claims["scope"].split(), claims["tenant"])
 
-    for case in fx["tokens"]:
+    for case in fx["tokens"] if "timings" in only else []:
         token, alg, pool = case["token"], case["alg"], case["pool"]
         hits.verify(token)
         out.timing("jwtwarden", "hit", case, measure(hits.verify, token))
@@ -288,6 +363,10 @@ def main() -> None:
             out.timing(name, "verify", case, measure(verify, token))
 
     case = next(c for c in fx["tokens"] if c["alg"] == "RS256" and c["size"] == "600B")
+    if "mixed" in only:
+        mixed_threads(out, fx, case, jwtwarden.Verifier(config({})))
+    if "storm" not in only:
+        return
     fresh = jwtwarden.Verifier(config({}))
     storm(out, fx, case, "jwtwarden", 30, "default unknown_kid_cooldown_secs", fresh.verify)
     client = pyjwt.PyJWKClient(fx["jwks_uri"])

@@ -1,8 +1,9 @@
-//! How every engine call is made: with the GIL released, panics caught, and
-//! log records emitted during the call handed to `logging` afterwards.
+//! How every engine call is made: with the GIL released (or, for the calls
+//! that never wait, held), panics caught, and log records emitted during
+//! the call handed to `logging` afterwards.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pyo3::prelude::*;
 
@@ -11,6 +12,16 @@ use crate::logbridge;
 
 /// Set by the `atexit` hook: the interpreter is shutting down.
 static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Engine calls made with the GIL released, since the module was loaded.
+static DETACHED: AtomicU64 = AtomicU64::new(0);
+
+/// How many engine calls this process made with the GIL released (for the
+/// tests that check which calls keep it).
+#[pyfunction]
+pub(crate) fn _detached_calls() -> u64 {
+    DETACHED.load(Ordering::Relaxed)
+}
 
 /// Called from the `atexit` hook, before the interpreter starts to finalize.
 pub(crate) fn interpreter_exiting() {
@@ -33,6 +44,7 @@ where
     F: FnOnce() -> jwtwarden::Result<T> + Send,
     T: Send,
 {
+    DETACHED.fetch_add(1, Ordering::Relaxed);
     let result = py.detach(|| {
         let result = {
             let _scope = logbridge::CallScope::enter();
@@ -45,6 +57,22 @@ where
         }
         result
     });
+    logbridge::flush_local(py);
+    result
+}
+
+/// Run `f` with the GIL held, for engine calls that never wait (the
+/// answers of `verify_without_waiting`: microseconds, no fetch, no lock held
+/// across one). Releasing the GIL for them would cost more than the call:
+/// taking it back waits for the thread holding it to give it up, up to the
+/// interpreter's switch interval (5 ms), a convoy when another thread is
+/// busy in Python. Panics and log records are handled as in [`detached`].
+#[inline(always)]
+pub(crate) fn attached<T>(py: Python<'_>, f: impl FnOnce() -> T) -> Result<T, CallError> {
+    let result = {
+        let _scope = logbridge::CallScope::enter();
+        catch(f)
+    };
     logbridge::flush_local(py);
     result
 }

@@ -28,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(errors::boundary_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_raise_error, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_raise_panic, m)?)?;
+    m.add_function(wrap_pyfunction!(call::_detached_calls, m)?)?;
     m.add_function(wrap_pyfunction!(logbridge::sync_log_level, m)?)?;
     m.add_function(wrap_pyfunction!(logbridge::_shutdown_logging, m)?)?;
     logbridge::install(py)?;

@@ -11,7 +11,7 @@ use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString, PyType};
 
-use crate::call::{catch, detached, guard};
+use crate::call::{attached, catch, detached, guard};
 use crate::convert;
 use crate::errors::CoreError;
 use crate::logbridge;
@@ -97,16 +97,41 @@ fn options(issuer: Option<&PyBackedStr>, fresh: bool) -> VerifyOptions<'_> {
     }
 }
 
-/// Verify what the cache did not answer, with the GIL released.
+/// Verify what the cache did not answer: with the GIL held when the engine
+/// decides without a signature check or a network wait (an early rejection,
+/// an unknown issuer, a remembered or rate-limited unknown kid: see
+/// [`decided`]), with it released for the rest.
 fn miss(
     py: Python<'_>,
     engine: &Arc<jwtwarden::Verifier>,
     token: &TokenArg<'_>,
     opts: &VerifyOptions<'_>,
 ) -> PyResult<Verified> {
+    if let Some(verified) = decided(py, engine, token, opts)? {
+        return Ok(verified);
+    }
     // Not borrowed across the GIL release (a miss may fetch for seconds).
     let engine = Arc::clone(engine);
     Ok(detached(py, || engine.verify_with(token.as_bytes(), opts))?)
+}
+
+/// What the engine answers without a signature check or a network wait
+/// (`Verifier::verify_without_waiting`), with the GIL held: those answers
+/// take microseconds, and releasing the GIL for them would make this thread
+/// wait to take it back, up to the switch interval (5 ms) while another
+/// thread runs Python: the convoy of issue 29. `Ok(None)`: only the full
+/// path (a signature check, maybe a fetch) can tell.
+fn decided(
+    py: Python<'_>,
+    engine: &jwtwarden::Verifier,
+    token: &TokenArg<'_>,
+    opts: &VerifyOptions<'_>,
+) -> PyResult<Option<Verified>> {
+    match attached(py, || engine.verify_without_waiting(token.as_bytes(), opts))? {
+        Some(Ok(verified)) => Ok(Some(verified)),
+        Some(Err(e)) => Err(CoreError(e).into()),
+        None => Ok(None),
+    }
 }
 
 /// The claims of a cache hit, if this front end converted them before (on
@@ -143,8 +168,8 @@ impl Verifier {
         self.inner.load_full().ok_or_else(closed)
     }
 
-    /// Verify `token`: a cache hit with the GIL held, anything else with it
-    /// released.
+    /// Verify `token`: a cache hit and whatever else the engine decides
+    /// without waiting with the GIL held, anything else with it released.
     fn verify_inner(
         &self,
         py: Python<'_>,
@@ -234,6 +259,73 @@ impl Verifier {
         let verified = self.verify_inner(py, &token, issuer.as_ref(), fresh)?;
         let claims = self.claims(py, &verified)?.unbind();
         Ok(VerifiedToken { claims, verified })
+    }
+
+    /// `verify` for asyncio: `await verifier.verify_async(token)`. Answered
+    /// on the event loop when the engine decides without a signature check
+    /// or a network wait (cache hits, early rejections, remembered unknown
+    /// kids); anything else runs `verify` in jwtwarden's own thread pool
+    /// (see `jwtwarden._aio`), so the loop never waits on a signature or a
+    /// JWKS fetch.
+    #[pyo3(signature = (token, *, issuer=None, fresh=false))]
+    fn verify_async<'py>(
+        slf: &Bound<'py, Self>,
+        token: &Bound<'py, PyAny>,
+        issuer: Option<&Bound<'py, PyAny>>,
+        fresh: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf, token, issuer, fresh, false)
+    }
+
+    /// `verify_full` for asyncio, as `verify_async`.
+    #[pyo3(signature = (token, *, issuer=None, fresh=false))]
+    fn verify_full_async<'py>(
+        slf: &Bound<'py, Self>,
+        token: &Bound<'py, PyAny>,
+        issuer: Option<&Bound<'py, PyAny>>,
+        fresh: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf, token, issuer, fresh, true)
+    }
+
+    /// What `verify` (with `full`, `verify_full`) returns when the engine
+    /// decides it without a signature check or a network wait, with the GIL
+    /// held (raising if that is a rejection); `None` when only the full path
+    /// can tell. The first step of `verify_async`.
+    #[pyo3(signature = (token, issuer, fresh, full))]
+    fn _verify_without_waiting<'py>(
+        &self,
+        py: Python<'py>,
+        token: TokenArg<'_>,
+        issuer: Option<PyBackedStr>,
+        fresh: bool,
+        full: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let inner = self.inner.load();
+        let engine = inner.as_ref().ok_or_else(closed)?;
+        let opts = options(issuer.as_ref(), fresh);
+        let mut unconverted = None;
+        if !full {
+            if let Some(claims) = converted_hit(py, engine, &token, &opts, &mut unconverted)? {
+                return Ok(Some(claims.into_bound(py).into_any()));
+            }
+        }
+        let verified = match unconverted {
+            Some(hit) => hit,
+            None => match decided(py, engine, &token, &opts)? {
+                Some(verified) => verified,
+                None => return Ok(None),
+            },
+        };
+        let claims = self.claims(py, &verified)?;
+        if !full {
+            return Ok(Some(claims.into_any()));
+        }
+        let result = VerifiedToken {
+            claims: claims.unbind(),
+            verified,
+        };
+        Ok(Some(Bound::new(py, result)?.into_any()))
     }
 
     /// Revoke every token of `issuer` (as configured, or `"*"` for every
@@ -456,6 +548,23 @@ impl VerifiedToken {
             self.verified.verified_at_ms()
         )
     }
+}
+
+static AIO_VERIFY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The coroutine `jwtwarden._aio.verify(verifier, token, issuer, fresh, full)`.
+fn coroutine<'py>(
+    verifier: &Bound<'py, Verifier>,
+    token: &Bound<'py, PyAny>,
+    issuer: Option<&Bound<'py, PyAny>>,
+    fresh: bool,
+    full: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = verifier.py();
+    let verify = AIO_VERIFY.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("jwtwarden._aio")?.getattr("verify")?.unbind())
+    })?;
+    verify.bind(py).call1((verifier, token, issuer, fresh, full))
 }
 
 fn invalid_config(message: impl Into<String>) -> PyErr {

@@ -68,6 +68,7 @@ def test_categories() -> None:
     assert sorted(exceptions.__all__) == sorted(
         [
             *PYJWT_FAMILIES,
+            *CLAIM_CLASSES,
             "JwtWardenError",
             *(c.__name__ for c in CATEGORIES.values()),
             *(c.__name__ for c in _KIND_CLASSES),
@@ -77,7 +78,10 @@ def test_categories() -> None:
 
 # The PyJWT names jwtwarden exports: its families (no code of their own) and
 # the kinds that mean what PyJWT's class of that name means.
-PYJWT_FAMILIES = ["PyJWTError", "InvalidTokenError", "DecodeError"]
+PYJWT_FAMILIES = ["PyJWTError", "InvalidTokenError", "DecodeError", "InvalidIssuedAtError"]
+# Raised for one kind when the engine names the claim apart (same code and
+# kind as the kind's class, which it subclasses).
+CLAIM_CLASSES = ["InvalidIssuedAtPayloadError"]
 PYJWT_KINDS = {
     "InvalidAlgorithmError": 105,
     "InvalidSignatureError": 200,
@@ -308,3 +312,69 @@ def test_revocation_not_persisted_error() -> None:
     with pytest.raises(jwtwarden.UsageError) as e:
         jwtwarden._native._raise_error(510, "disk full")
     assert type(e.value) is cls
+
+
+# --- PyJWT's InvalidIssuedAtError ---------------------------------------------
+
+
+def pyjwt_iat_error(token: str) -> type[BaseException] | None:
+    """What PyJWT raises for the ``iat`` of ``token`` (signature not checked)."""
+    try:
+        jwt.decode(token, options={"verify_signature": False, "verify_iat": True})
+    except jwt.PyJWTError as e:
+        return type(e)
+    return None
+
+
+@pytest.mark.parametrize("iat", ["soon", "", [1], {"at": 1}])
+def test_a_non_numeric_iat_is_invalid_issued_at_error_as_in_pyjwt(
+    issuer: Issuer, verifier: jwtwarden.Verifier, iat: Any
+) -> None:
+    """Code written for PyJWT that names ``InvalidIssuedAtError`` in an
+    ``except`` clause catches what jwtwarden raises for the same token (it
+    was an AttributeError before)."""
+    token = issuer.mint(iat=iat)
+    assert pyjwt_iat_error(token) is jwt.InvalidIssuedAtError
+    for call in (verifier.verify, verifier.verify_full):
+        with pytest.raises(jwtwarden.InvalidIssuedAtError) as e:
+            call(token)
+        err = e.value
+        assert type(err) is jwtwarden.InvalidIssuedAtPayloadError
+        # Still the engine's invalid_payload, for code that matches on it.
+        assert isinstance(err, jwtwarden.InvalidPayloadError) and isinstance(err, jwtwarden.InvalidTokenError)
+        assert (err.code, err.kind, err.category) == (104, "invalid_payload", "malformed")
+        assert err.message.startswith("iat ")
+        again = pickle.loads(pickle.dumps(err))
+        assert type(again) is type(err) and again.message == err.message
+
+
+@pytest.mark.parametrize("iat", [-1, 1e19, "1000", True, 253402300800])
+def test_an_iat_the_engine_refuses_is_invalid_issued_at_error(
+    issuer: Issuer, verifier: jwtwarden.Verifier, iat: Any
+) -> None:
+    """Stricter than PyJWT (which takes ``"1000"`` and ``True`` as integers):
+    every ``iat`` the engine refuses as a value is an ``InvalidIssuedAtError``."""
+    with pytest.raises(jwtwarden.InvalidIssuedAtError):
+        verifier.verify(issuer.mint(iat=iat))
+
+
+def test_only_iat_is_invalid_issued_at_error(issuer: Issuer, verifier: jwtwarden.Verifier) -> None:
+    now = int(time.time())
+    # A future iat is ImmatureSignatureError, as in PyJWT, and nothing else.
+    future = issuer.mint(iat=now + 3600)
+    assert pyjwt_iat_error(future) is jwt.ImmatureSignatureError
+    with pytest.raises(jwtwarden.ImmatureSignatureError) as immature:
+        verifier.verify(future)
+    assert not isinstance(immature.value, jwtwarden.InvalidIssuedAtError)
+    # The same bad value in another claim is a plain InvalidPayloadError.
+    for token in (issuer.mint(exp="soon"), issuer.mint(nbf="soon")):
+        with pytest.raises(jwtwarden.InvalidPayloadError) as e:
+            verifier.verify(token)
+        assert type(e.value) is jwtwarden.InvalidPayloadError, e.value
+    # A message that only mentions iat later is not about the iat claim.
+    with pytest.raises(jwtwarden.InvalidPayloadError) as e:
+        jwtwarden._native._raise_error(104, "iatx must be a number")
+    assert type(e.value) is jwtwarden.InvalidPayloadError
+    with pytest.raises(jwtwarden.InvalidIssuedAtError):
+        jwtwarden._native._raise_error(104, "iat must be a number")
+    assert "InvalidIssuedAtError" in jwtwarden.__all__

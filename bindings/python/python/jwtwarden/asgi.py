@@ -21,26 +21,27 @@ the application is not called: HTTP gets the response of the HTTP contract
 ``Retry-After``; a JSON body, ``Cache-Control: no-store``); a WebSocket
 handshake is rejected with ``websocket.close`` code 1008 (policy violation).
 
-**Not blocking the event loop.** A cache hit takes about a microsecond, but a
-miss checks a signature (tens of microseconds) and a token with an unknown
-``kid`` may wait for one JWKS fetch (up to ``http.timeout_ms``). By default
-(``offload=True``) every verification therefore runs in a worker thread
-(``anyio.to_thread.run_sync`` when anyio is installed, as with Starlette and
-FastAPI, else the asyncio default executor); the engine releases the GIL, so
-the loop keeps serving meanwhile. ``offload=False`` verifies inline on the
-loop: it saves the thread hop (tens of microseconds) but lets an unknown
+**Not blocking the event loop.** By default (``offload=True``) the
+middleware verifies with :meth:`~jwtwarden.Verifier.verify_full_async`: what
+the engine decides without a signature check or a network wait (a cache
+hit, about a microsecond; a malformed token, an unknown issuer, an unknown
+``kid`` it remembers or may not fetch for yet) is answered inline on the
+loop, with no thread hop; the rest (a signature check, tens of
+microseconds, and a token with an unknown ``kid`` that may wait for one
+JWKS fetch, up to ``http.timeout_ms``) runs in jwtwarden's own worker
+threads, so the loop keeps serving meanwhile (see ``jwtwarden._aio`` for
+why not the default executor). ``offload=False`` verifies everything
+inline on the loop: it saves the thread hop of a miss but lets an unknown
 ``kid`` stall every connection of that loop for up to one fetch.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Sequence
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 from ._http import Refusal, Routes, bearer_token, refusal_for
-from ._native import VerifiedToken, Verifier
+from ._native import Verifier
 from .exceptions import JwtWardenError
 
 __all__ = ["ASGIMiddleware"]
@@ -50,15 +51,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-async def _run_in_thread(fn: Callable[[], VerifiedToken]) -> VerifiedToken:
-    """Run ``fn`` in a worker thread of whichever async library is running."""
-    try:
-        import anyio.to_thread
-    except ImportError:
-        return await asyncio.get_running_loop().run_in_executor(None, fn)
-    return await anyio.to_thread.run_sync(fn)
 
 
 class ASGIMiddleware:
@@ -77,7 +69,8 @@ class ASGIMiddleware:
     :param fresh: skip the cache and check the signature on every request.
     :param fresh_paths: skip the cache on these routes only (same patterns as ``skip_paths``).
     :param fresh_if: a predicate on the scope; true skips the cache for that request.
-    :param offload: verify in a worker thread (default) or inline on the event loop.
+    :param offload: verify what may check a signature or fetch in a worker
+        thread, the rest inline (default), or everything inline on the event loop.
     """
 
     def __init__(
@@ -123,9 +116,11 @@ class ASGIMiddleware:
             await self._refuse(scope, send, token)
             return
         fresh = self.routes.wants_fresh(path, scope)
-        verify = functools.partial(self.verifier.verify_full, token, issuer=self.issuer, fresh=fresh)
         try:
-            result = await _run_in_thread(verify) if self.offload else verify()
+            if self.offload:
+                result = await self.verifier.verify_full_async(token, issuer=self.issuer, fresh=fresh)
+            else:
+                result = self.verifier.verify_full(token, issuer=self.issuer, fresh=fresh)
         except JwtWardenError as e:
             await self._refuse(scope, send, refusal_for(e, self.realm))
             return

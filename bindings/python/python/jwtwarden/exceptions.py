@@ -23,6 +23,13 @@ jwtwarden as jwt``-style migrations:
   :class:`InvalidAudienceError`, :class:`MissingRequiredClaimError` and
   :class:`InvalidAlgorithmError` are ``InvalidTokenError`` subclasses, as in
   PyJWT.
+* :class:`InvalidIssuedAtError` is an ``InvalidTokenError`` subclass, as in
+  PyJWT, with no code of its own: an ``iat`` that is not a valid
+  NumericDate (a string, negative, not finite, past year 9999) is the
+  engine's ``invalid_payload`` (104), raised as
+  :class:`InvalidIssuedAtPayloadError`, which is both an
+  :class:`InvalidPayloadError` and an ``InvalidIssuedAtError``. An ``iat``
+  in the future is :class:`ImmatureSignatureError`, as in PyJWT.
 
 **Keys unavailable is not a token rejection.** :class:`KeysUnavailableError`
 (4xx) means the identity provider's keys cannot be trusted *right now* (an
@@ -37,8 +44,6 @@ good tokens during an outage. Usage (5xx) and internal (9xx) errors are not
 
 PyJWT names *not* exported, because nothing here would raise them (an
 ``except`` clause naming a class nothing raises is silently dead):
-``InvalidIssuedAtError`` (a non-integer ``iat`` is
-:class:`InvalidPayloadError`, a future one :class:`ImmatureSignatureError`),
 ``InvalidKeyError`` (keys come from the issuer's JWKS, never from the caller),
 ``InvalidSubjectError``, ``InvalidJTIError`` (wrong claim types are
 :class:`InvalidPayloadError`), and the ``PyJWK*`` client errors (a JWKS that
@@ -56,7 +61,8 @@ cannot be fetched is :class:`KeysUnavailableError`; an unknown ``kid`` is
         ├── UsageError             5xx  InvalidConfigError, InvalidArgumentError, RevocationNotPersistedError, ...
         ├── InternalError          9xx  UnexpectedError, PanicError
         └── InvalidTokenError           every 1xx, 2xx and 3xx kind (PyJWT's catch-all)
-            └── DecodeError             every 1xx kind but InvalidAlgorithmError; InvalidSignatureError
+            ├── DecodeError             every 1xx kind but InvalidAlgorithmError; InvalidSignatureError
+            └── InvalidIssuedAtError    InvalidIssuedAtPayloadError (invalid_payload, 104, about iat)
 
 Every instance has ``code`` (int), ``kind`` (str, e.g. ``"expired"``),
 ``category`` (str, e.g. ``"policy"``) and ``message`` (human-readable; may
@@ -72,6 +78,8 @@ __all__ = [
     "JwtWardenError",
     "InvalidTokenError",
     "DecodeError",
+    "InvalidIssuedAtError",
+    "InvalidIssuedAtPayloadError",
     "MalformedTokenError",
     "VerificationError",
     "PolicyError",
@@ -167,6 +175,16 @@ class DecodeError(InvalidTokenError):
     """
 
 
+class InvalidIssuedAtError(InvalidTokenError):
+    """The ``iat`` claim is not a valid NumericDate (PyJWT's name and place:
+    an ``InvalidTokenError``).
+
+    No code of its own: what is raised is :class:`InvalidIssuedAtPayloadError`
+    (``invalid_payload``, 104). An ``iat`` in the future is
+    :class:`ImmatureSignatureError`, as in PyJWT.
+    """
+
+
 # --- categories -------------------------------------------------------------
 
 
@@ -242,6 +260,12 @@ class InvalidPayloadError(MalformedTokenError, DecodeError):
 
     code: ClassVar[int] = 104
     kind: ClassVar[str] = "invalid_payload"
+
+
+class InvalidIssuedAtPayloadError(InvalidPayloadError, InvalidIssuedAtError):
+    """``invalid_payload`` (104) because of ``iat``: not a number, negative, not
+    finite, or after 9999-12-31. An :class:`InvalidPayloadError` with the same
+    ``code`` and ``kind``, and PyJWT's :class:`InvalidIssuedAtError`."""
 
 
 class InvalidAlgorithmError(MalformedTokenError, InvalidTokenError):
@@ -550,6 +574,12 @@ _KIND_CLASSES: tuple[type[JwtWardenError], ...] = (
 
 # Looked up by the native module to raise the right class for an engine error.
 _BY_CODE: dict[int, type[JwtWardenError]] = {cls.code: cls for cls in _KIND_CLASSES if cls.code is not None}
+# An engine error of ``code`` whose message starts with the claim's name is
+# raised as this class (a subclass of the kind's class, same code and kind):
+# the engine's claim checks name the claim first ("iat must be a number").
+_BY_CLAIM: dict[tuple[int, str], type[JwtWardenError]] = {
+    (InvalidPayloadError.code, "iat"): InvalidIssuedAtPayloadError,
+}
 _BY_CATEGORY: dict[str, type[JwtWardenError]] = {
     cls.category: cls
     for cls in (MalformedTokenError, VerificationError, PolicyError, KeysUnavailableError, UsageError, InternalError)

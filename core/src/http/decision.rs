@@ -552,6 +552,34 @@ mod tests {
         assert!(d.headers().is_empty() && d.body().is_empty());
     }
 
+    /// An allowed decision carries the verified token (the Go middleware
+    /// hands it to the application instead of verifying twice); an open
+    /// route, a refusal and "would fetch" carry none.
+    #[test]
+    fn an_allowed_decision_carries_its_verified_token_and_nothing_else_does() {
+        let f = fixture();
+        let p = policy(json!({"routes": [{"prefix": "/docs/", "open": true}]}));
+        let t = format!("Bearer {}", f.token(|_| {}));
+        let h: &[(&[u8], &[u8])] = &[(b"Authorization", t.as_bytes())];
+        assert!(p
+            .decide(&f.verifier, &get("GET", "/orders", h), DecideMode::CachedOnly)
+            .verified()
+            .is_none());
+        for mode in [DecideMode::Verify, DecideMode::CachedOnly] {
+            let d = p.decide(&f.verifier, &get("GET", "/docs/../orders", h), mode);
+            let v = d.verified().expect("an allowed token's result");
+            assert_eq!(v.claims()["sub"], "alice");
+        }
+        for target in ["/docs/x", "/docs/..;/orders"] {
+            let d = p.decide(&f.verifier, &get("GET", target, h), DecideMode::Verify);
+            assert!(d.verified().is_none(), "{target}: {d:?}");
+        }
+        let expired = format!("Bearer {}", f.token(|c| c["exp"] = json!(now() - 3600)));
+        let h: &[(&[u8], &[u8])] = &[(b"Authorization", expired.as_bytes())];
+        let d = p.decide(&f.verifier, &get("GET", "/orders", h), DecideMode::Verify);
+        assert!(d.status() == 401 && d.verified().is_none());
+    }
+
     /// Two policies over one verifier: a cached result never answers with
     /// the other policy's claim headers.
     #[test]

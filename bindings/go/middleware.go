@@ -216,7 +216,7 @@ func decideMethod(m string) string {
 func (v *Verifier) serveDecided(w http.ResponseWriter, r *http.Request, next http.Handler, policy *httpPolicy) {
 	raw, err := v.ptr()
 	if err != nil {
-		refuseError(w, err, policy)
+		refuseError(w, err)
 		return
 	}
 	method, mlen := tokenPtr(decideMethod(r.Method))
@@ -246,7 +246,7 @@ func (v *Verifier) serveDecided(w http.ResponseWriter, r *http.Request, next htt
 		runtime.KeepAlive(policy)
 		runtime.KeepAlive(r)
 		if d.rc != C.JWTWARDEN_RESULT_OK {
-			refuseError(w, errorFrom(d.rc, d.error), policy)
+			refuseError(w, errorFrom(d.rc, d.error))
 			return
 		}
 		if !bool(d.allowed) {
@@ -288,7 +288,7 @@ func writeRefusal(w http.ResponseWriter, d *C.jwtwarden_http_decision) {
 // refuseError answers when there is no decision to write: the verifier is
 // closed (or the call failed), so nothing could be verified. 500, as the
 // contract's "usage" and "internal" rows, with the decision's fixed text.
-func refuseError(w http.ResponseWriter, err error, _ *httpPolicy) {
+func refuseError(w http.ResponseWriter, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Code: uint32(ErrInternal), Kind: ErrInternal, Category: ErrCategoryInternal}

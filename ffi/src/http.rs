@@ -24,8 +24,8 @@ use jwtwarden_core::{Error, ErrorKind};
 
 use crate::error::{jwtwarden_error, jwtwarden_result, FfiError};
 use crate::ffi::{
-    arg_bytes, arg_out, arg_ref, to_boxed_mut_ptr, to_tagged_arc_ptr, try_box_from_ptr, try_ref_from_ptr, write_out, Castable,
-    OwnershipBox,
+    arg_bytes, arg_out, arg_ref, to_boxed_mut_ptr, to_tagged_arc_ptr, try_box_from_ptr, try_ref_from_ptr, write_out,
+    Castable, OwnershipBox,
 };
 use crate::panic::{fallible, ffi_panic_boundary};
 use crate::verified::jwtwarden_verified;

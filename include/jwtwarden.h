@@ -442,6 +442,15 @@ bool jwtwarden_http_decision_would_fetch(const struct jwtwarden_http_decision *d
 // for a fresh verification, an open route, a refusal or NULL).
 bool jwtwarden_http_decision_cached(const struct jwtwarden_http_decision *decision);
 
+// The verified result of an allowed token, as `jwtwarden_verifier_verify`
+// returns it (claims, issuer, kid, `jwtwarden_verified_cached`): a new
+// handle the caller releases with `jwtwarden_verified_free`, valid after
+// the decision is freed. NULL when no token was verified (an open route or
+// method, a refusal, "would fetch") or for NULL. For a host that hands the
+// verified result to its application (the Go middleware) without
+// verifying the token a second time; no allocation (a reference count).
+struct jwtwarden_verified *jwtwarden_http_decision_verified(const struct jwtwarden_http_decision *decision);
+
 // The engine's result code of a refusal the engine made (expired, unknown
 // kid, keys unavailable...), for logs; 0 otherwise (allowed, or refused
 // before the engine: no token, an unsafe path, a scope).

@@ -34,8 +34,25 @@ static inline size_t jw_memo_slot(uintptr_t key, size_t mask) {
 	return (size_t)((key >> 4) ^ (key >> 16)) & mask;
 }
 
+// A decision of the Go middleware (middleware.go), in one cgo call: with
+// allowed and a verified token, verified is filled as jw_verify fills it and
+// the decision is already released; otherwise decision is the refusal to
+// read and free (NULL when allowed: an open route or method).
+typedef struct {
+	jwtwarden_result rc;
+	jwtwarden_error *error;
+	jwtwarden_http_decision *decision;
+	bool allowed;
+	bool has_verified;
+	jw_outcome verified;
+} jw_decided;
+
 jw_outcome jw_verify(const jwtwarden_verifier *v, const char *token, size_t len, const char *issuer, bool fresh,
                      const uintptr_t *memo_keys, size_t memo_mask);
+jw_decided jw_http_decide(const jwtwarden_http_policy *policy, const jwtwarden_verifier *v, const char *method,
+                          size_t method_len, const char *target, size_t target_len, const char *auth0,
+                          size_t auth0_len, const char *auth1, size_t auth1_len, size_t auth_count,
+                          const uintptr_t *memo_keys, size_t memo_mask);
 jwtwarden_result jw_set_go_logger(uint32_t max_level, jwtwarden_error **error);
 
 #endif

@@ -22,34 +22,70 @@ package jwtwarden
 #include <stdlib.h>
 #include "cgo_helpers.h"
 
+// jw_fill reads o->verified (a result handle) into o and, when memo_keys is
+// not NULL, releases it at once if the Go memo holds it (see claimsMemo).
+static void jw_fill(jw_outcome *o, const uintptr_t *memo_keys, size_t memo_mask) {
+	o->claims_json = jwtwarden_verified_claims_json(o->verified);
+	o->cached = jwtwarden_verified_cached(o->verified);
+	o->verified_at_ms = jwtwarden_verified_verified_at_ms(o->verified);
+	o->expires_at = jwtwarden_verified_expires_at(o->verified);
+	if (memo_keys != NULL) {
+		uintptr_t key = (uintptr_t)o->claims_json;
+		o->memo_slot = jw_memo_slot(key, memo_mask);
+		if (__atomic_load_n(&memo_keys[o->memo_slot], __ATOMIC_ACQUIRE) == key) {
+			// The Go memo holds this result (its own reference) and its
+			// strings: release ours now, not in a second cgo call.
+			jwtwarden_verified_free(o->verified);
+			o->verified = NULL;
+			o->memo_hit = true;
+			return;
+		}
+	}
+	o->claims_json_len = jwtwarden_verified_claims_json_len(o->verified);
+	o->issuer = jwtwarden_verified_issuer(o->verified);
+	o->kid = jwtwarden_verified_kid(o->verified);
+	o->alg = jwtwarden_verified_alg(o->verified);
+}
+
 jw_outcome jw_verify(const jwtwarden_verifier *v, const char *token, size_t len, const char *issuer, bool fresh,
                      const uintptr_t *memo_keys, size_t memo_mask) {
 	jw_outcome o = {0};
 	o.rc = jwtwarden_verifier_verify_with(v, token, len, issuer, fresh, &o.verified, &o.error);
-	if (o.rc != JWTWARDEN_RESULT_OK) {
-		return o;
+	if (o.rc == JWTWARDEN_RESULT_OK) {
+		jw_fill(&o, memo_keys, memo_mask);
 	}
-	o.claims_json = jwtwarden_verified_claims_json(o.verified);
-	o.cached = jwtwarden_verified_cached(o.verified);
-	o.verified_at_ms = jwtwarden_verified_verified_at_ms(o.verified);
-	o.expires_at = jwtwarden_verified_expires_at(o.verified);
-	if (memo_keys != NULL) {
-		uintptr_t key = (uintptr_t)o.claims_json;
-		o.memo_slot = jw_memo_slot(key, memo_mask);
-		if (__atomic_load_n(&memo_keys[o.memo_slot], __ATOMIC_ACQUIRE) == key) {
-			// The Go memo holds this result (its own reference) and its
-			// strings: release ours now, not in a second cgo call.
-			jwtwarden_verified_free(o.verified);
-			o.verified = NULL;
-			o.memo_hit = true;
-			return o;
-		}
-	}
-	o.claims_json_len = jwtwarden_verified_claims_json_len(o.verified);
-	o.issuer = jwtwarden_verified_issuer(o.verified);
-	o.kid = jwtwarden_verified_kid(o.verified);
-	o.alg = jwtwarden_verified_alg(o.verified);
 	return o;
+}
+
+jw_decided jw_http_decide(const jwtwarden_http_policy *policy, const jwtwarden_verifier *v, const char *method,
+                          size_t method_len, const char *target, size_t target_len, const char *auth0,
+                          size_t auth0_len, const char *auth1, size_t auth1_len, size_t auth_count,
+                          const uintptr_t *memo_keys, size_t memo_mask) {
+	// The Go middleware's policy reads the token from Authorization only
+	// (no cookie, no other header): those fields are all it needs. Two
+	// are enough to say "more than one".
+	jwtwarden_http_header headers[2] = {
+		{"Authorization", 13, auth0, auth0_len},
+		{"Authorization", 13, auth1, auth1_len},
+	};
+	jw_decided d = {0};
+	d.rc = jwtwarden_http_decide(policy, v, method, method_len, target, target_len, headers,
+	                             auth_count < 2 ? auth_count : 2, false, &d.decision, &d.error);
+	if (d.rc != JWTWARDEN_RESULT_OK) {
+		return d;
+	}
+	d.allowed = jwtwarden_http_decision_allowed(d.decision);
+	if (!d.allowed) {
+		return d;
+	}
+	d.verified.verified = jwtwarden_http_decision_verified(d.decision);
+	jwtwarden_http_decision_free(d.decision);
+	d.decision = NULL;
+	if (d.verified.verified != NULL) {
+		d.has_verified = true;
+		jw_fill(&d.verified, memo_keys, memo_mask);
+	}
+	return d;
 }
 
 // The Go log bridge (log.go); cast to the callback type, whose message

@@ -259,29 +259,39 @@ func (v *Verifier) VerifyWith(token string, opts VerifyOptions) (*Verified, erro
 		if o.rc != C.JWTWARDEN_RESULT_OK {
 			return nil, errorFrom(o.rc, o.error)
 		}
-		var claims *claimSet
-		if o.memo_hit {
-			// The handle is released: only the memo's entry may be used, and
-			// only if it is this result's (else a concurrent install replaced
-			// it: ask again, without the memo).
-			claims = v.memo.sets[o.memo_slot].Load()
-			if claims == nil || claims.key != uintptr(unsafe.Pointer(o.claims_json)) {
-				memo = nil
-				continue
-			}
-		} else {
-			claims = v.memo.install(&o)
+		if verified := v.fromOutcome(&o); verified != nil {
+			return verified, nil
 		}
-		return &Verified{
-			ClaimsJSON: claims.json,
-			Issuer:     claims.issuer,
-			Kid:        claims.kid,
-			Alg:        claims.alg,
-			Cached:     bool(o.cached),
-			VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
-			ExpiresAt:  time.Unix(int64(o.expires_at), 0),
-			claims:     claims,
-		}, nil
+		// A concurrent install replaced the memo's entry: ask again,
+		// without the memo.
+		memo = nil
+	}
+}
+
+// fromOutcome turns a successful outcome into a *Verified, taking its
+// handle (the memo owns it). nil when o is a memo hit whose entry another
+// result replaced meanwhile: the caller asks again without the memo.
+func (v *Verifier) fromOutcome(o *C.jw_outcome) *Verified {
+	var claims *claimSet
+	if o.memo_hit {
+		// The handle is released: only the memo's entry may be used, and
+		// only if it is this result's.
+		claims = v.memo.sets[o.memo_slot].Load()
+		if claims == nil || claims.key != uintptr(unsafe.Pointer(o.claims_json)) {
+			return nil
+		}
+	} else {
+		claims = v.memo.install(o)
+	}
+	return &Verified{
+		ClaimsJSON: claims.json,
+		Issuer:     claims.issuer,
+		Kid:        claims.kid,
+		Alg:        claims.alg,
+		Cached:     bool(o.cached),
+		VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
+		ExpiresAt:  time.Unix(int64(o.expires_at), 0),
+		claims:     claims,
 	}
 }
 

@@ -24,10 +24,11 @@ use jwtwarden_core::{Error, ErrorKind};
 
 use crate::error::{jwtwarden_error, jwtwarden_result, FfiError};
 use crate::ffi::{
-    arg_bytes, arg_out, arg_ref, to_boxed_mut_ptr, try_box_from_ptr, try_ref_from_ptr, write_out, Castable,
-    OwnershipBox,
+    arg_bytes, arg_out, arg_ref, to_boxed_mut_ptr, to_tagged_arc_ptr, try_box_from_ptr, try_ref_from_ptr, write_out,
+    Castable, OwnershipBox,
 };
 use crate::panic::{fallible, ffi_panic_boundary};
+use crate::verified::jwtwarden_verified;
 use crate::verifier::jwtwarden_verifier;
 
 /// An HTTP policy: realm, where the token is read, route rules, open
@@ -297,6 +298,32 @@ pub unsafe extern "C" fn jwtwarden_http_decision_would_fetch(decision: *const jw
 #[no_mangle]
 pub unsafe extern "C" fn jwtwarden_http_decision_cached(decision: *const jwtwarden_http_decision) -> bool {
     ffi_panic_boundary! { with(decision, false, |d| d.cached() == Some(true)) }
+}
+
+/// NULL when `jwtwarden_http_decision_verified` panicked.
+impl crate::panic::PanicOrDefault for *mut jwtwarden_verified {
+    fn value() -> Self {
+        std::ptr::null_mut()
+    }
+}
+
+/// The verified result of an allowed token, as `jwtwarden_verifier_verify`
+/// returns it (claims, issuer, kid, `jwtwarden_verified_cached`): a new
+/// handle the caller releases with `jwtwarden_verified_free`, valid after
+/// the decision is freed. NULL when no token was verified (an open route or
+/// method, a refusal, "would fetch") or for NULL. For a host that hands the
+/// verified result to its application (the Go middleware) without
+/// verifying the token a second time; no allocation (a reference count).
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_http_decision_verified(
+    decision: *const jwtwarden_http_decision,
+) -> *mut jwtwarden_verified {
+    ffi_panic_boundary! {
+        with(decision, std::ptr::null_mut(), |d| match d.verified() {
+            Some(t) => to_tagged_arc_ptr(t.clone(), d.cached() == Some(true)),
+            None => std::ptr::null_mut(),
+        })
+    }
 }
 
 /// The engine's result code of a refusal the engine made (expired, unknown

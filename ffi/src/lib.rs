@@ -47,8 +47,8 @@ pub use crate::http::{
     jwtwarden_http_decision_claim_header_name, jwtwarden_http_decision_claim_header_value,
     jwtwarden_http_decision_error_code, jwtwarden_http_decision_free, jwtwarden_http_decision_header_count,
     jwtwarden_http_decision_header_name, jwtwarden_http_decision_header_value, jwtwarden_http_decision_status,
-    jwtwarden_http_decision_would_fetch, jwtwarden_http_header, jwtwarden_http_policy, jwtwarden_http_policy_free,
-    jwtwarden_http_policy_new,
+    jwtwarden_http_decision_verified, jwtwarden_http_decision_would_fetch, jwtwarden_http_header,
+    jwtwarden_http_policy, jwtwarden_http_policy_free, jwtwarden_http_policy_new,
 };
 pub use crate::logging::{jwtwarden_log_callback, jwtwarden_log_level, jwtwarden_set_log_callback};
 pub use crate::verified::{

@@ -82,6 +82,7 @@ void test_http_decision(void) {
   d = decide(p, v, "/public/a.css", NULL, true);
   CHECK(jwtwarden_http_decision_allowed(d));
   CHECK(jwtwarden_http_decision_claim_header_count(d) == 0);
+  CHECK(jwtwarden_http_decision_verified(d) == NULL); /* nothing was verified */
   jwtwarden_http_decision_free(d);
 
   /* A good token: the event loop's cached-only call says "would fetch" and
@@ -104,7 +105,13 @@ void test_http_decision(void) {
   CHECK(jwtwarden_http_decision_header_count(d) == 0);
   jwtwarden_http_decision_body(d, &len);
   CHECK(len == 0);
+  /* The verified result of the decision, outliving it. */
+  jwtwarden_verified *verified = jwtwarden_http_decision_verified(d);
   jwtwarden_http_decision_free(d);
+  CHECK(verified != NULL && jwtwarden_verified_cached(verified));
+  CHECK(strstr(jwtwarden_verified_claims_json(verified), "\"sub\":\"user\"") != NULL);
+  jwtwarden_verified_free(verified);
+  CHECK(jwtwarden_http_decision_verified(NULL) == NULL);
 
   /* A fresh route never answers from the cache, and wants its scope: 403
      insufficient_scope, after a verification (cached-only: would fetch). */

@@ -23,7 +23,7 @@ use super::refusal::{refusal, Reason, Refusal};
 use super::route::{default_rules, has_audience, has_scopes, Route, RouteConfig, Routes};
 use crate::error::{Category, Error, ErrorKind};
 use crate::token::fingerprint;
-use crate::verified::Verified;
+use crate::verified::{Verified, VerifiedToken};
 use crate::verifier::{Verifier, VerifyOptions};
 
 /// `Retry-After` of a 503 unless configured (the contract's value).
@@ -306,7 +306,9 @@ impl HttpPolicy {
             Ok(v) => match self.judge(route, &v) {
                 Ok(()) => {
                     let headers = (!self.claim_headers.is_empty()).then(|| self.claim_headers(&v));
-                    Decision::allow(Some(v.cached()), headers)
+                    let mut d = Decision::allow(Some(v.cached()), headers);
+                    d.verified = Some(v.into_parts().0);
+                    d
                 }
                 Err(r) => Decision::refused(r, None),
             },
@@ -369,6 +371,7 @@ pub struct Decision {
     kind: Option<ErrorKind>,
     cached: Option<bool>,
     claims: Option<Arc<ClaimHeaders>>,
+    verified: Option<Arc<VerifiedToken>>,
 }
 
 impl Decision {
@@ -379,6 +382,7 @@ impl Decision {
             kind: None,
             cached,
             claims,
+            verified: None,
         }
     }
 
@@ -395,6 +399,7 @@ impl Decision {
             kind,
             cached: None,
             claims: None,
+            verified: None,
         }
     }
 
@@ -405,6 +410,7 @@ impl Decision {
             kind: None,
             cached: None,
             claims: None,
+            verified: None,
         }
     }
 
@@ -430,6 +436,14 @@ impl Decision {
     /// verified, an open route).
     pub fn cached(&self) -> Option<bool> {
         self.cached
+    }
+
+    /// The verified token of an allowed request (`None`: an open route, a
+    /// refusal, or not decided), shared with the cache: a front end that
+    /// hands the verified result to its application (the Go middleware's
+    /// request context) reads it here instead of verifying again.
+    pub fn verified(&self) -> Option<&Arc<VerifiedToken>> {
+        self.verified.as_ref()
     }
 
     /// The engine's error kind of a refusal the engine made.
@@ -536,6 +550,34 @@ mod tests {
         assert_eq!(d.claim_headers()[0].0.as_str(), "x-auth-sub");
         assert_eq!(d.claim_headers()[0].1, "alice");
         assert!(d.headers().is_empty() && d.body().is_empty());
+    }
+
+    /// An allowed decision carries the verified token (the Go middleware
+    /// hands it to the application instead of verifying twice); an open
+    /// route, a refusal and "would fetch" carry none.
+    #[test]
+    fn an_allowed_decision_carries_its_verified_token_and_nothing_else_does() {
+        let f = fixture();
+        let p = policy(json!({"routes": [{"prefix": "/docs/", "open": true}]}));
+        let t = format!("Bearer {}", f.token(|_| {}));
+        let h: &[(&[u8], &[u8])] = &[(b"Authorization", t.as_bytes())];
+        assert!(p
+            .decide(&f.verifier, &get("GET", "/orders", h), DecideMode::CachedOnly)
+            .verified()
+            .is_none());
+        for mode in [DecideMode::Verify, DecideMode::CachedOnly] {
+            let d = p.decide(&f.verifier, &get("GET", "/docs/../orders", h), mode);
+            let v = d.verified().expect("an allowed token's result");
+            assert_eq!(v.claims()["sub"], "alice");
+        }
+        for target in ["/docs/x", "/docs/..;/orders"] {
+            let d = p.decide(&f.verifier, &get("GET", target, h), DecideMode::Verify);
+            assert!(d.verified().is_none(), "{target}: {d:?}");
+        }
+        let expired = format!("Bearer {}", f.token(|c| c["exp"] = json!(now() - 3600)));
+        let h: &[(&[u8], &[u8])] = &[(b"Authorization", expired.as_bytes())];
+        let d = p.decide(&f.verifier, &get("GET", "/orders", h), DecideMode::Verify);
+        assert!(d.status() == 401 && d.verified().is_none());
     }
 
     /// Two policies over one verifier: a cached result never answers with

@@ -669,3 +669,39 @@ fn admin_revocations_racing_reloads_all_hold() {
         );
     }
 }
+
+/// Issue 23: a journal holding more live revocations than
+/// `revocation.max_entries` makes every verification fail closed
+/// (`revocation_list_full`). Without a fleet feed that state showed only in
+/// the metrics: `/healthz` said 200 while every request was refused.
+#[test]
+fn a_journal_that_no_longer_fits_turns_healthz() {
+    let env = Env::new();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let until = (now() + 3600) * 1000;
+    let lines: String = (0..3)
+        .map(|i| {
+            json!({"kind": "jti", "iss": env.issuer.url(), "value": format!("j-{i}"), "until_ms": until}).to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(state.join("revocations.jsonl"), lines).unwrap();
+    let cfg = env.dir.path().join("small.json");
+    std::fs::write(
+        &cfg,
+        json!({"issuers": [{"issuer": env.issuer.url(), "jwks_uri": env.issuer.jwks_uri(), "audiences": ["api"]}],
+               "http": {"allow_http": true},
+               "state_dir": state,
+               "revocation": {"max_entries": 2}})
+        .to_string(),
+    )
+    .unwrap();
+    let s = Serve::start(&cfg, None);
+    let token = env.good("alice");
+    let r = s.get("/auth", &[("Authorization", &bearer(&token))]);
+    assert_eq!(r.json()["error"], "revocation_list_full", "{r:?}");
+    let h = s.get("/healthz", &[]);
+    assert_eq!(h.status, 503, "{h:?}");
+    assert_eq!(h.json()["revocations"], "incomplete", "{h:?}");
+}

@@ -370,8 +370,8 @@ fn plain(status: StatusCode, body: &'static str) -> Resp {
 }
 
 /// `/healthz`: 200 while every issuer can verify (fresh or serving stale
-/// keys within `max_stale`) and the fleet revocation feed, if configured,
-/// has not failed closed; 503 otherwise.
+/// keys within `max_stale`), the fleet revocation feed, if configured, has
+/// not failed closed, and every revocation is held; 503 otherwise.
 fn health(state: &super::State) -> Resp {
     let v = &state.verifier;
     let mut ok = true;
@@ -388,6 +388,14 @@ fn health(state: &super::State) -> Resp {
         ok &= feed.state != jwtwarden::FeedState::FailedClosed;
         body["ok"] = ok.into();
         body["revocation_feed"] = feed.state.as_str().into();
+    }
+    // A revocation from the journal or the feed that the lists could not
+    // hold: every verification is refused (revocation_list_full), feed or
+    // no feed, so not healthy.
+    if v.metrics().revocations.incomplete {
+        ok = false;
+        body["ok"] = ok.into();
+        body["revocations"] = "incomplete".into();
     }
     let body = body.to_string();
     let mut resp = json_response(if ok { 200 } else { 503 }, body);

@@ -148,7 +148,7 @@ def test_two_authorization_headers_are_a_bad_request(issuer: Issuer, verifier: j
     token = issuer.mint()
     sent = run(ASGIMiddleware(InnerApp(), verifier), f"Bearer {token}", extra=[(b"Authorization", b"Bearer x")])
     status, _, body = response(sent)
-    assert status == 400 and body["message"] == "more than one Authorization header"
+    assert status == 400 and body["message"] == "more than one credentials header"
 
 
 def test_lifespan_passes_through(verifier: jwtwarden.Verifier) -> None:

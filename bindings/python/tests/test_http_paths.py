@@ -176,3 +176,14 @@ def test_bad_patterns_are_refused_at_construction(verifier: jwtwarden.Verifier) 
             WSGIMiddleware(wsgi_app, verifier, skip_paths=bad)
     with pytest.raises(jwtwarden.InvalidConfigError):
         ASGIMiddleware(asgi_app, verifier, realm='a "b"')
+
+
+def test_only_options_as_sent_is_a_preflight(verifier: jwtwarden.Verifier) -> None:
+    # Methods are case-sensitive (RFC 9110 9.1): "options" is not a CORS
+    # preflight, so it is not let through without a token.
+    w = WSGIMiddleware(wsgi_app, verifier)
+    assert wsgi(w, {"REQUEST_METHOD": "OPTIONS", "PATH_INFO": "/x"})[0] == 200
+    assert wsgi(w, {"REQUEST_METHOD": "options", "PATH_INFO": "/x"})[0] == 401
+    a = ASGIMiddleware(asgi_app, verifier)
+    assert asgi(a, method="OPTIONS", path="/x")[0] == 200
+    assert asgi(a, method="options", path="/x")[0] == 401

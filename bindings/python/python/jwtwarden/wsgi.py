@@ -119,7 +119,7 @@ class WSGIMiddleware:
         header = environ.get("HTTP_AUTHORIZATION")
         decided = self.options.decide(
             self.verifier,
-            environ.get("REQUEST_METHOD", "GET").upper(),
+            environ.get("REQUEST_METHOD", "GET"),
             request_target(environ) if self.options.routes else None,
             () if header is None else (header,),
             environ,

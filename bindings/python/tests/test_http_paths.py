@@ -118,7 +118,8 @@ def test_an_unsafe_path_is_refused_even_with_a_token_and_a_skip_predicate(
     for skip_if in (None, lambda _: True):
         w = WSGIMiddleware(wsgi_app, verifier, skip_paths=["/docs/*"], skip_if=skip_if)
         a = ASGIMiddleware(asgi_app, verifier, skip_paths=["/docs/*"], skip_if=skip_if)
-        environ = {"RAW_URI": "/docs/..;/orders", "HTTP_AUTHORIZATION": f"Bearer {token}"}
+        environ = {"RAW_URI": "/docs/..;/orders", "PATH_INFO": "/docs/..;/orders"}
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         status, headers, body = wsgi(w, environ)
         assert (status, body["error"]) == (403, "invalid_request")
         assert "www-authenticate" not in headers and headers["cache-control"] == "no-store"
@@ -187,3 +188,16 @@ def test_only_options_as_sent_is_a_preflight(verifier: jwtwarden.Verifier) -> No
     a = ASGIMiddleware(asgi_app, verifier)
     assert asgi(a, method="OPTIONS", path="/x")[0] == 200
     assert asgi(a, method="options", path="/x")[0] == 401
+
+
+def test_a_raw_target_that_no_longer_matches_the_path_is_not_trusted(verifier: jwtwarden.Verifier) -> None:
+    """A middleware before this one rewrote PATH_INFO / scope["path"] (and
+    left the raw target): the rules follow what the application routes on."""
+    w = WSGIMiddleware(wsgi_app, verifier, skip_paths=["/docs/*"])
+    assert wsgi(w, {"RAW_URI": "/docs/x", "PATH_INFO": "/orders"})[0] == 401
+    assert wsgi(w, {"RAW_URI": "/orders", "PATH_INFO": "/docs/x"})[0] == 200
+    a = ASGIMiddleware(asgi_app, verifier, skip_paths=["/docs/*"])
+    assert asgi(a, raw_path=b"/docs/x", path="/orders")[0] == 401
+    assert asgi(a, raw_path=b"/orders", path="/docs/x")[0] == 200
+    # ... while one that decodes to it is read as sent.
+    assert asgi(a, raw_path=b"/docs%2F..%2Forders", path="/docs/../orders")[0] == 403

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Generic, NamedTuple, Optional, TypeVar, Union
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ._native import HttpPolicy, VerifiedToken, Verifier
 
@@ -79,6 +79,11 @@ def quote_path(path: str, encoding: str) -> str:
     if not path:
         return "/"
     return quote(path, safe=_PATH_SAFE, encoding=encoding)
+
+
+def decodes_to(raw: str, path: str, encoding: str) -> bool:
+    """Whether the raw target ``raw`` (query dropped) percent-decodes to ``path``."""
+    return unquote(raw.partition("?")[0], encoding=encoding, errors="surrogateescape") == path
 
 
 R = TypeVar("R")

@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 from . import _aio
-from ._http import Options, Refusal, quote_path, refusal
+from ._http import Options, Refusal, decodes_to, quote_path, refusal
 from ._native import VerifiedToken, Verifier
 
 __all__ = ["ASGIMiddleware"]
@@ -73,11 +73,18 @@ def request_target(scope: Scope) -> str:
     if raw:
         target = bytes(raw).decode("latin-1")
         root = scope.get("root_path", "")
-        if root and not path.startswith(root):
+        # Servers differ on whether ``path`` includes ``root_path``; the
+        # raw path always does. Take it as relative as ``path`` is.
+        relative = bool(root) and not path.startswith(root)
+        # Only a raw path that decodes to what the application routes on:
+        # not when a middleware before this one rewrote the path.
+        if target.startswith("/") and decodes_to(target, root + path if relative else path, "utf-8"):
+            if not relative:
+                return target
             mount = quote_path(root, "utf-8")
-            if target.startswith(mount) and target[len(mount) : len(mount) + 1] in ("", "/"):
-                target = target[len(mount) :] or "/"
-        return target
+            rest = target[len(mount) :]
+            if target.startswith(mount) and rest[:1] in ("", "/"):
+                return rest or "/"
     return quote_path(path, "utf-8")
 
 

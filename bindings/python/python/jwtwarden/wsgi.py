@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Iterable, Optional
 
-from ._http import Options, quote_path, refusal
+from ._http import Options, decodes_to, quote_path, refusal
 from ._native import VerifiedToken, Verifier
 
 __all__ = ["WSGIMiddleware"]
@@ -47,15 +47,19 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 def request_target(environ: Environ) -> str:
     """The request target as the client sent it, relative to ``SCRIPT_NAME``
     (see the module documentation)."""
+    path_info = environ.get("PATH_INFO", "")
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if isinstance(raw, str) and raw.startswith("/"):
         script = environ.get("SCRIPT_NAME", "")
-        if not script:
-            return raw
-        mount = quote_path(script, "latin-1")
-        if raw.startswith(mount) and raw[len(mount) : len(mount) + 1] in ("", "/", "?"):
-            return raw[len(mount) :] or "/"
-    return quote_path(environ.get("PATH_INFO", ""), "latin-1")
+        mount = quote_path(script, "latin-1") if script else ""
+        # Only a raw target that decodes to what the application routes on
+        # (SCRIPT_NAME + PATH_INFO): not when a middleware before this one
+        # rewrote the path.
+        if raw.startswith(mount) and decodes_to(raw, script + path_info, "latin-1"):
+            rest = raw[len(mount) :]
+            if rest[:1] in ("", "/", "?"):
+                return rest if rest[:1] == "/" else "/" + rest
+    return quote_path(path_info, "latin-1")
 
 
 class WSGIMiddleware:

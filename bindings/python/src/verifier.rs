@@ -46,7 +46,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for TokenArg<'a> {
 
 /// The UTF-8 form of `s`, a `str` or a subclass (what `<&str>::extract`
 /// does once it has checked the type).
-fn utf8<'a>(s: Borrowed<'a, '_, PyAny>) -> PyResult<&'a [u8]> {
+pub(crate) fn utf8<'a>(s: Borrowed<'a, '_, PyAny>) -> PyResult<&'a [u8]> {
     let mut size: pyo3::ffi::Py_ssize_t = 0;
     // SAFETY: `s` is a live `str`, and `size` is writable.
     let data = unsafe { pyo3::ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
@@ -73,7 +73,7 @@ pub(crate) struct Verifier {
     /// the engine (a hit through arc-swap's borrow, a miss through its own
     /// `Arc`), so `close()` never pulls it out from under them; the engine
     /// (and its refresher thread) stops when the last one finishes.
-    inner: ArcSwapOption<jwtwarden::Verifier>,
+    pub(crate) inner: ArcSwapOption<jwtwarden::Verifier>,
 }
 
 /// The claims of one verified result converted to Python once, kept on the
@@ -192,7 +192,7 @@ impl Verifier {
 
     /// The claims of `verified` as a read-only mapping: the memoized one
     /// when there is one (cache hits), else converted (and memoized).
-    fn claims<'py>(&self, py: Python<'py>, verified: &Verified) -> PyResult<Bound<'py, PyMappingProxy>> {
+    pub(crate) fn claims<'py>(&self, py: Python<'py>, verified: &Verified) -> PyResult<Bound<'py, PyMappingProxy>> {
         let memo = verified.token().memo_ref(|_| PyClaims::default());
         if let Some(claims) = memo.and_then(|m| m.0.get()) {
             return Ok(claims.bind(py).clone());
@@ -480,8 +480,8 @@ impl Verifier {
 /// (signature checked during this call) or reused from the cache.
 #[pyclass(frozen, module = "jwtwarden._native")]
 pub(crate) struct VerifiedToken {
-    claims: Py<PyMappingProxy>,
-    verified: Verified,
+    pub(crate) claims: Py<PyMappingProxy>,
+    pub(crate) verified: Verified,
 }
 
 #[pymethods]

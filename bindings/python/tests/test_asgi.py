@@ -148,7 +148,7 @@ def test_two_authorization_headers_are_a_bad_request(issuer: Issuer, verifier: j
     token = issuer.mint()
     sent = run(ASGIMiddleware(InnerApp(), verifier), f"Bearer {token}", extra=[(b"Authorization", b"Bearer x")])
     status, _, body = response(sent)
-    assert status == 400 and body["message"] == "more than one Authorization header"
+    assert status == 400 and body["message"] == "more than one credentials header"
 
 
 def test_lifespan_passes_through(verifier: jwtwarden.Verifier) -> None:
@@ -191,3 +191,35 @@ def test_the_event_loop_keeps_running_during_a_slow_verification(
         sent = asyncio.run(main())
         assert response(sent)[0] == 200
         assert ticks > 5, "the event loop was blocked during the verification"
+
+
+def test_hits_and_early_refusals_are_decided_on_the_loop(
+    issuer: Issuer, verifier: jwtwarden.Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core's decision runs on the loop without waiting; only a decision
+    that needs a signature check goes to the worker pool, and a hit neither
+    hops threads nor releases the GIL."""
+    from jwtwarden import _aio, _native
+
+    hops: list[int] = []
+    real = _aio._in_thread
+
+    async def counting(fn: Any) -> Any:
+        hops.append(1)
+        return await real(fn)
+
+    monkeypatch.setattr(_aio, "_in_thread", counting)
+    app = ASGIMiddleware(InnerApp(), verifier, skip_paths=["/docs/*"], fresh_paths=["/admin/*"])
+    token = issuer.mint(sub="alice")
+    assert response(run(app, f"Bearer {token}", path="/orders"))[2]["cached"] is False
+    assert len(hops) == 1, "a miss checks a signature in the pool"
+    detached = _native._detached_calls()
+    for _ in range(5):
+        assert response(run(app, f"Bearer {token}", path="/orders"))[2]["cached"] is True
+    for path, auth in (("/docs/x", None), ("/docs/..;/x", None), ("/x", "Bearer\tabc"), ("/x", "Bearer a.b")):
+        assert response(run(app, auth, path=path))[0] in (200, 400, 401, 403)
+    assert len(hops) == 1, "hits, open routes and early refusals are decided inline"
+    assert _native._detached_calls() == detached, "and keep the GIL"
+    # A fresh route checks the signature every time: in the pool.
+    assert response(run(app, f"Bearer {token}", path="/admin/x"))[2]["cached"] is False
+    assert len(hops) == 2

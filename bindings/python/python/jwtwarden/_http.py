@@ -1,27 +1,36 @@
-"""What the WSGI and ASGI middleware share: the HTTP contract of docs/http.md.
+"""What the WSGI and ASGI middleware share: their options as the core's HTTP
+decision (``jwtwarden::http``, docs/http.md), and the refusal as a response.
 
-Reading the bearer token (RFC 6750 section 2.1), turning a refusal into a
-response (RFC 6750 section 3), and the route options (open routes, ``OPTIONS``,
-``fresh`` routes). The Go middleware implements the same contract; both are
-tested against one table, ``tests/http_contract.json`` at the repository root.
+The decision itself (token extraction, path normalisation, route rules,
+the refusal's status, ``WWW-Authenticate``, ``Retry-After``, body and
+``Cache-Control``, claim headers) is the core's, run natively by
+:class:`jwtwarden._native.HttpPolicy`: the same code as ``jwtwarden serve``,
+the C ABI's decision and the web-server modules. The middlewares only turn
+the environ or scope into a method, a raw request target and header values,
+and write the answer back. All of them are tested against one table,
+``tests/http_contract.json`` at the repository root.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import re
-from collections.abc import Sequence
-from typing import Callable, Generic, NamedTuple, Optional, TypeVar, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Generic, NamedTuple, Optional, TypeVar, Union
+from urllib.parse import quote, unquote
 
-from .exceptions import JwtWardenError
+from ._native import HttpPolicy, VerifiedToken, Verifier
 
-_log = logging.getLogger("jwtwarden.http")
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 500: "Internal Server Error", 503: "Service Unavailable"}
-
-#: The response status for an engine error, by its category. The same table
-#: is in the Go middleware and in tests/http_contract.json.
+#: The response status for an engine error, by its category: the core's
+#: table (``core/src/http/refusal.rs``), listed here for reference; the
+#: same in every front end and in tests/http_contract.json.
 STATUS_BY_CATEGORY: dict[str, int] = {
     "malformed": 401,
     "verification": 401,
@@ -31,21 +40,18 @@ STATUS_BY_CATEGORY: dict[str, int] = {
     "internal": 500,
 }
 
-#: ``Retry-After`` (seconds) on a 503.
+#: ``Retry-After`` (seconds) on a 503 (the core's default).
 RETRY_AFTER = "5"
 
-# Fixed messages where the engine's message could reveal server internals
-# (a JWKS URL, a network error); the details are logged instead.
-_SERVER_MESSAGES = {
-    503: "the token issuer's keys are unavailable; retry later",
-    500: "token verification failed on the server",
-}
-_MISSING_MESSAGE = "a bearer token is required"
-_SPACES = re.compile(r"[ \t]+")
+# The characters a re-quoted path keeps as they are: the path characters
+# of RFC 3986 (``;`` included: the core strips ``;parameters`` whether they
+# came as ``;`` or ``%3B``). Everything else, ``%`` included, is escaped,
+# so the core decodes exactly once what the server decoded once.
+_PATH_SAFE = "/;-._~!$&'()*+,=:@"
 
 
 class Refusal(NamedTuple):
-    """An HTTP response refusing the request."""
+    """An HTTP response refusing the request (built by the core)."""
 
     status: int
     headers: list[tuple[str, str]]
@@ -53,86 +59,31 @@ class Refusal(NamedTuple):
 
     @property
     def status_line(self) -> str:
-        return f"{self.status} {_REASONS[self.status]}"
+        return f"{self.status} {_REASONS.get(self.status, 'Error')}"
 
 
-def _challenge(realm: Optional[str], error: Optional[str] = None, description: Optional[str] = None) -> str:
-    params = []
-    if realm is not None:
-        params.append(f'realm="{_quote(realm)}"')
-    if error is not None:
-        params.append(f'error="{error}"')
-    if description is not None:
-        params.append(f'error_description="{_quote(description)}"')
-    return "Bearer" + (" " + ", ".join(params) if params else "")
+def refusal(decided: tuple[int, list[tuple[str, str]], bytes]) -> Refusal:
+    """The core's refusal with ``Content-Type`` and ``Content-Length`` added."""
+    status, headers, body = decided
+    return Refusal(
+        status,
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers],
+        body,
+    )
 
 
-def _quote(s: str) -> str:
-    return s.replace("\\", "\\\\").replace('"', '\\"')
+def quote_path(path: str, encoding: str) -> str:
+    """A decoded path (WSGI ``PATH_INFO``: bytes as ``latin-1``; ASGI
+    ``path``: ``utf-8`` text) percent-encoded again, for a server that does
+    not give the raw one."""
+    if not path:
+        return "/"
+    return quote(path, safe=_PATH_SAFE, encoding=encoding)
 
 
-def _refusal(
-    status: int, error: str, code: Optional[int], category: str, message: str, challenge: Optional[str]
-) -> Refusal:
-    body = {"error": error, "code": code, "category": category, "message": message}
-    data = json.dumps(body, separators=(",", ":")).encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")]
-    if challenge is not None:
-        headers.append(("WWW-Authenticate", challenge))
-    if status == 503:
-        headers.append(("Retry-After", RETRY_AFTER))
-    return Refusal(status, headers, data)
-
-
-def _invalid_request(realm: Optional[str], message: str) -> Refusal:
-    return _refusal(400, "invalid_request", None, "request", message, _challenge(realm, "invalid_request", message))
-
-
-def bearer_token(authorization: Sequence[str], realm: Optional[str]) -> Union[str, Refusal]:
-    """The token of the request's ``Authorization: Bearer <token>`` header, or the refusal.
-
-    ``authorization`` is every ``Authorization`` header of the request.
-
-    * none, or another scheme (``Basic ...``): 401 with a bare ``Bearer``
-      challenge (RFC 6750 section 3.1: no error code when the request has no
-      bearer credentials);
-    * more than one header, ``Bearer`` with no token, or with more than one
-      (whitespace inside): 400 ``invalid_request`` (section 3.1: malformed).
-    """
-    if len(authorization) == 0:
-        return _refusal(401, "missing_token", None, "request", _MISSING_MESSAGE, _challenge(realm))
-    if len(authorization) > 1:
-        return _invalid_request(realm, "more than one Authorization header")
-    parts = [part for part in _SPACES.split(authorization[0]) if part]
-    if not parts or parts[0].lower() != "bearer":
-        return _refusal(401, "missing_token", None, "request", _MISSING_MESSAGE, _challenge(realm))
-    if len(parts) == 1:
-        return _invalid_request(realm, "no token after Bearer")
-    if len(parts) > 2:
-        return _invalid_request(realm, "more than one token after Bearer")
-    return parts[1]
-
-
-def refusal_for(error: JwtWardenError, realm: Optional[str]) -> Refusal:
-    """The response for a token jwtwarden refused (status by category: :data:`STATUS_BY_CATEGORY`).
-
-    * malformed, verification and policy errors: 401 with
-      ``error="invalid_token"`` and the stable kind as ``error_description``;
-    * keys unavailable (the token may be fine): 503 with ``Retry-After``, so
-      clients retry instead of throwing away good tokens during an outage;
-    * usage and internal errors: 500, logged.
-    """
-    category = error.category or "internal"
-    kind = error.kind or "internal"
-    status = STATUS_BY_CATEGORY.get(category, 500)
-    if status == 401:
-        challenge = _challenge(realm, "invalid_token", kind)
-        return _refusal(401, kind, error.code, category, error.message, challenge)
-    if status == 503:
-        _log.warning("refusing request: %s", error)
-    else:
-        _log.error("verification failed on the server side: %s", error)
-    return _refusal(status, kind, error.code, category, _SERVER_MESSAGES[status], None)
+def decodes_to(raw: str, path: str, encoding: str) -> bool:
+    """Whether the raw target ``raw`` (query dropped) percent-decodes to ``path``."""
+    return unquote(raw.partition("?")[0], encoding=encoding, errors="surrogateescape") == path
 
 
 R = TypeVar("R")
@@ -144,47 +95,94 @@ def _patterns(name: str, paths: Sequence[str]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def path_matches(path: str, patterns: Sequence[str]) -> bool:
-    """Whether ``path`` is one of ``patterns``: exact, or a prefix when the pattern ends with ``*``."""
-    for pattern in patterns:
-        if pattern.endswith("*"):
-            if path.startswith(pattern[:-1]):
-                return True
-        elif path == pattern:
-            return True
-    return False
+def _route(pattern: str, **rules: Any) -> dict[str, Any]:
+    """A ``skip_paths``/``fresh_paths`` pattern as a core route: an exact
+    path, or, ending with ``*``, everything below the prefix (``/docs/*``:
+    prefix ``/docs/``; ``/docs*``: ``/docs`` and below, at a ``/``)."""
+    if pattern.endswith("*"):
+        prefix = pattern[:-1] or "/"
+        return {"prefix": prefix, **rules}
+    return {"prefix": pattern, "exact": True, **rules}
 
 
-class Routes(Generic[R]):
-    """The route options, with the framework's request object ``R`` (environ or scope)."""
+def policy_json(
+    *,
+    realm: Optional[str],
+    skip_paths: Sequence[str],
+    authenticate_options: bool,
+    fresh_paths: Sequence[str],
+    claim_headers: Mapping[str, str],
+) -> str:
+    """The middleware options as the core's policy JSON (docs/http.md)."""
+    routes = [_route(p, open=True) for p in skip_paths]
+    routes += [_route(p, fresh=True) for p in fresh_paths]
+    policy: dict[str, Any] = {
+        "routes": routes,
+        "open_methods": [] if authenticate_options else ["OPTIONS"],
+        "claim_headers": dict(claim_headers),
+    }
+    if realm is not None:
+        policy["realm"] = realm
+    return json.dumps(policy)
+
+
+Decided = Union[bool, VerifiedToken, tuple[int, list[tuple[str, str]], bytes], None]
+
+
+class Options(Generic[R]):
+    """The middleware options, with the framework's request object ``R``
+    (environ or scope), over the core's decision."""
 
     def __init__(
         self,
         *,
+        issuer: Optional[str],
+        realm: Optional[str],
         skip_paths: Sequence[str],
         skip_if: Optional[Callable[[R], bool]],
         authenticate_options: bool,
         fresh: bool,
         fresh_paths: Sequence[str],
         fresh_if: Optional[Callable[[R], bool]],
+        claim_headers: Optional[Mapping[str, str]],
     ) -> None:
         self.skip_paths = _patterns("skip_paths", skip_paths)
-        self.skip_if = skip_if
-        self.authenticate_options = authenticate_options
-        self.fresh = fresh
         self.fresh_paths = _patterns("fresh_paths", fresh_paths)
+        self.skip_if = skip_if
         self.fresh_if = fresh_if
+        self.claim_headers: Mapping[str, str] = dict(claim_headers or {})
+        self.policy = HttpPolicy(
+            policy_json(
+                realm=realm,
+                skip_paths=self.skip_paths,
+                authenticate_options=authenticate_options,
+                fresh_paths=self.fresh_paths,
+                claim_headers=self.claim_headers,
+            ),
+            issuer=issuer,
+            fresh=fresh,
+        )
+        #: Whether the decision reads the request target at all (only
+        #: routes do: without them, the path is not worked out per request).
+        self.routes = bool(self.skip_paths or self.fresh_paths)
+        #: Lower-case names of the claim headers (removed from every request).
+        self.claim_header_names: frozenset[str] = frozenset(self.policy.claim_header_names)
 
-    def open(self, method: str, path: str, request: R) -> bool:
-        """Whether the request passes to the application without a token."""
-        if method == "OPTIONS" and not self.authenticate_options:
-            return True
-        if path_matches(path, self.skip_paths):
-            return True
-        return self.skip_if is not None and self.skip_if(request)
+    def predicates(self, request: R) -> tuple[bool, bool]:
+        """``skip_if`` and ``fresh_if`` of a request (false when not set)."""
+        skip = self.skip_if is not None and bool(self.skip_if(request))
+        fresh = self.fresh_if is not None and bool(self.fresh_if(request))
+        return skip, fresh
 
-    def wants_fresh(self, path: str, request: R) -> bool:
-        """Whether to skip the cache for this request."""
-        if self.fresh or path_matches(path, self.fresh_paths):
-            return True
-        return self.fresh_if is not None and self.fresh_if(request)
+    def decide(
+        self,
+        verifier: Verifier,
+        method: str,
+        target: Optional[str],
+        authorization: Sequence[Union[str, bytes]],
+        request: R,
+        wait: bool = True,
+    ) -> Decided:
+        """The core's decision (see :meth:`jwtwarden._native.HttpPolicy.decide`)."""
+        skip, fresh = self.predicates(request)
+        return self.policy.decide(verifier, method, target, authorization, skip, fresh, wait)

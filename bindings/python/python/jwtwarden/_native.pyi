@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Literal, Union, final
 
 from jwtwarden._revocation import Propagation, Revocation
@@ -14,6 +14,7 @@ __all__ = [
     "CORE_VERSION",
     "Verifier",
     "VerifiedToken",
+    "HttpPolicy",
     "error_kinds",
     "boundary_kinds",
     "_raise_error",
@@ -87,6 +88,25 @@ class VerifiedToken:
     def verified_at_ms(self) -> int: ...
     @property
     def expires_at(self) -> int: ...
+
+@final
+class HttpPolicy:
+    """The core's HTTP decision (``jwtwarden::http``) for the middlewares."""
+
+    def __new__(cls, policy: str, *, issuer: str | None = None, fresh: bool = False) -> HttpPolicy: ...
+    def decide(
+        self,
+        verifier: Verifier,
+        method: str,
+        target: str | None,
+        authorization: Sequence[str | bytes],
+        skip: bool = False,
+        fresh: bool = False,
+        wait: bool = True,
+    ) -> bool | VerifiedToken | tuple[int, list[tuple[str, str]], bytes] | None: ...
+    def claim_headers(self, result: VerifiedToken) -> list[tuple[str, str]]: ...
+    @property
+    def claim_header_names(self) -> list[str]: ...
 
 def error_kinds() -> list[tuple[int, str, str]]: ...
 def boundary_kinds() -> list[tuple[int, str, str]]: ...

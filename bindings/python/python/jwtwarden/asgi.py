@@ -22,7 +22,7 @@ the application is not called: HTTP gets the response of the HTTP contract
 handshake is rejected with ``websocket.close`` code 1008 (policy violation).
 
 **Not blocking the event loop.** By default (``offload=True``) the
-middleware verifies with :meth:`~jwtwarden.Verifier.verify_full_async`: what
+middleware verifies as :meth:`~jwtwarden.Verifier.verify_full_async` does: what
 the engine decides without a signature check or a network wait (a cache
 hit, about a microsecond; a malformed token, an unknown issuer, an unknown
 ``kid`` it remembers or may not fetch for yet) is answered inline on the
@@ -33,16 +33,29 @@ threads, so the loop keeps serving meanwhile (see ``jwtwarden._aio`` for
 why not the default executor). ``offload=False`` verifies everything
 inline on the loop: it saves the thread hop of a miss but lets an unknown
 ``kid`` stall every connection of that loop for up to one fetch.
+
+**One decision.** Every rule (token extraction, path normalisation, route
+matching, the refusal, claim headers) is the core's HTTP decision
+(``jwtwarden::http``, the same code as ``jwtwarden serve``), called
+natively: on the loop it decides without waiting (a hit, a refusal, an open
+route); only a decision that needs a signature check or may fetch is made
+again, with waiting allowed, in the worker thread. Routes match the core's
+normalised path (``/docs/../orders`` gets the rules of ``/orders``;
+``/docs/..;/orders`` is refused with 403). The path handed to the core is
+``scope["raw_path"]``, the path as the client sent it (only it shows an
+encoded ``/`` or a double encoding), taken relative to ``root_path`` when
+``scope["path"]`` is; without ``raw_path``, ``scope["path"]``
+percent-encoded again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
-from ._http import Refusal, Routes, bearer_token, refusal_for
-from ._native import Verifier
-from .exceptions import JwtWardenError
+from . import _aio
+from ._http import Options, Refusal, decodes_to, quote_path, refusal
+from ._native import VerifiedToken, Verifier
 
 __all__ = ["ASGIMiddleware"]
 
@@ -51,6 +64,28 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def request_target(scope: Scope) -> str:
+    """The path as the client sent it (see the module documentation)."""
+    raw = scope.get("raw_path")
+    path = scope.get("path", "")
+    if raw:
+        target = bytes(raw).decode("latin-1")
+        root = scope.get("root_path", "")
+        # Servers differ on whether ``path`` includes ``root_path``; the
+        # raw path always does. Take it as relative as ``path`` is.
+        relative = bool(root) and not path.startswith(root)
+        # Only a raw path that decodes to what the application routes on:
+        # not when a middleware before this one rewrote the path.
+        if target.startswith("/") and decodes_to(target, root + path if relative else path, "utf-8"):
+            if not relative:
+                return target
+            mount = quote_path(root, "utf-8")
+            rest = target[len(mount) :]
+            if target.startswith(mount) and rest[:1] in ("", "/"):
+                return rest or "/"
+    return quote_path(path, "utf-8")
 
 
 class ASGIMiddleware:
@@ -62,8 +97,9 @@ class ASGIMiddleware:
     :param realm: ``realm`` in the ``WWW-Authenticate`` challenge (default: none).
     :param skip_paths: routes left open (no token needed, no claims in the scope):
         exact paths (``"/openapi.json"``), or prefixes ending with ``*``
-        (``"/docs/*"``), matched against ``scope["path"]``.
-    :param skip_if: a predicate on the scope; true leaves the connection open.
+        (``"/docs/*"``), matched against the normalised path (see the module documentation).
+    :param skip_if: a predicate on the scope; true leaves the connection open
+        (not a path the core refuses: those get 403 whatever the predicate says).
     :param authenticate_options: also require a token on ``OPTIONS`` requests
         (default: ``OPTIONS``, i.e. CORS preflight, passes through).
     :param fresh: skip the cache and check the signature on every request.
@@ -71,6 +107,10 @@ class ASGIMiddleware:
     :param fresh_if: a predicate on the scope; true skips the cache for that request.
     :param offload: verify what may check a signature or fetch in a worker
         thread, the rest inline (default), or everything inline on the event loop.
+    :param claim_headers: claim name to request header name (``{"sub": "X-Auth-Sub"}``):
+        an allowed connection reaches the application with these headers set from the
+        verified claims (values sanitised by the core); the same headers sent by
+        the client are removed from every connection, open routes included.
     """
 
     def __init__(
@@ -87,47 +127,66 @@ class ASGIMiddleware:
         fresh_paths: Sequence[str] = (),
         fresh_if: Optional[Callable[[Scope], bool]] = None,
         offload: bool = True,
+        claim_headers: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.issuer = issuer
         self.realm = realm
-        self.routes: Routes[Scope] = Routes(
+        self.options: Options[Scope] = Options(
+            issuer=issuer,
+            realm=realm,
             skip_paths=skip_paths,
             skip_if=skip_if,
             authenticate_options=authenticate_options,
             fresh=fresh,
             fresh_paths=fresh_paths,
             fresh_if=fresh_if,
+            claim_headers=claim_headers,
         )
         self.offload = offload
+        self._claim_names = frozenset(n.encode("latin-1") for n in self.options.claim_header_names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        headers = scope.get("headers", ())
+        if self._claim_names:
+            headers = [(k, v) for k, v in headers if bytes(k).lower() not in self._claim_names]
+            scope["headers"] = headers
+        authorization = [
+            value if type(value) is bytes else bytes(value)
+            for key, value in headers
+            if key.lower() == b"authorization"
+        ]
         method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
-        if self.routes.open(method, path, scope):
+        target = request_target(scope) if self.options.routes else None
+        skip, fresh = self.options.predicates(scope)
+        policy = self.options.policy
+        decided = policy.decide(self.verifier, method, target, authorization, skip, fresh, not self.offload)
+        if decided is None:
+            # Only a signature check or a fetch can tell: the same decision,
+            # with waiting allowed, in jwtwarden's worker threads.
+            decided = await _aio._in_thread(
+                lambda: policy.decide(self.verifier, method, target, authorization, skip, fresh, True)
+            )
+        if type(decided) is VerifiedToken:
+            scope["jwtwarden.claims"] = decided.claims
+            scope["jwtwarden"] = decided.claims
+            scope["jwtwarden.result"] = decided
+            if self._claim_names:
+                scope["headers"] = [
+                    *headers,
+                    *((n.encode("latin-1"), v.encode()) for n, v in policy.claim_headers(decided)),
+                ]
             await self.app(scope, receive, send)
             return
-        token = bearer_token(_headers(scope, b"authorization"), self.realm)
-        if isinstance(token, Refusal):
-            await self._refuse(scope, send, token)
+        if decided is True:
+            await self.app(scope, receive, send)
             return
-        fresh = self.routes.wants_fresh(path, scope)
-        try:
-            if self.offload:
-                result = await self.verifier.verify_full_async(token, issuer=self.issuer, fresh=fresh)
-            else:
-                result = self.verifier.verify_full(token, issuer=self.issuer, fresh=fresh)
-        except JwtWardenError as e:
-            await self._refuse(scope, send, refusal_for(e, self.realm))
-            return
-        scope["jwtwarden.claims"] = result.claims
-        scope["jwtwarden"] = result.claims
-        scope["jwtwarden.result"] = result
-        await self.app(scope, receive, send)
+        assert isinstance(decided, tuple), decided
+        await self._refuse(scope, send, refusal(decided))
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
@@ -142,7 +201,3 @@ class ASGIMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": refusal.body})
-
-
-def _headers(scope: Scope, name: bytes) -> list[str]:
-    return [bytes(value).decode("latin-1") for key, value in scope.get("headers", ()) if key.lower() == name]

@@ -13,24 +13,53 @@ On success the claims are in ``environ["jwtwarden.claims"]`` and the full
 the client gets the response of the HTTP contract (docs/http.md, the same in
 every jwtwarden middleware): 401 with ``WWW-Authenticate: Bearer`` for a
 missing or rejected token, 400 ``invalid_request`` for a malformed
-``Authorization`` header, 503 with ``Retry-After`` when the issuer's keys are
+``Authorization`` header, 403 for a path no reading of which is safe
+(``/docs/..;/x``), 503 with ``Retry-After`` when the issuer's keys are
 unavailable; a JSON body, ``Cache-Control: no-store``.
+
+Every rule is the core's HTTP decision (``jwtwarden::http``, the same code
+as ``jwtwarden serve``): this class only hands it the method, the request
+target as the client sent it and the ``Authorization`` header, and writes
+the answer back. Routes (``skip_paths``, ``fresh_paths``) are matched on
+the core's normalised path: percent-decoded once, ``;parameters``
+stripped, dot segments resolved, so ``/docs/../orders`` gets the rules of
+``/orders``. The target is ``RAW_URI`` (gunicorn) or ``REQUEST_URI``
+(uWSGI, mod_wsgi) when the server gives it, since only the raw form shows
+an encoded ``/`` or a double encoding; else ``PATH_INFO`` percent-encoded
+again. Either is taken relative to ``SCRIPT_NAME``, as ``PATH_INFO`` is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Iterable, Optional
 
-from ._http import Refusal, Routes, bearer_token, refusal_for
-from ._native import Verifier
-from .exceptions import JwtWardenError
+from ._http import Options, decodes_to, quote_path, refusal
+from ._native import VerifiedToken, Verifier
 
 __all__ = ["WSGIMiddleware"]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+def request_target(environ: Environ) -> str:
+    """The request target as the client sent it, relative to ``SCRIPT_NAME``
+    (see the module documentation)."""
+    path_info = environ.get("PATH_INFO", "")
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        script = environ.get("SCRIPT_NAME", "")
+        mount = quote_path(script, "latin-1") if script else ""
+        # Only a raw target that decodes to what the application routes on
+        # (SCRIPT_NAME + PATH_INFO): not when a middleware before this one
+        # rewrote the path.
+        if raw.startswith(mount) and decodes_to(raw, script + path_info, "latin-1"):
+            rest = raw[len(mount) :]
+            if rest[:1] in ("", "/", "?"):
+                return rest if rest[:1] == "/" else "/" + rest
+    return quote_path(path_info, "latin-1")
 
 
 class WSGIMiddleware:
@@ -42,13 +71,18 @@ class WSGIMiddleware:
     :param realm: ``realm`` in the ``WWW-Authenticate`` challenge (default: none).
     :param skip_paths: routes left open (no token needed, no claims in the environ):
         exact paths (``"/healthz"``), or prefixes ending with ``*`` (``"/static/*"``),
-        matched against ``PATH_INFO``.
-    :param skip_if: a predicate on the environ; true leaves the request open.
+        matched against the normalised path (see the module documentation).
+    :param skip_if: a predicate on the environ; true leaves the request open
+        (not a path the core refuses: those get 403 whatever the predicate says).
     :param authenticate_options: also require a token on ``OPTIONS`` requests
         (default: ``OPTIONS``, i.e. CORS preflight, passes through).
     :param fresh: skip the cache and check the signature on every request.
     :param fresh_paths: skip the cache on these routes only (same patterns as ``skip_paths``).
     :param fresh_if: a predicate on the environ; true skips the cache for that request.
+    :param claim_headers: claim name to request header name (``{"sub": "X-Auth-Sub"}``):
+        an allowed request reaches the application with these headers set from the
+        verified claims (values sanitised by the core); the same headers sent by
+        the client are removed from every request, open routes included.
     """
 
     def __init__(
@@ -64,38 +98,47 @@ class WSGIMiddleware:
         fresh: bool = False,
         fresh_paths: Sequence[str] = (),
         fresh_if: Optional[Callable[[Environ], bool]] = None,
+        claim_headers: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.issuer = issuer
         self.realm = realm
-        self.routes: Routes[Environ] = Routes(
+        self.options: Options[Environ] = Options(
+            issuer=issuer,
+            realm=realm,
             skip_paths=skip_paths,
             skip_if=skip_if,
             authenticate_options=authenticate_options,
             fresh=fresh,
             fresh_paths=fresh_paths,
             fresh_if=fresh_if,
+            claim_headers=claim_headers,
         )
+        self._claim_keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in self.options.claim_header_names)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if self.routes.open(environ.get("REQUEST_METHOD", "GET"), path, environ):
-            return self.app(environ, start_response)
+        for key in self._claim_keys:
+            environ.pop(key, None)
         header = environ.get("HTTP_AUTHORIZATION")
-        token = bearer_token([] if header is None else [header], self.realm)
-        if isinstance(token, Refusal):
-            return self._refuse(token, start_response)
-        fresh = self.routes.wants_fresh(path, environ)
-        try:
-            result = self.verifier.verify_full(token, issuer=self.issuer, fresh=fresh)
-        except JwtWardenError as e:
-            return self._refuse(refusal_for(e, self.realm), start_response)
-        environ["jwtwarden.claims"] = result.claims
-        environ["jwtwarden.result"] = result
-        return self.app(environ, start_response)
-
-    @staticmethod
-    def _refuse(refusal: Refusal, start_response: StartResponse) -> Iterable[bytes]:
-        start_response(refusal.status_line, refusal.headers)
-        return [refusal.body]
+        decided = self.options.decide(
+            self.verifier,
+            environ.get("REQUEST_METHOD", "GET"),
+            request_target(environ) if self.options.routes else None,
+            () if header is None else (header,),
+            environ,
+        )
+        if type(decided) is VerifiedToken:
+            environ["jwtwarden.claims"] = decided.claims
+            environ["jwtwarden.result"] = decided
+            if self._claim_keys:
+                for name, value in self.options.policy.claim_headers(decided):
+                    # PEP 3333: header values are bytes as latin-1 text.
+                    environ["HTTP_" + name.upper().replace("-", "_")] = value.encode().decode("latin-1")
+            return self.app(environ, start_response)
+        if decided is True:
+            return self.app(environ, start_response)
+        assert isinstance(decided, tuple), decided
+        refused = refusal(decided)
+        start_response(refused.status_line, refused.headers)
+        return [refused.body]

@@ -13,6 +13,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,9 +39,8 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     match (binary, module) {
         (Some(b), Some(m)) if m.exists() && Path::new(APACHE_MODULES).join("mod_mpm_event.so").exists() => Some((b, m)),
         (b, m) => {
-            let why = format!(
-                "apache2: {b:?}, JWTWARDEN_APACHE_MODULE: {m:?} (scripts/test-apache builds and sets both)"
-            );
+            let why =
+                format!("apache2: {b:?}, JWTWARDEN_APACHE_MODULE: {m:?} (scripts/test-apache builds and sets both)");
             if std::env::var_os("JWTWARDEN_REQUIRE_APACHE").is_some() {
                 panic!("JWTWARDEN_REQUIRE_APACHE is set but {why}");
             }
@@ -101,7 +101,9 @@ impl Apache {
         std::fs::set_permissions(r.join("cgi/app.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(r.join("app.log"), "").unwrap();
         std::fs::set_permissions(r.join("app.log"), std::fs::Permissions::from_mode(0o666)).unwrap();
-        let engine = engine.to_string().replace("{state_dir}", &r.join("state").display().to_string());
+        let engine = engine
+            .to_string()
+            .replace("{state_dir}", &r.join("state").display().to_string());
         std::fs::write(r.join("engine.json"), engine).unwrap();
         std::fs::set_permissions(r.join("engine.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
         let port = free_port();
@@ -173,6 +175,9 @@ impl Apache {
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: apache2 signals its whole group when
+            // it stops, and the test runner must not be in it.
+            .process_group(0)
             .spawn()
             .unwrap();
         a.child = Some(child);
@@ -203,7 +208,10 @@ impl Apache {
     }
 
     fn app_hits(&self) -> usize {
-        std::fs::read_to_string(self.path("app.log")).unwrap_or_default().lines().count()
+        std::fs::read_to_string(self.path("app.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
     }
 
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -296,7 +304,15 @@ fn stack(mpm: Mpm, children: u32) -> Option<Stack> {
     let issuer = TestIssuer::start();
     let upstream = Upstream::start();
     let locations = LOCATIONS.replace("ISSUER", &issuer.url());
-    let apache = Apache::start(&binary, &module, mpm, children, &engine_for(&issuer), &locations, upstream.port);
+    let apache = Apache::start(
+        &binary,
+        &module,
+        mpm,
+        children,
+        &engine_for(&issuer),
+        &locations,
+        upstream.port,
+    );
     Some(Stack {
         issuer,
         upstream,
@@ -358,7 +374,12 @@ fn valid_and_bad_tokens(s: &Stack) {
         "expired",
     );
     let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
-    parts[1] = s.token(|c| c["sub"] = json!("mallory")).split('.').nth(1).unwrap().to_string();
+    parts[1] = s
+        .token(|c| c["sub"] = json!("mallory"))
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_string();
     s.assert_refused(&parts.join("."), "forged (payload swapped)");
     let stranger = TestIssuer::start();
     let forged = stranger.mint_with_header(
@@ -367,7 +388,10 @@ fn valid_and_bad_tokens(s: &Stack) {
         &issuer.default_claims("mallory", now()),
     );
     s.assert_refused(&forged, "forged (foreign key)");
-    let none = issuer.mint_unsigned(&json!({"alg": "none", "typ": "JWT"}), &issuer.default_claims("mallory", now()));
+    let none = issuer.mint_unsigned(
+        &json!({"alg": "none", "typ": "JWT"}),
+        &issuer.default_claims("mallory", now()),
+    );
     s.assert_refused(&none, "alg none");
     s.assert_refused(&s.token(|c| c["aud"] = json!("other-api")), "wrong audience");
 
@@ -376,7 +400,10 @@ fn valid_and_bad_tokens(s: &Stack) {
     assert_eq!(r.status, 200, "{r:?}");
     let env = app_env(&r);
     assert_eq!(env["REMOTE_USER"], "");
-    assert_eq!(env["X_AUTH_SUB"], "", "a client's claim header reached the app on an open route");
+    assert_eq!(
+        env["X_AUTH_SUB"], "",
+        "a client's claim header reached the app on an open route"
+    );
     assert!(!env.keys().any(|k| k.starts_with("JWT_CLAIM_")));
     // ...and no spelling of another path reaches it.
     assert_eq!(s.apache.get("/healthz/../orders", &[]).status, 401);
@@ -496,10 +523,21 @@ fn no_injection(s: &Stack) {
     );
     assert_eq!(r.status, 200, "{r:?}\n{}", s.apache.error_log());
     let h = echoed(&r);
-    let subs: Vec<&str> = h.iter().filter(|(n, _)| n == "x-auth-sub").map(|(_, v)| v.as_str()).collect();
+    let subs: Vec<&str> = h
+        .iter()
+        .filter(|(n, _)| n == "x-auth-sub")
+        .map(|(_, v)| v.as_str())
+        .collect();
     assert_eq!(subs.len(), 1, "{h:?}");
-    assert!(!subs[0].contains('\n') && !subs[0].contains('\r') && subs[0] != "admin", "{h:?}");
-    assert!(!h.iter().any(|(n, _)| n == "x-injected" || n == "x-jwtwarden-internal-iss"), "{h:?}");
+    assert!(
+        !subs[0].contains('\n') && !subs[0].contains('\r') && subs[0] != "admin",
+        "{h:?}"
+    );
+    assert!(
+        !h.iter()
+            .any(|(n, _)| n == "x-injected" || n == "x-jwtwarden-internal-iss"),
+        "{h:?}"
+    );
     assert!(s.upstream.hits() >= 1);
     // No token on a proxied path: the backend never sees the request.
     let before = s.upstream.hits();
@@ -508,7 +546,10 @@ fn no_injection(s: &Stack) {
 }
 
 /// SIGUSR1 (`apachectl graceful`) while clients keep asking: every answer
-/// is a 200, and new children serve after it.
+/// is a 200, and new children serve after it. The load goes to the proxied
+/// upstream: mod_cgid restarts its CGI daemon on a graceful restart and
+/// answers 503 to a CGI request caught in between (Apache's, not the
+/// module's: seen with the event MPM).
 fn graceful_keeps_serving(s: &Stack) {
     let token = s.token(|_| {});
     let addr = s.apache.addr.clone();
@@ -519,7 +560,13 @@ fn graceful_keeps_serving(s: &Stack) {
             std::thread::spawn(move || {
                 let mut statuses = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let r = request(&addr, "GET", "/orders", &[("Authorization", &format!("Bearer {token}"))], "");
+                    let r = request(
+                        &addr,
+                        "GET",
+                        "/up/orders",
+                        &[("Authorization", &format!("Bearer {token}"))],
+                        "",
+                    );
                     statuses.push(r.status);
                 }
                 statuses
@@ -534,7 +581,12 @@ fn graceful_keeps_serving(s: &Stack) {
     for w in workers {
         for status in w.join().unwrap() {
             n += 1;
-            assert_eq!(status, 200, "a request failed across a graceful restart\n{}", s.apache.error_log());
+            assert_eq!(
+                status,
+                200,
+                "a request failed across a graceful restart\n{}",
+                s.apache.error_log()
+            );
         }
     }
     assert!(n > 10, "too few requests crossed the restart ({n})");
@@ -552,7 +604,10 @@ fn whole_suite(mpm: Mpm) {
     revoked_in_every_child(&s, children);
     graceful_keeps_serving(&s);
     let log = s.apache.error_log();
-    assert!(!log.contains("Segmentation fault") && !log.contains("exit signal"), "{log}");
+    assert!(
+        !log.contains("Segmentation fault") && !log.contains("exit signal"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -569,7 +624,9 @@ fn event_valid_bad_revoked_require_injection_graceful() {
 /// directive value names the directive.
 #[test]
 fn configtest_refuses_a_bad_config_naming_the_field() {
-    let Some((binary, module)) = prerequisites() else { return };
+    let Some((binary, module)) = prerequisites() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let check = |engine: &str, extra: &str| {
@@ -586,7 +643,12 @@ fn configtest_refuses_a_bad_config_naming_the_field() {
             module = module.display()
         );
         std::fs::write(d.join("httpd.conf"), conf).unwrap();
-        let out = Command::new(&binary).arg("-t").arg("-f").arg(d.join("httpd.conf")).output().unwrap();
+        let out = Command::new(&binary)
+            .arg("-t")
+            .arg("-f")
+            .arg(d.join("httpd.conf"))
+            .output()
+            .unwrap();
         let text = format!(
             "{}{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -597,7 +659,10 @@ fn configtest_refuses_a_bad_config_naming_the_field() {
     };
     let good = json!({"issuers": [{"issuer": "https://idp.example", "jwks_uri": "http://127.0.0.1:1/jwks", "audiences": ["api"]}],
                       "http": {"allow_http": true, "connect_timeout_ms": 200, "timeout_ms": 300}});
-    let (ok, text) = check(&good.to_string(), "<Location />\nAuthType jwtwarden\nRequire jwt-scope read\n</Location>");
+    let (ok, text) = check(
+        &good.to_string(),
+        "<Location />\nAuthType jwtwarden\nRequire jwt-scope read\n</Location>",
+    );
     assert!(ok, "a good config is refused:\n{text}");
 
     let mut bad = good.clone();
@@ -606,9 +671,15 @@ fn configtest_refuses_a_bad_config_naming_the_field() {
     assert!(!ok && text.contains("audiencez"), "{text}");
     let (ok, text) = check("{not json", "");
     assert!(!ok && text.contains("JwtWardenConfig"), "{text}");
-    let (ok, text) = check(&good.to_string(), "<Location />\nJwtWardenClaimHeader sub \"Bad Header\"\n</Location>");
+    let (ok, text) = check(
+        &good.to_string(),
+        "<Location />\nJwtWardenClaimHeader sub \"Bad Header\"\n</Location>",
+    );
     assert!(!ok && text.contains("JwtWardenClaimHeader"), "{text}");
-    let (ok, text) = check(&good.to_string(), "<Location />\nAuthType jwtwarden\nRequire jwt-claim role\n</Location>");
+    let (ok, text) = check(
+        &good.to_string(),
+        "<Location />\nAuthType jwtwarden\nRequire jwt-claim role\n</Location>",
+    );
     assert!(!ok && text.contains("jwt-claim"), "{text}");
 }
 
@@ -723,7 +794,9 @@ fn check(case: &Value, r: &Resp, sent: &[String]) -> Vec<String> {
 /// table's options as Apache directives: `skip_paths` → `JwtWardenOpen`,
 /// `fresh_paths` → `JwtWardenFresh On` in a `<Location>`, realm → `AuthName`.
 fn contract_against(mpm: Mpm) {
-    let Some((binary, module)) = prerequisites() else { return };
+    let Some((binary, module)) = prerequisites() else {
+        return;
+    };
     let table = table();
     let issuer = TestIssuer::start();
     let engine: Value = serde_json::from_str(
@@ -734,7 +807,12 @@ fn contract_against(mpm: Mpm) {
     )
     .unwrap();
     let mw = &table["middleware"];
-    let open: Vec<&str> = mw["skip_paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let open: Vec<&str> = mw["skip_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
     let mut locations = format!(
         "<Location />\n  AuthType jwtwarden\n  AuthName {}\n  JwtWardenOpen {}\n  JwtWardenClaimEnv Off\n  Require jwt-issuer {}\n</Location>\n",
         mw["realm"].as_str().unwrap(),

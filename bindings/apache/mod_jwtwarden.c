@@ -37,6 +37,9 @@ module AP_MODULE_DECLARE_DATA jwtwarden_module;
  * was verified (an open route or method verifies nothing). Never sent on. */
 #define VERIFIED_HEADER "x-jwtwarden-internal-iss"
 #define MAX_CLAIM_NAME 64
+/* A request note: this error response is the module's JSON body. */
+#define JSON_ERROR_NOTE "jwtwarden-json-error"
+#define JSON_ERROR_FILTER "JWTWARDEN_JSON_ERROR"
 
 typedef struct {
   const char *config_file; /* JwtWardenConfig */
@@ -580,7 +583,22 @@ static int jw_note_auth_failure(request_rec *r, const char *type) {
                                 : "Bearer error=\"insufficient_scope\"";
   apr_table_setn(r->err_headers_out, "WWW-Authenticate", challenge);
   apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+  apr_table_setn(r->notes, JSON_ERROR_NOTE, "1");
+  ap_custom_response(r, HTTP_UNAUTHORIZED,
+                     "{\"error\":\"insufficient_scope\",\"code\":null,\"category\":\"policy\","
+                     "\"message\":\"the token is not allowed here (Require)\"}");
   return OK;
+}
+
+/* Apache's error response says text/html: the module's body is JSON. */
+static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb) {
+  ap_set_content_type(f->r, "application/json");
+  ap_remove_output_filter(f);
+  return ap_pass_brigade(f->next, bb);
+}
+
+static void jw_insert_error_filter(request_rec *r) {
+  if (apr_table_get(r->notes, JSON_ERROR_NOTE)) ap_add_output_filter(JSON_ERROR_FILTER, NULL, r, r->connection);
 }
 
 /* ---------- authorization providers ---------- */
@@ -697,6 +715,8 @@ static void register_hooks(apr_pool_t *p) {
   ap_hook_child_init(jw_child_init, NULL, NULL, APR_HOOK_MIDDLE);
   ap_hook_check_authn(jw_authenticate, NULL, NULL, APR_HOOK_MIDDLE, AP_AUTH_INTERNAL_PER_CONF);
   ap_hook_note_auth_failure(jw_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
+  ap_hook_insert_error_filter(jw_insert_error_filter, NULL, NULL, APR_HOOK_MIDDLE);
+  ap_register_output_filter(JSON_ERROR_FILTER, json_error_filter, NULL, AP_FTYPE_CONTENT_SET);
   ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "jwt-claim", AUTHZ_PROVIDER_VERSION, &claim_provider,
                             AP_AUTH_INTERNAL_PER_CONF);
   ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "jwt-scope", AUTHZ_PROVIDER_VERSION, &scope_provider,

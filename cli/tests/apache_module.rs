@@ -489,6 +489,9 @@ fn require_combinations(s: &Stack) {
             let challenge = r.header("www-authenticate").unwrap_or_default();
             assert!(challenge.contains(r#"error="insufficient_scope""#), "{path}: {r:?}");
             assert_eq!(r.header("cache-control"), Some("no-store"));
+            assert_eq!(r.header("content-type"), Some("application/json"), "{path}: {r:?}");
+            assert_eq!(r.json()["error"], "insufficient_scope", "{path}: {r:?}");
+            assert!(!r.body.contains(token), "{path}: the token is echoed");
         }
     }
     // A JWT_CLAIM_ value is exactly what was verified: a claim naming

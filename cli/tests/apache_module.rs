@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::now;
 use common::serve::{echoed, free_port, request, Resp, Upstream};
-use jwtwarden_testissuer::TestIssuer;
+use jwtwarden_testissuer::{Alg, Fault, TestIssuer};
 use serde_json::{json, Value};
 
 const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
@@ -312,19 +312,18 @@ struct Stack {
 }
 
 fn stack(mpm: Mpm, children: u32) -> Option<Stack> {
+    stack_with(mpm, children, |_| {})
+}
+
+/// The stack, with the engine's config changed by `edit` first.
+fn stack_with(mpm: Mpm, children: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
     let (binary, module) = prerequisites()?;
     let issuer = TestIssuer::start();
     let upstream = Upstream::start();
     let locations = LOCATIONS.replace("ISSUER", &issuer.url());
-    let apache = Apache::start(
-        &binary,
-        &module,
-        mpm,
-        children,
-        &engine_for(&issuer),
-        &locations,
-        upstream.port,
-    );
+    let mut engine = engine_for(&issuer);
+    edit(&mut engine);
+    let apache = Apache::start(&binary, &module, mpm, children, &engine, &locations, upstream.port);
     Some(Stack {
         issuer,
         upstream,
@@ -637,6 +636,93 @@ fn prefork_valid_bad_revoked_require_injection_graceful() {
 #[test]
 fn event_valid_bad_revoked_require_injection_graceful() {
     whole_suite(Mpm::Event);
+}
+
+/// The identity provider goes down: tokens of known keys keep passing in
+/// every child (last known good), a token of a key nobody has seen fails
+/// closed (the CGI never runs); back up, the new key is learned, and a
+/// rotation under load answers every request with 200. What the IdP saw
+/// is printed and bounded.
+#[test]
+fn prefork_issuer_down_then_rotation_under_load() {
+    let children = 3;
+    let Some(s) = stack_with(Mpm::Prefork, children, |e| {
+        e["issuers"][0]["refresh"] = json!({"min_ttl_secs": 1, "unknown_kid_cooldown_secs": 1,
+                                            "backoff_initial_secs": 1, "backoff_max_secs": 1});
+    }) else {
+        return;
+    };
+    let at_start = s.issuer.jwks_requests();
+    eprintln!("JWKS fetches at start (parent check + {children} children): {at_start}");
+    assert!(at_start <= 2 + 2 * u64::from(children), "{at_start} fetches at start");
+    let good = s.token(|_| {});
+    for _ in 0..children * 3 {
+        assert_eq!(s.apache.bearer("/orders", &good).status, 200);
+    }
+
+    s.issuer.set_fault(Fault::Status(500));
+    let new_kid = s.issuer.rotate(Alg::RS256);
+    let mut claims = s.issuer.default_claims("carol", now());
+    claims["jti"] = json!("new-key");
+    let unseen = s.issuer.mint(&new_kid, &claims);
+    for _ in 0..children * 3 {
+        let r = s.apache.bearer("/orders", &good);
+        assert_eq!(r.status, 200, "last known good: {r:?}\n{}", s.apache.error_log());
+        let before = s.apache.app_hits();
+        let r = s.apache.bearer("/orders", &unseen);
+        assert!(matches!(r.status, 401 | 503), "a new kid with the IdP down: {r:?}");
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(s.apache.app_hits(), before, "the CGI ran for an unverifiable token");
+    }
+
+    // Back up: the new key is learned (unknown-kid fetch, 1 s cooldown);
+    // then a rotation under load fails no request.
+    s.issuer.set_fault(Fault::None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ok_in_a_row = 0;
+    while ok_in_a_row < children * 4 {
+        let r = s.apache.bearer("/orders", &unseen);
+        ok_in_a_row = if r.status == 200 { ok_in_a_row + 1 } else { 0 };
+        assert!(Instant::now() < deadline, "the new key was not learned: {r:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before_rotation = s.issuer.jwks_requests();
+    let rotated = s.issuer.rotate(Alg::RS256);
+    let mut claims = s.issuer.default_claims("dave", now());
+    claims["jti"] = json!("rotated");
+    let rotated_token = s.issuer.mint(&rotated, &claims);
+    let addr = s.apache.addr.clone();
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let t = if i % 2 == 0 {
+                good.clone()
+            } else {
+                rotated_token.clone()
+            };
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|_| request(&addr, "GET", "/up/x", &[("Authorization", &format!("Bearer {t}"))], "").status)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for w in workers {
+        for status in w.join().unwrap() {
+            assert_eq!(
+                status,
+                200,
+                "a request failed during the rotation\n{}",
+                s.apache.error_log()
+            );
+        }
+    }
+    let per_rotation = s.issuer.jwks_requests() - before_rotation;
+    eprintln!("JWKS fetches for one rotation with {children} children under load: {per_rotation}");
+    assert!(
+        per_rotation <= 2 * u64::from(children) + 2,
+        "{per_rotation} fetches for one rotation"
+    );
 }
 
 /// `apache2 -t` refuses a bad engine config and names the field; a bad

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::now;
 use common::serve::{echoed, free_port, request, Resp, Upstream};
+use jwtwarden_testissuer::redis::RedisServer;
 use jwtwarden_testissuer::{Alg, Fault, TestIssuer};
 use serde_json::{json, Value};
 
@@ -723,6 +724,64 @@ fn prefork_issuer_down_then_rotation_under_load() {
         per_rotation <= 2 * u64::from(children) + 2,
         "{per_rotation} fetches for one rotation"
     );
+}
+
+/// A revocation through the Redis feed (`revocation.redis`) is refused by
+/// every prefork child: `jwtwarden revoke` runs with the same feed but its
+/// own state_dir, so the feed is the only way it reaches Apache.
+#[test]
+fn prefork_revocation_through_the_redis_feed_reaches_every_child() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let Some(redis) = RedisServer::start() else {
+        if std::env::var_os("JWTWARDEN_REQUIRE_APACHE").is_some() {
+            panic!("JWTWARDEN_REQUIRE_APACHE is set but redis-server is not installed");
+        }
+        eprintln!("SKIPPED: redis-server not found");
+        return;
+    };
+    let children = 3;
+    let feed = json!({"redis": {"url": redis.url(), "timeout_ms": 500}});
+    let Some(s) = stack_with(Mpm::Prefork, children, |e| e["revocation"] = feed.clone()) else {
+        return;
+    };
+    let token = s.token(|c| c["jti"] = json!("jti-feed-1"));
+    for _ in 0..children * 4 {
+        let r = s.apache.bearer("/orders", &token);
+        assert_eq!(r.status, 200, "{r:?}\n{}", s.apache.error_log());
+    }
+    let cli_dir = tempfile::tempdir().unwrap();
+    let cli_cfg = cli_dir.path().join("cli.json");
+    let mut cfg = engine_for(&s.issuer);
+    cfg["state_dir"] = json!(cli_dir.path().join("state"));
+    cfg["revocation"] = feed;
+    std::fs::write(&cli_cfg, cfg.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["revoke", "--config"])
+        .arg(&cli_cfg)
+        .args(["--issuer", &s.issuer.url(), "--jti", "jti-feed-1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("fleet"),
+        "not published: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut refused_in_a_row = 0;
+    while refused_in_a_row < children * 4 {
+        let r = s.apache.bearer("/orders", &token);
+        refused_in_a_row = if r.status == 401 { refused_in_a_row + 1 } else { 0 };
+        assert!(
+            Instant::now() < deadline,
+            "the feed's revocation did not reach every child: {r:?}\n{}",
+            s.apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.assert_refused(&token, "revoked through the feed");
 }
 
 /// `apache2 -t` refuses a bad engine config and names the field; a bad

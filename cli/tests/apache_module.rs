@@ -653,14 +653,23 @@ fn prefork_issuer_down_then_rotation_under_load() {
     }) else {
         return;
     };
-    let at_start = s.issuer.jwks_requests();
-    eprintln!("JWKS fetches at start (parent check + {children} children): {at_start}");
-    assert!(at_start <= 2 + 2 * u64::from(children), "{at_start} fetches at start");
     let good = s.token(|_| {});
     for _ in 0..children * 3 {
         assert_eq!(s.apache.bearer("/orders", &good).status, 200);
     }
-
+    // Every child has built its verifier (child_init) by now, or is
+    // about to: wait until the count stops moving.
+    let mut at_start = s.issuer.jwks_requests();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let n = s.issuer.jwks_requests();
+        if n == at_start {
+            break;
+        }
+        at_start = n;
+    }
+    eprintln!("JWKS fetches at start (parent's check + {children} children): {at_start}");
+    assert!(at_start <= 2 + u64::from(children), "{at_start} fetches at start");
     s.issuer.set_fault(Fault::Status(500));
     let new_kid = s.issuer.rotate(Alg::RS256);
     let mut claims = s.issuer.default_claims("carol", now());

@@ -51,6 +51,22 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// A free loopback port that no other Apache of this test binary got:
+/// apache2 listens with SO_REUSEPORT, so two servers handed the same port
+/// by the bind-and-release of `free_port` would both bind it and share its
+/// connections.
+fn apache_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = free_port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mpm {
     Prefork,
@@ -107,7 +123,7 @@ impl Apache {
             .replace("{state_dir}", &r.join("state").display().to_string());
         std::fs::write(r.join("engine.json"), engine).unwrap();
         std::fs::set_permissions(r.join("engine.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let port = free_port();
+        let port = apache_port();
         let (mpm_name, cgi, mpm_conf) = match mpm {
             Mpm::Prefork => (
                 "prefork",
@@ -812,7 +828,7 @@ fn configtest_refuses_a_bad_config_naming_the_field() {
              LoadModule authz_core_module {APACHE_MODULES}/mod_authz_core.so\n\
              LoadModule jwtwarden_module \"{module}\"\nJwtWardenConfig \"{root}/engine.json\"\n{extra}\n",
             root = d.display(),
-            port = free_port(),
+            port = apache_port(),
             module = module.display()
         );
         std::fs::write(d.join("httpd.conf"), conf).unwrap();

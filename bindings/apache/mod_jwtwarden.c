@@ -34,7 +34,10 @@ module AP_MODULE_DECLARE_DATA jwtwarden_module;
 
 #define AUTH_TYPE "jwtwarden"
 /* The claim header the module adds to every policy to learn that a token
- * was verified (an open route or method verifies nothing). Never sent on. */
+ * was verified (an open route or method verifies nothing). Never sent on.
+ * It is always there for a verified token: the engine requires `iss` and
+ * it equals a configured (non-empty) issuer, so its header value is never
+ * empty. */
 #define VERIFIED_HEADER "x-jwtwarden-internal-iss"
 #define MAX_CLAIM_NAME 64
 /* A request note: this error response is the module's JSON body. */
@@ -498,6 +501,7 @@ static int jw_authenticate(request_rec *r) {
   /* The client's own copies of the claim headers never reach the backend. */
   for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++)
     apr_table_unset(r->headers_in, ((const char **)c->claim_headers->elts)[i * 2 + 1]);
+  apr_table_unset(r->headers_in, VERIFIED_HEADER);
 
   const apr_array_header_t *arr = apr_table_elts(r->headers_in);
   const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;

@@ -546,7 +546,11 @@ fn no_injection(s: &Stack) {
     // the client's own X-Auth-Sub replaced.
     let r = s.apache.get(
         "/up/orders",
-        &[("Authorization", &format!("Bearer {evil}")), ("X-Auth-Sub", "admin")],
+        &[
+            ("Authorization", &format!("Bearer {evil}")),
+            ("X-Auth-Sub", "admin"),
+            ("X-Jwtwarden-Internal-Iss", "forged"),
+        ],
     );
     assert_eq!(r.status, 200, "{r:?}\n{}", s.apache.error_log());
     let h = echoed(&r);

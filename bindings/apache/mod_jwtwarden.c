@@ -1,0 +1,733 @@
+/* mod_jwtwarden: JWT bearer authentication for Apache httpd 2.4 over the
+ * jwtwarden C ABI (include/jwtwarden.h). docs/apache.md is the manual.
+ *
+ * The module is glue only: every verdict (where the token is, route rules,
+ * the refusal: status, WWW-Authenticate, Retry-After, Cache-Control and the
+ * JSON body, sanitised claim headers) comes from the core's HTTP decision
+ * (jwtwarden_http_decide).
+ *
+ *   AuthType jwtwarden            authentication (check_authn hook)
+ *   Require jwt-claim / jwt-scope / jwt-issuer   authorization providers,
+ *                                 composed by mod_authz_core
+ *
+ * Process model: the parent only checks the configuration (a verifier is
+ * built and freed at once so a bad file fails `apache2 -t`); each child
+ * builds its own verifier in child_init and frees it by a pool cleanup on
+ * the child's pool. Threads of one child (worker/event) share it. */
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_provider.h"
+#include "mod_auth.h"
+#include "apr_hash.h"
+#include "apr_lib.h"
+#include "apr_strings.h"
+#include "apr_thread_mutex.h"
+
+#include <jwtwarden.h>
+
+module AP_MODULE_DECLARE_DATA jwtwarden_module;
+
+#define AUTH_TYPE "jwtwarden"
+/* The claim header the module adds to every policy to learn that a token
+ * was verified (an open route or method verifies nothing). Never sent on.
+ * It is always there for a verified token: the engine requires `iss` and
+ * it equals a configured (non-empty) issuer, so its header value is never
+ * empty. */
+#define VERIFIED_HEADER "x-jwtwarden-internal-iss"
+#define MAX_CLAIM_NAME 64
+/* A request note: this error response is the module's JSON body. */
+#define JSON_ERROR_NOTE "jwtwarden-json-error"
+#define JSON_ERROR_FILTER "JWTWARDEN_JSON_ERROR"
+
+typedef struct {
+  const char *config_file; /* JwtWardenConfig */
+} jw_server_conf;
+
+typedef struct {
+  int fresh; /* -1 unset */
+  const char *user_claim;
+  apr_array_header_t *claim_headers; /* const char *[2]: claim, header */
+  apr_array_header_t *open;          /* patterns */
+  int claim_env;                     /* -1 unset */
+} jw_dir_conf;
+
+/* What check_authn learned, for the authorization providers. */
+typedef struct {
+  int open; /* allowed without verifying anything */
+  jwtwarden_verified *verified;
+} jw_req;
+
+/* Per child. */
+static jwtwarden_verifier *g_verifier;
+static apr_hash_t *g_policies; /* policy JSON -> jwtwarden_http_policy* */
+#if APR_HAS_THREADS
+static apr_thread_mutex_t *g_policies_lock;
+#endif
+static server_rec *g_server;
+
+/* ---------- configuration ---------- */
+
+static void *create_server_conf(apr_pool_t *p, server_rec *s) {
+  (void)s;
+  return apr_pcalloc(p, sizeof(jw_server_conf));
+}
+
+static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv) {
+  jw_server_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof *c);
+  c->config_file = add->config_file ? add->config_file : base->config_file;
+  return c;
+}
+
+static void *create_dir_conf(apr_pool_t *p, char *dir) {
+  (void)dir;
+  jw_dir_conf *c = apr_pcalloc(p, sizeof *c);
+  c->fresh = -1;
+  c->claim_env = -1;
+  return c;
+}
+
+static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
+  jw_dir_conf *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof *c);
+  c->fresh = add->fresh != -1 ? add->fresh : base->fresh;
+  c->claim_env = add->claim_env != -1 ? add->claim_env : base->claim_env;
+  c->user_claim = add->user_claim ? add->user_claim : base->user_claim;
+  c->claim_headers = add->claim_headers ? add->claim_headers : base->claim_headers;
+  c->open = add->open ? add->open : base->open;
+  return c;
+}
+
+/* `s` as a JSON string literal. */
+static const char *json_str(apr_pool_t *p, const char *s) {
+  apr_size_t n = strlen(s);
+  char *out = apr_palloc(p, n * 6 + 3), *o = out;
+  *o++ = '"';
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      *o++ = '\\';
+      *o++ = (char)ch;
+    } else if (ch < 0x20) {
+      o += apr_snprintf(o, 7, "\\u%04x", ch);
+    } else {
+      *o++ = (char)ch;
+    }
+  }
+  *o++ = '"';
+  *o = '\0';
+  return out;
+}
+
+/* The core's verdict on a policy: NULL when valid, else its message. */
+static const char *check_policy(apr_pool_t *p, const char *json) {
+  jwtwarden_http_policy *policy = NULL;
+  jwtwarden_error *err = NULL;
+  if (jwtwarden_http_policy_new(json, strlen(json), &policy, &err) == JWTWARDEN_RESULT_OK) {
+    jwtwarden_http_policy_free(policy);
+    return NULL;
+  }
+  const char *msg = apr_pstrdup(p, err ? jwtwarden_error_message(err) : "invalid policy");
+  jwtwarden_error_free(err);
+  return msg;
+}
+
+static const char *set_config_file(cmd_parms *cmd, void *dconf, const char *arg) {
+  (void)dconf;
+  jw_server_conf *c = ap_get_module_config(cmd->server->module_config, &jwtwarden_module);
+  c->config_file = ap_server_root_relative(cmd->pool, arg);
+  if (!c->config_file) return apr_psprintf(cmd->pool, "JwtWardenConfig: invalid path %s", arg);
+  return NULL;
+}
+
+static const char *set_claim_header(cmd_parms *cmd, void *dconf, const char *claim, const char *header) {
+  jw_dir_conf *c = dconf;
+  const char *probe = apr_psprintf(cmd->pool, "{\"claim_headers\":{%s:%s}}", json_str(cmd->pool, claim),
+                                   json_str(cmd->pool, header));
+  const char *bad = check_policy(cmd->pool, probe);
+  if (bad) return apr_psprintf(cmd->pool, "JwtWardenClaimHeader %s %s: %s", claim, header, bad);
+  if (!strcasecmp(header, VERIFIED_HEADER)) return "JwtWardenClaimHeader: that header name is the module's own";
+  if (!c->claim_headers) c->claim_headers = apr_array_make(cmd->pool, 4, sizeof(const char *) * 2);
+  const char **pair = apr_array_push(c->claim_headers);
+  pair[0] = claim;
+  pair[1] = apr_pstrdup(cmd->pool, header);
+  return NULL;
+}
+
+/* An exact path, or a prefix ending with a star, as the middlewares' skip_paths. */
+static const char *open_route_json(apr_pool_t *p, const char *pattern) {
+  apr_size_t n = strlen(pattern);
+  if (n > 0 && pattern[n - 1] == '*')
+    return apr_psprintf(p, "{\"prefix\":%s,\"open\":true}", json_str(p, apr_pstrndup(p, pattern, n - 1)));
+  return apr_psprintf(p, "{\"prefix\":%s,\"exact\":true,\"open\":true}", json_str(p, pattern));
+}
+
+static const char *add_open(cmd_parms *cmd, void *dconf, const char *pattern) {
+  jw_dir_conf *c = dconf;
+  const char *probe = apr_psprintf(cmd->pool, "{\"routes\":[%s]}", open_route_json(cmd->pool, pattern));
+  const char *bad = check_policy(cmd->pool, probe);
+  if (bad) return apr_psprintf(cmd->pool, "JwtWardenOpen %s: %s", pattern, bad);
+  if (!c->open) c->open = apr_array_make(cmd->pool, 4, sizeof(const char *));
+  *(const char **)apr_array_push(c->open) = pattern;
+  return NULL;
+}
+
+static const char *set_user_claim(cmd_parms *cmd, void *dconf, const char *claim) {
+  jw_dir_conf *c = dconf;
+  if (!*claim) return "JwtWardenUserClaim: a claim name is required";
+  c->user_claim = apr_pstrdup(cmd->pool, claim);
+  return NULL;
+}
+
+static const command_rec jw_cmds[] = {
+    AP_INIT_TAKE1("JwtWardenConfig", set_config_file, NULL, RSRC_CONF,
+                  "the engine's JSON configuration file (the same as every jwtwarden front end)"),
+    AP_INIT_FLAG("JwtWardenFresh", ap_set_flag_slot, (void *)APR_OFFSETOF(jw_dir_conf, fresh), OR_AUTHCFG,
+                 "On: check the signature and revocation state on every request (no result cache)"),
+    AP_INIT_TAKE1("JwtWardenUserClaim", set_user_claim, NULL, OR_AUTHCFG,
+                  "the claim that becomes REMOTE_USER (default sub)"),
+    AP_INIT_TAKE2("JwtWardenClaimHeader", set_claim_header, NULL, OR_AUTHCFG,
+                  "CLAIM HEADER: send a verified claim to the backend in this request header (the client's is removed)"),
+    AP_INIT_ITERATE("JwtWardenOpen", add_open, NULL, OR_AUTHCFG,
+                    "paths that need no token: /exact or /prefix/* (matched on the normalised path by the core)"),
+    AP_INIT_FLAG("JwtWardenClaimEnv", ap_set_flag_slot, (void *)APR_OFFSETOF(jw_dir_conf, claim_env), OR_AUTHCFG,
+                 "On (default): verified claims as JWT_CLAIM_<name> in the subprocess environment"),
+    {NULL}};
+
+/* The policy JSON of a directory's merged configuration. */
+static const char *policy_json(request_rec *r, const jw_dir_conf *c) {
+  apr_pool_t *p = r->pool;
+  const char *realm = ap_auth_name(r);
+  const char *json = "{";
+  if (realm) json = apr_pstrcat(p, json, "\"realm\":", json_str(p, realm), ",", NULL);
+  json = apr_pstrcat(p, json, "\"claim_headers\":{", NULL);
+  int maps_iss = 0;
+  for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++) {
+    const char **pair = &((const char **)c->claim_headers->elts)[i * 2];
+    if (!strcmp(pair[0], "iss")) maps_iss = 1;
+    json = apr_pstrcat(p, json, i ? "," : "", json_str(p, pair[0]), ":", json_str(p, pair[1]), NULL);
+  }
+  if (!maps_iss)
+    json = apr_pstrcat(p, json, (c->claim_headers && c->claim_headers->nelts) ? "," : "",
+                       "\"iss\":\"" VERIFIED_HEADER "\"", NULL);
+  json = apr_pstrcat(p, json, "},\"routes\":[", NULL);
+  int n = 0;
+  for (int i = 0; c->open && i < c->open->nelts; i++, n++)
+    json = apr_pstrcat(p, json, n ? "," : "", open_route_json(p, ((const char **)c->open->elts)[i]), NULL);
+  if (c->fresh == 1) json = apr_pstrcat(p, json, n ? "," : "", "{\"prefix\":\"/\",\"fresh\":true}", NULL);
+  return apr_pstrcat(p, json, "]}", NULL);
+}
+
+/* The header that tells a verified token: the user's mapping of iss, or ours. */
+static const char *verified_header(const jw_dir_conf *c) {
+  for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++) {
+    const char **pair = &((const char **)c->claim_headers->elts)[i * 2];
+    if (!strcmp(pair[0], "iss")) return pair[1];
+  }
+  return VERIFIED_HEADER;
+}
+
+/* This child's policy for `json`, built once. */
+static jwtwarden_http_policy *policy_for(request_rec *r, const char *json) {
+  jwtwarden_http_policy *policy;
+#if APR_HAS_THREADS
+  if (g_policies_lock) apr_thread_mutex_lock(g_policies_lock);
+#endif
+  policy = apr_hash_get(g_policies, json, APR_HASH_KEY_STRING);
+  if (!policy) {
+    jwtwarden_error *err = NULL;
+    if (jwtwarden_http_policy_new(json, strlen(json), &policy, &err) == JWTWARDEN_RESULT_OK) {
+      apr_pool_t *hp = apr_hash_pool_get(g_policies);
+      apr_hash_set(g_policies, apr_pstrdup(hp, json), APR_HASH_KEY_STRING, policy);
+    } else {
+      ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jwtwarden: invalid policy: %s",
+                    err ? jwtwarden_error_message(err) : "?");
+      jwtwarden_error_free(err);
+      policy = NULL;
+    }
+  }
+#if APR_HAS_THREADS
+  if (g_policies_lock) apr_thread_mutex_unlock(g_policies_lock);
+#endif
+  return policy;
+}
+
+/* ---------- process model ---------- */
+
+static apr_status_t read_file(apr_pool_t *p, const char *path, char **out, apr_size_t *len) {
+  apr_file_t *f;
+  apr_finfo_t fi;
+  apr_status_t rv = apr_file_open(&f, path, APR_READ, APR_OS_DEFAULT, p);
+  if (rv != APR_SUCCESS) return rv;
+  if ((rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f)) != APR_SUCCESS) return rv;
+  *len = (apr_size_t)fi.size;
+  *out = apr_palloc(p, *len + 1);
+  rv = apr_file_read_full(f, *out, *len, NULL);
+  (*out)[*len] = '\0';
+  apr_file_close(f);
+  return rv;
+}
+
+static const char *g_config_json; /* read by the parent, inherited by children */
+static apr_size_t g_config_len;
+
+static int jw_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s) {
+  (void)plog;
+  (void)ptemp;
+  jw_server_conf *base = ap_get_module_config(s->module_config, &jwtwarden_module);
+  const char *file = base->config_file;
+  for (server_rec *v = s->next; v; v = v->next) {
+    jw_server_conf *c = ap_get_module_config(v->module_config, &jwtwarden_module);
+    if (c->config_file && (!file || strcmp(c->config_file, file))) {
+      if (file) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "JwtWardenConfig: one file per server (%s and %s)", file,
+                     c->config_file);
+        return HTTP_INTERNAL_SERVER_ERROR;
+      }
+      file = c->config_file;
+    }
+  }
+  g_config_json = NULL;
+  if (!file) return OK;
+  char *json;
+  apr_size_t len;
+  apr_status_t rv = read_file(pconf, file, &json, &len);
+  if (rv != APR_SUCCESS) {
+    ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "JwtWardenConfig: cannot read %s", file);
+    return HTTP_INTERNAL_SERVER_ERROR;
+  }
+  /* The C ABI has no "check a configuration" call: build a verifier and
+   * free it at once, before any child is forked. */
+  jwtwarden_verifier *v = NULL;
+  jwtwarden_error *err = NULL;
+  if (jwtwarden_verifier_new(json, len, &v, &err) != JWTWARDEN_RESULT_OK) {
+    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "JwtWardenConfig %s: %s", file,
+                 err ? jwtwarden_error_message(err) : "invalid configuration");
+    jwtwarden_error_free(err);
+    return HTTP_INTERNAL_SERVER_ERROR;
+  }
+  jwtwarden_verifier_free(v);
+  g_config_json = json;
+  g_config_len = len;
+  return OK;
+}
+
+static void jw_log(void *userdata, jwtwarden_log_level level, const char *message) {
+  (void)userdata;
+  int l = level <= JWTWARDEN_LOG_LEVEL_ERROR ? APLOG_ERR
+          : level == JWTWARDEN_LOG_LEVEL_WARN ? APLOG_WARNING
+          : level == JWTWARDEN_LOG_LEVEL_INFO ? APLOG_INFO
+                                              : APLOG_DEBUG;
+  if (g_server) ap_log_error(APLOG_MARK, l, 0, g_server, "jwtwarden: %s", message);
+}
+
+static apr_status_t child_cleanup(void *data) {
+  (void)data;
+  jwtwarden_set_log_callback(NULL, NULL, JWTWARDEN_LOG_LEVEL_OFF, NULL);
+  if (g_policies) {
+    for (apr_hash_index_t *hi = apr_hash_first(NULL, g_policies); hi; hi = apr_hash_next(hi)) {
+      void *val;
+      apr_hash_this(hi, NULL, NULL, &val);
+      jwtwarden_http_policy_free(val);
+    }
+    g_policies = NULL;
+  }
+  jwtwarden_verifier_free(g_verifier);
+  g_verifier = NULL;
+  return APR_SUCCESS;
+}
+
+static void jw_child_init(apr_pool_t *pchild, server_rec *s) {
+  g_server = s;
+  g_policies = apr_hash_make(pchild);
+#if APR_HAS_THREADS
+  apr_thread_mutex_create(&g_policies_lock, APR_THREAD_MUTEX_DEFAULT, pchild);
+#endif
+  apr_pool_cleanup_register(pchild, NULL, child_cleanup, apr_pool_cleanup_null);
+  if (!g_config_json) return;
+  jwtwarden_set_log_callback(jw_log, NULL, JWTWARDEN_LOG_LEVEL_INFO, NULL);
+  jwtwarden_error *err = NULL;
+  if (jwtwarden_verifier_new(g_config_json, g_config_len, &g_verifier, &err) != JWTWARDEN_RESULT_OK) {
+    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "jwtwarden: verifier: %s", err ? jwtwarden_error_message(err) : "?");
+    jwtwarden_error_free(err);
+    g_verifier = NULL;
+  }
+}
+
+/* ---------- authentication ---------- */
+
+static apr_status_t free_verified(void *data) {
+  jw_req *q = data;
+  jwtwarden_verified_free(q->verified);
+  q->verified = NULL;
+  return APR_SUCCESS;
+}
+
+/* Control characters (CR, LF, NUL...) and DEL become '?' . */
+static char *printable(apr_pool_t *p, const char *s, apr_size_t n) {
+  char *out = apr_pstrmemdup(p, s, n);
+  for (apr_size_t i = 0; i < n; i++)
+    if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f) out[i] = '?';
+  return out;
+}
+
+/* A JSON string's text (without quotes, escapes decoded; \u escapes
+ * outside ASCII and control characters become '?'), or NULL when `json`
+ * is not a string. */
+static char *json_string_value(apr_pool_t *p, const char *json, apr_size_t n) {
+  if (n < 2 || json[0] != '"' || json[n - 1] != '"') return NULL;
+  char *out = apr_palloc(p, n), *o = out;
+  for (apr_size_t i = 1; i + 1 < n; i++) {
+    char ch = json[i];
+    if (ch == '\\' && i + 2 < n) {
+      ch = json[++i];
+      switch (ch) {
+        case 'n': case 'r': case 't': case 'b': case 'f': ch = '?'; break;
+        case 'u': {
+          unsigned v = 0;
+          for (int k = 0; k < 4 && i + 1 < n - 1; k++) {
+            char h = json[++i];
+            v = v * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10 : h >= 'A' ? h - 'A' + 10 : h - '0');
+          }
+          ch = (v >= 0x20 && v < 0x7f) ? (char)v : '?';
+          break;
+        }
+        default: break; /* \" \\ \/ */
+      }
+    } else if ((unsigned char)ch < 0x20 || ch == 0x7f) {
+      ch = '?';
+    }
+    *o++ = ch;
+  }
+  *o = '\0';
+  return out;
+}
+
+/* Skip one JSON value starting at s[i]; returns the index after it. */
+static apr_size_t skip_value(const char *s, apr_size_t i, apr_size_t n) {
+  int depth = 0, in_str = 0;
+  for (; i < n; i++) {
+    char ch = s[i];
+    if (in_str) {
+      if (ch == '\\') i++;
+      else if (ch == '"') { in_str = 0; if (!depth) return i + 1; }
+    } else if (ch == '"') {
+      in_str = 1;
+    } else if (ch == '{' || ch == '[') {
+      depth++;
+    } else if (ch == '}' || ch == ']') {
+      if (depth == 0) return i;
+      if (--depth == 0) return i + 1;
+    } else if (!depth && (ch == ',')) {
+      return i;
+    }
+  }
+  return n;
+}
+
+/* Every top-level claim with a plain name as JWT_CLAIM_<name>. */
+static void claims_to_env(request_rec *r, const jwtwarden_verified *v) {
+  const char *s = jwtwarden_verified_claims_json(v);
+  apr_size_t n = jwtwarden_verified_claims_json_len(v), i = 1;
+  if (!s || n < 2 || s[0] != '{') return;
+  while (i < n) {
+    while (i < n && (s[i] == ' ' || s[i] == ',' || s[i] == '\n')) i++;
+    if (i >= n || s[i] != '"') break;
+    apr_size_t kstart = i;
+    i = skip_value(s, i, n);
+    char *name = json_string_value(r->pool, s + kstart, i - kstart);
+    while (i < n && (s[i] == ' ' || s[i] == ':')) i++;
+    apr_size_t vstart = i;
+    i = skip_value(s, i, n);
+    if (!name || !*name || strlen(name) > MAX_CLAIM_NAME) continue;
+    int plain = 1;
+    for (const char *c = name; *c; c++)
+      if (!apr_isalnum(*c) && *c != '_') plain = 0;
+    if (!plain) continue;
+    char *value = json_string_value(r->pool, s + vstart, i - vstart);
+    if (!value) value = printable(r->pool, s + vstart, i - vstart);
+    apr_table_set(r->subprocess_env, apr_pstrcat(r->pool, "JWT_CLAIM_", name, NULL), value);
+  }
+}
+
+/* The refusal exactly as the core wrote it; the request ends here. */
+static int send_refusal(request_rec *r, jwtwarden_http_decision *d) {
+  r->status = (int)jwtwarden_http_decision_status(d);
+  size_t count = jwtwarden_http_decision_header_count(d);
+  for (size_t i = 0; i < count; i++) {
+    size_t nl = 0, vl = 0;
+    const char *name = jwtwarden_http_decision_header_name(d, i, &nl);
+    const char *value = jwtwarden_http_decision_header_value(d, i, &vl);
+    if (name && value)
+      apr_table_add(r->err_headers_out, apr_pstrmemdup(r->pool, name, nl), apr_pstrmemdup(r->pool, value, vl));
+  }
+  size_t bl = 0;
+  const char *body = jwtwarden_http_decision_body(d, &bl);
+  char *copy = apr_pstrmemdup(r->pool, body ? body : "", bl);
+  jwtwarden_http_decision_free(d);
+  ap_set_content_type(r, "application/json");
+  ap_set_content_length(r, (apr_off_t)bl);
+  if (!r->header_only) ap_rwrite(copy, (int)bl, r);
+  return DONE;
+}
+
+static int fail(request_rec *r, const char *why) {
+  ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jwtwarden: %s", why);
+  return HTTP_INTERNAL_SERVER_ERROR;
+}
+
+/* The token after "Bearer" (the decision has checked the syntax). */
+static const char *bearer_token(request_rec *r, apr_size_t *len) {
+  const char *h = apr_table_get(r->headers_in, "Authorization");
+  if (!h || strncasecmp(h, "Bearer", 6)) return NULL;
+  h += 6;
+  while (*h == ' ') h++;
+  *len = strlen(h);
+  while (*len && h[*len - 1] == ' ') (*len)--;
+  return h;
+}
+
+static int jw_authenticate(request_rec *r) {
+  const char *type = ap_auth_type(r);
+  if (!type || strcasecmp(type, AUTH_TYPE)) return DECLINED;
+  jw_dir_conf *c = ap_get_module_config(r->per_dir_config, &jwtwarden_module);
+  if (!g_verifier) return fail(r, "no verifier in this process (JwtWardenConfig missing or invalid)");
+  jwtwarden_http_policy *policy = policy_for(r, policy_json(r, c));
+  if (!policy) return HTTP_INTERNAL_SERVER_ERROR;
+
+  /* The client's own copies of the claim headers never reach the backend. */
+  for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++)
+    apr_table_unset(r->headers_in, ((const char **)c->claim_headers->elts)[i * 2 + 1]);
+  apr_table_unset(r->headers_in, VERIFIED_HEADER);
+
+  const apr_array_header_t *arr = apr_table_elts(r->headers_in);
+  const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+  jwtwarden_http_header *hs = apr_palloc(r->pool, sizeof(*hs) * (arr->nelts ? arr->nelts : 1));
+  size_t nh = 0;
+  for (int i = 0; i < arr->nelts; i++) {
+    if (!e[i].key || !e[i].val) continue;
+    hs[nh].name = e[i].key;
+    hs[nh].name_len = strlen(e[i].key);
+    hs[nh].value = e[i].val;
+    hs[nh].value_len = strlen(e[i].val);
+    nh++;
+  }
+  const char *target = r->unparsed_uri;
+  if (target && target[0] != '/' && strcmp(target, "*"))
+    target = apr_uri_unparse(r->pool, &r->parsed_uri, APR_URI_UNP_OMITSITEPART);
+
+  for (int attempt = 0;; attempt++) {
+    jwtwarden_http_decision *d = NULL;
+    jwtwarden_error *err = NULL;
+    if (jwtwarden_http_decide(policy, g_verifier, r->method, strlen(r->method), target, target ? strlen(target) : 0,
+                              hs, nh, false, &d, &err) != JWTWARDEN_RESULT_OK) {
+      const char *msg = apr_pstrdup(r->pool, err ? jwtwarden_error_message(err) : "?");
+      jwtwarden_error_free(err);
+      return fail(r, msg);
+    }
+    if (!jwtwarden_http_decision_allowed(d)) return send_refusal(r, d);
+
+    jw_req *q = apr_pcalloc(r->pool, sizeof *q);
+    ap_set_module_config(r->request_config, &jwtwarden_module, q);
+    const char *vh = verified_header(c);
+    int verified = 0;
+    size_t count = jwtwarden_http_decision_claim_header_count(d);
+    for (size_t i = 0; i < count; i++) {
+      size_t nl = 0, vl = 0;
+      const char *name = jwtwarden_http_decision_claim_header_name(d, i, &nl);
+      const char *value = jwtwarden_http_decision_claim_header_value(d, i, &vl);
+      char *n = apr_pstrmemdup(r->pool, name, nl);
+      if (!strcasecmp(n, vh)) verified = 1;
+      if (!strcasecmp(n, VERIFIED_HEADER)) continue;
+      apr_table_set(r->headers_in, n, apr_pstrmemdup(r->pool, value, vl));
+    }
+    int cached = jwtwarden_http_decision_cached(d);
+    jwtwarden_http_decision_free(d);
+    if (!verified) {
+      /* An open route or method: nothing verified, nothing passed on. */
+      q->open = 1;
+      r->user = "";
+      r->ap_auth_type = AUTH_TYPE;
+      return OK;
+    }
+    /* The claims of the token the decision accepted (a cache hit). */
+    apr_size_t tl = 0;
+    const char *token = bearer_token(r, &tl);
+    jwtwarden_verified *v = NULL;
+    if (!token || jwtwarden_verifier_verify_with(g_verifier, token, tl, NULL, false, &v, NULL) != JWTWARDEN_RESULT_OK) {
+      /* Revoked or expired in between: decide again, which refuses. */
+      for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++)
+        apr_table_unset(r->headers_in, ((const char **)c->claim_headers->elts)[i * 2 + 1]);
+      if (attempt < 2) continue;
+      return fail(r, "the accepted token could not be read again");
+    }
+    q->verified = v;
+    apr_pool_cleanup_register(r->pool, q, free_verified, apr_pool_cleanup_null);
+    const char *user_claim = c->user_claim ? c->user_claim : "sub";
+    const char *uj = jwtwarden_verified_claim_json(v, user_claim);
+    char *user = uj ? json_string_value(r->pool, uj, strlen(uj)) : NULL;
+    if (!user && uj) user = printable(r->pool, uj, strlen(uj));
+    r->user = user ? user : "";
+    r->ap_auth_type = AUTH_TYPE;
+    if (c->claim_env != 0) claims_to_env(r, v);
+    apr_table_setn(r->subprocess_env, "JWTWARDEN_CACHED", cached ? "true" : "false");
+    return OK;
+  }
+}
+
+/* An authorization failure after authentication: a Bearer challenge. */
+static int jw_note_auth_failure(request_rec *r, const char *type) {
+  if (strcasecmp(type, AUTH_TYPE)) return DECLINED;
+  const char *realm = ap_auth_name(r);
+  const char *challenge = realm ? apr_psprintf(r->pool, "Bearer realm=%s, error=\"insufficient_scope\"",
+                                               json_str(r->pool, realm))
+                                : "Bearer error=\"insufficient_scope\"";
+  apr_table_setn(r->err_headers_out, "WWW-Authenticate", challenge);
+  apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+  apr_table_setn(r->notes, JSON_ERROR_NOTE, "1");
+  ap_custom_response(r, HTTP_UNAUTHORIZED,
+                     "{\"error\":\"insufficient_scope\",\"code\":null,\"category\":\"policy\","
+                     "\"message\":\"the token is not allowed here (Require)\"}");
+  return OK;
+}
+
+/* Apache's error response says text/html: the module's body is JSON. */
+static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb) {
+  ap_set_content_type(f->r, "application/json");
+  ap_remove_output_filter(f);
+  return ap_pass_brigade(f->next, bb);
+}
+
+static void jw_insert_error_filter(request_rec *r) {
+  if (apr_table_get(r->notes, JSON_ERROR_NOTE)) ap_add_output_filter(JSON_ERROR_FILTER, NULL, r, r->connection);
+}
+
+/* ---------- authorization providers ---------- */
+
+static jw_req *req_state(request_rec *r) {
+  return ap_get_module_config(r->request_config, &jwtwarden_module);
+}
+
+/* Does claim JSON `json` equal `want` (a string, or an array holding it,
+ * or the same JSON text for numbers and booleans)? */
+static int claim_matches(apr_pool_t *p, const char *json, const char *want) {
+  apr_size_t n = strlen(json);
+  if (json[0] == '[') {
+    apr_size_t i = 1;
+    while (i < n) {
+      while (i < n && (json[i] == ' ' || json[i] == ',')) i++;
+      if (i >= n || json[i] == ']') break;
+      apr_size_t start = i;
+      i = skip_value(json, i, n);
+      if (i == start) break;
+      if (claim_matches(p, apr_pstrmemdup(p, json + start, i - start), want)) return 1;
+    }
+    return 0;
+  }
+  char *s = json_string_value(p, json, n);
+  return s ? !strcmp(s, want) : !strcmp(json, want);
+}
+
+#define CHECK_STATE                                        \
+  jw_req *q = req_state(r);                                \
+  if (!q) return AUTHZ_DENIED_NO_USER;                     \
+  if (q->open) return AUTHZ_GRANTED;                       \
+  if (!q->verified) return AUTHZ_DENIED_NO_USER;
+
+static authz_status claim_check(request_rec *r, const char *line, const void *parsed) {
+  (void)parsed;
+  CHECK_STATE
+  const char *name = ap_getword_conf(r->pool, &line);
+  const char *json = *name ? jwtwarden_verified_claim_json(q->verified, name) : NULL;
+  if (!json) return AUTHZ_DENIED;
+  while (*line) {
+    const char *want = ap_getword_conf(r->pool, &line);
+    if (claim_matches(r->pool, json, want)) return AUTHZ_GRANTED;
+  }
+  return AUTHZ_DENIED;
+}
+
+/* Is `scope` in the token's `scope` (space-separated) or `scp` claim? */
+static int has_scope(request_rec *r, const jwtwarden_verified *v, const char *scope) {
+  const char *json = jwtwarden_verified_claim_json(v, "scope");
+  char *s = json ? json_string_value(r->pool, json, strlen(json)) : NULL;
+  if (s) {
+    char *last, *tok;
+    for (tok = apr_strtok(s, " ", &last); tok; tok = apr_strtok(NULL, " ", &last))
+      if (!strcmp(tok, scope)) return 1;
+  }
+  json = jwtwarden_verified_claim_json(v, "scp");
+  if (json && json[0] == '[') return claim_matches(r->pool, json, scope);
+  s = json ? json_string_value(r->pool, json, strlen(json)) : NULL;
+  if (s) {
+    char *last, *tok;
+    for (tok = apr_strtok(s, " ", &last); tok; tok = apr_strtok(NULL, " ", &last))
+      if (!strcmp(tok, scope)) return 1;
+  }
+  return 0;
+}
+
+/* Every scope listed must be granted (as a route's `scopes`). */
+static authz_status scope_check(request_rec *r, const char *line, const void *parsed) {
+  (void)parsed;
+  CHECK_STATE
+  int any = 0;
+  while (*line) {
+    const char *want = ap_getword_conf(r->pool, &line);
+    if (!*want) break;
+    any = 1;
+    if (!has_scope(r, q->verified, want)) return AUTHZ_DENIED;
+  }
+  return any ? AUTHZ_GRANTED : AUTHZ_DENIED;
+}
+
+static authz_status issuer_check(request_rec *r, const char *line, const void *parsed) {
+  (void)parsed;
+  CHECK_STATE
+  const char *iss = jwtwarden_verified_issuer(q->verified);
+  while (*line) {
+    const char *want = ap_getword_conf(r->pool, &line);
+    if (iss && !strcmp(iss, want)) return AUTHZ_GRANTED;
+  }
+  return AUTHZ_DENIED;
+}
+
+static const char *parse_claim_line(cmd_parms *cmd, const char *line, const void **parsed) {
+  (void)parsed;
+  const char *w = line;
+  const char *name = ap_getword_conf(cmd->temp_pool, &w);
+  if (!*name || !*w) return "Require jwt-claim: NAME VALUE... (at least one value)";
+  return NULL;
+}
+
+static const char *parse_values_line(cmd_parms *cmd, const char *line, const void **parsed) {
+  (void)parsed;
+  (void)cmd;
+  if (!*line) return "Require jwt-scope / jwt-issuer: at least one value";
+  return NULL;
+}
+
+static const authz_provider claim_provider = {&claim_check, &parse_claim_line};
+static const authz_provider scope_provider = {&scope_check, &parse_values_line};
+static const authz_provider issuer_provider = {&issuer_check, &parse_values_line};
+
+static void register_hooks(apr_pool_t *p) {
+  ap_hook_check_config(jw_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+  ap_hook_child_init(jw_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+  ap_hook_check_authn(jw_authenticate, NULL, NULL, APR_HOOK_MIDDLE, AP_AUTH_INTERNAL_PER_CONF);
+  ap_hook_note_auth_failure(jw_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
+  ap_hook_insert_error_filter(jw_insert_error_filter, NULL, NULL, APR_HOOK_MIDDLE);
+  ap_register_output_filter(JSON_ERROR_FILTER, json_error_filter, NULL, AP_FTYPE_CONTENT_SET);
+  ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "jwt-claim", AUTHZ_PROVIDER_VERSION, &claim_provider,
+                            AP_AUTH_INTERNAL_PER_CONF);
+  ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "jwt-scope", AUTHZ_PROVIDER_VERSION, &scope_provider,
+                            AP_AUTH_INTERNAL_PER_CONF);
+  ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "jwt-issuer", AUTHZ_PROVIDER_VERSION, &issuer_provider,
+                            AP_AUTH_INTERNAL_PER_CONF);
+}
+
+AP_DECLARE_MODULE(jwtwarden) = {STANDARD20_MODULE_STUFF, create_dir_conf, merge_dir_conf, create_server_conf,
+                                merge_server_conf, jw_cmds, register_hooks};

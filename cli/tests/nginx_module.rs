@@ -160,6 +160,15 @@ const LOCATIONS: &str = r#"
 "#;
 
 fn stack(workers: u32, engine_extra: Value) -> Option<Stack> {
+    stack_with(workers, |engine| {
+        for (k, v) in engine_extra.as_object().into_iter().flatten() {
+            engine[k] = v.clone();
+        }
+    })
+}
+
+/// The stack, with the engine's configuration changed by `edit`.
+fn stack_with(workers: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
     let (binary, module) = module()?;
     let issuer = TestIssuer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -177,9 +186,7 @@ fn stack(workers: u32, engine_extra: Value) -> Option<Stack> {
         "http": {"allow_http": true, "timeout_ms": 3000},
         "state_dir": state,
     });
-    for (k, v) in engine_extra.as_object().into_iter().flatten() {
-        engine[k] = v.clone();
-    }
+    edit(&mut engine);
     let config = dir.path().join("jwtwarden.json");
     std::fs::write(&config, engine.to_string()).unwrap();
     let upstream = Upstream::start();
@@ -719,4 +726,70 @@ fn every_contract_row_holds_against_the_module() {
     let allowed = cases.iter().filter(|c| c["expect"]["status"].as_u64() == Some(200));
     let expected_hits: u64 = allowed.map(|c| c["repeat"].as_u64().unwrap_or(1)).sum();
     assert_eq!(upstream.hits(), expected_hits);
+}
+
+/// A revocation published through the Redis feed (by another process's
+/// verifier, `jwtwarden revoke` with the same configuration) is refused by
+/// every worker, the token having been cached in them before.
+#[test]
+fn a_revocation_through_the_redis_feed_reaches_every_worker() {
+    let Some(redis) = jwtwarden_testissuer::redis::RedisServer::start() else {
+        panic!("redis-server is not installed");
+    };
+    let feed = json!({"redis": {"url": redis.url(), "timeout_ms": 1000}});
+    let Some(s) = stack(4, json!({"revocation": feed, "state_dir": null})) else {
+        return;
+    };
+    let token = s.token(|c| c["jti"] = json!("jti-feed-1"));
+    for _ in 0..12 {
+        assert_eq!(s.get("/api/orders", &token).status, 200);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["revoke", "--config"])
+        .arg(&s.config)
+        .args(["--issuer", &s.issuer.url(), "--jti", "jti-feed-1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"fleet\""), "published to the fleet: {stdout}");
+    eventually("every worker refuses the revoked token", || {
+        (0..12).all(|_| s.get("/api/orders", &token).status == 401)
+    });
+    s.assert_refused(&token, "revoked through the feed");
+}
+
+/// With N workers the identity provider sees at most one JWKS fetch per
+/// worker for a storm of unknown kids (each worker's verifier rate-limits
+/// its own; the workers do not share one fetch).
+#[test]
+fn an_unknown_kid_storm_costs_at_most_one_fetch_per_worker() {
+    let Some(s) = stack_with(4, |e| {
+        e["issuers"][0]["refresh"]["unknown_kid_cooldown_secs"] = json!(60)
+    }) else {
+        return;
+    };
+    // Every worker has fetched its keys at start.
+    let good = s.token(|_| {});
+    for _ in 0..8 {
+        assert_eq!(s.get("/api/orders", &good).status, 200);
+    }
+    eventually("four start-up fetches", || s.issuer.jwks_requests() >= 4);
+    let before = s.issuer.jwks_requests();
+    let first = s.issuer.first_kid();
+    for i in 0..40 {
+        let t = s.issuer.mint_with_header(
+            &first,
+            &json!({"alg": "RS256", "typ": "JWT", "kid": format!("storm-{i}")}),
+            &s.issuer.default_claims("storm", now()),
+        );
+        let r = s.get("/api/orders", &t);
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+    let fetches = s.issuer.jwks_requests() - before;
+    assert!(
+        (1..=4).contains(&fetches),
+        "{fetches} JWKS fetches for one storm with 4 workers"
+    );
+    eprintln!("unknown-kid storm of 40 requests, 4 workers: {fetches} JWKS fetches");
 }

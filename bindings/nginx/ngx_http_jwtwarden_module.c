@@ -666,6 +666,10 @@ static ngx_int_t jw_claim_headers(ngx_http_request_t *r, ngx_http_jwtwarden_loc_
         nh->hash = ngx_hash_key(nh->lowcase_key, nh->key.len);
     }
     r->headers_in.headers = list;
+    if (list.last == &list.part) {
+        /* One part: `last` pointed at this function's copy. */
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
     return NGX_OK;
 }
 
@@ -704,9 +708,15 @@ static void ngx_http_jwtwarden_task_done(ngx_event_t *ev) {
     if (ctx->decision == NULL) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0, "jwtwarden: decision failed: %s", jwtwarden_result_name(t->rc));
     }
-    /* Re-enter the phases: the access handler now finds the decision. */
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(c);
+    /* Re-enter the phases (the write handler is ngx_http_core_run_phases,
+       or the finalizer if the request was terminated meanwhile): the
+       access handler now finds the decision. */
+    if (r->done) {
+        c->write->handler(c->write);
+    } else {
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 static ngx_int_t ngx_http_jwtwarden_handler(ngx_http_request_t *r) {

@@ -72,7 +72,15 @@ impl Nginx {
         let addr = format!("127.0.0.1:{port}");
         let conf = nginx_conf(module, workers, &d, &http.replace("{listen}", &addr));
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(binary)
+        let mut cmd = Command::new(binary);
+        // A module built with AddressSanitizer (scripts/test-nginx --asan)
+        // needs its runtime preloaded into nginx; reports go to asan.PID
+        // files, which Drop turns into a failure.
+        if let Some(preload) = std::env::var_os("JWTWARDEN_NGINX_PRELOAD") {
+            cmd.env("LD_PRELOAD", preload)
+                .env("ASAN_OPTIONS", format!("detect_leaks=0:log_path={d}/asan"));
+        }
+        let child = cmd
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
@@ -104,6 +112,15 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         self.signal(libc::SIGTERM);
         let _ = self.child.wait();
+        let reports: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("asan."))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        if !reports.is_empty() && !std::thread::panicking() {
+            panic!("AddressSanitizer:\n{}", reports.join("\n"));
+        }
     }
 }
 
@@ -114,7 +131,11 @@ fn nginx_t(binary: &Path, module: &Path, http: &str) -> (bool, String) {
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let conf = nginx_conf(module, 1, &d, &http.replace("{listen}", "127.0.0.1:1"));
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let out = Command::new(binary)
+    let mut cmd = Command::new(binary);
+    if let Some(preload) = std::env::var_os("JWTWARDEN_NGINX_PRELOAD") {
+        cmd.env("LD_PRELOAD", preload).env("ASAN_OPTIONS", "detect_leaks=0");
+    }
+    let out = cmd
         .arg("-t")
         .arg("-p")
         .arg(dir.path())

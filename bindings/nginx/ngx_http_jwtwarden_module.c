@@ -876,9 +876,49 @@ static ngx_int_t ngx_http_jwtwarden_error_variable(ngx_http_request_t *r, ngx_ht
     return jw_value(v, p, (size_t)(q - p));
 }
 
+/* $jwtwarden_claim_NAME: the sanitised value of claim NAME as passed to
+   the upstream; only for claims mapped with jwtwarden_claim_header (the
+   decision carries no other claim). No value when absent or refused. */
+static ngx_int_t ngx_http_jwtwarden_claim_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+                                                   uintptr_t data) {
+    ngx_str_t *var = (ngx_str_t *)data, claim;
+    jwtwarden_http_decision *d = jw_decision(r);
+    ngx_http_jwtwarden_loc_conf_t *c = ngx_http_get_module_loc_conf(r->main, ngx_http_jwtwarden_module);
+    ngx_http_jwtwarden_claim_header_t *ch;
+    const char *name, *value;
+    size_t i, n, nlen, vlen;
+    ngx_uint_t j;
+
+    if (d == NULL || !jwtwarden_http_decision_allowed(d) || c->claim_headers == NULL) {
+        return jw_value(v, NULL, 0);
+    }
+    claim.data = var->data + sizeof("jwtwarden_claim_") - 1;
+    claim.len = var->len - (sizeof("jwtwarden_claim_") - 1);
+    ch = c->claim_headers->elts;
+    for (j = 0; j < c->claim_headers->nelts; j++) {
+        if (ch[j].claim.len == claim.len && ngx_strncmp(ch[j].claim.data, claim.data, claim.len) == 0) {
+            break;
+        }
+    }
+    if (j == c->claim_headers->nelts) {
+        return jw_value(v, NULL, 0);
+    }
+    n = jwtwarden_http_decision_claim_header_count(d);
+    for (i = 0; i < n; i++) {
+        name = jwtwarden_http_decision_claim_header_name(d, i, &nlen);
+        if (nlen == ch[j].header.len && ngx_strncasecmp((u_char *)name, ch[j].header.data, nlen) == 0) {
+            value = jwtwarden_http_decision_claim_header_value(d, i, &vlen);
+            return jw_value(v, value, vlen);
+        }
+    }
+    return jw_value(v, NULL, 0);
+}
+
 static ngx_http_variable_t ngx_http_jwtwarden_vars[] = {
     {ngx_string("jwtwarden_cached"), NULL, ngx_http_jwtwarden_cached_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
     {ngx_string("jwtwarden_error"), NULL, ngx_http_jwtwarden_error_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    {ngx_string("jwtwarden_claim_"), NULL, ngx_http_jwtwarden_claim_variable, 0,
+     NGX_HTTP_VAR_NOCACHEABLE | NGX_HTTP_VAR_PREFIX, 0},
     ngx_http_null_variable};
 
 static ngx_int_t ngx_http_jwtwarden_add_variables(ngx_conf_t *cf) {

@@ -168,6 +168,9 @@ const LOCATIONS: &str = r#"
       proxy_pass http://127.0.0.1:{up};
       proxy_set_header X-Jwtwarden-Cached $jwtwarden_cached;
       add_header X-Worker $pid always;
+      proxy_set_header X-Var-Sub $jwtwarden_claim_sub;
+      proxy_set_header X-Var-Unmapped $jwtwarden_claim_email;
+      add_header X-Var-Error $jwtwarden_error always;
     }
     location = /healthz { jwtwarden off; return 200 "ok"; }
     location /admin/ {
@@ -264,6 +267,8 @@ impl Stack {
             assert!(challenge.contains("error=\"invalid_token\""), "{what}: {r:?}");
             assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
             assert!(!r.body.contains(token), "{what}: the body repeats the token");
+            let kind = r.json()["error"].as_str().unwrap().to_string();
+            assert_eq!(r.header("x-var-error"), Some(kind.as_str()), "{what}: $jwtwarden_error");
         }
         assert_eq!(self.upstream.hits(), before, "{what} reached the upstream");
     }
@@ -302,6 +307,10 @@ fn with_four_workers_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
         if i == 0 {
             assert_eq!(header(&h, "x-jwtwarden-cached"), ["false"]);
         }
+        // Variables: a mapped claim's sanitised value; an unmapped claim
+        // has none (the decision carries mapped claims only).
+        assert_eq!(header(&h, "x-var-sub"), ["alice"], "{h:?}");
+        assert!(header(&h, "x-var-unmapped").is_empty(), "{h:?}");
     }
     assert_eq!(s.upstream.hits(), 8);
 
@@ -310,6 +319,7 @@ fn with_four_workers_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="jwtwarden""#));
     assert_eq!(r.json()["error"], "missing_token");
+    assert_eq!(r.header("x-var-error"), Some("missing_token"));
     // An open location needs nothing.
     assert_eq!(s.nginx.get("/healthz", &[]).status, 200);
 

@@ -875,3 +875,31 @@ fn a_key_rotation_under_load_fails_no_request() {
     assert_eq!(failed.load(Ordering::SeqCst), 0, "{}", s.nginx.error_log());
     assert_eq!(s.upstream.hits(), 240);
 }
+
+/// The engine's own configuration is checked when a worker builds its
+/// verifier (the C ABI cannot check one without building it, which the
+/// master must not do): a bad field is logged naming it, and the worker
+/// answers 500 (fails closed), never the upstream.
+#[test]
+fn a_bad_engine_configuration_fails_closed_and_is_logged_with_its_field() {
+    let Some((binary, module)) = module() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("engine.json");
+    std::fs::write(
+        &cfg,
+        r#"{"issuers": [{"issuer": "https://idp.example", "jwks_uri": 7}]}"#,
+    )
+    .unwrap();
+    let upstream = Upstream::start();
+    let http = format!(
+        "  jwtwarden_config {};\n  server {{ listen {{listen}}; location / {{ jwtwarden on; proxy_pass http://127.0.0.1:{}; }} }}",
+        cfg.display(),
+        upstream.port
+    );
+    let nginx = Nginx::start(&binary, &module, 2, &http);
+    let r = nginx.get("/", &[("Authorization", "Bearer a.b.c")]);
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(upstream.hits(), 0);
+    let log = nginx.error_log();
+    assert!(log.contains("jwks_uri"), "{log}");
+}

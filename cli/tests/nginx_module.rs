@@ -1,0 +1,905 @@
+//! `ngx_http_jwtwarden_module` (bindings/nginx) in a real nginx, in front
+//! of an upstream that echoes the headers it receives, with the test issuer
+//! as the identity provider.
+//!
+//! The module is built by `scripts/build-nginx-module`; `scripts/test-nginx`
+//! builds it and runs this file with JWTWARDEN_NGINX_MODULE set to its path.
+//! Without that variable the tests are skipped (with a message) unless
+//! JWTWARDEN_REQUIRE_NGINX is set.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::now;
+use common::serve::{echoed, free_port, nginx_binary, request, wait_listening, Resp, Upstream};
+use jwtwarden_testissuer::{Fault, TestIssuer};
+use serde_json::{json, Value};
+
+/// nginx and the module, or None (skipped) when the module was not built.
+fn module() -> Option<(PathBuf, PathBuf)> {
+    let required = std::env::var_os("JWTWARDEN_REQUIRE_NGINX").is_some();
+    let found = nginx_binary().zip(std::env::var_os("JWTWARDEN_NGINX_MODULE").map(PathBuf::from));
+    match found {
+        Some((nginx, m)) if m.is_file() => Some((nginx, m)),
+        _ if required => panic!("JWTWARDEN_REQUIRE_NGINX is set but nginx or JWTWARDEN_NGINX_MODULE is missing"),
+        _ => {
+            eprintln!("SKIPPED: run scripts/test-nginx (needs nginx and JWTWARDEN_NGINX_MODULE)");
+            None
+        }
+    }
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// nginx in the foreground with the module loaded, its own prefix, and
+/// `http` as the body of its `http {}` (`{listen}` is replaced by the
+/// address).
+struct Nginx {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+fn nginx_conf(module: &Path, workers: u32, d: &str, http: &str) -> String {
+    format!(
+        "load_module {m};\nworker_processes {workers};\nerror_log {d}/logs/error.log info;\npid {d}/nginx.pid;\n\
+         thread_pool default threads=4;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{http}\n}}\n",
+        m = module.display()
+    )
+}
+
+impl Nginx {
+    fn start(binary: &Path, module: &Path, workers: u32, http: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let conf = nginx_conf(module, workers, &d, &http.replace("{listen}", &addr));
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let mut cmd = Command::new(binary);
+        // A module built with AddressSanitizer (scripts/test-nginx --asan)
+        // needs its runtime preloaded into nginx; reports go to asan.PID
+        // files, which Drop turns into a failure.
+        if let Some(preload) = std::env::var_os("JWTWARDEN_NGINX_PRELOAD") {
+            cmd.env("LD_PRELOAD", preload)
+                .env("ASAN_OPTIONS", format!("detect_leaks=0:log_path={d}/asan"));
+        }
+        let child = cmd
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-g")
+            .arg("daemon off; master_process on;")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        wait_listening(&addr);
+        Nginx { child, addr, dir }
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        request(&self.addr, "GET", path, headers, "")
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let _ = self.child.wait();
+        let reports: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("asan."))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        if !reports.is_empty() && !std::thread::panicking() {
+            panic!("AddressSanitizer:\n{}", reports.join("\n"));
+        }
+    }
+}
+
+/// `nginx -t` on a configuration: (success, output).
+fn nginx_t(binary: &Path, module: &Path, http: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let conf = nginx_conf(module, 1, &d, &http.replace("{listen}", "127.0.0.1:1"));
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let mut cmd = Command::new(binary);
+    if let Some(preload) = std::env::var_os("JWTWARDEN_NGINX_PRELOAD") {
+        cmd.env("LD_PRELOAD", preload).env("ASAN_OPTIONS", "detect_leaks=0");
+    }
+    let out = cmd
+        .arg("-t")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
+}
+
+/// The test issuer, an engine config file trusting it (with a shared
+/// `state_dir`), an upstream and nginx with the module in front of it.
+struct Stack {
+    nginx: Nginx,
+    upstream: Upstream,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+    issuer: TestIssuer,
+}
+
+const LOCATIONS: &str = r#"
+    jwtwarden on;
+    jwtwarden_realm jwtwarden;
+    jwtwarden_audience api;
+    jwtwarden_claim_header sub X-Auth-Subject;
+    jwtwarden_claim_header name X-Auth-Name;
+    jwtwarden_claim_header scope X-Auth-Scope;
+    location / {
+      proxy_pass http://127.0.0.1:{up};
+      proxy_set_header X-Jwtwarden-Cached $jwtwarden_cached;
+      add_header X-Worker $pid always;
+      proxy_set_header X-Var-Sub $jwtwarden_claim_sub;
+      proxy_set_header X-Var-Unmapped $jwtwarden_claim_email;
+      add_header X-Var-Error $jwtwarden_error always;
+    }
+    location = /healthz { jwtwarden off; return 200 "ok"; }
+    location /admin/ {
+      jwtwarden_fresh on;
+      jwtwarden_scope admin;
+      proxy_pass http://127.0.0.1:{up};
+    }
+    location /cookie/ {
+      jwtwarden_token $cookie_session;
+      proxy_pass http://127.0.0.1:{up};
+    }
+"#;
+
+fn stack(workers: u32, engine_extra: Value) -> Option<Stack> {
+    stack_with(workers, |engine| {
+        for (k, v) in engine_extra.as_object().into_iter().flatten() {
+            engine[k] = v.clone();
+        }
+    })
+}
+
+/// The stack, with the engine's configuration changed by `edit`.
+fn stack_with(workers: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
+    let (binary, module) = module()?;
+    let issuer = TestIssuer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // nginx's workers run as another user (nobody, when started as root):
+    // they read and write the shared state_dir.
+    use std::os::unix::fs::PermissionsExt;
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut engine = json!({
+        "issuers": [{"issuer": issuer.url(), "jwks_uri": issuer.jwks_uri(), "audiences": ["api"],
+                     "refresh": {"min_ttl_secs": 1, "unknown_kid_cooldown_secs": 1,
+                                 "backoff_initial_secs": 1, "backoff_max_secs": 1}}],
+        "http": {"allow_http": true, "timeout_ms": 3000},
+        "state_dir": state,
+    });
+    edit(&mut engine);
+    let config = dir.path().join("jwtwarden.json");
+    std::fs::write(&config, engine.to_string()).unwrap();
+    let upstream = Upstream::start();
+    let http = format!(
+        "  jwtwarden_config {};\n  server {{\n    listen {{listen}};\n{}\n  }}",
+        config.display(),
+        LOCATIONS.replace("{up}", &upstream.port.to_string())
+    );
+    let nginx = Nginx::start(&binary, &module, workers, &http);
+    Some(Stack {
+        nginx,
+        upstream,
+        config,
+        _dir: dir,
+        issuer,
+    })
+}
+
+impl Stack {
+    fn get(&self, path: &str, token: &str) -> Resp {
+        let auth = format!("Bearer {token}");
+        self.nginx.get(path, &[("Authorization", &auth)])
+    }
+
+    /// Wait until each of the `workers` has refused `token` once (which
+    /// worker answers is the kernel's choice: `X-Worker` says which did).
+    /// A revocation, once held, stays: after this every worker refuses it.
+    fn until_every_worker_refuses(&self, token: &str, workers: usize) {
+        let mut refused = std::collections::HashSet::new();
+        eventually("every worker refuses the revoked token", || {
+            let r = self.get("/api/orders", token);
+            if r.status == 401 {
+                refused.insert(r.header("x-worker").unwrap().to_string());
+            }
+            refused.len() == workers
+        });
+    }
+
+    fn token(&self, edit: impl FnOnce(&mut Value)) -> String {
+        let mut claims = self.issuer.default_claims("alice", now());
+        edit(&mut claims);
+        self.issuer.mint(&self.issuer.first_kid(), &claims)
+    }
+
+    /// Refused with 401 `invalid_token`, and the upstream never saw it
+    /// (asked several times, so that every worker answers).
+    fn assert_refused(&self, token: &str, what: &str) {
+        let before = self.upstream.hits();
+        for _ in 0..8 {
+            let r = self.get("/api/orders", token);
+            assert_eq!(r.status, 401, "{what}: {r:?}\n{}", self.nginx.error_log());
+            let challenge = r.header("www-authenticate").unwrap_or_default();
+            assert!(challenge.contains("error=\"invalid_token\""), "{what}: {r:?}");
+            assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+            assert!(!r.body.contains(token), "{what}: the body repeats the token");
+            let kind = r.json()["error"].as_str().unwrap().to_string();
+            assert_eq!(r.header("x-var-error"), Some(kind.as_str()), "{what}: $jwtwarden_error");
+        }
+        assert_eq!(self.upstream.hits(), before, "{what} reached the upstream");
+    }
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    h.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+}
+
+#[test]
+fn with_four_workers_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
+    let Some(s) = stack(4, json!({})) else { return };
+    let issuer = &s.issuer;
+    let kid = issuer.first_kid();
+    let good = s.token(|c| c["name"] = json!("Alice"));
+
+    // The client's own X-Auth-Subject is replaced by the verified one.
+    let auth = format!("Bearer {good}");
+    for i in 0..8 {
+        let r = s.nginx.get(
+            "/api/orders",
+            &[
+                ("Authorization", &auth),
+                ("X-Auth-Subject", "admin"),
+                ("x-auth-scope", "all"),
+            ],
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+        let h = echoed(&r);
+        assert_eq!(header(&h, "x-auth-subject"), ["alice"], "{h:?}");
+        assert_eq!(header(&h, "x-auth-name"), ["Alice"], "{h:?}");
+        assert!(
+            header(&h, "x-auth-scope").is_empty(),
+            "an absent claim's header is dropped: {h:?}"
+        );
+        if i == 0 {
+            assert_eq!(header(&h, "x-jwtwarden-cached"), ["false"]);
+        }
+        // Variables: a mapped claim's sanitised value; an unmapped claim
+        // has none (the decision carries mapped claims only).
+        assert_eq!(header(&h, "x-var-sub"), ["alice"], "{h:?}");
+        assert!(header(&h, "x-var-unmapped").is_empty(), "{h:?}");
+    }
+    assert_eq!(s.upstream.hits(), 8);
+
+    // No token: the bare challenge.
+    let r = s.nginx.get("/api/orders", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="jwtwarden""#));
+    assert_eq!(r.json()["error"], "missing_token");
+    assert_eq!(r.header("x-var-error"), Some("missing_token"));
+    // An open location needs nothing.
+    assert_eq!(s.nginx.get("/healthz", &[]).status, 200);
+
+    s.assert_refused(
+        &s.token(|c| {
+            c["exp"] = json!(now() - 3600);
+            c["iat"] = json!(now() - 7200);
+        }),
+        "expired",
+    );
+    // Forged: another payload under a good signature.
+    let mut parts: Vec<&str> = good.split('.').collect();
+    let other = s.token(|c| c["sub"] = json!("mallory"));
+    parts[1] = other.split('.').nth(1).unwrap();
+    s.assert_refused(&parts.join("."), "forged (payload swapped)");
+    let stranger = TestIssuer::start();
+    let forged = stranger.mint_with_header(
+        &stranger.first_kid(),
+        &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+        &issuer.default_claims("mallory", now()),
+    );
+    s.assert_refused(&forged, "forged (foreign key)");
+    let none = issuer.mint_unsigned(
+        &json!({"alg": "none", "typ": "JWT"}),
+        &issuer.default_claims("mallory", now()),
+    );
+    s.assert_refused(&none, "alg none");
+    s.assert_refused(&s.token(|c| c["aud"] = json!("other-api")), "wrong audience");
+
+    // A scope the location requires; fresh re-verifies.
+    let r = s.get("/admin/users", &good);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(
+        r.header("www-authenticate").unwrap().contains("insufficient_scope"),
+        "{r:?}"
+    );
+    let admin = s.token(|c| c["scope"] = json!("admin read"));
+    let r = s.get("/admin/users", &admin);
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // A token from a variable (a cookie) instead of Authorization.
+    let r = s.nginx.get("/cookie/x", &[("Cookie", &format!("session={good}"))]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(s.nginx.get("/cookie/x", &[("Authorization", &auth)]).status, 401);
+
+    // Revoked by `jwtwarden revoke` on the shared state_dir's journal:
+    // cached in the workers before, refused by every worker after.
+    let bobs = s.token(|c| {
+        c["sub"] = json!("bob");
+        c["jti"] = json!("jti-bob-1");
+    });
+    for _ in 0..8 {
+        assert_eq!(s.get("/api/orders", &bobs).status, 200);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["revoke", "--config"])
+        .arg(&s.config)
+        .args(["--issuer", &issuer.url(), "--jti", "jti-bob-1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.until_every_worker_refuses(&bobs, 4);
+    s.assert_refused(&bobs, "revoked");
+}
+
+#[test]
+fn claim_values_cannot_inject_headers() {
+    let Some(s) = stack(2, json!({})) else { return };
+    let token = s.token(|c| {
+        c["sub"] = json!("alice\r\nX-Injected: yes");
+        c["name"] = json!("Eve\nSet-Cookie: a=b\u{0}\u{7f}\u{85}");
+        c["scope"] = json!(["read", "write\r\nX-Injected: 2"]);
+    });
+    let r = s.get("/api/orders", &token);
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+    let h = echoed(&r);
+    assert!(header(&h, "x-injected").is_empty(), "{h:?}");
+    assert!(header(&h, "set-cookie").is_empty(), "{h:?}");
+    assert_eq!(header(&h, "x-auth-subject"), ["alice  X-Injected: yes"]);
+    assert_eq!(header(&h, "x-auth-name"), ["Eve Set-Cookie: a=b"]);
+    assert_eq!(header(&h, "x-auth-scope"), ["read,write  X-Injected: 2"]);
+    let long = s.token(|c| c["name"] = json!("n".repeat(5000)));
+    let h = echoed(&s.get("/api/orders", &long));
+    assert_eq!(header(&h, "x-auth-name")[0].len(), 1024);
+}
+
+#[test]
+fn issuer_down_known_keys_pass_and_new_kids_fail_closed() {
+    let Some(s) = stack(2, json!({})) else { return };
+    let good = s.token(|_| {});
+    assert_eq!(s.get("/api/orders", &good).status, 200);
+    s.issuer.set_fault(Fault::Status(500));
+    // Cached, and known-key tokens never seen before, keep passing.
+    for i in 0..8 {
+        assert_eq!(s.get("/api/orders", &good).status, 200);
+        let fresh = s.token(|c| c["sub"] = json!(format!("user-{i}")));
+        assert_eq!(s.get("/api/orders", &fresh).status, 200);
+    }
+    // A kid the issuer now publishes but no worker could fetch: refused
+    // (fail closed), never at the upstream. The engine still holds a good
+    // keyset for this issuer, so its answer is `unknown_kid` (401); the 503
+    // with Retry-After is for an issuer with no usable keys (the contract's
+    // `keys_down` row, replayed below).
+    let new_kid = s.issuer.add_key(jwtwarden_testissuer::Alg::RS256);
+    let t = s.issuer.mint(&new_kid, &s.issuer.default_claims("carol", now()));
+    let before = s.upstream.hits();
+    let r = s.get("/api/orders", &t);
+    assert_eq!(r.status, 401, "{r:?}\n{}", s.nginx.error_log());
+    assert!(r.header("www-authenticate").unwrap().contains("unknown_kid"), "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(s.upstream.hits(), before);
+    // Back up: the new kid verifies (on a worker's thread pool).
+    s.issuer.set_fault(Fault::None);
+    eventually("the new kid verifies", || s.get("/api/orders", &t).status == 200);
+}
+
+#[test]
+fn a_reload_under_load_drops_nothing() {
+    let Some(s) = stack(2, json!({})) else { return };
+    let good = s.token(|_| {});
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let addr = s.nginx.addr.clone();
+    let load = {
+        let (stop, ok, failed, good) = (stop.clone(), ok.clone(), failed.clone(), good.clone());
+        std::thread::spawn(move || {
+            let auth = format!("Bearer {good}");
+            while !stop.load(Ordering::SeqCst) {
+                let r = request(&addr, "GET", "/api/orders", &[("Authorization", &auth)], "");
+                if r.status == 200 {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    eventually("load runs", || ok.load(Ordering::SeqCst) > 20);
+    for _ in 0..2 {
+        s.nginx.signal(libc::SIGHUP);
+        let at = ok.load(Ordering::SeqCst);
+        eventually("requests after the reload", || ok.load(Ordering::SeqCst) > at + 100);
+    }
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "{}", s.nginx.error_log());
+    assert!(s.nginx.error_log().contains("reconfiguring"), "{}", s.nginx.error_log());
+}
+
+/// No blocking, shown without timers: one worker; the issuer holds a JWKS
+/// response open for a request that must fetch; a cached token's request
+/// completes while that one is still waiting.
+#[test]
+fn a_pending_fetch_does_not_block_cached_tokens_on_the_same_worker() {
+    // The held fetch gives up only when the issuer stops (not on a timer
+    // the test could lose to a slow machine).
+    let Some(s) = stack_with(1, |e| e["http"]["timeout_ms"] = json!(60_000)) else {
+        return;
+    };
+    let good = s.token(|_| {});
+    assert_eq!(s.get("/api/orders", &good).status, 200);
+    let fetches = s.issuer.jwks_requests();
+    s.issuer.set_fault(Fault::Hang);
+    let unknown = s.issuer.mint_with_header(
+        &s.issuer.first_kid(),
+        &json!({"alg": "RS256", "typ": "JWT", "kid": "kid-nobody-has-seen"}),
+        &s.issuer.default_claims("dave", now()),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let waiting = {
+        let (addr, done) = (s.nginx.addr.clone(), done.clone());
+        std::thread::spawn(move || {
+            let auth = format!("Bearer {unknown}");
+            let r = request(&addr, "GET", "/api/orders", &[("Authorization", &auth)], "");
+            done.store(true, Ordering::SeqCst);
+            r.status
+        })
+    };
+    // The fetch is in flight: the issuer holds its response.
+    eventually("the worker asks for the JWKS", || s.issuer.jwks_requests() > fetches);
+    for _ in 0..5 {
+        let r = s.get("/api/orders", &good);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "the fetching request finished first: nothing showed non-blocking"
+        );
+    }
+    // Release it (the issuer drops held connections when it stops).
+    let Stack { nginx, issuer, .. } = s;
+    drop(issuer);
+    let status = waiting.join().unwrap();
+    assert!(status == 503 || status == 401, "{status}");
+    drop(nginx);
+}
+
+#[test]
+fn nginx_t_refuses_a_bad_configuration_and_names_the_field() {
+    let Some((binary, module)) = module() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("engine.json");
+    std::fs::write(&cfg, "{}").unwrap();
+    let base = |extra: &str| {
+        format!(
+            "  jwtwarden_config {};\n  server {{ listen {{listen}}; location / {{ jwtwarden on; {extra} return 200; }} }}",
+            cfg.display()
+        )
+    };
+    let (ok, out) = nginx_t(&binary, &module, &base(""));
+    assert!(ok, "{out}");
+    let (ok, out) = nginx_t(&binary, &module, &base("jwtwarden_claim_header sub \"Bad Header\";"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("claim_headers.sub"), "{out}");
+    let (ok, out) = nginx_t(&binary, &module, &base("jwtwarden_scope \"two words\";"));
+    assert!(!ok && out.contains("scopes"), "{out}");
+    let (ok, out) = nginx_t(&binary, &module, &base("jwtwarden_realm \"a\\\"b\";"));
+    assert!(!ok && out.contains("realm"), "{out}");
+    let missing = "  jwtwarden_config /nonexistent/jwtwarden.json;\n  server { listen {listen}; }";
+    let (ok, out) = nginx_t(&binary, &module, missing);
+    assert!(!ok && out.contains("/nonexistent/jwtwarden.json"), "{out}");
+    let (ok, out) = nginx_t(
+        &binary,
+        &module,
+        "  server { listen {listen}; location / { jwtwarden on; } }",
+    );
+    assert!(!ok && out.contains("jwtwarden_config"), "{out}");
+}
+
+// ---- tests/http_contract.json against the module --------------------------
+
+fn table() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/http_contract.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A token by the table's `token_recipe` (as cli/tests/serve_contract.rs).
+fn mint(issuer: &TestIssuer, recipe: &Value) -> String {
+    if let Some(t) = recipe["literal"].as_str() {
+        return t.to_string();
+    }
+    let now = now() as i64;
+    let mut claims = issuer.default_claims("user", now as u64);
+    for (k, v) in recipe["claims"].as_object().into_iter().flatten() {
+        claims[k] = v.clone();
+    }
+    for (k, v) in recipe["relative"].as_object().into_iter().flatten() {
+        claims[k] = json!(now + v.as_i64().unwrap());
+    }
+    let first = issuer.first_kid();
+    let mut t = match recipe["kid"].as_str() {
+        Some(kid) => issuer.mint_with_header(
+            &first,
+            &json!({"alg": issuer.key_alg(&first).as_str(), "typ": "JWT", "kid": kid}),
+            &claims,
+        ),
+        None => issuer.mint(&first, &claims),
+    };
+    if recipe["tamper"] == "signature" {
+        let i = t.rfind('.').unwrap() + 11;
+        let c = if &t[i..=i] == "A" { "B" } else { "A" };
+        t.replace_range(i..=i, c);
+    }
+    t
+}
+
+/// The table's middleware options as nginx locations: an exact skip path
+/// is `location = P { jwtwarden open; }`, a `P/*` one `location P/ {
+/// jwtwarden open; }`, a fresh `P/*` one `location P/ { jwtwarden_fresh on;
+/// }`. `open` (not `off`) keeps the core's path check: a spelling that
+/// cannot be normalised safely is refused even there.
+fn contract_http(table: &Value, config: &Path, up: u16) -> String {
+    let mw = &table["middleware"];
+    let pass = format!("proxy_pass http://127.0.0.1:{up}; proxy_set_header X-Contract-Cached $jwtwarden_cached;");
+    let mut locations = format!("location / {{ {pass} }}\n");
+    for p in mw["skip_paths"].as_array().unwrap() {
+        let p = p.as_str().unwrap();
+        match p.strip_suffix('*') {
+            Some(prefix) => locations.push_str(&format!("location {prefix} {{ jwtwarden open; {pass} }}\n")),
+            None => locations.push_str(&format!("location = {p} {{ jwtwarden open; {pass} }}\n")),
+        }
+    }
+    for p in mw["fresh_paths"].as_array().unwrap() {
+        let prefix = p.as_str().unwrap().strip_suffix('*').unwrap();
+        locations.push_str(&format!("location {prefix} {{ jwtwarden_fresh on; {pass} }}\n"));
+    }
+    format!(
+        "  jwtwarden_config {};\n  jwtwarden on;\n  jwtwarden_realm {};\n  jwtwarden_claim_header sub X-Contract-Sub;\n\
+         server {{\n listen {{listen}};\n{locations}\n}}",
+        config.display(),
+        mw["realm"].as_str().unwrap(),
+    )
+}
+
+/// `'*'` is any non-empty value; a value ending with `*` is a prefix.
+fn matches(expected: &str, actual: Option<&str>) -> bool {
+    match (expected, actual) {
+        (_, None) => false,
+        ("*", Some(a)) => !a.is_empty(),
+        (e, Some(a)) => match e.strip_suffix('*') {
+            Some(prefix) => a.starts_with(prefix),
+            None => a == e,
+        },
+    }
+}
+
+/// Rows nginx answers itself before any module runs: it refuses a second
+/// `Authorization` field while reading the request ("client sent duplicate
+/// header line"), with the same status (400) but its own HTML page. Checked
+/// for the status and for not repeating the token.
+fn answered_by_nginx(case: &Value) -> bool {
+    let headers = case["request"]["headers"].as_array().unwrap();
+    headers
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("authorization"))
+        .count()
+        > 1
+}
+
+fn check(case: &Value, r: &Resp, sent: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let expect = &case["expect"];
+    let status = expect["status"].as_u64().unwrap();
+    if u64::from(r.status) != status {
+        problems.push(format!("status {} (want {status})", r.status));
+    }
+    if answered_by_nginx(case) {
+        if sent.iter().any(|t| r.body.contains(t.as_str())) {
+            problems.push("nginx's page repeats a token sent".into());
+        }
+        return problems;
+    }
+    for (name, want) in expect["headers"].as_object().into_iter().flatten() {
+        let want = want.as_str().unwrap();
+        if !matches(want, r.header(name)) {
+            problems.push(format!("{name}: {:?} (want {want:?})", r.header(name)));
+        }
+    }
+    for name in expect["absent_headers"].as_array().into_iter().flatten() {
+        if let Some(v) = r.header(name.as_str().unwrap()) {
+            problems.push(format!("{name}: {v:?} (want none)"));
+        }
+    }
+    if status < 400 {
+        // The application's answer: what the upstream received.
+        let h: HashMap<String, String> = echoed(r).into_iter().collect();
+        let body = &expect["body"];
+        let sub = body["sub"].as_str();
+        if h.get("x-contract-sub").map(String::as_str) != sub {
+            problems.push(format!("sub {:?} (want {sub:?})", h.get("x-contract-sub")));
+        }
+        let cached = body["cached"].as_bool().map(|c| c.to_string());
+        if h.get("x-contract-cached") != cached.as_ref() {
+            problems.push(format!("cached {:?} (want {cached:?})", h.get("x-contract-cached")));
+        }
+        return problems;
+    }
+    if r.header("cache-control") != Some("no-store") {
+        problems.push("a refusal without Cache-Control: no-store".into());
+    }
+    let got: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    for (k, want) in expect["body"].as_object().into_iter().flatten() {
+        let ok = match want {
+            Value::String(w) => matches(w, got[k].as_str()),
+            w => &got[k] == w,
+        };
+        if !ok {
+            problems.push(format!("body.{k}: {} (want {want})", got[k]));
+        }
+    }
+    for t in sent {
+        if r.body.contains(t.as_str()) || r.headers.iter().any(|(_, v)| v.contains(t.as_str())) {
+            problems.push("the refusal repeats a token sent".into());
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_contract_row_holds_against_the_module() {
+    let Some((binary, module)) = module() else { return };
+    let table = table();
+    let issuer = TestIssuer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = table["config"]
+        .to_string()
+        .replace("{issuer}", &issuer.url())
+        .replace("{jwks_uri}", &issuer.jwks_uri());
+    let config = dir.path().join("engine.json");
+    std::fs::write(&config, engine).unwrap();
+    let upstream = Upstream::start();
+    // One worker: `repeat` rows expect the second answer from the cache.
+    let nginx = Nginx::start(&binary, &module, 1, &contract_http(&table, &config, upstream.port));
+    let tokens: HashMap<String, String> = table["tokens"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, recipe)| (name.clone(), mint(&issuer, recipe)))
+        .collect();
+    let cases: Vec<&Value> = table["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(table["pending_cases"].as_array().into_iter().flatten())
+        .collect();
+    let (mut failures, mut replayed) = (Vec::new(), 0);
+    for &case in &cases {
+        // The module cannot close its worker's verifier: the closed-verifier
+        // row (500) is the core's (as in serve_contract.rs).
+        if case["verifier"] == "closed" {
+            continue;
+        }
+        let req = &case["request"];
+        let mut sent = Vec::new();
+        let headers: Vec<(String, String)> = req["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let mut value = h[1].as_str().unwrap().to_string();
+                for (t, token) in &tokens {
+                    let placeholder = format!("{{token:{t}}}");
+                    if value.contains(&placeholder) {
+                        value = value.replace(&placeholder, token);
+                        sent.push(token.clone());
+                    }
+                }
+                (h[0].as_str().unwrap().to_string(), value)
+            })
+            .collect();
+        let all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let (method, path) = (req["method"].as_str().unwrap(), req["path"].as_str().unwrap());
+        let mut r = None;
+        for _ in 0..case["repeat"].as_u64().unwrap_or(1) {
+            r = Some(request(&nginx.addr, method, path, &all, ""));
+        }
+        let r = r.unwrap();
+        replayed += 1;
+        let problems = check(case, &r, &sent);
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}\n    {r:?}", case["name"], problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "rows that differ:\n{}\n{}",
+        failures.join("\n"),
+        nginx.error_log()
+    );
+    assert_eq!(cases.len() - replayed, 1, "only the closed-verifier row is skipped");
+    assert_eq!(cases.iter().filter(|c| answered_by_nginx(c)).count(), 1);
+    // No refusal reached the application.
+    let allowed = cases.iter().filter(|c| c["expect"]["status"].as_u64() == Some(200));
+    let expected_hits: u64 = allowed.map(|c| c["repeat"].as_u64().unwrap_or(1)).sum();
+    assert_eq!(upstream.hits(), expected_hits);
+}
+
+/// A revocation published through the Redis feed (by another process's
+/// verifier, `jwtwarden revoke` with the same configuration) is refused by
+/// every worker, the token having been cached in them before.
+#[test]
+fn a_revocation_through_the_redis_feed_reaches_every_worker() {
+    let Some(redis) = jwtwarden_testissuer::redis::RedisServer::start() else {
+        panic!("redis-server is not installed");
+    };
+    let feed = json!({"redis": {"url": redis.url(), "timeout_ms": 1000}});
+    let Some(s) = stack(4, json!({"revocation": feed, "state_dir": null})) else {
+        return;
+    };
+    let token = s.token(|c| c["jti"] = json!("jti-feed-1"));
+    for _ in 0..12 {
+        assert_eq!(s.get("/api/orders", &token).status, 200);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["revoke", "--config"])
+        .arg(&s.config)
+        .args(["--issuer", &s.issuer.url(), "--jti", "jti-feed-1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"fleet\""), "published to the fleet: {stdout}");
+    s.until_every_worker_refuses(&token, 4);
+    s.assert_refused(&token, "revoked through the feed");
+}
+
+/// With N workers the identity provider sees at most one JWKS fetch per
+/// worker for a storm of unknown kids (each worker's verifier rate-limits
+/// its own; the workers do not share one fetch).
+#[test]
+fn an_unknown_kid_storm_costs_at_most_one_fetch_per_worker() {
+    // No scheduled refresh during the storm (keysets live 60 s at least).
+    let Some(s) = stack_with(4, |e| {
+        e["issuers"][0]["refresh"]["unknown_kid_cooldown_secs"] = json!(60);
+        e["issuers"][0]["refresh"]["min_ttl_secs"] = json!(60);
+    }) else {
+        return;
+    };
+    // Every worker has fetched its keys at start.
+    let good = s.token(|_| {});
+    for _ in 0..8 {
+        assert_eq!(s.get("/api/orders", &good).status, 200);
+    }
+    eventually("four start-up fetches", || s.issuer.jwks_requests() >= 4);
+    let before = s.issuer.jwks_requests();
+    let first = s.issuer.first_kid();
+    for i in 0..40 {
+        let t = s.issuer.mint_with_header(
+            &first,
+            &json!({"alg": "RS256", "typ": "JWT", "kid": format!("storm-{i}")}),
+            &s.issuer.default_claims("storm", now()),
+        );
+        let r = s.get("/api/orders", &t);
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+    let fetches = s.issuer.jwks_requests() - before;
+    assert!(
+        (1..=4).contains(&fetches),
+        "{fetches} JWKS fetches for one storm with 4 workers"
+    );
+    eprintln!("unknown-kid storm of 40 requests, 4 workers: {fetches} JWKS fetches");
+}
+
+/// A key rotation under load: the issuer publishes a new key beside the
+/// old one and starts signing with it; with 4 workers, every request (old
+/// and new tokens, from several client threads) passes: each worker's first
+/// token of the new kid is verified on its thread pool.
+#[test]
+fn a_key_rotation_under_load_fails_no_request() {
+    let Some(s) = stack(4, json!({})) else { return };
+    let old = s.token(|_| {});
+    let new_kid = s.issuer.rotate(jwtwarden_testissuer::Alg::RS256);
+    let new = s.issuer.mint(&new_kid, &s.issuer.default_claims("rotated", now()));
+    let failed = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (addr, failed) = (s.nginx.addr.clone(), failed.clone());
+            let tokens = [old.clone(), new.clone()];
+            std::thread::spawn(move || {
+                for n in 0..60 {
+                    let auth = format!("Bearer {}", tokens[(n + i) % 2]);
+                    let r = request(&addr, "GET", "/api/orders", &[("Authorization", &auth)], "");
+                    if r.status != 200 {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        eprintln!("{r:?}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "{}", s.nginx.error_log());
+    assert_eq!(s.upstream.hits(), 240);
+}
+
+/// The engine's own configuration is checked when a worker builds its
+/// verifier (the C ABI cannot check one without building it, which the
+/// master must not do): a bad field is logged naming it, and the worker
+/// answers 500 (fails closed), never the upstream.
+#[test]
+fn a_bad_engine_configuration_fails_closed_and_is_logged_with_its_field() {
+    let Some((binary, module)) = module() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("engine.json");
+    std::fs::write(
+        &cfg,
+        r#"{"issuers": [{"issuer": "https://idp.example", "jwks_uri": 7}]}"#,
+    )
+    .unwrap();
+    let upstream = Upstream::start();
+    let http = format!(
+        "  jwtwarden_config {};\n  server {{ listen {{listen}}; location / {{ jwtwarden on; proxy_pass http://127.0.0.1:{}; }} }}",
+        cfg.display(),
+        upstream.port
+    );
+    let nginx = Nginx::start(&binary, &module, 2, &http);
+    let r = nginx.get("/", &[("Authorization", "Bearer a.b.c")]);
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(upstream.hits(), 0);
+    let log = nginx.error_log();
+    assert!(log.contains("jwks_uri"), "{log}");
+}

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod contract;
 pub mod serve;
 
 use jwtwarden_testissuer::TestIssuer;

@@ -69,6 +69,25 @@ impl Env {
     }
 }
 
+/// A token signed by another issuer's key, claiming `issuer` and its `kid`
+/// (sub `mallory`).
+pub fn foreign_key_token(issuer: &TestIssuer, kid: &str) -> String {
+    let stranger = TestIssuer::start();
+    stranger.mint_with_header(
+        &stranger.first_kid(),
+        &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+        &issuer.default_claims("mallory", now()),
+    )
+}
+
+/// An unsigned token (`alg: none`) with `issuer`'s claims (sub `mallory`).
+pub fn alg_none_token(issuer: &TestIssuer) -> String {
+    issuer.mint_unsigned(
+        &json!({"alg": "none", "typ": "JWT"}),
+        &issuer.default_claims("mallory", now()),
+    )
+}
+
 /// The JSON lines printed on stdout.
 pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)

@@ -410,8 +410,8 @@ fn valid_and_bad_tokens(s: &Stack) {
         .unwrap()
         .to_string();
     s.assert_refused(&parts.join("."), "forged (payload swapped)");
-    s.assert_refused(&common::foreign_key_token(&issuer, &kid), "forged (foreign key)");
-    s.assert_refused(&common::alg_none_token(&issuer), "alg none");
+    s.assert_refused(&common::foreign_key_token(issuer, &kid), "forged (foreign key)");
+    s.assert_refused(&common::alg_none_token(issuer), "alg none");
     s.assert_refused(&s.token(|c| c["aud"] = json!("other-api")), "wrong audience");
 
     // An open route needs nothing and passes nothing on.

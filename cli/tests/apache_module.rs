@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::contract::{self, Seen};
 use common::now;
 use common::serve::{echoed, free_port, request, Resp, Upstream};
 use jwtwarden_testissuer::redis::RedisServer;
@@ -409,18 +410,8 @@ fn valid_and_bad_tokens(s: &Stack) {
         .unwrap()
         .to_string();
     s.assert_refused(&parts.join("."), "forged (payload swapped)");
-    let stranger = TestIssuer::start();
-    let forged = stranger.mint_with_header(
-        &stranger.first_kid(),
-        &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
-        &issuer.default_claims("mallory", now()),
-    );
-    s.assert_refused(&forged, "forged (foreign key)");
-    let none = issuer.mint_unsigned(
-        &json!({"alg": "none", "typ": "JWT"}),
-        &issuer.default_claims("mallory", now()),
-    );
-    s.assert_refused(&none, "alg none");
+    s.assert_refused(&common::foreign_key_token(issuer, &kid), "forged (foreign key)");
+    s.assert_refused(&common::alg_none_token(issuer), "alg none");
     s.assert_refused(&s.token(|c| c["aud"] = json!("other-api")), "wrong audience");
 
     // An open route needs nothing and passes nothing on.
@@ -878,108 +869,19 @@ fn configtest_refuses_a_bad_config_naming_the_field() {
 
 // ---------- tests/http_contract.json ----------
 
-fn table() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/http_contract.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A token by the table's `token_recipe` (as serve_contract.rs).
-fn mint(issuer: &TestIssuer, recipe: &Value) -> String {
-    if let Some(t) = recipe["literal"].as_str() {
-        return t.to_string();
-    }
-    let mut claims = issuer.default_claims("user", now());
-    for (k, v) in recipe["claims"].as_object().into_iter().flatten() {
-        claims[k] = v.clone();
-    }
-    for (k, v) in recipe["relative"].as_object().into_iter().flatten() {
-        claims[k] = json!(now() as i64 + v.as_i64().unwrap());
-    }
-    let first = issuer.first_kid();
-    let mut t = match recipe["kid"].as_str() {
-        Some(kid) => issuer.mint_with_header(
-            &first,
-            &json!({"alg": issuer.key_alg(&first).as_str(), "typ": "JWT", "kid": kid}),
-            &claims,
-        ),
-        None => issuer.mint(&first, &claims),
-    };
-    if recipe["tamper"] == "signature" {
-        let sig_at = t.rfind('.').unwrap() + 1;
-        let i = sig_at + 10;
-        let c = if &t[i..=i] == "A" { "B" } else { "A" };
-        t.replace_range(i..=i, c);
-    }
-    t
-}
-
-fn matches(expected: &str, actual: Option<&str>) -> bool {
-    match (expected, actual) {
-        (_, None) => false,
-        ("*", Some(a)) => !a.is_empty(),
-        (e, Some(a)) => match e.strip_suffix('*') {
-            Some(prefix) => a.starts_with(prefix),
-            None => a == e,
-        },
-    }
-}
-
+/// The problems of an answer to a row; the application's answer is the
+/// CGI's environment.
 fn check(case: &Value, r: &Resp, sent: &[String]) -> Vec<String> {
-    let mut problems = Vec::new();
-    let expect = &case["expect"];
-    let status = expect["status"].as_u64().unwrap();
-    if u64::from(r.status) != status {
-        problems.push(format!("status {} (want {status})", r.status));
-    }
-    for (name, want) in expect["headers"].as_object().into_iter().flatten() {
-        let want = want.as_str().unwrap();
-        // The CGI answers text/plain: the application's own type.
-        if status < 400 && name.eq_ignore_ascii_case("content-type") {
-            continue;
-        }
-        if !matches(want, r.header(name)) {
-            problems.push(format!("{name}: {:?} (want {want:?})", r.header(name)));
-        }
-    }
-    for name in expect["absent_headers"].as_array().into_iter().flatten() {
-        let name = name.as_str().unwrap();
-        if let Some(v) = r.header(name) {
-            problems.push(format!("{name}: {v:?} (want none)"));
-        }
-    }
-    if status < 400 {
+    let seen = |r: &Resp| {
         let env = app_env(r);
-        let sub = env.get("REMOTE_USER").filter(|s| !s.is_empty()).map(String::as_str);
-        let want = expect["body"]["sub"].as_str();
-        if sub != want {
-            problems.push(format!("sub {sub:?} (want {want:?})"));
+        let non_empty = |k: &str| env.get(k).filter(|s| !s.is_empty()).cloned();
+        Seen {
+            sub: non_empty("REMOTE_USER"),
+            cached: non_empty("CACHED"),
         }
-        let cached = env.get("CACHED").filter(|s| !s.is_empty()).map(String::as_str);
-        let want = expect["body"]["cached"].as_bool().map(|c| c.to_string());
-        if cached != want.as_deref() {
-            problems.push(format!("cached {cached:?} (want {want:?})"));
-        }
-        return problems;
-    }
-    if r.header("cache-control") != Some("no-store") {
-        problems.push("a refusal without Cache-Control: no-store".into());
-    }
-    let got: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-    for (k, want) in expect["body"].as_object().into_iter().flatten() {
-        let ok = match want {
-            Value::String(w) => matches(w, got[k].as_str()),
-            w => &got[k] == w,
-        };
-        if !ok {
-            problems.push(format!("body.{k}: {} (want {want})", got[k]));
-        }
-    }
-    for t in sent {
-        if r.body.contains(t.as_str()) || r.headers.iter().any(|(_, v)| v.contains(t.as_str())) {
-            problems.push("the refusal repeats a token sent".into());
-        }
-    }
-    problems
+    };
+    // The CGI answers text/plain: the application's own type.
+    contract::check(case, r, sent, seen, &["content-type"])
 }
 
 /// Every row of the table (`cases` and `pending_cases`) against the module,
@@ -990,15 +892,9 @@ fn contract_against(mpm: Mpm) {
     let Some((binary, module)) = prerequisites() else {
         return;
     };
-    let table = table();
+    let table = contract::table();
     let issuer = TestIssuer::start();
-    let engine: Value = serde_json::from_str(
-        &table["config"]
-            .to_string()
-            .replace("{issuer}", &issuer.url())
-            .replace("{jwks_uri}", &issuer.jwks_uri()),
-    )
-    .unwrap();
+    let engine: Value = serde_json::from_str(&contract::engine_config(&table, &issuer)).unwrap();
     let mw = &table["middleware"];
     let open: Vec<&str> = mw["skip_paths"]
         .as_array()
@@ -1019,74 +915,24 @@ fn contract_against(mpm: Mpm) {
     let upstream = Upstream::start();
     let apache = Apache::start(&binary, &module, mpm, 1, &engine, &locations, upstream.port);
 
-    let tokens: HashMap<String, String> = table["tokens"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, recipe)| (name.clone(), mint(&issuer, recipe)))
-        .collect();
-    let cases: Vec<&Value> = table["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(table["pending_cases"].as_array().into_iter().flatten())
-        .collect();
-    let mut failures = Vec::new();
-    let mut replayed = 0;
-    for &case in &cases {
-        // A closed verifier cannot be had inside Apache (the refusal
-        // table's row is checked in the core).
-        if case["verifier"] == "closed" {
-            continue;
-        }
-        let name = case["name"].as_str().unwrap();
-        let req = &case["request"];
-        let mut sent = Vec::new();
-        let headers: Vec<(String, String)> = req["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                let mut value = h[1].as_str().unwrap().to_string();
-                for (t, token) in &tokens {
-                    let placeholder = format!("{{token:{t}}}");
-                    if value.contains(&placeholder) {
-                        value = value.replace(&placeholder, token);
-                        sent.push(token.clone());
-                    }
-                }
-                (h[0].as_str().unwrap().to_string(), value)
-            })
-            .collect();
-        let all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let tokens = contract::tokens(&table, &issuer);
+    let replay = contract::replay(&table, &tokens, |row| {
+        let all = row.fields();
         let before = apache.app_hits();
-        let mut r = None;
-        for _ in 0..case["repeat"].as_u64().unwrap_or(1) {
-            r = Some(request(
-                &apache.addr,
-                req["method"].as_str().unwrap(),
-                req["path"].as_str().unwrap(),
-                &all,
-                "",
-            ));
-        }
-        let r = r.unwrap();
-        replayed += 1;
-        let mut problems = check(case, &r, &sent);
+        let r = row.send(|| request(&apache.addr, row.method, row.path, &all, ""));
+        let mut problems = check(row.case, &r, &row.sent);
         if r.status >= 400 && apache.app_hits() != before {
             problems.push("the CGI ran for a refused request".into());
         }
-        if !problems.is_empty() {
-            failures.push(format!("{name}: {}\n    {r:?}", problems.join("; ")));
-        }
-    }
+        (r, problems)
+    });
     assert!(
-        failures.is_empty(),
+        replay.failures.is_empty(),
         "rows that differ ({mpm:?}):\n{}\n{}",
-        failures.join("\n"),
+        replay.failures.join("\n"),
         apache.error_log()
     );
-    assert_eq!(cases.len() - replayed, 1, "only the closed-verifier row is skipped");
+    assert_eq!(replay.skipped, 1, "only the closed-verifier row is skipped");
 }
 
 #[test]

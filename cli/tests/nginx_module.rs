@@ -11,13 +11,16 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::contract::{self, Seen};
 use common::now;
-use common::serve::{echoed, free_port, nginx_binary, request, wait_listening, Resp, Upstream};
+use common::serve::{
+    assert_claims_not_injected, echoed, free_port, nginx_binary, nginx_command, request, wait_listening, Resp, Upstream,
+};
 use jwtwarden_testissuer::{Fault, TestIssuer};
 use serde_json::{json, Value};
 
@@ -72,7 +75,7 @@ impl Nginx {
         let addr = format!("127.0.0.1:{port}");
         let conf = nginx_conf(module, workers, &d, &http.replace("{listen}", &addr));
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let mut cmd = Command::new(binary);
+        let mut cmd = nginx_command(binary, dir.path());
         // A module built with AddressSanitizer (scripts/test-nginx --asan)
         // needs its runtime preloaded into nginx; reports go to asan.PID
         // files, which Drop turns into a failure.
@@ -80,16 +83,7 @@ impl Nginx {
             cmd.env("LD_PRELOAD", preload)
                 .env("ASAN_OPTIONS", format!("detect_leaks=0:log_path={d}/asan"));
         }
-        let child = cmd
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-g")
-            .arg("daemon off; master_process on;")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        let child = cmd.spawn().expect("start nginx");
         wait_listening(&addr);
         Nginx { child, addr, dir }
     }
@@ -335,18 +329,8 @@ fn with_four_workers_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
     let other = s.token(|c| c["sub"] = json!("mallory"));
     parts[1] = other.split('.').nth(1).unwrap();
     s.assert_refused(&parts.join("."), "forged (payload swapped)");
-    let stranger = TestIssuer::start();
-    let forged = stranger.mint_with_header(
-        &stranger.first_kid(),
-        &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
-        &issuer.default_claims("mallory", now()),
-    );
-    s.assert_refused(&forged, "forged (foreign key)");
-    let none = issuer.mint_unsigned(
-        &json!({"alg": "none", "typ": "JWT"}),
-        &issuer.default_claims("mallory", now()),
-    );
-    s.assert_refused(&none, "alg none");
+    s.assert_refused(&common::foreign_key_token(issuer, &kid), "forged (foreign key)");
+    s.assert_refused(&common::alg_none_token(issuer), "alg none");
     s.assert_refused(&s.token(|c| c["aud"] = json!("other-api")), "wrong audience");
 
     // A scope the location requires; fresh re-verifies.
@@ -395,12 +379,7 @@ fn claim_values_cannot_inject_headers() {
     });
     let r = s.get("/api/orders", &token);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
-    let h = echoed(&r);
-    assert!(header(&h, "x-injected").is_empty(), "{h:?}");
-    assert!(header(&h, "set-cookie").is_empty(), "{h:?}");
-    assert_eq!(header(&h, "x-auth-subject"), ["alice  X-Injected: yes"]);
-    assert_eq!(header(&h, "x-auth-name"), ["Eve Set-Cookie: a=b"]);
-    assert_eq!(header(&h, "x-auth-scope"), ["read,write  X-Injected: 2"]);
+    assert_claims_not_injected(&echoed(&r));
     let long = s.token(|c| c["name"] = json!("n".repeat(5000)));
     let h = echoed(&s.get("/api/orders", &long));
     assert_eq!(header(&h, "x-auth-name")[0].len(), 1024);
@@ -550,41 +529,6 @@ fn nginx_t_refuses_a_bad_configuration_and_names_the_field() {
 
 // ---- tests/http_contract.json against the module --------------------------
 
-fn table() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/http_contract.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A token by the table's `token_recipe` (as cli/tests/serve_contract.rs).
-fn mint(issuer: &TestIssuer, recipe: &Value) -> String {
-    if let Some(t) = recipe["literal"].as_str() {
-        return t.to_string();
-    }
-    let now = now() as i64;
-    let mut claims = issuer.default_claims("user", now as u64);
-    for (k, v) in recipe["claims"].as_object().into_iter().flatten() {
-        claims[k] = v.clone();
-    }
-    for (k, v) in recipe["relative"].as_object().into_iter().flatten() {
-        claims[k] = json!(now + v.as_i64().unwrap());
-    }
-    let first = issuer.first_kid();
-    let mut t = match recipe["kid"].as_str() {
-        Some(kid) => issuer.mint_with_header(
-            &first,
-            &json!({"alg": issuer.key_alg(&first).as_str(), "typ": "JWT", "kid": kid}),
-            &claims,
-        ),
-        None => issuer.mint(&first, &claims),
-    };
-    if recipe["tamper"] == "signature" {
-        let i = t.rfind('.').unwrap() + 11;
-        let c = if &t[i..=i] == "A" { "B" } else { "A" };
-        t.replace_range(i..=i, c);
-    }
-    t
-}
-
 /// The table's middleware options as nginx locations: an exact skip path
 /// is `location = P { jwtwarden open; }`, a `P/*` one `location P/ {
 /// jwtwarden open; }`, a fresh `P/*` one `location P/ { jwtwarden_fresh on;
@@ -613,18 +557,6 @@ fn contract_http(table: &Value, config: &Path, up: u16) -> String {
     )
 }
 
-/// `'*'` is any non-empty value; a value ending with `*` is a prefix.
-fn matches(expected: &str, actual: Option<&str>) -> bool {
-    match (expected, actual) {
-        (_, None) => false,
-        ("*", Some(a)) => !a.is_empty(),
-        (e, Some(a)) => match e.strip_suffix('*') {
-            Some(prefix) => a.starts_with(prefix),
-            None => a == e,
-        },
-    }
-}
-
 /// Rows nginx answers itself before any module runs: it refuses a second
 /// `Authorization` field while reading the request ("client sent duplicate
 /// header line"), with the same status (400) but its own HTML page. Checked
@@ -639,136 +571,50 @@ fn answered_by_nginx(case: &Value) -> bool {
 }
 
 fn check(case: &Value, r: &Resp, sent: &[String]) -> Vec<String> {
-    let mut problems = Vec::new();
-    let expect = &case["expect"];
-    let status = expect["status"].as_u64().unwrap();
-    if u64::from(r.status) != status {
-        problems.push(format!("status {} (want {status})", r.status));
-    }
     if answered_by_nginx(case) {
+        let mut problems = contract::check_status(case, r);
         if sent.iter().any(|t| r.body.contains(t.as_str())) {
             problems.push("nginx's page repeats a token sent".into());
         }
         return problems;
     }
-    for (name, want) in expect["headers"].as_object().into_iter().flatten() {
-        let want = want.as_str().unwrap();
-        if !matches(want, r.header(name)) {
-            problems.push(format!("{name}: {:?} (want {want:?})", r.header(name)));
-        }
-    }
-    for name in expect["absent_headers"].as_array().into_iter().flatten() {
-        if let Some(v) = r.header(name.as_str().unwrap()) {
-            problems.push(format!("{name}: {v:?} (want none)"));
-        }
-    }
-    if status < 400 {
-        // The application's answer: what the upstream received.
+    // The application's answer: what the upstream received.
+    let seen = |r: &Resp| {
         let h: HashMap<String, String> = echoed(r).into_iter().collect();
-        let body = &expect["body"];
-        let sub = body["sub"].as_str();
-        if h.get("x-contract-sub").map(String::as_str) != sub {
-            problems.push(format!("sub {:?} (want {sub:?})", h.get("x-contract-sub")));
+        Seen {
+            sub: h.get("x-contract-sub").cloned(),
+            cached: h.get("x-contract-cached").cloned(),
         }
-        let cached = body["cached"].as_bool().map(|c| c.to_string());
-        if h.get("x-contract-cached") != cached.as_ref() {
-            problems.push(format!("cached {:?} (want {cached:?})", h.get("x-contract-cached")));
-        }
-        return problems;
-    }
-    if r.header("cache-control") != Some("no-store") {
-        problems.push("a refusal without Cache-Control: no-store".into());
-    }
-    let got: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-    for (k, want) in expect["body"].as_object().into_iter().flatten() {
-        let ok = match want {
-            Value::String(w) => matches(w, got[k].as_str()),
-            w => &got[k] == w,
-        };
-        if !ok {
-            problems.push(format!("body.{k}: {} (want {want})", got[k]));
-        }
-    }
-    for t in sent {
-        if r.body.contains(t.as_str()) || r.headers.iter().any(|(_, v)| v.contains(t.as_str())) {
-            problems.push("the refusal repeats a token sent".into());
-        }
-    }
-    problems
+    };
+    contract::check(case, r, sent, seen, &[])
 }
 
 #[test]
 fn every_contract_row_holds_against_the_module() {
     let Some((binary, module)) = module() else { return };
-    let table = table();
+    let table = contract::table();
     let issuer = TestIssuer::start();
     let dir = tempfile::tempdir().unwrap();
-    let engine = table["config"]
-        .to_string()
-        .replace("{issuer}", &issuer.url())
-        .replace("{jwks_uri}", &issuer.jwks_uri());
     let config = dir.path().join("engine.json");
-    std::fs::write(&config, engine).unwrap();
+    std::fs::write(&config, contract::engine_config(&table, &issuer)).unwrap();
     let upstream = Upstream::start();
     // One worker: `repeat` rows expect the second answer from the cache.
     let nginx = Nginx::start(&binary, &module, 1, &contract_http(&table, &config, upstream.port));
-    let tokens: HashMap<String, String> = table["tokens"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, recipe)| (name.clone(), mint(&issuer, recipe)))
-        .collect();
-    let cases: Vec<&Value> = table["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(table["pending_cases"].as_array().into_iter().flatten())
-        .collect();
-    let (mut failures, mut replayed) = (Vec::new(), 0);
-    for &case in &cases {
-        // The module cannot close its worker's verifier: the closed-verifier
-        // row (500) is the core's (as in serve_contract.rs).
-        if case["verifier"] == "closed" {
-            continue;
-        }
-        let req = &case["request"];
-        let mut sent = Vec::new();
-        let headers: Vec<(String, String)> = req["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                let mut value = h[1].as_str().unwrap().to_string();
-                for (t, token) in &tokens {
-                    let placeholder = format!("{{token:{t}}}");
-                    if value.contains(&placeholder) {
-                        value = value.replace(&placeholder, token);
-                        sent.push(token.clone());
-                    }
-                }
-                (h[0].as_str().unwrap().to_string(), value)
-            })
-            .collect();
-        let all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let (method, path) = (req["method"].as_str().unwrap(), req["path"].as_str().unwrap());
-        let mut r = None;
-        for _ in 0..case["repeat"].as_u64().unwrap_or(1) {
-            r = Some(request(&nginx.addr, method, path, &all, ""));
-        }
-        let r = r.unwrap();
-        replayed += 1;
-        let problems = check(case, &r, &sent);
-        if !problems.is_empty() {
-            failures.push(format!("{}: {}\n    {r:?}", case["name"], problems.join("; ")));
-        }
-    }
+    let tokens = contract::tokens(&table, &issuer);
+    let replay = contract::replay(&table, &tokens, |row| {
+        let all = row.fields();
+        let r = row.send(|| request(&nginx.addr, row.method, row.path, &all, ""));
+        let problems = check(row.case, &r, &row.sent);
+        (r, problems)
+    });
     assert!(
-        failures.is_empty(),
+        replay.failures.is_empty(),
         "rows that differ:\n{}\n{}",
-        failures.join("\n"),
+        replay.failures.join("\n"),
         nginx.error_log()
     );
-    assert_eq!(cases.len() - replayed, 1, "only the closed-verifier row is skipped");
+    assert_eq!(replay.skipped, 1, "only the closed-verifier row is skipped");
+    let cases = contract::cases(&table);
     assert_eq!(cases.iter().filter(|c| answered_by_nginx(c)).count(), 1);
     // No refusal reached the application.
     let allowed = cases.iter().filter(|c| c["expect"]["status"].as_u64() == Some(200));

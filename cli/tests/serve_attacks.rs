@@ -479,22 +479,12 @@ fn through_nginx_the_spellings_never_reach_the_upstream() {
     let s = start(&env, ROUTES);
     let upstream = common::serve::Upstream::start();
     let block = format!(
-        r#"
-    location = /_auth {{
-      internal;
-      proxy_pass http://{addr}/auth;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-    }}
+        r#"{auth}
     location / {{
       auth_request /_auth;
       proxy_pass http://127.0.0.1:{up};
     }}"#,
-        addr = s.addr,
+        auth = common::serve::auth_request_location(&format!("http://{}/auth", s.addr)),
         up = upstream.port
     );
     let nginx = common::serve::Nginx::start(&binary, &block);

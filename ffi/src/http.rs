@@ -272,6 +272,16 @@ fn out_str(s: Option<&str>, len_out: *mut usize) -> *const c_char {
     ptr
 }
 
+/// A string of the decision (a header's name or value), as `out_str`:
+/// NULL and length 0 for a NULL decision or where `f` finds none.
+fn decision_str(
+    decision: *const jwtwarden_http_decision,
+    len_out: *mut usize,
+    f: impl FnOnce(&Decision) -> Option<&str>,
+) -> *const c_char {
+    with(decision, out_str(None, len_out), |d| out_str(f(d), len_out))
+}
+
 /// The HTTP status to answer: 200 when allowed, the refusal's status (400,
 /// 401, 403, 500, 503), or 0 when the decision
 /// `jwtwarden_http_decision_would_fetch`. 0 for NULL.
@@ -350,9 +360,7 @@ pub unsafe extern "C" fn jwtwarden_http_decision_header_name(
     index: usize,
     len_out: *mut usize,
 ) -> *const c_char {
-    ffi_panic_boundary! {
-        with(decision, out_str(None, len_out), |d| out_str(d.headers().get(index).map(|(n, _)| *n), len_out))
-    }
+    ffi_panic_boundary! { decision_str(decision, len_out, |d| d.headers().get(index).map(|(n, _)| *n)) }
 }
 
 /// The value of refusal header `index`, as `jwtwarden_http_decision_header_name`.
@@ -362,11 +370,7 @@ pub unsafe extern "C" fn jwtwarden_http_decision_header_value(
     index: usize,
     len_out: *mut usize,
 ) -> *const c_char {
-    ffi_panic_boundary! {
-        with(decision, out_str(None, len_out), |d| {
-            out_str(d.headers().get(index).map(|(_, v)| v.as_str()), len_out)
-        })
-    }
+    ffi_panic_boundary! { decision_str(decision, len_out, |d| d.headers().get(index).map(|(_, v)| v.as_str())) }
 }
 
 /// A refusal's JSON body (`{"error", "code", "category", "message"}`,
@@ -377,7 +381,7 @@ pub unsafe extern "C" fn jwtwarden_http_decision_body(
     decision: *const jwtwarden_http_decision,
     len_out: *mut usize,
 ) -> *const c_char {
-    ffi_panic_boundary! { with(decision, out_str(None, len_out), |d| out_str(Some(d.body()), len_out)) }
+    ffi_panic_boundary! { decision_str(decision, len_out, |d| Some(d.body())) }
 }
 
 /// How many claim headers an allowed token maps to (the policy's
@@ -395,11 +399,7 @@ pub unsafe extern "C" fn jwtwarden_http_decision_claim_header_name(
     index: usize,
     len_out: *mut usize,
 ) -> *const c_char {
-    ffi_panic_boundary! {
-        with(decision, out_str(None, len_out), |d| {
-            out_str(d.claim_headers().get(index).map(|(n, _)| n.as_str()), len_out)
-        })
-    }
+    ffi_panic_boundary! { decision_str(decision, len_out, |d| d.claim_headers().get(index).map(|(n, _)| n.as_str())) }
 }
 
 /// The value of claim header `index`: printable (no CR, LF or other
@@ -410,9 +410,5 @@ pub unsafe extern "C" fn jwtwarden_http_decision_claim_header_value(
     index: usize,
     len_out: *mut usize,
 ) -> *const c_char {
-    ffi_panic_boundary! {
-        with(decision, out_str(None, len_out), |d| {
-            out_str(d.claim_headers().get(index).map(|(_, v)| v.as_str()), len_out)
-        })
-    }
+    ffi_panic_boundary! { decision_str(decision, len_out, |d| d.claim_headers().get(index).map(|(_, v)| v.as_str())) }
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod contract;
 pub mod serve;
 
 use jwtwarden_testissuer::TestIssuer;
@@ -66,6 +67,25 @@ impl Env {
         edit(&mut claims);
         self.issuer.mint(&self.issuer.first_kid(), &claims)
     }
+}
+
+/// A token signed by another issuer's key, claiming `issuer` and its `kid`
+/// (sub `mallory`).
+pub fn foreign_key_token(issuer: &TestIssuer, kid: &str) -> String {
+    let stranger = TestIssuer::start();
+    stranger.mint_with_header(
+        &stranger.first_kid(),
+        &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+        &issuer.default_claims("mallory", now()),
+    )
+}
+
+/// An unsigned token (`alg: none`) with `issuer`'s claims (sub `mallory`).
+pub fn alg_none_token(issuer: &TestIssuer) -> String {
+    issuer.mint_unsigned(
+        &json!({"alg": "none", "typ": "JWT"}),
+        &issuer.default_claims("mallory", now()),
+    )
 }
 
 /// The JSON lines printed on stdout.

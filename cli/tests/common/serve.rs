@@ -233,6 +233,20 @@ pub fn echoed(resp: &Resp) -> Vec<(String, String)> {
     serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("not an echo ({e}): {resp:?}"))
 }
 
+/// What the upstream received (`echoed`) for a token whose `sub` is
+/// `"alice\r\nX-Injected: yes"`, `name` `"Eve\nSet-Cookie: a=b\u{0}\u{7f}\u{85}"`
+/// and `scope` `["read", "write\r\nX-Injected: 2"]`, mapped to
+/// `X-Auth-Subject`, `X-Auth-Name` and `X-Auth-Scope`: no header injected,
+/// the values made printable.
+pub fn assert_claims_not_injected(h: &[(String, String)]) {
+    let header = |name: &str| -> Vec<&str> { h.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect() };
+    assert!(header("x-injected").is_empty(), "{h:?}");
+    assert!(header("set-cookie").is_empty(), "{h:?}");
+    assert_eq!(header("x-auth-subject"), ["alice  X-Injected: yes"]);
+    assert_eq!(header("x-auth-name"), ["Eve Set-Cookie: a=b"]);
+    assert_eq!(header("x-auth-scope"), ["read,write  X-Injected: 2"]);
+}
+
 /// A free loopback port (bound and released: a small race nginx tolerates
 /// in tests).
 pub fn free_port() -> u16 {
@@ -261,6 +275,39 @@ pub fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// nginx in the foreground (master and workers) with `prefix` as its
+/// prefix directory and `prefix/nginx.conf` as its configuration.
+pub fn nginx_command(binary: &Path, prefix: &Path) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(prefix.join("nginx.conf"))
+        .arg("-g")
+        .arg("daemon off; master_process on;")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The internal `location = /_auth` that nginx's `auth_request /_auth`
+/// sends to serve at `auth_url` (its `/auth`), with the original URI and
+/// method and without the body.
+pub fn auth_request_location(auth_url: &str) -> String {
+    format!(
+        r#"
+    location = /_auth {{
+      internal;
+      proxy_pass {auth_url};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+    }}"#
+    )
+}
+
 /// nginx in the foreground with its own prefix directory.
 pub struct Nginx {
     pub child: Child,
@@ -284,16 +331,7 @@ impl Nginx {
              server {{\n    listen 127.0.0.1:{port};\n{server_block}\n  }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-g")
-            .arg("daemon off; master_process on;")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        let child = nginx_command(binary, dir.path()).spawn().expect("start nginx");
         let addr = format!("127.0.0.1:{port}");
         wait_listening(&addr);
         Nginx { child, addr, dir }

@@ -5,7 +5,7 @@
 //! The module is built by `scripts/build-nginx-module`; `scripts/test-nginx`
 //! builds it and runs this file with JWTWARDEN_NGINX_MODULE set to its path.
 //! Without that variable the tests are skipped (with a message) unless
-//! JWTWARDEN_REQUIRE_NGINX is set.
+//! JWTWARDEN_REQUIRE_NGINX_MODULE is set (scripts/test-nginx sets it).
 
 mod common;
 
@@ -26,11 +26,13 @@ use serde_json::{json, Value};
 
 /// nginx and the module, or None (skipped) when the module was not built.
 fn module() -> Option<(PathBuf, PathBuf)> {
-    let required = std::env::var_os("JWTWARDEN_REQUIRE_NGINX").is_some();
+    // Its own variable: scripts/test sets JWTWARDEN_REQUIRE_NGINX for the
+    // serve tests behind nginx before the module is built.
+    let required = std::env::var_os("JWTWARDEN_REQUIRE_NGINX_MODULE").is_some();
     let found = nginx_binary().zip(std::env::var_os("JWTWARDEN_NGINX_MODULE").map(PathBuf::from));
     match found {
         Some((nginx, m)) if m.is_file() => Some((nginx, m)),
-        _ if required => panic!("JWTWARDEN_REQUIRE_NGINX is set but nginx or JWTWARDEN_NGINX_MODULE is missing"),
+        _ if required => panic!("JWTWARDEN_REQUIRE_NGINX_MODULE is set but nginx or JWTWARDEN_NGINX_MODULE is missing"),
         _ => {
             eprintln!("SKIPPED: run scripts/test-nginx (needs nginx and JWTWARDEN_NGINX_MODULE)");
             None

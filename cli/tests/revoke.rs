@@ -29,6 +29,19 @@ fn run(args: &[&str]) -> (i32, Vec<Value>) {
     (out.status.code().unwrap(), json_lines(&out.stdout))
 }
 
+/// `jwtwarden revoke --config CONFIG --issuer ISSUER --jti JTI`.
+fn revoke_jti(config: &std::path::Path, issuer: &str, jti: &str) -> (i32, Vec<Value>) {
+    run(&[
+        "revoke",
+        "--config",
+        config.to_str().unwrap(),
+        "--issuer",
+        issuer,
+        "--jti",
+        jti,
+    ])
+}
+
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -131,15 +144,7 @@ fn a_revoke_beside_a_running_serve_without_a_feed_reaches_it() {
     assert_eq!(serve.get("/auth", &[("Authorization", &auth)]).status, 200);
     assert_eq!(serve.get("/auth", &[("Authorization", &auth)]).status, 200, "cached");
     let iss = env.issuer.url();
-    let (code, lines) = run(&[
-        "revoke",
-        "--config",
-        path.to_str().unwrap(),
-        "--issuer",
-        &iss,
-        "--jti",
-        "j-beside",
-    ]);
+    let (code, lines) = revoke_jti(&path, &iss, "j-beside");
     assert_eq!(code, 0, "{lines:?}");
     assert_eq!(lines[0]["propagation"], "local");
     let reaches = lines[0]["reaches"].as_str().unwrap();
@@ -149,15 +154,7 @@ fn a_revoke_beside_a_running_serve_without_a_feed_reaches_it() {
     });
 
     // Neither state_dir nor a feed: the revocation would reach nobody.
-    let (code, _) = run(&[
-        "revoke",
-        "--config",
-        env.json_config.to_str().unwrap(),
-        "--issuer",
-        &iss,
-        "--jti",
-        "j-nowhere",
-    ]);
+    let (code, _) = revoke_jti(&env.json_config, &iss, "j-nowhere");
     assert_eq!(code, 2);
 }
 
@@ -179,15 +176,7 @@ fn a_revocation_the_fleet_cannot_hold_exits_non_zero() {
         .command(&["ZADD", "jwtwarden:revocations", "9000000000000", &held.to_string()])
         .expect("written");
     let iss = env.issuer.url();
-    let (code, lines) = run(&[
-        "revoke",
-        "--config",
-        path.to_str().unwrap(),
-        "--issuer",
-        &iss,
-        "--jti",
-        "j-2",
-    ]);
+    let (code, lines) = revoke_jti(&path, &iss, "j-2");
     assert_ne!(code, 0, "{lines:?}");
     assert_eq!(lines[0]["ok"], false, "{lines:?}");
     assert_eq!(lines[0]["error"], "revocation_list_full", "{lines:?}");

@@ -37,6 +37,12 @@ fn state(v: &Verifier) -> FeedState {
     v.revocation_feed().expect("a feed is configured").state
 }
 
+/// Stop Redis under `old` (subscribed) and wait until it notices.
+fn cut_off(redis: &mut RedisServer, old: &Verifier) {
+    redis.stop();
+    eventually("the outage is noticed", || state(old) == FeedState::Lagging);
+}
+
 fn token(issuer: &TestIssuer, clock: &ManualClock, jti: &str) -> String {
     let mut claims = issuer.default_claims("svc", clock.now_secs());
     claims["jti"] = json!(jti);
@@ -90,8 +96,7 @@ fn a_reload_during_a_redis_outage_does_not_extend_the_fail_closed_deadline() {
     let old = verifier_for(&issuer, &clock, with_feed(&redis));
     eventually("the feed is connected", || state(&old) == FeedState::Connected);
     let t = token(&issuer, &clock, "j-stale");
-    redis.stop();
-    eventually("the outage is noticed", || state(&old) == FeedState::Lagging);
+    cut_off(&mut redis, &old);
     // One second before the old verifier fails closed, the server reloads.
     clock.advance_secs(59);
     assert!(old.verify(&t).is_ok());
@@ -118,8 +123,7 @@ fn a_new_verifier_that_reached_redis_itself_keeps_its_own_contact() {
     let clock = ManualClock::starting_now();
     let old = verifier_for(&issuer, &clock, with_feed(&redis));
     eventually("the feed is connected", || state(&old) == FeedState::Connected);
-    redis.stop();
-    eventually("the outage is noticed", || state(&old) == FeedState::Lagging);
+    cut_off(&mut redis, &old);
     clock.advance_secs(59);
     redis.resume();
     // Built once Redis answers again: its contact is real and current, the
@@ -196,8 +200,7 @@ fn a_revocation_not_yet_published_is_published_by_the_new_verifier() {
     let clock = ManualClock::starting_now();
     let old = verifier_for(&issuer, &clock, with_feed(&redis));
     eventually("the feed is connected", || state(&old) == FeedState::Connected);
-    redis.stop();
-    eventually("the outage is noticed", || state(&old) == FeedState::Lagging);
+    cut_off(&mut redis, &old);
     let t = token(&issuer, &clock, "j-pending");
     assert_eq!(
         old.revoke_jti(&issuer.url(), "j-pending", None).unwrap(),

@@ -53,9 +53,18 @@ struct Lazy {
     claims: Map<String, Value>,
     /// The claims as compact JSON, NUL-terminated (C borrows it as is).
     claims_json: OnceLock<CString>,
-    /// One front end's own converted form (C strings, a Python mapping).
-    front_end: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// Front ends' own converted forms (C strings, a Python mapping, the
+    /// HTTP decision's claim headers), one type per slot, first come first
+    /// served. Several slots because one process can use two forms of the
+    /// same result: the C ABI's HTTP decision stores its claim headers and
+    /// then hands the same result to the caller, who reads C strings.
+    front_ends: [OnceLock<Arc<dyn Any + Send + Sync>>; FRONT_END_SLOTS],
 }
+
+/// How many converted forms one result keeps. A process uses one or two
+/// (a binding's form and the HTTP decision's); a type beyond these is built
+/// per call (`memo`) or not at all (`memo_ref`), never taken from another.
+const FRONT_END_SLOTS: usize = 3;
 
 /// What the verifier knows about a token it just verified.
 pub(crate) struct Fresh<'a> {
@@ -173,34 +182,48 @@ impl VerifiedToken {
     }
 
     /// A front end's converted form of this result, built by `init` on first
-    /// use and shared by every later hit. One type per result: a caller
-    /// asking for another type than the one stored gets a fresh, unshared
-    /// value (never someone else's).
+    /// use and shared by every later hit. Each type has its own slot (a few
+    /// per result); a caller whose type finds every slot taken by others
+    /// gets a fresh, unshared value (never someone else's).
     pub fn memo<T: Any + Send + Sync>(&self, init: impl FnOnce(&VerifiedToken) -> T) -> Arc<T> {
         let mut init = Some(init);
-        let stored = self.lazy().front_end.get_or_init(|| {
-            let init = init.take().expect("called once");
-            Arc::new(init(self)) as Arc<dyn Any + Send + Sync>
-        });
-        match stored.clone().downcast::<T>() {
-            Ok(value) => value,
-            Err(_) => {
-                let init = init.take().expect("not called: the slot was already set");
-                Arc::new(init(self))
-            }
+        match self.memo_slot::<T>(&mut init) {
+            Some(stored) => stored.clone().downcast::<T>().expect("the slot holds a T"),
+            None => Arc::new(init.take().expect("not called: every slot was taken")(self)),
         }
     }
 
     /// Like [`memo`](Self::memo), borrowed: the stored value, built by
-    /// `init` on first use, or `None` if the slot holds another type (another
-    /// front end's form). No reference count is touched, so a front end can
-    /// hand out pointers into it for as long as it holds the token.
+    /// `init` on first use, or `None` if every slot holds another type
+    /// (other front ends' forms). No reference count is touched, so a front
+    /// end can hand out pointers into it for as long as it holds the token.
     pub fn memo_ref<T: Any + Send + Sync>(&self, init: impl FnOnce(&VerifiedToken) -> T) -> Option<&T> {
-        let stored = self
-            .lazy()
-            .front_end
-            .get_or_init(|| Arc::new(init(self)) as Arc<dyn Any + Send + Sync>);
-        (**stored).downcast_ref::<T>()
+        let mut init = Some(init);
+        self.memo_slot::<T>(&mut init)
+            .map(|stored| (**stored).downcast_ref::<T>().expect("the slot holds a T"))
+    }
+
+    /// The slot holding a `T`, filling the first free one with `init` if no
+    /// slot holds one yet. Two threads racing for a free slot with different
+    /// types: the loser (its `init` still unused) moves on to the next slot.
+    fn memo_slot<T: Any + Send + Sync>(
+        &self,
+        init: &mut Option<impl FnOnce(&VerifiedToken) -> T>,
+    ) -> Option<&Arc<dyn Any + Send + Sync>> {
+        for slot in &self.lazy().front_ends {
+            let stored = match slot.get() {
+                Some(stored) => stored,
+                None => slot.get_or_init(|| {
+                    let init = init.take().expect("called at most once");
+                    Arc::new(init(self)) as Arc<dyn Any + Send + Sync>
+                }),
+            };
+            if (**stored).is::<T>() {
+                return Some(stored);
+            }
+            debug_assert!(init.is_some(), "a slot this call filled holds a T");
+        }
+        None
     }
 }
 
@@ -218,7 +241,7 @@ impl Lazy {
         Lazy {
             claims,
             claims_json: OnceLock::new(),
-            front_end: OnceLock::new(),
+            front_ends: Default::default(),
         }
     }
 }

@@ -96,7 +96,17 @@ void test_http_decision(void) {
   jwtwarden_http_decision_free(d);
   d = decide(p, v, "/orders", auth, false);
   CHECK(jwtwarden_http_decision_status(d) == 200 && !jwtwarden_http_decision_cached(d));
+  /* The decision stored its claim headers in the result; the caller's own
+     reads of the same result still answer (each front end's form has its
+     own slot: a module once got NULL here and an empty REMOTE_USER). */
+  jwtwarden_verified *fresh = jwtwarden_http_decision_verified(d);
   jwtwarden_http_decision_free(d);
+  CHECK(fresh != NULL && !jwtwarden_verified_cached(fresh));
+  CHECK(jwtwarden_verified_claim_json(fresh, "sub") != NULL &&
+        strcmp(jwtwarden_verified_claim_json(fresh, "sub"), "\"user\"") == 0);
+  CHECK(jwtwarden_verified_issuer(fresh) != NULL && jwtwarden_verified_kid(fresh) != NULL &&
+        jwtwarden_verified_alg(fresh) != NULL);
+  jwtwarden_verified_free(fresh);
   d = decide(p, v, "/orders", auth, true);
   CHECK(jwtwarden_http_decision_allowed(d) && jwtwarden_http_decision_cached(d));
   CHECK(jwtwarden_http_decision_claim_header_count(d) == 1);
@@ -110,6 +120,7 @@ void test_http_decision(void) {
   jwtwarden_http_decision_free(d);
   CHECK(verified != NULL && jwtwarden_verified_cached(verified));
   CHECK(strstr(jwtwarden_verified_claims_json(verified), "\"sub\":\"user\"") != NULL);
+  CHECK(jwtwarden_verified_claim_json(verified, "sub") != NULL && jwtwarden_verified_issuer(verified) != NULL);
   jwtwarden_verified_free(verified);
   CHECK(jwtwarden_http_decision_verified(NULL) == NULL);
 

@@ -71,6 +71,7 @@ fn apache_port() -> u16 {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mpm {
     Prefork,
+    Worker,
     Event,
 }
 
@@ -134,8 +135,8 @@ impl Apache {
                      ServerLimit {children}\nMaxRequestWorkers {children}\n"
                 ),
             ),
-            Mpm::Event => (
-                "event",
+            Mpm::Worker | Mpm::Event => (
+                if mpm == Mpm::Worker { "worker" } else { "event" },
                 "cgid",
                 format!(
                     "StartServers {children}\nServerLimit {children}\nThreadsPerChild 8\n\
@@ -321,6 +322,10 @@ const LOCATIONS: &str = r#"
     Require not jwt-claim sub mallory
   </RequireAll>
 </Location>
+<Location /strict/>
+  AuthzSendForbiddenOnFailure On
+  Require jwt-scope write
+</Location>
 "#;
 
 struct Stack {
@@ -481,7 +486,7 @@ fn require_combinations(s: &Stack) {
     });
     let nobody = s.token(|_| {});
     let mallory = s.token(|c| c["sub"] = json!("mallory"));
-    let cases: [(&str, &str, u16); 12] = [
+    let cases: [(&str, &str, u16); 14] = [
         ("/any/x", &admin, 200),
         ("/any/x", &auditor_arr, 200),
         ("/any/x", &writer, 200),
@@ -494,15 +499,21 @@ fn require_combinations(s: &Stack) {
         ("/not/x", &mallory, 401),
         ("/orders", &mallory, 200),
         ("/admin/x", &nobody, 200),
+        // AuthzSendForbiddenOnFailure On: RFC 6750's 403, same challenge.
+        ("/strict/x", &writer, 200),
+        ("/strict/x", &admin, 403),
     ];
     for (path, token, want) in cases {
         let before = s.apache.app_hits();
         let r = s.apache.bearer(path, token);
         assert_eq!(r.status, want, "{path}: {r:?}\n{}", s.apache.error_log());
-        if want == 401 {
+        if want == 401 || want == 403 {
             assert_eq!(s.apache.app_hits(), before, "{path}: the CGI ran");
             let challenge = r.header("www-authenticate").unwrap_or_default();
-            assert!(challenge.contains(r#"error="insufficient_scope""#), "{path}: {r:?}");
+            assert_eq!(
+                challenge, r#"Bearer realm="api", error="insufficient_scope""#,
+                "{path}: {r:?}"
+            );
             assert_eq!(r.header("cache-control"), Some("no-store"));
             assert_eq!(r.header("content-type"), Some("application/json"), "{path}: {r:?}");
             assert_eq!(r.json()["error"], "insufficient_scope", "{path}: {r:?}");
@@ -537,11 +548,7 @@ fn no_injection(s: &Stack) {
     // the client's own X-Auth-Sub replaced.
     let r = s.apache.get(
         "/up/orders",
-        &[
-            ("Authorization", &format!("Bearer {evil}")),
-            ("X-Auth-Sub", "admin"),
-            ("X-Jwtwarden-Internal-Iss", "forged"),
-        ],
+        &[("Authorization", &format!("Bearer {evil}")), ("X-Auth-Sub", "admin")],
     );
     assert_eq!(r.status, 200, "{r:?}\n{}", s.apache.error_log());
     let h = echoed(&r);
@@ -555,11 +562,7 @@ fn no_injection(s: &Stack) {
         !subs[0].contains('\n') && !subs[0].contains('\r') && subs[0] != "admin",
         "{h:?}"
     );
-    assert!(
-        !h.iter()
-            .any(|(n, _)| n == "x-injected" || n == "x-jwtwarden-internal-iss"),
-        "{h:?}"
-    );
+    assert!(!h.iter().any(|(n, _)| n == "x-injected"), "{h:?}");
     assert!(s.upstream.hits() >= 1);
     // No token on a proxied path: the backend never sees the request.
     let before = s.upstream.hits();
@@ -617,6 +620,62 @@ fn graceful_keeps_serving(s: &Stack) {
     assert!(s.apache.error_log().contains("resuming normal operations"));
 }
 
+/// Many threads of one child meet a token for the first time at once
+/// (worker and event MPMs): every request passes with its own user and
+/// claims. Before the fix a burst like this refused requests with an
+/// empty user (`user : authorization failure`): the module read the
+/// claims through a second verification whose result shared one memo slot
+/// with the HTTP decision's claim headers, so a thread that hit the cache
+/// entry another thread's decision had just filled read no claims at all.
+fn first_hits_in_parallel_keep_the_user(s: &Stack, rounds: usize, threads: usize) {
+    let addr = s.apache.addr.clone();
+    for round in 0..rounds {
+        let sub = format!("user-{round}");
+        let token = s.token(|c| {
+            c["sub"] = json!(sub);
+            c["jti"] = json!(format!("burst-{round}"));
+        });
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (addr, token, barrier) = (addr.clone(), token.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (0..3)
+                        .map(|_| {
+                            request(
+                                &addr,
+                                "GET",
+                                "/up/orders",
+                                &[("Authorization", &format!("Bearer {token}"))],
+                                "",
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            for r in w.join().unwrap() {
+                assert_eq!(
+                    r.status,
+                    200,
+                    "round {round}: a valid token refused under concurrency: {r:?}\n{}",
+                    s.apache.error_log()
+                );
+                let subs: Vec<String> = echoed(&r)
+                    .into_iter()
+                    .filter(|(n, _)| n == "x-auth-sub")
+                    .map(|(_, v)| v)
+                    .collect();
+                assert_eq!(subs, std::slice::from_ref(&sub), "round {round}: {r:?}");
+            }
+        }
+    }
+    let log = s.apache.error_log();
+    assert!(!log.contains("authorization failure"), "{log}");
+}
+
 fn whole_suite(mpm: Mpm) {
     let children = 3;
     let Some(mut s) = stack(mpm, children) else { return };
@@ -648,6 +707,24 @@ fn prefork_valid_bad_revoked_require_injection_graceful() {
 #[test]
 fn event_valid_bad_revoked_require_injection_graceful() {
     whole_suite(Mpm::Event);
+}
+
+#[test]
+fn worker_valid_bad_revoked_require_injection_graceful() {
+    whole_suite(Mpm::Worker);
+}
+
+/// One child, eight threads: bursts of first hits of fresh tokens.
+#[test]
+fn event_first_hits_of_a_token_in_parallel_keep_the_user() {
+    let Some(s) = stack(Mpm::Event, 1) else { return };
+    first_hits_in_parallel_keep_the_user(&s, 150, 8);
+}
+
+#[test]
+fn worker_first_hits_of_a_token_in_parallel_keep_the_user() {
+    let Some(s) = stack(Mpm::Worker, 1) else { return };
+    first_hits_in_parallel_keep_the_user(&s, 150, 8);
 }
 
 /// The identity provider goes down: tokens of known keys keep passing in
@@ -949,4 +1026,9 @@ fn every_contract_row_holds_against_the_module_prefork() {
 #[test]
 fn every_contract_row_holds_against_the_module_event() {
     contract_against(Mpm::Event);
+}
+
+#[test]
+fn every_contract_row_holds_against_the_module_worker() {
+    contract_against(Mpm::Worker);
 }

@@ -1032,3 +1032,132 @@ fn every_contract_row_holds_against_the_module_event() {
 fn every_contract_row_holds_against_the_module_worker() {
     contract_against(Mpm::Worker);
 }
+
+// ---------- 20 prefork children: what the identity provider sees ----------
+
+/// `threads` clients sending `per_thread` requests each (a token from
+/// `token(thread, i)`) to the proxied path; every status.
+fn load(addr: &str, threads: usize, per_thread: usize, token: impl Fn(usize, usize) -> String + Sync) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let token = &token;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (0..per_thread)
+                        .map(|i| {
+                            let auth = format!("Bearer {}", token(t, i));
+                            request(addr, "GET", "/up/x", &[("Authorization", &auth)], "").status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// JWKS requests of `issuer` once they stop moving (no request in 300 ms).
+fn settled_jwks_requests(issuer: &TestIssuer) -> u64 {
+    let mut n = issuer.jwks_requests();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let m = issuer.jwks_requests();
+        if m == n {
+            return n;
+        }
+        n = m;
+    }
+}
+
+/// Twenty prefork children, each with its own verifier (no key set is
+/// shared between children today): the JWKS fetches the IdP sees at
+/// start, for one key rotation under load, and for an unknown-kid storm
+/// (each request a new random kid). Two issuers, so the rotation's and the
+/// storm's unknown-kid cooldowns are separate. Printed with --nocapture;
+/// the bounds asserted are the per-child ones the engine promises: one
+/// fetch per child per rotation, one per child per cooldown in a storm.
+#[test]
+fn prefork_twenty_children_what_the_idp_sees() {
+    let Some((binary, module)) = prerequisites() else {
+        return;
+    };
+    let children: u32 = 20;
+    let (rot, storm) = (TestIssuer::start(), TestIssuer::start());
+    let issuer = |i: &TestIssuer| json!({"issuer": i.url(), "jwks_uri": i.jwks_uri(), "audiences": ["api"]});
+    let engine = json!({
+        "issuers": [issuer(&rot), issuer(&storm)],
+        "http": {"allow_http": true, "timeout_ms": 3000},
+        "state_dir": "{state_dir}",
+    });
+    let locations = format!(
+        "<Location />\n  AuthType jwtwarden\n  AuthName api\n  Require jwt-issuer {} {}\n</Location>\n",
+        rot.url(),
+        storm.url()
+    );
+    let upstream = Upstream::start();
+    let apache = Apache::start(
+        &binary,
+        &module,
+        Mpm::Prefork,
+        children,
+        &engine,
+        &locations,
+        upstream.port,
+    );
+    let threads = children as usize;
+
+    // Start: the parent's configuration check (twice at start) and each
+    // child's verifier fetch every issuer once.
+    let start = (settled_jwks_requests(&rot), settled_jwks_requests(&storm));
+    let good = rot.mint(&rot.first_kid(), &rot.default_claims("alice", now()));
+    assert!(load(&apache.addr, threads, 5, |_, _| good.clone())
+        .iter()
+        .all(|&s| s == 200));
+
+    // A rotation under load: a new kid, 20 clients; every request passes.
+    let before = rot.jwks_requests();
+    let kid = rot.rotate(Alg::RS256);
+    let rotated = rot.mint(&kid, &rot.default_claims("bob", now()));
+    let statuses = load(&apache.addr, threads, 25, |_, _| rotated.clone());
+    let bad: Vec<_> = statuses.iter().filter(|&&s| s != 200).collect();
+    assert!(
+        bad.is_empty(),
+        "refused during the rotation: {bad:?}\n{}",
+        apache.error_log()
+    );
+    let per_rotation = settled_jwks_requests(&rot) - before;
+
+    // A storm: every request a kid nobody published (fails closed).
+    let before = storm.jwks_requests();
+    let skid = storm.first_kid();
+    let statuses = load(&apache.addr, threads, 50, |t, i| {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": format!("storm-{t}-{i}")});
+        storm.mint_with_header(&skid, &header, &storm.default_claims("eve", now()))
+    });
+    assert!(statuses.iter().all(|&s| s == 401), "{statuses:?}");
+    let per_storm = settled_jwks_requests(&storm) - before;
+    let storm_requests = statuses.len();
+
+    eprintln!(
+        "IdP with {children} prefork children, per issuer: {} + {} JWKS fetches at start (2 configuration checks + 1 per child), \
+         {per_rotation} for one rotation under load ({} requests), {per_storm} for an unknown-kid storm of {storm_requests} requests",
+        start.0,
+        start.1,
+        threads * 25
+    );
+    let most_at_start = 2 + u64::from(children);
+    assert!(
+        start.0 <= most_at_start && start.1 <= most_at_start,
+        "{start:?} at start"
+    );
+    assert!(
+        per_rotation <= u64::from(children),
+        "{per_rotation} fetches for one rotation"
+    );
+    assert!(
+        per_storm <= u64::from(children),
+        "{per_storm} fetches for a storm within one cooldown"
+    );
+    let log = apache.error_log();
+    assert!(!log.contains("authorization failure"), "{log}");
+}

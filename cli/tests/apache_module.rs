@@ -1161,3 +1161,39 @@ fn prefork_twenty_children_what_the_idp_sees() {
     let log = apache.error_log();
     assert!(!log.contains("authorization failure"), "{log}");
 }
+
+/// A child that could not build its verifier (here: a `state_dir` the
+/// parent, root, can write but Apache's `User` cannot: the ServerRoot's
+/// `cgi/`, 0755 root) answers every token with the contract's server-side
+/// refusal: 500, no challenge, no-store, the fixed JSON body; the
+/// application never runs, and nothing becomes an authorization failure.
+/// Needs root (children run as nobody).
+#[test]
+fn prefork_child_without_a_verifier_answers_the_contracts_500() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("SKIPPED: needs root (children run as nobody)");
+        return;
+    }
+    let Some(s) = stack_with(Mpm::Prefork, 2, |e| e["state_dir"] = json!("{state_dir}/../cgi")) else {
+        return;
+    };
+    let token = s.token(|_| {});
+    for _ in 0..6 {
+        let before = s.apache.app_hits();
+        let r = s.apache.bearer("/orders", &token);
+        assert_eq!(r.status, 500, "{r:?}\n{}", s.apache.error_log());
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+        assert!(r.header("www-authenticate").is_none(), "{r:?}");
+        assert_eq!(
+            r.json(),
+            json!({"error": "invalid_argument", "code": 501, "category": "usage",
+                   "message": "token verification failed on the server"})
+        );
+        assert_eq!(s.apache.app_hits(), before, "the CGI ran");
+    }
+    let log = s.apache.error_log();
+    assert!(log.contains("jwtwarden: verifier:"), "{log}");
+    assert!(!log.contains("authorization failure"), "{log}");
+}

@@ -1056,8 +1056,14 @@ fn load(addr: &str, threads: usize, per_thread: usize, token: impl Fn(usize, usi
     })
 }
 
-/// JWKS requests of `issuer` once they stop moving (no request in 300 ms).
-fn settled_jwks_requests(issuer: &TestIssuer) -> u64 {
+/// JWKS requests of `issuer` once they reached `at_least` (polled, up to
+/// 60 s: on a loaded machine twenty children take a while to build their
+/// verifiers) and then stopped moving (no request in 300 ms).
+fn settled_jwks_requests(issuer: &TestIssuer, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while issuer.jwks_requests() < at_least && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut n = issuer.jwks_requests();
     loop {
         std::thread::sleep(Duration::from_millis(300));
@@ -1108,7 +1114,17 @@ fn prefork_twenty_children_what_the_idp_sees() {
 
     // Start: the parent's configuration check (twice at start) and each
     // child's verifier fetch every issuer once.
-    let start = (settled_jwks_requests(&rot), settled_jwks_requests(&storm));
+    // Wait for all of them, so that no child's start is counted below.
+    let expected = 2 + u64::from(children);
+    let start = (
+        settled_jwks_requests(&rot, expected),
+        settled_jwks_requests(&storm, expected),
+    );
+    assert!(
+        start.0 >= expected && start.1 >= expected,
+        "{start:?} at start: not every child fetched\n{}",
+        apache.error_log()
+    );
     let good = rot.mint(&rot.first_kid(), &rot.default_claims("alice", now()));
     assert!(load(&apache.addr, threads, 5, |_, _| good.clone())
         .iter()
@@ -1125,7 +1141,7 @@ fn prefork_twenty_children_what_the_idp_sees() {
         "refused during the rotation: {bad:?}\n{}",
         apache.error_log()
     );
-    let per_rotation = settled_jwks_requests(&rot) - before;
+    let per_rotation = settled_jwks_requests(&rot, 0) - before;
 
     // A storm: every request a kid nobody published (fails closed).
     let before = storm.jwks_requests();
@@ -1135,7 +1151,7 @@ fn prefork_twenty_children_what_the_idp_sees() {
         storm.mint_with_header(&skid, &header, &storm.default_claims("eve", now()))
     });
     assert!(statuses.iter().all(|&s| s == 401), "{statuses:?}");
-    let per_storm = settled_jwks_requests(&storm) - before;
+    let per_storm = settled_jwks_requests(&storm, 0) - before;
     let storm_requests = statuses.len();
 
     eprintln!(
@@ -1145,20 +1161,16 @@ fn prefork_twenty_children_what_the_idp_sees() {
         start.1,
         threads * 25
     );
-    let most_at_start = 2 + u64::from(children);
-    assert!(
-        start.0 <= most_at_start && start.1 <= most_at_start,
-        "{start:?} at start"
-    );
+    let log = apache.error_log();
+    assert!(start.0 <= expected && start.1 <= expected, "{start:?} at start\n{log}");
     assert!(
         per_rotation <= u64::from(children),
-        "{per_rotation} fetches for one rotation"
+        "{per_rotation} fetches for one rotation\n{log}"
     );
     assert!(
         per_storm <= u64::from(children),
-        "{per_storm} fetches for a storm within one cooldown"
+        "{per_storm} fetches for a storm within one cooldown\n{log}"
     );
-    let log = apache.error_log();
     assert!(!log.contains("authorization failure"), "{log}");
 }
 

@@ -33,12 +33,6 @@
 module AP_MODULE_DECLARE_DATA jwtwarden_module;
 
 #define AUTH_TYPE "jwtwarden"
-/* The claim header the module adds to every policy to learn that a token
- * was verified (an open route or method verifies nothing). Never sent on.
- * It is always there for a verified token: the engine requires `iss` and
- * it equals a configured (non-empty) issuer, so its header value is never
- * empty. */
-#define VERIFIED_HEADER "x-jwtwarden-internal-iss"
 #define MAX_CLAIM_NAME 64
 /* A request note: this error response is the module's JSON body. */
 #define JSON_ERROR_NOTE "jwtwarden-json-error"
@@ -56,10 +50,19 @@ typedef struct {
   int claim_env;                     /* -1 unset */
 } jw_dir_conf;
 
-/* What check_authn learned, for the authorization providers. */
+/* What check_authn learned, for the authorization providers. The claims
+ * are read from the verified result's claims JSON only (a copy in the
+ * request's pool): the per-claim accessors (jwtwarden_verified_claim_json,
+ * _issuer) answer NULL for a result whose one memo slot already holds the
+ * HTTP decision's claim headers, which a thread hitting the cache entry
+ * another thread's decision filled would see. */
 typedef struct {
   int open; /* allowed without verifying anything */
   jwtwarden_verified *verified;
+  const char *claims;   /* the verified claims, a JSON object */
+  apr_size_t claims_len;
+  const char *issuer;   /* the configured issuer it was verified for */
+  int past_authz;       /* the authorization phase granted the request */
 } jw_req;
 
 /* Per child. */
@@ -149,7 +152,6 @@ static const char *set_claim_header(cmd_parms *cmd, void *dconf, const char *cla
                                    json_str(cmd->pool, header));
   const char *bad = check_policy(cmd->pool, probe);
   if (bad) return apr_psprintf(cmd->pool, "JwtWardenClaimHeader %s %s: %s", claim, header, bad);
-  if (!strcasecmp(header, VERIFIED_HEADER)) return "JwtWardenClaimHeader: that header name is the module's own";
   if (!c->claim_headers) c->claim_headers = apr_array_make(cmd->pool, 4, sizeof(const char *) * 2);
   const char **pair = apr_array_push(c->claim_headers);
   pair[0] = claim;
@@ -204,30 +206,16 @@ static const char *policy_json(request_rec *r, const jw_dir_conf *c) {
   const char *json = "{";
   if (realm) json = apr_pstrcat(p, json, "\"realm\":", json_str(p, realm), ",", NULL);
   json = apr_pstrcat(p, json, "\"claim_headers\":{", NULL);
-  int maps_iss = 0;
   for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++) {
     const char **pair = &((const char **)c->claim_headers->elts)[i * 2];
-    if (!strcmp(pair[0], "iss")) maps_iss = 1;
     json = apr_pstrcat(p, json, i ? "," : "", json_str(p, pair[0]), ":", json_str(p, pair[1]), NULL);
   }
-  if (!maps_iss)
-    json = apr_pstrcat(p, json, (c->claim_headers && c->claim_headers->nelts) ? "," : "",
-                       "\"iss\":\"" VERIFIED_HEADER "\"", NULL);
   json = apr_pstrcat(p, json, "},\"routes\":[", NULL);
   int n = 0;
   for (int i = 0; c->open && i < c->open->nelts; i++, n++)
     json = apr_pstrcat(p, json, n ? "," : "", open_route_json(p, ((const char **)c->open->elts)[i]), NULL);
   if (c->fresh == 1) json = apr_pstrcat(p, json, n ? "," : "", "{\"prefix\":\"/\",\"fresh\":true}", NULL);
   return apr_pstrcat(p, json, "]}", NULL);
-}
-
-/* The header that tells a verified token: the user's mapping of iss, or ours. */
-static const char *verified_header(const jw_dir_conf *c) {
-  for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++) {
-    const char **pair = &((const char **)c->claim_headers->elts)[i * 2];
-    if (!strcmp(pair[0], "iss")) return pair[1];
-  }
-  return VERIFIED_HEADER;
 }
 
 /* This child's policy for `json`, built once. */
@@ -428,27 +416,47 @@ static apr_size_t skip_value(const char *s, apr_size_t i, apr_size_t n) {
   return n;
 }
 
+/* The next top-level member of the JSON object `s` (`n` bytes) from `*i`
+ * (start at 1): its decoded name (NULL when it is not a plain string) and
+ * its value's JSON text at s[*vstart .. *vstart + *vlen). 0 at the end. */
+static int next_claim(apr_pool_t *p, const char *s, apr_size_t n, apr_size_t *i, char **name, apr_size_t *vstart,
+                      apr_size_t *vlen) {
+  while (*i < n && (s[*i] == ' ' || s[*i] == ',' || s[*i] == '\n')) (*i)++;
+  if (*i >= n || s[*i] != '"') return 0;
+  apr_size_t kstart = *i;
+  *i = skip_value(s, *i, n);
+  *name = json_string_value(p, s + kstart, *i - kstart);
+  while (*i < n && (s[*i] == ' ' || s[*i] == ':')) (*i)++;
+  *vstart = *i;
+  *i = skip_value(s, *i, n);
+  *vlen = *i - *vstart;
+  return 1;
+}
+
+/* Claim `name`'s value as compact JSON text, or NULL when the token has
+ * no such claim. */
+static const char *claim_json(apr_pool_t *p, const jw_req *q, const char *name) {
+  apr_size_t i = 1, vstart, vlen;
+  char *key;
+  if (!q->claims || q->claims_len < 2 || q->claims[0] != '{') return NULL;
+  while (next_claim(p, q->claims, q->claims_len, &i, &key, &vstart, &vlen))
+    if (key && !strcmp(key, name)) return apr_pstrmemdup(p, q->claims + vstart, vlen);
+  return NULL;
+}
+
 /* Every top-level claim with a plain name as JWT_CLAIM_<name>. */
-static void claims_to_env(request_rec *r, const jwtwarden_verified *v) {
-  const char *s = jwtwarden_verified_claims_json(v);
-  apr_size_t n = jwtwarden_verified_claims_json_len(v), i = 1;
-  if (!s || n < 2 || s[0] != '{') return;
-  while (i < n) {
-    while (i < n && (s[i] == ' ' || s[i] == ',' || s[i] == '\n')) i++;
-    if (i >= n || s[i] != '"') break;
-    apr_size_t kstart = i;
-    i = skip_value(s, i, n);
-    char *name = json_string_value(r->pool, s + kstart, i - kstart);
-    while (i < n && (s[i] == ' ' || s[i] == ':')) i++;
-    apr_size_t vstart = i;
-    i = skip_value(s, i, n);
+static void claims_to_env(request_rec *r, const jw_req *q) {
+  apr_size_t i = 1, vstart, vlen;
+  char *name;
+  if (!q->claims || q->claims_len < 2 || q->claims[0] != '{') return;
+  while (next_claim(r->pool, q->claims, q->claims_len, &i, &name, &vstart, &vlen)) {
     if (!name || !*name || strlen(name) > MAX_CLAIM_NAME) continue;
     int plain = 1;
     for (const char *c = name; *c; c++)
       if (!apr_isalnum(*c) && *c != '_') plain = 0;
     if (!plain) continue;
-    char *value = json_string_value(r->pool, s + vstart, i - vstart);
-    if (!value) value = printable(r->pool, s + vstart, i - vstart);
+    char *value = json_string_value(r->pool, q->claims + vstart, vlen);
+    if (!value) value = printable(r->pool, q->claims + vstart, vlen);
     apr_table_set(r->subprocess_env, apr_pstrcat(r->pool, "JWT_CLAIM_", name, NULL), value);
   }
 }
@@ -474,20 +482,23 @@ static int send_refusal(request_rec *r, jwtwarden_http_decision *d) {
   return DONE;
 }
 
+/* A request the module cannot decide (no verifier in this child, an
+ * unusable policy, an error from the C ABI, a verified result without
+ * claims): the contract's server-side refusal (tests/http_contract.json,
+ * "a server-side failure"): 500, no challenge, `Cache-Control: no-store`,
+ * the fixed JSON body. Never an authorization failure, never a pass. */
+#define SERVER_FAILURE_BODY                                                                         \
+  "{\"error\":\"invalid_argument\",\"code\":501,\"category\":\"usage\",\"message\":\"token verification " \
+  "failed on the server\"}"
+
 static int fail(request_rec *r, const char *why) {
   ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jwtwarden: %s", why);
-  return HTTP_INTERNAL_SERVER_ERROR;
-}
-
-/* The token after "Bearer" (the decision has checked the syntax). */
-static const char *bearer_token(request_rec *r, apr_size_t *len) {
-  const char *h = apr_table_get(r->headers_in, "Authorization");
-  if (!h || strncasecmp(h, "Bearer", 6)) return NULL;
-  h += 6;
-  while (*h == ' ') h++;
-  *len = strlen(h);
-  while (*len && h[*len - 1] == ' ') (*len)--;
-  return h;
+  r->status = HTTP_INTERNAL_SERVER_ERROR;
+  apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+  ap_set_content_type(r, "application/json");
+  ap_set_content_length(r, (apr_off_t)(sizeof SERVER_FAILURE_BODY - 1));
+  if (!r->header_only) ap_rwrite(SERVER_FAILURE_BODY, (int)(sizeof SERVER_FAILURE_BODY - 1), r);
+  return DONE;
 }
 
 static int jw_authenticate(request_rec *r) {
@@ -496,12 +507,11 @@ static int jw_authenticate(request_rec *r) {
   jw_dir_conf *c = ap_get_module_config(r->per_dir_config, &jwtwarden_module);
   if (!g_verifier) return fail(r, "no verifier in this process (JwtWardenConfig missing or invalid)");
   jwtwarden_http_policy *policy = policy_for(r, policy_json(r, c));
-  if (!policy) return HTTP_INTERNAL_SERVER_ERROR;
+  if (!policy) return fail(r, "no usable policy for this location");
 
   /* The client's own copies of the claim headers never reach the backend. */
   for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++)
     apr_table_unset(r->headers_in, ((const char **)c->claim_headers->elts)[i * 2 + 1]);
-  apr_table_unset(r->headers_in, VERIFIED_HEADER);
 
   const apr_array_header_t *arr = apr_table_elts(r->headers_in);
   const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
@@ -519,68 +529,68 @@ static int jw_authenticate(request_rec *r) {
   if (target && target[0] != '/' && strcmp(target, "*"))
     target = apr_uri_unparse(r->pool, &r->parsed_uri, APR_URI_UNP_OMITSITEPART);
 
-  for (int attempt = 0;; attempt++) {
-    jwtwarden_http_decision *d = NULL;
-    jwtwarden_error *err = NULL;
-    if (jwtwarden_http_decide(policy, g_verifier, r->method, strlen(r->method), target, target ? strlen(target) : 0,
-                              hs, nh, false, &d, &err) != JWTWARDEN_RESULT_OK) {
-      const char *msg = apr_pstrdup(r->pool, err ? jwtwarden_error_message(err) : "?");
-      jwtwarden_error_free(err);
-      return fail(r, msg);
-    }
-    if (!jwtwarden_http_decision_allowed(d)) return send_refusal(r, d);
+  jwtwarden_http_decision *d = NULL;
+  jwtwarden_error *err = NULL;
+  if (jwtwarden_http_decide(policy, g_verifier, r->method, strlen(r->method), target, target ? strlen(target) : 0, hs,
+                            nh, false, &d, &err) != JWTWARDEN_RESULT_OK) {
+    const char *msg = apr_pstrdup(r->pool, err ? jwtwarden_error_message(err) : "?");
+    jwtwarden_error_free(err);
+    return fail(r, msg);
+  }
+  if (!jwtwarden_http_decision_allowed(d)) return send_refusal(r, d);
 
-    jw_req *q = apr_pcalloc(r->pool, sizeof *q);
+  /* The decision's own verified result: one verification per request. */
+  jw_req *q = apr_pcalloc(r->pool, sizeof *q);
+  q->verified = jwtwarden_http_decision_verified(d);
+  if (q->verified) apr_pool_cleanup_register(r->pool, q, free_verified, apr_pool_cleanup_null);
+  size_t count = jwtwarden_http_decision_claim_header_count(d);
+  for (size_t i = 0; i < count; i++) {
+    size_t nl = 0, vl = 0;
+    const char *name = jwtwarden_http_decision_claim_header_name(d, i, &nl);
+    const char *value = jwtwarden_http_decision_claim_header_value(d, i, &vl);
+    if (name && value)
+      apr_table_set(r->headers_in, apr_pstrmemdup(r->pool, name, nl), apr_pstrmemdup(r->pool, value, vl));
+  }
+  int cached = jwtwarden_http_decision_cached(d);
+  jwtwarden_http_decision_free(d);
+  r->ap_auth_type = AUTH_TYPE;
+  if (!q->verified) {
+    /* An open route or method: nothing verified, nothing passed on. */
+    q->open = 1;
+    r->user = "";
     ap_set_module_config(r->request_config, &jwtwarden_module, q);
-    const char *vh = verified_header(c);
-    int verified = 0;
-    size_t count = jwtwarden_http_decision_claim_header_count(d);
-    for (size_t i = 0; i < count; i++) {
-      size_t nl = 0, vl = 0;
-      const char *name = jwtwarden_http_decision_claim_header_name(d, i, &nl);
-      const char *value = jwtwarden_http_decision_claim_header_value(d, i, &vl);
-      char *n = apr_pstrmemdup(r->pool, name, nl);
-      if (!strcasecmp(n, vh)) verified = 1;
-      if (!strcasecmp(n, VERIFIED_HEADER)) continue;
-      apr_table_set(r->headers_in, n, apr_pstrmemdup(r->pool, value, vl));
-    }
-    int cached = jwtwarden_http_decision_cached(d);
-    jwtwarden_http_decision_free(d);
-    if (!verified) {
-      /* An open route or method: nothing verified, nothing passed on. */
-      q->open = 1;
-      r->user = "";
-      r->ap_auth_type = AUTH_TYPE;
-      return OK;
-    }
-    /* The claims of the token the decision accepted (a cache hit). */
-    apr_size_t tl = 0;
-    const char *token = bearer_token(r, &tl);
-    jwtwarden_verified *v = NULL;
-    if (!token || jwtwarden_verifier_verify_with(g_verifier, token, tl, NULL, false, &v, NULL) != JWTWARDEN_RESULT_OK) {
-      /* Revoked or expired in between: decide again, which refuses. */
-      for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++)
-        apr_table_unset(r->headers_in, ((const char **)c->claim_headers->elts)[i * 2 + 1]);
-      if (attempt < 2) continue;
-      return fail(r, "the accepted token could not be read again");
-    }
-    q->verified = v;
-    apr_pool_cleanup_register(r->pool, q, free_verified, apr_pool_cleanup_null);
-    const char *user_claim = c->user_claim ? c->user_claim : "sub";
-    const char *uj = jwtwarden_verified_claim_json(v, user_claim);
-    char *user = uj ? json_string_value(r->pool, uj, strlen(uj)) : NULL;
-    if (!user && uj) user = printable(r->pool, uj, strlen(uj));
-    r->user = user ? user : "";
-    r->ap_auth_type = AUTH_TYPE;
-    if (c->claim_env != 0) claims_to_env(r, v);
-    apr_table_setn(r->subprocess_env, "JWTWARDEN_CACHED", cached ? "true" : "false");
     return OK;
   }
+  const char *claims = jwtwarden_verified_claims_json(q->verified);
+  q->claims_len = jwtwarden_verified_claims_json_len(q->verified);
+  if (!claims || q->claims_len < 2 || claims[0] != '{') return fail(r, "the accepted token's claims are unreadable");
+  q->claims = apr_pstrmemdup(r->pool, claims, q->claims_len);
+  /* The configured issuer; the engine has checked that the `iss` claim
+   * names it, so that claim stands in when the accessor has no answer. */
+  const char *iss = jwtwarden_verified_issuer(q->verified);
+  if (iss) {
+    q->issuer = apr_pstrdup(r->pool, iss);
+  } else {
+    const char *ij = claim_json(r->pool, q, "iss");
+    q->issuer = ij ? json_string_value(r->pool, ij, strlen(ij)) : NULL;
+  }
+  const char *user_claim = c->user_claim ? c->user_claim : "sub";
+  const char *uj = claim_json(r->pool, q, user_claim);
+  char *user = uj ? json_string_value(r->pool, uj, strlen(uj)) : NULL;
+  if (!user && uj) user = printable(r->pool, uj, strlen(uj));
+  r->user = user ? user : "";
+  ap_set_module_config(r->request_config, &jwtwarden_module, q);
+  if (c->claim_env != 0) claims_to_env(r, q);
+  apr_table_setn(r->subprocess_env, "JWTWARDEN_CACHED", cached ? "true" : "false");
+  return OK;
 }
 
-/* An authorization failure after authentication: a Bearer challenge. */
-static int jw_note_auth_failure(request_rec *r, const char *type) {
-  if (strcasecmp(type, AUTH_TYPE)) return DECLINED;
+/* An authorization failure after authentication (a `Require` line refused
+ * an accepted token): the Bearer challenge with insufficient_scope, as
+ * every front end answers it, with the module's JSON body. `status` is
+ * what mod_authz_core answers: 401, or 403 with AuthzSendForbiddenOnFailure
+ * On (RFC 6750 §3.1, and the core's route `scopes`). */
+static void insufficient_scope(request_rec *r, int status) {
   const char *realm = ap_auth_name(r);
   const char *challenge = realm ? apr_psprintf(r->pool, "Bearer realm=%s, error=\"insufficient_scope\"",
                                                json_str(r->pool, realm))
@@ -588,10 +598,28 @@ static int jw_note_auth_failure(request_rec *r, const char *type) {
   apr_table_setn(r->err_headers_out, "WWW-Authenticate", challenge);
   apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
   apr_table_setn(r->notes, JSON_ERROR_NOTE, "1");
-  ap_custom_response(r, HTTP_UNAUTHORIZED,
+  ap_custom_response(r, status,
                      "{\"error\":\"insufficient_scope\",\"code\":null,\"category\":\"policy\","
                      "\"message\":\"the token is not allowed here (Require)\"}");
+}
+
+static jw_req *req_state(request_rec *r) {
+  return ap_get_module_config(r->request_config, &jwtwarden_module);
+}
+
+/* mod_authz_core calls this before answering 401 to an authenticated user. */
+static int jw_note_auth_failure(request_rec *r, const char *type) {
+  if (strcasecmp(type, AUTH_TYPE)) return DECLINED;
+  insufficient_scope(r, HTTP_UNAUTHORIZED);
   return OK;
+}
+
+/* Runs only for a request the authorization phase granted: a 403 after
+ * this is the handler's (a file's permissions, a backend), not a Require's. */
+static int jw_fixups(request_rec *r) {
+  jw_req *q = req_state(r);
+  if (q) q->past_authz = 1;
+  return DECLINED;
 }
 
 /* Apache's error response says text/html: the module's body is JSON. */
@@ -601,15 +629,20 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb) {
   return ap_pass_brigade(f->next, bb);
 }
 
+/* Runs as Apache starts an error response, before it picks the body. A 403
+ * to a token this module accepted, before the authorization phase granted
+ * the request, is mod_authz_core's answer under AuthzSendForbiddenOnFailure
+ * On (it calls no note_auth_failure hook then). */
 static void jw_insert_error_filter(request_rec *r) {
+  const char *type = ap_auth_type(r);
+  jw_req *q = req_state(r);
+  if (r->status == HTTP_FORBIDDEN && type && !strcasecmp(type, AUTH_TYPE) && q && q->verified && !q->past_authz &&
+      !apr_table_get(r->notes, JSON_ERROR_NOTE))
+    insufficient_scope(r, HTTP_FORBIDDEN);
   if (apr_table_get(r->notes, JSON_ERROR_NOTE)) ap_add_output_filter(JSON_ERROR_FILTER, NULL, r, r->connection);
 }
 
 /* ---------- authorization providers ---------- */
-
-static jw_req *req_state(request_rec *r) {
-  return ap_get_module_config(r->request_config, &jwtwarden_module);
-}
 
 /* Does claim JSON `json` equal `want` (a string, or an array holding it,
  * or the same JSON text for numbers and booleans)? */
@@ -635,13 +668,13 @@ static int claim_matches(apr_pool_t *p, const char *json, const char *want) {
   jw_req *q = req_state(r);                                \
   if (!q) return AUTHZ_DENIED_NO_USER;                     \
   if (q->open) return AUTHZ_GRANTED;                       \
-  if (!q->verified) return AUTHZ_DENIED_NO_USER;
+  if (!q->claims) return AUTHZ_DENIED_NO_USER;
 
 static authz_status claim_check(request_rec *r, const char *line, const void *parsed) {
   (void)parsed;
   CHECK_STATE
   const char *name = ap_getword_conf(r->pool, &line);
-  const char *json = *name ? jwtwarden_verified_claim_json(q->verified, name) : NULL;
+  const char *json = *name ? claim_json(r->pool, q, name) : NULL;
   if (!json) return AUTHZ_DENIED;
   while (*line) {
     const char *want = ap_getword_conf(r->pool, &line);
@@ -651,15 +684,15 @@ static authz_status claim_check(request_rec *r, const char *line, const void *pa
 }
 
 /* Is `scope` in the token's `scope` (space-separated) or `scp` claim? */
-static int has_scope(request_rec *r, const jwtwarden_verified *v, const char *scope) {
-  const char *json = jwtwarden_verified_claim_json(v, "scope");
+static int has_scope(request_rec *r, const jw_req *q, const char *scope) {
+  const char *json = claim_json(r->pool, q, "scope");
   char *s = json ? json_string_value(r->pool, json, strlen(json)) : NULL;
   if (s) {
     char *last, *tok;
     for (tok = apr_strtok(s, " ", &last); tok; tok = apr_strtok(NULL, " ", &last))
       if (!strcmp(tok, scope)) return 1;
   }
-  json = jwtwarden_verified_claim_json(v, "scp");
+  json = claim_json(r->pool, q, "scp");
   if (json && json[0] == '[') return claim_matches(r->pool, json, scope);
   s = json ? json_string_value(r->pool, json, strlen(json)) : NULL;
   if (s) {
@@ -679,7 +712,7 @@ static authz_status scope_check(request_rec *r, const char *line, const void *pa
     const char *want = ap_getword_conf(r->pool, &line);
     if (!*want) break;
     any = 1;
-    if (!has_scope(r, q->verified, want)) return AUTHZ_DENIED;
+    if (!has_scope(r, q, want)) return AUTHZ_DENIED;
   }
   return any ? AUTHZ_GRANTED : AUTHZ_DENIED;
 }
@@ -687,7 +720,7 @@ static authz_status scope_check(request_rec *r, const char *line, const void *pa
 static authz_status issuer_check(request_rec *r, const char *line, const void *parsed) {
   (void)parsed;
   CHECK_STATE
-  const char *iss = jwtwarden_verified_issuer(q->verified);
+  const char *iss = q->issuer;
   while (*line) {
     const char *want = ap_getword_conf(r->pool, &line);
     if (iss && !strcmp(iss, want)) return AUTHZ_GRANTED;
@@ -719,6 +752,7 @@ static void register_hooks(apr_pool_t *p) {
   ap_hook_child_init(jw_child_init, NULL, NULL, APR_HOOK_MIDDLE);
   ap_hook_check_authn(jw_authenticate, NULL, NULL, APR_HOOK_MIDDLE, AP_AUTH_INTERNAL_PER_CONF);
   ap_hook_note_auth_failure(jw_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
+  ap_hook_fixups(jw_fixups, NULL, NULL, APR_HOOK_REALLY_FIRST);
   ap_hook_insert_error_filter(jw_insert_error_filter, NULL, NULL, APR_HOOK_MIDDLE);
   ap_register_output_filter(JSON_ERROR_FILTER, json_error_filter, NULL, AP_FTYPE_CONTENT_SET);
   ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "jwt-claim", AUTHZ_PROVIDER_VERSION, &claim_provider,

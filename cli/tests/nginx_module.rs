@@ -55,11 +55,16 @@ struct Nginx {
     child: Child,
     addr: String,
     dir: tempfile::TempDir,
+    /// Daemonized (`child` is the launcher, gone once nginx has forked):
+    /// the master is found through its pid file.
+    daemon: bool,
 }
 
 fn nginx_conf(module: &Path, workers: u32, d: &str, http: &str) -> String {
+    // `env`: a binary upgrade execs the new master with only the variables
+    // named here (the AddressSanitizer runtime must stay preloaded).
     format!(
-        "load_module {m};\nworker_processes {workers};\nerror_log {d}/logs/error.log info;\npid {d}/nginx.pid;\n\
+        "load_module {m};\nenv LD_PRELOAD;\nenv ASAN_OPTIONS;\nworker_processes {workers};\nerror_log {d}/logs/error.log info;\npid {d}/nginx.pid;\n\
          thread_pool default threads=4;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
@@ -70,6 +75,13 @@ fn nginx_conf(module: &Path, workers: u32, d: &str, http: &str) -> String {
 
 impl Nginx {
     fn start(binary: &Path, module: &Path, workers: u32, http: &str) -> Nginx {
+        Nginx::launch(binary, module, workers, http, false)
+    }
+
+    /// `daemon`: nginx daemonizes, as a binary upgrade needs (a master
+    /// still the child of the process that started it ignores USR2, and
+    /// only a daemon honours WINCH); it is then found by its pid file.
+    fn launch(binary: &Path, module: &Path, workers: u32, http: &str, daemon: bool) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
@@ -78,6 +90,10 @@ impl Nginx {
         let conf = nginx_conf(module, workers, &d, &http.replace("{listen}", &addr));
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let mut cmd = nginx_command(binary, dir.path());
+        if daemon {
+            // The later `-g` wins over nginx_command's `daemon off`.
+            cmd.arg("-g").arg("daemon on;");
+        }
         // A module built with AddressSanitizer (scripts/test-nginx --asan)
         // needs its runtime preloaded into nginx; reports go to asan.PID
         // files, which Drop turns into a failure.
@@ -85,9 +101,23 @@ impl Nginx {
             cmd.env("LD_PRELOAD", preload)
                 .env("ASAN_OPTIONS", format!("detect_leaks=0:log_path={d}/asan"));
         }
-        let child = cmd.spawn().expect("start nginx");
+        let mut child = cmd.spawn().expect("start nginx");
+        if daemon {
+            assert!(child.wait().unwrap().success(), "nginx did not daemonize");
+        }
         wait_listening(&addr);
-        Nginx { child, addr, dir }
+        Nginx {
+            child,
+            addr,
+            dir,
+            daemon,
+        }
+    }
+
+    /// The pid in `name` (nginx.pid; nginx.pid.oldbin during an upgrade).
+    fn pid_file(&self, name: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.dir.path().join(name)).ok()?;
+        text.trim().parse().ok()
     }
 
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -99,15 +129,44 @@ impl Nginx {
     }
 
     fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+        let pid = match self.daemon {
+            true => self.pid_file("nginx.pid").expect("nginx.pid"),
+            false => self.child.id() as i32,
+        };
+        kill(pid, sig);
     }
+}
+
+/// kill(2), asserted.
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a pid this test started (directly, or as nginx's
+    // daemon or its upgraded master).
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        self.signal(libc::SIGTERM);
-        let _ = self.child.wait();
+        if self.daemon {
+            // Every master this test left (an upgrade's old one too); each
+            // removes its pid file as it exits.
+            for name in ["nginx.pid.oldbin", "nginx.pid"] {
+                if let Some(pid) = self.pid_file(name) {
+                    // SAFETY: kill(2) on a master this test started.
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while ["nginx.pid.oldbin", "nginx.pid"]
+                .iter()
+                .any(|n| self.dir.path().join(n).exists())
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            self.signal(libc::SIGTERM);
+            let _ = self.child.wait();
+        }
         let reports: Vec<String> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .flatten()
@@ -190,6 +249,11 @@ fn stack(workers: u32, engine_extra: Value) -> Option<Stack> {
 
 /// The stack, with the engine's configuration changed by `edit`.
 fn stack_with(workers: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
+    stack_opts(workers, false, edit)
+}
+
+/// The stack, nginx daemonized or not.
+fn stack_opts(workers: u32, daemon: bool, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
     let (binary, module) = module()?;
     let issuer = TestIssuer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -216,7 +280,7 @@ fn stack_with(workers: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
         config.display(),
         LOCATIONS.replace("{up}", &upstream.port.to_string())
     );
-    let nginx = Nginx::start(&binary, &module, workers, &http);
+    let nginx = Nginx::launch(&binary, &module, workers, &http, daemon);
     Some(Stack {
         nginx,
         upstream,
@@ -244,6 +308,20 @@ impl Stack {
             }
             refused.len() == workers
         });
+    }
+
+    /// `jwtwarden revoke --jti` with the stack's configuration (journaled
+    /// in its state_dir, published to its feed if it has one): its stdout.
+    fn revoke_jti(&self, jti: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+            .args(["revoke", "--config"])
+            .arg(&self.config)
+            .args(["--issuer", &self.issuer.url(), "--jti", jti])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout
     }
 
     fn token(&self, edit: impl FnOnce(&mut Value)) -> String {
@@ -360,13 +438,7 @@ fn with_four_workers_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
     for _ in 0..8 {
         assert_eq!(s.get("/api/orders", &bobs).status, 200);
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
-        .args(["revoke", "--config"])
-        .arg(&s.config)
-        .args(["--issuer", &issuer.url(), "--jti", "jti-bob-1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.revoke_jti("jti-bob-1");
     s.until_every_worker_refuses(&bobs, 4);
     s.assert_refused(&bobs, "revoked");
 }
@@ -421,33 +493,159 @@ fn issuer_down_known_keys_pass_and_new_kids_fail_closed() {
 fn a_reload_under_load_drops_nothing() {
     let Some(s) = stack(2, json!({})) else { return };
     let good = s.token(|_| {});
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let addr = s.nginx.addr.clone();
-    let load = {
-        let (stop, ok, failed, good) = (stop.clone(), ok.clone(), failed.clone(), good.clone());
-        std::thread::spawn(move || {
-            let auth = format!("Bearer {good}");
-            while !stop.load(Ordering::SeqCst) {
-                let r = request(&addr, "GET", "/api/orders", &[("Authorization", &auth)], "");
-                if r.status == 200 {
-                    ok.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    failed.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        })
-    };
-    eventually("load runs", || ok.load(Ordering::SeqCst) > 20);
+    let load = Load::start(&s.nginx.addr, &good, 1);
+    load.passes(20, "load runs");
     for _ in 0..2 {
         s.nginx.signal(libc::SIGHUP);
-        let at = ok.load(Ordering::SeqCst);
-        eventually("requests after the reload", || ok.load(Ordering::SeqCst) > at + 100);
+        load.passes(100, "requests after the reload");
     }
-    stop.store(true, Ordering::SeqCst);
-    load.join().unwrap();
-    assert_eq!(failed.load(Ordering::SeqCst), 0, "{}", s.nginx.error_log());
+    let (_, failed) = load.stop();
+    assert_eq!(failed, 0, "{}", s.nginx.error_log());
     assert!(s.nginx.error_log().contains("reconfiguring"), "{}", s.nginx.error_log());
+}
+
+/// Client threads sending `token` until stopped, counting answers by
+/// status (a refused connection counts as failed) and the workers (`$pid`)
+/// that answered.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    workers: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: &str, token: &str, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let workers = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, ok, failed, workers) = (stop.clone(), ok.clone(), failed.clone(), workers.clone());
+                let (addr, auth) = (addr.to_string(), format!("Bearer {token}"));
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let sent = std::panic::catch_unwind(|| {
+                            request(&addr, "GET", "/api/orders", &[("Authorization", &auth)], "")
+                        });
+                        match sent {
+                            Ok(r) if r.status == 200 => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                                let pid = r.header("x-worker").unwrap_or_default().to_string();
+                                workers.lock().unwrap().insert(pid);
+                            }
+                            Ok(r) => {
+                                eprintln!("failed under load: {r:?}");
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            workers,
+            threads,
+        }
+    }
+
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Wait until `n` more requests have passed.
+    fn passes(&self, n: u64, what: &str) {
+        let at = self.ok();
+        eventually(what, || self.ok() >= at + n);
+    }
+
+    /// Stop the clients: (passed, failed).
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        (self.ok.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst))
+    }
+}
+
+/// The binary upgrade nginx documents, under load from several client
+/// threads: USR2 to the master starts a new master (the same binary,
+/// re-executed, loading the module anew) whose workers build their own
+/// verifiers; WINCH retires the old workers gracefully, QUIT the old
+/// master. No request fails, and a revocation made before the upgrade
+/// (journaled in the state_dir) holds in every new worker, which never saw
+/// the token before and replayed the journal at start.
+#[test]
+fn a_binary_upgrade_under_load_fails_no_request_and_keeps_revocations() {
+    let Some(s) = stack_opts(4, true, |_| {}) else { return };
+    let good = s.token(|_| {});
+    let revoked = s.token(|c| {
+        c["sub"] = json!("bob");
+        c["jti"] = json!("jti-upgrade-1");
+    });
+    for _ in 0..8 {
+        assert_eq!(s.get("/api/orders", &revoked).status, 200);
+    }
+    s.revoke_jti("jti-upgrade-1");
+    s.until_every_worker_refuses(&revoked, 4);
+    let old_master = s.nginx.pid_file("nginx.pid").expect("nginx.pid");
+
+    let load = Load::start(&s.nginx.addr, &good, 4);
+    load.passes(50, "load runs before the upgrade");
+    let old_workers = load.workers.lock().unwrap().clone();
+
+    // USR2: the old master renames its pid file and execs the new binary.
+    kill(old_master, libc::SIGUSR2);
+    eventually("a new master writes nginx.pid", || {
+        s.nginx.pid_file("nginx.pid.oldbin") == Some(old_master)
+            && s.nginx.pid_file("nginx.pid").is_some_and(|p| p != old_master)
+    });
+    let new_master = s.nginx.pid_file("nginx.pid").unwrap();
+    eventually("a new worker answers", || {
+        load.workers.lock().unwrap().iter().any(|w| !old_workers.contains(w))
+    });
+    // WINCH: the old workers finish what they hold and exit; the new ones
+    // take every connection.
+    kill(old_master, libc::SIGWINCH);
+    eventually("the old workers have exited", || {
+        let log = s.nginx.error_log();
+        old_workers
+            .iter()
+            .all(|w| log.contains(&format!("worker process {w} exited")))
+    });
+    load.passes(100, "load after the old workers left");
+    // QUIT: the old master exits (and removes nginx.pid.oldbin).
+    kill(old_master, libc::SIGQUIT);
+    eventually("the old master has exited", || {
+        s.nginx.pid_file("nginx.pid.oldbin").is_none()
+    });
+    load.passes(100, "load after the old master left");
+    let (passed, failed) = load.stop();
+    assert_eq!(failed, 0, "{passed} passed\n{}", s.nginx.error_log());
+    assert_eq!(s.nginx.pid_file("nginx.pid"), Some(new_master));
+
+    // The new workers: the revocation holds in each, the good token passes.
+    let mut refused = std::collections::HashSet::new();
+    eventually("every new worker refuses the revoked token", || {
+        let r = s.get("/api/orders", &revoked);
+        assert_eq!(r.status, 401, "{r:?}\n{}", s.nginx.error_log());
+        assert_eq!(r.json()["error"], "revoked", "{r:?}");
+        let w = r.header("x-worker").unwrap().to_string();
+        assert!(!old_workers.contains(&w), "an old worker answered after the upgrade");
+        refused.insert(w);
+        refused.len() == 4
+    });
+    s.assert_refused(&revoked, "revoked before the upgrade");
+    assert_eq!(s.get("/api/orders", &good).status, 200);
+    eprintln!("binary upgrade under load (4 workers, 4 clients): {passed} requests passed, 0 failed");
 }
 
 /// No blocking, shown without timers: one worker; the issuer holds a JWKS
@@ -640,14 +838,7 @@ fn a_revocation_through_the_redis_feed_reaches_every_worker() {
     for _ in 0..12 {
         assert_eq!(s.get("/api/orders", &token).status, 200);
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
-        .args(["revoke", "--config"])
-        .arg(&s.config)
-        .args(["--issuer", &s.issuer.url(), "--jti", "jti-feed-1"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = s.revoke_jti("jti-feed-1");
     assert!(stdout.contains("\"fleet\""), "published to the fleet: {stdout}");
     s.until_every_worker_refuses(&token, 4);
     s.assert_refused(&token, "revoked through the feed");

@@ -906,6 +906,67 @@ fn an_unknown_kid_storm_costs_at_most_one_fetch_per_worker() {
     eprintln!("unknown-kid storm of 40 requests, 4 workers: {fetches} JWKS fetches");
 }
 
+/// What the identity provider sees with 4 workers (printed, bounds
+/// asserted): at most one JWKS fetch per worker at start (none in the master, and
+/// the shared state_dir does not replace a start-up fetch); per rotation
+/// (tokens of a new kid arrive), at most one unknown-kid fetch per worker;
+/// an unknown-kid storm right after, within the cooldown the rotation's
+/// fetches opened, none. The workers do not share fetches (each verifier
+/// rate-limits its own): N workers cost up to N fetches per event.
+#[test]
+fn with_four_workers_the_idp_sees_at_most_one_fetch_per_worker_at_start_and_per_rotation() {
+    // No scheduled refresh during the test (keysets live 60 s at least).
+    let Some(s) = stack_with(4, |e| {
+        e["issuers"][0]["refresh"]["unknown_kid_cooldown_secs"] = json!(60);
+        e["issuers"][0]["refresh"]["min_ttl_secs"] = json!(60);
+    }) else {
+        return;
+    };
+    let every_worker_passes = |token: &str, what: &str| {
+        let mut seen = std::collections::HashSet::new();
+        eventually(what, || {
+            let r = s.get("/api/orders", token);
+            assert_eq!(r.status, 200, "{what}: {r:?}\n{}", s.nginx.error_log());
+            seen.insert(r.header("x-worker").unwrap().to_string());
+            seen.len() == 4
+        });
+    };
+    every_worker_passes(&s.token(|_| {}), "every worker answers");
+    let at_start = s.issuer.jwks_requests();
+    // At most one per worker (4 today; fewer once workers share fetches).
+    assert!(
+        (1..=4).contains(&at_start),
+        "{at_start} start-up fetches: none in the master"
+    );
+
+    let new_kid = s.issuer.rotate(jwtwarden_testissuer::Alg::RS256);
+    let rotated = s.issuer.mint(&new_kid, &s.issuer.default_claims("rotated", now()));
+    every_worker_passes(&rotated, "every worker verifies the new kid");
+    let per_rotation = s.issuer.jwks_requests() - at_start;
+    assert!(
+        (1..=4).contains(&per_rotation),
+        "{per_rotation} JWKS fetches for one rotation with 4 workers"
+    );
+
+    let before = s.issuer.jwks_requests();
+    for i in 0..40 {
+        let t = s.issuer.mint_with_header(
+            &new_kid,
+            &json!({"alg": "RS256", "typ": "JWT", "kid": format!("storm-{i}")}),
+            &s.issuer.default_claims("storm", now()),
+        );
+        let r = s.get("/api/orders", &t);
+        assert_eq!(r.status, 401, "{r:?}");
+        assert_eq!(r.json()["error"], "unknown_kid", "{r:?}");
+    }
+    let storm = s.issuer.jwks_requests() - before;
+    assert_eq!(storm, 0, "a storm within every worker's cooldown fetched");
+    eprintln!(
+        "IdP with 4 workers: {at_start} JWKS fetches at start, {per_rotation} for a rotation, \
+         {storm} for a 40-kid storm within the cooldown"
+    );
+}
+
 /// A key rotation under load: the issuer publishes a new key beside the
 /// old one and starts signing with it; with 4 workers, every request (old
 /// and new tokens, from several client threads) passes: each worker's first

@@ -55,9 +55,22 @@ struct Nginx {
     child: Child,
     addr: String,
     dir: tempfile::TempDir,
-    /// Daemonized (`child` is the launcher, gone once nginx has forked):
-    /// the master is found through its pid file.
-    daemon: bool,
+    mode: Mode,
+}
+
+/// How nginx runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In the foreground (`child` is the master).
+    Foreground,
+    /// Daemonized, as a binary upgrade needs (a master still the child of
+    /// the process that started it ignores USR2, and only a daemon honours
+    /// WINCH): `child` is the launcher, gone once nginx has forked; the
+    /// master is found through its pid file.
+    Daemon,
+    /// In the foreground under valgrind's memcheck (master and workers):
+    /// any error it reports fails the test, when nginx stops.
+    Valgrind,
 }
 
 fn nginx_conf(module: &Path, workers: u32, d: &str, http: &str) -> String {
@@ -75,13 +88,10 @@ fn nginx_conf(module: &Path, workers: u32, d: &str, http: &str) -> String {
 
 impl Nginx {
     fn start(binary: &Path, module: &Path, workers: u32, http: &str) -> Nginx {
-        Nginx::launch(binary, module, workers, http, false)
+        Nginx::launch(binary, module, workers, http, Mode::Foreground)
     }
 
-    /// `daemon`: nginx daemonizes, as a binary upgrade needs (a master
-    /// still the child of the process that started it ignores USR2, and
-    /// only a daemon honours WINCH); it is then found by its pid file.
-    fn launch(binary: &Path, module: &Path, workers: u32, http: &str, daemon: bool) -> Nginx {
+    fn launch(binary: &Path, module: &Path, workers: u32, http: &str, mode: Mode) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
@@ -90,9 +100,18 @@ impl Nginx {
         let conf = nginx_conf(module, workers, &d, &http.replace("{listen}", &addr));
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let mut cmd = nginx_command(binary, dir.path());
-        if daemon {
+        if mode == Mode::Daemon {
             // The later `-g` wins over nginx_command's `daemon off`.
             cmd.arg("-g").arg("daemon on;");
+        }
+        if mode == Mode::Valgrind {
+            let nginx = cmd;
+            cmd = Command::new("valgrind");
+            cmd.args(["--trace-children=yes", "--leak-check=no", "--error-exitcode=0"])
+                .arg(format!("--log-file={d}/valgrind.%p"))
+                .arg(nginx.get_program())
+                .args(nginx.get_args())
+                .stdin(std::process::Stdio::null());
         }
         // A module built with AddressSanitizer (scripts/test-nginx --asan)
         // needs its runtime preloaded into nginx; reports go to asan.PID
@@ -102,16 +121,17 @@ impl Nginx {
                 .env("ASAN_OPTIONS", format!("detect_leaks=0:log_path={d}/asan"));
         }
         let mut child = cmd.spawn().expect("start nginx");
-        if daemon {
+        if mode == Mode::Daemon {
             assert!(child.wait().unwrap().success(), "nginx did not daemonize");
         }
-        wait_listening(&addr);
-        Nginx {
-            child,
-            addr,
-            dir,
-            daemon,
+        match mode {
+            // Slower to start: a longer wait (not a timing the test asserts).
+            Mode::Valgrind => eventually("nginx listens under valgrind", || {
+                std::net::TcpStream::connect(&addr).is_ok()
+            }),
+            _ => wait_listening(&addr),
         }
+        Nginx { child, addr, dir, mode }
     }
 
     /// The pid in `name` (nginx.pid; nginx.pid.oldbin during an upgrade).
@@ -129,9 +149,9 @@ impl Nginx {
     }
 
     fn signal(&self, sig: i32) {
-        let pid = match self.daemon {
-            true => self.pid_file("nginx.pid").expect("nginx.pid"),
-            false => self.child.id() as i32,
+        let pid = match self.mode {
+            Mode::Daemon => self.pid_file("nginx.pid").expect("nginx.pid"),
+            _ => self.child.id() as i32,
         };
         kill(pid, sig);
     }
@@ -146,7 +166,7 @@ fn kill(pid: i32, sig: i32) {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        if self.daemon {
+        if self.mode == Mode::Daemon {
             // Every master this test left (an upgrade's old one too); each
             // removes its pid file as it exits.
             for name in ["nginx.pid.oldbin", "nginx.pid"] {
@@ -175,6 +195,19 @@ impl Drop for Nginx {
             .collect();
         if !reports.is_empty() && !std::thread::panicking() {
             panic!("AddressSanitizer:\n{}", reports.join("\n"));
+        }
+        if self.mode == Mode::Valgrind && !std::thread::panicking() {
+            let logs: Vec<String> = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("valgrind."))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect();
+            // The master and its worker(s), each to its end.
+            assert!(logs.len() >= 2, "valgrind logs: {logs:?}");
+            for log in &logs {
+                assert!(log.contains("ERROR SUMMARY: 0 errors"), "valgrind:\n{log}");
+            }
         }
     }
 }
@@ -249,11 +282,11 @@ fn stack(workers: u32, engine_extra: Value) -> Option<Stack> {
 
 /// The stack, with the engine's configuration changed by `edit`.
 fn stack_with(workers: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
-    stack_opts(workers, false, edit)
+    stack_opts(workers, Mode::Foreground, edit)
 }
 
-/// The stack, nginx daemonized or not.
-fn stack_opts(workers: u32, daemon: bool, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
+/// The stack, nginx run as `mode` says.
+fn stack_opts(workers: u32, mode: Mode, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
     let (binary, module) = module()?;
     let issuer = TestIssuer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -280,7 +313,7 @@ fn stack_opts(workers: u32, daemon: bool, edit: impl FnOnce(&mut Value)) -> Opti
         config.display(),
         LOCATIONS.replace("{up}", &upstream.port.to_string())
     );
-    let nginx = Nginx::launch(&binary, &module, workers, &http, daemon);
+    let nginx = Nginx::launch(&binary, &module, workers, &http, mode);
     Some(Stack {
         nginx,
         upstream,
@@ -609,7 +642,9 @@ impl Load {
 /// the token before and replayed the journal at start.
 #[test]
 fn a_binary_upgrade_under_load_fails_no_request_and_keeps_revocations() {
-    let Some(s) = stack_opts(4, true, |_| {}) else { return };
+    let Some(s) = stack_opts(4, Mode::Daemon, |_| {}) else {
+        return;
+    };
     let good = s.token(|_| {});
     let revoked = s.token(|c| {
         c["sub"] = json!("bob");
@@ -670,6 +705,60 @@ fn a_binary_upgrade_under_load_fails_no_request_and_keeps_revocations() {
     s.assert_refused(&revoked, "revoked before the upgrade");
     assert_eq!(s.get("/api/orders", &good).status, 200);
     eprintln!("binary upgrade under load (4 workers, 4 clients): {passed} requests passed, 0 failed");
+}
+
+/// The module's C side under valgrind's memcheck (the suite runs it under
+/// AddressSanitizer too): one worker through each of its paths (inline
+/// refusals and hits, the thread pool for misses and a new kid's fetch, a
+/// `fresh` location, a scope refusal, a cookie token, claim headers and
+/// variables, a revocation), then nginx stops (exit_process frees the
+/// verifier); any error valgrind reports in the master or the worker fails
+/// the test. Runs where valgrind is installed; scripts/test-nginx requires
+/// it (JWTWARDEN_REQUIRE_VALGRIND) for the plain module.
+#[test]
+fn the_module_under_valgrind_reports_no_error() {
+    if std::env::var_os("JWTWARDEN_NGINX_PRELOAD").is_some() {
+        eprintln!("SKIPPED: valgrind and AddressSanitizer do not mix");
+        return;
+    }
+    let installed = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("JWTWARDEN_REQUIRE_VALGRIND").is_none(),
+            "valgrind is not installed"
+        );
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let Some(s) = stack_opts(1, Mode::Valgrind, |_| {}) else {
+        return;
+    };
+    let good = s.token(|c| c["jti"] = json!("jti-valgrind-1"));
+    let (auth, cookie) = (format!("Bearer {good}"), format!("session={good}"));
+    assert_eq!(s.nginx.get("/api/orders", &[]).status, 401);
+    let first = s.get("/api/orders", &good);
+    assert_eq!(first.status, 200, "{first:?}\n{}", s.nginx.error_log());
+    let h = echoed(&s.get("/api/orders", &good));
+    assert_eq!(header(&h, "x-jwtwarden-cached"), ["true"]);
+    assert_eq!(header(&h, "x-var-sub"), ["alice"]);
+    assert_eq!(s.get("/api/orders", "a.b.c").status, 401);
+    assert_eq!(s.get("/api/orders", &common::alg_none_token(&s.issuer)).status, 401);
+    let new_kid = s.issuer.rotate(jwtwarden_testissuer::Alg::RS256);
+    let rotated = s.issuer.mint(&new_kid, &s.issuer.default_claims("rotated", now()));
+    assert_eq!(s.get("/api/orders", &rotated).status, 200);
+    assert_eq!(s.get("/admin/users", &good).status, 403);
+    assert_eq!(s.nginx.get("/cookie/x", &[("Cookie", &cookie)]).status, 200);
+    assert_eq!(s.nginx.get("/cookie/x", &[("Authorization", &auth)]).status, 401);
+    let injected = s.token(|c| c["name"] = json!("Eve\r\nX-Injected: yes"));
+    let h = echoed(&s.get("/api/orders", &injected));
+    assert!(header(&h, "x-injected").is_empty(), "{h:?}");
+    assert_eq!(header(&h, "x-auth-name"), ["Eve  X-Injected: yes"]);
+    s.revoke_jti("jti-valgrind-1");
+    s.until_every_worker_refuses(&good, 1);
+    // Dropping the stack stops nginx and reads valgrind's reports.
 }
 
 /// No blocking, shown without timers: one worker; the issuer holds a JWKS

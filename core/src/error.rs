@@ -99,7 +99,8 @@ error_kinds! {
 
     /// The signature does not verify with the selected key.
     InvalidSignature = 200, "invalid_signature";
-    /// No key with the token's `kid`, even after the allowed refresh.
+    /// No key with the token's `kid`, even after the allowed refresh (the
+    /// issuer answered; when that refresh failed, `keys_unavailable`).
     UnknownKid = 201, "unknown_kid";
     /// The token has no `kid` and the issuer has no single key that fits its `alg`.
     MissingKid = 202, "missing_kid";
@@ -145,6 +146,8 @@ error_kinds! {
     StatusMissing = 314, "status_missing";
 
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
+    /// Also a `kid` not among the keys held when the fetch that could have
+    /// found it failed (it could not be checked).
     KeysUnavailable = 400, "keys_unavailable";
     /// The issuer's keys are older than `max_stale`: failing closed.
     KeysStale = 401, "keys_stale";

@@ -266,7 +266,17 @@ impl Issuer {
         match outcome {
             Refresh::Ok { .. } => {}
             Refresh::RateLimited(until) => return self.rate_limited(kid, alg, now, until),
-            Refresh::Failed { .. } | Refresh::TimedOut => self.remember(kid, now + cooldown_ms),
+            Refresh::Failed { .. } => self.remember(kid, now + cooldown_ms),
+            Refresh::TimedOut => {
+                // The fetch is still running: whether the kid exists could
+                // not be checked (the fetch's own failure, if it fails,
+                // answers the next ones through `not_found`).
+                self.remember(kid, now + cooldown_ms);
+                if let Some(found) = self.keys.snapshot().lookup(kid, alg, now)? {
+                    return Ok(found);
+                }
+                return Err(self.unchecked(kid, "timed out waiting for the JWKS fetch"));
+            }
         }
         self.after_refresh(kid, alg, now)
     }
@@ -323,18 +333,33 @@ impl Issuer {
     }
 
     /// The error for a key not found after any allowed refresh: the keys as a
-    /// whole are unavailable if none was ever loaded, else the kid is unknown.
+    /// whole are unavailable if none was ever loaded; the kid is unknown if
+    /// the issuer's last fetch succeeded (it answered: no such key); and if
+    /// that fetch failed, whether the kid exists could not be checked
+    /// (`keys_unavailable`: a client with a valid token of a key published
+    /// during the outage is told to retry, not that its token is bad).
     fn not_found(&self, kid: Option<&str>) -> Error {
-        if self.keys.snapshot().loaded {
-            return self.unknown(kid);
+        let last_error = self.sched.lock().last_error.clone();
+        if !self.keys.snapshot().loaded {
+            let why = last_error.unwrap_or_else(|| "no keys fetched yet".into());
+            return Error::new(ErrorKind::KeysUnavailable, format!("no keys for {}: {why}", self.name));
         }
-        let why = self
-            .sched
-            .lock()
-            .last_error
-            .clone()
-            .unwrap_or_else(|| "no keys fetched yet".into());
-        Error::new(ErrorKind::KeysUnavailable, format!("no keys for {}: {why}", self.name))
+        match last_error {
+            Some(why) if kid.is_some() => self.unchecked(kid, &why),
+            _ => self.unknown(kid),
+        }
+    }
+
+    /// An unknown kid that no fetch could check: `keys_unavailable`.
+    fn unchecked(&self, kid: Option<&str>, why: &str) -> Error {
+        let kid = kid.map_or_else(String::new, |k| format!(" {:?}", crate::token::truncate(k)));
+        Error::new(
+            ErrorKind::KeysUnavailable,
+            format!(
+                "no key{kid} for issuer {} and its JWKS could not be fetched: {why}",
+                self.name
+            ),
+        )
     }
 
     fn unknown(&self, kid: Option<&str>) -> Error {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{setup_with, verifier_for, Fault, Setup};
+use common::{setup_with, verifier_for, with_header, Fault, Setup};
 use jwtwarden::{ErrorKind, Health, ManualClock, VerifyOptions};
 use jwtwarden_testissuer::TestIssuer;
 use serde_json::json;
@@ -212,4 +212,78 @@ fn state_dir_serves_persisted_keys_when_the_endpoint_is_down_at_start() {
     assert!(second.verify(&token).is_ok(), "keys loaded from the state directory");
     let without = verifier_for(&issuer, &clock, |_| {});
     assert_eq!(without.verify(&token).unwrap_err().kind(), ErrorKind::KeysUnavailable);
+}
+
+/// An unknown kid whose refetch failed could not be checked: the engine
+/// answers `keys_unavailable` (HTTP 503 with `Retry-After`: a client whose
+/// token is signed by a key published during the outage must retry, not
+/// throw its token away), for every request of the cooldown and with no
+/// extra fetch; keys it holds keep verifying. With the issuer answering
+/// again, an unknown kid is `unknown_kid` (401), during its cooldown too.
+#[test]
+fn an_unknown_kid_that_the_failed_refetch_could_not_check_is_keys_unavailable_503() {
+    use jwtwarden::http::{DecideMode, HttpPolicy, HttpRequest};
+    let s = setup_with(|c| {
+        c["issuers"][0]["refresh"] = json!({"unknown_kid_cooldown_secs": 30, "backoff_initial_secs": 1});
+    });
+    let policy = HttpPolicy::from_json(&json!({"realm": "api"}).to_string()).unwrap();
+    let decide = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let headers: &[(&[u8], &[u8])] = &[(b"authorization", auth.as_bytes())];
+        let req = HttpRequest {
+            method: "GET",
+            target: Some("/orders"),
+            headers,
+        };
+        let d = policy.decide(&s.verifier, &req, DecideMode::Verify);
+        let retry_after = d
+            .headers()
+            .iter()
+            .find(|(n, _)| *n == "retry-after")
+            .map(|(_, v)| v.clone());
+        (d.status(), retry_after)
+    };
+    let old = s.token(&s.issuer.first_kid());
+    assert_eq!(decide(&old), (200, None));
+
+    // Healthy issuer, a kid it does not publish: "no such key", 401 (and
+    // 401 again from memory during the cooldown).
+    let stranger = with_header(&old, &json!({"alg": "RS256", "typ": "JWT", "kid": "never-published"}));
+    assert_eq!(s.kind(&stranger), ErrorKind::UnknownKid);
+    assert_eq!(decide(&stranger).0, 401);
+
+    // The issuer rotates, and is unreachable before any worker fetched.
+    let new_kid = s.issuer.rotate(jwtwarden_testissuer::Alg::ES256);
+    let new = s.token(&new_kid);
+    s.issuer.set_fault(Fault::Status(500));
+    s.clock.advance_secs(31); // the cooldown allows one fetch
+    let before = s.issuer.jwks_requests();
+    assert_eq!(s.kind(&new), ErrorKind::KeysUnavailable, "the refetch failed");
+    assert_eq!(s.issuer.jwks_requests(), before + 1);
+    // The same kid, and a storm of random kids, during the cooldown: still
+    // unchecked (the issuer's last fetch failed), no fetch.
+    for i in 0..50 {
+        assert_eq!(s.kind(&new), ErrorKind::KeysUnavailable);
+        let random = with_header(
+            &old,
+            &json!({"alg": "RS256", "typ": "JWT", "kid": format!("storm-{i}")}),
+        );
+        assert_eq!(s.kind(&random), ErrorKind::KeysUnavailable);
+    }
+    assert_eq!(s.issuer.jwks_requests(), before + 1, "the cooldown holds in the outage");
+    assert_eq!(decide(&new), (503, Some("5".to_string())));
+    // Keys held keep verifying; a bad signature under a known kid stays 401.
+    assert!(s.verifier.verify_with(&old, &FRESH).is_ok());
+    let sig_at = old.rfind('.').unwrap() + 11;
+    let flip = if &old[sig_at..=sig_at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flip}{}", &old[..sig_at], &old[sig_at + 1..]);
+    assert_eq!(decide(&forged).0, 401);
+
+    // Back: the next allowed fetch finds the new key; an unknown kid is
+    // "no such key" again.
+    s.issuer.set_fault(Fault::None);
+    s.clock.advance_secs(31);
+    assert!(s.verifier.verify(&new).is_ok());
+    assert_eq!(s.kind(&stranger), ErrorKind::UnknownKid);
+    assert_eq!(decide(&stranger).0, 401);
 }

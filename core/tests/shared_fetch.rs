@@ -65,7 +65,7 @@ fn storm(verifiers: &[Verifier], per: usize, make: impl Fn(usize) -> String + Sy
                 let make = &make;
                 s.spawn(move || {
                     (0..per)
-                        .filter_map(|i| verifier.verify(&make(v * per + i)).err().map(|e| e.kind()))
+                        .filter_map(|i| verifier.verify(make(v * per + i)).err().map(|e| e.kind()))
                         .collect::<Vec<_>>()
                 })
             })
@@ -212,7 +212,11 @@ fn a_kid_the_issuer_removed_is_not_resurrected_by_adoption() {
     let late = verifier_for(&issuer, &clock, |c| c["state_dir"] = json!(dir.path()));
     assert_eq!(issuer.jwks_requests(), fetched);
     for v in verifiers.iter().chain([&late]) {
-        assert_eq!(v.verify(&t2).unwrap_err().kind(), ErrorKind::UnknownKid, "cached result refused");
+        assert_eq!(
+            v.verify(&t2).unwrap_err().kind(),
+            ErrorKind::UnknownKid,
+            "cached result refused"
+        );
     }
     assert_eq!(issuer.jwks_requests(), fetched + 1);
 
@@ -405,13 +409,17 @@ fn a_hanging_issuer_fails_closed_in_every_verifier() {
     let before = issuer.jwks_requests();
     let kinds = storm(&verifiers, 1, |_| t.clone());
     assert_eq!(kinds.len(), 3, "every verifier refused the new kid");
-    assert!(
-        kinds.iter().all(|k| matches!(k, ErrorKind::UnknownKid)),
-        "{kinds:?}"
-    );
+    assert!(kinds.iter().all(|k| matches!(k, ErrorKind::UnknownKid)), "{kinds:?}");
     assert!(issuer.jwks_requests() - before <= 3);
     // Known keys keep working meanwhile.
     for v in &verifiers {
-        v.verify_with(&known, &VerifyOptions { issuer: None, fresh: true }).unwrap();
+        v.verify_with(
+            &known,
+            &VerifyOptions {
+                issuer: None,
+                fresh: true,
+            },
+        )
+        .unwrap();
     }
 }

@@ -6,11 +6,12 @@
 //! start, per rotation, per unknown-kid storm. With `state_dir` set, a
 //! process about to fetch an issuer's JWKS first
 //!
-//! 1. takes an advisory lock ([`lock`]: `flock` on a per-issuer lock file in
-//!    `state_dir`, opened by the `crate::safefile` rules, mode 0600),
-//!    waiting at most until its deadline, never longer than one fetch
-//!    timeout; a process that dies holding it releases it with its
-//!    descriptors;
+//! 1. takes an advisory lock ([`lock`]: `flock` on a lock file per issuer
+//!    and per user in `state_dir`, opened by the `crate::safefile` rules,
+//!    mode 0600), waiting at most until its deadline, never longer than one
+//!    fetch timeout; a process that dies holding it releases it with its
+//!    descriptors. Per user, so that no other user can hold it (nor a file
+//!    root created at a configuration check keep the workers out of it);
 //! 2. reads the persisted set (`crate::state`), written atomically, so it
 //!    is read whether or not the lock was had;
 //! 3. asks [`judge`] whether that set answers its need, and adopts it
@@ -18,7 +19,8 @@
 //!    releases the lock.
 //!
 //! What a set must be to be adopted ([`judge`]): written by a process of
-//! this user (the file's owner is our effective uid), fetched no later than
+//! this user or by root (the file's owner is our effective uid, or 0: an
+//! Apache parent checks its configuration as root), fetched no later than
 //! now, within its TTL (the response's `max-age` under this process's own
 //! clamps), and newer than the set this process holds. For a scheduled or
 //! start-up refresh that is all. For an unknown kid, it must also hold the
@@ -96,12 +98,12 @@ pub(crate) fn lock(dir: &Path, issuer: &str, deadline: Instant) -> Locked {
 
 fn open_lock_file(dir: &Path, issuer: &str) -> std::result::Result<File, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = crate::state::lock_file_for(dir, issuer);
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let path = crate::state::lock_file_for(dir, issuer, me);
     let file = crate::safefile::open(&path, OpenOptions::new().write(true).create(true).mode(0o600))
         .map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
         // Another user could hold it for ever: not ours to wait on.
         return Err(format!(
@@ -156,13 +158,11 @@ pub(crate) fn judge(
     now_ms: u64,
     ttl_ms: impl Fn(Option<u64>) -> u64,
 ) -> Verdict {
-    // SAFETY: geteuid has no preconditions.
-    let trusted = owner == unsafe { libc::geteuid() };
     let fetched = record.fetched_at_ms;
     // A set "from the future" (a clock set back, a forged file) is not
     // taken as fresh; neither is one past its TTL.
     let fresh = fetched <= now_ms && now_ms < fetched.saturating_add(ttl_ms(record.max_age_secs));
-    if !trusted || !fresh {
+    if !trusted(owner) || !fresh {
         return Verdict::Fetch;
     }
     let newer = held_ms.is_none_or(|held| fetched > held);
@@ -179,6 +179,13 @@ pub(crate) fn judge(
             }
         }
     }
+}
+
+/// Whether a persisted file owned by `owner` may be adopted: this
+/// process's own user's, or root's.
+fn trusted(owner: u32) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    owner == 0 || owner == unsafe { libc::geteuid() }
 }
 
 /// Persist a set this process fetched, unless the file already holds one
@@ -208,8 +215,7 @@ pub(crate) fn confirm(
     let Some(current) = crate::state::load_record(dir, issuer) else {
         return Ok(());
     };
-    // SAFETY: geteuid has no preconditions.
-    let ours = current.owner == unsafe { libc::geteuid() };
+    let ours = trusted(current.owner);
     let named = validators.etag.is_some() || validators.last_modified.is_some();
     let mut record = current.record;
     if !ours || !named || record.validators != *validators || record.fetched_at_ms >= now_ms {
@@ -301,7 +307,7 @@ mod tests {
     #[test]
     fn a_lock_file_planted_as_a_link_or_fifo_is_unusable_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = crate::state::lock_file_for(dir.path(), "https://a/");
+        let path = crate::state::lock_file_for(dir.path(), "https://a/", me());
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path).unwrap();
         let far = Instant::now() + Duration::from_secs(30);
         assert!(matches!(lock(dir.path(), "https://a/", far), Locked::Unusable(_)));
@@ -320,7 +326,7 @@ mod tests {
         let Locked::Held(held) = lock(dir.path(), "https://a/", far) else {
             panic!("free lock")
         };
-        let path = crate::state::lock_file_for(dir.path(), "https://a/");
+        let path = crate::state::lock_file_for(dir.path(), "https://a/", me());
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let soon = Instant::now() + Duration::from_millis(30);
         assert!(matches!(lock(dir.path(), "https://a/", soon), Locked::TimedOut));

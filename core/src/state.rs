@@ -150,10 +150,10 @@ pub(crate) fn load_record(dir: &Path, issuer: &str) -> Option<Loaded> {
     })
 }
 
-/// The lock file that processes sharing `dir` take before fetching
-/// `issuer`'s JWKS (`crate::shared_fetch`).
-pub(crate) fn lock_file_for(dir: &Path, issuer: &str) -> PathBuf {
-    file_for(dir, issuer).with_extension("lock")
+/// The lock file that the processes of user `uid` sharing `dir` take
+/// before fetching `issuer`'s JWKS (`crate::shared_fetch`).
+pub(crate) fn lock_file_for(dir: &Path, issuer: &str, uid: u32) -> PathBuf {
+    file_for(dir, issuer).with_extension(format!("{uid}.lock"))
 }
 
 #[cfg(test)]

@@ -74,11 +74,12 @@ fn storm(verifiers: &[Verifier], per: usize, make: impl Fn(usize) -> String + Sy
     })
 }
 
-fn only_file(dir: &Path, suffix: &str) -> PathBuf {
+/// The one file in `dir` whose name holds `part` and ends with `suffix`.
+fn only_file(dir: &Path, part: &str, suffix: &str) -> PathBuf {
     let found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .filter(|p| p.to_string_lossy().contains(part) && p.to_string_lossy().ends_with(suffix))
         .collect();
     assert_eq!(found.len(), 1, "one {suffix} in {dir:?}: {found:?}");
     found.into_iter().next().unwrap()
@@ -274,7 +275,7 @@ fn a_forged_or_foreign_persisted_set_is_not_adopted() {
     let dir = tempfile::tempdir().unwrap();
     let with = |c: &mut Value| c["state_dir"] = json!(dir.path());
     let _first = verifier_for(&issuer, &clock, with);
-    let record = only_file(dir.path(), ".jwks.json");
+    let record = only_file(dir.path(), ".jwks", ".jwks.json");
 
     // "Fetched" an hour from now, holding an attacker's key.
     let attacker = TestIssuer::start();
@@ -369,7 +370,7 @@ fn a_lock_holder_that_hangs_costs_one_bounded_wait_and_one_that_dies_nothing() {
     };
     let first = verifier_for(&issuer, &clock, with);
     let kid = issuer.first_kid();
-    let holder = LockHolder::hold(&only_file(dir.path(), ".jwks.lock"));
+    let holder = LockHolder::hold(&only_file(dir.path(), ".jwks.", ".lock"));
 
     // Stuck holder, scheduled refresh: waits the bound, then fetches itself.
     clock.advance_secs(301);

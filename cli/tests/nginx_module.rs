@@ -960,7 +960,8 @@ fn a_revocation_through_the_redis_feed_reaches_every_worker() {
 
 /// With N workers the identity provider sees at most one JWKS fetch per
 /// worker for a storm of unknown kids (each worker's verifier rate-limits
-/// its own; the workers do not share one fetch).
+/// its own; with the shared `state_dir` they share one fetch, which
+/// `nginx_shared_fetch.rs` measures).
 #[test]
 fn an_unknown_kid_storm_costs_at_most_one_fetch_per_worker() {
     // No scheduled refresh during the storm (keysets live 60 s at least).
@@ -975,7 +976,9 @@ fn an_unknown_kid_storm_costs_at_most_one_fetch_per_worker() {
     for _ in 0..8 {
         assert_eq!(s.get("/api/orders", &good).status, 200);
     }
-    eventually("four start-up fetches", || s.issuer.jwks_requests() >= 4);
+    // Start-up: one fetch shared through the state_dir (a worker that starts
+    // late adopts the persisted set; the bound below allows one per worker).
+    eventually("the start-up fetch", || s.issuer.jwks_requests() >= 1);
     let before = s.issuer.jwks_requests();
     let first = s.issuer.first_kid();
     for i in 0..40 {

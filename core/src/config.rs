@@ -46,6 +46,9 @@ pub struct Config {
     pub max_token_bytes: usize,
     /// Directory where the last good JWKS of each issuer is persisted
     /// (atomic write) and loaded at start when the endpoint is unreachable.
+    /// Processes sharing it (web-server workers) also share one JWKS fetch:
+    /// one takes a lock there and fetches, the others adopt the set it
+    /// persisted (docs/design.md, "One fetch per host").
     /// Default: none (nothing persisted).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,

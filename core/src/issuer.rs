@@ -250,7 +250,7 @@ impl Issuer {
         }
         let cooldown_ms = self.cfg.refresh.unknown_kid_cooldown_secs * 1000;
         let deadline = Instant::now() + env.fetch_timeout;
-        let mut outcome = self.refresh(env, FetchReason::UnknownKid, Need::Any, deadline);
+        let mut outcome = self.refresh_for(env, FetchReason::UnknownKid, Need::Any, deadline, kid);
         if matches!(outcome, Refresh::Ok { joined: true })
             && self.keys.snapshot().lookup(kid, alg, now)?.is_none()
             && deadline.saturating_duration_since(Instant::now()) >= env.fetch_timeout / 2
@@ -261,7 +261,7 @@ impl Issuer {
             // as unknown for a whole window. A joined fetch that *failed* is
             // not retried: the endpoint just failed, and a second fetch
             // would double the wait.
-            outcome = self.refresh(env, FetchReason::UnknownKid, Need::Any, deadline);
+            outcome = self.refresh_for(env, FetchReason::UnknownKid, Need::Any, deadline, kid);
         }
         match outcome {
             Refresh::Ok { .. } => {}
@@ -386,6 +386,12 @@ impl Issuer {
     /// this caller's own fetch, end at `deadline` (a fetch also ends within
     /// `http.timeout_ms` of its start).
     pub(crate) fn refresh(&self, env: &Env, reason: FetchReason, need: Need, deadline: Instant) -> Refresh {
+        self.refresh_for(env, reason, need, deadline, None)
+    }
+
+    /// [`refresh`](Issuer::refresh) for a token's unknown `kid`, which a set
+    /// another process fetched may answer (`crate::shared_fetch`).
+    fn refresh_for(&self, env: &Env, reason: FetchReason, need: Need, deadline: Instant, kid: Option<&str>) -> Refresh {
         let now = env.clock.now_ms();
         let cooldown = (reason == FetchReason::UnknownKid).then_some(self.cfg.refresh.unknown_kid_cooldown_secs * 1000);
         let leader = match self.flight.join(need, now, cooldown, deadline) {
@@ -396,7 +402,7 @@ impl Issuer {
             Join::RateLimited(until) => return Refresh::RateLimited(until),
         };
         let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
-        let outcome = match self.fetch_and_apply(env, reason, now, fetch_deadline) {
+        let outcome = match self.fetch_or_adopt(env, reason, kid, now, fetch_deadline) {
             Ok(()) => {
                 let mut s = self.sched.lock();
                 s.failures = 0;
@@ -505,6 +511,7 @@ impl Issuer {
                     return Err("304 Not Modified without a cached keyset".into());
                 }
                 self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                self.confirm_persisted(env, validators.as_ref(), max_age_secs, reason, now);
                 let ttl = self.ttl_ms(max_age_secs);
                 self.keys.extend(&env.trust.enter(), now, now + ttl);
                 self.store_fail_closed(now + ttl);
@@ -519,7 +526,7 @@ impl Issuer {
             } => {
                 let ttl = self.ttl_ms(max_age_secs);
                 let n = self.apply_body(env, &body, now, now + ttl)?;
-                self.sched.lock().validators = validators;
+                self.sched.lock().validators = validators.clone();
                 self.schedule_after_success(now, ttl);
                 log::info!(
                     "issuer {}: {n} keys from {url} ({}), ttl {} s",
@@ -527,11 +534,7 @@ impl Issuer {
                     reason.as_str(),
                     ttl / 1000
                 );
-                if let Some(dir) = &env.state_dir {
-                    if let Err(e) = crate::state::save(dir, &self.name, now, &body) {
-                        log::warn!("issuer {}: cannot persist JWKS in {}: {e}", self.name, dir.display());
-                    }
-                }
+                self.persist(env, body, validators, max_age_secs, reason, now);
                 Ok(())
             }
         }
@@ -681,6 +684,144 @@ impl Issuer {
             keyset_age_secs: ks.loaded.then(|| now.saturating_sub(ks.fetched_at_ms) / 1000),
             last_success_ms: s.last_success_ms,
             last_error: s.last_error.clone(),
+        }
+    }
+}
+
+/// Sharing one fetch with the other processes on `state_dir`
+/// (`crate::shared_fetch`).
+impl Issuer {
+    /// Fetch and apply, or, with `state_dir`, adopt the set another process
+    /// fetched when it answers this refresh. Holds the host-wide lock on
+    /// this issuer's fetch while deciding and fetching. The lock is waited
+    /// for until `deadline`; a scheduled or start-up refresh then fetches
+    /// with a whole fetch timeout of its own, a verify with what is left of
+    /// its deadline (none: it fails closed, as after a fetch that timed out).
+    fn fetch_or_adopt(
+        &self,
+        env: &Env,
+        reason: FetchReason,
+        kid: Option<&str>,
+        now: u64,
+        deadline: Instant,
+    ) -> std::result::Result<(), FetchError> {
+        use crate::shared_fetch::{judge, lock, Locked, Verdict, Want};
+        let Some(dir) = env.state_dir.as_deref().filter(|_| self.is_remote()) else {
+            return self.fetch_and_apply(env, reason, now, deadline);
+        };
+        let want = match reason {
+            FetchReason::Startup | FetchReason::Scheduled => Want::Keys,
+            FetchReason::UnknownKid => Want::Kid {
+                cooldown_ms: self.cfg.refresh.unknown_kid_cooldown_secs * 1000,
+            },
+            // "Fetch now": nothing another process did answers it.
+            FetchReason::Manual => return self.fetch_and_apply(env, reason, now, deadline),
+        };
+        let _lock = match lock(dir, &self.name, deadline) {
+            Locked::Held(guard) => Some(guard),
+            Locked::TimedOut => {
+                log::warn!(
+                    "issuer {}: another process held the fetch lock in {} until the deadline; fetching without it",
+                    self.name,
+                    dir.display()
+                );
+                None
+            }
+            Locked::Unusable(why) => {
+                log::warn!("issuer {}: fetching without the shared lock: {why}", self.name);
+                None
+            }
+        };
+        // The wait may have been long: decide and fetch at the time it ended.
+        let now = env.clock.now_ms().max(now);
+        if let Some(found) = crate::state::load_record(dir, &self.name) {
+            let held = self.keys.snapshot();
+            let held_ms = held.loaded.then_some(held.fetched_at_ms);
+            let verdict = judge(&found.record, found.owner, want, held_ms, now, |max_age| {
+                self.ttl_ms(max_age)
+            });
+            let adopted = match verdict {
+                Verdict::Fetch => Err(String::new()),
+                Verdict::Answered => return Ok(()),
+                Verdict::Adopt => self.adopt(env, &found.record, None),
+                Verdict::AdoptIfItHoldsTheKid => self.adopt(env, &found.record, kid),
+            };
+            match adopted {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.is_empty() => {
+                    log::warn!("issuer {}: persisted JWKS not adopted: {e}", self.name)
+                }
+                Err(_) => {}
+            }
+        }
+        let fetch_deadline = match reason {
+            FetchReason::UnknownKid => deadline,
+            _ => Instant::now() + env.fetch_timeout,
+        };
+        self.fetch_and_apply(env, reason, now, fetch_deadline)
+    }
+
+    /// Install a set another process fetched, as of its real fetch time;
+    /// with `kid`, only if the set holds it (else `Err("")`: fetch).
+    fn adopt(&self, env: &Env, record: &crate::state::Record, kid: Option<&str>) -> std::result::Result<(), String> {
+        if let Some(kid) = kid {
+            let (keys, _) = parse_jwks(&record.jwks, &self.cfg.algorithms)?;
+            if !keys.iter().any(|k| k.kid.as_deref() == Some(kid)) {
+                return Err(String::new());
+            }
+        }
+        let at = record.fetched_at_ms;
+        let ttl = self.ttl_ms(record.max_age_secs);
+        let n = self.apply_body(env, &record.jwks, at, at.saturating_add(ttl))?;
+        self.sched.lock().validators = record.validators.clone();
+        self.schedule_after_success(at, ttl);
+        log::info!(
+            "issuer {}: {n} keys adopted from state_dir, fetched by another process at {at} ms",
+            self.name
+        );
+        Ok(())
+    }
+
+    /// Persist a set this process fetched, for a later start and for the
+    /// other processes on `state_dir`.
+    fn persist(
+        &self,
+        env: &Env,
+        jwks: Vec<u8>,
+        validators: Validators,
+        max_age_secs: Option<u64>,
+        reason: FetchReason,
+        now: u64,
+    ) {
+        let Some(dir) = &env.state_dir else { return };
+        let record = crate::state::Record {
+            fetched_at_ms: now,
+            jwks,
+            max_age_secs,
+            validators,
+            on_demand: matches!(reason, FetchReason::UnknownKid | FetchReason::Manual),
+        };
+        if let Err(e) = crate::shared_fetch::persist(dir, &self.name, &record, env.clock.now_ms()) {
+            log::warn!("issuer {}: cannot persist JWKS in {}: {e}", self.name, dir.display());
+        }
+    }
+
+    /// A 304 confirmed the set named by `validators`: say so in the
+    /// persisted copy, which the other processes may then adopt.
+    fn confirm_persisted(
+        &self,
+        env: &Env,
+        validators: Option<&Validators>,
+        max_age_secs: Option<u64>,
+        reason: FetchReason,
+        now: u64,
+    ) {
+        let (Some(dir), Some(validators)) = (&env.state_dir, validators) else {
+            return;
+        };
+        let on_demand = matches!(reason, FetchReason::UnknownKid | FetchReason::Manual);
+        if let Err(e) = crate::shared_fetch::confirm(dir, &self.name, validators, max_age_secs, on_demand, now) {
+            log::warn!("issuer {}: cannot persist JWKS in {}: {e}", self.name, dir.display());
         }
     }
 }

@@ -46,6 +46,7 @@ mod refresher;
 mod revocation;
 mod revoker;
 mod safefile;
+mod shared_fetch;
 mod source;
 mod state;
 pub mod status;

@@ -33,8 +33,9 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "fetching",
-        "HTTP fetches with their limits, single flight, the persisted last good JWKS",
-        &["fetch", "flight", "state"],
+        "HTTP fetches with their limits, single flight, the persisted last good JWKS \
+         and the host-wide fetch lock over it",
+        &["fetch", "flight", "state", "shared_fetch"],
     ),
     (
         "keys and sources",

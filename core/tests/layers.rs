@@ -33,8 +33,10 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "fetching",
-        "HTTP fetches with their limits, single flight, the persisted last good JWKS",
-        &["fetch", "flight", "state"],
+        "HTTP fetches with their limits, single flight, the refresh machine (schedule, \
+         conditional GET, backoff, Retry-After, staleness) every fetched document runs on, \
+         the persisted last good JWKS",
+        &["fetch", "flight", "refresh", "state"],
     ),
     (
         "keys and sources",

@@ -128,3 +128,27 @@ fn an_unknown_kid_during_retry_after_waits_for_it_then_fetches() {
     let m = s.verifier.metrics();
     assert!(m.issuers[0].rate_limited_refreshes >= 1, "{:?}", m.issuers[0]);
 }
+
+#[test]
+fn a_caller_that_must_not_wait_is_answered_inline_during_retry_after() {
+    // An event loop (nginx, asyncio) hands a verify to a thread only when
+    // it may fetch. Inside a Retry-After nothing fetches, so the unknown kid
+    // is refused inline, exactly as verify would refuse it, and nothing is
+    // asked of the IdP.
+    let s = common::setup_with(|c| c["issuers"][0]["refresh"] = refresh());
+    s.issuer.set_fault(Fault::StatusRetryAfter(503, "120".into()));
+    s.clock.advance_secs(300);
+    s.verifier.run_due_refreshes();
+    let new_kid = s.issuer.add_key(common::IssuerAlg::ES256);
+    s.clock.advance_secs(31);
+    let token = s.token(&new_kid);
+    let inline = s
+        .verifier
+        .verify_without_waiting(&token, &jwtwarden::VerifyOptions::default());
+    assert_eq!(
+        inline.map(|r| r.map(drop).map_err(|e| e.kind())),
+        Some(Err(ErrorKind::UnknownKid))
+    );
+    assert_eq!(s.kind(&token), ErrorKind::UnknownKid);
+    assert_eq!(s.issuer.jwks_requests(), 2, "startup, then the refused refresh");
+}

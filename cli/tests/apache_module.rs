@@ -967,7 +967,7 @@ fn check(case: &Value, r: &Resp, sent: &[String]) -> Vec<String> {
     contract::check(case, r, sent, seen, &["content-type"])
 }
 
-/// Every row of the table (`cases` and `pending_cases`) against the module,
+/// Every row of the table against the module,
 /// one child (a row's `repeat` must land in the cache it filled). The
 /// table's options as Apache directives: `skip_paths` → `JwtWardenOpen`,
 /// `fresh_paths` → `JwtWardenFresh On` in a `<Location>`, realm → `AuthName`.

@@ -705,3 +705,26 @@ fn a_journal_that_no_longer_fits_turns_healthz() {
     assert_eq!(h.status, 503, "{h:?}");
     assert_eq!(h.json()["revocations"], "incomplete", "{h:?}");
 }
+
+/// Issue 24, one revocation record: the admin body is read into the core's
+/// `Revocation`. A body that names two things (a `jti` and a `kid`) is
+/// refused with 400, not read as one of them and answered 200 while the
+/// other stays trusted.
+#[test]
+fn admin_refuses_a_revocation_that_names_two_things() {
+    let env = Env::new();
+    let cfg = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n";
+    let s = start(&env, cfg);
+    let token = env.with_claims(|c| c["jti"] = json!("j-2"), "alice");
+    let kid = env.issuer.first_kid();
+    let r = s.revoke(&json!({"issuer": env.issuer.url(), "jti": "j-2", "kid": kid}));
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = s.revoke(&json!({"issuer": env.issuer.url(), "kid": kid, "exp": 5}));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(s.get("/auth", &[("Authorization", &bearer(&token))]).status, 200);
+    // The subject shape with its default cut-off still reads.
+    let r = s.revoke(&json!({"issuer": env.issuer.url(), "sub": "alice"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = s.get("/auth", &[("Authorization", &bearer(&token))]);
+    assert_refusal(&r, 401, "revoked", Some(&token));
+}

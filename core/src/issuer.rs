@@ -30,10 +30,12 @@ use crate::clock::Clock;
 use crate::config::IssuerConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{FetchError, Fetched, HttpClient, Validators};
-use crate::flight::{Flight, Join, Need};
+use crate::flight::{Flight, Need};
 use crate::keys::{parse_jwks, Key, SkippedKey};
 use crate::keystore::KeyStore;
 use crate::metrics::{FetchReason, Health, IssuerCounters, IssuerStats};
+pub(crate) use crate::refresh::Refresh;
+use crate::refresh::{Asker, Machine, Next, Policy};
 use crate::source::KeySource;
 use crate::token::Alg;
 
@@ -61,37 +63,14 @@ pub(crate) struct Env {
     pub trust: Arc<crate::trust::Trust>,
 }
 
+/// What the issuer knows besides its keys and their refresh schedule.
 #[derive(Default)]
 struct Schedule {
-    next_ms: u64,
-    failures: u32,
-    validators: Validators,
+    /// The `jwks_uri` discovery found; rediscovered when the discovery
+    /// document's own schedule (`Issuer::discovery`) says so.
     resolved_jwks_uri: Option<String>,
-    /// When `resolved_jwks_uri` is due for rediscovery (ms): the discovery
-    /// document's own TTL, clamped like a key TTL.
-    discovery_expires_ms: u64,
-    last_success_ms: Option<u64>,
-    last_error: Option<String>,
     file_mtime: Option<SystemTime>,
     skipped: Vec<SkippedKey>,
-}
-
-/// The outcome of asking for a refresh.
-pub(crate) enum Refresh {
-    /// A fetch succeeded: this caller's own, or one it joined.
-    Ok {
-        /// Whether it was another caller's fetch.
-        joined: bool,
-    },
-    /// A fetch failed: this caller's own, or one it joined.
-    Failed {
-        /// Why it failed.
-        error: String,
-    },
-    /// Refused by the unknown-kid cooldown, until the given time (ms).
-    RateLimited(u64),
-    /// Another caller's fetch was still running at the deadline.
-    TimedOut,
 }
 
 /// Unknown kids recently asked for, each remembered until a time (ms).
@@ -133,6 +112,12 @@ pub(crate) struct Issuer {
     /// loaded; `u64::MAX` = static keys, never stale.
     pub fail_closed_at_ms: AtomicU64,
     sched: Mutex<Schedule>,
+    /// The rules keys and discovery documents are refreshed by.
+    policy_refresh: Policy,
+    /// The keyset's refresh schedule (one machine for every document).
+    refresh: Machine,
+    /// The discovery document's (when the source is discovery).
+    discovery: Machine,
     flight: Flight,
     unknown_kids: Mutex<UnknownKids>,
     pub counters: IssuerCounters,
@@ -156,6 +141,9 @@ impl Issuer {
             keys: Arc::new(KeyStore::new(local)),
             fail_closed_at_ms: AtomicU64::new(if static_keys { u64::MAX } else { 0 }),
             sched: Mutex::new(Schedule::default()),
+            policy_refresh: Policy::for_keys(&cfg.refresh),
+            refresh: Machine::default(),
+            discovery: Machine::default(),
             flight: Flight::default(),
             unknown_kids: Mutex::new(UnknownKids::new()),
             counters: IssuerCounters::default(),
@@ -308,7 +296,8 @@ impl Issuer {
             return Err(self.not_found(kid));
         }
         let cooldown_ms = self.cfg.refresh.unknown_kid_cooldown_secs * 1000;
-        match self.flight.rate_limited(now, cooldown_ms) {
+        let held = self.refresh.held_until(now);
+        match held.or_else(|| self.flight.rate_limited(now, cooldown_ms)) {
             Some(until) => self.rate_limited(kid, alg, now, until).map(Some),
             None => Ok(None),
         }
@@ -339,7 +328,7 @@ impl Issuer {
     /// (`keys_unavailable`: a client with a valid token of a key published
     /// during the outage is told to retry, not that its token is bad).
     fn not_found(&self, kid: Option<&str>) -> Error {
-        let last_error = self.sched.lock().last_error.clone();
+        let last_error = self.refresh.last_error();
         if !self.keys.snapshot().loaded {
             let why = last_error.unwrap_or_else(|| "no keys fetched yet".into());
             return Error::new(ErrorKind::KeysUnavailable, format!("no keys for {}: {why}", self.name));
@@ -393,75 +382,33 @@ impl Issuer {
     /// another process fetched may answer (`crate::shared_fetch`).
     fn refresh_for(&self, env: &Env, reason: FetchReason, need: Need, deadline: Instant, kid: Option<&str>) -> Refresh {
         let now = env.clock.now_ms();
-        let cooldown = (reason == FetchReason::UnknownKid).then_some(self.cfg.refresh.unknown_kid_cooldown_secs * 1000);
-        let leader = match self.flight.join(need, now, cooldown, deadline) {
-            Join::Lead(leader) => leader,
-            Join::Joined(Ok(())) => return Refresh::Ok { joined: true },
-            Join::Joined(Err(error)) => return Refresh::Failed { error },
-            Join::TimedOut => return Refresh::TimedOut,
-            Join::RateLimited(until) => return Refresh::RateLimited(until),
+        let asker = match reason {
+            FetchReason::UnknownKid => Asker::OnDemand(self.cfg.refresh.unknown_kid_cooldown_secs * 1000),
+            FetchReason::Manual => Asker::Manual,
+            FetchReason::Startup | FetchReason::Scheduled => Asker::Scheduled,
         };
-        let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
-        let outcome = match self.fetch_or_adopt(env, reason, kid, now, fetch_deadline) {
-            Ok(()) => {
-                let mut s = self.sched.lock();
-                s.failures = 0;
-                s.last_success_ms = Some(now);
-                s.last_error = None;
-                Ok(())
-            }
-            Err(e) => {
-                self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
-                let mut s = self.sched.lock();
-                s.failures = s.failures.saturating_add(1);
-                s.next_ms = now + self.backoff_ms(s.failures, e.retry_after_secs);
-                if s.failures >= REDISCOVER_AFTER_FAILURES {
-                    s.resolved_jwks_uri = None;
-                }
-                s.last_error = Some(e.message.clone());
-                log::warn!(
-                    "issuer {}: {} fetch failed (attempt {}): {e}",
-                    self.name,
-                    reason.as_str(),
-                    s.failures
-                );
-                Err(e.message)
-            }
+        let fetch = || {
+            let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
+            self.fetch_or_adopt(env, reason, kid, now, fetch_deadline)
         };
-        leader.finish(outcome.clone());
-        match outcome {
-            Ok(()) => Refresh::Ok { joined: false },
-            Err(error) => Refresh::Failed { error },
-        }
-    }
-
-    /// Delay before the next attempt after `failures` consecutive failures.
-    /// A server's `Retry-After` is honoured as a lower bound on it (retrying
-    /// sooner is what it asked us not to do), clamped to `backoff_max_secs`
-    /// so a server cannot push refreshes out until the keys go stale.
-    pub(crate) fn backoff_ms(&self, failures: u32, retry_after_secs: Option<u64>) -> u64 {
-        let r = &self.cfg.refresh;
-        let exp = r
-            .backoff_initial_secs
-            .saturating_mul(1u64 << failures.saturating_sub(1).min(30));
-        let base = exp.min(r.backoff_max_secs) * 1000;
-        // ±20 % jitter so a fleet does not retry in lockstep.
-        let spread = base / 5;
-        let backoff = base - spread + fastrand::u64(0..=spread * 2);
-        match retry_after_secs {
-            Some(secs) => backoff.max(secs.min(r.backoff_max_secs) * 1000),
-            None => backoff,
-        }
+        let failed = |e: &FetchError, attempt: u32| {
+            self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
+            if attempt >= REDISCOVER_AFTER_FAILURES {
+                self.sched.lock().resolved_jwks_uri = None;
+            }
+            log::warn!(
+                "issuer {}: {} fetch failed (attempt {attempt}): {e}",
+                self.name,
+                reason.as_str(),
+            );
+        };
+        let policy = &self.policy_refresh;
+        self.refresh
+            .run(policy, &self.flight, asker, need, now, deadline, fetch, failed)
     }
 
     fn ttl_ms(&self, max_age_secs: Option<u64>) -> u64 {
-        self.cfg.refresh.ttl_secs(max_age_secs) * 1000
-    }
-
-    fn schedule_after_success(&self, now: u64, ttl_ms: u64) {
-        // Refresh at (0.9 - jitter·U) of the TTL, ahead of expiry.
-        let fraction = 0.9 - self.cfg.refresh.jitter * fastrand::f64();
-        self.sched.lock().next_ms = now + (ttl_ms as f64 * fraction) as u64;
+        self.policy_refresh.ttl_ms(max_age_secs)
     }
 
     fn fetch_and_apply(
@@ -470,19 +417,20 @@ impl Issuer {
         reason: FetchReason,
         now: u64,
         deadline: Instant,
-    ) -> std::result::Result<(), FetchError> {
+    ) -> std::result::Result<Next, FetchError> {
         self.counters.fetched(reason);
         match &self.source {
-            KeySource::LocalOnly => Ok(()),
-            KeySource::Inline(body) => Ok(self.apply_body(env, body, now, u64::MAX).map(drop)?),
+            KeySource::LocalOnly => Ok(Next::At(u64::MAX)),
+            KeySource::Inline(body) => {
+                self.apply_body(env, body, now, u64::MAX)?;
+                Ok(Next::At(u64::MAX))
+            }
             KeySource::File(path) => {
                 let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
                 let body = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
                 self.apply_body(env, &body, now, u64::MAX)?;
-                let mut s = self.sched.lock();
-                s.file_mtime = mtime;
-                s.next_ms = now + FILE_POLL_MS;
-                Ok(())
+                self.sched.lock().file_mtime = mtime;
+                Ok(Next::At(now + FILE_POLL_MS))
             }
             KeySource::Url(_) | KeySource::Discovery => self.fetch_remote(env, reason, now, deadline),
         }
@@ -497,13 +445,13 @@ impl Issuer {
         reason: FetchReason,
         now: u64,
         deadline: Instant,
-    ) -> std::result::Result<(), FetchError> {
+    ) -> std::result::Result<Next, FetchError> {
         let url = match &self.source {
             KeySource::Url(u) => u.clone(),
             _ => self.discovered_jwks_uri(env, now, deadline)?,
         };
         let loaded = self.keys.snapshot().loaded;
-        let validators = loaded.then(|| self.sched.lock().validators.clone());
+        let validators = loaded.then(|| self.refresh.validators());
         let no_cache = matches!(reason, FetchReason::UnknownKid | FetchReason::Manual);
         match env.http.get_until(&url, validators.as_ref(), no_cache, deadline)? {
             Fetched::NotModified { max_age_secs } => {
@@ -515,8 +463,7 @@ impl Issuer {
                 let ttl = self.ttl_ms(max_age_secs);
                 self.keys.extend(&env.trust.enter(), now, now + ttl);
                 self.store_fail_closed(now + ttl);
-                self.schedule_after_success(now, ttl);
-                Ok(())
+                Ok(Next::Expires(now + ttl, None))
             }
             Fetched::Body {
                 body,
@@ -526,52 +473,53 @@ impl Issuer {
             } => {
                 let ttl = self.ttl_ms(max_age_secs);
                 let n = self.apply_body(env, &body, now, now + ttl)?;
-                self.sched.lock().validators = validators.clone();
-                self.schedule_after_success(now, ttl);
                 log::info!(
                     "issuer {}: {n} keys from {url} ({}), ttl {} s",
                     self.name,
                     reason.as_str(),
                     ttl / 1000
                 );
-                self.persist(env, body, validators, max_age_secs, reason, now);
-                Ok(())
+                self.persist(env, body, validators.clone(), max_age_secs, reason, now);
+                Ok(Next::Expires(now + ttl, Some(validators)))
             }
         }
     }
 
     /// The `jwks_uri` to fetch: the one discovery found, until the discovery
-    /// document's TTL runs out (or repeated failures forgot it); then
-    /// discovery is asked again, so a provider can move its keys.
+    /// document's own refresh machine says it is due (its TTL, clamped like
+    /// a key TTL, with jitter; after a failure, its backoff), or repeated
+    /// JWKS failures forgot it; then discovery is asked again, so a
+    /// provider can move its keys.
     fn discovered_jwks_uri(&self, env: &Env, now: u64, deadline: Instant) -> std::result::Result<String, FetchError> {
-        let known = {
-            let s = self.sched.lock();
-            match &s.resolved_jwks_uri {
-                Some(u) if now < s.discovery_expires_ms => return Ok(u.clone()),
-                known => known.clone(),
-            }
-        };
+        let known = self.sched.lock().resolved_jwks_uri.clone();
+        if let Some(u) = known.as_ref().filter(|_| !self.discovery.due(now)) {
+            return Ok(u.clone());
+        }
+        let policy = &self.policy_refresh;
         match env.http.discover_until(&self.name, deadline) {
             Ok(found) => {
                 if let Some(old) = known.as_deref().filter(|old| *old != found.jwks_uri) {
                     log::info!("issuer {}: jwks_uri moved from {old} to {}", self.name, found.jwks_uri);
                 }
-                let mut s = self.sched.lock();
-                s.resolved_jwks_uri = Some(found.jwks_uri.clone());
-                s.discovery_expires_ms = now + self.ttl_ms(found.max_age_secs);
+                self.sched.lock().resolved_jwks_uri = Some(found.jwks_uri.clone());
+                let expires_at = now + self.ttl_ms(found.max_age_secs);
+                self.discovery.succeeded(policy, now, Next::Expires(expires_at, None));
                 Ok(found.jwks_uri)
             }
             // Discovery is down but the keys may not be: keep the last
-            // jwks_uri (discovery is retried next refresh) rather than fail a
-            // refresh the JWKS host could answer. Repeated JWKS failures
-            // forget it (REDISCOVER_AFTER_FAILURES).
-            Err(e) => match known {
-                Some(u) => {
-                    log::warn!("issuer {}: rediscovery failed, keeping jwks_uri {u}: {e}", self.name);
-                    Ok(u)
+            // jwks_uri (discovery is retried after its backoff) rather than
+            // fail a refresh the JWKS host could answer. Repeated JWKS
+            // failures forget it (REDISCOVER_AFTER_FAILURES).
+            Err(e) => {
+                self.discovery.failed(policy, now, &e);
+                match known {
+                    Some(u) => {
+                        log::warn!("issuer {}: rediscovery failed, keeping jwks_uri {u}: {e}", self.name);
+                        Ok(u)
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
         }
     }
 
@@ -598,7 +546,7 @@ impl Issuer {
 
     fn store_fail_closed(&self, expires_at: u64) {
         let at = if self.is_remote() {
-            expires_at.saturating_add(self.cfg.refresh.max_stale_secs * 1000)
+            self.policy_refresh.stale_until(expires_at)
         } else {
             u64::MAX
         };
@@ -613,7 +561,7 @@ impl Issuer {
     /// Run a scheduled refresh if one is due. Returns when the next is due (ms).
     pub(crate) fn run_due(&self, env: &Env) -> u64 {
         let now = env.clock.now_ms();
-        let next = self.sched.lock().next_ms;
+        let next = self.refresh.next_ms();
         match &self.source {
             KeySource::LocalOnly | KeySource::Inline(_) => u64::MAX,
             KeySource::File(path) => {
@@ -627,15 +575,14 @@ impl Issuer {
                         log::warn!("issuer {}: keeping previous keys: {e}", self.name);
                     }
                 }
-                let mut s = self.sched.lock();
-                s.next_ms = now + FILE_POLL_MS;
-                s.next_ms
+                self.refresh.schedule(now + FILE_POLL_MS);
+                now + FILE_POLL_MS
             }
             KeySource::Url(_) | KeySource::Discovery => {
                 if now >= next {
                     self.refresh_now(env, FetchReason::Scheduled);
                 }
-                self.sched.lock().next_ms
+                self.refresh.next_ms()
             }
         }
     }
@@ -647,13 +594,7 @@ impl Issuer {
         }
         let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
         let ks = self.keys.snapshot();
-        if !ks.loaded || now >= fail_closed_at {
-            Health::FailedClosed
-        } else if now > ks.expires_at_ms {
-            Health::Stale
-        } else {
-            Health::Fresh
-        }
+        crate::refresh::health(now, ks.loaded.then_some(ks.expires_at_ms), fail_closed_at)
     }
 
     /// Usable and skipped keys, for diagnostics (CLI `jwks`).
@@ -666,7 +607,6 @@ impl Issuer {
 
     pub(crate) fn stats(&self, now: u64) -> IssuerStats {
         let ks = self.keys.snapshot();
-        let s = self.sched.lock();
         let c = &self.counters;
         IssuerStats {
             issuer: self.name.to_string(),
@@ -682,8 +622,8 @@ impl Issuer {
             rate_limited_refreshes: c.rate_limited.load(Ordering::Relaxed),
             unknown_kid: c.unknown_kid.load(Ordering::Relaxed),
             keyset_age_secs: ks.loaded.then(|| now.saturating_sub(ks.fetched_at_ms) / 1000),
-            last_success_ms: s.last_success_ms,
-            last_error: s.last_error.clone(),
+            last_success_ms: self.refresh.last_success_ms(),
+            last_error: self.refresh.last_error(),
         }
     }
 }
@@ -704,7 +644,7 @@ impl Issuer {
         kid: Option<&str>,
         now: u64,
         deadline: Instant,
-    ) -> std::result::Result<(), FetchError> {
+    ) -> std::result::Result<Next, FetchError> {
         use crate::shared_fetch::{judge, lock, Locked, Verdict, Want};
         let Some(dir) = env.state_dir.as_deref().filter(|_| self.is_remote()) else {
             return self.fetch_and_apply(env, reason, now, deadline);
@@ -742,12 +682,14 @@ impl Issuer {
             });
             let adopted = match verdict {
                 Verdict::Fetch => Err(String::new()),
-                Verdict::Answered => return Ok(()),
+                // Another process's fetch answered this need: the schedule
+                // stays as it is.
+                Verdict::Answered => return Ok(Next::At(self.refresh.next_ms())),
                 Verdict::Adopt => self.adopt(env, &found.record, None),
                 Verdict::AdoptIfItHoldsTheKid => self.adopt(env, &found.record, kid),
             };
             match adopted {
-                Ok(()) => return Ok(()),
+                Ok(next) => return Ok(next),
                 Err(e) if !e.is_empty() => {
                     log::warn!("issuer {}: persisted JWKS not adopted: {e}", self.name)
                 }
@@ -763,7 +705,7 @@ impl Issuer {
 
     /// Install a set another process fetched, as of its real fetch time;
     /// with `kid`, only if the set holds it (else `Err("")`: fetch).
-    fn adopt(&self, env: &Env, record: &crate::state::Record, kid: Option<&str>) -> std::result::Result<(), String> {
+    fn adopt(&self, env: &Env, record: &crate::state::Record, kid: Option<&str>) -> std::result::Result<Next, String> {
         if let Some(kid) = kid {
             let (keys, _) = parse_jwks(&record.jwks, &self.cfg.algorithms)?;
             if !keys.iter().any(|k| k.kid.as_deref() == Some(kid)) {
@@ -773,13 +715,11 @@ impl Issuer {
         let at = record.fetched_at_ms;
         let ttl = self.ttl_ms(record.max_age_secs);
         let n = self.apply_body(env, &record.jwks, at, at.saturating_add(ttl))?;
-        self.sched.lock().validators = record.validators.clone();
-        self.schedule_after_success(at, ttl);
         log::info!(
             "issuer {}: {n} keys adopted from state_dir, fetched by another process at {at} ms",
             self.name
         );
-        Ok(())
+        Ok(Next::Expires(at.saturating_add(ttl), Some(record.validators.clone())))
     }
 
     /// Persist a set this process fetched, for a later start and for the

@@ -42,6 +42,7 @@ mod issuer;
 mod keys;
 mod keystore;
 pub mod metrics;
+mod refresh;
 mod refresher;
 mod revocation;
 mod revoker;

@@ -33,9 +33,10 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "fetching",
-        "HTTP fetches with their limits, single flight, the persisted last good JWKS \
-         and the host-wide fetch lock over it",
-        &["fetch", "flight", "state", "shared_fetch"],
+        "HTTP fetches with their limits, single flight, the refresh machine (schedule, \
+         conditional GET, backoff, Retry-After, staleness) every fetched document runs on, \
+         the persisted last good JWKS and the host-wide fetch lock over it",
+        &["fetch", "flight", "refresh", "state", "shared_fetch"],
     ),
     (
         "keys and sources",

@@ -508,6 +508,13 @@ fn serve_status_list(shared: &Shared, rq: Request, path: &str) {
             return drop_connection(shared, rq);
         }
         Fault::RedirectTo(location) => return respond(rq, redirect(&location)),
+        Fault::StatusRetryAfter(code, retry_after) => {
+            let mut resp = json_response(code, json!({"error": "injected fault"}).to_string());
+            if let Ok(h) = Header::from_bytes(&b"Retry-After"[..], retry_after.as_bytes()) {
+                resp.add_header(h);
+            }
+            return respond(rq, resp);
+        }
         _ => return drop_connection(shared, rq),
     }
     let etag = options.etag.then(|| etag_of(&body));

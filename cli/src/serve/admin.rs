@@ -13,57 +13,71 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
-use jwtwarden::Verifier;
+use jwtwarden::{Propagation, Revocation, RevocationKind, Verifier};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::http::Resp;
 use super::App;
 
-/// One revocation, as asked for.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(untagged, deny_unknown_fields)]
-pub enum Revocation {
-    /// `{"issuer": ..., "jti": ..., "exp": secs?}`: one token.
-    Jti {
-        /// The configured issuer, or `"*"` for every issuer.
-        issuer: String,
-        /// The token's `jti`.
-        jti: String,
-        /// Its `exp`, if known (the entry then expires with the token).
-        exp: Option<u64>,
-    },
-    /// `{"issuer": ..., "sub": ..., "issued_before": secs?}`: a subject's
-    /// older tokens (default: issued before now).
-    Subject {
-        /// The configured issuer, or `"*"` for every issuer.
-        issuer: String,
-        /// The subject.
-        sub: String,
-        /// Tokens issued before this time (seconds) are revoked.
-        issued_before: Option<u64>,
-    },
-    /// `{"issuer": ..., "kid": ...}`: emergency key removal.
-    Kid {
-        /// The configured issuer, or `"*"` for every issuer.
-        issuer: String,
-        /// The key id.
-        kid: String,
-    },
+/// The body of `POST /revoke`, as accepted (the shapes of docs/serve.md):
+/// `{"issuer", "jti", "exp"?}`, `{"issuer", "sub", "issued_before"?}` or
+/// `{"issuer", "kid"}`. Only read into the core's [`Revocation`] record
+/// ([`parse`]); serve keeps no revocation type of its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Asked {
+    issuer: String,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    issued_before: Option<u64>,
+    #[serde(default)]
+    kid: Option<String>,
 }
 
-impl Revocation {
-    /// Apply to a verifier; how far it reached.
-    pub fn apply(&self, v: &Verifier) -> Result<jwtwarden::Propagation, jwtwarden::Error> {
-        match self {
-            Revocation::Jti { issuer, jti, exp } => v.revoke_jti(issuer, jti, *exp),
-            Revocation::Subject {
-                issuer,
-                sub,
-                issued_before,
-            } => v.revoke_subject(issuer, sub, issued_before.unwrap_or(0)),
-            Revocation::Kid { issuer, kid } => v.revoke_kid(issuer, kid),
+/// Read a `POST /revoke` body into the core's record: exactly one of
+/// `jti`, `sub` or `kid`, with its issuer (`"*"`: every issuer). A request
+/// naming two (say a `jti` and a `kid`) is refused rather than read as one
+/// of them. A subject's cut-off defaults to `now_secs + 1` (fixed here, so
+/// the record names one cut-off wherever it is journaled or published). A
+/// `jti`'s `exp` (seconds), if given, is the record's `until_ms` as asked;
+/// the verifier makes the record it keeps from it ([`apply`]: leeway added).
+pub fn parse(body: &[u8], now_secs: u64) -> Option<Revocation> {
+    let a: Asked = serde_json::from_slice(body).ok()?;
+    let record = |kind, value: String| Revocation {
+        kind,
+        issuer: a.issuer.clone(),
+        value,
+        issued_before: None,
+        until_ms: None,
+    };
+    match (a.jti.clone(), a.sub.clone(), a.kid.clone()) {
+        (Some(jti), None, None) if a.issued_before.is_none() => Some(Revocation {
+            until_ms: a.exp.map(|exp| exp.saturating_mul(1000)),
+            ..record(RevocationKind::Jti, jti)
+        }),
+        (None, Some(sub), None) if a.exp.is_none() => Some(Revocation {
+            issued_before: Some(a.issued_before.unwrap_or(now_secs + 1)),
+            ..record(RevocationKind::Subject, sub)
+        }),
+        (None, None, Some(kid)) if a.exp.is_none() && a.issued_before.is_none() => {
+            Some(record(RevocationKind::Kid, kid))
         }
+        _ => None,
+    }
+}
+
+/// Apply a record read by [`parse`] to a verifier; how far it reached.
+pub fn apply(r: &Revocation, v: &Verifier) -> Result<Propagation, jwtwarden::Error> {
+    match r.kind {
+        RevocationKind::Jti => v.revoke_jti(&r.issuer, &r.value, r.until_ms.map(|ms| ms / 1000)),
+        RevocationKind::Subject => v.revoke_subject(&r.issuer, &r.value, r.issued_before.unwrap_or(0)),
+        RevocationKind::Kid => v.revoke_kid(&r.issuer, &r.value),
     }
 }
 
@@ -107,30 +121,21 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         Ok(b) => b.to_bytes(),
         Err(_) => return answer(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "body over 4 KiB"})),
     };
-    let mut revocation: Revocation = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(_) => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                json!({"error": "expected {\"issuer\", \"jti\", \"exp\"?}, {\"issuer\", \"sub\", \"issued_before\"?} or {\"issuer\", \"kid\"}"}),
-            )
-        }
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Some(revocation) = parse(&body, now_secs) else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "expected {\"issuer\", \"jti\", \"exp\"?}, {\"issuer\", \"sub\", \"issued_before\"?} or {\"issuer\", \"kid\"}"}),
+        );
     };
-    if let Revocation::Subject { issued_before, .. } = &mut revocation {
-        // Fixed here, so the record names one cut-off wherever it is
-        // journaled or published.
-        issued_before.get_or_insert_with(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() + 1)
-        });
-    }
     // Held across the apply: a reload carries trust state and swaps under
     // this gate, so a revocation lands in the old verifier before the carry
     // or in the new one after the swap.
     let applied = {
         let _gate = app.trust_gate.lock().unwrap_or_else(|e| e.into_inner());
-        revocation.apply(&app.state.load_full().verifier)
+        apply(&revocation, &app.state.load_full().verifier)
     };
     match applied {
         Ok(propagation) => {
@@ -166,38 +171,61 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn rec(kind: RevocationKind, issuer: &str, value: &str) -> Revocation {
+        Revocation {
+            kind,
+            issuer: issuer.into(),
+            value: value.into(),
+            issued_before: None,
+            until_ms: None,
+        }
+    }
+
     #[test]
-    fn revocation_shapes() {
-        let r: Revocation = serde_json::from_str(r#"{"issuer": "i", "jti": "j1", "exp": 5}"#).unwrap();
+    fn revocation_shapes_read_into_the_cores_record() {
+        let r = parse(br#"{"issuer": "i", "jti": "j1", "exp": 5}"#, 100).unwrap();
         assert_eq!(
             r,
-            Revocation::Jti {
-                issuer: "i".into(),
-                jti: "j1".into(),
-                exp: Some(5)
+            Revocation {
+                until_ms: Some(5_000),
+                ..rec(RevocationKind::Jti, "i", "j1")
             }
         );
-        let r: Revocation = serde_json::from_str(r#"{"issuer": "*", "sub": "alice"}"#).unwrap();
+        let r = parse(br#"{"issuer": "i", "jti": "j1", "exp": null}"#, 100).unwrap();
+        assert_eq!(r, rec(RevocationKind::Jti, "i", "j1"));
+        let r = parse(br#"{"issuer": "*", "sub": "alice"}"#, 100).unwrap();
         assert_eq!(
             r,
-            Revocation::Subject {
-                issuer: "*".into(),
-                sub: "alice".into(),
-                issued_before: None
+            Revocation {
+                issued_before: Some(101),
+                ..rec(RevocationKind::Subject, "*", "alice")
             }
         );
-        let r: Revocation = serde_json::from_str(r#"{"issuer": "i", "kid": "k"}"#).unwrap();
-        assert_eq!(
-            r,
-            Revocation::Kid {
-                issuer: "i".into(),
-                kid: "k".into()
-            }
-        );
-        assert!(serde_json::from_str::<Revocation>(r#"{"kid": "k"}"#).is_err());
+        let r = parse(br#"{"issuer": "*", "sub": "alice", "issued_before": 7}"#, 100).unwrap();
+        assert_eq!(r.issued_before, Some(7));
+        let r = parse(br#"{"issuer": "i", "kid": "k"}"#, 100).unwrap();
+        assert_eq!(r, rec(RevocationKind::Kid, "i", "k"));
+        assert!(parse(br#"{"kid": "k"}"#, 100).is_none());
         // A jti or sub is unique only within its issuer: one must be named.
-        assert!(serde_json::from_str::<Revocation>(r#"{"jti": "j1"}"#).is_err());
-        assert!(serde_json::from_str::<Revocation>(r#"{"sub": "alice"}"#).is_err());
+        assert!(parse(br#"{"jti": "j1"}"#, 100).is_none());
+        assert!(parse(br#"{"sub": "alice"}"#, 100).is_none());
+    }
+
+    #[test]
+    fn a_request_naming_two_things_is_refused_not_read_as_one() {
+        for body in [
+            r#"{"issuer": "i", "jti": "j1", "kid": "k"}"#,
+            r#"{"issuer": "i", "sub": "alice", "kid": "k"}"#,
+            r#"{"issuer": "i", "jti": "j1", "sub": "alice"}"#,
+            r#"{"issuer": "i", "kid": "k", "exp": 5}"#,
+            r#"{"issuer": "i", "kid": "k", "issued_before": 5}"#,
+            r#"{"issuer": "i", "jti": "j1", "issued_before": 5}"#,
+            r#"{"issuer": "i", "sub": "alice", "exp": 5}"#,
+            r#"{"issuer": "i", "jti": "j1", "until_ms": 5}"#,
+            r#"{"issuer": "i"}"#,
+        ] {
+            assert!(parse(body.as_bytes(), 100).is_none(), "{body}");
+        }
     }
 
     #[test]

@@ -67,15 +67,9 @@ pub fn tokens(table: &Value, issuer: &TestIssuer) -> HashMap<String, String> {
         .collect()
 }
 
-/// The rows: `cases`, then `pending_cases` (rows the core's decision
-/// passes and the middlewares do not yet; the front ends must pass them).
+/// The rows (`cases`: every front end passes every one).
 pub fn cases(table: &Value) -> Vec<&Value> {
-    table["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(table["pending_cases"].as_array().into_iter().flatten())
-        .collect()
+    table["cases"].as_array().unwrap().iter().collect()
 }
 
 /// One row's request, its `{token:NAME}` placeholders filled.

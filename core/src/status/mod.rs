@@ -92,7 +92,7 @@ impl Lists {
             stores: config
                 .issuers
                 .iter()
-                .map(|i: &IssuerConfig| Store::new(&i.status_list, &config.http))
+                .map(|i: &IssuerConfig| Store::new(&i.status_list, &i.refresh, &config.http))
                 .collect::<Result<_>>()?,
         })
     }

@@ -12,12 +12,13 @@
 //! takes), and stores the list before its fail-closed
 //! time, so a reader never pairs a new deadline with an old list.
 //!
-//! Fetching follows the key refresher's rules: one fetch in flight per list
-//! (`Flight`), on first use with the verify waiting at most
-//! `http.timeout_ms`, then in the background ahead of the list's lifetime
-//! (its `ttl`, else `max-age`, clamped; never past its `exp`), conditional
-//! GET, backoff with jitter on failure, the last good list kept until
-//! `max_stale_secs` past its lifetime, then failing closed.
+//! Fetching runs on the refresh machine keys use (`crate::refresh`): one
+//! fetch in flight per list (`Flight`), on first use with the verify
+//! waiting at most `http.timeout_ms`, then in the background ahead of the
+//! list's lifetime (its `ttl`, else `max-age`, clamped; never past its
+//! `exp`), conditional GET, backoff with jitter on failure (`Retry-After`
+//! honoured), the last good list kept until `max_stale_secs` past its
+//! lifetime, then failing closed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,13 +28,14 @@ use std::time::Instant;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
-use crate::config::{HttpConfig, StatusListConfig};
+use crate::config::{HttpConfig, RefreshConfig, StatusListConfig};
 use crate::door::Inside;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{FetchError, Fetched, HttpClient, Validators};
-use crate::flight::{Flight, Join, Need};
+use crate::fetch::{FetchError, Fetched, HttpClient};
+use crate::flight::{Flight, Need};
 use crate::issuer::{Env, Issuer};
 use crate::metrics::{Health, StatusListStats};
+use crate::refresh::{Asker, Machine, Next, Policy, Refresh};
 use crate::status::list::StatusList;
 use crate::status::{allowed, StatusRef};
 
@@ -55,15 +57,6 @@ pub(crate) struct Loaded {
 }
 
 #[derive(Default)]
-struct Schedule {
-    next_ms: u64,
-    failures: u32,
-    validators: Validators,
-    last_success_ms: Option<u64>,
-    last_error: Option<String>,
-}
-
-#[derive(Default)]
 struct Counters {
     fetches: AtomicU64,
     fetch_failures: AtomicU64,
@@ -77,7 +70,7 @@ pub(crate) struct Slot {
     current: ArcSwapOption<Loaded>,
     /// The list is refused from this time (ms); 0 until one is installed.
     fail_closed_at_ms: AtomicU64,
-    sched: Mutex<Schedule>,
+    refresh: Machine,
     flight: Flight,
     counters: Counters,
 }
@@ -88,7 +81,7 @@ impl Slot {
             uri: Arc::from(uri),
             current: ArcSwapOption::empty(),
             fail_closed_at_ms: AtomicU64::new(0),
-            sched: Mutex::new(Schedule::default()),
+            refresh: Machine::default(),
             flight: Flight::default(),
             counters: Counters::default(),
         }
@@ -107,18 +100,11 @@ impl Slot {
     }
 
     /// A 304 confirmed the list in use at `now`.
-    fn extend(
-        &self,
-        _door: &Inside<'_>,
-        now: u64,
-        cfg: &StatusListConfig,
-        leeway_ms: u64,
-        max_age: Option<u64>,
-    ) -> bool {
+    fn extend(&self, _door: &Inside<'_>, now: u64, policy: &Policy, leeway_ms: u64, max_age: Option<u64>) -> bool {
         let Some(old) = self.current.load_full() else {
             return false;
         };
-        let (expires_at, fail_at) = lifetime(cfg, now, old.ttl_secs.or(max_age), old.exp_ms, leeway_ms);
+        let (expires_at, fail_at) = lifetime(policy, now, old.ttl_secs.or(max_age), old.exp_ms, leeway_ms);
         self.current.store(Some(Arc::new(Loaded {
             list: old.list.clone(),
             fetched_at_ms: now,
@@ -134,24 +120,16 @@ impl Slot {
 
     fn health(&self, now: u64) -> Health {
         let fail_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
-        match self.current.load().as_ref() {
-            Some(l) if now < fail_at => {
-                if now <= l.expires_at_ms {
-                    Health::Fresh
-                } else {
-                    Health::Stale
-                }
-            }
-            _ => Health::FailedClosed,
-        }
+        let expires_at = self.current.load().as_ref().map(|l| l.expires_at_ms);
+        crate::refresh::health(now, expires_at, fail_at)
     }
 }
 
 /// A list's end of life and fail-closed time (ms) for a fetch at `now`.
-fn lifetime(cfg: &StatusListConfig, now: u64, ttl: Option<u64>, exp_ms: Option<u64>, leeway_ms: u64) -> (u64, u64) {
-    let by_ttl = now.saturating_add(cfg.ttl_secs(ttl) * 1000);
+fn lifetime(policy: &Policy, now: u64, ttl: Option<u64>, exp_ms: Option<u64>, leeway_ms: u64) -> (u64, u64) {
+    let by_ttl = now.saturating_add(policy.ttl_ms(ttl));
     let expires_at = exp_ms.map_or(by_ttl, |exp| by_ttl.min(exp));
-    let stale_until = expires_at.saturating_add(cfg.max_stale_secs * 1000);
+    let stale_until = policy.stale_until(expires_at);
     let fail_at = exp_ms.map_or(stale_until, |exp| stale_until.min(exp.saturating_add(leeway_ms)));
     (expires_at, fail_at)
 }
@@ -159,6 +137,8 @@ fn lifetime(cfg: &StatusListConfig, now: u64, ttl: Option<u64>, exp_ms: Option<u
 /// One issuer's lists.
 pub(crate) struct Store {
     cfg: StatusListConfig,
+    /// The refresh rules of this issuer's lists.
+    policy: Policy,
     /// Application-specific values accepted, as a bitset over 0..=255 (0 set).
     valid: [u64; 4],
     /// Own client: the list size cap, and no redirects (a redirect could
@@ -169,7 +149,7 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(cfg: &StatusListConfig, http: &HttpConfig) -> Result<Store> {
+    pub(crate) fn new(cfg: &StatusListConfig, refresh: &RefreshConfig, http: &HttpConfig) -> Result<Store> {
         let mut valid = [0u64; 4];
         for v in std::iter::once(0u8).chain(cfg.valid_statuses.iter().copied()) {
             valid[usize::from(v / 64)] |= 1 << (v % 64);
@@ -187,6 +167,7 @@ impl Store {
             http: client,
             slots: (0..cfg.max_lists).map(|_| OnceLock::new()).collect(),
             by_uri: Mutex::new(HashMap::new()),
+            policy: Policy::for_status_lists(cfg, refresh),
             cfg: cfg.clone(),
         })
     }
@@ -258,12 +239,7 @@ impl Store {
             }
         }
         let Some(loaded) = slot.current() else {
-            let why = slot
-                .sched
-                .lock()
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "not fetched yet".into());
+            let why = slot.refresh.last_error().unwrap_or_else(|| "not fetched yet".into());
             return Err(Error::new(
                 ErrorKind::StatusListUnavailable,
                 format!("status list {uri} unavailable: {why}"),
@@ -300,7 +276,7 @@ impl Store {
     }
 
     fn sched_due(&self, slot: &Slot, now: u64) -> bool {
-        now >= slot.sched.lock().next_ms
+        slot.refresh.due(now)
     }
 
     /// Fetch the lists named in `status_list.preload`.
@@ -324,7 +300,7 @@ impl Store {
                 let deadline = Instant::now() + env.fetch_timeout;
                 let _ = self.refresh(slot, issuer, env, "scheduled", deadline);
             }
-            next = next.min(slot.sched.lock().next_ms);
+            next = next.min(slot.refresh.next_ms());
         }
         next
     }
@@ -339,46 +315,39 @@ impl Store {
         deadline: Instant,
     ) -> std::result::Result<(), String> {
         let now = env.clock.now_ms();
-        let leader = match slot.flight.join(Need::Any, now, None, deadline) {
-            Join::Lead(l) => l,
-            Join::Joined(outcome) => return outcome,
-            Join::TimedOut => return Err("timed out waiting for the fetch in flight".into()),
-            Join::RateLimited(_) => unreachable!("no cooldown asked"),
+        let fetch = || {
+            slot.counters.fetches.fetch_add(1, Ordering::Relaxed);
+            let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
+            self.fetch_and_apply(slot, issuer, env, now, fetch_deadline)
         };
-        slot.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        let fetch_deadline = deadline.min(Instant::now() + env.fetch_timeout);
-        let outcome = match self.fetch_and_apply(slot, issuer, env, now, fetch_deadline) {
-            Ok(next) => {
-                let mut s = slot.sched.lock();
-                s.failures = 0;
-                s.next_ms = next;
-                s.last_success_ms = Some(now);
-                s.last_error = None;
-                Ok(())
-            }
-            Err(e) => {
-                slot.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
-                let mut s = slot.sched.lock();
-                s.failures = s.failures.saturating_add(1);
-                // The issuer's key backoff settings: exponential, jittered,
-                // `Retry-After` as a lower bound.
-                s.next_ms = now + issuer.backoff_ms(s.failures, e.retry_after_secs);
-                s.last_error = Some(e.message.clone());
-                log::warn!(
-                    "issuer {}: status list {} {} fetch failed (attempt {}): {e}",
-                    issuer.name,
-                    slot.uri,
-                    reason,
-                    s.failures
-                );
-                Err(e.message)
-            }
+        let failed = |e: &FetchError, attempt: u32| {
+            slot.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "issuer {}: status list {} {reason} fetch failed (attempt {attempt}): {e}",
+                issuer.name,
+                slot.uri,
+            );
         };
-        leader.finish(outcome.clone());
-        outcome
+        let asker = Asker::Scheduled;
+        let outcome = slot.refresh.run(
+            &self.policy,
+            &slot.flight,
+            asker,
+            Need::Any,
+            now,
+            deadline,
+            fetch,
+            failed,
+        );
+        match outcome {
+            Refresh::Ok { .. } => Ok(()),
+            Refresh::Failed { error } => Err(error),
+            Refresh::TimedOut => Err("timed out waiting for the fetch in flight".into()),
+            Refresh::RateLimited(_) => unreachable!("no cooldown asked"),
+        }
     }
 
-    /// Fetch, verify and install; returns when the next refresh is due (ms).
+    /// Fetch, verify and install; what it means for the schedule.
     fn fetch_and_apply(
         &self,
         slot: &Slot,
@@ -386,18 +355,18 @@ impl Store {
         env: &Env,
         now: u64,
         deadline: Instant,
-    ) -> std::result::Result<u64, FetchError> {
+    ) -> std::result::Result<Next, FetchError> {
         let http = self.http.as_ref().ok_or("no status_list.allowed_uris")?;
         let loaded = slot.current.load().is_some();
-        let validators = loaded.then(|| slot.sched.lock().validators.clone());
+        let validators = loaded.then(|| slot.refresh.validators());
         let leeway_ms = issuer.cfg.leeway_secs * 1000;
-        let expires_at = match http.get_until(&slot.uri, validators.as_ref(), false, deadline)? {
+        match http.get_until(&slot.uri, validators.as_ref(), false, deadline)? {
             Fetched::NotModified { max_age_secs } => {
-                if !slot.extend(&env.trust.enter(), now, &self.cfg, leeway_ms, max_age_secs) {
+                if !slot.extend(&env.trust.enter(), now, &self.policy, leeway_ms, max_age_secs) {
                     return Err("304 Not Modified without a cached list".into());
                 }
                 slot.counters.not_modified.fetch_add(1, Ordering::Relaxed);
-                slot.current().map_or(now, |l| l.expires_at_ms)
+                Ok(Next::Expires(slot.current().map_or(now, |l| l.expires_at_ms), None))
             }
             Fetched::Body {
                 body,
@@ -425,7 +394,8 @@ impl Store {
                     )
                     .into());
                 }
-                let (expires_at, fail_at) = lifetime(&self.cfg, now, t.ttl_secs.or(max_age_secs), t.exp_ms, leeway_ms);
+                let (expires_at, fail_at) =
+                    lifetime(&self.policy, now, t.ttl_secs.or(max_age_secs), t.exp_ms, leeway_ms);
                 log::info!(
                     "issuer {}: status list {}: {} entries of {} bits, ttl {} s",
                     issuer.name,
@@ -447,14 +417,9 @@ impl Store {
                     },
                     fail_at,
                 );
-                slot.sched.lock().validators = validators;
-                expires_at
+                Ok(Next::Expires(expires_at, Some(validators)))
             }
-        };
-        // Ahead of the end of life, with jitter so a fleet does not refresh
-        // in lockstep.
-        let fraction = 0.9 - issuer.cfg.refresh.jitter * fastrand::f64();
-        Ok(now + (expires_at.saturating_sub(now) as f64 * fraction) as u64)
+        }
     }
 
     /// Health of the list at `uri`, if it was ever referenced.
@@ -470,7 +435,6 @@ impl Store {
             .map_while(OnceLock::get)
             .map(|slot| {
                 let cur = slot.current();
-                let s = slot.sched.lock();
                 let c = &slot.counters;
                 StatusListStats {
                     issuer: issuer.to_string(),
@@ -484,8 +448,8 @@ impl Store {
                     fetch_failures: c.fetch_failures.load(Ordering::Relaxed),
                     not_modified: c.not_modified.load(Ordering::Relaxed),
                     rejected: c.rejected.load(Ordering::Relaxed),
-                    last_success_ms: s.last_success_ms,
-                    last_error: s.last_error.clone(),
+                    last_success_ms: slot.refresh.last_success_ms(),
+                    last_error: slot.refresh.last_error(),
                 }
             })
             .collect()

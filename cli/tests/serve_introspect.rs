@@ -493,6 +493,52 @@ fn each_client_has_its_own_rate_limit() {
     assert_eq!(s.ask_as(Some(&billing), &token).status, 429);
 }
 
+/// A revocation from the shell (`jwtwarden revoke`, through the journal of
+/// `state_dir`) makes a token the cache holds inactive in the running
+/// serve, and a restart replays it.
+#[test]
+fn a_journaled_revocation_makes_a_cached_token_inactive_and_survives_restart() {
+    let env = Env::new();
+    let engine = env.dir.path().join("journaled.json");
+    std::fs::write(
+        &engine,
+        json!({
+            "issuers": [{"issuer": env.issuer.url(), "jwks_uri": env.issuer.jwks_uri(), "audiences": ["api"]}],
+            "http": {"allow_http": true},
+            "state_dir": env.dir.path().join("state"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let s = Serve::start(&env, &engine, "");
+    let token = env.with_claims(|c| c["jti"] = json!("j-journaled"), "alice");
+    let bystander = env.good("bob");
+    assert_eq!(s.ask(&token).json()["active"], true);
+    assert_eq!(s.ask(&token).header("x-auth-cached"), Some("true"));
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["revoke", "--config"])
+        .arg(&engine)
+        .args(["--issuer", &env.issuer.url(), "--jti", "j-journaled"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The running serve re-reads the journal in the background (about 1 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.ask(&token).json()["active"] == true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journaled revocation never reached serve"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_inactive(&s.ask(&token), "revoked from the shell");
+    assert_eq!(s.ask(&bystander).json()["active"], true, "only that jti");
+    drop(s);
+    let s = Serve::start(&env, &engine, "");
+    assert_inactive(&s.ask(&token), "revoked, after a restart");
+    assert_eq!(s.ask(&bystander).json()["active"], true);
+}
+
 #[test]
 fn off_by_default_and_config_errors_are_refused() {
     let env = Env::new();

@@ -197,8 +197,15 @@ impl IntrospectionConfig {
             let colon = decoded.iter().position(|&b| b == b':')?;
             let id = form_decode(&decoded[..colon])?;
             let secret = form_decode(&decoded[colon + 1..])?;
-            let i = self.clients.iter().position(|c| c.id == id)?;
-            constant_time_eq(secret.as_bytes(), self.clients[i].secret.as_bytes()).then_some(i)
+            // Every client's secret is compared, whatever the id names, so
+            // the time taken says nothing about which ids exist.
+            let mut found = None;
+            for (i, c) in self.clients.iter().enumerate() {
+                if constant_time_eq(secret.as_bytes(), c.secret.as_bytes()) & (c.id == id) {
+                    found = Some(i);
+                }
+            }
+            found
         } else {
             None
         }

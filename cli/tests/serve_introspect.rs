@@ -539,6 +539,35 @@ fn a_journaled_revocation_makes_a_cached_token_inactive_and_survives_restart() {
     assert_eq!(s.ask(&bystander).json()["active"], true);
 }
 
+/// SIGHUP rotates a client's secret: after the reload the old one is
+/// refused and the new one accepted; neither reaches the log.
+#[test]
+fn a_reload_rotates_client_secrets() {
+    let env = Env::new();
+    let s = Serve::start(&env, &env.json_config, "");
+    let token = env.good("alice");
+    let old = basic("billing", BILLING_SECRET);
+    assert_eq!(s.ask_as(Some(&old), &token).json()["active"], true);
+    let rotated = "billing-introspection-secret-0003";
+    std::fs::write(env.dir.path().join("billing-secret"), rotated).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGHUP) }, 0);
+    let want = "jwtwarden_serve_reloads_total{result=\"ok\"} 1";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !request(&s.addr, "GET", "/metrics", &[], "").body.contains(want) {
+        assert!(std::time::Instant::now() < deadline, "no reload seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        s.ask_as(Some(&old), &token).status,
+        401,
+        "the old secret after rotation"
+    );
+    let new = basic("billing", rotated);
+    assert_eq!(s.ask_as(Some(&new), &token).json()["active"], true);
+    assert!(!s.log().contains(rotated) && !s.log().contains(BILLING_SECRET));
+}
+
 #[test]
 fn off_by_default_and_config_errors_are_refused() {
     let env = Env::new();

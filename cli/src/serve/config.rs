@@ -150,6 +150,7 @@ struct ServeFile {
     workers: Option<usize>,
     offload: Option<Offload>,
     admin: Option<AdminFile>,
+    introspection: Option<super::introspect::IntrospectionFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +230,8 @@ pub struct ServeConfig {
     pub offload: Offload,
     /// The admin listener, if enabled.
     pub admin: Option<AdminConfig>,
+    /// The RFC 7662 introspection listener, if enabled.
+    pub introspection: Option<super::introspect::IntrospectionConfig>,
 }
 
 impl Default for ServeConfig {
@@ -313,6 +316,16 @@ impl ServeConfig {
         if admin.as_ref().is_some_and(|a| Listen::Tcp(a.listen) == listen) {
             return Err("admin.listen must differ from listen".into());
         }
+        let introspection = f
+            .introspection
+            .map(super::introspect::IntrospectionConfig::from_file)
+            .transpose()?;
+        // Port 0 (an ephemeral port each) never collides.
+        if let Some(i) = introspection.as_ref().filter(|i| i.listen.port() != 0) {
+            if Listen::Tcp(i.listen) == listen || admin.as_ref().is_some_and(|a| a.listen == i.listen) {
+                return Err("introspection.listen must differ from listen and admin.listen".into());
+            }
+        }
         let max_connections = f.max_connections.unwrap_or(4096).max(1);
         let max_connections_per_peer = match f.max_connections_per_peer {
             Some(0) => return Err("max_connections_per_peer: at least 1".into()),
@@ -348,6 +361,7 @@ impl ServeConfig {
             },
             offload: f.offload.unwrap_or_default(),
             admin,
+            introspection,
         })
     }
 }

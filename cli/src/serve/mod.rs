@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod config;
 pub mod http;
+pub mod introspect;
 pub mod limits;
 pub mod stats;
 
@@ -141,6 +142,17 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
         },
         None => None,
     };
+    let introspect_listener = match &config.introspection {
+        Some(i) => match TcpListener::bind(i.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => return Exit::usage(format!("cannot listen on {} (introspection): {e}", i.listen)),
+        },
+        None => None,
+    };
+    let introspect_addr = introspect_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .and_then(Result::ok);
     let (Ok(addr), admin_addr) = (listener.local(), admin_listener.as_ref().map(|l| l.local_addr())) else {
         return Exit::Unavailable;
     };
@@ -159,7 +171,11 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     // ephemeral port (`--listen 127.0.0.1:0`).
     println!(
         "{}",
-        serde_json::json!({"listen": addr.to_string(), "admin": admin_addr.map(|a| a.to_string())})
+        serde_json::json!({
+            "listen": addr.to_string(),
+            "admin": admin_addr.map(|a| a.to_string()),
+            "introspection": introspect_addr.map(|a| a.to_string()),
+        })
     );
     log::info!("serving forward auth on {addr}, path {}", config.auth_path);
 
@@ -176,6 +192,10 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     // The admin listener's own budget: holding the verification
     // listener's connections must not lock operators out.
     let admin_limit = Arc::new(Semaphore::new(config.admin.as_ref().map_or(1, |a| a.max_connections)));
+    // Introspection's own budget, for the same reason.
+    let introspect_limit = Arc::new(Semaphore::new(
+        config.introspection.as_ref().map_or(1, |i| i.max_connections),
+    ));
     let peers = limits::Peers::new(config.max_connections_per_peer);
     // Reloads run in their own task: the accept loop only asks for one.
     tokio::spawn(reloads(app, Arc::new(opts)));
@@ -185,11 +205,11 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
                 Ok(Accepted::Tcp(stream)) => {
                     let _ = stream.set_nodelay(true);
                     match peers.admit(stream.peer_addr()) {
-                        Some(peer) => spawn_connection(app, &graceful, &limit, stream, false, Some(peer)),
+                        Some(peer) => spawn_connection(app, &graceful, &limit, stream, Port::Auth, Some(peer)),
                         None => log::warn!("connection refused: max_connections_per_peer reached"),
                     }
                 }
-                Ok(Accepted::Unix(stream)) => spawn_connection(app, &graceful, &limit, stream, false, None),
+                Ok(Accepted::Unix(stream)) => spawn_connection(app, &graceful, &limit, stream, Port::Auth, None),
                 Err(e) => {
                     // Out of descriptors, usually: back off instead of spinning.
                     log::warn!("accept: {e}");
@@ -199,10 +219,20 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
             accepted = accept_admin(admin_listener.as_ref()) => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    spawn_connection(app, &graceful, &admin_limit, stream, true, None);
+                    spawn_connection(app, &graceful, &admin_limit, stream, Port::Admin, None);
                 }
                 Err(e) => {
                     log::warn!("admin accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            accepted = accept_admin(introspect_listener.as_ref()) => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(app, &graceful, &introspect_limit, stream, Port::Introspect, None);
+                }
+                Err(e) => {
+                    log::warn!("introspection accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -215,6 +245,7 @@ async fn serve(opts: ServeOptions, state: State) -> Exit {
     // connections close at once.
     drop(listener);
     drop(admin_listener);
+    drop(introspect_listener);
     log::info!(
         "shutting down: waiting up to {:?} for requests in flight",
         config.shutdown_grace
@@ -300,12 +331,23 @@ impl Drop for Listener {
     }
 }
 
+/// Which listener a connection came in on.
+#[derive(Clone, Copy)]
+enum Port {
+    /// Forward auth, health, metrics.
+    Auth,
+    /// `POST /revoke`.
+    Admin,
+    /// RFC 7662 introspection.
+    Introspect,
+}
+
 fn spawn_connection<S>(
     app: &'static App,
     graceful: &GracefulShutdown,
     limit: &Arc<Semaphore>,
     stream: S,
-    admin: bool,
+    port: Port,
     peer: Option<limits::PeerPermit>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -318,10 +360,10 @@ fn spawn_connection<S>(
     };
     let cfg = app.state.load().config.clone();
     let service = service_fn(move |req| async move {
-        Ok::<_, Infallible>(if admin {
-            admin::handle(app, req).await
-        } else {
-            http::handle(app, req).await
+        Ok::<_, Infallible>(match port {
+            Port::Auth => http::handle(app, req).await,
+            Port::Admin => admin::handle(app, req).await,
+            Port::Introspect => introspect::handle(app, req).await,
         })
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -406,6 +448,7 @@ fn swap(app: &App, new: State) -> Result<(), String> {
         .map_err(|e| format!("the new verifier cannot hold the running one's revocations: {e}"))?;
     if new.config.listen != old.config.listen
         || new.config.admin.as_ref().map(|a| a.listen) != old.config.admin.as_ref().map(|a| a.listen)
+        || new.config.introspection.as_ref().map(|i| i.listen) != old.config.introspection.as_ref().map(|i| i.listen)
         || new.config.socket_mode != old.config.socket_mode
         || new.config.workers != old.config.workers
     {

@@ -11,17 +11,18 @@
 // returned by value (no Go allocation; each crossing costs tens of
 // nanoseconds, a whole cache hit not much more). With memo_hit the result
 // handle has been released already and only the fields up to memo_slot are
-// set: the strings are the Go memo's (verifier.go).
+// set: the rest (the strings and times of the result) are the Go memo's
+// (verifier.go).
 typedef struct {
 	jwtwarden_result rc;
 	jwtwarden_verified *verified;
 	jwtwarden_error *error;
 	const char *claims_json;
-	uint64_t verified_at_ms;
-	uint64_t expires_at;
 	bool cached;
 	bool memo_hit;
 	size_t memo_slot;
+	uint64_t verified_at_ms;
+	uint64_t expires_at;
 	size_t claims_json_len;
 	const char *issuer;
 	const char *kid;

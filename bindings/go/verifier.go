@@ -123,6 +123,8 @@ func (m *claimsMemo) install(o *C.jw_outcome) *claimSet {
 	if o.kid != nil {
 		s.kid = C.GoString(o.kid)
 	}
+	s.verifiedAt = time.UnixMilli(int64(o.verified_at_ms))
+	s.expiresAt = time.Unix(int64(o.expires_at), 0)
 	s.key = uintptr(unsafe.Pointer(o.claims_json))
 	s.handle = o.verified
 	slot := int(o.memo_slot)
@@ -313,8 +315,8 @@ func (v *Verifier) fill(o *C.jw_outcome, out *Verified) bool {
 		Kid:        claims.kid,
 		Alg:        claims.alg,
 		Cached:     bool(o.cached),
-		VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
-		ExpiresAt:  time.Unix(int64(o.expires_at), 0),
+		VerifiedAt: claims.verifiedAt,
+		ExpiresAt:  claims.expiresAt,
 		claims:     claims,
 	}
 	return true

@@ -30,9 +30,14 @@ typedef struct {
 } jw_outcome;
 
 // The memo slot of a result, by the address of its claims JSON (mask: the
-// number of slots, a power of two, less one).
+// number of slots, a power of two, at most 4096, less one). Every bit of the
+// address counts (Fibonacci hashing, the product's top 12 bits): the core
+// keeps per-thread copies of hot results, allocated in per-thread malloc
+// arenas, so two copies of one token can lie a multiple of 64 MiB apart with
+// the same low bits, and a slot chosen from the low bits alone put them in
+// one slot, each hit evicting the other's entry.
 static inline size_t jw_memo_slot(uintptr_t key, size_t mask) {
-	return (size_t)((key >> 4) ^ (key >> 16)) & mask;
+	return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 52) & mask;
 }
 
 // A decision of the Go middleware (middleware.go), in one cgo call: with

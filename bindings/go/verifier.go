@@ -80,8 +80,15 @@ func (is *issuerStrings) release() {
 	}
 }
 
-// memoSlots is the size of a Verifier's claims memo (a power of two).
+// memoSlots is the size of a Verifier's claims memo (a power of two, at
+// most 4096: jw_memo_slot picks from 12 bits).
 const memoSlots = 4096
+
+// memoSlot is the memo slot of a result whose claims JSON is at address key
+// (jw_memo_slot, for tests).
+func memoSlot(key uintptr) int {
+	return int(C.jw_memo_slot(C.uintptr_t(key), C.size_t(memoSlots-1)))
+}
 
 // claimsMemo maps results to their claims decoded in Go, so a cache hit
 // copies and decodes nothing. A result is known by the address of its

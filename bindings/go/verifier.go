@@ -125,13 +125,17 @@ func (m *claimsMemo) install(o *C.jw_outcome) *claimSet {
 		claims = C.GoStringN(o.claims_json, C.int(n))
 	}
 	s := newClaimSet(claims)
-	s.issuer = C.GoString(o.issuer)
-	s.alg = C.GoString(o.alg)
-	if o.kid != nil {
-		s.kid = C.GoString(o.kid)
+	s.result = Verified{
+		ClaimsJSON: claims,
+		Issuer:     C.GoString(o.issuer),
+		Alg:        C.GoString(o.alg),
+		VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
+		ExpiresAt:  time.Unix(int64(o.expires_at), 0),
+		claims:     s,
 	}
-	s.verifiedAt = time.UnixMilli(int64(o.verified_at_ms))
-	s.expiresAt = time.Unix(int64(o.expires_at), 0)
+	if o.kid != nil {
+		s.result.Kid = C.GoString(o.kid)
+	}
 	s.key = uintptr(unsafe.Pointer(o.claims_json))
 	s.handle = o.verified
 	slot := int(o.memo_slot)
@@ -316,16 +320,8 @@ func (v *Verifier) fill(o *C.jw_outcome, out *Verified) bool {
 	} else {
 		claims = v.memo.install(o)
 	}
-	*out = Verified{
-		ClaimsJSON: claims.json,
-		Issuer:     claims.issuer,
-		Kid:        claims.kid,
-		Alg:        claims.alg,
-		Cached:     bool(o.cached),
-		VerifiedAt: claims.verifiedAt,
-		ExpiresAt:  claims.expiresAt,
-		claims:     claims,
-	}
+	*out = claims.result
+	out.Cached = bool(o.cached)
 	return true
 }
 

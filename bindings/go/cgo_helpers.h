@@ -11,17 +11,18 @@
 // returned by value (no Go allocation; each crossing costs tens of
 // nanoseconds, a whole cache hit not much more). With memo_hit the result
 // handle has been released already and only the fields up to memo_slot are
-// set: the strings are the Go memo's (verifier.go).
+// set: the rest (the strings and times of the result) are the Go memo's
+// (verifier.go).
 typedef struct {
 	jwtwarden_result rc;
 	jwtwarden_verified *verified;
 	jwtwarden_error *error;
 	const char *claims_json;
-	uint64_t verified_at_ms;
-	uint64_t expires_at;
 	bool cached;
 	bool memo_hit;
 	size_t memo_slot;
+	uint64_t verified_at_ms;
+	uint64_t expires_at;
 	size_t claims_json_len;
 	const char *issuer;
 	const char *kid;
@@ -29,9 +30,14 @@ typedef struct {
 } jw_outcome;
 
 // The memo slot of a result, by the address of its claims JSON (mask: the
-// number of slots, a power of two, less one).
+// number of slots, a power of two, at most 4096, less one). Every bit of the
+// address counts (Fibonacci hashing, the product's top 12 bits): the core
+// keeps per-thread copies of hot results, allocated in per-thread malloc
+// arenas, so two copies of one token can lie a multiple of 64 MiB apart with
+// the same low bits, and a slot chosen from the low bits alone put them in
+// one slot, each hit evicting the other's entry.
 static inline size_t jw_memo_slot(uintptr_t key, size_t mask) {
-	return (size_t)((key >> 4) ^ (key >> 16)) & mask;
+	return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 52) & mask;
 }
 
 // A decision of the Go middleware (middleware.go), in one cgo call: with

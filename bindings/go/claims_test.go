@@ -281,3 +281,25 @@ func TestVerifyWithIssuerBytes(t *testing.T) {
 		}
 	}
 }
+
+// The memo slot depends on every bit of a result's address. The core keeps
+// per-thread copies of hot results in per-thread malloc arenas, so copies of
+// one token can sit a multiple of 64 MiB apart with equal low bits (seen:
+// 0x7f1e8a2fd0d0 and 0x7f1e9a2fd0d0, 2^28 apart); in one slot, goroutines
+// on two threads would evict each other's entry on every hit and pay a copy
+// of the claims each time.
+func TestMemoSlotUsesEveryAddressBit(t *testing.T) {
+	for _, base := range []uintptr{0x7f1e8a2fd0d0, 0x55d4c3a01230, 0x7ffc00001000} {
+		s0 := jwtwarden.MemoSlot(base)
+		for shift := 4; shift < 47; shift++ {
+			if s := jwtwarden.MemoSlot(base ^ 1<<shift); s == s0 {
+				t.Errorf("%#x and %#x (bit %d flipped) share slot %d", base, base^1<<shift, shift, s)
+			}
+		}
+		for k := uintptr(1); k <= 16; k++ {
+			if s := jwtwarden.MemoSlot(base + k<<26); s == s0 {
+				t.Errorf("%#x and %#x (%d x 64 MiB apart) share slot %d", base, base+k<<26, k, s)
+			}
+		}
+	}
+}

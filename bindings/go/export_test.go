@@ -9,3 +9,6 @@ var (
 // MemoInOneSlot makes every result of v share one memo slot, so each new
 // result evicts (and releases) the last: the worst case of the memo.
 func MemoInOneSlot(v *Verifier) { v.memo.mask = 0 }
+
+// MemoSlot is the memo slot of a result whose claims JSON is at address key.
+var MemoSlot = memoSlot

@@ -27,8 +27,6 @@ package jwtwarden
 static void jw_fill(jw_outcome *o, const uintptr_t *memo_keys, size_t memo_mask) {
 	o->claims_json = jwtwarden_verified_claims_json(o->verified);
 	o->cached = jwtwarden_verified_cached(o->verified);
-	o->verified_at_ms = jwtwarden_verified_verified_at_ms(o->verified);
-	o->expires_at = jwtwarden_verified_expires_at(o->verified);
 	if (memo_keys != NULL) {
 		uintptr_t key = (uintptr_t)o->claims_json;
 		o->memo_slot = jw_memo_slot(key, memo_mask);
@@ -41,6 +39,8 @@ static void jw_fill(jw_outcome *o, const uintptr_t *memo_keys, size_t memo_mask)
 			return;
 		}
 	}
+	o->verified_at_ms = jwtwarden_verified_verified_at_ms(o->verified);
+	o->expires_at = jwtwarden_verified_expires_at(o->verified);
 	o->claims_json_len = jwtwarden_verified_claims_json_len(o->verified);
 	o->issuer = jwtwarden_verified_issuer(o->verified);
 	o->kid = jwtwarden_verified_kid(o->verified);

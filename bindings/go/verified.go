@@ -49,8 +49,9 @@ type Verified struct {
 // only read. Nothing in it is handed out without a copy.
 type claimSet struct {
 	json string
-	// The result's other strings, shared by its hits.
-	issuer, kid, alg string
+	// result is what every hit of the result returns, but for Cached
+	// (copied into each caller's own Verified).
+	result Verified
 	// key is the address of the result's claims JSON in C, handle the memo's
 	// reference to the result (see claimsMemo); zero for a set not made by
 	// Verify.

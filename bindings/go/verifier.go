@@ -80,8 +80,15 @@ func (is *issuerStrings) release() {
 	}
 }
 
-// memoSlots is the size of a Verifier's claims memo (a power of two).
+// memoSlots is the size of a Verifier's claims memo (a power of two, at
+// most 4096: jw_memo_slot picks from 12 bits).
 const memoSlots = 4096
+
+// memoSlot is the memo slot of a result whose claims JSON is at address key
+// (jw_memo_slot, for tests).
+func memoSlot(key uintptr) int {
+	return int(C.jw_memo_slot(C.uintptr_t(key), C.size_t(memoSlots-1)))
+}
 
 // claimsMemo maps results to their claims decoded in Go, so a cache hit
 // copies and decodes nothing. A result is known by the address of its
@@ -118,10 +125,16 @@ func (m *claimsMemo) install(o *C.jw_outcome) *claimSet {
 		claims = C.GoStringN(o.claims_json, C.int(n))
 	}
 	s := newClaimSet(claims)
-	s.issuer = C.GoString(o.issuer)
-	s.alg = C.GoString(o.alg)
+	s.result = Verified{
+		ClaimsJSON: claims,
+		Issuer:     C.GoString(o.issuer),
+		Alg:        C.GoString(o.alg),
+		VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
+		ExpiresAt:  time.Unix(int64(o.expires_at), 0),
+		claims:     s,
+	}
 	if o.kid != nil {
-		s.kid = C.GoString(o.kid)
+		s.result.Kid = C.GoString(o.kid)
 	}
 	s.key = uintptr(unsafe.Pointer(o.claims_json))
 	s.handle = o.verified
@@ -231,12 +244,25 @@ func (v *Verifier) ptr() (*C.jwtwarden_verifier, error) {
 // Verify verifies a token, choosing the issuer by its iss claim. On
 // rejection the error is an *Error; test it with errors.Is(err,
 // jwtwarden.ErrExpired), errors.Is(err, jwtwarden.ErrCategoryPolicy), ...
+//
+// Verify is small enough for the compiler to inline: where the caller keeps
+// the *Verified to itself (reads it and drops it, as a handler does), the
+// result lives on the caller's stack and a cache hit allocates nothing.
 func (v *Verifier) Verify(token string) (*Verified, error) {
-	return v.VerifyWith(token, VerifyOptions{})
+	return v.verifyInto(token, VerifyOptions{}, new(Verified))
 }
 
-// VerifyWith verifies a token with options.
+// VerifyWith verifies a token with options. Like Verify, it is inlined, so
+// a result the caller keeps to itself costs no allocation.
 func (v *Verifier) VerifyWith(token string, opts VerifyOptions) (*Verified, error) {
+	return v.verifyInto(token, opts, new(Verified))
+}
+
+// verifyInto verifies token and, on success, overwrites *out with the
+// result and returns out (nil and the error otherwise, *out untouched). It
+// keeps no reference to out, so out may live on the caller's stack (see
+// Verify).
+func (v *Verifier) verifyInto(token string, opts VerifyOptions, out *Verified) (*Verified, error) {
 	raw, err := v.ptr()
 	if err != nil {
 		return nil, err
@@ -259,8 +285,8 @@ func (v *Verifier) VerifyWith(token string, opts VerifyOptions) (*Verified, erro
 		if o.rc != C.JWTWARDEN_RESULT_OK {
 			return nil, errorFrom(o.rc, o.error)
 		}
-		if verified := v.fromOutcome(&o); verified != nil {
-			return verified, nil
+		if v.fill(&o, out) {
+			return out, nil
 		}
 		// A concurrent install replaced the memo's entry: ask again,
 		// without the memo.
@@ -268,31 +294,35 @@ func (v *Verifier) VerifyWith(token string, opts VerifyOptions) (*Verified, erro
 	}
 }
 
-// fromOutcome turns a successful outcome into a *Verified, taking its
-// handle (the memo owns it). nil when o is a memo hit whose entry another
-// result replaced meanwhile: the caller asks again without the memo.
+// fromOutcome is fill into a new *Verified (the middleware's result, which
+// goes into the request's context), or nil as fill says false.
 func (v *Verifier) fromOutcome(o *C.jw_outcome) *Verified {
+	r := new(Verified)
+	if !v.fill(o, r) {
+		return nil
+	}
+	return r
+}
+
+// fill writes a successful outcome into *out, taking its handle (the memo
+// owns it), and says true. false (and *out untouched) when o is a memo hit
+// whose entry another result replaced meanwhile: the caller asks again
+// without the memo.
+func (v *Verifier) fill(o *C.jw_outcome, out *Verified) bool {
 	var claims *claimSet
 	if o.memo_hit {
 		// The handle is released: only the memo's entry may be used, and
 		// only if it is this result's.
 		claims = v.memo.sets[o.memo_slot].Load()
 		if claims == nil || claims.key != uintptr(unsafe.Pointer(o.claims_json)) {
-			return nil
+			return false
 		}
 	} else {
 		claims = v.memo.install(o)
 	}
-	return &Verified{
-		ClaimsJSON: claims.json,
-		Issuer:     claims.issuer,
-		Kid:        claims.kid,
-		Alg:        claims.alg,
-		Cached:     bool(o.cached),
-		VerifiedAt: time.UnixMilli(int64(o.verified_at_ms)),
-		ExpiresAt:  time.Unix(int64(o.expires_at), 0),
-		claims:     claims,
-	}
+	*out = claims.result
+	out.Cached = bool(o.cached)
+	return true
 }
 
 // call runs a fallible C function with the verifier's handle and turns its

@@ -414,7 +414,10 @@ fn a_hanging_issuer_fails_closed_in_every_verifier() {
     assert_eq!(kinds.len(), 3, "every verifier refused the new kid");
     // The fetch that could have found the kid timed out: not checked, so
     // `keys_unavailable` (503, retry), never accepted.
-    assert!(kinds.iter().all(|k| matches!(k, ErrorKind::KeysUnavailable)), "{kinds:?}");
+    assert!(
+        kinds.iter().all(|k| matches!(k, ErrorKind::KeysUnavailable)),
+        "{kinds:?}"
+    );
     assert!(issuer.jwks_requests() - before <= 3);
     // Known keys keep working meanwhile.
     for v in &verifiers {

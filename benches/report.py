@@ -591,6 +591,25 @@ def serve_section(d: Data, machine: dict[str, str]) -> list[str]:
     return md + ["", SERVE_END]
 
 
+MARKED = re.compile(r"<!-- ([a-z][a-z0-9-]*): begin[^>]*-->.*?<!-- \1: end -->", re.S)
+
+
+def carried_sections(path: str, written: set[str]) -> list[str]:
+    """Sections other harnesses keep in the report between their own
+    `<!-- NAME: begin ... -->` and `<!-- NAME: end -->` markers (the web
+    servers, the assertion costs): a full run does not measure them, so it
+    carries them over as they were instead of dropping them."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        text = f.read()
+    md: list[str] = []
+    for m in MARKED.finditer(text):
+        if m.group(1) not in written:
+            md += [m.group(0), ""]
+    return md
+
+
 def splice_serve(path: str, section: list[str]) -> None:
     """Replace the serve section of an existing report (or append one)."""
     with open(path) as f:
@@ -727,6 +746,7 @@ def main() -> None:
     ]
     md += mixed_table(d)
     md += serve_section(d, machine) + [""]
+    md += carried_sections(report, {"serve"})
     if d.skipped:
         md += [
             "## Not measured",

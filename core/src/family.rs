@@ -22,8 +22,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use lru::LruCache;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::claims::ClaimPolicy;
 use crate::config::{IssuerConfig, IssuerTemplateConfig, StatusListConfig};
@@ -43,6 +44,8 @@ pub(crate) const FAILED_TENANT_MS: u64 = 60_000;
 
 /// Members whose failure is remembered at most, per template.
 const MAX_FAILED_REMEMBERED: usize = 10_000;
+
+type ById = HashMap<usize, Arc<Member>, foldhash::fast::RandomState>;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -89,8 +92,10 @@ pub(crate) struct Family {
     /// The one key holder of a shared `jwks_uri`.
     shared_keys: Option<Arc<Issuer>>,
     state: Mutex<State>,
-    /// Members by id, for cache hits (read without the map's lock).
-    by_id: RwLock<HashMap<usize, Arc<Member>>>,
+    /// Members by id, for cache hits: read without any lock; replaced
+    /// whole (copy on write) under the `state` lock, at most at the rate
+    /// new members are allowed in.
+    by_id: ArcSwap<ById>,
     counters: Counters,
 }
 
@@ -112,7 +117,7 @@ impl Family {
                 tokens: f64::from(cfg.new_tenant_fetches_per_minute),
                 refilled_ms: 0,
             }),
-            by_id: RwLock::new(HashMap::new()),
+            by_id: ArcSwap::from_pointee(ById::default()),
             counters: Counters::default(),
         })
     }
@@ -188,7 +193,7 @@ impl Family {
                 evicted.push(old);
             }
         }
-        let mut by_id = self.by_id.write();
+        let mut by_id = ById::clone(&self.by_id.load());
         by_id.insert(member.id, member.clone());
         for old in &evicted {
             by_id.remove(&old.id);
@@ -198,7 +203,7 @@ impl Family {
                 old.tenant
             );
         }
-        drop(by_id);
+        self.by_id.store(Arc::new(by_id));
         drop(st);
         self.counters.materialised.fetch_add(1, Ordering::Relaxed);
         self.counters.evicted.fetch_add(evicted.len() as u64, Ordering::Relaxed);
@@ -236,7 +241,9 @@ impl Family {
         let mut st = self.state.lock();
         if st.members.peek(&member.tenant).is_some_and(|m| m.id == member.id) {
             st.members.pop(&member.tenant);
-            self.by_id.write().remove(&member.id);
+            let mut by_id = ById::clone(&self.by_id.load());
+            by_id.remove(&member.id);
+            self.by_id.store(Arc::new(by_id));
         }
         st.failed
             .put(Box::from(&*member.tenant), now.saturating_add(FAILED_TENANT_MS));
@@ -245,10 +252,11 @@ impl Family {
         }
     }
 
-    /// The member stamped `id`, if still held.
+    /// `f` of the member stamped `id`, if still held (for cache hits:
+    /// under the read lock, without touching the member's count).
     #[inline]
-    pub(crate) fn by_id(&self, id: usize) -> Option<Arc<Member>> {
-        self.by_id.read().get(&id).cloned()
+    pub(crate) fn with_member<T>(&self, id: usize, f: impl FnOnce(&Member) -> T) -> Option<T> {
+        self.by_id.load().get(&id).map(|m| f(m))
     }
 
     /// The member whose issuer is `name`, if held (never materialises).
@@ -289,7 +297,7 @@ impl Family {
         if let Some(shared) = &self.shared_keys {
             return shared.run_due(env);
         }
-        let members: Vec<Arc<Member>> = self.by_id.read().values().cloned().collect();
+        let members: Vec<Arc<Member>> = self.by_id.load().values().cloned().collect();
         members.iter().map(|m| m.keys.run_due(env)).min().unwrap_or(u64::MAX)
     }
 
@@ -298,7 +306,7 @@ impl Family {
         let c = &self.counters;
         TemplateStats {
             template: self.template.name(),
-            tenants_held: self.by_id.read().len() as u64,
+            tenants_held: self.by_id.load().len() as u64,
             materialised: c.materialised.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
             refused_budget: c.refused_budget.load(Ordering::Relaxed),

@@ -516,24 +516,17 @@ impl Currency for Check<'_> {
         if self.pinned.is_some_and(|p| p != stamp.issuer) {
             return false;
         }
-        let member;
-        let issuer = if stamp.issuer < FIRST_MEMBER_ID {
-            &self.s.issuers[stamp.issuer]
+        let trust = &self.s.env.trust;
+        let keys_current = |issuer: &Issuer| {
+            issuer.epoch() == stamp.key_epoch && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
+        };
+        let keys = if stamp.issuer < FIRST_MEMBER_ID {
+            keys_current(&self.s.issuers[stamp.issuer])
         } else {
             // An evicted member's results are no longer current.
-            match self.s.member_by_id(stamp.issuer) {
-                Some(m) => {
-                    member = m;
-                    &*member.keys
-                }
-                None => return false,
-            }
+            self.s.with_member(stamp.issuer, |m| keys_current(&m.keys)) == Some(true)
         };
-        let trust = &self.s.env.trust;
-        issuer.epoch() == stamp.key_epoch
-            && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
-            && now_ms < trust.feed_fail_closed_at_ms()
-            && trust.policy_version() == stamp.policy_version
+        keys && now_ms < trust.feed_fail_closed_at_ms() && trust.policy_version() == stamp.policy_version
     }
 
     #[inline]
@@ -543,10 +536,8 @@ impl Currency for Check<'_> {
 
     fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool {
         if stamp.issuer >= FIRST_MEMBER_ID {
-            return match self.s.member_by_id(stamp.issuer) {
-                Some(m) => self.s.env.trust.revocations.is_revoked(&m.name, facts),
-                None => true,
-            };
+            let revoked = |m: &Member| self.s.env.trust.revocations.is_revoked(&m.name, facts);
+            return self.s.with_member(stamp.issuer, revoked).unwrap_or(true);
         }
         let issuer = &self.s.issuers[stamp.issuer].name;
         self.s.env.trust.revocations.is_revoked(issuer, facts)
@@ -755,10 +746,10 @@ impl Shared {
             .any(|f| matches!(f.template.tenant_of(name), Some(Ok(_))))
     }
 
-    /// The member stamped `id`, if still held.
+    /// `f` of the member stamped `id`, if still held.
     #[inline]
-    fn member_by_id(&self, id: usize) -> Option<Arc<Member>> {
-        self.families.iter().find_map(|f| f.by_id(id))
+    fn with_member<T>(&self, id: usize, f: impl Fn(&Member) -> T) -> Option<T> {
+        self.families.iter().find_map(|fam| fam.with_member(id, &f))
     }
 
     fn check_size(&self, token: &[u8]) -> Result<()> {

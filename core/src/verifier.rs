@@ -29,7 +29,8 @@ use crate::verified::{Fresh, Held, Verified, VerifiedToken};
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions<'a> {
     /// Verify for this configured issuer only, instead of choosing by the
-    /// token's (unverified) `iss`.
+    /// token's (unverified) `iss`. Only `issuers[]` entries can be pinned,
+    /// not the tenants of `issuer_templates`.
     pub issuer: Option<&'a str>,
     /// Skip the cache: check the signature now (for high-risk paths). The
     /// fresh result still refreshes the cache.
@@ -439,8 +440,10 @@ impl Verifier {
     /// bad signature, expiry, audience, `jti` and subject revocation
     /// answer comes after it), when it may fetch or wait for a fetch in
     /// flight (an unknown `kid` outside the cooldown, keys never loaded),
-    /// and on the first call in a child after `fork()` (which restarts the
-    /// refresher and catches up with the fleet's revocations). It never
+    /// on the first call in a child after `fork()` (which restarts the
+    /// refresher and catches up with the fleet's revocations), and for a
+    /// token of an issuer template's tenant that is not a cache hit
+    /// (materialising a tenant may fetch). It never
     /// fetches and takes no lock that is held across a fetch.
     ///
     /// [`verify_with`]: Verifier::verify_with

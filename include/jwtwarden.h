@@ -117,6 +117,8 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_STATUS_NOT_VALID = 313,
   // The token has no `status` claim and its issuer requires one.
   JWTWARDEN_RESULT_STATUS_MISSING = 314,
+  // The token's tenant (of an issuer template) is not in its allowlist.
+  JWTWARDEN_RESULT_TENANT_NOT_ALLOWED = 315,
   // The issuer has no usable keys: never fetched successfully, or fetch failed.
   JWTWARDEN_RESULT_KEYS_UNAVAILABLE = 400,
   // The issuer's keys are older than `max_stale`: failing closed.
@@ -128,6 +130,10 @@ enum jwtwarden_result
   JWTWARDEN_RESULT_STATUS_LIST_UNAVAILABLE = 403,
   // The Status List Token is past `max_stale_secs` or its `exp`: failing closed.
   JWTWARDEN_RESULT_STATUS_LIST_STALE = 404,
+  // A new tenant of an issuer template, past its fetch budget.
+  JWTWARDEN_RESULT_TENANT_BUDGET_EXHAUSTED = 405,
+  // A tenant of an issuer template whose first fetch failed recently.
+  JWTWARDEN_RESULT_TENANT_UNAVAILABLE = 406,
   // The configuration is invalid; the message names the field.
   JWTWARDEN_RESULT_INVALID_CONFIG = 500,
   // An argument is invalid (for example a string that is not UTF-8).

@@ -40,11 +40,14 @@ const (
 	ErrStatusIndexOutOfRange  Kind = C.JWTWARDEN_RESULT_STATUS_INDEX_OUT_OF_RANGE
 	ErrStatusNotValid         Kind = C.JWTWARDEN_RESULT_STATUS_NOT_VALID
 	ErrStatusMissing          Kind = C.JWTWARDEN_RESULT_STATUS_MISSING
+	ErrTenantNotAllowed       Kind = C.JWTWARDEN_RESULT_TENANT_NOT_ALLOWED
 	ErrKeysUnavailable        Kind = C.JWTWARDEN_RESULT_KEYS_UNAVAILABLE
 	ErrKeysStale              Kind = C.JWTWARDEN_RESULT_KEYS_STALE
 	ErrRevocationsStale       Kind = C.JWTWARDEN_RESULT_REVOCATIONS_STALE
 	ErrStatusListUnavailable  Kind = C.JWTWARDEN_RESULT_STATUS_LIST_UNAVAILABLE
 	ErrStatusListStale        Kind = C.JWTWARDEN_RESULT_STATUS_LIST_STALE
+	ErrTenantBudgetExhausted  Kind = C.JWTWARDEN_RESULT_TENANT_BUDGET_EXHAUSTED
+	ErrTenantUnavailable      Kind = C.JWTWARDEN_RESULT_TENANT_UNAVAILABLE
 	ErrInvalidConfig          Kind = C.JWTWARDEN_RESULT_INVALID_CONFIG
 	ErrInvalidArgument        Kind = C.JWTWARDEN_RESULT_INVALID_ARGUMENT
 	ErrRevocationListFull     Kind = C.JWTWARDEN_RESULT_REVOCATION_LIST_FULL
@@ -62,7 +65,9 @@ var Kinds = []Kind{
 	ErrExpired, ErrNotYetValid, ErrInvalidIssuer, ErrUnknownIssuer, ErrInvalidAudience,
 	ErrMissingRequiredClaim, ErrInvalidType, ErrRevoked, ErrKeyRevoked, ErrTokenLifetimeExceeded,
 	ErrSuspended, ErrStatusURINotAllowed, ErrStatusIndexOutOfRange, ErrStatusNotValid, ErrStatusMissing,
+	ErrTenantNotAllowed,
 	ErrKeysUnavailable, ErrKeysStale, ErrRevocationsStale, ErrStatusListUnavailable, ErrStatusListStale,
+	ErrTenantBudgetExhausted, ErrTenantUnavailable,
 	ErrInvalidConfig, ErrInvalidArgument, ErrRevocationListFull, ErrNullParameter, ErrRevocationNotPersisted,
 	ErrInternal, ErrPanic,
 }

@@ -29,8 +29,15 @@ use crate::token::Alg;
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The issuers whose tokens are accepted. At least one.
+    /// The issuers whose tokens are accepted. At least one, unless
+    /// `issuer_templates` names a family.
+    #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    /// Families of issuers (one per tenant or realm), each materialised on
+    /// its first token: see [`IssuerTemplateConfig`] and
+    /// `docs/issuer-families.md`. Default: none.
+    #[serde(default)]
+    pub issuer_templates: Vec<IssuerTemplateConfig>,
     /// The verification-result cache.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -130,6 +137,92 @@ pub struct IssuerConfig {
     /// that references one is rejected (`status_uri_not_allowed`).
     #[serde(default)]
     pub status_list: StatusListConfig,
+}
+
+/// A family of issuers: one issuer per tenant (or realm), named by a template
+/// with one `{tenant}` placeholder. A token whose `iss` fits the template,
+/// with a tenant its pattern (and allowlist) accepts, is verified against
+/// that tenant's own issuer, materialised on its first token. Fetch URLs are
+/// built from the template only. See `docs/issuer-families.md`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerTemplateConfig {
+    /// The issuer identifier with exactly one `{tenant}` placeholder, in the
+    /// path (never in the scheme, host or port), for example
+    /// `https://login.example.com/{tenant}/v2.0`. A token's `iss` is matched
+    /// byte for byte against the text around the placeholder.
+    pub issuer: String,
+    /// The tenant must match this regular expression (Rust `regex` syntax;
+    /// anchored at both ends whether or not it says `^...$`). Besides, a
+    /// tenant is never empty, `.` or `..`, and holds none of `/ ? # @ %`,
+    /// whatever the pattern says. Required.
+    pub tenant_pattern: String,
+    /// Find each tenant's `jwks_uri` in
+    /// `{issuer}/.well-known/openid-configuration` (the tenant's issuer);
+    /// the document's `issuer` must equal the tenant's issuer exactly.
+    /// Default false. Exactly one of `discovery` and `jwks_uri`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// Where keys are fetched: with a `{tenant}` placeholder (in the path),
+    /// one key set per tenant; without one, one key set shared by every
+    /// tenant (Entra ID style), fetched once and bound to each tenant by
+    /// `iss` (and `tenant_claim`).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Accepted audiences; the token's `aud` must contain one. Required.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Allowed `alg` values, as `issuers[].algorithms` (no HS*). Default:
+    /// the asymmetric algorithms.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Alg>,
+    /// If set, this claim must be a string equal to the tenant the token's
+    /// `iss` names (`tid` for Entra ID); else `invalid_issuer`. Required in
+    /// practice with a shared `jwks_uri`. Default: not checked.
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
+    /// If not empty, only these tenants are accepted; others are refused
+    /// (`tenant_not_allowed`) without a fetch. Each must match
+    /// `tenant_pattern`. Default: empty (any tenant the pattern accepts).
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Tenants held at once (1 to 1000000); past that the one idle longest
+    /// is evicted, with its keys and cached results. Default 10000.
+    #[serde(default = "default_max_tenants")]
+    pub max_tenants: usize,
+    /// New tenants materialised per minute at most (a token bucket of this
+    /// size, refilled continuously); a token of one more new tenant is
+    /// refused (`tenant_budget_exhausted`) without a fetch. At least 1.
+    /// Default 60.
+    #[serde(default = "default_new_tenant_fetches")]
+    pub new_tenant_fetches_per_minute: u32,
+    /// Clock-skew leeway, as `issuers[].leeway_secs`. Default 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// How each tenant's keys are refreshed, as `issuers[].refresh`.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+}
+
+impl IssuerTemplateConfig {
+    /// The matching rules, for `crate::template`.
+    pub(crate) fn spec(&self) -> crate::template::Spec<'_> {
+        crate::template::Spec {
+            issuer: &self.issuer,
+            tenant_pattern: &self.tenant_pattern,
+            discovery: self.discovery,
+            jwks_uri: self.jwks_uri.as_deref(),
+            tenants: &self.tenants,
+        }
+    }
+}
+
+fn default_max_tenants() -> usize {
+    10_000
+}
+
+fn default_new_tenant_fetches() -> u32 {
+    60
 }
 
 /// IETF Token Status List (draft-ietf-oauth-status-list) checks for one
@@ -550,6 +643,7 @@ impl Config {
     pub fn new(issuers: Vec<IssuerConfig>) -> Config {
         Config {
             issuers,
+            issuer_templates: Vec::new(),
             cache: CacheConfig::default(),
             http: HttpConfig::default(),
             revocation: RevocationConfig::default(),
@@ -624,8 +718,8 @@ impl Config {
 
     /// Check cross-field rules that serde cannot express.
     pub fn validate(&self) -> Result<()> {
-        if self.issuers.is_empty() {
-            return invalid("issuers", "at least one issuer is required");
+        if self.issuers.is_empty() && self.issuer_templates.is_empty() {
+            return invalid("issuers", "at least one issuer (or issuer template) is required");
         }
         if self.max_token_bytes < 64 {
             return invalid("max_token_bytes", "must be at least 64");
@@ -644,6 +738,27 @@ impl Config {
                 return invalid(&format!("issuers[{i}].issuer"), "duplicate issuer");
             }
             iss.validate(&format!("issuers[{i}]"), self.http.allow_http)?;
+        }
+        for (i, t) in self.issuer_templates.iter().enumerate() {
+            let at = format!("issuer_templates[{i}]");
+            if !seen.insert(t.issuer.as_str()) {
+                return invalid(&format!("{at}.issuer"), "duplicate issuer");
+            }
+            crate::template::Template::new(&t.spec(), self.http.allow_http)
+                .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{at}.{}", e.message())))?;
+            if t.audiences.is_empty() {
+                return invalid(&format!("{at}.audiences"), "at least one audience is required");
+            }
+            if t.algorithms.is_empty() || t.algorithms.iter().any(|a| a.is_hmac()) {
+                return invalid(&format!("{at}.algorithms"), "at least one algorithm, and no HS*");
+            }
+            if t.max_tenants == 0 || t.max_tenants > 1_000_000 {
+                return invalid(&format!("{at}.max_tenants"), "must be between 1 and 1000000");
+            }
+            if t.new_tenant_fetches_per_minute == 0 {
+                return invalid(&format!("{at}.new_tenant_fetches_per_minute"), "must be at least 1");
+            }
+            t.refresh.validate(&format!("{at}.refresh"))?;
         }
         Ok(())
     }

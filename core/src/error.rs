@@ -144,6 +144,9 @@ error_kinds! {
     /// The token has no `status` claim and its issuer's
     /// `status_list.require_status` is true.
     StatusMissing = 314, "status_missing";
+    /// The token's `iss` fits an issuer template, but its tenant is not in
+    /// the template's `tenants` allowlist. Nothing was fetched.
+    TenantNotAllowed = 315, "tenant_not_allowed";
 
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
     /// Also a `kid` not among the keys held when the fetch that could have
@@ -162,6 +165,14 @@ error_kinds! {
     /// The Status List Token is older than `status_list.max_stale_secs`
     /// past its `ttl`, or past its own `exp`: failing closed.
     StatusListStale = 404, "status_list_stale";
+    /// The token names a new tenant of an issuer template, and the
+    /// template's `new_tenant_fetches_per_minute` is spent: refused without
+    /// a fetch; the tenant may be tried again when the budget refills.
+    TenantBudgetExhausted = 405, "tenant_budget_exhausted";
+    /// The token's tenant (of an issuer template) failed discovery or its
+    /// first key fetch recently: refused without a fetch until the failure
+    /// is forgotten (`docs/issuer-families.md`).
+    TenantUnavailable = 406, "tenant_unavailable";
 
     /// The configuration is invalid; the message names the field.
     InvalidConfig = 500, "invalid_config";

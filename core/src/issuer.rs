@@ -16,7 +16,6 @@
 //! * Fetches go through one [`Flight`] gate per issuer (single flight).
 
 use std::hash::BuildHasher;
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,7 +85,9 @@ impl UnknownKids {
     fn new() -> UnknownKids {
         UnknownKids {
             hasher: foldhash::fast::RandomState::default(),
-            until: LruCache::new(NonZeroUsize::new(MAX_REMEMBERED_KIDS).expect("non-zero")),
+            // Grown as kids are remembered (bounded in `remember`): an
+            // issuer template's tenants each have one, mostly empty.
+            until: LruCache::unbounded(),
         }
     }
 
@@ -97,6 +98,9 @@ impl UnknownKids {
 
     fn remember(&mut self, kid: &str, until: u64) {
         let h = self.hasher.hash_one(kid);
+        if self.until.len() >= MAX_REMEMBERED_KIDS && !self.until.contains(&h) {
+            self.until.pop_lru();
+        }
         self.until.push(h, until);
     }
 }

@@ -96,6 +96,8 @@ pub(crate) struct Trust {
     kid_ms: u64,
     /// Records refused for want of room.
     shortfall: Shortfall,
+    /// Issuer templates: a revocation may name one of their tenants.
+    templates: Vec<crate::template::Template>,
 }
 
 impl Trust {
@@ -150,6 +152,11 @@ impl Trust {
                 .collect(),
             kid_ms: config.revocation.kid_revocation_secs.saturating_mul(1000),
             shortfall: Shortfall::default(),
+            templates: config
+                .issuer_templates
+                .iter()
+                .filter_map(|t| crate::template::Template::new(&t.spec(), config.http.allow_http).ok())
+                .collect(),
         };
         for r in &replay {
             // A record that no longer fits (a smaller max_entries) is
@@ -169,7 +176,12 @@ impl Trust {
 
     /// Whether a revocation may name `issuer`: a configured one, or `"*"`.
     pub(crate) fn names_known_issuer(&self, issuer: &str) -> bool {
-        issuer == ANY_ISSUER || self.issuers.iter().any(|name| **name == *issuer)
+        issuer == ANY_ISSUER
+            || self.issuers.iter().any(|name| **name == *issuer)
+            || self
+                .templates
+                .iter()
+                .any(|t| matches!(t.tenant_of(issuer), Some(Ok(_))))
     }
 
     /// Apply a validated record through the door. `Ok(true)` if it changed
@@ -248,7 +260,7 @@ impl Trust {
     /// published to the fleet before this returns. The issuer must be
     /// configured, or `"*"`.
     pub(crate) fn revoke(&self, r: Revocation) -> Result<Propagation> {
-        if r.issuer != ANY_ISSUER && !self.issuers.iter().any(|name| **name == *r.issuer) {
+        if !self.names_known_issuer(&r.issuer) {
             return Err(Error::new(
                 ErrorKind::UnknownIssuer,
                 format!(

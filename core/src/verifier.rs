@@ -12,6 +12,7 @@ use crate::clock::{Clock, Now, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
+use crate::family::{Family, Member, FIRST_MEMBER_ID};
 use crate::fetch::HttpClient;
 use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
@@ -19,6 +20,7 @@ use crate::metrics::{CacheStats, Exporter, Health, MetricsSnapshot, Scrape, Veri
 use crate::refresher::{Refreshable, Refresher};
 use crate::revocation::{Propagation, Revocation, ANY_ISSUER};
 use crate::status::StatusRef;
+use crate::template::TemplateStats;
 use crate::token;
 use crate::trust::Trust;
 use crate::verified::{Fresh, Held, Verified, VerifiedToken};
@@ -27,7 +29,8 @@ use crate::verified::{Fresh, Held, Verified, VerifiedToken};
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions<'a> {
     /// Verify for this configured issuer only, instead of choosing by the
-    /// token's (unverified) `iss`.
+    /// token's (unverified) `iss`. Only `issuers[]` entries can be pinned,
+    /// not the tenants of `issuer_templates`.
     pub issuer: Option<&'a str>,
     /// Skip the cache: check the signature now (for high-risk paths). The
     /// fresh result still refreshes the cache.
@@ -56,6 +59,8 @@ pub(crate) struct Shared {
     status: crate::status::Lists,
     counters: VerifierCounters,
     background: bool,
+    /// Issuer templates and their materialised members (`crate::family`).
+    families: Vec<Family>,
 }
 
 impl Verifier {
@@ -111,6 +116,11 @@ impl Verifier {
             status: crate::status::Lists::new(&config)?,
             counters: VerifierCounters::default(),
             background: config.background_refresh,
+            families: config
+                .issuer_templates
+                .iter()
+                .map(|t| Family::new(t, config.http.allow_http))
+                .collect::<Result<Vec<_>>>()?,
         });
         trust.sync_feed_now();
         trust.ensure_subscribed();
@@ -257,11 +267,21 @@ impl Verifier {
     /// of the issuer's JWKS within that time). Takes effect and propagates
     /// as [`revoke_jti`](Verifier::revoke_jti).
     pub fn revoke_kid(&self, issuer: &str, kid: &str) -> Result<Propagation> {
+        if issuer != ANY_ISSUER && !self.shared.by_name.contains_key(issuer) && self.shared.names_member(issuer) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "revoke_kid does not reach the tenants of issuer templates yet: \
+                 revoke their tokens by jti or subject (docs/issuer-families.md)",
+            ));
+        }
         self.revoke(issuer, |t| t.kid_record(issuer, kid))
     }
 
     fn revoke(&self, issuer: &str, record: impl FnOnce(&Trust) -> Revocation) -> Result<Propagation> {
-        if issuer != ANY_ISSUER {
+        if issuer != ANY_ISSUER && !self.shared.by_name.contains_key(issuer) && self.shared.names_member(issuer) {
+            // A tenant of an issuer template: revocations are scoped to its
+            // issuer string (the trust state accepts it).
+        } else if issuer != ANY_ISSUER {
             // For the near-miss hint ("did you mean ...").
             self.shared.index_of(issuer)?;
         }
@@ -312,9 +332,22 @@ impl Verifier {
         self.shared.issuers.iter().map(|i| i.name.to_string()).collect()
     }
 
-    /// Health of one issuer's keys.
+    /// Health of one issuer's keys: a configured issuer, or a tenant of an
+    /// issuer template while it is materialised (by its issuer string).
     pub fn issuer_health(&self, issuer: &str) -> Result<Health> {
+        if !self.shared.by_name.contains_key(issuer) {
+            if let Some(m) = self.shared.families.iter().find_map(|f| f.held(issuer)) {
+                return Ok(m.keys.health(self.now_ms()));
+            }
+        }
         Ok(self.issuer(issuer)?.health(self.now_ms()))
+    }
+
+    /// Each issuer template's counters (tenants held, materialised,
+    /// evicted, refused by budget, pattern, allowlist or a recent failure),
+    /// in configuration order.
+    pub fn template_stats(&self) -> Vec<TemplateStats> {
+        self.shared.families.iter().map(Family::stats).collect()
     }
 
     /// Health of the Token Status List at `uri` of `issuer`; `None` if no
@@ -407,8 +440,10 @@ impl Verifier {
     /// bad signature, expiry, audience, `jti` and subject revocation
     /// answer comes after it), when it may fetch or wait for a fetch in
     /// flight (an unknown `kid` outside the cooldown, keys never loaded),
-    /// and on the first call in a child after `fork()` (which restarts the
-    /// refresher and catches up with the fleet's revocations). It never
+    /// on the first call in a child after `fork()` (which restarts the
+    /// refresher and catches up with the fleet's revocations), and for a
+    /// token of an issuer template's tenant that is not a cache hit
+    /// (materialising a tenant may fetch). It never
     /// fetches and takes no lock that is held across a fetch.
     ///
     /// [`verify_with`]: Verifier::verify_with
@@ -438,6 +473,10 @@ impl Verifier {
             }
             let now = now.exact();
             let parsed = token::parse(token, s.max_token_bytes)?;
+            if pinned.is_none() && s.family_iss(&parsed).is_some() {
+                // A tenant of an issuer template: materialising may fetch.
+                return Ok(None);
+            }
             let issuer = &s.issuers[s.issuer_for(&parsed, pinned)?];
             let alg = issuer.check_algorithm(parsed.header.alg)?;
             issuer.key_without_waiting(parsed.header.kid.as_deref(), alg, now)?;
@@ -480,12 +519,17 @@ impl Currency for Check<'_> {
         if self.pinned.is_some_and(|p| p != stamp.issuer) {
             return false;
         }
-        let issuer = &self.s.issuers[stamp.issuer];
         let trust = &self.s.env.trust;
-        issuer.epoch() == stamp.key_epoch
-            && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
-            && now_ms < trust.feed_fail_closed_at_ms()
-            && trust.policy_version() == stamp.policy_version
+        let keys_current = |issuer: &Issuer| {
+            issuer.epoch() == stamp.key_epoch && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
+        };
+        let keys = if stamp.issuer < FIRST_MEMBER_ID {
+            keys_current(&self.s.issuers[stamp.issuer])
+        } else {
+            // An evicted member's results are no longer current.
+            self.s.with_member(stamp.issuer, |m| keys_current(&m.keys)) == Some(true)
+        };
+        keys && now_ms < trust.feed_fail_closed_at_ms() && trust.policy_version() == stamp.policy_version
     }
 
     #[inline]
@@ -494,13 +538,18 @@ impl Currency for Check<'_> {
     }
 
     fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool {
+        if stamp.issuer >= FIRST_MEMBER_ID {
+            let revoked = |m: &Member| self.s.env.trust.revocations.is_revoked(&m.name, facts);
+            return self.s.with_member(stamp.issuer, revoked).unwrap_or(true);
+        }
         let issuer = &self.s.issuers[stamp.issuer].name;
         self.s.env.trust.revocations.is_revoked(issuer, facts)
     }
 
     #[inline]
     fn status_ok(&self, stamp: &Stamp, status: StatusRef, now_ms: u64) -> bool {
-        self.s.status.status_ok(stamp.issuer, status, now_ms)
+        // Members' results never hold a status reference (refused).
+        stamp.issuer < FIRST_MEMBER_ID && self.s.status.status_ok(stamp.issuer, status, now_ms)
     }
 }
 
@@ -571,6 +620,14 @@ impl Shared {
         // Past the cache, every decision is at the exact time.
         let now = now.exact();
         let parsed = token::parse(token, self.max_token_bytes)?;
+        if pinned.is_none() {
+            if let Some(family) = self.family_iss(&parsed) {
+                let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default();
+                if let Some(member) = self.families[family].member(iss, now) {
+                    return self.verify_member(&self.families[family], &*member?, token, hash, parsed, now);
+                }
+            }
+        }
         let index = self.issuer_for(&parsed, pinned)?;
         let issuer = &self.issuers[index];
         let alg = issuer.check_algorithm(parsed.header.alg)?;
@@ -609,6 +666,93 @@ impl Shared {
         let verified = Arc::new(compact.with_claims(parsed.claims));
         self.insert(hash, compact, verified.claims(), now);
         Ok(Verified::new(Held::Owned(verified), false))
+    }
+
+    /// The verification path for a tenant of an issuer template, from the
+    /// algorithm step on: the same steps, with the member's keys and claim
+    /// policy, the `tenant_claim` check after the claims, and no status
+    /// list (a token that references one is refused).
+    fn verify_member(
+        &self,
+        family: &Family,
+        member: &Member,
+        token: &[u8],
+        hash: Option<u64>,
+        parsed: token::ParsedToken<'_>,
+        now: u64,
+    ) -> Result<Verified> {
+        let issuer = &*member.keys;
+        let alg = issuer.check_algorithm(parsed.header.alg)?;
+        let trust = &self.env.trust;
+        let stamp = Stamp {
+            issuer: member.id,
+            key_epoch: issuer.epoch(),
+            policy_version: trust.policy_version(),
+            revocation_generation: trust.revocations.generation(),
+        };
+        let kid = parsed.header.kid.as_deref();
+        let (key, key_usable_until_ms) = issuer.resolve_key(&self.env, kid, alg, now).inspect_err(|e| {
+            if e.kind() == ErrorKind::KeysUnavailable {
+                family.first_fetch_failed(member, now);
+            }
+        })?;
+        key.verify(&parsed, alg)?;
+        let exp_ms = member.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
+        family.check_tenant_claim(member, &parsed.claims)?;
+        let facts = Facts::of(&parsed.claims);
+        self.check_not_revoked(&member.name, &facts, now)?;
+        if parsed.claims.contains_key("status") {
+            return Err(Error::new(
+                ErrorKind::StatusUriNotAllowed,
+                "status lists are not checked for the tenants of issuer templates",
+            ));
+        }
+        let life = Lifetime {
+            invalid_from_ms: member.policy.invalid_from_ms(exp_ms),
+            max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
+            key_usable_until_ms,
+        };
+        let fresh = Fresh {
+            token,
+            issuer: member.name.clone(),
+            kid: match (&key.kid, parsed.header.kid) {
+                (Some(shared), Some(named)) if **shared == *named => Some(shared.clone()),
+                (_, named) => named.map(Arc::from),
+            },
+            alg,
+            verified_at_ms: now,
+            expires_at: exp_ms / 1000,
+        };
+        let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life, None));
+        let verified = Arc::new(compact.with_claims(parsed.claims));
+        self.insert(hash, compact, verified.claims(), now);
+        Ok(Verified::new(Held::Owned(verified), false))
+    }
+
+    /// The issuer template a token's `iss` is for, when it names no
+    /// configured issuer (configured issuers win).
+    fn family_iss(&self, parsed: &token::ParsedToken<'_>) -> Option<usize> {
+        if self.families.is_empty() {
+            return None;
+        }
+        let iss = parsed.claims.get("iss")?.as_str()?;
+        if self.by_name.contains_key(iss) {
+            return None;
+        }
+        self.families.iter().position(|f| f.template.tenant_of(iss).is_some())
+    }
+
+    /// Whether `name` is the issuer of a tenant some template accepts.
+    fn names_member(&self, name: &str) -> bool {
+        self.families
+            .iter()
+            .any(|f| matches!(f.template.tenant_of(name), Some(Ok(_))))
+    }
+
+    /// `f` of the member stamped `id`, if still held.
+    #[inline]
+    fn with_member<T>(&self, id: usize, f: impl Fn(&Member) -> T) -> Option<T> {
+        self.families.iter().find_map(|fam| fam.with_member(id, &f))
     }
 
     fn check_size(&self, token: &[u8]) -> Result<()> {
@@ -749,7 +893,8 @@ impl Shared {
                         || i.cfg.discovery
                         || i.cfg.jwks_file.is_some()
                         || !i.cfg.status_list.allowed_uris.is_empty()
-                }))
+                })
+                || !self.families.is_empty())
     }
 
     /// Run every scheduled refresh that is due, keys then status lists,
@@ -765,7 +910,8 @@ impl Shared {
             .enumerate()
             .map(|(index, i)| self.status.run_due(index, i, &self.env))
             .min();
-        keys.into_iter().chain(lists).min().unwrap_or(u64::MAX)
+        let members = self.families.iter().map(|f| f.run_due(&self.env)).min();
+        keys.into_iter().chain(lists).chain(members).min().unwrap_or(u64::MAX)
     }
 }
 

@@ -443,8 +443,8 @@ fn check_catches_each_kind_of_drift() {
             "python class not raised",
             Box::new(|c| {
                 c.python = c.python.replace(
-                    "    StatusMissingError,\n    NoUsableKeysError,",
-                    "    NoUsableKeysError,",
+                    "    StatusMissingError,\n    TenantNotAllowedError,\n    NoUsableKeysError,",
+                    "    TenantNotAllowedError,\n    NoUsableKeysError,",
                 )
             }),
             "StatusMissingError is not in _KIND_CLASSES",

@@ -23,12 +23,13 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &str, &[&str])] = &[
     (
         "primitives",
-        "time, errors, token bytes and claims, configuration, shared URI rules, \
+        "time, errors, token bytes and claims, configuration and issuer templates, shared URI rules, \
          process and thread plumbing, counters and the metrics snapshot types \
          (filled by every layer; the Prometheus exporter reads the verifier \
          through the `Scrape` trait defined here)",
         &[
-            "error", "clock", "token", "claims", "facts", "uri", "config", "fork", "stop", "safefile", "metrics",
+            "error", "clock", "token", "claims", "facts", "uri", "config", "template", "fork", "stop", "safefile",
+            "metrics",
         ],
     ),
     (
@@ -46,8 +47,18 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     (
         "trust state",
         "the door and everything behind it: key stores, issuers and their refresh, \
+         issuer families (template members), \
          revocation lists, journal and fleet feed, status lists, the revoker",
-        &["door", "keystore", "revocation", "status", "issuer", "trust", "revoker"],
+        &[
+            "door",
+            "keystore",
+            "revocation",
+            "status",
+            "issuer",
+            "family",
+            "trust",
+            "revoker",
+        ],
     ),
     (
         "verification",

@@ -81,6 +81,8 @@ pub enum jwtwarden_result {
     StatusNotValid = 313,
     /// The token has no `status` claim and its issuer requires one.
     StatusMissing = 314,
+    /// The token's tenant (of an issuer template) is not in its allowlist.
+    TenantNotAllowed = 315,
     /// The issuer has no usable keys: never fetched successfully, or fetch failed.
     KeysUnavailable = 400,
     /// The issuer's keys are older than `max_stale`: failing closed.
@@ -92,6 +94,10 @@ pub enum jwtwarden_result {
     StatusListUnavailable = 403,
     /// The Status List Token is past `max_stale_secs` or its `exp`: failing closed.
     StatusListStale = 404,
+    /// A new tenant of an issuer template, past its fetch budget.
+    TenantBudgetExhausted = 405,
+    /// A tenant of an issuer template whose first fetch failed recently.
+    TenantUnavailable = 406,
     /// The configuration is invalid; the message names the field.
     InvalidConfig = 500,
     /// An argument is invalid (for example a string that is not UTF-8).
@@ -143,11 +149,14 @@ impl jwtwarden_result {
         jwtwarden_result::StatusIndexOutOfRange,
         jwtwarden_result::StatusNotValid,
         jwtwarden_result::StatusMissing,
+        jwtwarden_result::TenantNotAllowed,
         jwtwarden_result::KeysUnavailable,
         jwtwarden_result::KeysStale,
         jwtwarden_result::RevocationsStale,
         jwtwarden_result::StatusListUnavailable,
         jwtwarden_result::StatusListStale,
+        jwtwarden_result::TenantBudgetExhausted,
+        jwtwarden_result::TenantUnavailable,
         jwtwarden_result::InvalidConfig,
         jwtwarden_result::InvalidArgument,
         jwtwarden_result::RevocationListFull,

@@ -72,9 +72,11 @@ pub mod redis;
 mod server;
 mod sock;
 mod status;
+mod tenants;
 
 pub use fault::Fault;
 pub use status::{encode_lst, zlib_b64, StatusListOptions};
+pub use tenants::{TenantIssuer, TenantMode};
 
 /// A JWS signature algorithm the issuer can publish keys for.
 #[allow(clippy::upper_case_acronyms)]

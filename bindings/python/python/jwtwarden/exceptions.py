@@ -57,7 +57,7 @@ cannot be fetched is :class:`KeysUnavailableError`; an unknown ``kid`` is
         ├── MalformedTokenError    1xx  TokenTooLargeError, InvalidSegmentsError, InvalidBase64Error, ...
         ├── VerificationError      2xx  InvalidSignatureError, UnknownKidError, ...
         ├── PolicyError            3xx  ExpiredSignatureError, InvalidAudienceError, RevokedTokenError, SuspendedTokenError, ...
-        ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError, RevocationsStaleError, StatusListUnavailableError, StatusListStaleError
+        ├── KeysUnavailableError   4xx  NoUsableKeysError, KeysStaleError, RevocationsStaleError, StatusListUnavailableError, StatusListStaleError, TenantBudgetExhaustedError, TenantUnavailableError
         ├── UsageError             5xx  InvalidConfigError, InvalidArgumentError, RevocationNotPersistedError, ...
         ├── InternalError          9xx  UnexpectedError, PanicError
         └── InvalidTokenError           every 1xx, 2xx and 3xx kind (PyJWT's catch-all)
@@ -112,11 +112,14 @@ __all__ = [
     "StatusIndexOutOfRangeError",
     "StatusNotValidError",
     "StatusMissingError",
+    "TenantNotAllowedError",
     "NoUsableKeysError",
     "KeysStaleError",
     "RevocationsStaleError",
     "StatusListUnavailableError",
     "StatusListStaleError",
+    "TenantBudgetExhaustedError",
+    "TenantUnavailableError",
     "InvalidConfigError",
     "InvalidArgumentError",
     "RevocationListFullError",
@@ -436,6 +439,14 @@ class StatusMissingError(PolicyError, InvalidTokenError):
     kind: ClassVar[str] = "status_missing"
 
 
+class TenantNotAllowedError(PolicyError, InvalidTokenError):
+    """The token's ``iss`` fits an issuer template, but its tenant is not in the
+    template's ``tenants`` allowlist. Nothing was fetched."""
+
+    code: ClassVar[int] = 315
+    kind: ClassVar[str] = "tenant_not_allowed"
+
+
 # --- 4xx keys unavailable ---------------------------------------------------
 
 
@@ -476,6 +487,22 @@ class StatusListStaleError(KeysUnavailableError):
 
     code: ClassVar[int] = 404
     kind: ClassVar[str] = "status_list_stale"
+
+
+class TenantBudgetExhaustedError(KeysUnavailableError):
+    """A new tenant of an issuer template, past its
+    ``new_tenant_fetches_per_minute``: refused without a fetch."""
+
+    code: ClassVar[int] = 405
+    kind: ClassVar[str] = "tenant_budget_exhausted"
+
+
+class TenantUnavailableError(KeysUnavailableError):
+    """A tenant of an issuer template whose discovery or first key fetch
+    failed recently: refused without a fetch for a minute."""
+
+    code: ClassVar[int] = 406
+    kind: ClassVar[str] = "tenant_unavailable"
 
 
 # --- 5xx usage ----------------------------------------------------------------
@@ -559,11 +586,14 @@ _KIND_CLASSES: tuple[type[JwtWardenError], ...] = (
     StatusIndexOutOfRangeError,
     StatusNotValidError,
     StatusMissingError,
+    TenantNotAllowedError,
     NoUsableKeysError,
     KeysStaleError,
     RevocationsStaleError,
     StatusListUnavailableError,
     StatusListStaleError,
+    TenantBudgetExhaustedError,
+    TenantUnavailableError,
     InvalidConfigError,
     InvalidArgumentError,
     RevocationListFullError,

@@ -1,0 +1,359 @@
+//! Issuer families: the members (tenants) of one issuer template,
+//! materialised on their first token.
+//!
+//! * A member is an ordinary [`Issuer`] built from an [`IssuerConfig`] the
+//!   template fills in (the same type a runtime `add_issuer` will take), so
+//!   it has its own keys, fetch gate, cooldowns, health and unknown-kid
+//!   memory. With a shared `jwks_uri` (Entra ID style) the members share one
+//!   key holder, fetched once; each still has its own claim policy (its own
+//!   `iss`).
+//! * Members are held in a bounded map, least recently verified first out;
+//!   an evicted member's keys go with it, and results cached for it are no
+//!   longer current (their stamp names a member id that is never reused).
+//! * A new member costs one token of a bucket of
+//!   `new_tenant_fetches_per_minute`, refilled on the injected clock; a
+//!   member whose first fetch failed is forgotten and refused
+//!   (`tenant_unavailable`) for [`FAILED_TENANT_MS`]. Both refusals, and the
+//!   pattern and allowlist ones, happen before any fetch.
+//! * Concurrent first tokens of one member find the same entry (made under
+//!   the map's lock, without fetching) and share its single fetch.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use crate::claims::ClaimPolicy;
+use crate::config::{IssuerConfig, IssuerTemplateConfig, StatusListConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::issuer::{Env, Issuer};
+use crate::template::{Keys, Refusal, Template, TemplateStats};
+
+/// Members' stamp ids start here, above every configured issuer's index
+/// (stamps hold 32 bits), and are not reused before 2^31 further members
+/// were materialised: long after any result cached for an evicted member
+/// (`cache.max_ttl_secs`) is gone.
+pub(crate) const FIRST_MEMBER_ID: usize = 1 << 31;
+
+/// How long a member whose discovery or first key fetch failed is refused
+/// without a fetch (`tenant_unavailable`): one minute.
+pub(crate) const FAILED_TENANT_MS: u64 = 60_000;
+
+/// Members whose failure is remembered at most, per template.
+const MAX_FAILED_REMEMBERED: usize = 10_000;
+
+type ById = HashMap<usize, Arc<Member>, foldhash::fast::RandomState>;
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// One materialised member of a family.
+pub(crate) struct Member {
+    /// The id cached results are stamped with.
+    pub id: usize,
+    /// The member's issuer (the token's `iss`).
+    pub name: Arc<str>,
+    /// The tenant the issuer names.
+    pub tenant: Arc<str>,
+    /// The claim checks, for this member's `iss`.
+    pub policy: ClaimPolicy,
+    /// Who holds the keys: the member's own issuer, or the family's shared one.
+    pub keys: Arc<Issuer>,
+    /// Whether `keys` is the member's own (so its failure is the member's).
+    own_keys: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    materialised: AtomicU64,
+    evicted: AtomicU64,
+    refused_budget: AtomicU64,
+    refused_pattern: AtomicU64,
+    refused_allowlist: AtomicU64,
+    refused_unavailable: AtomicU64,
+}
+
+struct State {
+    /// Members by tenant, least recently verified last.
+    members: LruCache<Arc<str>, Arc<Member>>,
+    /// Tenants whose first fetch failed, and until when they are refused.
+    failed: LruCache<Box<str>, u64>,
+    /// Tokens in the new-member bucket, and when it was last refilled.
+    tokens: f64,
+    refilled_ms: u64,
+}
+
+/// One issuer template and its members.
+pub(crate) struct Family {
+    pub template: Template,
+    cfg: IssuerTemplateConfig,
+    /// The one key holder of a shared `jwks_uri`.
+    shared_keys: Option<Arc<Issuer>>,
+    state: Mutex<State>,
+    /// Members by id, for cache hits: read without any lock; replaced
+    /// whole (copy on write) under the `state` lock, at most at the rate
+    /// new members are allowed in.
+    by_id: ArcSwap<ById>,
+    counters: Counters,
+}
+
+impl Family {
+    /// The family of `cfg` (validated), with no member yet.
+    pub(crate) fn new(cfg: &IssuerTemplateConfig, allow_http: bool) -> Result<Family> {
+        let template = Template::new(&cfg.spec(), allow_http)?;
+        let shared_keys = match &template.keys {
+            Keys::Shared(_) => Some(Arc::new(Issuer::new(member_config(cfg, &template, None))?)),
+            _ => None,
+        };
+        Ok(Family {
+            template,
+            cfg: cfg.clone(),
+            shared_keys,
+            state: Mutex::new(State {
+                members: LruCache::unbounded(),
+                failed: LruCache::unbounded(),
+                tokens: f64::from(cfg.new_tenant_fetches_per_minute),
+                refilled_ms: 0,
+            }),
+            by_id: ArcSwap::from_pointee(ById::default()),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The member `iss` names, materialised if new. `None`: `iss` is not of
+    /// this family at all. Never fetches.
+    pub(crate) fn member(&self, iss: &str, now: u64) -> Option<Result<Arc<Member>>> {
+        let tenant = match self.template.tenant_of(iss)? {
+            Ok(t) => t,
+            Err(Refusal::Pattern) => {
+                self.counters.refused_pattern.fetch_add(1, Ordering::Relaxed);
+                return Some(Err(Error::new(
+                    ErrorKind::UnknownIssuer,
+                    format!(
+                        "issuer {:?} fits template {} but its tenant does not match tenant_pattern",
+                        crate::token::truncate(iss),
+                        self.template.name()
+                    ),
+                )));
+            }
+            Err(Refusal::NotAllowed) => {
+                self.counters.refused_allowlist.fetch_add(1, Ordering::Relaxed);
+                return Some(Err(Error::new(
+                    ErrorKind::TenantNotAllowed,
+                    format!(
+                        "issuer {:?}: its tenant is not in the tenants allowlist of template {}",
+                        crate::token::truncate(iss),
+                        self.template.name()
+                    ),
+                )));
+            }
+        };
+        Some(self.materialise(tenant, now))
+    }
+
+    fn materialise(&self, tenant: &str, now: u64) -> Result<Arc<Member>> {
+        let mut st = self.state.lock();
+        if let Some(m) = st.members.get(tenant) {
+            return Ok(m.clone());
+        }
+        if let Some(&until) = st.failed.peek(tenant) {
+            if now < until {
+                self.counters.refused_unavailable.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::new(
+                    ErrorKind::TenantUnavailable,
+                    format!(
+                        "tenant {:?} of template {}: its keys could not be fetched recently; \
+                         not asking again before {until} ms",
+                        crate::token::truncate(tenant),
+                        self.template.name()
+                    ),
+                ));
+            }
+            st.failed.pop(tenant);
+        }
+        if !take_token(&mut st, now, self.cfg.new_tenant_fetches_per_minute) {
+            self.counters.refused_budget.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorKind::TenantBudgetExhausted,
+                format!(
+                    "template {}: new_tenant_fetches_per_minute ({}) spent; tenant {:?} refused without a fetch",
+                    self.template.name(),
+                    self.cfg.new_tenant_fetches_per_minute,
+                    crate::token::truncate(tenant)
+                ),
+            ));
+        }
+        let member = Arc::new(self.build(tenant)?);
+        st.members.put(member.tenant.clone(), member.clone());
+        let mut evicted = Vec::new();
+        while st.members.len() > self.cfg.max_tenants {
+            if let Some((_, old)) = st.members.pop_lru() {
+                evicted.push(old);
+            }
+        }
+        let mut by_id = ById::clone(&self.by_id.load());
+        by_id.insert(member.id, member.clone());
+        for old in &evicted {
+            by_id.remove(&old.id);
+            log::info!(
+                "template {}: tenant {} evicted (idle)",
+                self.template.name(),
+                old.tenant
+            );
+        }
+        self.by_id.store(Arc::new(by_id));
+        drop(st);
+        self.counters.materialised.fetch_add(1, Ordering::Relaxed);
+        self.counters.evicted.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+        log::info!(
+            "template {}: tenant {} materialised",
+            self.template.name(),
+            member.tenant
+        );
+        Ok(member)
+    }
+
+    fn build(&self, tenant: &str) -> Result<Member> {
+        let cfg = member_config(&self.cfg, &self.template, Some(tenant));
+        let policy = ClaimPolicy::from_config(&cfg);
+        let (keys, own_keys) = match &self.shared_keys {
+            Some(shared) => (shared.clone(), false),
+            None => (Arc::new(Issuer::new(cfg.clone())?), true),
+        };
+        Ok(Member {
+            id: FIRST_MEMBER_ID + NEXT_ID.fetch_add(1, Ordering::Relaxed) % FIRST_MEMBER_ID,
+            name: Arc::from(cfg.issuer.as_str()),
+            tenant: Arc::from(tenant),
+            policy,
+            keys,
+            own_keys,
+        })
+    }
+
+    /// A member whose own first fetch failed: forgotten, and refused without
+    /// a fetch for [`FAILED_TENANT_MS`].
+    pub(crate) fn first_fetch_failed(&self, member: &Member, now: u64) {
+        if !member.own_keys || member.keys.fail_closed_at_ms.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        let mut st = self.state.lock();
+        if st.members.peek(&member.tenant).is_some_and(|m| m.id == member.id) {
+            st.members.pop(&member.tenant);
+            let mut by_id = ById::clone(&self.by_id.load());
+            by_id.remove(&member.id);
+            self.by_id.store(Arc::new(by_id));
+        }
+        st.failed
+            .put(Box::from(&*member.tenant), now.saturating_add(FAILED_TENANT_MS));
+        if st.failed.len() > MAX_FAILED_REMEMBERED {
+            st.failed.pop_lru();
+        }
+    }
+
+    /// `f` of the member stamped `id`, if still held (for cache hits:
+    /// under the read lock, without touching the member's count).
+    #[inline]
+    pub(crate) fn with_member<T>(&self, id: usize, f: impl FnOnce(&Member) -> T) -> Option<T> {
+        self.by_id.load().get(&id).map(|m| f(m))
+    }
+
+    /// The member whose issuer is `name`, if held (never materialises).
+    pub(crate) fn held(&self, name: &str) -> Option<Arc<Member>> {
+        let tenant = self.template.tenant_of(name)?.ok()?;
+        self.state.lock().members.peek(tenant).cloned()
+    }
+
+    /// The `tenant_claim` check: the claim, if configured, must be the
+    /// tenant the issuer names.
+    pub(crate) fn check_tenant_claim(
+        &self,
+        member: &Member,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<()> {
+        let Some(claim) = &self.cfg.tenant_claim else {
+            return Ok(());
+        };
+        match claims.get(claim) {
+            Some(serde_json::Value::String(v)) if **v == *member.tenant => Ok(()),
+            Some(_) => Err(Error::new(
+                ErrorKind::InvalidIssuer,
+                format!("claim {claim} does not name the tenant of iss {}", member.name),
+            )),
+            None => Err(Error::new(
+                ErrorKind::MissingRequiredClaim,
+                format!(
+                    "claim {claim} (the tenant) is required for template {}",
+                    self.template.name()
+                ),
+            )),
+        }
+    }
+
+    /// Run the members' scheduled refreshes that are due. Returns when the
+    /// next is due (ms).
+    pub(crate) fn run_due(&self, env: &Env) -> u64 {
+        if let Some(shared) = &self.shared_keys {
+            return shared.run_due(env);
+        }
+        let members: Vec<Arc<Member>> = self.by_id.load().values().cloned().collect();
+        members.iter().map(|m| m.keys.run_due(env)).min().unwrap_or(u64::MAX)
+    }
+
+    /// The family's counters.
+    pub(crate) fn stats(&self) -> TemplateStats {
+        let c = &self.counters;
+        TemplateStats {
+            template: self.template.name(),
+            tenants_held: self.by_id.load().len() as u64,
+            materialised: c.materialised.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            refused_budget: c.refused_budget.load(Ordering::Relaxed),
+            refused_pattern: c.refused_pattern.load(Ordering::Relaxed),
+            refused_allowlist: c.refused_allowlist.load(Ordering::Relaxed),
+            refused_unavailable: c.refused_unavailable.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Take one token of the new-member bucket (`per_minute` deep, refilled
+/// continuously on the injected clock), if there is one.
+fn take_token(st: &mut State, now: u64, per_minute: u32) -> bool {
+    let cap = f64::from(per_minute);
+    let elapsed = now.saturating_sub(st.refilled_ms) as f64;
+    st.tokens = (st.tokens + elapsed * cap / 60_000.0).min(cap);
+    st.refilled_ms = now.max(st.refilled_ms);
+    if st.tokens >= 1.0 {
+        st.tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+/// The issuer entry of one member (`tenant`), or of the shared key holder
+/// (`None`): an ordinary [`IssuerConfig`], as `issuers[]` holds.
+fn member_config(cfg: &IssuerTemplateConfig, template: &Template, tenant: Option<&str>) -> IssuerConfig {
+    let issuer = match tenant {
+        Some(t) => template.issuer(t),
+        None => template.name(),
+    };
+    IssuerConfig {
+        jwks_uri: tenant.map_or_else(|| template.jwks_uri(""), |t| template.jwks_uri(t)),
+        discovery: cfg.discovery,
+        jwks: None,
+        jwks_file: None,
+        audiences: cfg.audiences.clone(),
+        allow_any_audience: false,
+        algorithms: cfg.algorithms.clone(),
+        required_claims: Vec::new(),
+        typ: None,
+        leeway_secs: cfg.leeway_secs,
+        max_token_lifetime_secs: None,
+        hmac_keys: Vec::new(),
+        refresh: cfg.refresh.clone(),
+        status_list: StatusListConfig::default(),
+        issuer,
+    }
+}

@@ -281,3 +281,42 @@ fn a_template_added_and_removed_at_runtime() {
     assert!(v.verify_cached(&t, &VerifyOptions::default()).is_none());
     assert_eq!(kind(&v, &t), Some(ErrorKind::UnknownIssuer));
 }
+
+#[test]
+fn remove_issuer_returns_only_after_a_verification_in_flight_has_answered() {
+    let (a, b) = (TestIssuer::start(), TestIssuer::start());
+    let clock = ManualClock::starting_now();
+    let v = Arc::new(verifier(&clock, vec![entry(&a), entry(&b)]));
+    // A token signed by a key the verifier has not seen: verifying it
+    // fetches A's JWKS, which A answers slowly.
+    let kid = a.add_key(jwtwarden_testissuer::Alg::ES256);
+    let mut claims = a.default_claims("svc", clock.now_secs());
+    claims["aud"] = json!("api");
+    let t = a.mint(&kid, &claims);
+    a.set_fault(jwtwarden_testissuer::Fault::Delay(std::time::Duration::from_millis(
+        300,
+    )));
+    let before = a.jwks_requests();
+    let done = Arc::new(AtomicBool::new(false));
+    let verifying = {
+        let (v, done) = (v.clone(), done.clone());
+        std::thread::spawn(move || {
+            let result = v.verify(&t).map(|_| ());
+            done.store(true, Ordering::SeqCst);
+            result
+        })
+    };
+    // Bounded poll (not a timing assertion): the fetch has reached A.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while a.jwks_requests() == before {
+        assert!(std::time::Instant::now() < deadline, "the verification never fetched");
+        std::thread::yield_now();
+    }
+    v.remove_issuer(&a.url()).unwrap();
+    assert!(
+        done.load(Ordering::SeqCst),
+        "remove_issuer returned while a verification of the removed issuer was still deciding"
+    );
+    // Whatever it answered, it answered before the call returned.
+    let _ = verifying.join().unwrap();
+}

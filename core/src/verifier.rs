@@ -1148,6 +1148,23 @@ impl Set {
                 None => {
                     let issuer = Arc::new(Issuer::new(c.clone())?);
                     issuer.start(env, at)?;
+                    // Keys are trust state: a changed issuer whose keys
+                    // could not be fetched does not replace one that holds
+                    // usable keys (reload again once it answers).
+                    let now = env.clock.now_ms();
+                    let held = self.issuers.iter().find(|old| old.name == issuer.name);
+                    if issuer.health(now) == Health::FailedClosed
+                        && held.is_some_and(|old| old.health(now) != Health::FailedClosed)
+                    {
+                        return Err(Error::new(
+                            ErrorKind::KeysUnavailable,
+                            format!(
+                                "issuers[{at}]: no keys could be fetched for the changed issuer {:?}, whose \
+                                 last good keys are held: nothing changed; reload again once it answers",
+                                c.issuer
+                            ),
+                        ));
+                    }
                     fresh.push(at);
                     issuers.push(issuer);
                     stores.push(crate::status::Lists::store_for(c, &config)?);

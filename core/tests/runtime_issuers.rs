@@ -320,3 +320,39 @@ fn remove_issuer_returns_only_after_a_verification_in_flight_has_answered() {
     // Whatever it answered, it answered before the call returned.
     let _ = verifying.join().unwrap();
 }
+
+#[test]
+fn a_changed_issuer_whose_keys_cannot_be_fetched_does_not_replace_the_running_one() {
+    let (a, b) = (TestIssuer::start(), TestIssuer::start());
+    let clock = ManualClock::starting_now();
+    let v = verifier(&clock, vec![entry(&a), entry(&b)]);
+    let tb = token(&b, &clock, "b");
+    v.verify(&tb).unwrap();
+    b.set_fault(jwtwarden_testissuer::Fault::Status(503));
+    let mut b_changed = entry(&b);
+    b_changed["audiences"] = json!(["api", "other"]);
+    let refused = v
+        .reload(Config::from_value(config(vec![entry(&a), b_changed.clone()])).unwrap())
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::KeysUnavailable, "{refused}");
+    assert!(v.verify(&tb).unwrap().cached(), "nothing changed");
+    assert!(v
+        .verify_with(
+            &tb,
+            &VerifyOptions {
+                fresh: true,
+                ..Default::default()
+            }
+        )
+        .is_ok());
+    // An unchanged configuration reloads during the outage: nothing fetched.
+    let fetches = b.jwks_requests();
+    v.reload(Config::from_value(config(vec![entry(&a), entry(&b)])).unwrap())
+        .unwrap();
+    assert_eq!(b.jwks_requests(), fetches);
+    assert!(v.verify(&tb).unwrap().cached());
+    b.set_fault(jwtwarden_testissuer::Fault::None);
+    v.reload(Config::from_value(config(vec![entry(&a), b_changed])).unwrap())
+        .unwrap();
+    assert!(!v.verify(&tb).unwrap().cached());
+}

@@ -105,6 +105,12 @@ struct Roster {
     windows: Vec<Window>,
     /// Issuer templates: a revocation may name one of their tenants.
     templates: Vec<crate::template::Template>,
+    /// Issuers removed at runtime (`Verifier::remove_issuer`, `reload`):
+    /// revocations naming them are still held, from every source, until
+    /// they expire, so that adding the issuer again honours them.
+    retired: Vec<Arc<str>>,
+    /// Templates removed at runtime, likewise (their tenants' revocations).
+    retired_templates: Vec<crate::template::Template>,
 }
 
 impl Roster {
@@ -125,7 +131,16 @@ impl Roster {
                 .iter()
                 .filter_map(|t| crate::template::Template::new(&t.spec(), config.http.allow_http).ok())
                 .collect(),
+            retired: Vec::new(),
+            retired_templates: Vec::new(),
         }
+    }
+
+    /// Whether a revocation may name `issuer` (besides `"*"`).
+    fn names(&self, issuer: &str) -> bool {
+        let tenant = |t: &crate::template::Template| matches!(t.tenant_of(issuer), Some(Ok(_)));
+        self.issuers.iter().chain(&self.retired).any(|name| **name == *issuer)
+            || self.templates.iter().chain(&self.retired_templates).any(tenant)
     }
 }
 
@@ -191,14 +206,7 @@ impl Trust {
 
     /// Whether a revocation may name `issuer`: a configured one, or `"*"`.
     pub(crate) fn names_known_issuer(&self, issuer: &str) -> bool {
-        issuer == ANY_ISSUER
-            || self.roster.read().issuers.iter().any(|name| **name == *issuer)
-            || self
-                .roster
-                .read()
-                .templates
-                .iter()
-                .any(|t| matches!(t.tenant_of(issuer), Some(Ok(_))))
+        issuer == ANY_ISSUER || self.roster.read().names(issuer)
     }
 
     /// The configured issuers changed at runtime (`Verifier::reload`):
@@ -207,20 +215,44 @@ impl Trust {
     /// until they expire, so that adding it again honours them); the live
     /// kid revocations are applied to the key stores not seen before.
     pub(crate) fn set_roster(&self, config: &Config, keystores: Vec<(Arc<str>, Arc<KeyStore>)>) {
+        // Inside the door: no kid revocation lands between reading them and
+        // the new key stores taking them.
+        let inside = self.door.enter();
         let now = self.clock.now_ms();
         let kids: Vec<Revocation> = self
             .live_revocations(now)
             .into_iter()
             .filter(|r| r.kind == RevocationKind::Kid)
             .collect();
-        let inside = self.door.enter();
         let mut roster = self.roster.write();
         let new_stores: Vec<(Arc<str>, Arc<KeyStore>)> = keystores
             .iter()
             .filter(|(_, store)| !roster.keystores.iter().any(|(_, old)| Arc::ptr_eq(old, store)))
             .cloned()
             .collect();
-        *roster = Roster::new(config, keystores);
+        let old = std::mem::replace(&mut *roster, Roster::new(config, keystores));
+        let mut retired: Vec<Arc<str>> = old
+            .retired
+            .into_iter()
+            .chain(old.issuers)
+            .filter(|name| !roster.issuers.contains(name))
+            .collect();
+        retired.sort();
+        retired.dedup();
+        let mut retired_templates: Vec<crate::template::Template> = Vec::new();
+        for t in old.retired_templates.into_iter().chain(old.templates) {
+            let name = t.name();
+            let held = roster
+                .templates
+                .iter()
+                .chain(&retired_templates)
+                .any(|n| n.name() == name);
+            if !held {
+                retired_templates.push(t);
+            }
+        }
+        roster.retired = retired;
+        roster.retired_templates = retired_templates;
         drop(roster);
         for r in &kids {
             for (_, store) in new_stores.iter().filter(|(name, _)| covers(&r.issuer, name)) {

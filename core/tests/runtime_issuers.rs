@@ -356,3 +356,26 @@ fn a_changed_issuer_whose_keys_cannot_be_fetched_does_not_replace_the_running_on
         .unwrap();
     assert!(!v.verify(&tb).unwrap().cached());
 }
+
+#[test]
+fn a_revocation_another_process_journals_while_the_issuer_is_removed_holds_when_it_returns() {
+    let (a, b) = (TestIssuer::start(), TestIssuer::start());
+    let clock = ManualClock::starting_now();
+    let dir = tempfile::tempdir().unwrap();
+    let with_state = |entries: Vec<Value>| {
+        let mut c = config(entries);
+        c["state_dir"] = json!(dir.path());
+        Verifier::with_clock(Config::from_value(c).unwrap(), Arc::new(clock.clone())).unwrap()
+    };
+    let v = with_state(vec![entry(&a), entry(&b)]);
+    let other = with_state(vec![entry(&a), entry(&b)]);
+    let t = token(&a, &clock, "while-away");
+    assert!(v.verify(&t).is_ok());
+    v.remove_issuer(&a.url()).unwrap();
+    // Another process on the same state_dir revokes the token while this
+    // one does not trust its issuer; this one reads the journal's appends.
+    other.revoke_jti(&a.url(), "while-away", None).unwrap();
+    v.run_due_refreshes();
+    v.add_issuer(issuer_config(entry(&a))).unwrap();
+    assert_eq!(kind(&v, &t), Some(ErrorKind::Revoked));
+}

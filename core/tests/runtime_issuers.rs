@@ -379,3 +379,35 @@ fn a_revocation_another_process_journals_while_the_issuer_is_removed_holds_when_
     v.add_issuer(issuer_config(entry(&a))).unwrap();
     assert_eq!(kind(&v, &t), Some(ErrorKind::Revoked));
 }
+
+#[test]
+fn a_tenant_revocation_journaled_while_its_template_is_removed_holds_when_it_returns() {
+    let a = TestIssuer::start();
+    let idp = TenantIssuer::start(TenantMode::PerTenant);
+    let clock = ManualClock::starting_now();
+    let dir = tempfile::tempdir().unwrap();
+    let template = json!({
+        "issuer": format!("{}/{{tenant}}/v2.0", idp.url()),
+        "tenant_pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        "discovery": true,
+        "audiences": ["api://orders"],
+    });
+    let with_state = || {
+        let mut c = config(vec![entry(&a)]);
+        c["issuer_templates"] = json!([template.clone()]);
+        c["state_dir"] = json!(dir.path());
+        Verifier::with_clock(Config::from_value(c).unwrap(), Arc::new(clock.clone())).unwrap()
+    };
+    let (v, other) = (with_state(), with_state());
+    let tenant = "00000001-0000-4000-8000-000000000001";
+    let mut claims = idp.claims(tenant, "alice", clock.now_secs());
+    claims["jti"] = json!("tenant-jti");
+    let t = idp.mint_as(tenant, &claims);
+    assert!(v.verify(&t).is_ok());
+    v.remove_issuer(template["issuer"].as_str().unwrap()).unwrap();
+    other.revoke_jti(&idp.issuer(tenant), "tenant-jti", None).unwrap();
+    v.run_due_refreshes();
+    v.add_issuer(IssuerEntry::from_json(&template.to_string()).unwrap())
+        .unwrap();
+    assert_eq!(kind(&v, &t), Some(ErrorKind::Revoked));
+}

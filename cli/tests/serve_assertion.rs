@@ -20,6 +20,8 @@ use jwtwarden_testissuer::{Alg, TestIssuer};
 struct Stack {
     env: Env,
     _edge_keys: TestIssuer,
+    kids: Vec<String>,
+    serve_file: std::path::PathBuf,
     upstream: Upstream,
     serve: Serve,
     nginx: Nginx,
@@ -34,35 +36,20 @@ fn stack() -> Option<Stack> {
         return None;
     };
     let env = Env::with_issuer(TestIssuer::start());
-    // An Ed25519 key pair for the edge, from the test issuer's key maker.
+    // Two Ed25519 key pairs for the edge, from the test issuer's key maker.
     let edge_keys = TestIssuer::start_empty();
-    let kid = edge_keys.add_key(Alg::EdDSA);
-    let pem = env.dir.path().join("edge.pem");
-    std::fs::write(&pem, edge_keys.private_key_pem(&kid)).unwrap();
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        let kid = edge_keys.add_key(Alg::EdDSA);
+        std::fs::write(
+            env.dir.path().join(format!("{kid}.pem")),
+            edge_keys.private_key_pem(&kid),
+        )
+        .unwrap();
+        kids.push(kid);
+    }
     let serve_file = env.dir.path().join("serve.toml");
-    std::fs::write(
-        &serve_file,
-        format!(
-            r#"
-[[routes]]
-prefix = "/api"
-
-[[routes]]
-prefix = "/plain"
-
-[admin]
-listen = "127.0.0.1:0"
-token_env = "JWTWARDEN_TEST_ADMIN_SECRET"
-
-[assertion]
-name = "edge-1"
-audiences = {{ "/api" = "orders" }}
-current = {{ kid = "{kid}", pem_file = "{pem}" }}
-"#,
-            pem = pem.display()
-        ),
-    )
-    .unwrap();
+    write_serve(&env, &serve_file, &kids[0], None);
     let serve = Serve::start(&env.json_config, Some(&serve_file));
     let upstream = Upstream::start();
     let block = format!(
@@ -80,10 +67,46 @@ current = {{ kid = "{kid}", pem_file = "{pem}" }}
     Some(Stack {
         env,
         _edge_keys: edge_keys,
+        kids,
+        serve_file,
         upstream,
         serve,
         nginx,
     })
+}
+
+/// serve.toml with `current` signing and `previous` published.
+fn write_serve(env: &Env, file: &std::path::Path, current: &str, previous: Option<&str>) {
+    let key = |kid: &str| {
+        format!(
+            "{{ kid = \"{kid}\", pem_file = \"{}\" }}",
+            env.dir.path().join(format!("{kid}.pem")).display()
+        )
+    };
+    let previous = previous.map(|k| format!("previous = {}\n", key(k))).unwrap_or_default();
+    std::fs::write(
+        file,
+        format!(
+            r#"
+[[routes]]
+prefix = "/api"
+
+[[routes]]
+prefix = "/plain"
+
+[admin]
+listen = "127.0.0.1:0"
+token_env = "JWTWARDEN_TEST_ADMIN_SECRET"
+
+[assertion]
+name = "edge-1"
+audiences = {{ "/api" = "orders" }}
+current = {current}
+{previous}"#,
+            current = key(current),
+        ),
+    )
+    .unwrap();
 }
 
 /// The service behind: the edge as an issuer, keys from serve's admin JWKS.
@@ -207,4 +230,105 @@ fn serve_publishes_the_assertion_keys_without_the_admin_secret() {
     // Other admin requests still need the secret.
     let r = common::serve::request(&admin, "POST", "/revoke", &[], "{}");
     assert_eq!(r.status, 401);
+}
+
+/// Rotation as docs/trust-handoff.md says: publish the new key as
+/// `previous` (reload), the service refreshes, swap (reload). A client
+/// sends requests throughout; every assertion verifies behind.
+#[test]
+fn edge_key_rotation_under_load_has_zero_failures() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let Some(s) = stack() else { return };
+    let s = Arc::new(s);
+    let (verifier, inh) = service(&s);
+    let (verifier, inh) = (Arc::new(verifier), Arc::new(inh));
+    let token = s
+        .env
+        .issuer
+        .mint(&s.env.issuer.first_kid(), &s.env.issuer.default_claims("alice", now()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let seen_kids = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let load = {
+        let (s, verifier, inh, stop, ok, failed, seen) = (
+            s.clone(),
+            verifier.clone(),
+            inh.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            seen_kids.clone(),
+        );
+        std::thread::spawn(move || {
+            let auth = format!("Bearer {token}");
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) || i < 20 {
+                i += 1;
+                let path = format!("/api/o/{i}");
+                let r = s.nginx.get(&path, &[("Authorization", &auth)]);
+                let a = assertions(&echoed(&r));
+                let verdict = a.first().map(|a| {
+                    inh.verify(
+                        &verifier,
+                        a,
+                        &Request {
+                            method: "GET",
+                            path: &path,
+                        },
+                        false,
+                    )
+                });
+                match verdict {
+                    Some(Ok(_)) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                        let header = a[0].split('.').next().unwrap().to_string();
+                        seen.lock().unwrap().insert(header);
+                    }
+                    other => {
+                        eprintln!("failure: {r:?} {other:?}");
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        })
+    };
+    let (k1, k2) = (s.kids[0].clone(), s.kids[1].clone());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    write_serve(&s.env, &s.serve_file, &k1, Some(&k2));
+    s.serve.signal(libc::SIGHUP);
+    s.serve.wait_for_reloads("ok", 1);
+    // The service's scheduled refresh picks up the new key.
+    verifier.refresh_issuer("edge-1").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // A request in flight across the swap: its assertion, signed by the
+    // old key, is checked after the service refreshed to the new JWKS.
+    let held_auth = format!(
+        "Bearer {}",
+        s.env
+            .issuer
+            .mint(&s.env.issuer.first_kid(), &s.env.issuer.default_claims("bob", now()))
+    );
+    let held = assertions(&echoed(&s.nginx.get("/api/held", &[("Authorization", &held_auth)])));
+    write_serve(&s.env, &s.serve_file, &k2, Some(&k1));
+    s.serve.signal(libc::SIGHUP);
+    s.serve.wait_for_reloads("ok", 2);
+    let refreshed = verifier.refresh_issuer("edge-1");
+    let held = inh.verify(
+        &verifier,
+        &held[0],
+        &Request {
+            method: "GET",
+            path: "/api/held",
+        },
+        false,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    refreshed.unwrap();
+    held.expect("an assertion signed before the swap verifies after it");
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert!(ok.load(Ordering::SeqCst) >= 20);
+    // Both keys signed during the run.
+    assert_eq!(seen_kids.lock().unwrap().len(), 2, "{:?}", seen_kids.lock().unwrap());
 }

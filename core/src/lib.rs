@@ -25,6 +25,7 @@
 //! The behaviour contract (verification order, cache rules, refresh policy,
 //! revocation) is in `docs/design.md`; the configuration reference is [`config`].
 
+pub mod assertion;
 mod cache;
 mod claims;
 pub mod clock;

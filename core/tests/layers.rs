@@ -66,7 +66,7 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
          the refresher thread",
         &["entry", "verified", "cache", "refresher", "verifier"],
     ),
-    ("front ends", "services over the verifier: the HTTP decision", &["http"]),
+    ("front ends", "services over the verifier: the HTTP decision, signed verification assertions (minted at the edge, inherited behind)", &["http", "assertion"]),
 ];
 
 /// Imports allowed against the rules above, each with the reason it could

@@ -490,7 +490,6 @@ fn golang_jwt_verifies_the_assertion() {
         .args(["run", ".", &a, &x, SERVICE])
         .current_dir(&dir)
         .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
         .output()
     {
         Ok(o) => o,
@@ -515,7 +514,6 @@ fn golang_jwt_verifies_the_assertion() {
         .args(["run", ".", &f, &x, SERVICE])
         .current_dir(&dir)
         .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
         .output()
         .unwrap();
     assert!(!out.status.success());

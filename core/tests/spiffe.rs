@@ -408,3 +408,30 @@ print(signing_input + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big")))
     let ok = v.verify(token.trim()).expect("the Python-minted JWT-SVID verifies");
     assert_eq!(ok.claims()["sub"], "spiffe://example.org/py/worker");
 }
+
+#[test]
+fn verify_without_waiting_takes_the_same_spiffe_decisions() {
+    let (b, clock, v) = setup();
+    let kid = b.published_kids()[0].clone();
+    let token = svid(&b, &kid, "web", &clock);
+    let opts = VerifyOptions::default();
+    assert!(
+        v.verify_without_waiting(&token, &opts).is_none(),
+        "checks a signature next"
+    );
+    v.verify(&token).expect("accepted");
+    assert!(v.verify_without_waiting(&token, &opts).unwrap().unwrap().cached());
+    let other = SpiffeBundleServer::start("other.org");
+    let okid = other.published_kids()[0].clone();
+    let foreign = svid(&other, &okid, "web", &clock);
+    let e = v.verify_without_waiting(&foreign, &opts).unwrap().expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::UnknownIssuer);
+    let mut c = b.claims("web", AUD, clock.now_secs());
+    c["sub"] = json!("spiffe://example.org/a/../b");
+    let e = v
+        .verify_without_waiting(b.mint(&kid, &c), &opts)
+        .unwrap()
+        .expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidPayload);
+    assert_eq!((b.requests(), other.requests()), (1, 0));
+}

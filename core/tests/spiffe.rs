@@ -435,3 +435,16 @@ fn verify_without_waiting_takes_the_same_spiffe_decisions() {
     assert_eq!(e.kind(), ErrorKind::InvalidPayload);
     assert_eq!((b.requests(), other.requests()), (1, 0));
 }
+
+#[test]
+fn revoke_kid_names_a_trust_domain_and_reaches_its_cached_results() {
+    let (b, clock, v) = setup();
+    let kid = b.published_kids()[0].clone();
+    let token = svid(&b, &kid, "web", &clock);
+    v.verify(&token).expect("accepted");
+    assert!(v.verify(&token).unwrap().cached());
+    v.revoke_kid("spiffe://example.org", &kid)
+        .expect("a configured trust domain");
+    assert_eq!(kind(&v, &token), ErrorKind::KeyRevoked);
+    assert_eq!(kind(&v, &svid(&b, &kid, "other", &clock)), ErrorKind::KeyRevoked);
+}

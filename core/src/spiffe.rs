@@ -125,6 +125,9 @@ mod tests {
         assert!(b.parse(empty(5).as_bytes(), &[Alg::ES256]).is_ok());
         let junk = r#"{"keys": [{"kty": "EC", "use": "jwt-svid", "crv": "P-256", "x": "AA", "y": "AA"}]}"#;
         assert!(refused(b.parse(junk.as_bytes(), &[Alg::ES256])).contains("none is usable"));
+        // An X.509 authority only: no JWT authority, so every JWT key goes.
+        let x509 = junk.replace("jwt-svid", "x509-svid");
+        assert!(b.parse(x509.as_bytes(), &[Alg::ES256]).unwrap().keys.is_empty());
         assert!(b
             .parse(br#"{"keys": [], "spiffe_sequence": -1}"#, &[Alg::ES256])
             .is_err());

@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     background: bool,
     /// Issuer templates and their materialised members (`crate::family`).
     families: Vec<Family>,
+    /// SPIFFE trust domains: the index in `issuers` of each one's key
+    /// holder, by trust domain name.
+    spiffe: HashMap<String, usize>,
 }
 
 impl Verifier {
@@ -82,11 +85,23 @@ impl Verifier {
         config.validate()?;
         crate::fork::install();
         let http = HttpClient::new(&config.http)?;
+        // SPIFFE trust domains are held as issuers after the configured
+        // ones (`spiffe://<trust domain>`), chosen by `sub` only.
+        let mut config = config;
+        let first_spiffe = config.issuers.len();
+        let domains = std::mem::take(&mut config.spiffe);
+        config
+            .issuers
+            .extend(domains.iter().map(crate::config::SpiffeConfig::issuer_config));
         let issuers = config
             .issuers
             .iter()
             .cloned()
-            .map(Issuer::new)
+            .enumerate()
+            .map(|(i, cfg)| match i.checked_sub(first_spiffe) {
+                Some(d) => Issuer::spiffe(cfg, domains[d].issuer.as_deref()),
+                None => Issuer::new(cfg),
+            })
             .collect::<Result<Vec<_>>>()?;
         let keystores = issuers.iter().map(|i| (i.name.clone(), i.keystore())).collect();
         // The journal is replayed here, before any key is fetched or any
@@ -121,6 +136,11 @@ impl Verifier {
                 .iter()
                 .map(|t| Family::new(t, config.http.allow_http))
                 .collect::<Result<Vec<_>>>()?,
+            spiffe: domains
+                .iter()
+                .enumerate()
+                .map(|(d, cfg)| (cfg.trust_domain.clone(), first_spiffe + d))
+                .collect(),
         });
         trust.sync_feed_now();
         trust.ensure_subscribed();
@@ -477,7 +497,11 @@ impl Verifier {
                 // A tenant of an issuer template: materialising may fetch.
                 return Ok(None);
             }
-            let issuer = &s.issuers[s.issuer_for(&parsed, pinned)?];
+            let index = match s.spiffe_for(&parsed, pinned)? {
+                Some(domain) => domain,
+                None => s.issuer_for(&parsed, pinned)?,
+            };
+            let issuer = &s.issuers[index];
             let alg = issuer.check_algorithm(parsed.header.alg)?;
             issuer.key_without_waiting(parsed.header.kid.as_deref(), alg, now)?;
             Ok(None)
@@ -628,7 +652,10 @@ impl Shared {
                 }
             }
         }
-        let index = self.issuer_for(&parsed, pinned)?;
+        let index = match self.spiffe_for(&parsed, pinned)? {
+            Some(domain) => domain,
+            None => self.issuer_for(&parsed, pinned)?,
+        };
         let issuer = &self.issuers[index];
         let alg = issuer.check_algorithm(parsed.header.alg)?;
         let stamp = self.stamp(index);
@@ -796,9 +823,66 @@ impl Shared {
             return Ok(i);
         }
         match parsed.claims.get("iss") {
-            Some(serde_json::Value::String(iss)) => self.index_of(iss),
+            Some(serde_json::Value::String(iss)) => match self.index_of(iss)? {
+                i if self.issuers[i].is_spiffe() => Err(Error::new(
+                    ErrorKind::UnknownIssuer,
+                    format!(
+                        "{:?} is a SPIFFE trust domain: its tokens are chosen by a SPIFFE ID sub, never by iss",
+                        token::truncate(iss)
+                    ),
+                )),
+                i => Ok(i),
+            },
             // Nothing names a configured issuer: rejected without a fetch.
             _ => Err(Error::new(ErrorKind::UnknownIssuer, "token has no string iss claim")),
+        }
+    }
+
+    /// The SPIFFE trust domain a token is for (`crate::spiffe_id`): when
+    /// trust domains are configured, its `iss` names no configured issuer
+    /// and its `sub` is a `spiffe:` URI, the trust domain of that SPIFFE ID,
+    /// which must be valid (else `invalid_payload`) and configured (else
+    /// `unknown_issuer`, without a fetch). Pinned to a trust domain, the
+    /// token's `sub` must be a SPIFFE ID of it. `None`: not a SPIFFE token.
+    fn spiffe_for(&self, parsed: &token::ParsedToken<'_>, pinned: Option<usize>) -> Result<Option<usize>> {
+        if self.spiffe.is_empty() || pinned.is_some_and(|p| !self.issuers[p].is_spiffe()) {
+            return Ok(None);
+        }
+        let named = parsed.claims.get("iss").and_then(|v| v.as_str());
+        if pinned.is_none()
+            && named
+                .and_then(|iss| self.by_name.get(iss))
+                .is_some_and(|&i| !self.issuers[i].is_spiffe())
+        {
+            return Ok(None);
+        }
+        let sub = match parsed.claims.get("sub") {
+            Some(serde_json::Value::String(sub)) if sub.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("spiffe:")) => {
+                sub
+            }
+            _ if pinned.is_some() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidPayload,
+                    "a JWT-SVID's sub must be a SPIFFE ID (spiffe://<trust domain>/<path>)",
+                ))
+            }
+            _ => return Ok(None),
+        };
+        let domain = crate::spiffe_id::trust_domain_of(sub).map_err(|why| {
+            Error::new(
+                ErrorKind::InvalidPayload,
+                format!("sub {:?} is not a valid SPIFFE ID: {why}", token::truncate(sub)),
+            )
+        })?;
+        match self.spiffe.get(domain) {
+            Some(&i) if pinned.is_none_or(|p| p == i) => Ok(Some(i)),
+            _ => Err(Error::new(
+                ErrorKind::UnknownIssuer,
+                format!(
+                    "SPIFFE trust domain {:?} is not configured (or not the one pinned)",
+                    token::truncate(domain)
+                ),
+            )),
         }
     }
 

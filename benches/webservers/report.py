@@ -110,9 +110,10 @@ def main() -> None:
             note = ""
             if r["path"] == "misses" and any(x["wraps"] for x in every):
                 note = f" (miss pool ran out: {max(x['wraps'] for x in every)} wraps, some requests were hits)"
-            if any(x["non2xx"] or x["timeouts"] or x["connect_errors"] for x in every):
-                note += " (**errors**: " + ", ".join(
-                    f"{x['non2xx']} non-2xx, {x['timeouts']} timeouts" for x in every) + ")"
+            errors = ("non2xx", "timeouts", "connect_errors", "read_errors", "write_errors")
+            if any(x[k] for x in every for k in errors):
+                note += " (**errors** by round: " + "; ".join(
+                    ", ".join(f"{x[k]} {k}" for k in errors if x[k]) or "none" for x in every) + ")"
             every_rps = ", ".join(format(x["rps"], ",.0f") for x in every)
             every_load = "; ".join(x["load"] for x in every)
             w(
@@ -145,7 +146,7 @@ def main() -> None:
         w("|---|---|---:|---:|---:|---|---:|---:|")
         for s in scenarios:
             legit, other = s["legit"], s["other"]
-            failed = legit["non2xx"] + legit["timeouts"]
+            failed = sum(legit[k] for k in ("non2xx", "timeouts", "connect_errors", "read_errors", "write_errors"))
             w(
                 f"| {s['family'].replace('apache', 'Apache').replace('nginx', 'nginx')} + {s['label']} | {s['scenario']} | "
                 f"{legit['requests']:,} | {failed:,} | {other['requests']:,} | {statuses(other)} | {s['jwks_fetches']} | "

@@ -745,8 +745,13 @@ def main() -> None:
         "",
     ]
     md += mixed_table(d)
-    md += serve_section(d, machine) + [""]
-    md += carried_sections(report, {"serve"})
+    # A run without serve (`--only rust,c,go,python`) keeps the serve
+    # section it finds, like the other harnesses' sections.
+    if d.serve or not os.path.exists(report):
+        md += serve_section(d, machine) + [""]
+        md += carried_sections(report, {"serve"})
+    else:
+        md += carried_sections(report, set())
     if d.skipped:
         md += [
             "## Not measured",

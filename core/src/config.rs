@@ -38,6 +38,11 @@ pub struct Config {
     /// `docs/issuer-families.md`. Default: none.
     #[serde(default)]
     pub issuer_templates: Vec<IssuerTemplateConfig>,
+    /// SPIFFE trust domains whose JWT-SVIDs are accepted, each with its JWT
+    /// bundle (a bundle endpoint or a bundle file): see [`SpiffeConfig`] and
+    /// `docs/issuer-families.md`. Default: none.
+    #[serde(default)]
+    pub spiffe: Vec<SpiffeConfig>,
     /// The verification-result cache.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -214,6 +219,112 @@ impl IssuerTemplateConfig {
             jwks_uri: self.jwks_uri.as_deref(),
             tenants: &self.tenants,
         }
+    }
+}
+
+/// One SPIFFE trust domain whose JWT-SVIDs are accepted. A token is for
+/// this trust domain when its `sub` is a SPIFFE ID
+/// (`spiffe://<trust_domain>/<path>`, checked strictly) in it and its `iss`
+/// names no configured issuer; it is verified with the keys of the trust
+/// domain's JWT bundle only (`use: "jwt-svid"` keys, which ordinary issuers
+/// never take). See `docs/issuer-families.md`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpiffeConfig {
+    /// The trust domain name, as in SPIFFE IDs: lowercase letters, digits,
+    /// `.`, `-` and `_`, at most 255 bytes, no scheme, port or userinfo
+    /// (`example.org`).
+    pub trust_domain: String,
+    /// The SPIFFE bundle endpoint (`https_web` profile) serving the trust
+    /// domain's bundle: a JWKS whose `keys` have `use: "jwt-svid"`, with
+    /// `spiffe_sequence` and `spiffe_refresh_hint`. Refreshed every
+    /// `spiffe_refresh_hint` seconds (else the response's `max-age`, else
+    /// `refresh.default_ttl_secs`), clamped to `refresh.min_ttl_secs` and
+    /// `refresh.max_ttl_secs`. Exactly one of `bundle_endpoint` and
+    /// `bundle_file`.
+    #[serde(default)]
+    pub bundle_endpoint: Option<String>,
+    /// A SPIFFE bundle file (the same JSON), reloaded when its modification
+    /// time changes.
+    #[serde(default)]
+    pub bundle_file: Option<PathBuf>,
+    /// Accepted audiences; a JWT-SVID's `aud` must contain one. Required
+    /// (JWT-SVIDs always carry `aud`).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// If set, the token's `iss` must equal it. Default: `iss` is not
+    /// checked (JWT-SVIDs may omit it).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Allowed `alg` values, as `issuers[].algorithms` (no HS*). Default:
+    /// the asymmetric algorithms.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Alg>,
+    /// Clock-skew leeway, as `issuers[].leeway_secs`. Default 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// How the bundle is refreshed, as `issuers[].refresh`
+    /// (`spiffe_refresh_hint` takes the place of `max-age`).
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+}
+
+impl SpiffeConfig {
+    /// The issuer entry the trust domain's keys are held by, named
+    /// `spiffe://<trust_domain>` (for health, metrics and `revoke_kid`).
+    pub(crate) fn issuer_config(&self) -> IssuerConfig {
+        IssuerConfig {
+            issuer: format!("spiffe://{}", self.trust_domain),
+            jwks_uri: self.bundle_endpoint.clone(),
+            discovery: false,
+            jwks: None,
+            jwks_file: self.bundle_file.clone(),
+            audiences: self.audiences.clone(),
+            allow_any_audience: false,
+            algorithms: self.algorithms.clone(),
+            required_claims: vec!["sub".to_string()],
+            typ: None,
+            leeway_secs: self.leeway_secs,
+            max_token_lifetime_secs: None,
+            hmac_keys: Vec::new(),
+            refresh: self.refresh.clone(),
+            status_list: StatusListConfig::default(),
+        }
+    }
+
+    /// Check one trust domain; `at` names it in errors (`spiffe[0]`).
+    fn validate(&self, at: &str, allow_http: bool) -> Result<()> {
+        let f = |name: &str| format!("{at}.{name}");
+        if let Err(why) = crate::spiffe_id::check_trust_domain(&self.trust_domain) {
+            return invalid(&f("trust_domain"), &why);
+        }
+        match (&self.bundle_endpoint, &self.bundle_file) {
+            (Some(url), None) => {
+                if !(url.starts_with("https://") || (allow_http && url.starts_with("http://"))) {
+                    return invalid(
+                        &f("bundle_endpoint"),
+                        "must be an https:// URL (http:// only with http.allow_http)",
+                    );
+                }
+            }
+            (None, Some(_)) => {}
+            _ => {
+                return invalid(
+                    &f("bundle_endpoint"),
+                    "give exactly one of bundle_endpoint, bundle_file",
+                )
+            }
+        }
+        if self.audiences.is_empty() {
+            return invalid(&f("audiences"), "at least one audience is required");
+        }
+        if self.issuer.as_deref() == Some("") {
+            return invalid(&f("issuer"), "must not be empty when set");
+        }
+        if self.algorithms.is_empty() || self.algorithms.iter().any(|a| a.is_hmac()) {
+            return invalid(&f("algorithms"), "at least one algorithm, and no HS*");
+        }
+        self.refresh.validate(&f("refresh"))
     }
 }
 
@@ -644,6 +755,7 @@ impl Config {
         Config {
             issuers,
             issuer_templates: Vec::new(),
+            spiffe: Vec::new(),
             cache: CacheConfig::default(),
             http: HttpConfig::default(),
             revocation: RevocationConfig::default(),
@@ -718,8 +830,11 @@ impl Config {
 
     /// Check cross-field rules that serde cannot express.
     pub fn validate(&self) -> Result<()> {
-        if self.issuers.is_empty() && self.issuer_templates.is_empty() {
-            return invalid("issuers", "at least one issuer (or issuer template) is required");
+        if self.issuers.is_empty() && self.issuer_templates.is_empty() && self.spiffe.is_empty() {
+            return invalid(
+                "issuers",
+                "at least one issuer (or issuer template, or SPIFFE trust domain) is required",
+            );
         }
         if self.max_token_bytes < 64 {
             return invalid("max_token_bytes", "must be at least 64");
@@ -759,6 +874,14 @@ impl Config {
                 return invalid(&format!("{at}.new_tenant_fetches_per_minute"), "must be at least 1");
             }
             t.refresh.validate(&format!("{at}.refresh"))?;
+        }
+        let mut domains = std::collections::HashSet::new();
+        for (i, d) in self.spiffe.iter().enumerate() {
+            let at = format!("spiffe[{i}]");
+            if !domains.insert(d.trust_domain.as_str()) {
+                return invalid(&format!("{at}.trust_domain"), "duplicate trust domain");
+            }
+            d.validate(&at, self.http.allow_http)?;
         }
         Ok(())
     }

@@ -125,6 +125,8 @@ pub(crate) struct Issuer {
     flight: Flight,
     unknown_kids: Mutex<UnknownKids>,
     pub counters: IssuerCounters,
+    /// For a SPIFFE trust domain: its bundle's sequence (`crate::spiffe`).
+    bundle: Option<crate::spiffe::Bundle>,
 }
 
 impl Issuer {
@@ -151,8 +153,24 @@ impl Issuer {
             flight: Flight::default(),
             unknown_kids: Mutex::new(UnknownKids::new()),
             counters: IssuerCounters::default(),
+            bundle: None,
             cfg,
         })
+    }
+
+    /// The key holder of a SPIFFE trust domain: `cfg` from
+    /// `SpiffeConfig::issuer_config`, its keys from a JWT bundle; the token's
+    /// `iss` must be `iss` if set, else is not checked.
+    pub(crate) fn spiffe(cfg: IssuerConfig, iss: Option<&str>) -> Result<Issuer> {
+        let mut issuer = Issuer::new(cfg)?;
+        issuer.policy.issuer = iss.unwrap_or_default().to_string();
+        issuer.bundle = Some(crate::spiffe::Bundle::default());
+        Ok(issuer)
+    }
+
+    /// Whether this is a SPIFFE trust domain (chosen by `sub`, never by `iss`).
+    pub(crate) fn is_spiffe(&self) -> bool {
+        self.bundle.is_some()
     }
 
     fn is_remote(&self) -> bool {
@@ -475,6 +493,12 @@ impl Issuer {
                 max_age_secs,
                 ..
             } => {
+                // A SPIFFE bundle's refresh hint stands for `max-age`.
+                let max_age_secs = self
+                    .bundle
+                    .as_ref()
+                    .and_then(|_| crate::spiffe::refresh_hint(&body))
+                    .or(max_age_secs);
                 let ttl = self.ttl_ms(max_age_secs);
                 let n = self.apply_body(env, &body, now, now + ttl)?;
                 log::info!(
@@ -529,6 +553,9 @@ impl Issuer {
 
     /// Parse and install a JWKS; refuse a set with no usable key.
     fn apply_body(&self, env: &Env, body: &[u8], now: u64, expires_at: u64) -> std::result::Result<usize, String> {
+        if let Some(bundle) = &self.bundle {
+            return self.apply_bundle(env, bundle, body, now, expires_at);
+        }
         let (keys, skipped) = parse_jwks(body, &self.cfg.algorithms)?;
         let grace_ms = self.cfg.refresh.rotation_grace_secs * 1000;
         let installed = self
@@ -546,6 +573,47 @@ impl Issuer {
         }
         self.store_fail_closed(expires_at);
         Ok(installed.usable)
+    }
+
+    /// Parse and install a SPIFFE bundle (`crate::spiffe`): a rollback is
+    /// refused, an empty bundle removes every key.
+    fn apply_bundle(
+        &self,
+        env: &Env,
+        bundle: &crate::spiffe::Bundle,
+        body: &[u8],
+        now: u64,
+        expires_at: u64,
+    ) -> std::result::Result<usize, String> {
+        let parsed = bundle.parse(body, &self.cfg.algorithms)?;
+        let usable = if parsed.keys.is_empty() {
+            let removed = self.keys.clear(&env.trust.enter(), now, expires_at);
+            log::warn!(
+                "trust domain {}: bundle (spiffe_sequence {:?}) has no JWT authority: \
+                 every key removed ({removed:?}); its tokens are refused",
+                self.name,
+                parsed.sequence
+            );
+            0
+        } else {
+            let grace_ms = self.cfg.refresh.rotation_grace_secs * 1000;
+            let installed = self
+                .keys
+                .install(&env.trust.enter(), parsed.keys, now, expires_at, grace_ms)
+                .map_err(|e| format!("{e} ({} skipped)", parsed.skipped.len()))?;
+            if !installed.removed.is_empty() {
+                log::info!(
+                    "trust domain {}: keys removed {:?}; cached results for them invalidated",
+                    self.name,
+                    installed.removed
+                );
+            }
+            installed.usable
+        };
+        bundle.installed(parsed.sequence);
+        self.sched.lock().skipped = parsed.skipped;
+        self.store_fail_closed(expires_at);
+        Ok(usable)
     }
 
     fn store_fail_closed(&self, expires_at: u64) {

@@ -232,6 +232,25 @@ fn reject(category: &'static str, reason: impl Into<String>) -> Reject {
 /// entry without kid that says how many more. One warning summarizes the
 /// skipped keys (never one line per key: a JWKS of junk must not flood logs).
 pub fn parse_jwks(body: &[u8], allowed: &[Alg]) -> Result<(Vec<Key>, Vec<SkippedKey>), String> {
+    parse_key_set(body, allowed, KeyUse::Sig)
+}
+
+/// Which `use` a key set's keys must declare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyUse {
+    /// An issuer's JWKS: `use` is `sig` or absent.
+    Sig,
+    /// A SPIFFE bundle's JWT authorities: `use` is exactly `jwt-svid`
+    /// (`x509-svid` keys and keys without `use` are skipped).
+    JwtSvid,
+}
+
+/// [`parse_jwks`] for keys of `usage`.
+pub(crate) fn parse_key_set(
+    body: &[u8],
+    allowed: &[Alg],
+    usage: KeyUse,
+) -> Result<(Vec<Key>, Vec<SkippedKey>), String> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
     let keys = doc
         .get("keys")
@@ -244,7 +263,7 @@ pub fn parse_jwks(body: &[u8], allowed: &[Alg]) -> Result<(Vec<Key>, Vec<Skipped
     let mut by_category: std::collections::BTreeMap<&'static str, usize> = Default::default();
     let mut first_kids: Vec<String> = Vec::new();
     for jwk in keys {
-        match parse_jwk(jwk, allowed) {
+        match parse_jwk(jwk, allowed, usage) {
             Ok(key) => usable.push(key),
             Err(Reject { category, reason }) => {
                 let kid = jwk.get("kid").and_then(Value::as_str);
@@ -284,7 +303,7 @@ pub fn parse_jwks(body: &[u8], allowed: &[Alg]) -> Result<(Vec<Key>, Vec<Skipped
     Ok((usable, skipped))
 }
 
-fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, Reject> {
+fn parse_jwk(jwk: &Value, allowed: &[Alg], usage: KeyUse) -> Result<Key, Reject> {
     let obj = jwk
         .as_object()
         .ok_or_else(|| reject(MALFORMED, "key is not a JSON object"))?;
@@ -293,7 +312,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Key, Reject> {
         Some(Value::String(s)) => Some(Arc::from(s.as_str())),
         Some(_) => return Err(reject(MALFORMED, "kid is not a string")),
     };
-    check_use(obj)?;
+    check_use(obj, usage)?;
     let declared_alg = declared_alg(obj)?;
     let kty = obj
         .get("kty")
@@ -338,12 +357,19 @@ struct Material {
     thumb_members: Vec<(&'static str, String)>,
 }
 
-/// `use` must be `sig` or absent; `key_ops`, if present, must allow `verify`.
-fn check_use(obj: &Map<String, Value>) -> Result<(), Reject> {
-    match obj.get("use") {
-        None => {}
-        Some(Value::String(u)) if u == "sig" => {}
-        Some(other) => {
+/// `use` must be `sig` or absent (exactly `jwt-svid` in a SPIFFE bundle);
+/// `key_ops`, if present, must allow `verify`.
+fn check_use(obj: &Map<String, Value>, usage: KeyUse) -> Result<(), Reject> {
+    match (obj.get("use"), usage) {
+        (None, KeyUse::Sig) => {}
+        (Some(Value::String(u)), KeyUse::Sig) if u == "sig" => {}
+        (Some(Value::String(u)), KeyUse::JwtSvid) if u == "jwt-svid" => {}
+        (None, KeyUse::JwtSvid) => return Err(reject(NOT_FOR_SIGNING, "a SPIFFE bundle key without use")),
+        (Some(other), KeyUse::JwtSvid) => {
+            let shown = crate::token::truncate(&other.to_string());
+            return Err(reject(NOT_FOR_SIGNING, format!("use is {shown}, not \"jwt-svid\"")));
+        }
+        (Some(other), KeyUse::Sig) => {
             let shown = crate::token::truncate(&other.to_string());
             return Err(reject(NOT_FOR_SIGNING, format!("use is {shown}, not \"sig\"")));
         }

@@ -199,6 +199,34 @@ impl KeyStore {
         })
     }
 
+    /// Install an empty fetched set (a SPIFFE bundle with no JWT
+    /// authority): every fetched key goes at once, retired ones included
+    /// (no rotation grace); local keys stay. Returns the kids removed.
+    pub(crate) fn clear(&self, _door: &Inside<'_>, now: u64, expires_at: u64) -> Vec<String> {
+        let mut guard = self.current.write();
+        let old = guard.clone();
+        let removed: Vec<String> = old
+            .set
+            .keys()
+            .iter()
+            .chain(old.retired.iter().map(|(k, _)| k))
+            .map(|k| k.kid.as_deref().unwrap_or_default().to_string())
+            .collect();
+        *guard = Arc::new(KeyState {
+            set: Arc::default(),
+            local: old.local.clone(),
+            retired: Vec::new(),
+            revoked: old.revoked.clone(),
+            loaded: true,
+            fetched_at_ms: now,
+            expires_at_ms: expires_at,
+        });
+        if !removed.is_empty() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        removed
+    }
+
     /// A 304 confirmed the set in use: it was fetched (again) at `now` and
     /// expires at `expires_at`.
     pub(crate) fn extend(&self, _door: &Inside<'_>, now: u64, expires_at: u64) {

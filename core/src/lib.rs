@@ -25,6 +25,7 @@
 //! The behaviour contract (verification order, cache rules, refresh policy,
 //! revocation) is in `docs/design.md`; the configuration reference is [`config`].
 
+pub mod assertion;
 mod cache;
 mod claims;
 pub mod clock;
@@ -50,6 +51,8 @@ mod revoker;
 mod safefile;
 mod shared_fetch;
 mod source;
+mod spiffe;
+mod spiffe_id;
 mod state;
 pub mod status;
 mod stop;
@@ -63,7 +66,8 @@ mod verifier;
 pub use claims::MAX_NUMERIC_DATE_SECS;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CacheConfig, Config, HttpConfig, IssuerConfig, RedisFeedConfig, RefreshConfig, RevocationConfig, StatusListConfig,
+    CacheConfig, Config, HttpConfig, IssuerConfig, RedisFeedConfig, RefreshConfig, RevocationConfig, SpiffeConfig,
+    StatusListConfig,
 };
 pub use describe::{describe_issuer_keys, describe_jwks_url, CacheInfo, KeyReport, Problem};
 pub use error::{Category, Error, ErrorKind, Result};

@@ -82,7 +82,11 @@ pub(crate) struct Set {
     /// Issuer templates and their materialised members (`crate::family`),
     /// as `config.issuer_templates`.
     families: Vec<Arc<Family>>,
-    /// The whole configuration these were built from.
+    /// SPIFFE trust domains, held as issuers after the configured ones
+    /// (`spiffe://<trust domain>`): each one's index, by trust domain.
+    spiffe: HashMap<String, usize>,
+    /// The whole configuration these were built from (as given: its
+    /// `spiffe` list, not the issuers the trust domains are held as).
     config: Config,
 }
 
@@ -162,11 +166,22 @@ impl Verifier {
         config.validate()?;
         crate::fork::install();
         let http = HttpClient::new(&config.http)?;
+        // SPIFFE trust domains are held as issuers after the configured
+        // ones (`spiffe://<trust domain>`), chosen by `sub` only.
+        let given = config.clone();
+        let config = held(config);
+        let first_spiffe = given.issuers.len();
+        let domains = given.spiffe.clone();
         let issuers = config
             .issuers
             .iter()
             .cloned()
-            .map(|c| Issuer::new(c).map(Arc::new))
+            .enumerate()
+            .map(|(i, cfg)| match i.checked_sub(first_spiffe) {
+                Some(d) => Issuer::spiffe(cfg, domains[d].issuer.as_deref()),
+                None => Issuer::new(cfg),
+            })
+            .map(|issuer| issuer.map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let keystores = issuers.iter().map(|i| (i.name.clone(), i.keystore())).collect();
         // The journal is replayed here, before any key is fetched or any
@@ -183,7 +198,7 @@ impl Verifier {
             .map(|t| Family::new(t, config.http.allow_http).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let slots = (0..issuers.len()).collect();
-        let set = Set::new(config.clone(), issuers, slots, stores, families);
+        let set = Set::new(given, issuers, slots, stores, families);
         let shared = Arc::new(Shared {
             env: Env {
                 clock,
@@ -621,7 +636,7 @@ impl Verifier {
         config.validate()?;
         let next = Arc::new(s.set.load().rebuilt(config, &s.env)?);
         let keystores = next.issuers.iter().map(|i| (i.name.clone(), i.keystore())).collect();
-        s.env.trust.set_roster(&next.config, keystores);
+        s.env.trust.set_roster(&held(next.config.clone()), keystores);
         let old = s.set.swap(next);
         // Every `load` of the old set still in progress holds a reference
         // (arc-swap pays a reader's debt on `swap`): wait for them, so that
@@ -704,7 +719,11 @@ impl Verifier {
                 // A tenant of an issuer template: materialising may fetch.
                 return Ok(None);
             }
-            let issuer = &set.issuers[set.issuer_for(&parsed, pinned)?];
+            let index = match set.spiffe_for(&parsed, pinned)? {
+                Some(domain) => domain,
+                None => set.issuer_for(&parsed, pinned)?,
+            };
+            let issuer = &set.issuers[index];
             let alg = issuer.check_algorithm(parsed.header.alg)?;
             issuer.key_without_waiting(parsed.header.kid.as_deref(), alg, now)?;
             Ok(None)
@@ -874,7 +893,10 @@ impl Shared {
                 }
             }
         }
-        let index = set.issuer_for(&parsed, pinned)?;
+        let index = match set.spiffe_for(&parsed, pinned)? {
+            Some(domain) => domain,
+            None => set.issuer_for(&parsed, pinned)?,
+        };
         let issuer = &set.issuers[index];
         let alg = issuer.check_algorithm(parsed.header.alg)?;
         let stamp = self.stamp(set, index);
@@ -1098,6 +1120,17 @@ impl Shared {
     }
 }
 
+/// `config` as the verifier holds it: each SPIFFE trust domain as one more
+/// issuer (`spiffe://<trust domain>`) after the configured ones, the
+/// `spiffe` list emptied. The trust door knows them by those names.
+fn held(mut config: Config) -> Config {
+    let domains = std::mem::take(&mut config.spiffe);
+    config
+        .issuers
+        .extend(domains.iter().map(crate::config::SpiffeConfig::issuer_config));
+    config
+}
+
 impl Set {
     fn new(
         config: Config,
@@ -1115,6 +1148,12 @@ impl Set {
         for (i, &slot) in slots.iter().enumerate() {
             slot_index[slot] = u32::try_from(i).expect("fewer than 2^32 issuers");
         }
+        let spiffe = issuers
+            .iter()
+            .enumerate()
+            .filter(|(_, iss)| iss.is_spiffe())
+            .filter_map(|(i, iss)| Some((iss.name.strip_prefix("spiffe://")?.to_string(), i)))
+            .collect();
         Set {
             issuers,
             slots,
@@ -1122,6 +1161,7 @@ impl Set {
             by_name,
             status: crate::status::Lists::from_stores(stores),
             families,
+            spiffe,
             config,
         }
     }
@@ -1171,6 +1211,13 @@ impl Set {
                     slots.push(None);
                 }
             }
+        }
+        // SPIFFE trust domains come after the configured issuers, carried
+        // as they are (`reload` refuses a change of `spiffe`).
+        for (old, issuer) in self.issuers.iter().enumerate().filter(|(_, i)| i.is_spiffe()) {
+            issuers.push(issuer.clone());
+            stores.push(self.status.store(old));
+            slots.push(Some(self.slots[old]));
         }
         // New and rebuilt issuers take the free slots, lowest first.
         let mut taken: Vec<usize> = slots.iter().flatten().copied().collect();
@@ -1247,9 +1294,66 @@ impl Set {
             return Ok(i);
         }
         match parsed.claims.get("iss") {
-            Some(serde_json::Value::String(iss)) => self.index_of(iss),
+            Some(serde_json::Value::String(iss)) => match self.index_of(iss)? {
+                i if self.issuers[i].is_spiffe() => Err(Error::new(
+                    ErrorKind::UnknownIssuer,
+                    format!(
+                        "{:?} is a SPIFFE trust domain: its tokens are chosen by a SPIFFE ID sub, never by iss",
+                        token::truncate(iss)
+                    ),
+                )),
+                i => Ok(i),
+            },
             // Nothing names a configured issuer: rejected without a fetch.
             _ => Err(Error::new(ErrorKind::UnknownIssuer, "token has no string iss claim")),
+        }
+    }
+
+    /// The SPIFFE trust domain a token is for (`crate::spiffe_id`): when
+    /// trust domains are configured, its `iss` names no configured issuer
+    /// and its `sub` is a `spiffe:` URI, the trust domain of that SPIFFE ID,
+    /// which must be valid (else `invalid_payload`) and configured (else
+    /// `unknown_issuer`, without a fetch). Pinned to a trust domain, the
+    /// token's `sub` must be a SPIFFE ID of it. `None`: not a SPIFFE token.
+    fn spiffe_for(&self, parsed: &token::ParsedToken<'_>, pinned: Option<usize>) -> Result<Option<usize>> {
+        if self.spiffe.is_empty() || pinned.is_some_and(|p| !self.issuers[p].is_spiffe()) {
+            return Ok(None);
+        }
+        let named = parsed.claims.get("iss").and_then(|v| v.as_str());
+        if pinned.is_none()
+            && named
+                .and_then(|iss| self.by_name.get(iss))
+                .is_some_and(|&i| !self.issuers[i].is_spiffe())
+        {
+            return Ok(None);
+        }
+        let sub = match parsed.claims.get("sub") {
+            Some(serde_json::Value::String(sub)) if sub.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("spiffe:")) => {
+                sub
+            }
+            _ if pinned.is_some() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidPayload,
+                    "a JWT-SVID's sub must be a SPIFFE ID (spiffe://<trust domain>/<path>)",
+                ))
+            }
+            _ => return Ok(None),
+        };
+        let domain = crate::spiffe_id::trust_domain_of(sub).map_err(|why| {
+            Error::new(
+                ErrorKind::InvalidPayload,
+                format!("sub {:?} is not a valid SPIFFE ID: {why}", token::truncate(sub)),
+            )
+        })?;
+        match self.spiffe.get(domain) {
+            Some(&i) if pinned.is_none_or(|p| p == i) => Ok(Some(i)),
+            _ => Err(Error::new(
+                ErrorKind::UnknownIssuer,
+                format!(
+                    "SPIFFE trust domain {:?} is not configured (or not the one pinned)",
+                    token::truncate(domain)
+                ),
+            )),
         }
     }
 

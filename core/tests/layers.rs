@@ -23,13 +23,24 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &str, &[&str])] = &[
     (
         "primitives",
-        "time, errors, token bytes and claims, configuration and issuer templates, shared URI rules, \
+        "time, errors, token bytes and claims, configuration and issuer templates, SPIFFE IDs, shared URI rules, \
          process and thread plumbing, counters and the metrics snapshot types \
          (filled by every layer; the Prometheus exporter reads the verifier \
          through the `Scrape` trait defined here)",
         &[
-            "error", "clock", "token", "claims", "facts", "uri", "config", "template", "fork", "stop", "safefile",
+            "error",
+            "clock",
+            "token",
+            "claims",
+            "facts",
+            "uri",
+            "config",
+            "template",
+            "fork",
+            "stop",
+            "safefile",
             "metrics",
+            "spiffe_id",
         ],
     ),
     (
@@ -41,8 +52,8 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "keys and sources",
-        "JWK parsing and validation, key sources, the key report of the CLI",
-        &["keys", "source", "describe"],
+        "JWK parsing and validation, key sources (SPIFFE JWT bundles included), the key report of the CLI",
+        &["keys", "source", "describe", "spiffe"],
     ),
     (
         "trust state",
@@ -66,7 +77,7 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
          the refresher thread",
         &["entry", "verified", "cache", "refresher", "verifier"],
     ),
-    ("front ends", "services over the verifier: the HTTP decision", &["http"]),
+    ("front ends", "services over the verifier: the HTTP decision, signed verification assertions (minted at the edge, inherited behind)", &["http", "assertion"]),
 ];
 
 /// Imports allowed against the rules above, each with the reason it could

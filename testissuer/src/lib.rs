@@ -71,10 +71,12 @@ mod keys;
 pub mod redis;
 mod server;
 mod sock;
+mod spiffe;
 mod status;
 mod tenants;
 
 pub use fault::Fault;
+pub use spiffe::SpiffeBundleServer;
 pub use status::{encode_lst, zlib_b64, StatusListOptions};
 pub use tenants::{TenantIssuer, TenantMode};
 

@@ -91,6 +91,21 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let Some(admin) = &state.config.admin else {
         return answer(StatusCode::NOT_FOUND, json!({"error": "the admin API is disabled"}));
     };
+    // The assertion keys are public: served without the secret.
+    if req.uri().path() == "/.well-known/jwks.json" {
+        return match &state.config.assertion {
+            Some(a) if req.method() == Method::GET || req.method() == Method::HEAD => {
+                let mut resp = answer(StatusCode::OK, a.minter.jwks());
+                resp.headers_mut()
+                    .insert("cache-control", HeaderValue::from_static("max-age=60"));
+                resp.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/jwk-set+json"));
+                resp
+            }
+            Some(_) => answer(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use GET"})),
+            None => answer(StatusCode::NOT_FOUND, json!({"error": "no assertion keys configured"})),
+        };
+    }
     let presented = req
         .headers()
         .get("authorization")

@@ -151,6 +151,7 @@ struct ServeFile {
     offload: Option<Offload>,
     admin: Option<AdminFile>,
     introspection: Option<super::introspect::IntrospectionFile>,
+    assertion: Option<super::assertion::AssertionFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +233,8 @@ pub struct ServeConfig {
     pub admin: Option<AdminConfig>,
     /// The RFC 7662 introspection listener, if enabled.
     pub introspection: Option<super::introspect::IntrospectionConfig>,
+    /// The signed verification assertion, if enabled (`[assertion]`).
+    pub assertion: Option<std::sync::Arc<super::assertion::AssertionConfig>>,
 }
 
 impl Default for ServeConfig {
@@ -312,6 +315,13 @@ impl ServeConfig {
                 )
             }
         };
+        let assertion = match f.assertion {
+            None => None,
+            Some(a) => {
+                let prefixes: Vec<&str> = policy.routes().iter().map(|r| r.prefix.as_str()).collect();
+                Some(super::assertion::AssertionConfig::from_file(a, &prefixes)?)
+            }
+        };
         let admin = f.admin.map(admin_config).transpose()?;
         if admin.as_ref().is_some_and(|a| Listen::Tcp(a.listen) == listen) {
             return Err("admin.listen must differ from listen".into());
@@ -362,6 +372,7 @@ impl ServeConfig {
             offload: f.offload.unwrap_or_default(),
             admin,
             introspection,
+            assertion,
         })
     }
 }

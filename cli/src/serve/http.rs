@@ -48,6 +48,8 @@ struct Pending {
     state: Arc<super::State>,
     token: String,
     route: Route,
+    /// The original (method, target) when the route carries an assertion.
+    bind: Option<(String, String)>,
 }
 
 fn decide(app: &App, req: &Request<Incoming>) -> Decision {
@@ -76,11 +78,12 @@ fn decide(app: &App, req: &Request<Incoming>) -> Decision {
         match authorize(&state, req) {
             Ok(resp) => Decision::Auth(resp),
             Err(miss) => {
-                let (token, route) = *miss;
+                let (token, route, bind) = *miss;
                 Decision::Verify(Pending {
                     state: arc_swap::Guard::into_inner(state),
                     token,
                     route,
+                    bind,
                 })
             }
         }
@@ -120,18 +123,34 @@ fn head_size<B>(req: &Request<B>) -> usize {
 /// Otherwise the token and route, for [`Pending::run`]. Every rule is the
 /// core's HTTP decision (`jwtwarden::http`); this reads the request where
 /// the proxy put it and writes the answer.
-fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<(String, Route)>> {
+fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<(String, Route, Bind)>> {
     let cfg = &*state.config;
     let policy = &cfg.policy;
+    let mut bind = None;
     let route = if policy.reads_request_line() {
         let (target, method) = match original_request(cfg, req) {
             Ok(t) => t,
             Err(reason) => return Ok(refused(cfg, &reason)),
         };
-        match policy.route(target.as_deref(), &method) {
+        let route = match policy.route(target.as_deref(), &method) {
             Ok(r) => r,
             Err(r) => return Ok(refusal_response(r)),
+        };
+        if !route.open
+            && cfg
+                .assertion
+                .as_ref()
+                .is_some_and(|a| a.audiences.contains_key(&route.prefix))
+        {
+            let Some(target) = target else {
+                return Ok(refused(
+                    cfg,
+                    &Reason::UnsafePath("no original URI to bind the assertion to"),
+                ));
+            };
+            bind = Some((method.into_owned(), target.into_owned()));
         }
+        route
     } else {
         // Without routes or open methods the original request does not
         // matter: not read.
@@ -167,21 +186,29 @@ fn authorize(state: &super::State, req: &Request<Incoming>) -> Result<Resp, Box<
         // A hit costs about as much as a hash lookup and never blocks: it
         // is answered here, on the runtime thread.
         if let Some(verified) = state.verifier.verify_cached(token, &opts) {
-            return Ok(decide_verified(cfg, route, token, &verified));
+            return Ok(decide_verified(cfg, route, token, &verified, bind.as_ref()));
         }
     }
-    Err(Box::new((token.to_string(), route.clone())))
+    Err(Box::new((token.to_string(), route.clone(), bind)))
 }
+
+/// The original (method, target) an assertion is bound to.
+type Bind = Option<(String, String)>;
 
 impl Pending {
     /// Verify with the engine, off the runtime thread unless `offload`
     /// says otherwise, and answer.
     async fn run(self) -> Resp {
-        let Pending { state, token, route } = self;
+        let Pending {
+            state,
+            token,
+            route,
+            bind,
+        } = self;
         let cfg = &*state.config;
         let result = verify(&state, token.clone(), route.issuer.clone(), route.fresh, cfg.offload).await;
         match result {
-            Ok(v) => decide_verified(cfg, &route, &token, &v),
+            Ok(v) => decide_verified(cfg, &route, &token, &v, bind.as_ref()),
             Err(e) => {
                 if e.category() == jwtwarden::Category::KeysUnavailable {
                     log::warn!("token {}: {e}", jwtwarden::fingerprint(token.as_bytes()));
@@ -198,7 +225,13 @@ impl Pending {
 /// scope rules ([`HttpPolicy::judge`]), then 200 with the claim headers.
 ///
 /// [`HttpPolicy::judge`]: jwtwarden::http::HttpPolicy::judge
-fn decide_verified(cfg: &ServeConfig, route: &Route, token: &str, verified: &Verified) -> Resp {
+fn decide_verified(
+    cfg: &ServeConfig,
+    route: &Route,
+    token: &str,
+    verified: &Verified,
+    bind: Option<&(String, String)>,
+) -> Resp {
     if let Err(r) = cfg.policy.judge(route, verified) {
         log::debug!(
             "token {} refused on route {}: {}",
@@ -208,6 +241,34 @@ fn decide_verified(cfg: &ServeConfig, route: &Route, token: &str, verified: &Ver
         );
         return refusal_response(r);
     }
+    let mut resp = allow(cfg, verified);
+    if let (Some(a), Some((method, target))) = (&cfg.assertion, bind) {
+        let audience = a.audiences.get(&route.prefix).map(String::as_str).unwrap_or_default();
+        let request = jwtwarden::assertion::Request { method, path: target };
+        match a
+            .minter
+            .mint(verified, token.as_bytes(), audience, &request, route.fresh)
+        {
+            Ok(jws) => match HeaderValue::from_str(&jws) {
+                Ok(v) => {
+                    resp.headers_mut().insert(a.header.clone(), v);
+                }
+                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "assertion not a header value"),
+            },
+            Err(e) => {
+                log::debug!("token {}: no assertion: {e}", jwtwarden::fingerprint(token.as_bytes()));
+                return refused(
+                    cfg,
+                    &Reason::UnsafePath("the original URI cannot be bound to an assertion"),
+                );
+            }
+        }
+    }
+    resp
+}
+
+/// The allow answer: 200 with the claim headers and the cached header.
+fn allow(cfg: &ServeConfig, verified: &Verified) -> Resp {
     let cached = cfg.cached_header.as_ref().map(|name| (name, verified.cached()));
     if cfg.policy.claim_mapping().is_empty() {
         return ok_response(None, cached);

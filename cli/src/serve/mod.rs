@@ -24,6 +24,7 @@
 //! a miss goes to tokio's blocking pool (`spawn_blocking`).
 
 pub mod admin;
+pub mod assertion;
 pub mod config;
 pub mod http;
 pub mod introspect;

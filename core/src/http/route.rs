@@ -146,6 +146,11 @@ impl Routes {
         Routes { routes }
     }
 
+    /// The routes, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
     /// True when no route is configured (the original URI is then not needed).
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()

@@ -651,6 +651,43 @@ jwtwarden_result jwtwarden_verifier_refresh_issuer(const struct jwtwarden_verifi
                                                    const char *issuer,
                                                    struct jwtwarden_error **error);
 
+// Add an issuer or an issuer template at runtime. `entry_json` is
+// `entry_len` bytes of UTF-8 (no NUL needed): one JSON object, exactly as
+// one entry of the configuration's `issuers` (or, when it has
+// `tenant_pattern`, of `issuer_templates`). Validated as at
+// `jwtwarden_verifier_new` (`JWTWARDEN_RESULT_INVALID_CONFIG` naming the
+// field; a duplicate `issuer` is refused). A remote issuer's keys are
+// fetched before this returns. The other issuers keep their keys, cached
+// results and revocations; revocations held for this issuer string (one
+// removed earlier) are honoured. Safe to call while other threads verify.
+jwtwarden_result jwtwarden_verifier_add_issuer(const struct jwtwarden_verifier *verifier,
+                                               const char *entry_json,
+                                               size_t entry_len,
+                                               struct jwtwarden_error **error);
+
+// Remove the issuer or issuer template whose `issuer` string is `issuer`
+// (NUL-terminated, as configured). When this returns, no verification
+// accepts its tokens, cached results included (it waits for the
+// verifications already in progress). Its revocations stay held until
+// they expire. `JWTWARDEN_RESULT_UNKNOWN_ISSUER` if it is not configured;
+// `JWTWARDEN_RESULT_INVALID_CONFIG` for the last one.
+jwtwarden_result jwtwarden_verifier_remove_issuer(const struct jwtwarden_verifier *verifier,
+                                                  const char *issuer,
+                                                  struct jwtwarden_error **error);
+
+// Replace the issuers and issuer templates with those of a whole JSON
+// configuration (`config_len` bytes of UTF-8, the format of
+// `jwtwarden_verifier_new`). Unchanged issuers keep their keys, cached
+// results and revocations; changed ones are rebuilt; removed ones are
+// removed as by `jwtwarden_verifier_remove_issuer`. Every other field must
+// equal the verifier's (`JWTWARDEN_RESULT_INVALID_CONFIG` naming the first
+// that differs: build a new verifier for those). On an error nothing
+// changes.
+jwtwarden_result jwtwarden_verifier_reload(const struct jwtwarden_verifier *verifier,
+                                           const char *config_json,
+                                           size_t config_len,
+                                           struct jwtwarden_error **error);
+
 // The health of the configured issuer `issuer`'s keys, in `*health_out`.
 jwtwarden_result jwtwarden_verifier_issuer_health(const struct jwtwarden_verifier *verifier,
                                                   const char *issuer,

@@ -468,6 +468,48 @@ func (v *Verifier) RefreshIssuer(issuer string) error {
 	})
 }
 
+// AddIssuer adds an issuer or an issuer template while the verifier is in
+// use. entryJSON is one JSON object, exactly as one entry of the
+// configuration's "issuers" (or, when it has "tenant_pattern", of
+// "issuer_templates"). It is validated as New validates (an *Error of kind
+// ErrInvalidConfig naming the field; a duplicate issuer is refused), and a
+// remote issuer's keys are fetched before AddIssuer returns. The other
+// issuers keep their keys, cached results and revocations; revocations
+// still held for this issuer (removed earlier) are honoured.
+func (v *Verifier) AddIssuer(entryJSON string) error {
+	return v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
+		ptr, n := tokenPtr(entryJSON)
+		return C.jwtwarden_verifier_add_issuer(raw, ptr, n, cerr)
+	})
+}
+
+// RemoveIssuer removes the issuer or issuer template whose "issuer" string
+// is issuer (as configured). When it returns, no verification accepts the
+// issuer's tokens, cached results included: it waits for the verifications
+// already in progress. Its revocations stay held until they expire.
+// ErrUnknownIssuer if it is not configured; ErrInvalidConfig for the last
+// one.
+func (v *Verifier) RemoveIssuer(issuer string) error {
+	return v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
+		return withCString(issuer, func(iss *C.char) C.jwtwarden_result {
+			return C.jwtwarden_verifier_remove_issuer(raw, iss, cerr)
+		})
+	})
+}
+
+// Reload replaces the issuers and issuer templates with those of a whole
+// JSON configuration (the format of New). Unchanged issuers keep their
+// keys, cached results and revocations; changed ones are rebuilt; removed
+// ones are removed as by RemoveIssuer. Every other field must equal the
+// verifier's (ErrInvalidConfig naming the first that differs: build a new
+// verifier for those). On an error nothing changes.
+func (v *Verifier) Reload(configJSON string) error {
+	return v.call(func(raw *C.jwtwarden_verifier, cerr **C.jwtwarden_error) C.jwtwarden_result {
+		ptr, n := tokenPtr(configJSON)
+		return C.jwtwarden_verifier_reload(raw, ptr, n, cerr)
+	})
+}
+
 // IssuerHealth is the health of the configured issuer's keys.
 func (v *Verifier) IssuerHealth(issuer string) (Health, error) {
 	var health C.jwtwarden_health

@@ -523,6 +523,10 @@ fn a_reload_waiting_for_keys_blocks_no_answer_and_merges_signals() {
     assert_eq!(s.get("/auth", &[("Authorization", &auth)]).status, 200);
     let fetched = env.issuer.jwks_requests();
     env.issuer.set_fault(jwtwarden_testissuer::Fault::Hang);
+    // The reload changes the issuer (one more audience), so it is rebuilt
+    // and its keys fetched again: a reload is in place since issue 27, and
+    // an unchanged issuer would keep its keys without a fetch.
+    changed_issuer(&env, "slow.json", json!({"http": {"timeout_ms": 60_000}}));
     s.signal(libc::SIGHUP);
     eventually("the reload's key fetch reaches the issuer", || {
         env.issuer.jwks_requests() > fetched
@@ -610,17 +614,31 @@ fn reloads_neither_journal_nor_publish_admin_revocations_again() {
 /// Beside issue 23's items: keys are trust state too. Without `state_dir`,
 /// a reload while an issuer is down built a verifier without that issuer's
 /// keys and swapped it in: every token of the issuer was refused (503)
-/// though the running verifier held its last good keys.
+/// though the running verifier held its last good keys. Since issue 27 the
+/// reload is in place: an unchanged issuer keeps its keys (nothing is
+/// fetched, the reload succeeds); a changed one whose keys cannot be
+/// fetched does not replace the running one (the reload fails).
 #[test]
 fn a_reload_during_an_issuer_outage_keeps_its_last_good_keys() {
     let env = Env::new();
-    let s = Serve::start(&env.json_config, None);
+    let engine = engine_with(&env, "outage.json", json!({}));
+    let s = Serve::start(&engine, None);
     let before = bearer(&env.good("alice"));
     assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
     env.issuer.set_fault(jwtwarden_testissuer::Fault::Status(503));
+    let fetched = env.issuer.jwks_requests();
+    s.signal(libc::SIGHUP);
+    s.wait_for_reloads("ok", 1);
+    assert_eq!(
+        env.issuer.jwks_requests(),
+        fetched,
+        "an unchanged issuer's keys were fetched again"
+    );
+    assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
+    // The issuer changed during the outage: refused, the running keys stay.
+    changed_issuer(&env, "outage.json", json!({}));
     s.signal(libc::SIGHUP);
     s.wait_for_reloads("failed", 1);
-    assert_eq!(reloads(&s, "ok"), 0);
     // Cached or verified afresh on the running verifier's keys.
     assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
     let r = s.get("/auth", &[("Authorization", &bearer(&env.good("bob")))]);
@@ -628,8 +646,72 @@ fn a_reload_during_an_issuer_outage_keeps_its_last_good_keys() {
     // Once the issuer answers, the reload goes through.
     env.issuer.set_fault(jwtwarden_testissuer::Fault::None);
     s.signal(libc::SIGHUP);
-    s.wait_for_reloads("ok", 1);
+    s.wait_for_reloads("ok", 2);
     assert_eq!(s.get("/auth", &[("Authorization", &before)]).status, 200);
+}
+
+/// Rewrite the engine configuration `name` with `env`'s issuer changed (one
+/// more audience) and `extra` merged in.
+fn changed_issuer(env: &Env, name: &str, mut extra: serde_json::Value) -> PathBuf {
+    extra["issuers"] = json!([{
+        "issuer": env.issuer.url(), "jwks_uri": env.issuer.jwks_uri(), "audiences": ["api", "other"],
+    }]);
+    engine_with(env, name, extra)
+}
+
+/// The verifier's cache events of `event` (`hit`, `miss`) in `/metrics`.
+fn cache_events(s: &Serve, event: &str) -> u64 {
+    let want = format!("jwtwarden_cache_events_total{{event=\"{event}\"}} ");
+    let body = s.get("/metrics", &[]).body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cache {event} counter in {body}"))
+}
+
+/// Issue 27: SIGHUP reloads in place. A cached token of an issuer whose
+/// configuration did not change stays cached (no JWKS fetch); a removed
+/// issuer's token, cached until then, is refused after the reload.
+#[test]
+fn a_reload_keeps_unchanged_issuers_cached_and_refuses_removed_ones() {
+    let env = Env::new();
+    let other = jwtwarden_testissuer::TestIssuer::start();
+    let entry = |i: &jwtwarden_testissuer::TestIssuer| json!({"issuer": i.url(), "jwks_uri": i.jwks_uri(), "audiences": ["api"]});
+    let engine = engine_with(
+        &env,
+        "two.json",
+        json!({"issuers": [entry(&env.issuer), entry(&other)]}),
+    );
+    let s = Serve::start(&engine, None);
+    let kept = bearer(&env.good("alice"));
+    let removed_token = other.mint(&other.first_kid(), &other.default_claims("bob", now()));
+    let removed = bearer(&removed_token);
+    for _ in 0..2 {
+        assert_eq!(s.get("/auth", &[("Authorization", &kept)]).status, 200);
+        assert_eq!(s.get("/auth", &[("Authorization", &removed)]).status, 200);
+    }
+    let (fetched, hits, misses) = (
+        env.issuer.jwks_requests(),
+        cache_events(&s, "hit"),
+        cache_events(&s, "miss"),
+    );
+    engine_with(&env, "two.json", json!({"issuers": [entry(&env.issuer)]}));
+    s.signal(libc::SIGHUP);
+    s.wait_for_reloads("ok", 1);
+    assert_eq!(s.get("/auth", &[("Authorization", &kept)]).status, 200);
+    assert_eq!(
+        cache_events(&s, "hit"),
+        hits + 1,
+        "the unchanged issuer's token is still a cache hit"
+    );
+    assert_eq!(cache_events(&s, "miss"), misses);
+    assert_eq!(
+        env.issuer.jwks_requests(),
+        fetched,
+        "the unchanged issuer's keys were fetched again"
+    );
+    let r = s.get("/auth", &[("Authorization", &removed)]);
+    assert_refusal(&r, 401, "unknown_issuer", Some(&removed_token));
 }
 
 /// Admin revocations made while reloads carry trust state and swap: each

@@ -90,6 +90,15 @@ pub(crate) struct Installed {
     pub removed: Vec<String>,
 }
 
+/// The first epoch of a new store: each store starts in its own range of
+/// 2^32 epochs, so that a result stamped by one store (an issuer since
+/// removed or rebuilt at runtime) is never current for another store that
+/// takes its place (`Verifier::reload`).
+fn next_epoch_base() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) << 32
+}
+
 /// An issuer's key state and its epoch; the only place that changes them.
 pub(crate) struct KeyStore {
     current: RwLock<Arc<KeyState>>,
@@ -109,7 +118,7 @@ impl KeyStore {
                 fetched_at_ms: 0,
                 expires_at_ms: 0,
             })),
-            epoch: AtomicU64::new(0),
+            epoch: AtomicU64::new(next_epoch_base()),
         }
     }
 

@@ -80,7 +80,7 @@ pub use revoker::Revoker;
 pub use template::TemplateStats;
 pub use token::{fingerprint, Alg, KeyFamily};
 pub use verified::{Verified, VerifiedToken};
-pub use verifier::{Verifier, VerifyOptions};
+pub use verifier::{IssuerEntry, Verifier, VerifyOptions};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

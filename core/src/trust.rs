@@ -78,10 +78,9 @@ pub(crate) struct Trust {
     door: Door,
     pub revocations: Revocations,
     policy_version: AtomicU64,
-    /// The configured issuers' names: a revocation names one, or `"*"`.
-    issuers: Vec<Arc<str>>,
-    /// Each issuer's key store, for kid revocations (none in a `Revoker`).
-    keystores: Vec<(Arc<str>, Arc<KeyStore>)>,
+    /// The configured issuers, their key stores, windows and templates:
+    /// replaced when the verifier's issuers change at runtime.
+    roster: parking_lot::RwLock<Roster>,
     journal: Option<Journal>,
     pub feed: Option<Arc<Feed>>,
     /// The feed's subscription and the fork generation it runs in.
@@ -90,14 +89,59 @@ pub(crate) struct Trust {
     pub clock: Arc<dyn Clock>,
     /// `revocation.max_token_lifetime_secs`, in ms.
     default_lifetime_ms: u64,
-    /// Each configured issuer's leeway and lifetime cap, as `issuers`.
-    windows: Vec<Window>,
     /// `revocation.kid_revocation_secs`, in ms.
     kid_ms: u64,
     /// Records refused for want of room.
     shortfall: Shortfall,
+}
+
+/// What the trust state knows of the configured issuers.
+struct Roster {
+    /// The configured issuers' names: a revocation names one, or `"*"`.
+    issuers: Vec<Arc<str>>,
+    /// Each issuer's key store, for kid revocations (none in a `Revoker`).
+    keystores: Vec<(Arc<str>, Arc<KeyStore>)>,
+    /// Each configured issuer's leeway and lifetime cap, as `issuers`.
+    windows: Vec<Window>,
     /// Issuer templates: a revocation may name one of their tenants.
     templates: Vec<crate::template::Template>,
+    /// Issuers removed at runtime (`Verifier::remove_issuer`, `reload`):
+    /// revocations naming them are still held, from every source, until
+    /// they expire, so that adding the issuer again honours them.
+    retired: Vec<Arc<str>>,
+    /// Templates removed at runtime, likewise (their tenants' revocations).
+    retired_templates: Vec<crate::template::Template>,
+}
+
+impl Roster {
+    fn new(config: &Config, keystores: Vec<(Arc<str>, Arc<KeyStore>)>) -> Roster {
+        Roster {
+            issuers: config.issuers.iter().map(|i| Arc::from(i.issuer.as_str())).collect(),
+            keystores,
+            windows: config
+                .issuers
+                .iter()
+                .map(|i| Window {
+                    leeway_ms: i.leeway_secs.saturating_mul(1000),
+                    lifetime_ms: i.max_token_lifetime_secs.map(|l| l.saturating_mul(1000)),
+                })
+                .collect(),
+            templates: config
+                .issuer_templates
+                .iter()
+                .filter_map(|t| crate::template::Template::new(&t.spec(), config.http.allow_http).ok())
+                .collect(),
+            retired: Vec::new(),
+            retired_templates: Vec::new(),
+        }
+    }
+
+    /// Whether a revocation may name `issuer` (besides `"*"`).
+    fn names(&self, issuer: &str) -> bool {
+        let tenant = |t: &crate::template::Template| matches!(t.tenant_of(issuer), Some(Ok(_)));
+        self.issuers.iter().chain(&self.retired).any(|name| **name == *issuer)
+            || self.templates.iter().chain(&self.retired_templates).any(tenant)
+    }
 }
 
 impl Trust {
@@ -134,29 +178,15 @@ impl Trust {
             door: Door::default(),
             revocations: Revocations::new(config.revocation.max_entries),
             policy_version: AtomicU64::new(0),
-            issuers: config.issuers.iter().map(|i| Arc::from(i.issuer.as_str())).collect(),
-            keystores,
+            roster: parking_lot::RwLock::new(Roster::new(config, keystores)),
             journal,
             feed,
             subscriber: Mutex::new(None),
             applied: SourceCounts::default(),
             clock,
             default_lifetime_ms: config.revocation.max_token_lifetime_secs.saturating_mul(1000),
-            windows: config
-                .issuers
-                .iter()
-                .map(|i| Window {
-                    leeway_ms: i.leeway_secs.saturating_mul(1000),
-                    lifetime_ms: i.max_token_lifetime_secs.map(|l| l.saturating_mul(1000)),
-                })
-                .collect(),
             kid_ms: config.revocation.kid_revocation_secs.saturating_mul(1000),
             shortfall: Shortfall::default(),
-            templates: config
-                .issuer_templates
-                .iter()
-                .filter_map(|t| crate::template::Template::new(&t.spec(), config.http.allow_http).ok())
-                .collect(),
         };
         for r in &replay {
             // A record that no longer fits (a smaller max_entries) is
@@ -176,12 +206,59 @@ impl Trust {
 
     /// Whether a revocation may name `issuer`: a configured one, or `"*"`.
     pub(crate) fn names_known_issuer(&self, issuer: &str) -> bool {
-        issuer == ANY_ISSUER
-            || self.issuers.iter().any(|name| **name == *issuer)
-            || self
+        issuer == ANY_ISSUER || self.roster.read().names(issuer)
+    }
+
+    /// The configured issuers changed at runtime (`Verifier::reload`):
+    /// take `config`'s issuers and templates, and these key stores. Every
+    /// revocation held stays held (those of an issuer no longer configured
+    /// until they expire, so that adding it again honours them); the live
+    /// kid revocations are applied to the key stores not seen before.
+    pub(crate) fn set_roster(&self, config: &Config, keystores: Vec<(Arc<str>, Arc<KeyStore>)>) {
+        // Inside the door: no kid revocation lands between reading them and
+        // the new key stores taking them.
+        let inside = self.door.enter();
+        let now = self.clock.now_ms();
+        let kids: Vec<Revocation> = self
+            .live_revocations(now)
+            .into_iter()
+            .filter(|r| r.kind == RevocationKind::Kid)
+            .collect();
+        let mut roster = self.roster.write();
+        let new_stores: Vec<(Arc<str>, Arc<KeyStore>)> = keystores
+            .iter()
+            .filter(|(_, store)| !roster.keystores.iter().any(|(_, old)| Arc::ptr_eq(old, store)))
+            .cloned()
+            .collect();
+        let old = std::mem::replace(&mut *roster, Roster::new(config, keystores));
+        let mut retired: Vec<Arc<str>> = old
+            .retired
+            .into_iter()
+            .chain(old.issuers)
+            .filter(|name| !roster.issuers.contains(name))
+            .collect();
+        retired.sort();
+        retired.dedup();
+        let mut retired_templates: Vec<crate::template::Template> = Vec::new();
+        for t in old.retired_templates.into_iter().chain(old.templates) {
+            let name = t.name();
+            let held = roster
                 .templates
                 .iter()
-                .any(|t| matches!(t.tenant_of(issuer), Some(Ok(_))))
+                .chain(&retired_templates)
+                .any(|n| n.name() == name);
+            if !held {
+                retired_templates.push(t);
+            }
+        }
+        roster.retired = retired;
+        roster.retired_templates = retired_templates;
+        drop(roster);
+        for r in &kids {
+            for (_, store) in new_stores.iter().filter(|(name, _)| covers(&r.issuer, name)) {
+                store.revoke(&inside, &r.value);
+            }
+        }
     }
 
     /// Apply a validated record through the door. `Ok(true)` if it changed
@@ -228,7 +305,13 @@ impl Trust {
             }
         };
         if changed && r.kind == RevocationKind::Kid {
-            for (_, store) in self.keystores.iter().filter(|(name, _)| covers(&r.issuer, name)) {
+            for (_, store) in self
+                .roster
+                .read()
+                .keystores
+                .iter()
+                .filter(|(name, _)| covers(&r.issuer, name))
+            {
                 store.revoke(&inside, &r.value);
             }
         }
@@ -358,7 +441,13 @@ impl Trust {
             match self.revocations.add(&inside, &r, now) {
                 Ok(_) => {
                     if r.kind == RevocationKind::Kid {
-                        for (_, store) in self.keystores.iter().filter(|(name, _)| covers(&r.issuer, name)) {
+                        for (_, store) in self
+                            .roster
+                            .read()
+                            .keystores
+                            .iter()
+                            .filter(|(name, _)| covers(&r.issuer, name))
+                        {
                             store.revoke(&inside, &r.value);
                         }
                     }
@@ -420,17 +509,19 @@ impl Trust {
     /// `max(revocation.max_token_lifetime_secs, the issuer's
     /// max_token_lifetime_secs) + leeway`, in ms.
     fn window(&self, scope: &str) -> (u64, u64) {
+        let roster = self.roster.read();
         let covered = || {
-            self.issuers
+            roster
+                .issuers
                 .iter()
-                .zip(&self.windows)
+                .zip(&roster.windows)
                 .filter(|(name, _)| covers(scope, name))
                 .map(|(_, w)| w)
         };
         let windows: Vec<&Window> = if covered().next().is_some() {
             covered().collect()
         } else {
-            self.windows.iter().collect()
+            roster.windows.iter().collect()
         };
         let leeway = windows.iter().map(|w| w.leeway_ms).max().unwrap_or(0);
         let life = windows
@@ -612,7 +703,13 @@ impl Trust {
             if self.revocations.add(&inside, r, now)? {
                 changed += 1;
                 if r.kind == RevocationKind::Kid {
-                    for (_, store) in self.keystores.iter().filter(|(name, _)| covers(&r.issuer, name)) {
+                    for (_, store) in self
+                        .roster
+                        .read()
+                        .keystores
+                        .iter()
+                        .filter(|(name, _)| covers(&r.issuer, name))
+                    {
                         store.revoke(&inside, &r.value);
                     }
                 }

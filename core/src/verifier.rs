@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::cache::{Cache, Currency, EntryState, Lifetime, Stamp};
 use crate::clock::{Clock, Now, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, IssuerConfig, IssuerTemplateConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
 use crate::family::{Family, Member, FIRST_MEMBER_ID};
@@ -50,20 +51,100 @@ pub struct Verifier {
 
 pub(crate) struct Shared {
     pub env: Env,
-    pub issuers: Vec<Issuer>,
-    by_name: HashMap<String, usize>,
+    /// The issuers and templates trusted now: replaced as a whole by
+    /// `add_issuer`, `remove_issuer` and `reload`.
+    set: ArcSwap<Set>,
+    /// Held by whoever changes `set` (one change at a time).
+    edit: Mutex<()>,
     cache: Option<Cache>,
     cache_max_ttl_ms: u64,
     max_token_bytes: usize,
-    /// Issuer-published Token Status Lists, by issuer index.
-    status: crate::status::Lists,
     counters: VerifierCounters,
     background: bool,
-    /// Issuer templates and their materialised members (`crate::family`).
-    families: Vec<Family>,
-    /// SPIFFE trust domains: the index in `issuers` of each one's key
-    /// holder, by trust domain name.
+}
+
+/// The issuers a verifier trusts at one moment. Changes at runtime build a
+/// new one and swap it in. A cached result is stamped with its issuer's
+/// *slot* (kept by an issuer whose configuration does not change, reused
+/// once free) and its key epoch; epochs are never shared between key
+/// stores (`crate::keystore`), so a result is current only for the issuer
+/// instance that verified it.
+pub(crate) struct Set {
+    /// In configuration order (the index).
+    issuers: Vec<Arc<Issuer>>,
+    /// Each issuer's slot, by index.
+    slots: Vec<usize>,
+    /// Each slot's index, `u32::MAX` for a free slot.
+    slot_index: Vec<u32>,
+    by_name: HashMap<String, usize>,
+    /// Issuer-published Token Status Lists, by issuer index.
+    status: crate::status::Lists,
+    /// Issuer templates and their materialised members (`crate::family`),
+    /// as `config.issuer_templates`.
+    families: Vec<Arc<Family>>,
+    /// SPIFFE trust domains, held as issuers after the configured ones
+    /// (`spiffe://<trust domain>`): each one's index, by trust domain.
     spiffe: HashMap<String, usize>,
+    /// The whole configuration these were built from (as given: its
+    /// `spiffe` list, not the issuers the trust domains are held as).
+    config: Config,
+}
+
+/// One entry of `issuers` or of `issuer_templates`, for
+/// [`Verifier::add_issuer`]: one method for both, as the configuration
+/// file has one list of each and a caller (or a binding passing JSON)
+/// holds one entry of either; `From` both configuration types.
+#[derive(Clone, Debug)]
+pub enum IssuerEntry {
+    /// An entry of `issuers`.
+    Issuer(IssuerConfig),
+    /// An entry of `issuer_templates`.
+    Template(IssuerTemplateConfig),
+}
+
+impl From<IssuerConfig> for IssuerEntry {
+    fn from(c: IssuerConfig) -> IssuerEntry {
+        IssuerEntry::Issuer(c)
+    }
+}
+
+impl From<IssuerTemplateConfig> for IssuerEntry {
+    fn from(c: IssuerTemplateConfig) -> IssuerEntry {
+        IssuerEntry::Template(c)
+    }
+}
+
+impl IssuerEntry {
+    /// Parse one entry from a JSON object: an entry of `issuer_templates`
+    /// when it has `tenant_pattern`, else of `issuers`. Errors
+    /// (`invalid_config`) name the field, as [`Config::from_json`]'s do.
+    pub fn from_json(text: &str) -> Result<IssuerEntry> {
+        fn parse<T: serde::de::DeserializeOwned>(value: serde_json::Value, at: &str) -> Result<T> {
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                Error::new(ErrorKind::InvalidConfig, format!("{at}.{path}: {inner}"))
+            })
+        }
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("issuer entry: {e}")))?;
+        if !value.is_object() {
+            return Err(Error::new(ErrorKind::InvalidConfig, "issuer entry: not a JSON object"));
+        }
+        Ok(if value.get("tenant_pattern").is_some() {
+            IssuerEntry::Template(parse(value, "issuer_templates[]")?)
+        } else {
+            IssuerEntry::Issuer(parse(value, "issuers[]")?)
+        })
+    }
+
+    /// The entry's `issuer` string.
+    pub fn issuer(&self) -> &str {
+        match self {
+            IssuerEntry::Issuer(c) => &c.issuer,
+            IssuerEntry::Template(t) => &t.issuer,
+        }
+    }
 }
 
 impl Verifier {
@@ -87,12 +168,10 @@ impl Verifier {
         let http = HttpClient::new(&config.http)?;
         // SPIFFE trust domains are held as issuers after the configured
         // ones (`spiffe://<trust domain>`), chosen by `sub` only.
-        let mut config = config;
-        let first_spiffe = config.issuers.len();
-        let domains = std::mem::take(&mut config.spiffe);
-        config
-            .issuers
-            .extend(domains.iter().map(crate::config::SpiffeConfig::issuer_config));
+        let given = config.clone();
+        let config = held(config);
+        let first_spiffe = given.issuers.len();
+        let domains = given.spiffe.clone();
         let issuers = config
             .issuers
             .iter()
@@ -102,16 +181,24 @@ impl Verifier {
                 Some(d) => Issuer::spiffe(cfg, domains[d].issuer.as_deref()),
                 None => Issuer::new(cfg),
             })
+            .map(|issuer| issuer.map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let keystores = issuers.iter().map(|i| (i.name.clone(), i.keystore())).collect();
         // The journal is replayed here, before any key is fetched or any
         // token verified.
         let trust = Arc::new(Trust::new(&config, clock.clone(), keystores)?);
-        let by_name = issuers
+        let stores = config
+            .issuers
             .iter()
-            .enumerate()
-            .map(|(i, iss)| (iss.name.to_string(), i))
-            .collect();
+            .map(|i| crate::status::Lists::store_for(i, &config))
+            .collect::<Result<Vec<_>>>()?;
+        let families = config
+            .issuer_templates
+            .iter()
+            .map(|t| Family::new(t, config.http.allow_http).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let slots = (0..issuers.len()).collect();
+        let set = Set::new(given, issuers, slots, stores, families);
         let shared = Arc::new(Shared {
             env: Env {
                 clock,
@@ -120,36 +207,27 @@ impl Verifier {
                 fetch_timeout: Duration::from_millis(config.http.timeout_ms),
                 trust: trust.clone(),
             },
-            issuers,
-            by_name,
+            set: ArcSwap::from_pointee(set),
+            edit: Mutex::new(()),
             cache: config
                 .cache
                 .enabled
                 .then(|| Cache::new(config.cache.capacity, config.cache.max_bytes, config.cache.shards)),
             cache_max_ttl_ms: config.cache.max_ttl_secs * 1000,
             max_token_bytes: config.max_token_bytes,
-            status: crate::status::Lists::new(&config)?,
             counters: VerifierCounters::default(),
             background: config.background_refresh,
-            families: config
-                .issuer_templates
-                .iter()
-                .map(|t| Family::new(t, config.http.allow_http))
-                .collect::<Result<Vec<_>>>()?,
-            spiffe: domains
-                .iter()
-                .enumerate()
-                .map(|(d, cfg)| (cfg.trust_domain.clone(), first_spiffe + d))
-                .collect(),
         });
         trust.sync_feed_now();
         trust.ensure_subscribed();
-        for (i, issuer) in shared.issuers.iter().enumerate() {
+        let set = shared.set.load_full();
+        for (i, issuer) in set.issuers.iter().enumerate() {
             issuer.start(&shared.env, i)?;
         }
-        for (i, issuer) in shared.issuers.iter().enumerate() {
-            shared.status.preload(i, issuer, &shared.env);
+        for (i, issuer) in set.issuers.iter().enumerate() {
+            set.status.preload(i, issuer, &shared.env);
         }
+        drop(set);
         let verifier = Verifier {
             refresher: Mutex::new(Refresher::spawn_if_needed(&shared)),
             refresher_fork: AtomicU64::new(crate::fork::generation()),
@@ -219,12 +297,20 @@ impl Verifier {
         if opts.fresh || s.check_size(token).is_err() {
             return None;
         }
+        let set = s.set.load();
         let pinned = match opts.issuer {
-            Some(name) => Some(s.by_name.get(name).copied()?),
+            Some(name) => Some(set.by_name.get(name).copied()?),
             None => None,
         };
         let cache = s.cache.as_ref()?;
-        let hit = s.cached(Some(cache.hash(token)), token, pinned, &Now::new(&*s.env.clock), false)?;
+        let hit = s.cached(
+            &set,
+            Some(cache.hash(token)),
+            token,
+            pinned,
+            &Now::new(&*s.env.clock),
+            false,
+        )?;
         s.counters.ok_cached.inc();
         Some(Verified::new(hit, true))
     }
@@ -287,7 +373,8 @@ impl Verifier {
     /// of the issuer's JWKS within that time). Takes effect and propagates
     /// as [`revoke_jti`](Verifier::revoke_jti).
     pub fn revoke_kid(&self, issuer: &str, kid: &str) -> Result<Propagation> {
-        if issuer != ANY_ISSUER && !self.shared.by_name.contains_key(issuer) && self.shared.names_member(issuer) {
+        let set = self.shared.set.load();
+        if issuer != ANY_ISSUER && !set.by_name.contains_key(issuer) && set.names_member(issuer) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "revoke_kid does not reach the tenants of issuer templates yet: \
@@ -298,13 +385,15 @@ impl Verifier {
     }
 
     fn revoke(&self, issuer: &str, record: impl FnOnce(&Trust) -> Revocation) -> Result<Propagation> {
-        if issuer != ANY_ISSUER && !self.shared.by_name.contains_key(issuer) && self.shared.names_member(issuer) {
+        let set = self.shared.set.load();
+        if issuer != ANY_ISSUER && !set.by_name.contains_key(issuer) && set.names_member(issuer) {
             // A tenant of an issuer template: revocations are scoped to its
             // issuer string (the trust state accepts it).
         } else if issuer != ANY_ISSUER {
             // For the near-miss hint ("did you mean ...").
-            self.shared.index_of(issuer)?;
+            set.index_of(issuer)?;
         }
+        drop(set);
         let trust = &self.shared.env.trust;
         trust.revoke(record(trust))
     }
@@ -349,14 +438,21 @@ impl Verifier {
 
     /// The configured issuer names, in configuration order.
     pub fn issuers(&self) -> Vec<String> {
-        self.shared.issuers.iter().map(|i| i.name.to_string()).collect()
+        self.shared
+            .set
+            .load()
+            .issuers
+            .iter()
+            .map(|i| i.name.to_string())
+            .collect()
     }
 
     /// Health of one issuer's keys: a configured issuer, or a tenant of an
     /// issuer template while it is materialised (by its issuer string).
     pub fn issuer_health(&self, issuer: &str) -> Result<Health> {
-        if !self.shared.by_name.contains_key(issuer) {
-            if let Some(m) = self.shared.families.iter().find_map(|f| f.held(issuer)) {
+        let set = self.shared.set.load();
+        if !set.by_name.contains_key(issuer) {
+            if let Some(m) = set.families.iter().find_map(|f| f.held(issuer)) {
                 return Ok(m.keys.health(self.now_ms()));
             }
         }
@@ -367,14 +463,15 @@ impl Verifier {
     /// evicted, refused by budget, pattern, allowlist or a recent failure),
     /// in configuration order.
     pub fn template_stats(&self) -> Vec<TemplateStats> {
-        self.shared.families.iter().map(Family::stats).collect()
+        self.shared.set.load().families.iter().map(|f| f.stats()).collect()
     }
 
     /// Health of the Token Status List at `uri` of `issuer`; `None` if no
     /// token referenced it yet (and it is not preloaded).
     pub fn status_list_health(&self, issuer: &str, uri: &str) -> Result<Option<Health>> {
-        let index = self.shared.index_of(issuer)?;
-        Ok(self.shared.status.health(index, uri, self.now_ms()))
+        let set = self.shared.set.load();
+        let index = set.index_of(issuer)?;
+        Ok(set.status.health(index, uri, self.now_ms()))
     }
 
     /// The usable keys of an issuer, and the keys its last fetch skipped.
@@ -392,8 +489,9 @@ impl Verifier {
         self.exporter.encode()
     }
 
-    fn issuer(&self, name: &str) -> Result<&Issuer> {
-        Ok(&self.shared.issuers[self.shared.index_of(name)?])
+    fn issuer(&self, name: &str) -> Result<Arc<Issuer>> {
+        let set = self.shared.set.load();
+        Ok(set.issuers[set.index_of(name)?].clone())
     }
 
     fn now_ms(&self) -> u64 {
@@ -435,6 +533,129 @@ impl Verifier {
             log::info!("carried {carried} revocations from the previous verifier");
         }
         Ok(carried)
+    }
+
+    /// Add an issuer (an entry of `issuers`) or an issuer template (an
+    /// entry of `issuer_templates`), given as the same object the
+    /// configuration holds. Validated as at load, with the whole
+    /// configuration (the same errors, naming the field: the entry is the
+    /// last of its list); a duplicate `issuer` is refused. A remote
+    /// issuer's keys are fetched before this returns (bounded by
+    /// `http.timeout_ms`; a failed fetch does not fail the call, as at
+    /// construction). Revocations held for this issuer string (an issuer
+    /// removed earlier and added again) are honoured. The other issuers
+    /// keep their keys, cached results and revocations.
+    pub fn add_issuer(&self, entry: impl Into<IssuerEntry>) -> Result<()> {
+        let entry = entry.into();
+        self.change(|config| {
+            match entry {
+                IssuerEntry::Issuer(c) => config.issuers.push(c),
+                IssuerEntry::Template(t) => config.issuer_templates.push(t),
+            }
+            Ok(())
+        })
+    }
+
+    /// Remove the issuer or issuer template whose `issuer` string is
+    /// `issuer` (as configured; for a template, its template string, which
+    /// removes every tenant). When this returns, no verification accepts a
+    /// token of it any more, a cached result included: it waits for the
+    /// verifications that started before it (at most `http.timeout_ms`
+    /// for one waiting on a fetch). Its revocations stay held until they
+    /// expire (journaled ones in the journal too), so adding the issuer
+    /// again honours them. Removing the last issuer is refused, as a
+    /// configuration without one is (`invalid_config`); an issuer not
+    /// configured is `unknown_issuer`. The other issuers keep their keys,
+    /// cached results and revocations.
+    pub fn remove_issuer(&self, issuer: &str) -> Result<()> {
+        self.change(|config| {
+            let before = config.issuers.len() + config.issuer_templates.len();
+            config.issuers.retain(|c| c.issuer != issuer);
+            config.issuer_templates.retain(|t| t.issuer != issuer);
+            if config.issuers.len() + config.issuer_templates.len() == before {
+                let mut message = format!("issuer {:?} is not configured", token::truncate(issuer));
+                if let Some(near) = config.issuers.iter().find(|c| c.issuer.eq_ignore_ascii_case(issuer)) {
+                    message.push_str(&format!(
+                        "; did you mean {:?}? (issuers are matched exactly)",
+                        near.issuer
+                    ));
+                }
+                return Err(Error::new(ErrorKind::UnknownIssuer, message));
+            }
+            Ok(())
+        })
+    }
+
+    /// Replace the issuers and issuer templates with `config`'s: issuers
+    /// and templates whose configuration did not change keep their keys,
+    /// cached results (a template: its tenants) and revocations; changed
+    /// ones are rebuilt (keys fetched again, cached results dropped);
+    /// removed ones are dropped as by [`remove_issuer`]. Validated as at
+    /// load. Every other field must equal the current configuration's
+    /// (`invalid_config` naming the first that differs): a change of the
+    /// cache, HTTP, revocation or state settings needs a new verifier
+    /// (see [`inherit_trust_from`]). On an error nothing changes.
+    ///
+    /// [`remove_issuer`]: Verifier::remove_issuer
+    /// [`inherit_trust_from`]: Verifier::inherit_trust_from
+    pub fn reload(&self, config: Config) -> Result<()> {
+        self.change(|current| {
+            let fixed = |c: &Config| {
+                let mut c = c.clone();
+                c.issuers.clear();
+                c.issuer_templates.clear();
+                serde_json::to_value(c).ok()
+            };
+            if let (Some(serde_json::Value::Object(was)), Some(serde_json::Value::Object(now))) =
+                (fixed(current), fixed(&config))
+            {
+                if let Some(field) = was.keys().chain(now.keys()).find(|k| was.get(*k) != now.get(*k)) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!(
+                            "{field}: cannot change on reload (only issuers and issuer_templates can): \
+                             build a new verifier"
+                        ),
+                    ));
+                }
+            }
+            *current = config;
+            Ok(())
+        })
+    }
+
+    /// Apply `edit` to the current configuration and put the result in
+    /// service: validated whole, unchanged issuers and templates carried,
+    /// new ones built and started, then swapped in; returns once no
+    /// verification uses the old set.
+    fn change(&self, edit: impl FnOnce(&mut Config) -> Result<()>) -> Result<()> {
+        let s = &*self.shared;
+        let _one_at_a_time = s.edit.lock();
+        let mut config = s.set.load().config.clone();
+        edit(&mut config)?;
+        config.validate()?;
+        let next = Arc::new(s.set.load().rebuilt(config, &s.env)?);
+        let keystores = next.issuers.iter().map(|i| (i.name.clone(), i.keystore())).collect();
+        s.env.trust.set_roster(&held(next.config.clone()), keystores);
+        let old = s.set.swap(next);
+        // Every `load` of the old set still in progress holds a reference
+        // (arc-swap pays a reader's debt on `swap`): wait for them, so that
+        // nothing decided against the old set is answered after this.
+        let mut spins = 0u32;
+        while Arc::strong_count(&old) > 1 {
+            spins += 1;
+            if spins < 1000 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        drop(old);
+        let mut refresher = self.refresher.lock();
+        if refresher.is_none() {
+            *refresher = Refresher::spawn_if_needed(&self.shared);
+        }
+        Ok(())
     }
 
     /// What [`verify_with`] would answer, when that is decided without a
@@ -481,27 +702,28 @@ impl Verifier {
         let mut missed = false;
         // The steps of `Shared::verify` up to the key lookup, each the same
         // call; `Ok(None)`: the next step checks a signature or may fetch.
+        let set = s.set.load();
         let mut decide = || -> Result<Option<Held>> {
             s.check_size(token)?;
-            let pinned = opts.issuer.map(|name| s.index_of(name)).transpose()?;
+            let pinned = opts.issuer.map(|name| set.index_of(name)).transpose()?;
             if !opts.fresh {
                 let hash = s.cache.as_ref().map(|c| c.hash(token));
-                if let Some(hit) = s.cached(hash, token, pinned, &now, false) {
+                if let Some(hit) = s.cached(&set, hash, token, pinned, &now, false) {
                     return Ok(Some(hit));
                 }
                 missed = hash.is_some();
             }
             let now = now.exact();
             let parsed = token::parse(token, s.max_token_bytes)?;
-            if pinned.is_none() && s.family_iss(&parsed).is_some() {
+            if pinned.is_none() && set.family_iss(&parsed).is_some() {
                 // A tenant of an issuer template: materialising may fetch.
                 return Ok(None);
             }
-            let index = match s.spiffe_for(&parsed, pinned)? {
+            let index = match set.spiffe_for(&parsed, pinned)? {
                 Some(domain) => domain,
-                None => s.issuer_for(&parsed, pinned)?,
+                None => set.issuer_for(&parsed, pinned)?,
             };
-            let issuer = &s.issuers[index];
+            let issuer = &set.issuers[index];
             let alg = issuer.check_algorithm(parsed.header.alg)?;
             issuer.key_without_waiting(parsed.header.kid.as_deref(), alg, now)?;
             Ok(None)
@@ -534,13 +756,14 @@ impl std::fmt::Debug for Verifier {
 /// one lookup.
 struct Check<'a> {
     s: &'a Shared,
+    set: &'a Set,
     pinned: Option<usize>,
 }
 
 impl Currency for Check<'_> {
     #[inline]
     fn is_current(&self, stamp: &Stamp, now_ms: u64) -> bool {
-        if self.pinned.is_some_and(|p| p != stamp.issuer) {
+        if self.pinned.is_some_and(|p| self.set.slots[p] != stamp.issuer) {
             return false;
         }
         let trust = &self.s.env.trust;
@@ -548,10 +771,15 @@ impl Currency for Check<'_> {
             issuer.epoch() == stamp.key_epoch && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
         };
         let keys = if stamp.issuer < FIRST_MEMBER_ID {
-            keys_current(&self.s.issuers[stamp.issuer])
+            // An issuer removed (or rebuilt) at runtime: no issuer at its
+            // index, or one whose epochs are not the stamp's.
+            self.set
+                .at_slot(stamp.issuer)
+                .is_some_and(|i| keys_current(&self.set.issuers[i]))
         } else {
-            // An evicted member's results are no longer current.
-            self.s.with_member(stamp.issuer, |m| keys_current(&m.keys)) == Some(true)
+            // An evicted member's results are no longer current, nor are
+            // those of a template removed at runtime.
+            self.set.with_member(stamp.issuer, |m| keys_current(&m.keys)) == Some(true)
         };
         keys && now_ms < trust.feed_fail_closed_at_ms() && trust.policy_version() == stamp.policy_version
     }
@@ -564,22 +792,33 @@ impl Currency for Check<'_> {
     fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool {
         if stamp.issuer >= FIRST_MEMBER_ID {
             let revoked = |m: &Member| self.s.env.trust.revocations.is_revoked(&m.name, facts);
-            return self.s.with_member(stamp.issuer, revoked).unwrap_or(true);
+            return self.set.with_member(stamp.issuer, revoked).unwrap_or(true);
         }
-        let issuer = &self.s.issuers[stamp.issuer].name;
-        self.s.env.trust.revocations.is_revoked(issuer, facts)
+        let Some(index) = self.set.at_slot(stamp.issuer) else {
+            return true;
+        };
+        self.s
+            .env
+            .trust
+            .revocations
+            .is_revoked(&self.set.issuers[index].name, facts)
     }
 
     #[inline]
     fn status_ok(&self, stamp: &Stamp, status: StatusRef, now_ms: u64) -> bool {
         // Members' results never hold a status reference (refused).
-        stamp.issuer < FIRST_MEMBER_ID && self.s.status.status_ok(stamp.issuer, status, now_ms)
+        stamp.issuer < FIRST_MEMBER_ID
+            && self
+                .set
+                .at_slot(stamp.issuer)
+                .is_some_and(|i| self.set.status.status_ok(i, status, now_ms))
     }
 }
 
 impl Scrape for Shared {
     fn snapshot(&self) -> MetricsSnapshot {
         let now = self.env.clock.now_ms();
+        let set = self.set.load();
         let c = &self.counters;
         let rejected = self
             .rejections()
@@ -604,7 +843,7 @@ impl Scrape for Shared {
                 bytes: cache.map_or(0, |c| c.bytes()) as u64,
                 max_bytes: cache.map_or(0, |c| c.max_bytes()) as u64,
             },
-            issuers: self.issuers.iter().map(|i| i.stats(now)).collect(),
+            issuers: set.issuers.iter().map(|i| i.stats(now)).collect(),
             revocation_entries: self.env.trust.revocations.len() as u64,
             policy_version: self.env.trust.policy_version(),
             revocations: crate::metrics::RevocationStats {
@@ -614,7 +853,7 @@ impl Scrape for Shared {
                 fleet: self.env.trust.feed_stats(),
                 incomplete: self.env.trust.revocations_incomplete(now),
             },
-            status_lists: self.status.stats(&self.issuers, now),
+            status_lists: set.status.stats(&set.issuers, now),
         }
     }
 
@@ -634,10 +873,12 @@ impl Shared {
     /// revocation, status, insert. Each step is one call with one error.
     fn verify(&self, token: &[u8], opts: &VerifyOptions<'_>, now: &Now<'_>) -> Result<Verified> {
         self.check_size(token)?;
-        let pinned = opts.issuer.map(|name| self.index_of(name)).transpose()?;
+        let set = self.set.load();
+        let set: &Set = &set;
+        let pinned = opts.issuer.map(|name| set.index_of(name)).transpose()?;
         let hash = self.cache.as_ref().map(|c| c.hash(token));
         if !opts.fresh {
-            if let Some(hit) = self.cached(hash, token, pinned, now, true) {
+            if let Some(hit) = self.cached(set, hash, token, pinned, now, true) {
                 return Ok(Verified::new(hit, true));
             }
         }
@@ -645,27 +886,27 @@ impl Shared {
         let now = now.exact();
         let parsed = token::parse(token, self.max_token_bytes)?;
         if pinned.is_none() {
-            if let Some(family) = self.family_iss(&parsed) {
+            if let Some(family) = set.family_iss(&parsed) {
                 let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default();
-                if let Some(member) = self.families[family].member(iss, now) {
-                    return self.verify_member(&self.families[family], &*member?, token, hash, parsed, now);
+                if let Some(member) = set.families[family].member(iss, now) {
+                    return self.verify_member(&set.families[family], &*member?, token, hash, parsed, now);
                 }
             }
         }
-        let index = match self.spiffe_for(&parsed, pinned)? {
+        let index = match set.spiffe_for(&parsed, pinned)? {
             Some(domain) => domain,
-            None => self.issuer_for(&parsed, pinned)?,
+            None => set.issuer_for(&parsed, pinned)?,
         };
-        let issuer = &self.issuers[index];
+        let issuer = &set.issuers[index];
         let alg = issuer.check_algorithm(parsed.header.alg)?;
-        let stamp = self.stamp(index);
+        let stamp = self.stamp(set, index);
         let kid = parsed.header.kid.as_deref();
         let (key, key_usable_until_ms) = issuer.resolve_key(&self.env, kid, alg, now)?;
         key.verify(&parsed, alg)?;
         let exp_ms = issuer.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
         let facts = Facts::of(&parsed.claims);
         self.check_not_revoked(&issuer.name, &facts, now)?;
-        let status = self.status.check(index, issuer, &self.env, &parsed.claims, now)?;
+        let status = set.status.check(index, issuer, &self.env, &parsed.claims, now)?;
         let life = Lifetime {
             // The same instant the claim check starts rejecting.
             invalid_from_ms: issuer.policy.invalid_from_ms(exp_ms),
@@ -756,6 +997,270 @@ impl Shared {
         Ok(Verified::new(Held::Owned(verified), false))
     }
 
+    fn check_size(&self, token: &[u8]) -> Result<()> {
+        if token.len() > self.max_token_bytes {
+            return Err(Error::new(
+                ErrorKind::TokenTooLarge,
+                format!("token is {} bytes, limit {}", token.len(), self.max_token_bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A cache hit, if any. The cache is consulted before parsing: a hit is
+    /// only possible for a byte-identical token that already passed every
+    /// later step, and those steps depend only on the bytes and the
+    /// configuration (whose changes bump the policy version). A miss is
+    /// counted when `count_miss` (by `verify`, not by `verify_cached`, whose
+    /// miss the following `verify` counts).
+    // Inlined: see `Verifier::verify_with`.
+    #[inline(always)]
+    fn cached(
+        &self,
+        set: &Set,
+        hash: Option<u64>,
+        token: &[u8],
+        pinned: Option<usize>,
+        now: &Now<'_>,
+        count_miss: bool,
+    ) -> Option<Held> {
+        let (cache, hash) = (self.cache.as_ref()?, hash?);
+        let hit = cache.get(hash, token, now, &Check { s: self, set, pinned });
+        if hit.is_none() && count_miss {
+            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// What a result verified from now on is stamped with. Read *before*
+    /// the key lookup, so a concurrent key removal, revocation or policy
+    /// bump makes the result stale rather than letting it slip into the
+    /// cache.
+    fn stamp(&self, set: &Set, issuer: usize) -> Stamp {
+        let trust = &self.env.trust;
+        Stamp {
+            issuer: set.slots[issuer],
+            key_epoch: set.issuers[issuer].epoch(),
+            policy_version: trust.policy_version(),
+            revocation_generation: trust.revocations.generation(),
+        }
+    }
+
+    /// The revocation step: the token's own revocations, then whether this
+    /// process can still vouch for the fleet's (the feed not stale).
+    fn check_not_revoked(&self, issuer: &str, facts: &Facts, now: u64) -> Result<()> {
+        let trust = &self.env.trust;
+        if trust.revocations.is_revoked(issuer, facts) {
+            return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
+        }
+        if trust.revocations_incomplete(now) {
+            return Err(Error::new(
+                ErrorKind::RevocationListFull,
+                "a revocation from the journal or the fleet could not be held (revocation.max_entries): \
+                 failing closed until it is",
+            ));
+        }
+        if now >= trust.feed_fail_closed_at_ms() {
+            return Err(Error::new(
+                ErrorKind::RevocationsStale,
+                "the fleet revocation feed has been unreachable for longer than \
+                 revocation.redis.max_stale_secs: failing closed",
+            ));
+        }
+        Ok(())
+    }
+
+    fn insert(
+        &self,
+        hash: Option<u64>,
+        compact: VerifiedToken,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        now: u64,
+    ) {
+        let (Some(cache), Some(hash)) = (&self.cache, hash) else {
+            return;
+        };
+        if let Some(evicted) = cache.insert(hash, compact, claims, now) {
+            self.counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
+            if evicted > 0 {
+                self.counters.cache_evictions.fetch_add(evicted, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn has_refreshable_issuers(&self) -> bool {
+        let set = self.set.load();
+        self.background
+            && (self.env.trust.has_journal()
+                || set.issuers.iter().any(|i| {
+                    i.cfg.jwks_uri.is_some()
+                        || i.cfg.discovery
+                        || i.cfg.jwks_file.is_some()
+                        || !i.cfg.status_list.allowed_uris.is_empty()
+                })
+                || !set.families.is_empty())
+    }
+
+    /// Run every scheduled refresh that is due, keys then status lists,
+    /// after applying what other processes appended to the revocation
+    /// journal (the refresher calls this at least once a second).
+    /// Returns when the next is due (ms).
+    pub(crate) fn run_due(&self) -> u64 {
+        self.env.trust.apply_journal_appends();
+        let set = self.set.load();
+        let keys = set.issuers.iter().map(|i| i.run_due(&self.env)).min();
+        let lists = set
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(index, i)| set.status.run_due(index, i, &self.env))
+            .min();
+        let members = set.families.iter().map(|f| f.run_due(&self.env)).min();
+        keys.into_iter().chain(lists).chain(members).min().unwrap_or(u64::MAX)
+    }
+}
+
+/// `config` as the verifier holds it: each SPIFFE trust domain as one more
+/// issuer (`spiffe://<trust domain>`) after the configured ones, the
+/// `spiffe` list emptied. The trust door knows them by those names.
+fn held(mut config: Config) -> Config {
+    let domains = std::mem::take(&mut config.spiffe);
+    config
+        .issuers
+        .extend(domains.iter().map(crate::config::SpiffeConfig::issuer_config));
+    config
+}
+
+impl Set {
+    fn new(
+        config: Config,
+        issuers: Vec<Arc<Issuer>>,
+        slots: Vec<usize>,
+        stores: Vec<Arc<crate::status::Store>>,
+        families: Vec<Arc<Family>>,
+    ) -> Set {
+        let by_name = issuers
+            .iter()
+            .enumerate()
+            .map(|(i, iss)| (iss.name.to_string(), i))
+            .collect();
+        let mut slot_index = vec![u32::MAX; slots.iter().max().map_or(0, |m| m + 1)];
+        for (i, &slot) in slots.iter().enumerate() {
+            slot_index[slot] = u32::try_from(i).expect("fewer than 2^32 issuers");
+        }
+        let spiffe = issuers
+            .iter()
+            .enumerate()
+            .filter(|(_, iss)| iss.is_spiffe())
+            .filter_map(|(i, iss)| Some((iss.name.strip_prefix("spiffe://")?.to_string(), i)))
+            .collect();
+        Set {
+            issuers,
+            slots,
+            slot_index,
+            by_name,
+            status: crate::status::Lists::from_stores(stores),
+            families,
+            spiffe,
+            config,
+        }
+    }
+
+    /// The set for `config` (validated), carrying this one's issuers and
+    /// templates whose configuration did not change. Unchanged issuers keep
+    /// their index where they can (their cached results are stamped with
+    /// it): new and changed ones take the places of removed ones first.
+    fn rebuilt(&self, config: Config, env: &Env) -> Result<Set> {
+        fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
+            matches!((serde_json::to_value(a), serde_json::to_value(b)), (Ok(x), Ok(y)) if x == y)
+        }
+        let mut issuers = Vec::with_capacity(config.issuers.len());
+        let mut stores = Vec::with_capacity(config.issuers.len());
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(config.issuers.len());
+        let mut fresh = Vec::new();
+        for (at, c) in config.issuers.iter().enumerate() {
+            match self.issuers.iter().position(|old| same(&old.cfg, c)) {
+                Some(old) => {
+                    issuers.push(self.issuers[old].clone());
+                    stores.push(self.status.store(old));
+                    slots.push(Some(self.slots[old]));
+                }
+                None => {
+                    let issuer = Arc::new(Issuer::new(c.clone())?);
+                    issuer.start(env, at)?;
+                    // Keys are trust state: a changed issuer whose keys
+                    // could not be fetched does not replace one that holds
+                    // usable keys (reload again once it answers).
+                    let now = env.clock.now_ms();
+                    let held = self.issuers.iter().find(|old| old.name == issuer.name);
+                    if issuer.health(now) == Health::FailedClosed
+                        && held.is_some_and(|old| old.health(now) != Health::FailedClosed)
+                    {
+                        return Err(Error::new(
+                            ErrorKind::KeysUnavailable,
+                            format!(
+                                "issuers[{at}]: no keys could be fetched for the changed issuer {:?}, whose \
+                                 last good keys are held: nothing changed; reload again once it answers",
+                                c.issuer
+                            ),
+                        ));
+                    }
+                    fresh.push(at);
+                    issuers.push(issuer);
+                    stores.push(crate::status::Lists::store_for(c, &config)?);
+                    slots.push(None);
+                }
+            }
+        }
+        // SPIFFE trust domains come after the configured issuers, carried
+        // as they are (`reload` refuses a change of `spiffe`).
+        for (old, issuer) in self.issuers.iter().enumerate().filter(|(_, i)| i.is_spiffe()) {
+            issuers.push(issuer.clone());
+            stores.push(self.status.store(old));
+            slots.push(Some(self.slots[old]));
+        }
+        // New and rebuilt issuers take the free slots, lowest first.
+        let mut taken: Vec<usize> = slots.iter().flatten().copied().collect();
+        let mut next_free = 0;
+        let slots = slots
+            .into_iter()
+            .map(|slot| {
+                slot.unwrap_or_else(|| {
+                    while taken.contains(&next_free) {
+                        next_free += 1;
+                    }
+                    taken.push(next_free);
+                    next_free
+                })
+            })
+            .collect();
+        let families = config
+            .issuer_templates
+            .iter()
+            .map(|t| {
+                let kept = self.config.issuer_templates.iter().position(|old| same(old, t));
+                match kept {
+                    Some(k) => Ok(self.families[k].clone()),
+                    None => Family::new(t, config.http.allow_http).map(Arc::new),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let set = Set::new(config, issuers, slots, stores, families);
+        for i in fresh {
+            set.status.preload(i, &set.issuers[i], env);
+        }
+        Ok(set)
+    }
+
+    /// The index of the issuer in `slot`, if one is.
+    #[inline]
+    fn at_slot(&self, slot: usize) -> Option<usize> {
+        match self.slot_index.get(slot) {
+            Some(&i) if i != u32::MAX => Some(i as usize),
+            _ => None,
+        }
+    }
+
     /// The issuer template a token's `iss` is for, when it names no
     /// configured issuer (configured issuers win).
     fn family_iss(&self, parsed: &token::ParsedToken<'_>) -> Option<usize> {
@@ -780,40 +1285,6 @@ impl Shared {
     #[inline]
     fn with_member<T>(&self, id: usize, f: impl Fn(&Member) -> T) -> Option<T> {
         self.families.iter().find_map(|fam| fam.with_member(id, &f))
-    }
-
-    fn check_size(&self, token: &[u8]) -> Result<()> {
-        if token.len() > self.max_token_bytes {
-            return Err(Error::new(
-                ErrorKind::TokenTooLarge,
-                format!("token is {} bytes, limit {}", token.len(), self.max_token_bytes),
-            ));
-        }
-        Ok(())
-    }
-
-    /// A cache hit, if any. The cache is consulted before parsing: a hit is
-    /// only possible for a byte-identical token that already passed every
-    /// later step, and those steps depend only on the bytes and the
-    /// configuration (whose changes bump the policy version). A miss is
-    /// counted when `count_miss` (by `verify`, not by `verify_cached`, whose
-    /// miss the following `verify` counts).
-    // Inlined: see `Verifier::verify_with`.
-    #[inline(always)]
-    fn cached(
-        &self,
-        hash: Option<u64>,
-        token: &[u8],
-        pinned: Option<usize>,
-        now: &Now<'_>,
-        count_miss: bool,
-    ) -> Option<Held> {
-        let (cache, hash) = (self.cache.as_ref()?, hash?);
-        let hit = cache.get(hash, token, now, &Check { s: self, pinned });
-        if hit.is_none() && count_miss {
-            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        }
-        hit
     }
 
     /// The configured issuer a token is for: the pinned one, else the one
@@ -886,62 +1357,6 @@ impl Shared {
         }
     }
 
-    /// What a result verified from now on is stamped with. Read *before*
-    /// the key lookup, so a concurrent key removal, revocation or policy
-    /// bump makes the result stale rather than letting it slip into the
-    /// cache.
-    fn stamp(&self, issuer: usize) -> Stamp {
-        let trust = &self.env.trust;
-        Stamp {
-            issuer,
-            key_epoch: self.issuers[issuer].epoch(),
-            policy_version: trust.policy_version(),
-            revocation_generation: trust.revocations.generation(),
-        }
-    }
-
-    /// The revocation step: the token's own revocations, then whether this
-    /// process can still vouch for the fleet's (the feed not stale).
-    fn check_not_revoked(&self, issuer: &str, facts: &Facts, now: u64) -> Result<()> {
-        let trust = &self.env.trust;
-        if trust.revocations.is_revoked(issuer, facts) {
-            return Err(Error::new(ErrorKind::Revoked, "token has been revoked"));
-        }
-        if trust.revocations_incomplete(now) {
-            return Err(Error::new(
-                ErrorKind::RevocationListFull,
-                "a revocation from the journal or the fleet could not be held (revocation.max_entries): \
-                 failing closed until it is",
-            ));
-        }
-        if now >= trust.feed_fail_closed_at_ms() {
-            return Err(Error::new(
-                ErrorKind::RevocationsStale,
-                "the fleet revocation feed has been unreachable for longer than \
-                 revocation.redis.max_stale_secs: failing closed",
-            ));
-        }
-        Ok(())
-    }
-
-    fn insert(
-        &self,
-        hash: Option<u64>,
-        compact: VerifiedToken,
-        claims: &serde_json::Map<String, serde_json::Value>,
-        now: u64,
-    ) {
-        let (Some(cache), Some(hash)) = (&self.cache, hash) else {
-            return;
-        };
-        if let Some(evicted) = cache.insert(hash, compact, claims, now) {
-            self.counters.cache_inserts.fetch_add(1, Ordering::Relaxed);
-            if evicted > 0 {
-                self.counters.cache_evictions.fetch_add(evicted, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// The configured issuer named exactly `name`. Matching stays exact; a
     /// miss names a configured issuer that differs only by a trailing slash
     /// or by letter case, the usual configuration slip.
@@ -967,35 +1382,6 @@ impl Shared {
             ));
         }
         Err(Error::new(ErrorKind::UnknownIssuer, message))
-    }
-
-    pub(crate) fn has_refreshable_issuers(&self) -> bool {
-        self.background
-            && (self.env.trust.has_journal()
-                || self.issuers.iter().any(|i| {
-                    i.cfg.jwks_uri.is_some()
-                        || i.cfg.discovery
-                        || i.cfg.jwks_file.is_some()
-                        || !i.cfg.status_list.allowed_uris.is_empty()
-                })
-                || !self.families.is_empty())
-    }
-
-    /// Run every scheduled refresh that is due, keys then status lists,
-    /// after applying what other processes appended to the revocation
-    /// journal (the refresher calls this at least once a second).
-    /// Returns when the next is due (ms).
-    pub(crate) fn run_due(&self) -> u64 {
-        self.env.trust.apply_journal_appends();
-        let keys = self.issuers.iter().map(|i| i.run_due(&self.env)).min();
-        let lists = self
-            .issuers
-            .iter()
-            .enumerate()
-            .map(|(index, i)| self.status.run_due(index, i, &self.env))
-            .min();
-        let members = self.families.iter().map(|f| f.run_due(&self.env)).min();
-        keys.into_iter().chain(lists).chain(members).min().unwrap_or(u64::MAX)
     }
 }
 

@@ -448,3 +448,42 @@ fn revoke_kid_names_a_trust_domain_and_reaches_its_cached_results() {
     assert_eq!(kind(&v, &token), ErrorKind::KeyRevoked);
     assert_eq!(kind(&v, &svid(&b, &kid, "other", &clock)), ErrorKind::KeyRevoked);
 }
+
+#[test]
+fn trust_domains_keep_their_keys_and_cache_across_runtime_issuer_changes() {
+    // Issuers added, removed or reloaded at runtime (issue 27) carry the
+    // SPIFFE trust domains as they are: same keys, same cached results, no
+    // fetch; a reload that changes `spiffe` is refused (build a new
+    // verifier), nothing changed.
+    let b = SpiffeBundleServer::start("example.org");
+    let clock = ManualClock::starting_now();
+    let cfg = config(vec![domain(&b, |_| {})], vec![]);
+    let v = verifier(&clock, cfg.clone());
+    let kid = b.published_kids()[0].clone();
+    let token = svid(&b, &kid, "web", &clock);
+    assert!(!v.verify(&token).expect("accepted").cached());
+
+    let other = jwtwarden_testissuer::TestIssuer::start();
+    let entry = json!({"issuer": other.url(), "jwks_uri": other.jwks_uri(), "audiences": ["api"]});
+    v.add_issuer(jwtwarden::IssuerEntry::from_json(&entry.to_string()).unwrap())
+        .expect("added");
+    assert!(v.verify(&token).expect("still accepted").cached(), "cache kept");
+    v.remove_issuer(&other.url()).expect("removed");
+    assert!(v.verify(&token).expect("still accepted").cached(), "cache kept");
+    v.reload(Config::from_value(cfg.clone()).unwrap()).expect("same config");
+    assert!(v.verify(&token).expect("still accepted").cached(), "cache kept");
+    assert_eq!(b.requests(), 1, "no fetch for the trust domain");
+
+    let mut changed = cfg;
+    changed["spiffe"][0]["audiences"] = json!(["spiffe://example.org/other"]);
+    let e = v.reload(Config::from_value(changed).unwrap()).expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+    assert!(v.verify(&token).is_ok(), "nothing changed");
+    // Another domain's token is still refused, and a SPIFFE ID still picks it.
+    let foreign = SpiffeBundleServer::start("other.org");
+    let okid = foreign.published_kids()[0].clone();
+    assert_eq!(
+        kind(&v, &svid(&foreign, &okid, "web", &clock)),
+        ErrorKind::UnknownIssuer
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, CString};
 
-use jwtwarden_core::{Config, Error, ErrorKind, Health, Verifier, VerifyOptions};
+use jwtwarden_core::{Config, Error, ErrorKind, Health, IssuerEntry, Verifier, VerifyOptions};
 
 use crate::error::{c_string_lossy, jwtwarden_error, jwtwarden_result};
 use crate::ffi::{
@@ -265,6 +265,77 @@ pub unsafe extern "C" fn jwtwarden_verifier_refresh_issuer(
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let issuer = unsafe { arg_str(issuer, "issuer") }?;
         v.refresh_issuer(issuer).map_err(Into::into)
+    })
+}
+
+/// Add an issuer or an issuer template at runtime. `entry_json` is
+/// `entry_len` bytes of UTF-8 (no NUL needed): one JSON object, exactly as
+/// one entry of the configuration's `issuers` (or, when it has
+/// `tenant_pattern`, of `issuer_templates`). Validated as at
+/// `jwtwarden_verifier_new` (`JWTWARDEN_RESULT_INVALID_CONFIG` naming the
+/// field; a duplicate `issuer` is refused). A remote issuer's keys are
+/// fetched before this returns. The other issuers keep their keys, cached
+/// results and revocations; revocations held for this issuer string (one
+/// removed earlier) are honoured. Safe to call while other threads verify.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_add_issuer(
+    verifier: *const jwtwarden_verifier,
+    entry_json: *const c_char,
+    entry_len: usize,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and entry_len readable bytes, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let bytes = unsafe { arg_bytes(entry_json, entry_len, "entry_json") }?;
+        let json = std::str::from_utf8(bytes)
+            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "issuer entry is not valid UTF-8"))?;
+        v.add_issuer(IssuerEntry::from_json(json)?).map_err(Into::into)
+    })
+}
+
+/// Remove the issuer or issuer template whose `issuer` string is `issuer`
+/// (NUL-terminated, as configured). When this returns, no verification
+/// accepts its tokens, cached results included (it waits for the
+/// verifications already in progress). Its revocations stay held until
+/// they expire. `JWTWARDEN_RESULT_UNKNOWN_ISSUER` if it is not configured;
+/// `JWTWARDEN_RESULT_INVALID_CONFIG` for the last one.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_remove_issuer(
+    verifier: *const jwtwarden_verifier,
+    issuer: *const c_char,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and NUL-terminated string, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let issuer = unsafe { arg_str(issuer, "issuer") }?;
+        v.remove_issuer(issuer).map_err(Into::into)
+    })
+}
+
+/// Replace the issuers and issuer templates with those of a whole JSON
+/// configuration (`config_len` bytes of UTF-8, the format of
+/// `jwtwarden_verifier_new`). Unchanged issuers keep their keys, cached
+/// results and revocations; changed ones are rebuilt; removed ones are
+/// removed as by `jwtwarden_verifier_remove_issuer`. Every other field must
+/// equal the verifier's (`JWTWARDEN_RESULT_INVALID_CONFIG` naming the first
+/// that differs: build a new verifier for those). On an error nothing
+/// changes.
+#[no_mangle]
+pub unsafe extern "C" fn jwtwarden_verifier_reload(
+    verifier: *const jwtwarden_verifier,
+    config_json: *const c_char,
+    config_len: usize,
+    error: *mut *mut jwtwarden_error,
+) -> jwtwarden_result {
+    fallible(error, || {
+        // SAFETY: live handle and config_len readable bytes, per the API contract.
+        let v = unsafe { arg_ref(verifier, "verifier") }?;
+        let bytes = unsafe { arg_bytes(config_json, config_len, "config_json") }?;
+        let json = std::str::from_utf8(bytes)
+            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "configuration is not valid UTF-8"))?;
+        v.reload(Config::from_json(json)?).map_err(Into::into)
     })
 }
 

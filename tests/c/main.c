@@ -58,6 +58,7 @@ static const struct {
     {"fork_child_keeps_verifying", test_fork_child_keeps_verifying},
     {"http_decision", test_http_decision},
     {"http_policy_errors_and_null_arguments", test_http_policy_errors_and_null_arguments},
+    {"runtime_issuers", test_runtime_issuers},
 };
 
 static bool selected(const char *name, int argc, char **argv) {

@@ -18,5 +18,6 @@ void test_threads_during_rotation(void);
 void test_fork_child_keeps_verifying(void);
 void test_http_decision(void);
 void test_http_policy_errors_and_null_arguments(void);
+void test_runtime_issuers(void);
 
 #endif

@@ -401,6 +401,32 @@ impl Verifier {
         Ok(detached(py, || engine.refresh_issuer(issuer))?)
     }
 
+    /// Add an issuer or an issuer template while in use: `entry` (a dict or
+    /// a JSON string) is one entry of the configuration's `issuers`, or of
+    /// `issuer_templates` when it has `tenant_pattern`. Validated as the
+    /// constructor validates (`InvalidConfigError` naming the field).
+    fn add_issuer(&self, py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult<()> {
+        let entry = load_entry(py, entry)?;
+        let engine = self.engine()?;
+        Ok(detached(py, move || engine.add_issuer(entry))?)
+    }
+
+    /// Remove the issuer or issuer template configured as `issuer`: its
+    /// tokens, cached ones included, are refused once this returns.
+    fn remove_issuer(&self, py: Python<'_>, issuer: &str) -> PyResult<()> {
+        let engine = self.engine()?;
+        Ok(detached(py, || engine.remove_issuer(issuer))?)
+    }
+
+    /// Replace the issuers and issuer templates with those of `config` (as
+    /// the constructor takes it); unchanged ones keep their keys, cached
+    /// results and revocations. Other fields must not change.
+    fn reload(&self, py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<()> {
+        let config = load_config(py, config)?;
+        let engine = self.engine()?;
+        Ok(detached(py, move || engine.reload(config))?)
+    }
+
     /// Run scheduled refreshes that are due, on this thread (for
     /// `background_refresh: false`).
     fn run_due_refreshes(&self, py: Python<'_>) -> PyResult<()> {
@@ -597,6 +623,22 @@ fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
         "config must be a dict, a JSON string or a file path, not {}",
         obj.get_type().name()?
     )))
+}
+
+/// One entry of `issuers` or `issuer_templates`, from a dict or a JSON string.
+fn load_entry(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<jwtwarden::IssuerEntry> {
+    let text = if let Ok(dict) = obj.cast::<PyDict>() {
+        let value = convert::py_to_value(dict.as_any()).map_err(|e| invalid_config(e.value(py).to_string()))?;
+        value.to_string()
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        s.to_cow()?.into_owned()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "entry must be a dict or a JSON string, not {}",
+            obj.get_type().name()?
+        )));
+    };
+    Ok(jwtwarden::IssuerEntry::from_json(&text).map_err(CoreError)?)
 }
 
 fn load_config_file(path: &str) -> PyResult<Config> {

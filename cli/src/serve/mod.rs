@@ -109,6 +109,12 @@ pub fn run(opts: ServeOptions) -> Exit {
 /// Read both files and build a verifier. Offload: the verifier fetches
 /// every issuer's keys before it is returned.
 fn load(opts: &ServeOptions) -> Result<State, String> {
+    let (engine, serve) = read(opts)?;
+    build(engine, serve)
+}
+
+/// Both configuration files, parsed and checked against each other.
+fn read(opts: &ServeOptions) -> Result<(jwtwarden::Config, ServeConfig), String> {
     let engine = jwtwarden::Config::from_path(&opts.config).map_err(|e| e.message().to_string())?;
     let mut serve = match &opts.serve_config {
         Some(p) => ServeConfig::from_path(p)?,
@@ -123,6 +129,11 @@ fn load(opts: &ServeOptions) -> Result<State, String> {
             "a route pins issuer {bad:?}, which the engine configuration does not have"
         ));
     }
+    Ok((engine, serve))
+}
+
+/// A new verifier for `engine`, with `serve`.
+fn build(engine: jwtwarden::Config, serve: ServeConfig) -> Result<State, String> {
     let verifier = Verifier::new(engine).map_err(|e| format!("cannot build the verifier: {e}"))?;
     Ok(State {
         verifier: Arc::new(verifier),
@@ -409,16 +420,40 @@ async fn reload(app: &'static App, opts: &Arc<ServeOptions>) {
     log::info!("SIGHUP: reloading {}", opts.config.display());
     let o = opts.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let new = load(&o)?;
-        swap(app, new)
+        let (engine, serve) = read(&o)?;
+        let running = app.state.load_full();
+        // In place: issuers whose configuration did not change keep their
+        // keys and cached results, and the trust state stays where it is.
+        match running.verifier.reload(engine.clone()) {
+            Ok(()) => {
+                app.state.store(Arc::new(State {
+                    verifier: running.verifier.clone(),
+                    config: Arc::new(serve),
+                }));
+                Ok(true)
+            }
+            // A field only a new verifier can change (or, equally refused
+            // there, an invalid configuration): build one, as before.
+            Err(e) if e.kind() == jwtwarden::ErrorKind::InvalidConfig => {
+                swap(app, build(engine, serve)?).map(|()| false)
+            }
+            Err(e) => Err(format!("cannot reload the verifier: {e}")),
+        }
     })
     .await;
     match done {
-        Ok(Ok(())) => {
+        Ok(Ok(true)) => {
             app.stats.reloaded(true);
             log::info!(
-                "reloaded; revocations, the policy version and the feed's staleness clock carried over, \
-                 cached verification results start empty"
+                "reloaded in place; unchanged issuers keep their keys and cached results, \
+                 changed ones were rebuilt, removed ones dropped"
+            );
+        }
+        Ok(Ok(false)) => {
+            app.stats.reloaded(true);
+            log::info!(
+                "reloaded with a new verifier; revocations, the policy version and the feed's staleness clock \
+                 carried over, cached verification results start empty"
             );
         }
         Ok(Err(e)) => {

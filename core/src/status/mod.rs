@@ -22,12 +22,14 @@ pub mod list;
 pub(crate) mod store;
 pub(crate) mod token;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::config::{Config, IssuerConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::issuer::{Env, Issuer};
-use store::Store;
+pub(crate) use store::Store;
 
 pub use crate::uri::{allowed, UriPrefix};
 pub use list::StatusList;
@@ -83,18 +85,24 @@ pub fn reference(claims: &Map<String, Value>) -> Result<Option<(&str, u64)>> {
 
 /// Every issuer's status lists, by issuer index.
 pub(crate) struct Lists {
-    stores: Vec<Store>,
+    stores: Vec<Arc<Store>>,
 }
 
 impl Lists {
-    pub(crate) fn new(config: &Config) -> Result<Lists> {
-        Ok(Lists {
-            stores: config
-                .issuers
-                .iter()
-                .map(|i: &IssuerConfig| Store::new(&i.status_list, &i.refresh, &config.http))
-                .collect::<Result<_>>()?,
-        })
+    /// The lists of one issuer, for a verifier whose issuers change at
+    /// runtime (each issuer's lists move with it).
+    pub(crate) fn store_for(issuer: &IssuerConfig, config: &Config) -> Result<Arc<Store>> {
+        Store::new(&issuer.status_list, &issuer.refresh, &config.http).map(Arc::new)
+    }
+
+    /// Issuer `index`'s lists.
+    pub(crate) fn store(&self, index: usize) -> Arc<Store> {
+        self.stores[index].clone()
+    }
+
+    /// Lists from each issuer's, by issuer index.
+    pub(crate) fn from_stores(stores: Vec<Arc<Store>>) -> Lists {
+        Lists { stores }
     }
 
     /// Check a token whose signature and claims passed, for issuer `index`.
@@ -123,7 +131,7 @@ impl Lists {
     /// Whether a cached result of issuer `index` with reference `r` may be served.
     #[inline]
     pub(crate) fn status_ok(&self, index: usize, r: StatusRef, now: u64) -> bool {
-        self.stores[index].status_ok(r, now)
+        self.stores.get(index).is_some_and(|s| s.status_ok(r, now))
     }
 
     /// Fetch the configured `preload` lists of issuer `index`.
@@ -142,7 +150,7 @@ impl Lists {
     }
 
     /// Metrics of every list.
-    pub(crate) fn stats(&self, issuers: &[Issuer], now: u64) -> Vec<crate::metrics::StatusListStats> {
+    pub(crate) fn stats(&self, issuers: &[Arc<Issuer>], now: u64) -> Vec<crate::metrics::StatusListStats> {
         self.stores
             .iter()
             .zip(issuers)

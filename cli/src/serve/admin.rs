@@ -174,8 +174,9 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Resp {
     resp
 }
 
-/// Compare secrets without leaking how long a prefix matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compare secrets without leaking how long a prefix matched (the admin
+/// secret here, the introspection clients' secrets in `introspect`).
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -38,6 +38,7 @@ use jwtwarden::{Category, Verified, VerifyOptions};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::admin::constant_time_eq;
 use super::http::Resp;
 use super::App;
 
@@ -478,14 +479,6 @@ fn answer(status: StatusCode, body: Value) -> Resp {
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     h.insert("pragma", HeaderValue::from_static("no-cache"));
     resp
-}
-
-/// Compare secrets without leaking how long a prefix matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -70,7 +70,9 @@ fn tokens_the_verifier_rejects_are_still_decoded() {
     // alg none, a key pointer in the header, no aud: all rejected by verify.
     let none = unsigned(
         &json!({"alg": "none", "jku": "https://evil.example/jwks"}),
-        &json!({"sub": "mallory", "exp": now() + 7200}),
+        // Half a minute past two hours: a slow start of the command (a
+        // loaded CI machine) still reads "2 h", never "1 h 59 min".
+        &json!({"sub": "mallory", "exp": now() + 7200 + 30}),
     );
     cargo_bin_cmd!("jwtwarden")
         .args(["inspect", &none])

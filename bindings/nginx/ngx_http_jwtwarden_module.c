@@ -916,7 +916,8 @@ static ngx_int_t ngx_http_jwtwarden_claim_variable(ngx_http_request_t *r, ngx_ht
     len = var->len - (sizeof("jwtwarden_claim_") - 1);
     if (jwtwarden_http_decision_claim_value(ctx->decision, ctx->policy, claim, len, &value, &err) !=
         JWTWARDEN_RESULT_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "jwtwarden: $%V: %s", var, jwtwarden_error_message(err));
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "jwtwarden: $%V: %s", var,
+                      err != NULL ? jwtwarden_error_message(err) : "failed");
         jwtwarden_error_free(err);
         return jw_value(v, NULL, 0);
     }

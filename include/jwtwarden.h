@@ -386,6 +386,51 @@ bool jwtwarden_result_is_policy_denial(uint32_t result);
 // True for 4xx codes: the issuer's keys are unavailable or too stale.
 bool jwtwarden_result_is_keys_unavailable(uint32_t result);
 
+// Check a JSON configuration (the format of `jwtwarden_verifier_new`) as
+// building a verifier from it would, without building one: no thread is
+// started, nothing is fetched, locked or written, and `state_dir` is not
+// opened. For a host's configuration test (`nginx -t`, `apachectl
+// configtest`) in a process that must not hold a verifier.
+//
+// Checked: the JSON itself, every field's type and value and the rules
+// between fields (what `jwtwarden_verifier_new` refuses before it starts),
+// and each issuer's static keys (`jwks` or `jwks_file`, read and parsed as
+// the verifier loads them: at least one usable key). Only building a
+// verifier checks the rest, as `jwtwarden_verifier_new` reports it: the
+// `state_dir` journal (opened and replayed), `http.ca_bundle` (read)
+// unless an issuer has static keys, a SPIFFE `bundle_file`, and the Redis
+// URL beyond its scheme.
+//
+// `config_json` is `config_len` bytes of UTF-8 (no NUL needed). Returns
+// `JWTWARDEN_RESULT_OK` for a configuration `jwtwarden_verifier_new`
+// would accept (but for the checks above), else
+// `JWTWARDEN_RESULT_INVALID_CONFIG` with a message naming the field
+// (`issuers[0].jwks_uri: invalid type: ...`).
+jwtwarden_result jwtwarden_config_check(const char *config_json,
+                                        size_t config_len,
+                                        struct jwtwarden_error **error);
+
+// Claim `name` (`name_len` bytes of UTF-8, no NUL needed) of an allowed
+// request's token, as `policy`'s claim headers carry a claim (whether or
+// not `policy` maps this one to a header): a string as it is, an array
+// joined by commas (each element a string or its JSON), a number, boolean
+// or object as JSON; control characters (CR, LF, NUL, C1, U+2028/9)
+// replaced by spaces, trimmed, cut to `max_claim_header_bytes` at a
+// character boundary. `policy` should be the one `decision` was made with.
+//
+// On success `*value_out` receives a new NUL-terminated string to release
+// with `jwtwarden_string_free`, or NULL when there is no value: the token
+// has no such claim (or it is empty after sanitising), or nothing was
+// verified (a refusal, an open route or method, "would fetch"), so the
+// claims of a token that was not allowed are never given out.
+// `JWTWARDEN_RESULT_INVALID_ARGUMENT` if `name` is not UTF-8.
+jwtwarden_result jwtwarden_http_decision_claim_value(const struct jwtwarden_http_decision *decision,
+                                                     const struct jwtwarden_http_policy *policy,
+                                                     const char *name,
+                                                     size_t name_len,
+                                                     char **value_out,
+                                                     struct jwtwarden_error **error);
+
 // Create a policy from JSON (`policy_len` bytes of UTF-8, no NUL needed):
 // `{"realm", "token_header", "token_cookie", "retry_after_secs",
 // "max_claim_header_bytes", "claim_headers": {claim: header}, "routes":

@@ -10,8 +10,8 @@
  *   Require jwt-claim / jwt-scope / jwt-issuer   authorization providers,
  *                                 composed by mod_authz_core
  *
- * Process model: the parent only checks the configuration (a verifier is
- * built and freed at once so a bad file fails `apache2 -t`); each child
+ * Process model: the parent only checks the configuration
+ * (jwtwarden_config_check, no verifier, so a bad file fails `apache2 -t`); each child
  * builds its own verifier in child_init and frees it by a pool cleanup on
  * the child's pool. Threads of one child (worker/event) share it. */
 
@@ -287,17 +287,15 @@ static int jw_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "JwtWardenConfig: cannot read %s", file);
     return HTTP_INTERNAL_SERVER_ERROR;
   }
-  /* The C ABI has no "check a configuration" call: build a verifier and
-   * free it at once, before any child is forked. */
-  jwtwarden_verifier *v = NULL;
+  /* Checked as building a verifier would check it, without building one:
+   * no thread, no fetch, state_dir untouched in the parent. */
   jwtwarden_error *err = NULL;
-  if (jwtwarden_verifier_new(json, len, &v, &err) != JWTWARDEN_RESULT_OK) {
+  if (jwtwarden_config_check(json, len, &err) != JWTWARDEN_RESULT_OK) {
     ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "JwtWardenConfig %s: %s", file,
                  err ? jwtwarden_error_message(err) : "invalid configuration");
     jwtwarden_error_free(err);
     return HTTP_INTERNAL_SERVER_ERROR;
   }
-  jwtwarden_verifier_free(v);
   g_config_json = json;
   g_config_len = len;
   return OK;

@@ -9,7 +9,10 @@
  * fork) and, in the ACCESS phase, asks the decision in cache-only mode on
  * the event loop. A request the cache cannot answer ("would fetch") is
  * decided again on an nginx thread pool and resumed when that is done, so
- * the event loop never waits on the network. See docs/nginx.md.
+ * the event loop never waits on the network. Each `jwtwarden_config` file
+ * is checked (jwtwarden_config_check) when nginx reads its configuration,
+ * in the master and by `nginx -t`, without building a verifier there.
+ * See docs/nginx.md.
  */
 
 #include <ngx_config.h>
@@ -61,6 +64,7 @@ typedef struct {
 
 typedef struct {
     jwtwarden_http_decision *decision;
+    const jwtwarden_http_policy *policy; /* the one the decision was made with */
     unsigned pending : 1;
     unsigned done : 1;
 } ngx_http_jwtwarden_ctx_t;
@@ -176,6 +180,7 @@ static char *ngx_http_jwtwarden_config(ngx_conf_t *cf, ngx_command_t *cmd, void 
     ngx_http_jwtwarden_engine_t *e;
     ngx_file_info_t fi;
     ngx_fd_t fd;
+    jwtwarden_error *err = NULL;
     ngx_uint_t i;
     ssize_t n;
     (void)cmd;
@@ -217,6 +222,15 @@ static char *ngx_http_jwtwarden_config(ngx_conf_t *cf, ngx_command_t *cmd, void 
     ngx_close_file(fd);
     if (n < 0 || (size_t)n != e->json.len) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "jwtwarden_config: cannot read \"%V\"", &path);
+        return NGX_CONF_ERROR;
+    }
+    /* Checked as a worker's verifier build will check it, without building
+       one here (the master, `nginx -t`): a bad field fails the test, names
+       the field, and a reload with it keeps the old workers. */
+    if (jwtwarden_config_check((const char *)e->json.data, e->json.len, &err) != JWTWARDEN_RESULT_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jwtwarden_config \"%V\": %s", &path,
+                           err != NULL ? jwtwarden_error_message(err) : "invalid configuration");
+        jwtwarden_error_free(err);
         return NGX_CONF_ERROR;
     }
     c->engine = (ngx_int_t)(mcf->engines.nelts - 1);
@@ -761,6 +775,7 @@ static ngx_int_t ngx_http_jwtwarden_handler(ngx_http_request_t *r) {
     }
     cln->handler = ngx_http_jwtwarden_free_decision;
     cln->data = ctx;
+    ctx->policy = c->policy;
     ngx_http_set_ctx(r, ctx, ngx_http_jwtwarden_module);
 
     /* Inline, from the cache only: never waits. */
@@ -876,42 +891,48 @@ static ngx_int_t ngx_http_jwtwarden_error_variable(ngx_http_request_t *r, ngx_ht
     return jw_value(v, p, (size_t)(q - p));
 }
 
-/* $jwtwarden_claim_NAME: the sanitised value of claim NAME as passed to
-   the upstream; only for claims mapped with jwtwarden_claim_header (the
-   decision carries no other claim). No value when absent or refused. */
+/* $jwtwarden_claim_NAME: claim NAME of an allowed token (any claim, mapped
+   to a header or not) as a claim header carries it, formatted and
+   sanitised by the core (jwtwarden_http_decision_claim_value): strings as
+   they are, arrays joined by commas, anything else as JSON; no control
+   character. No value when the token has no such claim or nothing was
+   verified (refused, open, OPTIONS, internal error). nginx lowercases
+   variable names, so NAME is the claim's lower-case name. */
 static ngx_int_t ngx_http_jwtwarden_claim_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
                                                    uintptr_t data) {
-    ngx_str_t *var = (ngx_str_t *)data, claim;
-    jwtwarden_http_decision *d = jw_decision(r);
-    ngx_http_jwtwarden_loc_conf_t *c = ngx_http_get_module_loc_conf(r->main, ngx_http_jwtwarden_module);
-    ngx_http_jwtwarden_claim_header_t *ch;
-    const char *name, *value;
-    size_t i, n, nlen, vlen;
-    ngx_uint_t j;
+    ngx_str_t *var = (ngx_str_t *)data;
+    ngx_http_jwtwarden_ctx_t *ctx = ngx_http_get_module_ctx(r->main, ngx_http_jwtwarden_module);
+    jwtwarden_error *err = NULL;
+    const char *claim;
+    char *value = NULL;
+    size_t len;
+    u_char *copy;
 
-    if (d == NULL || !jwtwarden_http_decision_allowed(d) || c->claim_headers == NULL) {
+    if (ctx == NULL || ctx->decision == NULL || ctx->policy == NULL ||
+        !jwtwarden_http_decision_allowed(ctx->decision)) {
         return jw_value(v, NULL, 0);
     }
-    claim.data = var->data + sizeof("jwtwarden_claim_") - 1;
-    claim.len = var->len - (sizeof("jwtwarden_claim_") - 1);
-    ch = c->claim_headers->elts;
-    for (j = 0; j < c->claim_headers->nelts; j++) {
-        if (ch[j].claim.len == claim.len && ngx_strncmp(ch[j].claim.data, claim.data, claim.len) == 0) {
-            break;
-        }
-    }
-    if (j == c->claim_headers->nelts) {
+    claim = (const char *)var->data + sizeof("jwtwarden_claim_") - 1;
+    len = var->len - (sizeof("jwtwarden_claim_") - 1);
+    if (jwtwarden_http_decision_claim_value(ctx->decision, ctx->policy, claim, len, &value, &err) !=
+        JWTWARDEN_RESULT_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "jwtwarden: $%V: %s", var,
+                      err != NULL ? jwtwarden_error_message(err) : "failed");
+        jwtwarden_error_free(err);
         return jw_value(v, NULL, 0);
     }
-    n = jwtwarden_http_decision_claim_header_count(d);
-    for (i = 0; i < n; i++) {
-        name = jwtwarden_http_decision_claim_header_name(d, i, &nlen);
-        if (nlen == ch[j].header.len && ngx_strncasecmp((u_char *)name, ch[j].header.data, nlen) == 0) {
-            value = jwtwarden_http_decision_claim_header_value(d, i, &vlen);
-            return jw_value(v, value, vlen);
-        }
+    if (value == NULL) {
+        return jw_value(v, NULL, 0);
     }
-    return jw_value(v, NULL, 0);
+    len = ngx_strlen(value);
+    copy = ngx_pnalloc(r->pool, len);
+    if (copy == NULL) {
+        jwtwarden_string_free(value);
+        return NGX_ERROR;
+    }
+    ngx_memcpy(copy, value, len);
+    jwtwarden_string_free(value);
+    return jw_value(v, (const char *)copy, len);
 }
 
 static ngx_http_variable_t ngx_http_jwtwarden_vars[] = {

@@ -214,6 +214,12 @@ impl Drop for Nginx {
 
 /// `nginx -t` on a configuration: (success, output).
 fn nginx_t(binary: &Path, module: &Path, http: &str) -> (bool, String) {
+    let (code, out) = nginx_t_status(binary, module, http);
+    (code == Some(0), out)
+}
+
+/// `nginx -t` on a configuration: (exit status, output).
+fn nginx_t_status(binary: &Path, module: &Path, http: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
@@ -232,7 +238,7 @@ fn nginx_t(binary: &Path, module: &Path, http: &str) -> (bool, String) {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    (out.status.success(), text)
+    (out.status.code(), text)
 }
 
 /// The test issuer, an engine config file trusting it (with a shared
@@ -287,6 +293,12 @@ fn stack_with(workers: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
 
 /// The stack, nginx run as `mode` says.
 fn stack_opts(workers: u32, mode: Mode, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
+    stack_full(workers, mode, "", LOCATIONS, edit)
+}
+
+/// The stack with `http` lines (before the server) and the server's
+/// `locations` (`{up}` is the upstream's port).
+fn stack_full(workers: u32, mode: Mode, http: &str, locations: &str, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
     let (binary, module) = module()?;
     let issuer = TestIssuer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -309,9 +321,9 @@ fn stack_opts(workers: u32, mode: Mode, edit: impl FnOnce(&mut Value)) -> Option
     std::fs::write(&config, engine.to_string()).unwrap();
     let upstream = Upstream::start();
     let http = format!(
-        "  jwtwarden_config {};\n  server {{\n    listen {{listen}};\n{}\n  }}",
+        "  jwtwarden_config {};\n{http}\n  server {{\n    listen {{listen}};\n{}\n  }}",
         config.display(),
-        LOCATIONS.replace("{up}", &upstream.port.to_string())
+        locations.replace("{up}", &upstream.port.to_string())
     );
     let nginx = Nginx::launch(&binary, &module, workers, &http, mode);
     Some(Stack {
@@ -390,7 +402,10 @@ fn with_four_workers_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
     let Some(s) = stack(4, json!({})) else { return };
     let issuer = &s.issuer;
     let kid = issuer.first_kid();
-    let good = s.token(|c| c["name"] = json!("Alice"));
+    let good = s.token(|c| {
+        c["name"] = json!("Alice");
+        c["email"] = json!("alice@example.com");
+    });
 
     // The client's own X-Auth-Subject is replaced by the verified one.
     let auth = format!("Bearer {good}");
@@ -414,10 +429,9 @@ fn with_four_workers_valid_tokens_reach_the_upstream_and_bad_ones_never_do() {
         if i == 0 {
             assert_eq!(header(&h, "x-jwtwarden-cached"), ["false"]);
         }
-        // Variables: a mapped claim's sanitised value; an unmapped claim
-        // has none (the decision carries mapped claims only).
+        // Variables: any claim's sanitised value, mapped to a header or not.
         assert_eq!(header(&h, "x-var-sub"), ["alice"], "{h:?}");
-        assert!(header(&h, "x-var-unmapped").is_empty(), "{h:?}");
+        assert_eq!(header(&h, "x-var-unmapped"), ["alice@example.com"], "{h:?}");
     }
     assert_eq!(s.upstream.hits(), 8);
 
@@ -736,7 +750,10 @@ fn the_module_under_valgrind_reports_no_error() {
     let Some(s) = stack_opts(1, Mode::Valgrind, |_| {}) else {
         return;
     };
-    let good = s.token(|c| c["jti"] = json!("jti-valgrind-1"));
+    let good = s.token(|c| {
+        c["jti"] = json!("jti-valgrind-1");
+        c["email"] = json!("alice@example.com");
+    });
     let (auth, cookie) = (format!("Bearer {good}"), format!("session={good}"));
     assert_eq!(s.nginx.get("/api/orders", &[]).status, 401);
     let first = s.get("/api/orders", &good);
@@ -744,6 +761,7 @@ fn the_module_under_valgrind_reports_no_error() {
     let h = echoed(&s.get("/api/orders", &good));
     assert_eq!(header(&h, "x-jwtwarden-cached"), ["true"]);
     assert_eq!(header(&h, "x-var-sub"), ["alice"]);
+    assert_eq!(header(&h, "x-var-unmapped"), ["alice@example.com"]);
     assert_eq!(s.get("/api/orders", "a.b.c").status, 401);
     assert_eq!(s.get("/api/orders", &common::alg_none_token(&s.issuer)).status, 401);
     let new_kid = s.issuer.rotate(jwtwarden_testissuer::Alg::RS256);
@@ -814,7 +832,7 @@ fn nginx_t_refuses_a_bad_configuration_and_names_the_field() {
     let Some((binary, module)) = module() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("engine.json");
-    std::fs::write(&cfg, "{}").unwrap();
+    std::fs::write(&cfg, GOOD_ENGINE).unwrap();
     let base = |extra: &str| {
         format!(
             "  jwtwarden_config {};\n  server {{ listen {{listen}}; location / {{ jwtwarden on; {extra} return 200; }} }}",
@@ -1093,30 +1111,302 @@ fn a_key_rotation_under_load_fails_no_request() {
     assert_eq!(s.upstream.hits(), 240);
 }
 
-/// The engine's own configuration is checked when a worker builds its
-/// verifier (the C ABI cannot check one without building it, which the
-/// master must not do): a bad field is logged naming it, and the worker
-/// answers 500 (fails closed), never the upstream.
+/// What only a verifier build checks (the `state_dir` journal: opening it
+/// is the worker's business, never the master's or `nginx -t`'s) fails at
+/// the worker: logged naming the field, and its locations answer 500
+/// (fail closed), never the upstream.
 #[test]
-fn a_bad_engine_configuration_fails_closed_and_is_logged_with_its_field() {
+fn an_engine_configuration_only_a_build_refuses_fails_closed_and_is_logged_with_its_field() {
     let Some((binary, module)) = module() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("engine.json");
-    std::fs::write(
-        &cfg,
-        r#"{"issuers": [{"issuer": "https://idp.example", "jwks_uri": 7}]}"#,
-    )
-    .unwrap();
+    // state_dir below a regular file: no journal can be opened there.
+    let mut engine: Value = serde_json::from_str(GOOD_ENGINE).unwrap();
+    engine["state_dir"] = json!(cfg.join("state"));
+    std::fs::write(&cfg, engine.to_string()).unwrap();
     let upstream = Upstream::start();
     let http = format!(
         "  jwtwarden_config {};\n  server {{ listen {{listen}}; location / {{ jwtwarden on; proxy_pass http://127.0.0.1:{}; }} }}",
         cfg.display(),
         upstream.port
     );
+    let (ok, out) = nginx_t(&binary, &module, &http);
+    assert!(ok, "nginx -t opened the state_dir? {out}");
     let nginx = Nginx::start(&binary, &module, 2, &http);
     let r = nginx.get("/", &[("Authorization", "Bearer a.b.c")]);
     assert_eq!(r.status, 500, "{r:?}");
     assert_eq!(upstream.hits(), 0);
     let log = nginx.error_log();
-    assert!(log.contains("jwks_uri"), "{log}");
+    assert!(log.contains("state_dir"), "{log}");
+}
+
+/// An engine file every check accepts (its issuer is never fetched by a
+/// check: port 1 on loopback answers nothing).
+const GOOD_ENGINE: &str = r#"{"issuers": [{"issuer": "https://idp.example", "jwks_uri": "http://127.0.0.1:1/jwks",
+    "audiences": ["api"]}], "http": {"allow_http": true, "connect_timeout_ms": 200, "timeout_ms": 300}}"#;
+
+/// `nginx -t` checks the engine's own file (jwtwarden_config_check) in the
+/// master, without a verifier: a bad field, an unknown one, a wrong type,
+/// invalid JSON, a static keyset with no usable key and a missing file all
+/// fail with exit status 1 and a message naming the field (or the file);
+/// a good file passes, and the test neither fetches the issuer's keys nor
+/// creates the `state_dir`.
+#[test]
+fn nginx_t_checks_the_engine_file_and_names_the_field() {
+    let Some((binary, module)) = module() else { return };
+    let issuer = TestIssuer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("engine.json");
+    let state = dir.path().join("state");
+    let http = format!(
+        "  jwtwarden_config {};\n  server {{ listen {{listen}}; location / {{ jwtwarden on; return 200; }} }}",
+        cfg.display()
+    );
+    let good = json!({
+        "issuers": [{"issuer": issuer.url(), "jwks_uri": issuer.jwks_uri(), "audiences": ["api"]}],
+        "http": {"allow_http": true},
+        "state_dir": state,
+    });
+    let test = |engine: &str| {
+        std::fs::write(&cfg, engine).unwrap();
+        nginx_t_status(&binary, &module, &http)
+    };
+    let (code, out) = test(&good.to_string());
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(issuer.jwks_requests(), 0, "nginx -t fetched keys");
+    assert!(!state.exists(), "nginx -t created the state_dir");
+
+    let edited = |f: &dyn Fn(&mut Value)| {
+        let mut e = good.clone();
+        f(&mut e);
+        e.to_string()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (
+            edited(&|e| e["issuers"][0]["jwks_uri"] = json!(7)),
+            "issuers[0].jwks_uri",
+        ),
+        (edited(&|e| e["issuers"][0]["audiencez"] = json!(["api"])), "audiencez"),
+        (edited(&|e| e["cache"] = json!({"capacity": "lots"})), "cache.capacity"),
+        (edited(&|e| e["http"]["allow_http"] = json!(false)), "jwks_uri"),
+        (
+            edited(&|e| {
+                e["issuers"][0]["jwks_uri"] = Value::Null;
+                e["issuers"][0]["jwks"] = json!({"keys": []});
+            }),
+            "issuers[0]: static JWKS unusable",
+        ),
+        (good.to_string()[..20].to_string(), "EOF"),
+        ("{\"issuers\": [}".to_string(), "at line 1 column"),
+    ];
+    for (engine, field) in &cases {
+        let (code, out) = test(engine);
+        assert_eq!(code, Some(1), "{engine}: {out}");
+        assert!(
+            out.contains("[emerg]") && out.contains(field),
+            "{engine}: {out} does not name {field}"
+        );
+        assert!(out.contains(&cfg.display().to_string()), "{out} does not name the file");
+    }
+    std::fs::remove_file(&cfg).unwrap();
+    let (code, out) = nginx_t_status(&binary, &module, &http);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("cannot open") && out.contains(&cfg.display().to_string()),
+        "{out}"
+    );
+    assert_eq!(issuer.jwks_requests(), 0, "nginx -t fetched keys");
+    assert!(!state.exists(), "nginx -t created the state_dir");
+}
+
+/// `nginx -s reload` (SIGHUP) with an engine file that became bad: the
+/// master refuses the new configuration naming the field, and the old
+/// workers keep serving (nothing fails under load); once the file is
+/// fixed, a reload brings new workers.
+#[test]
+fn a_reload_with_a_bad_engine_file_keeps_the_old_workers_serving() {
+    let Some(s) = stack(2, json!({})) else { return };
+    let good = s.token(|_| {});
+    let load = Load::start(&s.nginx.addr, &good, 2);
+    load.passes(20, "load runs");
+    let old_workers = children(s.nginx.child.id());
+    assert_eq!(old_workers.len(), 2, "{old_workers:?}");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let mut bad: Value = serde_json::from_str(&text).unwrap();
+    bad["issuers"][0]["leeway_secs"] = json!("soon");
+    std::fs::write(&s.config, bad.to_string()).unwrap();
+    s.nginx.signal(libc::SIGHUP);
+    eventually("the master refuses the reload", || {
+        s.nginx.error_log().contains("issuers[0].leeway_secs")
+    });
+    load.passes(50, "requests after the refused reload");
+    let answered = load.workers.lock().unwrap().clone();
+    assert!(
+        answered.is_subset(&old_workers),
+        "{answered:?}: new workers answered, the bad file was taken"
+    );
+    assert_eq!(children(s.nginx.child.id()), old_workers, "the workers changed");
+    let log = s.nginx.error_log();
+    assert!(
+        log.contains("[emerg]") && log.contains(&s.config.display().to_string()),
+        "{log}"
+    );
+
+    // Fixed: the next reload replaces the workers.
+    std::fs::write(&s.config, text).unwrap();
+    s.nginx.signal(libc::SIGHUP);
+    eventually("new workers answer", || {
+        let r = s.get("/api/orders", &good);
+        assert_eq!(r.status, 200, "{r:?}");
+        !old_workers.contains(r.header("x-worker").unwrap())
+    });
+    let (passed, failed) = load.stop();
+    assert_eq!(failed, 0, "{}", s.nginx.error_log());
+    eprintln!("reload with a bad engine file under load (2 workers, 2 clients): {passed} passed, 0 failed");
+}
+
+/// The pids (as `$pid` prints them) of the processes whose parent is `pid`.
+fn children(pid: u32) -> std::collections::HashSet<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces, not ')'.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (ppid == pid.to_string()).then(|| e.file_name().to_string_lossy().to_string())
+        })
+        .collect()
+}
+
+/// `$jwtwarden_claim_NAME` for any claim (not only those mapped to a
+/// header), as `proxy_set_header`, `add_header` and `log_format` read it:
+/// strings as they are, numbers, arrays joined by commas, objects as JSON;
+/// sanitised like a claim header (a claim with CR LF cannot add a header);
+/// no value for an absent claim (the client's own field of that name is
+/// still dropped by proxy_set_header), nor for a refused token, nor in an
+/// open location.
+#[test]
+fn claim_variables_give_any_claim_sanitised_and_never_for_a_refused_token() {
+    const HTTP: &str = "  log_format claims 'tenant=$jwtwarden_claim_tenant level=$jwtwarden_claim_level \
+        roles=$jwtwarden_claim_roles error=$jwtwarden_error';";
+    const CLAIM_LOCATIONS: &str = r#"
+    jwtwarden on;
+    jwtwarden_audience api;
+    access_log logs/claims.log claims;
+    location / {
+      proxy_pass http://127.0.0.1:{up};
+      proxy_set_header X-Tenant $jwtwarden_claim_tenant;
+      proxy_set_header X-Level $jwtwarden_claim_level;
+      proxy_set_header X-Roles $jwtwarden_claim_roles;
+      proxy_set_header X-Org $jwtwarden_claim_org;
+      proxy_set_header X-Evil $jwtwarden_claim_evil;
+      add_header X-Tenant-Out "[$jwtwarden_claim_tenant]" always;
+    }
+    location /open/ {
+      jwtwarden open;
+      proxy_pass http://127.0.0.1:{up};
+      proxy_set_header X-Tenant $jwtwarden_claim_tenant;
+      add_header X-Tenant-Out "[$jwtwarden_claim_tenant]" always;
+    }
+"#;
+    let Some(s) = stack_full(2, Mode::Foreground, HTTP, CLAIM_LOCATIONS, |_| {}) else {
+        return;
+    };
+    let token = s.token(|c| {
+        c["tenant"] = json!("acme");
+        c["level"] = json!(3);
+        c["roles"] = json!(["admin", "ops"]);
+        c["org"] = json!({"id": "o1"});
+        c["evil"] = json!("x\r\nX-Injected: yes\r\n\r\nGET /smuggled HTTP/1.1");
+    });
+    let auth = format!("Bearer {token}");
+    for _ in 0..4 {
+        let r = s
+            .nginx
+            .get("/api", &[("Authorization", &auth), ("X-Tenant", "spoofed")]);
+        assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+        assert_eq!(r.header("x-tenant-out"), Some("[acme]"));
+        let h = echoed(&r);
+        assert_eq!(header(&h, "x-tenant"), ["acme"], "{h:?}");
+        assert_eq!(header(&h, "x-level"), ["3"], "{h:?}");
+        assert_eq!(header(&h, "x-roles"), ["admin,ops"], "{h:?}");
+        assert_eq!(header(&h, "x-org"), [r#"{"id":"o1"}"#], "{h:?}");
+        assert_eq!(
+            header(&h, "x-evil"),
+            ["x  X-Injected: yes    GET /smuggled HTTP/1.1"],
+            "{h:?}"
+        );
+        assert!(header(&h, "x-injected").is_empty(), "{h:?}");
+    }
+    assert_eq!(s.upstream.hits(), 4, "a smuggled request reached the upstream");
+
+    // No such claim: no value, and the client's own X-Tenant stays dropped.
+    let plain = s.token(|_| {});
+    let r = s.nginx.get(
+        "/api",
+        &[("Authorization", &format!("Bearer {plain}")), ("X-Tenant", "spoofed")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-tenant-out"), Some("[]"));
+    assert!(header(&echoed(&r), "x-tenant").is_empty(), "{r:?}");
+
+    // Refused (expired, wrong audience) tokens carrying the claim: no value.
+    let hits = s.upstream.hits();
+    for bad in [
+        s.token(|c| {
+            c["tenant"] = json!("acme");
+            c["exp"] = json!(now() - 3600);
+            c["iat"] = json!(now() - 7200);
+        }),
+        s.token(|c| {
+            c["tenant"] = json!("acme");
+            c["aud"] = json!("other-api");
+        }),
+    ] {
+        let r = s.get("/api", &bad);
+        assert_eq!(r.status, 401, "{r:?}");
+        assert_eq!(r.header("x-tenant-out"), Some("[]"), "{r:?}");
+    }
+    assert_eq!(s.upstream.hits(), hits);
+    // An open location verifies nothing: no claim, even with a good token.
+    let r = s
+        .nginx
+        .get("/open/x", &[("Authorization", &auth), ("X-Tenant", "spoofed")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-tenant-out"), Some("[]"));
+    assert!(header(&echoed(&r), "x-tenant").is_empty(), "{r:?}");
+
+    // log_format: the allowed requests' values, "-" for the refused ones.
+    let log_path = s.nginx.dir.path().join("logs/claims.log");
+    let mut log = String::new();
+    eventually("the access log has every request", || {
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        log.lines().count() >= 8
+    });
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| **l == "tenant=acme level=3 roles=admin,ops error=-")
+            .count(),
+        4,
+        "{log}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| **l == "tenant=- level=- roles=- error=expired")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("tenant=- level=- roles=- error="))
+            .count(),
+        4,
+        "{log}"
+    );
 }

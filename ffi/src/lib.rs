@@ -29,6 +29,7 @@ mod error;
 mod ffi;
 #[cfg(test)]
 mod header_tests;
+mod host;
 mod http;
 mod logging;
 mod panic;

@@ -59,6 +59,8 @@ static const struct {
     {"http_decision", test_http_decision},
     {"http_policy_errors_and_null_arguments", test_http_policy_errors_and_null_arguments},
     {"runtime_issuers", test_runtime_issuers},
+    {"config_check", test_config_check},
+    {"http_claim_value", test_http_claim_value},
 };
 
 static bool selected(const char *name, int argc, char **argv) {

@@ -19,5 +19,7 @@ void test_fork_child_keeps_verifying(void);
 void test_http_decision(void);
 void test_http_policy_errors_and_null_arguments(void);
 void test_runtime_issuers(void);
+void test_config_check(void);
+void test_http_claim_value(void);
 
 #endif

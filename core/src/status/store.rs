@@ -146,6 +146,10 @@ pub(crate) struct Store {
     http: Option<HttpClient>,
     slots: Box<[OnceLock<Slot>]>,
     by_uri: Mutex<HashMap<Arc<str>, u32>>,
+    /// The `iss` a Status List Token must have, when it is not the name of
+    /// the issuer whose keys verify it: a tenant whose key set is shared
+    /// (its own issuer string), a SPIFFE trust domain with `issuer`.
+    iss: Option<Arc<str>>,
 }
 
 impl Store {
@@ -169,7 +173,20 @@ impl Store {
             by_uri: Mutex::new(HashMap::new()),
             policy: Policy::for_status_lists(cfg, refresh),
             cfg: cfg.clone(),
+            iss: None,
         })
+    }
+
+    /// The same store, whose lists must name `iss` as their issuer (not
+    /// the name of the issuer whose keys verify them).
+    pub(crate) fn with_iss(mut self, iss: &str) -> Store {
+        self.iss = Some(Arc::from(iss));
+        self
+    }
+
+    /// The issuer the lists must name, and that logs name.
+    fn iss<'a>(&'a self, issuer: &'a Issuer) -> &'a str {
+        self.iss.as_deref().unwrap_or(&issuer.name)
     }
 
     /// Whether `status` is acceptable for this issuer.
@@ -287,7 +304,7 @@ impl Store {
                     let deadline = Instant::now() + env.fetch_timeout;
                     let _ = self.refresh(slot, issuer, env, "preload", deadline);
                 }
-                Err(e) => log::warn!("issuer {}: status list {uri}: {e}", issuer.name),
+                Err(e) => log::warn!("issuer {}: status list {uri}: {e}", self.iss(issuer)),
             }
         }
     }
@@ -324,7 +341,7 @@ impl Store {
             slot.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 "issuer {}: status list {} {reason} fetch failed (attempt {attempt}): {e}",
-                issuer.name,
+                self.iss(issuer),
                 slot.uri,
             );
         };
@@ -378,6 +395,7 @@ impl Store {
                     &body,
                     &slot.uri,
                     issuer,
+                    self.iss(issuer),
                     env,
                     self.cfg.max_token_bytes,
                     self.cfg.max_inflated_bytes,
@@ -398,7 +416,7 @@ impl Store {
                     lifetime(&self.policy, now, t.ttl_secs.or(max_age_secs), t.exp_ms, leeway_ms);
                 log::info!(
                     "issuer {}: status list {}: {} entries of {} bits, ttl {} s",
-                    issuer.name,
+                    self.iss(issuer),
                     slot.uri,
                     t.list.len(),
                     t.list.bits(),

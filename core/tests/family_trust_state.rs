@@ -200,6 +200,15 @@ fn a_tenant_kid_revocation_survives_a_restart_and_an_eviction() {
     let stats = &v.template_stats()[0];
     assert_eq!((stats.materialised, stats.evicted), (3, 2));
     v.verify_with(&tb, &fresh()).expect("b again");
+
+    // The operator tool (no verifier, no keys) names a tenant too; the
+    // running verifier applies what it appended to the journal.
+    let revoker = jwtwarden::Revoker::with_clock(Config::from_value(cfg(1)).unwrap(), Arc::new(clock.clone())).unwrap();
+    revoker
+        .revoke_kid(&idp.issuer(&b), &kid)
+        .expect("jwtwarden revoke names a tenant");
+    v.run_due_refreshes();
+    assert_eq!(kind(&v, &tb), ErrorKind::KeyRevoked);
 }
 
 // ---- 2. status lists for tenants -----------------------------------------

@@ -16,10 +16,11 @@
 //!   the refresh machine clamps it like any TTL.
 //! * With `state_dir`, the highest sequence installed is persisted per
 //!   trust domain (`spiffe-<trust domain>.sequence.json`, written
-//!   atomically through `crate::safefile`) and read back before the first
-//!   bundle is judged, so a bundle endpoint rolled back while this process
-//!   was down is refused after a restart too. Without `state_dir` the
-//!   sequence lives in memory only.
+//!   atomically through `crate::safefile`) and read back whenever a bundle
+//!   is judged, so a bundle endpoint rolled back while this process was
+//!   down is refused after a restart too, and processes sharing the
+//!   directory hold each other to the highest sequence any of them saw.
+//!   Without `state_dir` the sequence lives in memory only.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -44,16 +45,8 @@ pub(crate) struct Parsed {
 /// of the bundle in use.
 #[derive(Default)]
 pub(crate) struct Bundle {
-    held: Mutex<Held>,
-}
-
-#[derive(Default)]
-struct Held {
-    /// The highest sequence installed (or read back from `state_dir`).
-    sequence: Option<u64>,
-    /// Whether the persisted sequence was read (once, before the first
-    /// bundle is judged).
-    restored: bool,
+    /// The highest sequence installed here (or read back from `state_dir`).
+    sequence: Mutex<Option<u64>>,
 }
 
 /// Where the trust domain is persisted, in `state_dir`.
@@ -167,12 +160,11 @@ impl Bundle {
             ),
         };
         let held = {
-            let mut held = self.held.lock();
-            if !held.restored {
-                held.restored = true;
-                held.sequence = held.sequence.max(persist.load());
-            }
-            held.sequence
+            // The persisted one too: this process may have restarted, and
+            // another one sharing `state_dir` may have seen a later bundle.
+            let mut held = self.sequence.lock();
+            *held = (*held).max(persist.load());
+            *held
         };
         if let (Some(held), Some(new)) = (held, sequence) {
             if new < held {
@@ -206,10 +198,10 @@ impl Bundle {
         let Some(s) = sequence else {
             return;
         };
-        let mut held = self.held.lock();
-        let higher = held.sequence.is_none_or(|h| s > h);
-        held.sequence = Some(held.sequence.map_or(s, |h| h.max(s)));
-        if higher {
+        let mut held = self.sequence.lock();
+        *held = Some(held.map_or(s, |h| h.max(s)));
+        // Never lower what another process sharing `state_dir` persisted.
+        if persist.dir.is_some() && persist.load().is_none_or(|p| s > p) {
             if let Err(e) = persist.save(s) {
                 log::error!(
                     "trust domain {}: spiffe_sequence {s} not persisted in state_dir ({e}): \
@@ -223,7 +215,7 @@ impl Bundle {
     /// The sequence of the bundle in use, if it had one.
     #[cfg(test)]
     pub(crate) fn sequence(&self) -> Option<u64> {
-        self.held.lock().sequence
+        *self.sequence.lock()
     }
 }
 
@@ -275,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sequence_is_persisted_per_trust_domain_and_read_back_before_the_first_bundle() {
+    fn the_sequence_is_persisted_per_trust_domain_and_holds_across_restarts_and_processes_sharing_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let at = |name| Persist {
             dir: Some(dir.path()),
@@ -293,6 +285,15 @@ mod tests {
         assert!(b
             .parse(empty(7).as_bytes(), &[Alg::ES256], &at("spiffe://a.org"))
             .is_ok());
+        // A process sharing the directory that saw only sequence 5 is held
+        // to the 7 another one persisted, and does not lower it.
+        let lagging = Bundle::default();
+        assert!(refused(lagging.parse(empty(5).as_bytes(), &[Alg::ES256], &at("spiffe://a.org"))).contains("rollback"));
+        lagging.installed(Some(5), &at("spiffe://a.org"));
+        assert!(
+            refused(Bundle::default().parse(empty(6).as_bytes(), &[Alg::ES256], &at("spiffe://a.org")))
+                .contains("rollback")
+        );
         // Another trust domain is not held to it.
         let other = Bundle::default();
         assert!(other

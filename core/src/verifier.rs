@@ -467,10 +467,17 @@ impl Verifier {
         self.shared.set.load().families.iter().map(|f| f.stats()).collect()
     }
 
-    /// Health of the Token Status List at `uri` of `issuer`; `None` if no
-    /// token referenced it yet (and it is not preloaded).
+    /// Health of the Token Status List at `uri` of `issuer` (a configured
+    /// issuer, a trust domain, or a tenant of an issuer template while it
+    /// is held); `None` if no token referenced it yet (and it is not
+    /// preloaded).
     pub fn status_list_health(&self, issuer: &str, uri: &str) -> Result<Option<Health>> {
         let set = self.shared.set.load();
+        if !set.by_name.contains_key(issuer) {
+            if let Some(m) = set.families.iter().find_map(|f| f.held(issuer)) {
+                return Ok(m.status.get().and_then(|s| s.health(uri, self.now_ms())));
+            }
+        }
         let index = set.index_of(issuer)?;
         Ok(set.status.health(index, uri, self.now_ms()))
     }

@@ -248,6 +248,15 @@ fn a_tenant_token_is_checked_against_its_own_status_list_cache_hits_included() {
     );
     let list_path = format!("/{a}/status/l1");
     assert_eq!(idp.requests(&list_path), 1, "one list, fetched once");
+    assert_eq!(
+        v.status_list_health(&idp.issuer(&a), &uri).unwrap(),
+        Some(jwtwarden::Health::Fresh)
+    );
+    assert_eq!(
+        v.status_list_health(&idp.issuer(&tid(2)), &uri).ok().flatten(),
+        None,
+        "not b's"
+    );
     // The issuer revokes entry 2: once the list is refreshed (ttl 300 s),
     // the cached result is refused.
     idp.set_status(&a, "l1", 2, 1);

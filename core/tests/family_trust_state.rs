@@ -211,6 +211,54 @@ fn a_tenant_kid_revocation_survives_a_restart_and_an_eviction() {
     assert_eq!(kind(&v, &tb), ErrorKind::KeyRevoked);
 }
 
+#[test]
+fn a_tenant_kid_revocation_reaches_the_fleet_and_spares_the_other_tenants_there() {
+    let Some(redis) = jwtwarden_testissuer::redis::RedisServer::start() else {
+        return; // no redis-server here (the fleet suites skip likewise)
+    };
+    let idp = TenantIssuer::start(TenantMode::SharedKeys);
+    let clock = ManualClock::starting_now();
+    let on_feed = || {
+        let v = verifier_with(
+            &clock,
+            config(vec![template(&idp, TenantMode::SharedKeys)], |c| {
+                c["revocation"] = json!({ "redis": { "url": redis.url(), "timeout_ms": 2000, "max_stale_secs": 60 } });
+            }),
+        );
+        eventually("the feed is connected", || {
+            v.revocation_feed().unwrap().state == jwtwarden::FeedState::Connected
+        });
+        v
+    };
+    let (here, there) = (on_feed(), on_feed());
+    let (a, b) = (tid(1), tid(2));
+    let now = clock.now_secs();
+    let (ta, tb) = (idp.mint(&a, "alice", now), idp.mint(&b, "bob", now));
+    let kid = here.verify(&ta).unwrap().kid().unwrap().to_string();
+    for v in [&here, &there] {
+        v.verify(&ta).unwrap();
+        v.verify(&tb).unwrap();
+    }
+    assert_eq!(
+        here.revoke_kid(&idp.issuer(&a), &kid).unwrap(),
+        jwtwarden::Propagation::Fleet
+    );
+    eventually("the other process refuses a's cached token", || {
+        there.verify(&ta).err().map(|e| e.kind()) == Some(ErrorKind::KeyRevoked)
+    });
+    assert!(there.verify(&tb).expect("b, same shared key").cached());
+}
+
+/// Poll `f` until it holds; fail after 20 s (a bound for a broken feed, not
+/// a timing assertion: loopback delivery takes milliseconds).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 // ---- 2. status lists for tenants -----------------------------------------
 
 /// A per-tenant template whose tenants' lists live under `/<tenant>/status`.

@@ -101,6 +101,9 @@ pub(crate) struct Family {
     /// new members are allowed in.
     by_id: ArcSwap<ById>,
     counters: Counters,
+    /// The one client the members' status lists are fetched with, made on
+    /// the first member's first list.
+    pub status_client: std::sync::OnceLock<crate::fetch::HttpClient>,
 }
 
 impl Family {
@@ -123,6 +126,7 @@ impl Family {
             }),
             by_id: ArcSwap::from_pointee(ById::default()),
             counters: Counters::default(),
+            status_client: std::sync::OnceLock::new(),
         })
     }
 

@@ -1042,21 +1042,30 @@ impl Shared {
             }
             return Ok(None);
         };
-        if template.status_list.allowed_uris.is_empty() {
-            return Err(Error::new(
-                ErrorKind::StatusUriNotAllowed,
-                format!(
-                    "status list {:?}: template {} allows no status list (issuer_templates[].status_list.allowed_uris)",
-                    crate::token::truncate(uri),
-                    family.template.name()
-                ),
-            ));
-        }
         let store = match member.status.get() {
             Some(store) => store,
             None => {
+                // Refused before anything is made for the tenant: a URI
+                // outside its allowlist (none by default).
                 let cfg = template.status_list_for(&member.tenant);
-                let store = crate::status::Store::new(&cfg, &template.refresh, http)?.with_iss(&member.name);
+                if !crate::status::allowed(&cfg.allowed_uris, uri) {
+                    return Err(Error::new(
+                        ErrorKind::StatusUriNotAllowed,
+                        format!(
+                            "status list {:?} is not under the status_list.allowed_uris of template {} \
+                             for tenant {}",
+                            crate::token::truncate(uri),
+                            family.template.name(),
+                            member.tenant
+                        ),
+                    ));
+                }
+                let client = match family.status_client.get() {
+                    Some(c) => Some(c.clone()),
+                    None => crate::status::Store::client_for(&cfg, http)?
+                        .map(|c| family.status_client.get_or_init(|| c).clone()),
+                };
+                let store = crate::status::Store::with_client(&cfg, &template.refresh, client).with_iss(&member.name);
                 // A concurrent first use may have set it: use the one set.
                 let _ = member.status.set(Arc::new(store));
                 member.status.get().expect("set above")

@@ -154,19 +154,30 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn new(cfg: &StatusListConfig, refresh: &RefreshConfig, http: &HttpConfig) -> Result<Store> {
+        Ok(Store::with_client(cfg, refresh, Store::client_for(cfg, http)?))
+    }
+
+    /// The client a store of `cfg` fetches with (`None` without
+    /// `allowed_uris`): the list size cap, and no redirects. Stores of one
+    /// `cfg` may share one (the tenants of one template).
+    pub(crate) fn client_for(cfg: &StatusListConfig, http: &HttpConfig) -> Result<Option<HttpClient>> {
+        if cfg.allowed_uris.is_empty() {
+            return Ok(None);
+        }
+        let mut h = http.clone();
+        h.max_response_bytes = cfg.max_token_bytes as u64;
+        h.max_redirects = 0;
+        HttpClient::new(&h).map(Some)
+    }
+
+    /// A store of `cfg` fetching with `client` (from [`Store::client_for`]
+    /// of the same `cfg`, up to `allowed_uris`).
+    pub(crate) fn with_client(cfg: &StatusListConfig, refresh: &RefreshConfig, client: Option<HttpClient>) -> Store {
         let mut valid = [0u64; 4];
         for v in std::iter::once(0u8).chain(cfg.valid_statuses.iter().copied()) {
             valid[usize::from(v / 64)] |= 1 << (v % 64);
         }
-        let client = if cfg.allowed_uris.is_empty() {
-            None
-        } else {
-            let mut h = http.clone();
-            h.max_response_bytes = cfg.max_token_bytes as u64;
-            h.max_redirects = 0;
-            Some(HttpClient::new(&h)?)
-        };
-        Ok(Store {
+        Store {
             valid,
             http: client,
             slots: (0..cfg.max_lists).map(|_| OnceLock::new()).collect(),
@@ -174,7 +185,7 @@ impl Store {
             policy: Policy::for_status_lists(cfg, refresh),
             cfg: cfg.clone(),
             iss: None,
-        })
+        }
     }
 
     /// The same store, whose lists must name `iss` as their issuer (not

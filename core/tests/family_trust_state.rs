@@ -212,6 +212,29 @@ fn a_tenant_kid_revocation_survives_a_restart_and_an_eviction() {
 }
 
 #[test]
+fn a_tenant_kid_revocation_holds_when_its_template_is_removed_and_added_back() {
+    let idp = TenantIssuer::start(TenantMode::SharedKeys);
+    let clock = ManualClock::starting_now();
+    let other = TenantIssuer::start(TenantMode::PerTenant);
+    let t = template(&idp, TenantMode::SharedKeys);
+    let v = verifier_with(
+        &clock,
+        config(vec![t.clone(), template(&other, TenantMode::PerTenant)], |_| {}),
+    );
+    let (a, b) = (tid(1), tid(2));
+    let now = clock.now_secs();
+    let (ta, tb) = (idp.mint(&a, "alice", now), idp.mint(&b, "bob", now));
+    let kid = v.verify(&ta).unwrap().kid().unwrap().to_string();
+    v.revoke_kid(&idp.issuer(&a), &kid).unwrap();
+    v.remove_issuer(t["issuer"].as_str().unwrap()).unwrap();
+    assert_eq!(kind(&v, &ta), ErrorKind::UnknownIssuer);
+    v.add_issuer(jwtwarden::IssuerEntry::from_json(&t.to_string()).unwrap())
+        .unwrap();
+    assert_eq!(kind(&v, &ta), ErrorKind::KeyRevoked);
+    v.verify(&tb).expect("b");
+}
+
+#[test]
 fn a_tenant_kid_revocation_reaches_the_fleet_and_spares_the_other_tenants_there() {
     let Some(redis) = jwtwarden_testissuer::redis::RedisServer::start() else {
         return; // no redis-server here (the fleet suites skip likewise)

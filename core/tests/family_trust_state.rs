@@ -493,7 +493,7 @@ fn a_jwt_svid_status_is_checked_when_the_trust_domain_allows_lists_and_refused_b
     off.verify(svid(&b, &kid, &clock, None)).expect("no status, no list");
 
     let allowed = json!({ "allowed_uris": [format!("{}/status", b.bundle_url().trim_end_matches("/bundle"))] });
-    let v = verifier_with(&clock, spiffe_config(&b, Some(allowed), None));
+    let v = verifier_with(&clock, spiffe_config(&b, Some(allowed.clone()), None));
     let ok = svid(&b, &kid, &clock, claim(0));
     v.verify(&ok).expect("VALID");
     assert!(v.verify(&ok).unwrap().cached());
@@ -507,9 +507,24 @@ fn a_jwt_svid_status_is_checked_when_the_trust_domain_allows_lists_and_refused_b
     let other = publish_spiffe_list(&b, &kid, "/status/2", &[0], "https://idp.example.com");
     let foreign = Some(json!({"status_list": {"idx": 0, "uri": other}}));
     assert_eq!(
-        kind(&v, &svid(&b, &kid, &clock, foreign)),
+        kind(&v, &svid(&b, &kid, &clock, foreign.clone())),
         ErrorKind::StatusListUnavailable
     );
+
+    // With `issuer` configured, the lists must name it instead.
+    let mut cfg = spiffe_config(&b, Some(allowed), None);
+    cfg["spiffe"][0]["issuer"] = json!("https://idp.example.com");
+    let named = verifier_with(&clock, cfg);
+    let with_iss = |status: Option<Value>| {
+        let mut c = b.claims("web", AUD, clock.now_secs());
+        c["iss"] = json!("https://idp.example.com");
+        c["status"] = status.unwrap();
+        b.mint(&kid, &c)
+    };
+    named
+        .verify(with_iss(foreign))
+        .expect("a list naming the configured issuer");
+    assert_eq!(kind(&named, &with_iss(claim(0))), ErrorKind::StatusListUnavailable);
 }
 
 // ---- 3. the SPIFFE sequence across restarts ------------------------------

@@ -112,8 +112,8 @@ pub(crate) trait Currency {
     /// The revocation generation now.
     fn revocation_generation(&self) -> u64;
     /// Whether the token with these facts, verified for the stamp's
-    /// issuer, is revoked.
-    fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool;
+    /// issuer with the key of `kid`, is revoked.
+    fn revoked(&self, stamp: &Stamp, facts: &Facts, kid: Option<&str>) -> bool;
     /// Whether the token's Token Status List status is still acceptable at
     /// `now_ms`: read from the list in use on every hit.
     fn status_ok(&self, stamp: &Stamp, status: StatusRef, now_ms: u64) -> bool;
@@ -147,7 +147,7 @@ fn serves_at(e: &VerifiedToken, now_ms: u64, v: &impl Currency) -> bool {
     // before its generation is published.
     let generation = v.revocation_generation();
     if state.revocation_seen.load(Ordering::Acquire) != generation {
-        if v.revoked(&state.stamp(), &e.facts) {
+        if v.revoked(&state.stamp(), &e.facts, e.kid.as_deref()) {
             return false;
         }
         state.revocation_seen.store(generation, Ordering::Release);
@@ -497,7 +497,7 @@ mod tests {
         fn revocation_generation(&self) -> u64 {
             0
         }
-        fn revoked(&self, _: &Stamp, _: &Facts) -> bool {
+        fn revoked(&self, _: &Stamp, _: &Facts, _: Option<&str>) -> bool {
             false
         }
         fn status_ok(&self, _: &Stamp, _: StatusRef, _: u64) -> bool {

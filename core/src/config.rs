@@ -207,7 +207,60 @@ pub struct IssuerTemplateConfig {
     /// How each tenant's keys are refreshed, as `issuers[].refresh`.
     #[serde(default)]
     pub refresh: RefreshConfig,
+    /// Token Status List checks for each tenant's tokens, as
+    /// `issuers[].status_list`, with `{tenant}` allowed in the path of
+    /// `allowed_uris` (never in the scheme, host or port), replaced by the
+    /// token's tenant. Each tenant's lists are its own: fetched for it,
+    /// signed with its keys, naming its issuer as `iss`, never used for
+    /// another tenant. `preload` must be empty. Default: no list may be
+    /// fetched (a tenant's token with `status` is `status_uri_not_allowed`).
+    #[serde(default)]
+    pub status_list: StatusListConfig,
 }
+
+impl IssuerTemplateConfig {
+    /// The status list settings of `tenant`'s tokens: `status_list` with
+    /// `{tenant}` replaced in `allowed_uris`.
+    pub(crate) fn status_list_for(&self, tenant: &str) -> StatusListConfig {
+        let mut cfg = self.status_list.clone();
+        for uri in &mut cfg.allowed_uris {
+            *uri = uri.replace(TENANT, tenant);
+        }
+        cfg
+    }
+
+    /// Check `status_list`; `at` names the template in errors.
+    fn validate_status_list(&self, at: &str, allow_http: bool) -> Result<()> {
+        let f = |name: &str| format!("{at}.status_list.{name}");
+        if !self.status_list.preload.is_empty() {
+            return invalid(
+                &f("preload"),
+                "not supported for issuer templates (tenants come and go)",
+            );
+        }
+        for (i, uri) in self.status_list.allowed_uris.iter().enumerate() {
+            // The placeholder only after the authority: a token's tenant
+            // never chooses the host a list is fetched from.
+            let authority_end = uri
+                .find("://")
+                .map(|s| s + 3)
+                .and_then(|start| uri[start..].find(['/', '?', '#']).map(|e| start + e))
+                .unwrap_or(uri.len());
+            if uri[..authority_end].contains(TENANT) {
+                return invalid(
+                    &f(&format!("allowed_uris[{i}]")),
+                    "{tenant} may appear only in the path, never in the scheme, host or port",
+                );
+            }
+        }
+        // As `issuers[].status_list`, with an example tenant put in.
+        self.status_list_for("tenant")
+            .validate(&format!("{at}.status_list"), allow_http)
+    }
+}
+
+/// The placeholder of issuer templates.
+const TENANT: &str = "{tenant}";
 
 impl IssuerTemplateConfig {
     /// The matching rules, for `crate::template`.
@@ -267,6 +320,13 @@ pub struct SpiffeConfig {
     /// (`spiffe_refresh_hint` takes the place of `max-age`).
     #[serde(default)]
     pub refresh: RefreshConfig,
+    /// Token Status List checks for JWT-SVIDs, as `issuers[].status_list`:
+    /// lists are verified with the trust domain's JWT authorities and must
+    /// name `issuer` (if set, else `spiffe://<trust_domain>`) as `iss`.
+    /// Default off: no list may be fetched, so a JWT-SVID with a `status`
+    /// claim is refused (`status_uri_not_allowed`).
+    #[serde(default)]
+    pub status_list: StatusListConfig,
 }
 
 impl SpiffeConfig {
@@ -288,7 +348,7 @@ impl SpiffeConfig {
             max_token_lifetime_secs: None,
             hmac_keys: Vec::new(),
             refresh: self.refresh.clone(),
-            status_list: StatusListConfig::default(),
+            status_list: self.status_list.clone(),
         }
     }
 
@@ -324,6 +384,7 @@ impl SpiffeConfig {
         if self.algorithms.is_empty() || self.algorithms.iter().any(|a| a.is_hmac()) {
             return invalid(&f("algorithms"), "at least one algorithm, and no HS*");
         }
+        self.status_list.validate(&f("status_list"), allow_http)?;
         self.refresh.validate(&f("refresh"))
     }
 }
@@ -874,6 +935,7 @@ impl Config {
                 return invalid(&format!("{at}.new_tenant_fetches_per_minute"), "must be at least 1");
             }
             t.refresh.validate(&format!("{at}.refresh"))?;
+            t.validate_status_list(&at, self.http.allow_http)?;
         }
         let mut domains = std::collections::HashSet::new();
         for (i, d) in self.spiffe.iter().enumerate() {

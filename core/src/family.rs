@@ -63,6 +63,10 @@ pub(crate) struct Member {
     pub keys: Arc<Issuer>,
     /// Whether `keys` is the member's own (so its failure is the member's).
     own_keys: bool,
+    /// The member's Token Status Lists, made on its first token with a
+    /// `status` claim (the template's `status_list` with `{tenant}` put
+    /// in); never shared with another member.
+    pub status: std::sync::OnceLock<Arc<crate::status::Store>>,
 }
 
 #[derive(Default)]
@@ -97,6 +101,9 @@ pub(crate) struct Family {
     /// new members are allowed in.
     by_id: ArcSwap<ById>,
     counters: Counters,
+    /// The one client the members' status lists are fetched with, made on
+    /// the first member's first list.
+    pub status_client: std::sync::OnceLock<crate::fetch::HttpClient>,
 }
 
 impl Family {
@@ -119,6 +126,7 @@ impl Family {
             }),
             by_id: ArcSwap::from_pointee(ById::default()),
             counters: Counters::default(),
+            status_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -229,7 +237,13 @@ impl Family {
             policy,
             keys,
             own_keys,
+            status: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The template's configuration.
+    pub(crate) fn config(&self) -> &IssuerTemplateConfig {
+        &self.cfg
     }
 
     /// A member whose own first fetch failed: forgotten, and refused without
@@ -294,11 +308,24 @@ impl Family {
     /// Run the members' scheduled refreshes that are due. Returns when the
     /// next is due (ms).
     pub(crate) fn run_due(&self, env: &Env) -> u64 {
+        // Members' status lists, when the template allows any.
+        let lists = || {
+            if self.cfg.status_list.allowed_uris.is_empty() {
+                return u64::MAX;
+            }
+            let members = self.by_id.load_full();
+            members
+                .values()
+                .filter_map(|m| Some(m.status.get()?.run_due(&m.keys, env)))
+                .min()
+                .unwrap_or(u64::MAX)
+        };
         if let Some(shared) = &self.shared_keys {
-            return shared.run_due(env);
+            return shared.run_due(env).min(lists());
         }
         let members: Vec<Arc<Member>> = self.by_id.load().values().cloned().collect();
-        members.iter().map(|m| m.keys.run_due(env)).min().unwrap_or(u64::MAX)
+        let keys = members.iter().map(|m| m.keys.run_due(env)).min().unwrap_or(u64::MAX);
+        keys.min(lists())
     }
 
     /// The family's counters.
@@ -353,7 +380,7 @@ fn member_config(cfg: &IssuerTemplateConfig, template: &Template, tenant: Option
         max_token_lifetime_secs: None,
         hmac_keys: Vec::new(),
         refresh: cfg.refresh.clone(),
-        status_list: StatusListConfig::default(),
+        status_list: tenant.map_or_else(StatusListConfig::default, |t| cfg.status_list_for(t)),
         issuer,
     }
 }

@@ -585,7 +585,11 @@ impl Issuer {
         now: u64,
         expires_at: u64,
     ) -> std::result::Result<usize, String> {
-        let parsed = bundle.parse(body, &self.cfg.algorithms)?;
+        let persist = crate::spiffe::Persist {
+            dir: env.state_dir.as_deref(),
+            name: &self.name,
+        };
+        let parsed = bundle.parse(body, &self.cfg.algorithms, &persist)?;
         let usable = if parsed.keys.is_empty() {
             let removed = self.keys.clear(&env.trust.enter(), now, expires_at);
             log::warn!(
@@ -610,7 +614,7 @@ impl Issuer {
             }
             installed.usable
         };
-        bundle.installed(parsed.sequence);
+        bundle.installed(parsed.sequence, &persist);
         self.sched.lock().skipped = parsed.skipped;
         self.store_fail_closed(expires_at);
         Ok(usable)

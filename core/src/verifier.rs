@@ -190,7 +190,12 @@ impl Verifier {
         let stores = config
             .issuers
             .iter()
-            .map(|i| crate::status::Lists::store_for(i, &config))
+            .enumerate()
+            .map(|(i, c)| {
+                // A trust domain's lists name its `issuer`, when set.
+                let iss = i.checked_sub(first_spiffe).and_then(|d| domains[d].issuer.as_deref());
+                crate::status::Lists::store_naming(c, &config, iss)
+            })
             .collect::<Result<Vec<_>>>()?;
         let families = config
             .issuer_templates
@@ -372,15 +377,11 @@ impl Verifier {
     /// `revocation.kid_revocation_secs` (default 30 days; rotate the key out
     /// of the issuer's JWKS within that time). Takes effect and propagates
     /// as [`revoke_jti`](Verifier::revoke_jti).
+    ///
+    /// For a tenant of an issuer template (its issuer string), the kid is
+    /// revoked for that tenant only, also when its key set is shared with
+    /// other tenants (Entra ID style): the key stays trusted for them.
     pub fn revoke_kid(&self, issuer: &str, kid: &str) -> Result<Propagation> {
-        let set = self.shared.set.load();
-        if issuer != ANY_ISSUER && !set.by_name.contains_key(issuer) && set.names_member(issuer) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "revoke_kid does not reach the tenants of issuer templates yet: \
-                 revoke their tokens by jti or subject (docs/issuer-families.md)",
-            ));
-        }
         self.revoke(issuer, |t| t.kid_record(issuer, kid))
     }
 
@@ -466,10 +467,17 @@ impl Verifier {
         self.shared.set.load().families.iter().map(|f| f.stats()).collect()
     }
 
-    /// Health of the Token Status List at `uri` of `issuer`; `None` if no
-    /// token referenced it yet (and it is not preloaded).
+    /// Health of the Token Status List at `uri` of `issuer` (a configured
+    /// issuer, a trust domain, or a tenant of an issuer template while it
+    /// is held); `None` if no token referenced it yet (and it is not
+    /// preloaded).
     pub fn status_list_health(&self, issuer: &str, uri: &str) -> Result<Option<Health>> {
         let set = self.shared.set.load();
+        if !set.by_name.contains_key(issuer) {
+            if let Some(m) = set.families.iter().find_map(|f| f.held(issuer)) {
+                return Ok(m.status.get().and_then(|s| s.health(uri, self.now_ms())));
+            }
+        }
         let index = set.index_of(issuer)?;
         Ok(set.status.health(index, uri, self.now_ms()))
     }
@@ -789,9 +797,15 @@ impl Currency for Check<'_> {
         self.s.env.trust.revocations.generation()
     }
 
-    fn revoked(&self, stamp: &Stamp, facts: &Facts) -> bool {
+    fn revoked(&self, stamp: &Stamp, facts: &Facts, kid: Option<&str>) -> bool {
         if stamp.issuer >= FIRST_MEMBER_ID {
-            let revoked = |m: &Member| self.s.env.trust.revocations.is_revoked(&m.name, facts);
+            // A member's kid revocations are its own (its key set may be
+            // shared): read from the lists, not from the key store.
+            let lists = &self.s.env.trust.revocations;
+            let now = self.s.env.clock.now_ms();
+            let revoked = |m: &Member| {
+                lists.is_revoked(&m.name, facts) || kid.is_some_and(|k| lists.is_kid_revoked(&m.name, k, now))
+            };
             return self.set.with_member(stamp.issuer, revoked).unwrap_or(true);
         }
         let Some(index) = self.set.at_slot(stamp.issuer) else {
@@ -806,12 +820,14 @@ impl Currency for Check<'_> {
 
     #[inline]
     fn status_ok(&self, stamp: &Stamp, status: StatusRef, now_ms: u64) -> bool {
-        // Members' results never hold a status reference (refused).
-        stamp.issuer < FIRST_MEMBER_ID
-            && self
-                .set
-                .at_slot(stamp.issuer)
-                .is_some_and(|i| self.set.status.status_ok(i, status, now_ms))
+        if stamp.issuer >= FIRST_MEMBER_ID {
+            // A member's own lists (an evicted member's result is refused).
+            let ok = |m: &Member| m.status.get().is_some_and(|s| s.status_ok(status, now_ms));
+            return self.set.with_member(stamp.issuer, ok) == Some(true);
+        }
+        self.set
+            .at_slot(stamp.issuer)
+            .is_some_and(|i| self.set.status.status_ok(i, status, now_ms))
     }
 }
 
@@ -889,7 +905,8 @@ impl Shared {
             if let Some(family) = set.family_iss(&parsed) {
                 let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default();
                 if let Some(member) = set.families[family].member(iss, now) {
-                    return self.verify_member(&set.families[family], &*member?, token, hash, parsed, now);
+                    let family = &set.families[family];
+                    return self.verify_member(family, &*member?, &set.config.http, token, hash, parsed, now);
                 }
             }
         }
@@ -937,13 +954,15 @@ impl Shared {
     }
 
     /// The verification path for a tenant of an issuer template, from the
-    /// algorithm step on: the same steps, with the member's keys and claim
-    /// policy, the `tenant_claim` check after the claims, and no status
-    /// list (a token that references one is refused).
+    /// algorithm step on: the same steps, with the member's keys, claim
+    /// policy, kid revocations and status lists, and the `tenant_claim`
+    /// check after the claims.
+    #[allow(clippy::too_many_arguments)]
     fn verify_member(
         &self,
         family: &Family,
         member: &Member,
+        http: &crate::config::HttpConfig,
         token: &[u8],
         hash: Option<u64>,
         parsed: token::ParsedToken<'_>,
@@ -959,22 +978,22 @@ impl Shared {
             revocation_generation: trust.revocations.generation(),
         };
         let kid = parsed.header.kid.as_deref();
+        // The member's revoked kids, before any fetch the kid could cause.
+        self.check_member_kid(member, kid, now)?;
         let (key, key_usable_until_ms) = issuer.resolve_key(&self.env, kid, alg, now).inspect_err(|e| {
             if e.kind() == ErrorKind::KeysUnavailable {
                 family.first_fetch_failed(member, now);
             }
         })?;
+        // And the key found (a token without `kid` may still find a revoked
+        // key, the only one of its algorithm).
+        self.check_member_kid(member, key.kid.as_deref(), now)?;
         key.verify(&parsed, alg)?;
         let exp_ms = member.policy.check(&parsed.claims, parsed.header.typ.as_deref(), now)?;
         family.check_tenant_claim(member, &parsed.claims)?;
         let facts = Facts::of(&parsed.claims);
         self.check_not_revoked(&member.name, &facts, now)?;
-        if parsed.claims.contains_key("status") {
-            return Err(Error::new(
-                ErrorKind::StatusUriNotAllowed,
-                "status lists are not checked for the tenants of issuer templates",
-            ));
-        }
+        let status = self.member_status(family, member, http, &parsed.claims, now)?;
         let life = Lifetime {
             invalid_from_ms: member.policy.invalid_from_ms(exp_ms),
             max_ttl_until_ms: now.saturating_add(self.cache_max_ttl_ms),
@@ -983,18 +1002,89 @@ impl Shared {
         let fresh = Fresh {
             token,
             issuer: member.name.clone(),
+            // The key's `kid` also when the token named none, so that a
+            // cache hit sees a revocation of that key (checked by kid).
             kid: match (&key.kid, parsed.header.kid) {
                 (Some(shared), Some(named)) if **shared == *named => Some(shared.clone()),
+                (Some(shared), None) => Some(shared.clone()),
                 (_, named) => named.map(Arc::from),
             },
             alg,
             verified_at_ms: now,
             expires_at: exp_ms / 1000,
         };
-        let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life, None));
+        let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life, status));
         let verified = Arc::new(compact.with_claims(parsed.claims));
         self.insert(hash, compact, verified.claims(), now);
         Ok(Verified::new(Held::Owned(verified), false))
+    }
+
+    /// The status step for a tenant: its token's `status.status_list`
+    /// checked against the tenant's own lists (the template's
+    /// `status_list`, `{tenant}` put in), which are made on first use and
+    /// never serve another tenant. `Ok(Some(r))`: keep `r` with the cached
+    /// result.
+    fn member_status(
+        &self,
+        family: &Family,
+        member: &Member,
+        http: &crate::config::HttpConfig,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        now: u64,
+    ) -> Result<Option<StatusRef>> {
+        let template = family.config();
+        let Some((uri, idx)) = crate::status::reference(claims)? else {
+            if template.status_list.require_status {
+                return Err(Error::new(
+                    ErrorKind::StatusMissing,
+                    format!("issuer {} requires a status claim", member.name),
+                ));
+            }
+            return Ok(None);
+        };
+        let store = match member.status.get() {
+            Some(store) => store,
+            None => {
+                // Refused before anything is made for the tenant: a URI
+                // outside its allowlist (none by default).
+                let cfg = template.status_list_for(&member.tenant);
+                if !crate::status::allowed(&cfg.allowed_uris, uri) {
+                    return Err(Error::new(
+                        ErrorKind::StatusUriNotAllowed,
+                        format!(
+                            "status list {:?} is not under the status_list.allowed_uris of template {} \
+                             for tenant {}",
+                            crate::token::truncate(uri),
+                            family.template.name(),
+                            member.tenant
+                        ),
+                    ));
+                }
+                let client = match family.status_client.get() {
+                    Some(c) => Some(c.clone()),
+                    None => crate::status::Store::client_for(&cfg, http)?
+                        .map(|c| family.status_client.get_or_init(|| c).clone()),
+                };
+                let store = crate::status::Store::with_client(&cfg, &template.refresh, client).with_iss(&member.name);
+                // A concurrent first use may have set it: use the one set.
+                let _ = member.status.set(Arc::new(store));
+                member.status.get().expect("set above")
+            }
+        };
+        store.check(&member.keys, &self.env, uri, idx, now).map(Some)
+    }
+
+    /// A tenant's kid revocations (`revoke_kid` naming its issuer, or
+    /// `"*"`): held in the revocation lists rather than in its key store,
+    /// which other tenants may share.
+    fn check_member_kid(&self, member: &Member, kid: Option<&str>, now: u64) -> Result<()> {
+        match kid {
+            Some(kid) if self.env.trust.revocations.is_kid_revoked(&member.name, kid, now) => Err(Error::new(
+                ErrorKind::KeyRevoked,
+                format!("kid {:?} was revoked for {}", crate::token::truncate(kid), member.name),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn check_size(&self, token: &[u8]) -> Result<()> {

@@ -32,6 +32,8 @@ struct State {
     history: HashMap<u64, Value>,
     /// The bundle served instead of the current one (a rollback).
     served: Option<Value>,
+    /// Other documents served, by path ([`SpiffeBundleServer::serve`]).
+    documents: HashMap<String, String>,
 }
 
 struct Inner {
@@ -76,6 +78,7 @@ impl SpiffeBundleServer {
                 refresh_hint: Some(300),
                 history: HashMap::new(),
                 served: None,
+                documents: HashMap::new(),
             }),
             requests: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -197,6 +200,26 @@ impl SpiffeBundleServer {
         k.sign(&json!({"alg": k.alg.as_str(), "typ": "JWT", "kid": k.kid}), claims)
     }
 
+    /// `claims` signed with `kid` under `header` (its `alg` and `kid` set
+    /// here), e.g. a Status List Token (`typ: statuslist+jwt`).
+    ///
+    /// # Panics
+    /// If `kid` was never made here.
+    pub fn mint_with_header(&self, kid: &str, header: &Value, claims: &Value) -> String {
+        let k = self.inner.state.lock().keys[kid].clone();
+        let mut h = header.clone();
+        h["alg"] = json!(k.alg.as_str());
+        h["kid"] = json!(k.kid);
+        k.sign(&h, claims)
+    }
+
+    /// Serve `body` at `path` (not `/bundle`) from now on; returns its URL.
+    /// Requests to it are not counted in [`requests`](Self::requests).
+    pub fn serve(&self, path: &str, body: String) -> String {
+        self.inner.state.lock().documents.insert(path.to_string(), body);
+        format!("{}{path}", self.inner.url)
+    }
+
     /// Bundle requests so far.
     pub fn requests(&self) -> u64 {
         self.inner.requests.load(Ordering::SeqCst)
@@ -238,7 +261,11 @@ fn publish(st: &mut State) {
 fn handle(inner: &Inner, rq: tiny_http::Request) {
     let path = rq.url().split(['?', '#']).next().unwrap_or_default().to_string();
     if path != "/bundle" {
-        respond(rq, json_response(404, r#"{"error":"not found"}"#));
+        let doc = inner.state.lock().documents.get(&path).cloned();
+        match doc {
+            Some(body) => respond(rq, json_response(200, body)),
+            None => respond(rq, json_response(404, r#"{"error":"not found"}"#)),
+        }
         return;
     }
     inner.requests.fetch_add(1, Ordering::SeqCst);

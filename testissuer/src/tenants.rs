@@ -7,6 +7,7 @@
 //! | `/<t>/keys` | tenant `<t>`'s own key (ES256) | `404` |
 //! | `/common/keys` | `404` | the one key set every tenant signs with |
 //! | `/common/v2.0/.well-known/openid-configuration` | as any tenant | `{"issuer": url/{tenantid}/v2.0, ...}`, the placeholder as Entra's `common` document has it |
+//! | `/<t>/status/<name>` | tenant `<t>`'s Token Status List (`statuslist+jwt`, `iss` its issuer, signed with its key), once [`TenantIssuer::publish_status_list`] made it | the same, signed with the shared key |
 //!
 //! Every tenant exists (its key is made on first use) unless [`TenantIssuer::fail_tenant`]
 //! made it answer `404`. Every request is counted per path; [`TenantIssuer::set_delay`]
@@ -40,6 +41,8 @@ struct Inner {
     keys: Mutex<HashMap<String, Arc<KeyEntry>>>,
     failing: Mutex<HashSet<String>>,
     counts: Mutex<HashMap<String, u64>>,
+    /// Status lists by path: the tenant whose list it is, and its statuses.
+    lists: Mutex<HashMap<String, (String, Vec<u8>)>>,
     delay_ms: AtomicU64,
     stopping: AtomicBool,
 }
@@ -72,6 +75,7 @@ impl TenantIssuer {
             keys: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashSet::new()),
             counts: Mutex::new(HashMap::new()),
+            lists: Mutex::new(HashMap::new()),
             delay_ms: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         });
@@ -132,6 +136,45 @@ impl TenantIssuer {
     /// A token of `tenant` for `sub` at `now`, signed with its key.
     pub fn mint(&self, tenant: &str, sub: &str, now: u64) -> String {
         self.mint_as(tenant, &self.claims(tenant, sub, now))
+    }
+
+    /// `claims` signed with the key of `signer`, with no `kid` in the header
+    /// (the key is then found as the only one of its algorithm).
+    pub fn mint_without_kid(&self, signer: &str, claims: &Value) -> String {
+        let k = self.key(signer);
+        k.sign(&json!({"alg": k.alg.as_str(), "typ": "JWT"}), claims)
+    }
+
+    /// Publish a Token Status List of `len` entries (2 bits each, all VALID)
+    /// for `tenant` at `/<tenant>/status/<name>`; returns its URI. Served
+    /// as a `statuslist+jwt` with `iss` the tenant's issuer, `sub` the URI,
+    /// `iat` the time it is served and `ttl` 300, signed with the tenant's
+    /// key (the shared one in [`TenantMode::SharedKeys`]).
+    pub fn publish_status_list(&self, tenant: &str, name: &str, len: usize) -> String {
+        let path = format!("/{tenant}/status/{name}");
+        self.inner
+            .lists
+            .lock()
+            .insert(path.clone(), (tenant.to_string(), vec![0; len]));
+        format!("{}{path}", self.inner.url)
+    }
+
+    /// Set entry `idx` of `tenant`'s list `name` to `status` (0 VALID, 1
+    /// INVALID, 2 SUSPENDED).
+    ///
+    /// # Panics
+    /// If there is no such list or `idx` is beyond it.
+    pub fn set_status(&self, tenant: &str, name: &str, idx: usize, status: u8) {
+        let mut lists = self.inner.lists.lock();
+        let (_, statuses) = lists
+            .get_mut(&format!("/{tenant}/status/{name}"))
+            .expect("testissuer: no such status list");
+        statuses[idx] = status;
+    }
+
+    /// The `status` claim for entry `idx` of the list at `uri`.
+    pub fn status_claim(uri: &str, idx: usize) -> Value {
+        json!({"status_list": {"idx": idx, "uri": uri}})
     }
 
     /// Make `tenant`'s documents answer `404` (its discovery fails).
@@ -198,6 +241,27 @@ impl Inner {
             .clone()
     }
 
+    /// The Status List Token at `path`, signed now.
+    fn status_list(&self, path: &str) -> Option<String> {
+        let (tenant, statuses) = self.lists.lock().get(path).cloned()?;
+        let k = self.key(&tenant);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let claims = json!({
+            "iss": format!("{}/{tenant}/v2.0", self.url),
+            "sub": format!("{}{path}", self.url),
+            "iat": now,
+            "ttl": 300,
+            "status_list": { "bits": 2, "lst": crate::status::encode_lst(2, &statuses) },
+        });
+        Some(k.sign(
+            &json!({"alg": k.alg.as_str(), "typ": "statuslist+jwt", "kid": k.kid}),
+            &claims,
+        ))
+    }
+
     fn answer(&self, path: &str) -> Option<Value> {
         let rest = path.strip_prefix('/')?;
         let (tenant, tail) = rest.split_once('/')?;
@@ -227,6 +291,9 @@ fn handle(inner: &Inner, rq: tiny_http::Request) {
     let delay = inner.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         std::thread::sleep(Duration::from_millis(delay));
+    }
+    if let Some(list) = inner.status_list(&path) {
+        return respond(rq, json_response(200, list));
     }
     match inner.answer(&path) {
         Some(body) => respond(

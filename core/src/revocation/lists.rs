@@ -154,9 +154,10 @@ impl Revocations {
             }
             RevocationKind::Kid => {
                 // A kid is revoked or not: a longer life is kept without
-                // counting as a change.
+                // counting as a change (but one that had lapsed, not yet
+                // pruned, is revoked again).
                 let e = scope.kids.entry(r.value.clone()).or_insert(0);
-                let changed = *e == 0;
+                let changed = *e <= now_ms;
                 *e = (*e).max(until);
                 changed
             }
@@ -184,6 +185,22 @@ impl Revocations {
             .iter()
             .filter_map(|name| scopes.get(*name))
             .any(|scope| scope.is_revoked(facts))
+    }
+
+    /// Whether `kid` of `issuer` is revoked at `now_ms`, by a record for
+    /// that issuer or for every issuer. For the tenants of issuer
+    /// templates, whose key sets may be shared with other tenants: their
+    /// kid revocations are read here, per tenant, rather than removed from
+    /// the key set (`docs/issuer-families.md`).
+    pub(crate) fn is_kid_revoked(&self, issuer: &str, kid: &str, now_ms: u64) -> bool {
+        let scopes = self.scopes.read();
+        if scopes.is_empty() {
+            return false;
+        }
+        [issuer, ANY_ISSUER]
+            .iter()
+            .filter_map(|name| scopes.get(*name))
+            .any(|scope| scope.kids.get(kid).is_some_and(|until| *until > now_ms))
     }
 
     /// Every record still live at `now_ms`.

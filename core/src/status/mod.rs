@@ -95,6 +95,17 @@ impl Lists {
         Store::new(&issuer.status_list, &issuer.refresh, &config.http).map(Arc::new)
     }
 
+    /// As [`store_for`](Lists::store_for), for lists that must name `iss`
+    /// as their issuer when it is given (a SPIFFE trust domain's
+    /// `issuer`): not the name the verifying keys are held under.
+    pub(crate) fn store_naming(issuer: &IssuerConfig, config: &Config, iss: Option<&str>) -> Result<Arc<Store>> {
+        let store = Store::new(&issuer.status_list, &issuer.refresh, &config.http)?;
+        Ok(Arc::new(match iss {
+            Some(iss) => store.with_iss(iss),
+            None => store,
+        }))
+    }
+
     /// Issuer `index`'s lists.
     pub(crate) fn store(&self, index: usize) -> Arc<Store> {
         self.stores[index].clone()

@@ -146,30 +146,58 @@ pub(crate) struct Store {
     http: Option<HttpClient>,
     slots: Box<[OnceLock<Slot>]>,
     by_uri: Mutex<HashMap<Arc<str>, u32>>,
+    /// The `iss` a Status List Token must have, when it is not the name of
+    /// the issuer whose keys verify it: a tenant whose key set is shared
+    /// (its own issuer string), a SPIFFE trust domain with `issuer`.
+    iss: Option<Arc<str>>,
 }
 
 impl Store {
     pub(crate) fn new(cfg: &StatusListConfig, refresh: &RefreshConfig, http: &HttpConfig) -> Result<Store> {
+        Ok(Store::with_client(cfg, refresh, Store::client_for(cfg, http)?))
+    }
+
+    /// The client a store of `cfg` fetches with (`None` without
+    /// `allowed_uris`): the list size cap, and no redirects. Stores of one
+    /// `cfg` may share one (the tenants of one template).
+    pub(crate) fn client_for(cfg: &StatusListConfig, http: &HttpConfig) -> Result<Option<HttpClient>> {
+        if cfg.allowed_uris.is_empty() {
+            return Ok(None);
+        }
+        let mut h = http.clone();
+        h.max_response_bytes = cfg.max_token_bytes as u64;
+        h.max_redirects = 0;
+        HttpClient::new(&h).map(Some)
+    }
+
+    /// A store of `cfg` fetching with `client` (from [`Store::client_for`]
+    /// of the same `cfg`, up to `allowed_uris`).
+    pub(crate) fn with_client(cfg: &StatusListConfig, refresh: &RefreshConfig, client: Option<HttpClient>) -> Store {
         let mut valid = [0u64; 4];
         for v in std::iter::once(0u8).chain(cfg.valid_statuses.iter().copied()) {
             valid[usize::from(v / 64)] |= 1 << (v % 64);
         }
-        let client = if cfg.allowed_uris.is_empty() {
-            None
-        } else {
-            let mut h = http.clone();
-            h.max_response_bytes = cfg.max_token_bytes as u64;
-            h.max_redirects = 0;
-            Some(HttpClient::new(&h)?)
-        };
-        Ok(Store {
+        Store {
             valid,
             http: client,
             slots: (0..cfg.max_lists).map(|_| OnceLock::new()).collect(),
             by_uri: Mutex::new(HashMap::new()),
             policy: Policy::for_status_lists(cfg, refresh),
             cfg: cfg.clone(),
-        })
+            iss: None,
+        }
+    }
+
+    /// The same store, whose lists must name `iss` as their issuer (not
+    /// the name of the issuer whose keys verify them).
+    pub(crate) fn with_iss(mut self, iss: &str) -> Store {
+        self.iss = Some(Arc::from(iss));
+        self
+    }
+
+    /// The issuer the lists must name, and that logs name.
+    fn iss<'a>(&'a self, issuer: &'a Issuer) -> &'a str {
+        self.iss.as_deref().unwrap_or(&issuer.name)
     }
 
     /// Whether `status` is acceptable for this issuer.
@@ -287,7 +315,7 @@ impl Store {
                     let deadline = Instant::now() + env.fetch_timeout;
                     let _ = self.refresh(slot, issuer, env, "preload", deadline);
                 }
-                Err(e) => log::warn!("issuer {}: status list {uri}: {e}", issuer.name),
+                Err(e) => log::warn!("issuer {}: status list {uri}: {e}", self.iss(issuer)),
             }
         }
     }
@@ -324,7 +352,7 @@ impl Store {
             slot.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 "issuer {}: status list {} {reason} fetch failed (attempt {attempt}): {e}",
-                issuer.name,
+                self.iss(issuer),
                 slot.uri,
             );
         };
@@ -378,6 +406,7 @@ impl Store {
                     &body,
                     &slot.uri,
                     issuer,
+                    self.iss(issuer),
                     env,
                     self.cfg.max_token_bytes,
                     self.cfg.max_inflated_bytes,
@@ -398,7 +427,7 @@ impl Store {
                     lifetime(&self.policy, now, t.ttl_secs.or(max_age_secs), t.exp_ms, leeway_ms);
                 log::info!(
                     "issuer {}: status list {}: {} entries of {} bits, ttl {} s",
-                    issuer.name,
+                    self.iss(issuer),
                     slot.uri,
                     t.list.len(),
                     t.list.bits(),

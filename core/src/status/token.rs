@@ -35,11 +35,15 @@ pub(crate) struct ListToken {
     pub iat_ms: u64,
 }
 
-/// Verify the Status List Token `raw`, fetched from `uri`, for `issuer`.
+/// Verify the Status List Token `raw`, fetched from `uri`, with the keys
+/// and algorithms of `issuer`; its `iss` must be `iss` (the issuer's name,
+/// or a tenant's when its key set is shared).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn verify(
     raw: &[u8],
     uri: &str,
     issuer: &Issuer,
+    iss: &str,
     env: &Env,
     max_token_bytes: usize,
     max_inflated: usize,
@@ -60,14 +64,7 @@ pub(crate) fn verify(
         .resolve_key(env, parsed.header.kid.as_deref(), alg, now)
         .map_err(|e| format!("{} ({})", e.message(), e.kind()))?;
     key.verify(&parsed, alg).map_err(|e| e.message().to_string())?;
-    check_claims(
-        &parsed.claims,
-        uri,
-        &issuer.name,
-        issuer.cfg.leeway_secs,
-        max_inflated,
-        now,
-    )
+    check_claims(&parsed.claims, uri, iss, issuer.cfg.leeway_secs, max_inflated, now)
 }
 
 fn is_statuslist_typ(typ: &str) -> bool {

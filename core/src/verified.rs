@@ -28,8 +28,10 @@ pub struct VerifiedToken {
     lazy: OnceBox<Lazy>,
     /// The configured issuer the token was verified for.
     pub issuer: Arc<str>,
-    /// The `kid` of the key that verified it, if the token had one (the
-    /// key's own string, shared, not a copy per result).
+    /// The `kid` of the key that verified it: the token's, or for a
+    /// tenant's token without one, the key's own `kid` if it has one (so a
+    /// cache hit sees a kid revocation). The key's own string, shared, not
+    /// a copy per result.
     pub kid: Option<Arc<str>>,
     /// The signature algorithm.
     pub alg: Alg,

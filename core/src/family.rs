@@ -354,6 +354,8 @@ fn member_config(cfg: &IssuerTemplateConfig, template: &Template, tenant: Option
         hmac_keys: Vec::new(),
         refresh: cfg.refresh.clone(),
         status_list: StatusListConfig::default(),
+        kind: crate::config::IssuerKind::Token,
+        fresh_within_secs: None,
         issuer,
     }
 }

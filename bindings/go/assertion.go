@@ -165,11 +165,23 @@ func (o *MiddlewareOptions) assertionRoute(r *http.Request) (accept, fresh bool)
 	return true, fresh
 }
 
+// wireTarget is the request target as this server received it (the
+// request line), which is what the edge forwarded and bound its assertion
+// to: not the path a handler in front of the middleware (http.StripPrefix)
+// left, which routes are matched on. requestTarget when there is no
+// request line (a request made in-process).
+func wireTarget(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") {
+		return r.RequestURI
+	}
+	return requestTarget(r)
+}
+
 // serveAssertion lets r in on the assertion in its header, or refuses it
 // by the HTTP contract (401 with a Bearer challenge naming the kind, 503
 // with Retry-After when the replay window or keys cannot answer).
 func (v *Verifier) serveAssertion(w http.ResponseWriter, r *http.Request, next http.Handler, opts *MiddlewareOptions, assertion string, fresh bool) {
-	inh, err := v.VerifyAssertion(assertion, r.Method, requestTarget(r), fresh)
+	inh, err := v.VerifyAssertion(assertion, r.Method, wireTarget(r), fresh)
 	if err == nil {
 		next.ServeHTTP(w, r.WithContext(NewInheritedContext(r.Context(), inh)))
 		return

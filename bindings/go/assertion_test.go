@@ -193,3 +193,33 @@ func TestMiddlewareAcceptsAssertionsByRoute(t *testing.T) {
 		t.Fatalf("fresh route, recent trust: %d", st)
 	}
 }
+
+// Mounted under a prefix (http.StripPrefix): routes are matched on the
+// path the middleware sees, the assertion on the request as received.
+func TestMiddlewareAssertionUnderStripPrefix(t *testing.T) {
+	w := newEdgeWorld(t)
+	mw := w.v.MiddlewareWith(jwtwarden.MiddlewareOptions{AssertionPaths: []string{"/orders/*"}})
+	ok := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if _, inherited := jwtwarden.InheritedFromContext(r.Context()); !inherited {
+			rw.WriteHeader(500)
+		}
+	})
+	srv := httptest.NewServer(http.StripPrefix("/api", mw(ok)))
+	defer srv.Close()
+	get := func(path, assertion string) int {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set(jwtwarden.DefaultAssertionHeader, assertion)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := get("/api/orders/7", w.assertion("GET", "/api/orders/7", 0)); st != 200 {
+		t.Fatalf("bound to the request as received: %d", st)
+	}
+	if st := get("/api/orders/7", w.assertion("GET", "/orders/7", 0)); st != 401 {
+		t.Fatalf("bound to the stripped path: %d", st)
+	}
+}

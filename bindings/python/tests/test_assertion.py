@@ -181,3 +181,51 @@ def test_middleware_accepts_assertions_by_route(kind: str, edge: Edge, service: 
     stale = edge.assertion("POST", "/pay", verified_ago=60)
     assert call("POST", "/pay", {HEADER: stale})[1]["error"] == "token_lifetime_exceeded"
     assert call("POST", "/pay", {HEADER: edge.assertion("POST", "/pay")})[0] == 200
+
+
+def test_wsgi_under_script_name_binds_the_request_as_received(edge: Edge, service: jwtwarden.Verifier) -> None:
+    app = WSGIMiddleware(wsgi_app, service, accept_assertion=["/orders/*"])
+
+    def call(assertion: str) -> int:
+        environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/api", "PATH_INFO": "/orders/7"}
+        setup_testing_defaults(environ)
+        environ["HTTP_X_JWTWARDEN_ASSERTION"] = assertion
+        seen: dict[str, Any] = {}
+
+        def start_response(status: str, hdrs: list[tuple[str, str]], exc_info: Any = None) -> None:
+            seen["status"] = int(status.split()[0])
+
+        b"".join(app(environ, start_response))
+        return int(seen["status"])
+
+    assert call(edge.assertion("GET", "/api/orders/7")) == 200
+    assert call(edge.assertion("GET", "/orders/7")) == 401
+
+
+def test_asgi_under_root_path_binds_the_request_as_received(edge: Edge, service: jwtwarden.Verifier) -> None:
+    app = ASGIMiddleware(ASGIApp(), service, accept_assertion=["/orders/*"])
+
+    def call(assertion: str) -> int:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            # A server whose path leaves root_path out (routes are matched
+            # on it, as skip_paths are); the request received is both.
+            "root_path": "/api",
+            "path": "/orders/7",
+            "method": "GET",
+            "headers": [(b"x-jwtwarden-assertion", assertion.encode())],
+        }
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> MutableMapping[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        return int(sent[0]["status"])
+
+    assert call(edge.assertion("GET", "/api/orders/7")) == 200
+    assert call(edge.assertion("GET", "/orders/7")) == 401

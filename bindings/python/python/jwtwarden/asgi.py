@@ -89,6 +89,19 @@ def request_target(scope: Scope) -> str:
     return quote_path(path, "utf-8")
 
 
+def wire_target(scope: Scope) -> str:
+    """The request target as this server received it, ``root_path``
+    included: what the edge forwarded and bound its assertion to (routes are
+    matched on :func:`request_target`, relative to the mount point)."""
+    raw = scope.get("raw_path")
+    if raw:
+        target = bytes(raw).decode("latin-1")
+        if target.startswith("/"):
+            return target
+    root, path = scope.get("root_path", ""), scope.get("path", "")
+    return quote_path(path if path.startswith(root) else root + path, "utf-8")
+
+
 class ASGIMiddleware:
     """Wraps an ASGI application; see the module documentation.
 
@@ -209,10 +222,10 @@ class ASGIMiddleware:
         values = [bytes(v) for k, v in headers if bytes(k).lower() == self._assertion_name]
         if not values:
             return False
-        target = request_target(scope)
-        route_fresh = self.assertions.route(target)
+        route_fresh = self.assertions.route(request_target(scope))
         if route_fresh is None:
             return False
+        target = wire_target(scope)
         fresh = route_fresh or self.options.predicates(scope)[1]
         assertion = b",".join(values).decode("latin-1")
         verifier, routes = self.verifier, self.assertions

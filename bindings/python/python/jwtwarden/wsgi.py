@@ -63,6 +63,16 @@ def request_target(environ: Environ) -> str:
     return quote_path(path_info, "latin-1")
 
 
+def wire_target(environ: Environ) -> str:
+    """The request target as this server received it, ``SCRIPT_NAME``
+    included: what the edge forwarded and bound its assertion to (routes are
+    matched on :func:`request_target`, relative to the mount point)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        return raw
+    return quote_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), "latin-1")
+
+
 class WSGIMiddleware:
     """Wraps a WSGI application; see the module documentation.
 
@@ -135,12 +145,12 @@ class WSGIMiddleware:
             environ.pop(key, None)
         assertion = environ.get(self._assertion_key) if self.assertions else None
         if assertion is not None:
-            target = request_target(environ)
-            route_fresh = self.assertions.route(target)
+            route_fresh = self.assertions.route(request_target(environ))
             if route_fresh is not None:
                 fresh = route_fresh or self.options.predicates(environ)[1]
                 method = environ.get("REQUEST_METHOD", "GET")
-                inherited = self.assertions.verify(self.verifier, assertion, method, target, fresh)
+                wire = wire_target(environ)
+                inherited = self.assertions.verify(self.verifier, assertion, method, wire, fresh)
                 if isinstance(inherited, Inherited):
                     environ["jwtwarden.inherited"] = inherited
                     return self.app(environ, start_response)

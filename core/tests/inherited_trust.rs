@@ -378,3 +378,35 @@ fn a_fleet_replay_window_redis_cannot_answer_fails_closed() {
     // burnt nothing.
     inherit(&w.service, &b, "GET", "/x", false).expect("Redis back");
 }
+
+#[test]
+fn the_fleet_window_holds_across_a_fork_as_pre_fork_workers_share_it() {
+    let Some(redis) = RedisServer::start() else { return };
+    let edge = setup();
+    let minter = minter(&edge.clock);
+    let service = service(&edge, &minter, |c| {
+        c["revocation"] = json!({"redis": {"url": redis.url(), "timeout_ms": 2000}})
+    });
+    let w = World { edge, minter, service };
+    let first = w.mint("GET", "/orders/1");
+    let second = w.mint("GET", "/orders/1");
+    inherit(&w.service, &first, "GET", "/orders/1", false).expect("first use, in the parent");
+    // A worker forked after the verifier was built (its own connection).
+    let status = common::in_forked_child(std::time::Duration::from_secs(30), || {
+        match (
+            inherit(&w.service, &first, "GET", "/orders/1", false),
+            inherit(&w.service, &second, "GET", "/orders/1", false),
+        ) {
+            (Err(ErrorKind::Revoked), Ok(_)) => 0,
+            (Ok(_), _) => 1,
+            (_, Err(_)) => 2,
+            _ => 3,
+        }
+    });
+    assert_eq!(status, Some(0), "the child refused the parent's jti and took its own");
+    assert_eq!(
+        inherit(&w.service, &second, "GET", "/orders/1", false).unwrap_err(),
+        ErrorKind::Revoked,
+        "the child's first use is seen by the parent"
+    );
+}

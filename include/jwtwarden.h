@@ -299,6 +299,12 @@ typedef struct jwtwarden_http_decision jwtwarden_http_decision;
 // threads may use one at once. Release it with `jwtwarden_http_policy_free`.
 typedef struct jwtwarden_http_policy jwtwarden_http_policy;
 
+// A verified assertion: trust inherited from an edge. Created by
+// `jwtwarden_verifier_verify_assertion`; release it with
+// `jwtwarden_inherited_free`. Strings are borrowed from it. Accessors may
+// be called from several threads at once.
+typedef struct jwtwarden_inherited jwtwarden_inherited;
+
 // A successful verification: claims, issuer, kid, whether it came from the
 // cache and when the signature was checked. Created by
 // `jwtwarden_verifier_verify`; release it with `jwtwarden_verified_free`.
@@ -342,6 +348,67 @@ extern "C" {
 // The version of the linked library, `"MAJOR.MINOR.PATCH"`. Static: never
 // free it.
 const char *jwtwarden_version(void);
+
+// Verify a verification assertion from one of the edges `verifier` is
+// configured with (`issuers` of kind `"assertion"`), for the request this
+// service received: `method` (exact, upper case: `"GET"`) and `path` (the
+// request target; the query is dropped and the path normalised as the
+// edge did). NUL-terminated UTF-8 both.
+//
+// `assertion` is `assertion_len` bytes (no NUL needed). `fresh`: this
+// route demands a fresh verification; inherited trust is then accepted
+// only when the edge's `fresh_within_secs` covers when it verified the
+// original token. On success `*inherited_out` receives a result to
+// release with `jwtwarden_inherited_free`. The codes are the engine's:
+// `JWTWARDEN_RESULT_UNKNOWN_ISSUER` (not from a configured edge, an
+// ordinary token, or no edge configured), `JWTWARDEN_RESULT_INVALID_AUDIENCE`
+// (bound to another method, path or service), `JWTWARDEN_RESULT_EXPIRED`,
+// `JWTWARDEN_RESULT_INVALID_SIGNATURE`, `JWTWARDEN_RESULT_TOKEN_LIFETIME_EXCEEDED`
+// (a fresh route, inherited trust not fresh enough),
+// `JWTWARDEN_RESULT_REVOKED` (replayed: its `jti` was used, in this
+// process or, with `revocation.redis`, anywhere in the fleet),
+// `JWTWARDEN_RESULT_REVOCATIONS_STALE` (the fleet's replay window in
+// Redis could not answer: refused). An ordinary token is never accepted
+// here, nor an assertion by `jwtwarden_verifier_verify`.
+jwtwarden_result jwtwarden_verifier_verify_assertion(const struct jwtwarden_verifier *verifier,
+                                                     const char *assertion,
+                                                     size_t assertion_len,
+                                                     const char *method,
+                                                     const char *path,
+                                                     bool fresh,
+                                                     struct jwtwarden_inherited **inherited_out,
+                                                     struct jwtwarden_error **error);
+
+// True: this trust was inherited from an edge, not established here (so a
+// policy engine handed only a result can tell). False if `inherited` is NULL.
+bool jwtwarden_inherited_inherited(const struct jwtwarden_inherited *inherited);
+
+// The edge that minted the assertion (its `iss`, a configured edge).
+// Borrowed; NULL if `inherited` is NULL.
+const char *jwtwarden_inherited_edge(const struct jwtwarden_inherited *inherited);
+
+// When the edge verified the original token, in seconds since the Unix
+// epoch. 0 if `inherited` is NULL.
+uint64_t jwtwarden_inherited_verified_at(const struct jwtwarden_inherited *inherited);
+
+// Whether the edge's result came from its cache. False if `inherited` is NULL.
+bool jwtwarden_inherited_cached(const struct jwtwarden_inherited *inherited);
+
+// Whether the edge's route demanded a fresh verification. False if
+// `inherited` is NULL.
+bool jwtwarden_inherited_fresh(const struct jwtwarden_inherited *inherited);
+
+// The original token's claims as the edge saw them (`iss`, `sub`, `aud`,
+// `scope`, and `jti`, or `tjh` a hash of the token), a JSON object.
+// Borrowed; NULL if `inherited` is NULL.
+const char *jwtwarden_inherited_original_json(const struct jwtwarden_inherited *inherited);
+
+// All claims of the assertion itself, a JSON object. Borrowed; NULL if
+// `inherited` is NULL.
+const char *jwtwarden_inherited_claims_json(const struct jwtwarden_inherited *inherited);
+
+// Free a result and every string borrowed from it. NULL is accepted and ignored.
+void jwtwarden_inherited_free(struct jwtwarden_inherited *inherited);
 
 // The code of an error. `JWTWARDEN_RESULT_NULL_PARAMETER` if `error` is NULL.
 jwtwarden_result jwtwarden_error_code(const struct jwtwarden_error *error);

@@ -49,6 +49,23 @@ type MiddlewareOptions struct {
 	FreshPaths []string
 	// FreshIf, if set, skips the cache for a request when it returns true.
 	FreshIf func(*http.Request) bool
+	// AssertionPaths are the routes (patterns as SkipPaths, matched
+	// against the cleaned request path) that also accept an edge's
+	// verification assertion in AssertionHeader instead of the client's
+	// token: inherited trust (docs/trust-handoff.md). The verifier's
+	// configuration names the edges (issuers of kind "assertion"). On such
+	// a route a request carrying the header is decided on the assertion
+	// alone, bound to the request's method and path (FromContext finds
+	// nothing, InheritedFromContext the *Inherited); without the header it
+	// needs a bearer token as usual. A route that is fresh (Fresh,
+	// FreshPaths, FreshIf) takes an assertion only within the edge's
+	// fresh_within_secs. On every other route the header is ignored: the
+	// request needs a bearer token, and an assertion sent as one is refused
+	// (401, unknown_issuer). Default: none.
+	AssertionPaths []string
+	// AssertionHeader is the request header carrying the assertion.
+	// Default DefaultAssertionHeader ("X-Jwtwarden-Assertion").
+	AssertionHeader string
 }
 
 // statusByCategory is the response status for an engine error, by its
@@ -109,11 +126,23 @@ func (v *Verifier) MiddlewareWith(opts MiddlewareOptions) func(http.Handler) htt
 			panic(fmt.Sprintf("jwtwarden: MiddlewareOptions: %v", err))
 		}
 	}
+	assertionHeader := opts.AssertionHeader
+	if assertionHeader == "" {
+		assertionHeader = DefaultAssertionHeader
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if opts.SkipIf != nil && opts.SkipIf(r) {
 				next.ServeHTTP(w, r)
 				return
+			}
+			if len(opts.AssertionPaths) > 0 {
+				if accept, fresh := opts.assertionRoute(r); accept {
+					if a := r.Header.Values(assertionHeader); len(a) > 0 {
+						v.serveAssertion(w, r, next, &opts, strings.Join(a, ","), fresh)
+						return
+					}
+				}
 			}
 			p := policy
 			if opts.FreshIf != nil && opts.FreshIf(r) {

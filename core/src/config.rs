@@ -142,7 +142,54 @@ pub struct IssuerConfig {
     /// that references one is rejected (`status_uri_not_allowed`).
     #[serde(default)]
     pub status_list: StatusListConfig,
+    /// What this issuer issues. `"token"` (the default): access tokens,
+    /// accepted by `verify`. `"assertion"`: an edge (`jwtwarden serve`, a
+    /// web-server module) minting verification assertions for this
+    /// service (`docs/trust-handoff.md`): `issuer` is the edge's name, the
+    /// key source its JWKS (`jwks_uri` of its admin listener, `jwks` or
+    /// `jwks_file`), `audiences` the audience it mints for. Its
+    /// assertions are accepted only by `verify_assertion`, never by
+    /// `verify`, under a fixed policy: EdDSA only, `typ`
+    /// `jwtwarden-assertion+jwt`, the binding claims required, leeway 5 s,
+    /// lifetime at most 300 s. Fields that would loosen it are refused,
+    /// naming the field: `algorithms` other than the default or
+    /// `["EdDSA"]`, another `typ`, `leeway_secs` above 5 (the default 30
+    /// becomes 5), `max_token_lifetime_secs` above 300, `discovery`,
+    /// `allow_any_audience`, `hmac_keys`, `status_list.allowed_uris`.
+    /// Edges cannot be added, removed or changed at runtime.
+    #[serde(default)]
+    pub kind: IssuerKind,
+    /// Only with `kind = "assertion"`: a verification that demands `fresh`
+    /// accepts this edge's assertion when the edge verified the original
+    /// token at most this many seconds ago (its `verified_at`). Default:
+    /// none, so a `fresh` verification refuses inherited trust
+    /// (`token_lifetime_exceeded`).
+    #[serde(default)]
+    pub fresh_within_secs: Option<u64>,
 }
+
+/// What an issuer entry issues (`issuers[].kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuerKind {
+    /// Access tokens, verified by `verify`.
+    #[default]
+    Token,
+    /// Verification assertions of an edge, verified by `verify_assertion`
+    /// only (inherited trust, `docs/trust-handoff.md`).
+    Assertion,
+}
+
+/// The JOSE `typ` an assertion issuer requires (the same string as
+/// `jwtwarden::assertion::ASSERTION_TYP`, which a test checks).
+pub(crate) const ASSERTION_TYP: &str = "jwtwarden-assertion+jwt";
+/// Claims every assertion must carry (besides `exp`).
+pub(crate) const ASSERTION_REQUIRED_CLAIMS: &[&str] = &["iat", "jti", "htm", "htu", "verified_at", "orig"];
+/// Leeway for an assertion's `exp`/`iat`, in seconds: assertions live
+/// seconds, so the ordinary 30 s would double their life.
+pub(crate) const ASSERTION_LEEWAY_SECS: u64 = 5;
+/// Longest assertion lifetime accepted, in seconds.
+pub(crate) const ASSERTION_MAX_LIFETIME_SECS: u64 = 300;
 
 /// A family of issuers: one issuer per tenant (or realm), named by a template
 /// with one `{tenant}` placeholder. A token whose `iss` fits the template,
@@ -349,6 +396,8 @@ impl SpiffeConfig {
             hmac_keys: Vec::new(),
             refresh: self.refresh.clone(),
             status_list: self.status_list.clone(),
+            kind: IssuerKind::Token,
+            fresh_within_secs: None,
         }
     }
 
@@ -806,7 +855,35 @@ impl IssuerConfig {
             hmac_keys: Vec::new(),
             refresh: RefreshConfig::default(),
             status_list: StatusListConfig::default(),
+            kind: IssuerKind::Token,
+            fresh_within_secs: None,
         }
+    }
+
+    /// This edge entry (`kind = "assertion"`) under the fixed assertion
+    /// policy: EdDSA only, `typ` required, the binding claims required,
+    /// leeway 5 s (or less, if configured), lifetime capped at 300 s (or
+    /// less). Its `kind` is `token` (the verifier holding edges verifies
+    /// them with an ordinary verifier of their own). Whether the entry
+    /// tries to loosen the policy is checked by [`Config::validate`].
+    pub fn assertion_policy(&self) -> IssuerConfig {
+        let mut cfg = self.clone();
+        cfg.kind = IssuerKind::Token;
+        cfg.fresh_within_secs = None;
+        cfg.algorithms = vec![Alg::EdDSA];
+        cfg.typ = Some(ASSERTION_TYP.to_string());
+        for claim in ASSERTION_REQUIRED_CLAIMS {
+            if !cfg.required_claims.iter().any(|c| c == claim) {
+                cfg.required_claims.push(claim.to_string());
+            }
+        }
+        cfg.leeway_secs = cfg.leeway_secs.min(ASSERTION_LEEWAY_SECS);
+        cfg.max_token_lifetime_secs = Some(
+            cfg.max_token_lifetime_secs
+                .unwrap_or(ASSERTION_MAX_LIFETIME_SECS)
+                .min(ASSERTION_MAX_LIFETIME_SECS),
+        );
+        cfg
     }
 }
 
@@ -1005,8 +1082,65 @@ impl IssuerConfig {
             return invalid(&f("max_token_lifetime_secs"), "must be positive when set");
         }
         self.validate_algorithms(at)?;
+        self.validate_kind(at)?;
         self.status_list.validate(&f("status_list"), allow_http)?;
         self.refresh.validate(&f("refresh"))
+    }
+
+    /// An edge (`kind = "assertion"`) may tighten the assertion policy,
+    /// never loosen it; `fresh_within_secs` belongs to edges only.
+    fn validate_kind(&self, at: &str) -> Result<()> {
+        let f = |name: &str| format!("{at}.{name}");
+        if self.kind == IssuerKind::Token {
+            if self.fresh_within_secs.is_some() {
+                return invalid(
+                    &f("fresh_within_secs"),
+                    "only an issuer of kind \"assertion\" (an edge) takes it",
+                );
+            }
+            return Ok(());
+        }
+        let why = "an issuer of kind \"assertion\" cannot loosen the assertion policy:";
+        if self.algorithms != default_algorithms() && self.algorithms != [Alg::EdDSA] {
+            return invalid(&f("algorithms"), &format!("{why} EdDSA only"));
+        }
+        if self.typ.as_deref().is_some_and(|t| t != ASSERTION_TYP) {
+            return invalid(&f("typ"), &format!("{why} typ is {ASSERTION_TYP}"));
+        }
+        if self.leeway_secs > ASSERTION_LEEWAY_SECS && self.leeway_secs != default_leeway() {
+            return invalid(
+                &f("leeway_secs"),
+                &format!("{why} at most {ASSERTION_LEEWAY_SECS} (the default becomes {ASSERTION_LEEWAY_SECS})"),
+            );
+        }
+        if self
+            .max_token_lifetime_secs
+            .is_some_and(|l| l > ASSERTION_MAX_LIFETIME_SECS)
+        {
+            return invalid(
+                &f("max_token_lifetime_secs"),
+                &format!("{why} at most {ASSERTION_MAX_LIFETIME_SECS}"),
+            );
+        }
+        if self.discovery {
+            return invalid(
+                &f("discovery"),
+                &format!("{why} give the edge's jwks_uri, jwks or jwks_file"),
+            );
+        }
+        if self.allow_any_audience {
+            return invalid(&f("allow_any_audience"), &format!("{why} the audience is checked"));
+        }
+        if !self.hmac_keys.is_empty() {
+            return invalid(&f("hmac_keys"), &format!("{why} EdDSA only"));
+        }
+        if !self.status_list.allowed_uris.is_empty() {
+            return invalid(
+                &f("status_list.allowed_uris"),
+                &format!("{why} assertions carry no status"),
+            );
+        }
+        Ok(())
     }
 
     /// Exactly one key source (or only HMAC keys), with URLs the scheme

@@ -381,6 +381,8 @@ fn member_config(cfg: &IssuerTemplateConfig, template: &Template, tenant: Option
         hmac_keys: Vec::new(),
         refresh: cfg.refresh.clone(),
         status_list: tenant.map_or_else(StatusListConfig::default, |t| cfg.status_list_for(t)),
+        kind: crate::config::IssuerKind::Token,
+        fresh_within_secs: None,
         issuer,
     }
 }

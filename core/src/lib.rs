@@ -66,8 +66,8 @@ mod verifier;
 pub use claims::MAX_NUMERIC_DATE_SECS;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CacheConfig, Config, HttpConfig, IssuerConfig, RedisFeedConfig, RefreshConfig, RevocationConfig, SpiffeConfig,
-    StatusListConfig,
+    CacheConfig, Config, HttpConfig, IssuerConfig, IssuerKind, RedisFeedConfig, RefreshConfig, RevocationConfig,
+    SpiffeConfig, StatusListConfig,
 };
 pub use describe::{describe_issuer_keys, describe_jwks_url, CacheInfo, KeyReport, Problem};
 pub use error::{Category, Error, ErrorKind, Result};

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use crate::cache::{Cache, Currency, EntryState, Lifetime, Stamp};
 use crate::clock::{Clock, Now, SystemClock};
-use crate::config::{Config, IssuerConfig, IssuerTemplateConfig};
+use crate::config::{Config, IssuerConfig, IssuerKind, IssuerTemplateConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
 use crate::family::{Family, Member, FIRST_MEMBER_ID};
@@ -19,6 +19,7 @@ use crate::issuer::{Env, Issuer};
 use crate::keys::{Key, SkippedKey};
 use crate::metrics::{CacheStats, Exporter, Health, MetricsSnapshot, Scrape, VerificationStats, VerifierCounters};
 use crate::refresher::{Refreshable, Refresher};
+use crate::revocation::replay::{RedisReplay, ReplayGuard, ReplayStore};
 use crate::revocation::{Propagation, Revocation, ANY_ISSUER};
 use crate::status::StatusRef;
 use crate::template::TemplateStats;
@@ -47,6 +48,77 @@ pub struct Verifier {
     refresher_fork: AtomicU64,
     /// The Prometheus registry, built once.
     exporter: Exporter,
+    /// The edges this service inherits trust from (`issuers` of kind
+    /// `assertion`), if any.
+    edges: Option<Box<Edges>>,
+}
+
+/// The edges a verifier inherits trust from (`issuers` of kind
+/// `assertion`, `docs/trust-handoff.md`). Their assertions are verified by
+/// a verifier of their own, holding only them, so an ordinary `verify` of
+/// an assertion finds no issuer (`unknown_issuer`) and an assertion check
+/// never meets an ordinary issuer's token.
+pub(crate) struct Edges {
+    /// Holds the edges under the assertion policy
+    /// ([`IssuerConfig::assertion_policy`]): no cache (an assertion is
+    /// used once), no revocation state of its own.
+    pub verifier: Verifier,
+    /// Edge name → its `fresh_within_secs`.
+    pub fresh_within: HashMap<String, Option<u64>>,
+    /// The `jti` window: fleet-wide with `revocation.redis`, else this
+    /// process's.
+    pub replay: Arc<dyn ReplayStore>,
+    /// The edge entries as configured (a reload must give the same).
+    pub config: Vec<IssuerConfig>,
+}
+
+impl Edges {
+    /// Take the edges out of `config`: the ordinary issuers stay.
+    fn split(config: &mut Config, clock: &Arc<dyn Clock>) -> Result<Option<Box<Edges>>> {
+        let (edges, issuers): (Vec<_>, Vec<_>) = std::mem::take(&mut config.issuers)
+            .into_iter()
+            .partition(|i| i.kind == IssuerKind::Assertion);
+        config.issuers = issuers;
+        if edges.is_empty() {
+            return Ok(None);
+        }
+        let mut own = Config::new(edges.iter().map(IssuerConfig::assertion_policy).collect());
+        own.http = config.http.clone();
+        own.max_token_bytes = config.max_token_bytes;
+        own.background_refresh = config.background_refresh;
+        own.cache.enabled = false;
+        let replay: Arc<dyn ReplayStore> = match &config.revocation.redis {
+            Some(redis) => Arc::new(RedisReplay::new(redis)?),
+            None => Arc::new(ReplayGuard::new(config.revocation.max_entries)),
+        };
+        Ok(Some(Box::new(Edges {
+            verifier: Verifier::with_clock(own, clock.clone())?,
+            fresh_within: edges.iter().map(|e| (e.issuer.clone(), e.fresh_within_secs)).collect(),
+            replay,
+            config: edges,
+        })))
+    }
+
+    /// A runtime change (`add_issuer`, `reload`) may not touch the edges.
+    fn refuse_change(config: &mut Config, current: &[IssuerConfig]) -> Result<()> {
+        let (edges, issuers): (Vec<_>, Vec<_>) = std::mem::take(&mut config.issuers)
+            .into_iter()
+            .partition(|i| i.kind == IssuerKind::Assertion);
+        config.issuers = issuers;
+        let same = edges.len() == current.len()
+            && edges
+                .iter()
+                .zip(current)
+                .all(|(a, b)| serde_json::to_value(a).ok() == serde_json::to_value(b).ok());
+        if same {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::InvalidConfig,
+            "issuers: issuers of kind \"assertion\" (edges) cannot be added, removed or changed at runtime: \
+             build a new verifier",
+        ))
+    }
 }
 
 pub(crate) struct Shared {
@@ -95,6 +167,9 @@ pub(crate) struct Set {
 /// file has one list of each and a caller (or a binding passing JSON)
 /// holds one entry of either; `From` both configuration types.
 #[derive(Clone, Debug)]
+// Built once per runtime change, never held in bulk: boxing the larger
+// variant would only change the public API.
+#[allow(clippy::large_enum_variant)]
 pub enum IssuerEntry {
     /// An entry of `issuers`.
     Issuer(IssuerConfig),
@@ -162,8 +237,9 @@ impl Verifier {
     }
 
     /// Build a verifier reading time from `clock` (tests use a `ManualClock`).
-    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Verifier> {
+    pub fn with_clock(mut config: Config, clock: Arc<dyn Clock>) -> Result<Verifier> {
         config.validate()?;
+        let edges = Edges::split(&mut config, &clock)?;
         crate::fork::install();
         let http = HttpClient::new(&config.http)?;
         // SPIFFE trust domains are held as issuers after the configured
@@ -238,6 +314,7 @@ impl Verifier {
             refresher_fork: AtomicU64::new(crate::fork::generation()),
             exporter: Exporter::new(Arc::downgrade(&shared)),
             shared,
+            edges,
         };
         Ok(verifier)
     }
@@ -560,7 +637,7 @@ impl Verifier {
                 IssuerEntry::Issuer(c) => config.issuers.push(c),
                 IssuerEntry::Template(t) => config.issuer_templates.push(t),
             }
-            Ok(())
+            Edges::refuse_change(config, self.edges.as_ref().map_or(&[], |e| &e.config))
         })
     }
 
@@ -627,9 +704,22 @@ impl Verifier {
                     ));
                 }
             }
+            let mut config = config;
+            Edges::refuse_change(&mut config, self.edges.as_ref().map_or(&[], |e| &e.config))?;
             *current = config;
             Ok(())
         })
+    }
+
+    /// The edges this verifier inherits trust from, if any
+    /// (`crate::assertion`'s `verify_assertion`).
+    pub(crate) fn edges(&self) -> Option<&Edges> {
+        self.edges.as_deref()
+    }
+
+    /// This verifier's clock.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.env.clock
     }
 
     /// Apply `edit` to the current configuration and put the result in

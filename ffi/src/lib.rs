@@ -25,6 +25,7 @@
 // C type names (`jwtwarden_verifier`), as they appear in the header.
 #![allow(non_camel_case_types)]
 
+mod assertion;
 mod error;
 mod ffi;
 #[cfg(test)]
@@ -36,6 +37,11 @@ mod panic;
 mod verified;
 mod verifier;
 
+pub use crate::assertion::{
+    jwtwarden_inherited, jwtwarden_inherited_cached, jwtwarden_inherited_claims_json, jwtwarden_inherited_edge,
+    jwtwarden_inherited_free, jwtwarden_inherited_fresh, jwtwarden_inherited_inherited,
+    jwtwarden_inherited_original_json, jwtwarden_inherited_verified_at, jwtwarden_verifier_verify_assertion,
+};
 pub use crate::error::{
     jwtwarden_category, jwtwarden_category_name, jwtwarden_error, jwtwarden_error_category, jwtwarden_error_code,
     jwtwarden_error_free, jwtwarden_error_message, jwtwarden_result, jwtwarden_result_category,

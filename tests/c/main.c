@@ -61,6 +61,7 @@ static const struct {
     {"runtime_issuers", test_runtime_issuers},
     {"config_check", test_config_check},
     {"http_claim_value", test_http_claim_value},
+    {"verify_assertion", test_verify_assertion},
 };
 
 static bool selected(const char *name, int argc, char **argv) {

@@ -21,5 +21,6 @@ void test_http_policy_errors_and_null_arguments(void);
 void test_runtime_issuers(void);
 void test_config_check(void);
 void test_http_claim_value(void);
+void test_verify_assertion(void);
 
 #endif

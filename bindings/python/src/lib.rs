@@ -10,6 +10,7 @@
 
 use pyo3::prelude::*;
 
+mod assertion;
 mod call;
 mod convert;
 mod errors;
@@ -25,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CORE_VERSION", jwtwarden::VERSION)?;
     m.add_class::<verifier::Verifier>()?;
     m.add_class::<verifier::VerifiedToken>()?;
+    m.add_class::<assertion::Inherited>()?;
     m.add_class::<http::HttpPolicy>()?;
     m.add_function(wrap_pyfunction!(errors::error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(errors::boundary_kinds, m)?)?;

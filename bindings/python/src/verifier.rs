@@ -401,6 +401,33 @@ impl Verifier {
         Ok(detached(py, || engine.refresh_issuer(issuer))?)
     }
 
+    /// Verify a verification assertion an edge (an issuer of kind
+    /// `"assertion"` in the configuration) minted for the request this
+    /// service received: `method` (exact, `"GET"`) and `path` (the request
+    /// target; the query is dropped, the path normalised as the edge did).
+    /// `fresh`: the route demands a fresh verification, met by inherited
+    /// trust only within the edge's `fresh_within_secs`. Raises the
+    /// engine's errors (`RevokedTokenError` for a replay, `InvalidAudienceError`
+    /// for another method, path or service, `UnknownIssuerError` for an
+    /// ordinary token). `verify` never accepts an assertion.
+    #[pyo3(signature = (assertion, *, method, path, fresh=false))]
+    fn verify_assertion(
+        &self,
+        py: Python<'_>,
+        assertion: PyBackedStr,
+        method: PyBackedStr,
+        path: PyBackedStr,
+        fresh: bool,
+    ) -> PyResult<crate::assertion::Inherited> {
+        let engine = self.engine()?;
+        let request = jwtwarden::assertion::Request {
+            method: &method,
+            path: &path,
+        };
+        let inherited = detached(py, || engine.verify_assertion(&assertion, &request, fresh))?;
+        crate::assertion::Inherited::new(py, inherited)
+    }
+
     /// Add an issuer or an issuer template while in use: `entry` (a dict or
     /// a JSON string) is one entry of the configuration's `issuers`, or of
     /// `issuer_templates` when it has `tenant_pattern`. Validated as the

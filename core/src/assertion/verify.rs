@@ -3,90 +3,41 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use crate::assertion::{Request, ASSERTION_TYP};
+use crate::assertion::Request;
 use crate::clock::Clock;
-use crate::config::IssuerConfig;
+use crate::config::{IssuerConfig, IssuerKind, ASSERTION_LEEWAY_SECS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::path::normalise;
 use crate::token::Alg;
 use crate::verifier::{Verifier, VerifyOptions};
 
-/// Claims every assertion must carry (besides `exp`).
-const REQUIRED: &[&str] = &["iat", "jti", "htm", "htu", "verified_at", "orig"];
-
-/// Leeway for an assertion's `exp`/`iat`: assertions live seconds, so the
-/// ordinary 30 s would double their life.
-const ASSERTION_LEEWAY_SECS: u64 = 5;
+pub use crate::revocation::replay::{RedisReplay, ReplayGuard, ReplayStore};
 
 /// Larger inputs are refused before anything is decoded.
 const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
-/// The issuer entry for an edge, to add to [`crate::Config::issuers`]:
-/// `name` is the edge's name (its assertions' `iss`), `audience` the one
-/// this service accepts, and the key source is set by the caller
-/// (`jwks_uri` of the edge's admin listener, or inline `jwks`). Only
-/// EdDSA, only `typ` [`ASSERTION_TYP`], short leeway, lifetime capped at
-/// 5 minutes, the binding claims required.
+/// The issuer entry for an edge, for assembling inherited trust by hand
+/// with [`Inheritance`]: `name` is the edge's name (its assertions'
+/// `iss`), `audience` the one this service accepts, and the key source is
+/// set by the caller (`jwks_uri` of the edge's admin listener, or inline
+/// `jwks`). Only EdDSA, only `typ` [`ASSERTION_TYP`](crate::assertion::ASSERTION_TYP), short leeway,
+/// lifetime capped at 5 minutes, the binding claims required.
+///
+/// Its `kind` is `token`: an ordinary `verify` would accept its
+/// assertions. Prefer configuring the edge with `kind = "assertion"`
+/// (see [`IssuerConfig::kind`]) and [`Verifier::verify_assertion`], which
+/// apply the same policy and keep assertions out of `verify`.
 pub fn edge_issuer(name: &str, audience: &str) -> IssuerConfig {
     let mut cfg = IssuerConfig::new(name, "");
     cfg.jwks_uri = None;
     cfg.audiences = vec![audience.to_string()];
-    cfg.algorithms = vec![Alg::EdDSA];
-    cfg.typ = Some(ASSERTION_TYP.to_string());
-    cfg.required_claims = REQUIRED.iter().map(|s| s.to_string()).collect();
-    cfg.leeway_secs = ASSERTION_LEEWAY_SECS;
-    cfg.max_token_lifetime_secs = Some(300);
+    cfg.kind = IssuerKind::Assertion;
+    let cfg = cfg.assertion_policy();
+    debug_assert_eq!(cfg.algorithms, [Alg::EdDSA]);
+    debug_assert_eq!(cfg.leeway_secs, ASSERTION_LEEWAY_SECS);
     cfg
-}
-
-/// Where `jti`s already seen are remembered. The in-process [`ReplayGuard`]
-/// is the default; a fleet-wide store (the Redis feed) implements the
-/// same trait.
-pub trait ReplayStore: Send + Sync {
-    /// Record `(edge, jti)` until `until_ms`; `Ok(false)` if it was already
-    /// recorded (a replay). An error refuses the assertion (fail closed).
-    fn first_use(&self, edge: &str, jti: &str, until_ms: u64, now_ms: u64) -> Result<bool>;
-}
-
-/// The per-process replay window: `jti`s kept until their assertion's
-/// `exp` plus leeway, bounded in entries (full: refuse, never forget).
-pub struct ReplayGuard {
-    seen: Mutex<HashMap<(String, String), u64>>,
-    max_entries: usize,
-}
-
-impl ReplayGuard {
-    /// A guard holding at most `max_entries` live `jti`s.
-    pub fn new(max_entries: usize) -> ReplayGuard {
-        ReplayGuard {
-            seen: Mutex::new(HashMap::new()),
-            max_entries,
-        }
-    }
-}
-
-impl ReplayStore for ReplayGuard {
-    fn first_use(&self, edge: &str, jti: &str, until_ms: u64, now_ms: u64) -> Result<bool> {
-        let mut seen = self.seen.lock();
-        let key = (edge.to_string(), jti.to_string());
-        if seen.get(&key).is_some_and(|&until| until > now_ms) {
-            return Ok(false);
-        }
-        if seen.len() >= self.max_entries {
-            seen.retain(|_, until| *until > now_ms);
-            if seen.len() >= self.max_entries {
-                return Err(Error::new(
-                    ErrorKind::RevocationListFull,
-                    "assertion replay window full: refusing rather than forgetting a jti",
-                ));
-            }
-        }
-        seen.insert(key, until_ms);
-        Ok(true)
-    }
 }
 
 /// A verified assertion: trust inherited from an edge.
@@ -156,63 +107,152 @@ impl Inheritance {
             .edges
             .get(&edge)
             .ok_or_else(|| Error::new(ErrorKind::UnknownIssuer, "not an edge this service inherits trust from"))?;
-        let opts = VerifyOptions {
-            issuer: Some(&edge),
-            fresh: true,
+        let edge = Edge {
+            name: edge,
+            fresh_within,
         };
-        let v = verifier.verify_with(assertion, &opts)?;
-        let claims = v.claims();
-        let htu = normalise(request.path)
-            .map_err(|why| Error::new(ErrorKind::InvalidArgument, format!("request path: {why}")))?
-            .path;
-        if claims.get("htm").and_then(Value::as_str) != Some(request.method) {
-            return Err(Error::new(
-                ErrorKind::InvalidAudience,
-                "assertion is bound to another method",
-            ));
-        }
-        if claims.get("htu").and_then(Value::as_str) != Some(&*htu) {
-            return Err(Error::new(
-                ErrorKind::InvalidAudience,
-                "assertion is bound to another path",
-            ));
-        }
-        let verified_at = claims
-            .get("verified_at")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidPayload, "verified_at must be a non-negative integer"))?;
-        let now_ms = self.clock.now_ms();
-        if fresh {
-            let ok = fresh_within.is_some_and(|w| verified_at.saturating_add(w).saturating_mul(1000) >= now_ms);
-            if !ok {
-                return Err(Error::new(
-                    ErrorKind::TokenLifetimeExceeded,
-                    "fresh verification demanded: inherited trust is not fresh enough",
-                ));
-            }
-        }
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidPayload, "jti must be a string"))?;
-        let until_ms = v.expires_at().saturating_mul(1000) + ASSERTION_LEEWAY_SECS * 1000;
-        if !self.replay.first_use(&edge, jti, until_ms, now_ms)? {
-            return Err(Error::new(ErrorKind::Revoked, "assertion replayed (jti already used)"));
-        }
-        let original = claims
-            .get("orig")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        Ok(Inherited {
-            edge,
-            verified_at,
-            cached: claims.get("cached").and_then(Value::as_bool).unwrap_or(false),
-            fresh: claims.get("fresh").and_then(Value::as_bool).unwrap_or(false),
-            original,
-            assertion: claims.clone(),
-        })
+        check(
+            verifier,
+            &edge,
+            &*self.replay,
+            self.clock.now_ms(),
+            assertion,
+            request,
+            fresh,
+        )
     }
+}
+
+impl Verifier {
+    /// Verify a verification assertion minted by one of the edges this
+    /// verifier is configured with (`issuers` of kind `assertion`) for
+    /// `request` (its method and path as this service received them):
+    /// inherited trust. Checked in order: size and form, the edge (by the
+    /// unverified `iss`: an edge configured here, else `unknown_issuer`),
+    /// signature, `typ`, `aud`, lifetime (never from a cache), the binding
+    /// to the method and normalised path (`invalid_audience`), `fresh`
+    /// when demanded (`token_lifetime_exceeded` unless the edge's
+    /// `fresh_within_secs` covers its `verified_at`), and last the `jti`
+    /// replay window (`revoked` for a replay; a refused assertion does not
+    /// burn its `jti`): fleet-wide through `revocation.redis` when set,
+    /// failing closed (`revocations_stale`) when Redis cannot answer.
+    ///
+    /// An ordinary token is never accepted here (its issuer is not an edge),
+    /// nor an assertion by [`Verifier::verify`] (an edge is not an issuer
+    /// of ordinary tokens).
+    pub fn verify_assertion(&self, assertion: &str, request: &Request<'_>, fresh: bool) -> Result<Inherited> {
+        let edges = self.edges().ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownIssuer,
+                "no issuer of kind \"assertion\" is configured: this service inherits trust from no edge",
+            )
+        })?;
+        let name = unverified_iss(assertion)?;
+        let fresh_within = *edges
+            .fresh_within
+            .get(&name)
+            .ok_or_else(|| Error::new(ErrorKind::UnknownIssuer, "not an edge this service inherits trust from"))?;
+        let edge = Edge { name, fresh_within };
+        let now_ms = self.clock().now_ms();
+        let result = check(
+            &edges.verifier,
+            &edge,
+            &*edges.replay,
+            now_ms,
+            assertion,
+            request,
+            fresh,
+        );
+        if let Err(e) = &result {
+            log::debug!(
+                "rejected assertion {} from edge {:?}: {e}",
+                crate::token::fingerprint(assertion.as_bytes()),
+                crate::token::truncate(&edge.name)
+            );
+        }
+        result
+    }
+}
+
+/// The edge an assertion names, as configured.
+struct Edge {
+    name: String,
+    fresh_within: Option<u64>,
+}
+
+/// The checks after the edge is chosen: signature, `typ`, `aud`, lifetime
+/// by `verifier` (which holds the edge under the assertion policy), then
+/// the binding, `fresh`, and the replay window.
+fn check(
+    verifier: &Verifier,
+    edge: &Edge,
+    replay: &dyn ReplayStore,
+    now_ms: u64,
+    assertion: &str,
+    request: &Request<'_>,
+    fresh: bool,
+) -> Result<Inherited> {
+    let opts = VerifyOptions {
+        issuer: Some(&edge.name),
+        fresh: true,
+    };
+    let v = verifier.verify_with(assertion, &opts)?;
+    let claims = v.claims();
+    let htu = normalise(request.path)
+        .map_err(|why| Error::new(ErrorKind::InvalidArgument, format!("request path: {why}")))?
+        .path;
+    if claims.get("htm").and_then(Value::as_str) != Some(request.method) {
+        return Err(Error::new(
+            ErrorKind::InvalidAudience,
+            "assertion is bound to another method",
+        ));
+    }
+    if claims.get("htu").and_then(Value::as_str) != Some(&*htu) {
+        return Err(Error::new(
+            ErrorKind::InvalidAudience,
+            "assertion is bound to another path",
+        ));
+    }
+    let verified_at = claims
+        .get("verified_at")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidPayload, "verified_at must be a non-negative integer"))?;
+    if fresh {
+        // `verified_at` is in whole seconds (rounded down), so "at most N
+        // seconds ago" is counted in whole seconds too: compared with the
+        // milliseconds, an edge whose clock was half a second into its
+        // second would lose half a second of its window.
+        let ok = edge
+            .fresh_within
+            .is_some_and(|w| verified_at.saturating_add(w) >= now_ms / 1000);
+        if !ok {
+            return Err(Error::new(
+                ErrorKind::TokenLifetimeExceeded,
+                "fresh verification demanded: inherited trust is not fresh enough",
+            ));
+        }
+    }
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidPayload, "jti must be a string"))?;
+    let until_ms = v.expires_at().saturating_mul(1000) + ASSERTION_LEEWAY_SECS * 1000;
+    if !replay.first_use(&edge.name, jti, until_ms, now_ms)? {
+        return Err(Error::new(ErrorKind::Revoked, "assertion replayed (jti already used)"));
+    }
+    let original = claims
+        .get("orig")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    Ok(Inherited {
+        edge: edge.name.clone(),
+        verified_at,
+        cached: claims.get("cached").and_then(Value::as_bool).unwrap_or(false),
+        fresh: claims.get("fresh").and_then(Value::as_bool).unwrap_or(false),
+        original,
+        assertion: claims.clone(),
+    })
 }
 
 /// The unverified `iss`, only to choose the edge (the signature is checked
@@ -238,4 +278,12 @@ fn unverified_iss(token: &str) -> Result<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| Error::new(ErrorKind::InvalidIssuer, "assertion has no iss"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_config_requires_the_typ_the_minter_writes() {
+        assert_eq!(crate::config::ASSERTION_TYP, crate::assertion::ASSERTION_TYP);
+    }
 }

@@ -19,6 +19,7 @@
 pub(crate) mod feed;
 pub(crate) mod journal;
 mod lists;
+pub mod replay;
 
 use serde::{Deserialize, Serialize};
 

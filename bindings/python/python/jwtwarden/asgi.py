@@ -55,7 +55,8 @@ from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 from . import _aio
 from ._http import Options, Refusal, decodes_to, quote_path, refusal
-from ._native import VerifiedToken, Verifier
+from ._assertion import DEFAULT_ASSERTION_HEADER, AssertionRoutes
+from ._native import Inherited, VerifiedToken, Verifier
 
 __all__ = ["ASGIMiddleware"]
 
@@ -88,6 +89,19 @@ def request_target(scope: Scope) -> str:
     return quote_path(path, "utf-8")
 
 
+def wire_target(scope: Scope) -> str:
+    """The request target as this server received it, ``root_path``
+    included: what the edge forwarded and bound its assertion to (routes are
+    matched on :func:`request_target`, relative to the mount point)."""
+    raw = scope.get("raw_path")
+    if raw:
+        target = bytes(raw).decode("latin-1")
+        if target.startswith("/"):
+            return target
+    root, path = scope.get("root_path", ""), scope.get("path", "")
+    return quote_path(path if path.startswith(root) else root + path, "utf-8")
+
+
 class ASGIMiddleware:
     """Wraps an ASGI application; see the module documentation.
 
@@ -111,6 +125,12 @@ class ASGIMiddleware:
         an allowed connection reaches the application with these headers set from the
         verified claims (values sanitised by the core); the same headers sent by
         the client are removed from every connection, open routes included.
+    :param accept_assertion: routes (patterns as ``skip_paths``) on which an edge's
+        verification assertion in ``assertion_header`` is accepted instead of a token:
+        inherited trust, handed to the application as ``scope["jwtwarden.inherited"]``
+        (see :mod:`jwtwarden._assertion`; default: none).
+    :param assertion_header: the request header carrying the assertion
+        (default ``X-Jwtwarden-Assertion``).
     """
 
     def __init__(
@@ -128,6 +148,8 @@ class ASGIMiddleware:
         fresh_if: Optional[Callable[[Scope], bool]] = None,
         offload: bool = True,
         claim_headers: Optional[Mapping[str, str]] = None,
+        accept_assertion: Sequence[str] = (),
+        assertion_header: str = DEFAULT_ASSERTION_HEADER,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -146,6 +168,10 @@ class ASGIMiddleware:
         )
         self.offload = offload
         self._claim_names = frozenset(n.encode("latin-1") for n in self.options.claim_header_names)
+        self.assertions = AssertionRoutes(
+            accept_assertion, assertion_header, fresh=fresh, fresh_paths=fresh_paths, realm=realm
+        )
+        self._assertion_name = assertion_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -161,6 +187,8 @@ class ASGIMiddleware:
             if key.lower() == b"authorization"
         ]
         method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+        if self.assertions and await self._inherit(scope, receive, send, headers, method):
+            return
         target = request_target(scope) if self.options.routes else None
         skip, fresh = self.options.predicates(scope)
         policy = self.options.policy
@@ -187,6 +215,30 @@ class ASGIMiddleware:
             return
         assert isinstance(decided, tuple), decided
         await self._refuse(scope, send, refusal(decided))
+
+    async def _inherit(self, scope: Scope, receive: Receive, send: Send, headers: Any, method: str) -> bool:
+        """Decide on the assertion when the route accepts one and the request
+        carries it (True: answered); False: decide on the token."""
+        values = [bytes(v) for k, v in headers if bytes(k).lower() == self._assertion_name]
+        if not values:
+            return False
+        route_fresh = self.assertions.route(request_target(scope))
+        if route_fresh is None:
+            return False
+        target = wire_target(scope)
+        fresh = route_fresh or self.options.predicates(scope)[1]
+        assertion = b",".join(values).decode("latin-1")
+        verifier, routes = self.verifier, self.assertions
+        if self.offload:
+            result = await _aio._in_thread(lambda: routes.verify(verifier, assertion, method, target, fresh))
+        else:
+            result = routes.verify(verifier, assertion, method, target, fresh)
+        if isinstance(result, Inherited):
+            scope["jwtwarden.inherited"] = result
+            await self.app(scope, receive, send)
+        else:
+            await self._refuse(scope, send, result)
+        return True
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:

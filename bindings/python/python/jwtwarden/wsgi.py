@@ -34,8 +34,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Iterable, Optional
 
+from ._assertion import DEFAULT_ASSERTION_HEADER, AssertionRoutes
 from ._http import Options, decodes_to, quote_path, refusal
-from ._native import VerifiedToken, Verifier
+from ._native import Inherited, VerifiedToken, Verifier
 
 __all__ = ["WSGIMiddleware"]
 
@@ -62,6 +63,16 @@ def request_target(environ: Environ) -> str:
     return quote_path(path_info, "latin-1")
 
 
+def wire_target(environ: Environ) -> str:
+    """The request target as this server received it, ``SCRIPT_NAME``
+    included: what the edge forwarded and bound its assertion to (routes are
+    matched on :func:`request_target`, relative to the mount point)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        return raw
+    return quote_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), "latin-1")
+
+
 class WSGIMiddleware:
     """Wraps a WSGI application; see the module documentation.
 
@@ -83,6 +94,12 @@ class WSGIMiddleware:
         an allowed request reaches the application with these headers set from the
         verified claims (values sanitised by the core); the same headers sent by
         the client are removed from every request, open routes included.
+    :param accept_assertion: routes (patterns as ``skip_paths``) on which an edge's
+        verification assertion in ``assertion_header`` is accepted instead of a token:
+        inherited trust, handed to the application as ``environ["jwtwarden.inherited"]``
+        (see :mod:`jwtwarden._assertion`; default: none).
+    :param assertion_header: the request header carrying the assertion
+        (default ``X-Jwtwarden-Assertion``).
     """
 
     def __init__(
@@ -99,6 +116,8 @@ class WSGIMiddleware:
         fresh_paths: Sequence[str] = (),
         fresh_if: Optional[Callable[[Environ], bool]] = None,
         claim_headers: Optional[Mapping[str, str]] = None,
+        accept_assertion: Sequence[str] = (),
+        assertion_header: str = DEFAULT_ASSERTION_HEADER,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -116,10 +135,27 @@ class WSGIMiddleware:
             claim_headers=claim_headers,
         )
         self._claim_keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in self.options.claim_header_names)
+        self.assertions = AssertionRoutes(
+            accept_assertion, assertion_header, fresh=fresh, fresh_paths=fresh_paths, realm=realm
+        )
+        self._assertion_key = "HTTP_" + assertion_header.upper().replace("-", "_")
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         for key in self._claim_keys:
             environ.pop(key, None)
+        assertion = environ.get(self._assertion_key) if self.assertions else None
+        if assertion is not None:
+            route_fresh = self.assertions.route(request_target(environ))
+            if route_fresh is not None:
+                fresh = route_fresh or self.options.predicates(environ)[1]
+                method = environ.get("REQUEST_METHOD", "GET")
+                wire = wire_target(environ)
+                inherited = self.assertions.verify(self.verifier, assertion, method, wire, fresh)
+                if isinstance(inherited, Inherited):
+                    environ["jwtwarden.inherited"] = inherited
+                    return self.app(environ, start_response)
+                start_response(inherited.status_line, inherited.headers)
+                return [inherited.body]
         header = environ.get("HTTP_AUTHORIZATION")
         decided = self.options.decide(
             self.verifier,

@@ -54,10 +54,10 @@ __all__ += _exceptions.__all__
 
 
 def thaw(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep, mutable copy of verified claims: ``dict``\ s and ``list``\ s
-    all the way down (``verify`` returns a read-only mapping, with ``tuple``\ s
-    for arrays, shared by every cache hit of the token). The copy is the
-    caller's own, and ``json.dumps`` accepts it."""
+    """A deep, mutable copy of verified claims: dicts and lists all the way
+    down (``verify`` returns a read-only mapping, with tuples for arrays,
+    shared by every cache hit of the token). The copy is the caller's own,
+    and ``json.dumps`` accepts it."""
     return {k: _thaw(v) for k, v in claims.items()}
 
 

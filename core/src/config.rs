@@ -1181,8 +1181,8 @@ mod tests {
 }
 
 /// One Ed25519 signing key of the edge: PKCS#8 PEM, inline or in a file,
-/// and its `kid`.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+/// and its `kid`. Its `Debug` never shows an inline key.
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SigningKeyConfig {
     /// The key id published in the JWKS and set in each assertion's header.
@@ -1194,6 +1194,16 @@ pub struct SigningKeyConfig {
     /// The same, read from a file.
     #[serde(default)]
     pub pem_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SigningKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyConfig")
+            .field("kid", &self.kid)
+            .field("pem", &self.pem.as_ref().map(|_| "<redacted>"))
+            .field("pem_file", &self.pem_file)
+            .finish()
+    }
 }
 
 /// How the edge mints verification assertions (`assertion`): its name and

@@ -257,6 +257,10 @@ fn the_engine_configs_assertion_keys_are_checked_when_the_minter_is_built() {
         )
     };
     assert!(parse(json!({"name": EDGE, "current": {"kid": "k", "pem": pem()}, "extra": 1})).is_err());
+    let key = pem();
+    let c = parse(json!({"name": EDGE, "current": {"kid": "k", "pem": key}})).expect("parses");
+    let body = key.lines().nth(1).unwrap();
+    assert!(!format!("{c:?}").contains(body), "Debug never shows the private key");
     let c = parse(json!({"name": EDGE, "current": {"kid": "k"}})).expect("parses");
     let err = Minter::new(c.assertion.as_ref().unwrap(), clock.clone()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);

@@ -59,6 +59,7 @@ static const struct {
     {"http_decision", test_http_decision},
     {"http_policy_errors_and_null_arguments", test_http_policy_errors_and_null_arguments},
     {"runtime_issuers", test_runtime_issuers},
+    {"http_decision_mints_assertions", test_http_decision_mints_assertions},
 };
 
 static bool selected(const char *name, int argc, char **argv) {

@@ -19,5 +19,6 @@ void test_fork_child_keeps_verifying(void);
 void test_http_decision(void);
 void test_http_policy_errors_and_null_arguments(void);
 void test_runtime_issuers(void);
+void test_http_decision_mints_assertions(void);
 
 #endif

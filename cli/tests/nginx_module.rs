@@ -1283,3 +1283,51 @@ fn nginx_t_refuses_an_assertion_without_keys() {
     let (ok, out) = nginx_t(&binary, &module, &conf("jwtwarden_assertion orders;"));
     assert!(!ok && out.contains("assertion key"), "{out}");
 }
+
+/// The minting paths of the module (inline hit, thread-pool miss, refusal,
+/// open location, the header dropped and set) under valgrind: no error in
+/// the master or the worker.
+#[test]
+fn the_module_minting_under_valgrind_reports_no_error() {
+    if std::env::var_os("JWTWARDEN_NGINX_PRELOAD").is_some() {
+        eprintln!("SKIPPED: valgrind and AddressSanitizer do not mix");
+        return;
+    }
+    let installed = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("JWTWARDEN_REQUIRE_VALGRIND").is_none(),
+            "valgrind is not installed"
+        );
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let pem = common::assertion::edge_pem();
+    let Some(s) = stack_at(1, Mode::Valgrind, ASSERTION_LOCATIONS, |e| {
+        e["assertion"] = common::assertion::engine_section(&pem)
+    }) else {
+        return;
+    };
+    let orders = common::assertion::Behind::new(&common::assertion::edge_jwks(&pem), "orders");
+    let auth = format!("Bearer {}", s.token(|_| {}));
+    for _ in 0..3 {
+        let r = s
+            .nginx
+            .get("/orders/1", &[("Authorization", &auth), ("X-Jwtwarden-Assertion", "x")]);
+        assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+        let h = echoed(&r);
+        let a = header(&h, "x-jwtwarden-assertion");
+        assert_eq!(a.len(), 1, "{h:?}");
+        orders.check(a[0], "GET", "/orders/1").expect("verifies behind");
+    }
+    let r = s
+        .nginx
+        .get("/billing/x", &[("Authorization", &auth), ("X-Edge-Assertion", "x")]);
+    assert_eq!(header(&echoed(&r), "x-edge-assertion").len(), 1);
+    assert_eq!(s.nginx.get("/orders/1", &[("X-Jwtwarden-Assertion", "x")]).status, 401);
+    assert_eq!(s.nginx.get("/open/x", &[("X-Jwtwarden-Assertion", "x")]).status, 200);
+    // Dropping the stack stops nginx and reads valgrind's reports.
+}

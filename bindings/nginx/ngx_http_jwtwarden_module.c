@@ -464,8 +464,14 @@ static char *ngx_http_jwtwarden_merge_loc_conf(ngx_conf_t *cf, void *parent, voi
     ngx_conf_merge_value(c->fresh, prev->fresh, 0);
     ngx_conf_merge_ptr_value(c->claim_headers, prev->claim_headers, NULL);
     ngx_conf_merge_str_value(c->thread_pool_name, prev->thread_pool_name, "");
-    ngx_conf_merge_str_value(c->assertion_audience, prev->assertion_audience, "");
-    ngx_conf_merge_str_value(c->assertion_header, prev->assertion_header, "");
+    /* jwtwarden_assertion is inherited whole: a location's own directive
+       without header= does not take its parent's header. */
+    if (c->assertion_audience.data == NULL) {
+        c->assertion_audience = prev->assertion_audience;
+        c->assertion_header = prev->assertion_header;
+    }
+    ngx_conf_merge_str_value(c->assertion_audience, c->assertion_audience, "");
+    ngx_conf_merge_str_value(c->assertion_header, c->assertion_header, "");
 
     if (c->enable == JW_OFF) {
         return NGX_CONF_OK;

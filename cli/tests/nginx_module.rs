@@ -1136,6 +1136,10 @@ const ASSERTION_LOCATIONS: &str = r#"
     location /billing/ {
       jwtwarden_assertion billing header=X-Edge-Assertion;
       proxy_pass http://127.0.0.1:{up};
+      location /billing/inner/ {
+        jwtwarden_assertion inner;
+        proxy_pass http://127.0.0.1:{up};
+      }
     }
     location /open/ { jwtwarden open; proxy_pass http://127.0.0.1:{up}; }
 "#;
@@ -1233,6 +1237,14 @@ fn the_module_mints_an_assertion_that_verifies_behind_for_its_request_only() {
     let got = header(&h, "x-edge-assertion");
     assert_eq!(got.len(), 1, "{h:?}");
     billing.check(got[0], "GET", "/billing/x").expect("billing's assertion");
+    // A nested location's own directive takes its own header (the default),
+    // not its parent's.
+    let r = s.nginx.get("/billing/inner/x", &[("Authorization", &auth)]);
+    let h = echoed(&r);
+    assert!(header(&h, "x-edge-assertion").is_empty(), "{h:?}");
+    let got = header(&h, "x-jwtwarden-assertion");
+    assert_eq!(got.len(), 1, "{h:?}");
+    assert_eq!(claims(got[0])["aud"], "inner");
     // An open location mints nothing and still drops the client's copy.
     let r = s.nginx.get("/open/x", &[("X-Jwtwarden-Assertion", forged)]);
     assert_eq!(r.status, 200, "{r:?}");

@@ -30,8 +30,20 @@ pub fn engine_section(pem: &str) -> Value {
     json!({"name": EDGE, "current": {"kid": "edge-k1", "pem": pem}})
 }
 
-/// The edge's JWKS (what a service behind configures).
+/// The edge's JWKS (what a service behind configures), made from the PEM
+/// by the `openssl` recipe docs/trust-handoff.md gives for nginx and
+/// Apache edges; checked against the minter's own JWKS.
 pub fn edge_jwks(pem: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("edge.pem"), pem).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("openssl pkey -in edge.pem -pubout -outform DER | tail -c 32 | basenc --base64url | tr -d '=\\n'")
+        .current_dir(dir.path())
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let x = String::from_utf8(out.stdout).unwrap();
     let cfg = MinterConfig {
         name: EDGE.into(),
         current: SigningKeyConfig {
@@ -42,7 +54,13 @@ pub fn edge_jwks(pem: &str) -> Value {
         previous: None,
         lifetime_secs: 30,
     };
-    Minter::new(&cfg, Arc::new(SystemClock)).expect("minter").jwks()
+    let minted = Minter::new(&cfg, Arc::new(SystemClock)).expect("minter").jwks();
+    assert_eq!(
+        minted["keys"][0]["x"],
+        x.as_str(),
+        "the documented recipe gives the minter's key"
+    );
+    json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": "edge-k1", "x": x}]})
 }
 
 /// A service behind the edge, for one audience.

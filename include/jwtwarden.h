@@ -305,6 +305,11 @@ typedef struct jwtwarden_http_policy jwtwarden_http_policy;
 // be called from several threads at once.
 typedef struct jwtwarden_inherited jwtwarden_inherited;
 
+// The edge's assertion signer: its name, its Ed25519 keys (current and
+// previous), the assertion lifetime. Immutable: any number of threads may
+// use one at once. Release it with `jwtwarden_minter_free`.
+typedef struct jwtwarden_minter jwtwarden_minter;
+
 // A successful verification: claims, issuer, kid, whether it came from the
 // cache and when the signature was checked. Created by
 // `jwtwarden_verifier_verify`; release it with `jwtwarden_verified_free`.
@@ -626,6 +631,60 @@ jwtwarden_result jwtwarden_set_log_callback(jwtwarden_log_callback callback,
                                             void *userdata,
                                             uint32_t max_level,
                                             struct jwtwarden_error **error);
+
+// Create a minter from an engine configuration (`config_len` bytes of
+// UTF-8 JSON, no NUL needed: the text given to `jwtwarden_verifier_new`),
+// from its `assertion` section: `{"name", "current": {"kid", "pem" |
+// "pem_file"}, "previous", "lifetime_secs"}` (docs/config.md). A
+// configuration without that section, or with a key that does not load,
+// returns `JWTWARDEN_RESULT_INVALID_CONFIG` with a message naming it.
+// Nothing is fetched; a web server may call this at its configuration
+// test. Build one per process after `fork()` like the verifier (the keys
+// hold no thread, but one per process keeps the model simple).
+jwtwarden_result jwtwarden_minter_new(const char *config_json,
+                                      size_t config_len,
+                                      struct jwtwarden_minter **minter_out,
+                                      struct jwtwarden_error **error);
+
+// Free a minter. NULL is accepted and ignored. Decisions it minted for
+// stay valid.
+void jwtwarden_minter_free(struct jwtwarden_minter *minter);
+
+// `jwtwarden_http_decide` with a minter: the same arguments and answers,
+// and when the policy has an `assertion` section covering the request's
+// route, an allowed decision carries an assertion
+// (`jwtwarden_http_decision_assertion`), one per call (its own `jti` and
+// signature, cache hits included). `minter` may be NULL: then a request
+// whose route should carry an assertion is refused with 500 (never sent
+// on without it). A cache hit that mints costs an Ed25519 signature
+// (docs/trust-handoff.md gives the figures).
+jwtwarden_result jwtwarden_http_decide_minting(const struct jwtwarden_http_policy *policy,
+                                               const struct jwtwarden_verifier *verifier,
+                                               const struct jwtwarden_minter *minter,
+                                               const char *method,
+                                               size_t method_len,
+                                               const char *target,
+                                               size_t target_len,
+                                               const struct jwtwarden_http_header *headers,
+                                               size_t header_count,
+                                               bool cached_only,
+                                               struct jwtwarden_http_decision **decision_out,
+                                               struct jwtwarden_error **error);
+
+// The header (lower case) the policy's assertions go in; its length goes
+// to `*len_out` (may be NULL). Not NUL-terminated, borrowed until the
+// policy is freed. NULL (length 0) when the policy mints none, or for
+// NULL. A host removes every client copy of this header on every request
+// of a location whose policy mints.
+const char *jwtwarden_http_policy_assertion_header(const struct jwtwarden_http_policy *policy,
+                                                   size_t *len_out);
+
+// The assertion (a compact JWS) an allowed decision carries for the
+// upstream; its length goes to `*len_out` (may be NULL). Not
+// NUL-terminated, borrowed until the decision is freed. NULL (length 0)
+// when the route carries none, the request was not allowed, or for NULL.
+const char *jwtwarden_http_decision_assertion(const struct jwtwarden_http_decision *decision,
+                                              size_t *len_out);
 
 // The verified claims (the payload) as a JSON object. Borrowed; NULL if
 // `verified` is NULL.

@@ -48,6 +48,8 @@ typedef struct {
   apr_array_header_t *claim_headers; /* const char *[2]: claim, header */
   apr_array_header_t *open;          /* patterns */
   int claim_env;                     /* -1 unset */
+  const char *assertion_audience;    /* JwtWardenAssertion; NULL = none */
+  const char *assertion_header;      /* its header, NULL = the core's default */
 } jw_dir_conf;
 
 /* What check_authn learned, for the authorization providers. The claims
@@ -67,6 +69,10 @@ typedef struct {
 
 /* Per child. */
 static jwtwarden_verifier *g_verifier;
+static jwtwarden_minter *g_minter; /* NULL without an `assertion` section */
+/* Set while the configuration is read when a JwtWardenAssertion line is
+ * seen, so the check_config hook requires the assertion keys. */
+static int g_assertion_used;
 static apr_hash_t *g_policies; /* policy JSON -> jwtwarden_http_policy* */
 #if APR_HAS_THREADS
 static apr_thread_mutex_t *g_policies_lock;
@@ -101,6 +107,8 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
   c->user_claim = add->user_claim ? add->user_claim : base->user_claim;
   c->claim_headers = add->claim_headers ? add->claim_headers : base->claim_headers;
   c->open = add->open ? add->open : base->open;
+  c->assertion_audience = add->assertion_audience ? add->assertion_audience : base->assertion_audience;
+  c->assertion_header = add->assertion_audience ? add->assertion_header : base->assertion_header;
   return c;
 }
 
@@ -184,6 +192,20 @@ static const char *set_user_claim(cmd_parms *cmd, void *dconf, const char *claim
   return NULL;
 }
 
+/* JwtWardenAssertion AUDIENCE [HEADER]: mint a verification assertion for
+ * the backend (docs/trust-handoff.md), with the engine config's keys. */
+static const char *set_assertion(cmd_parms *cmd, void *dconf, const char *audience, const char *header) {
+  jw_dir_conf *c = dconf;
+  const char *probe = apr_psprintf(cmd->pool, "{\"assertion\":{\"audience\":%s%s%s}}", json_str(cmd->pool, audience),
+                                   header ? ",\"header\":" : "", header ? json_str(cmd->pool, header) : "");
+  const char *bad = check_policy(cmd->pool, probe);
+  if (bad) return apr_psprintf(cmd->pool, "JwtWardenAssertion %s: %s", audience, bad);
+  c->assertion_audience = apr_pstrdup(cmd->pool, audience);
+  c->assertion_header = header ? apr_pstrdup(cmd->pool, header) : NULL;
+  g_assertion_used = 1;
+  return NULL;
+}
+
 static const command_rec jw_cmds[] = {
     AP_INIT_TAKE1("JwtWardenConfig", set_config_file, NULL, RSRC_CONF,
                   "the engine's JSON configuration file (the same as every jwtwarden front end)"),
@@ -197,6 +219,9 @@ static const command_rec jw_cmds[] = {
                     "paths that need no token: /exact or /prefix/* (matched on the normalised path by the core)"),
     AP_INIT_FLAG("JwtWardenClaimEnv", ap_set_flag_slot, (void *)APR_OFFSETOF(jw_dir_conf, claim_env), OR_AUTHCFG,
                  "On (default): verified claims as JWT_CLAIM_<name> in the subprocess environment"),
+    AP_INIT_TAKE12("JwtWardenAssertion", set_assertion, NULL, OR_AUTHCFG,
+                   "AUDIENCE [HEADER]: a signed verification assertion for the backend in HEADER (default "
+                   "X-Jwtwarden-Assertion; the client's is removed), keys from the engine config's assertion"),
     {NULL}};
 
 /* The policy JSON of a directory's merged configuration. */
@@ -210,7 +235,13 @@ static const char *policy_json(request_rec *r, const jw_dir_conf *c) {
     const char **pair = &((const char **)c->claim_headers->elts)[i * 2];
     json = apr_pstrcat(p, json, i ? "," : "", json_str(p, pair[0]), ":", json_str(p, pair[1]), NULL);
   }
-  json = apr_pstrcat(p, json, "},\"routes\":[", NULL);
+  json = apr_pstrcat(p, json, "},", NULL);
+  if (c->assertion_audience) {
+    json = apr_pstrcat(p, json, "\"assertion\":{\"audience\":", json_str(p, c->assertion_audience), NULL);
+    if (c->assertion_header) json = apr_pstrcat(p, json, ",\"header\":", json_str(p, c->assertion_header), NULL);
+    json = apr_pstrcat(p, json, "},", NULL);
+  }
+  json = apr_pstrcat(p, json, "\"routes\":[", NULL);
   int n = 0;
   for (int i = 0; c->open && i < c->open->nelts; i++, n++)
     json = apr_pstrcat(p, json, n ? "," : "", open_route_json(p, ((const char **)c->open->elts)[i]), NULL);
@@ -296,6 +327,17 @@ static int jw_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     jwtwarden_error_free(err);
     return HTTP_INTERNAL_SERVER_ERROR;
   }
+  if (g_assertion_used) {
+    jwtwarden_minter *m = NULL;
+    g_assertion_used = 0; /* read again with the configuration on a restart */
+    if (jwtwarden_minter_new(json, len, &m, &err) != JWTWARDEN_RESULT_OK) {
+      ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "JwtWardenAssertion: JwtWardenConfig %s: %s", file,
+                   err ? jwtwarden_error_message(err) : "no assertion keys");
+      jwtwarden_error_free(err);
+      return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    jwtwarden_minter_free(m);
+  }
   g_config_json = json;
   g_config_len = len;
   return OK;
@@ -323,6 +365,8 @@ static apr_status_t child_cleanup(void *data) {
   }
   jwtwarden_verifier_free(g_verifier);
   g_verifier = NULL;
+  jwtwarden_minter_free(g_minter);
+  g_minter = NULL;
   return APR_SUCCESS;
 }
 
@@ -339,7 +383,14 @@ static void jw_child_init(apr_pool_t *pchild, server_rec *s) {
   if (jwtwarden_verifier_new(g_config_json, g_config_len, &g_verifier, &err) != JWTWARDEN_RESULT_OK) {
     ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "jwtwarden: verifier: %s", err ? jwtwarden_error_message(err) : "?");
     jwtwarden_error_free(err);
+    err = NULL;
     g_verifier = NULL;
+  }
+  /* The assertion keys, if the config has them (a JwtWardenAssertion
+   * location without them answers 500). */
+  if (jwtwarden_minter_new(g_config_json, g_config_len, &g_minter, &err) != JWTWARDEN_RESULT_OK) {
+    jwtwarden_error_free(err);
+    g_minter = NULL;
   }
 }
 
@@ -510,6 +561,15 @@ static int jw_authenticate(request_rec *r) {
   /* The client's own copies of the claim headers never reach the backend. */
   for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++)
     apr_table_unset(r->headers_in, ((const char **)c->claim_headers->elts)[i * 2 + 1]);
+  /* Nor their own assertion header. */
+  const char *assertion_header = NULL;
+  if (c->assertion_audience) {
+    size_t al = 0;
+    const char *an = jwtwarden_http_policy_assertion_header(policy, &al);
+    if (!an) return fail(r, "the location's policy mints no assertion");
+    assertion_header = apr_pstrmemdup(r->pool, an, al);
+    apr_table_unset(r->headers_in, assertion_header);
+  }
 
   const apr_array_header_t *arr = apr_table_elts(r->headers_in);
   const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
@@ -529,8 +589,8 @@ static int jw_authenticate(request_rec *r) {
 
   jwtwarden_http_decision *d = NULL;
   jwtwarden_error *err = NULL;
-  if (jwtwarden_http_decide(policy, g_verifier, r->method, strlen(r->method), target, target ? strlen(target) : 0, hs,
-                            nh, false, &d, &err) != JWTWARDEN_RESULT_OK) {
+  if (jwtwarden_http_decide_minting(policy, g_verifier, g_minter, r->method, strlen(r->method), target,
+                                    target ? strlen(target) : 0, hs, nh, false, &d, &err) != JWTWARDEN_RESULT_OK) {
     const char *msg = apr_pstrdup(r->pool, err ? jwtwarden_error_message(err) : "?");
     jwtwarden_error_free(err);
     return fail(r, msg);
@@ -549,6 +609,10 @@ static int jw_authenticate(request_rec *r) {
     if (name && value)
       apr_table_set(r->headers_in, apr_pstrmemdup(r->pool, name, nl), apr_pstrmemdup(r->pool, value, vl));
   }
+  size_t assertion_len = 0;
+  const char *assertion = jwtwarden_http_decision_assertion(d, &assertion_len);
+  if (assertion && assertion_header)
+    apr_table_set(r->headers_in, assertion_header, apr_pstrmemdup(r->pool, assertion, assertion_len));
   int cached = jwtwarden_http_decision_cached(d);
   jwtwarden_http_decision_free(d);
   r->ap_auth_type = AUTH_TYPE;

@@ -36,6 +36,7 @@ typedef struct {
     ngx_str_t path;
     ngx_str_t json;
     jwtwarden_verifier *verifier; /* per worker, set in init_process */
+    jwtwarden_minter *minter;     /* per worker; NULL without an assertion section */
 } ngx_http_jwtwarden_engine_t;
 
 typedef struct {
@@ -59,6 +60,8 @@ typedef struct {
     ngx_array_t *claim_headers; /* ngx_http_jwtwarden_claim_header_t */
     ngx_str_t thread_pool_name;
     ngx_thread_pool_t *thread_pool;
+    ngx_str_t assertion_audience; /* jwtwarden_assertion; "" = none */
+    ngx_str_t assertion_header;
     jwtwarden_http_policy *policy;
 } ngx_http_jwtwarden_loc_conf_t;
 
@@ -75,6 +78,7 @@ typedef struct {
     ngx_http_request_t *request;
     const jwtwarden_http_policy *policy;
     const jwtwarden_verifier *verifier;
+    const jwtwarden_minter *minter;
     ngx_str_t method;
     ngx_str_t target;
     jwtwarden_http_header *headers;
@@ -91,6 +95,7 @@ static char *ngx_http_jwtwarden_merge_loc_conf(ngx_conf_t *cf, void *parent, voi
 static char *ngx_http_jwtwarden_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_jwtwarden_strings(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_jwtwarden_claim_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_jwtwarden_assertion(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_jwtwarden_init_process(ngx_cycle_t *cycle);
 static void ngx_http_jwtwarden_exit_process(ngx_cycle_t *cycle);
 
@@ -120,6 +125,8 @@ static ngx_command_t ngx_http_jwtwarden_commands[] = {
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     {ngx_string("jwtwarden_thread_pool"), JW_CONF | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET,
      offsetof(ngx_http_jwtwarden_loc_conf_t, thread_pool_name), NULL},
+    {ngx_string("jwtwarden_assertion"), JW_CONF | NGX_CONF_TAKE12, ngx_http_jwtwarden_assertion,
+     NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
 
 static ngx_http_module_t ngx_http_jwtwarden_module_ctx = {
@@ -212,6 +219,7 @@ static char *ngx_http_jwtwarden_config(ngx_conf_t *cf, ngx_command_t *cmd, void 
     }
     e->path = path;
     e->verifier = NULL;
+    e->minter = NULL;
     e->json.len = (size_t)ngx_file_size(&fi);
     e->json.data = ngx_pnalloc(cf->pool, e->json.len + 1);
     if (e->json.data == NULL) {
@@ -278,6 +286,29 @@ static char *ngx_http_jwtwarden_claim_header(ngx_conf_t *cf, ngx_command_t *cmd,
     }
     h->claim = value[1];
     h->header = value[2];
+    return NGX_CONF_OK;
+}
+
+/* jwtwarden_assertion AUDIENCE [header=NAME]: mint a verification
+   assertion for the upstream (docs/trust-handoff.md); the keys are the
+   engine config's `assertion` section. */
+static char *ngx_http_jwtwarden_assertion(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
+    ngx_http_jwtwarden_loc_conf_t *c = conf;
+    ngx_str_t *value = cf->args->elts;
+    (void)cmd;
+
+    if (c->assertion_audience.data != NULL) {
+        return "is duplicate";
+    }
+    c->assertion_audience = value[1];
+    if (cf->args->nelts == 3) {
+        if (value[2].len <= 7 || ngx_strncmp(value[2].data, "header=", 7) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jwtwarden_assertion: \"%V\" is not header=NAME", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+        c->assertion_header.data = value[2].data + 7;
+        c->assertion_header.len = value[2].len - 7;
+    }
     return NGX_CONF_OK;
 }
 
@@ -368,7 +399,17 @@ static ngx_int_t jw_policy_json(ngx_http_jwtwarden_loc_conf_t *c, jw_buf_t *b) {
             jw_str(b, &h[i].header);
         }
     }
-    jw_lit(b, "},\"routes\":[{\"prefix\":\"/\"");
+    jw_lit(b, "},");
+    if (c->assertion_audience.len) {
+        jw_lit(b, "\"assertion\":{\"audience\":");
+        jw_str(b, &c->assertion_audience);
+        if (c->assertion_header.len) {
+            jw_lit(b, ",\"header\":");
+            jw_str(b, &c->assertion_header);
+        }
+        jw_lit(b, "},");
+    }
+    jw_lit(b, "\"routes\":[{\"prefix\":\"/\"");
     if (c->enable == JW_OPEN) {
         jw_lit(b, ",\"open\":true");
     } else {
@@ -396,6 +437,28 @@ static void ngx_http_jwtwarden_free_policy(void *data) {
     jwtwarden_http_policy_free(data);
 }
 
+/* A location that mints: the engine config's assertion keys must load
+   now, so `nginx -t` names what is wrong. */
+static char *jw_check_minter(ngx_conf_t *cf, ngx_http_jwtwarden_loc_conf_t *c) {
+    ngx_http_jwtwarden_main_conf_t *mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_jwtwarden_module);
+    ngx_http_jwtwarden_engine_t *e = mcf->engines.elts;
+    jwtwarden_minter *m = NULL;
+    jwtwarden_error *err = NULL;
+
+    if (c->assertion_audience.len == 0 || c->enable != JW_ON) {
+        return NGX_CONF_OK;
+    }
+    if (jwtwarden_minter_new((const char *)e[c->engine].json.data, e[c->engine].json.len, &m, &err) !=
+        JWTWARDEN_RESULT_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jwtwarden_assertion: jwtwarden_config \"%V\": %s",
+                           &e[c->engine].path, jwtwarden_error_message(err));
+        jwtwarden_error_free(err);
+        return NGX_CONF_ERROR;
+    }
+    jwtwarden_minter_free(m);
+    return NGX_CONF_OK;
+}
+
 static char *ngx_http_jwtwarden_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child) {
     ngx_http_jwtwarden_loc_conf_t *prev = parent, *c = child;
     ngx_str_t default_pool = ngx_string("default");
@@ -415,6 +478,14 @@ static char *ngx_http_jwtwarden_merge_loc_conf(ngx_conf_t *cf, void *parent, voi
     ngx_conf_merge_value(c->fresh, prev->fresh, 0);
     ngx_conf_merge_ptr_value(c->claim_headers, prev->claim_headers, NULL);
     ngx_conf_merge_str_value(c->thread_pool_name, prev->thread_pool_name, "");
+    /* jwtwarden_assertion is inherited whole: a location's own directive
+       without header= does not take its parent's header. */
+    if (c->assertion_audience.data == NULL) {
+        c->assertion_audience = prev->assertion_audience;
+        c->assertion_header = prev->assertion_header;
+    }
+    ngx_conf_merge_str_value(c->assertion_audience, c->assertion_audience, "");
+    ngx_conf_merge_str_value(c->assertion_header, c->assertion_header, "");
 
     if (c->enable == JW_OFF) {
         return NGX_CONF_OK;
@@ -458,7 +529,7 @@ static char *ngx_http_jwtwarden_merge_loc_conf(ngx_conf_t *cf, void *parent, voi
     }
     cln->handler = ngx_http_jwtwarden_free_policy;
     cln->data = c->policy;
-    return NGX_CONF_OK;
+    return jw_check_minter(cf, c);
 }
 
 /* ---- the process model ------------------------------------------------- */
@@ -491,6 +562,15 @@ static ngx_int_t ngx_http_jwtwarden_init_process(ngx_cycle_t *cycle) {
             err = NULL;
             e[i].verifier = NULL; /* its locations answer 500 */
         }
+        /* The assertion keys, if the config has them (locations that mint
+           were checked at configuration time; without keys they answer 500). */
+        e[i].minter = NULL;
+        if (jwtwarden_minter_new((const char *)e[i].json.data, e[i].json.len, &e[i].minter, &err) !=
+            JWTWARDEN_RESULT_OK) {
+            jwtwarden_error_free(err);
+            err = NULL;
+            e[i].minter = NULL;
+        }
     }
     return NGX_OK;
 }
@@ -507,6 +587,8 @@ static void ngx_http_jwtwarden_exit_process(ngx_cycle_t *cycle) {
     for (i = 0; i < mcf->engines.nelts; i++) {
         jwtwarden_verifier_free(e[i].verifier);
         e[i].verifier = NULL;
+        jwtwarden_minter_free(e[i].minter);
+        e[i].minter = NULL;
     }
     if (mcf->engines.nelts) {
         jwtwarden_set_log_callback(NULL, NULL, JWTWARDEN_LOG_LEVEL_OFF, NULL);
@@ -627,6 +709,43 @@ static ngx_int_t jw_refuse(ngx_http_request_t *r, jwtwarden_http_decision *d) {
     return ngx_http_output_filter(r, &out);
 }
 
+/* Whether a request field is the assertion header (jwtwarden_assertion):
+   the client's copies never reach the upstream. */
+static ngx_uint_t jw_is_assertion_header(ngx_http_jwtwarden_loc_conf_t *c, ngx_str_t *key) {
+    size_t len;
+    const char *name;
+
+    if (c->assertion_audience.len == 0) {
+        return 0;
+    }
+    name = jwtwarden_http_policy_assertion_header(c->policy, &len);
+    return name != NULL && key->len == len && ngx_strncasecmp(key->data, (u_char *)name, len) == 0;
+}
+
+/* The decision's assertion, if it carries one, as a request field. */
+static ngx_int_t jw_assertion_header(ngx_http_request_t *r, ngx_http_jwtwarden_loc_conf_t *c,
+                                     jwtwarden_http_decision *d, ngx_list_t *list) {
+    ngx_table_elt_t *nh;
+    size_t len;
+    const char *value = jwtwarden_http_decision_assertion(d, &len);
+    (void)r;
+
+    if (value == NULL) {
+        return NGX_OK;
+    }
+    nh = ngx_list_push(list);
+    if (nh == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memzero(nh, sizeof(*nh));
+    nh->key.data = (u_char *)jwtwarden_http_policy_assertion_header(c->policy, &nh->key.len);
+    nh->value.data = (u_char *)value;
+    nh->value.len = len;
+    nh->lowcase_key = nh->key.data;
+    nh->hash = ngx_hash_key(nh->lowcase_key, nh->key.len);
+    return NGX_OK;
+}
+
 /* The claim headers to the upstream: every client field of a configured
    claim header's name is dropped (absent claims included), then the core's
    sanitised values are added. */
@@ -639,18 +758,18 @@ static ngx_int_t jw_claim_headers(ngx_http_request_t *r, ngx_http_jwtwarden_loc_
     ngx_uint_t i, j, drop;
     size_t k, n;
 
-    if (c->claim_headers == NULL || c->claim_headers->nelts == 0) {
+    if ((c->claim_headers == NULL || c->claim_headers->nelts == 0) && c->assertion_audience.len == 0) {
         return NGX_OK;
     }
     if (ngx_list_init(&list, r->pool, 20, sizeof(ngx_table_elt_t)) != NGX_OK) {
         return NGX_ERROR;
     }
-    ch = c->claim_headers->elts;
+    ch = c->claim_headers != NULL ? c->claim_headers->elts : NULL;
     for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
         for (i = 0; i < part->nelts; i++) {
-            drop = 0;
-            for (j = 0; j < c->claim_headers->nelts; j++) {
+            drop = jw_is_assertion_header(c, &h[i].key);
+            for (j = 0; !drop && c->claim_headers != NULL && j < c->claim_headers->nelts; j++) {
                 if (h[i].key.len == ch[j].header.len &&
                     ngx_strncasecmp(h[i].key.data, ch[j].header.data, ch[j].header.len) == 0) {
                     drop = 1;
@@ -679,6 +798,9 @@ static ngx_int_t jw_claim_headers(ngx_http_request_t *r, ngx_http_jwtwarden_loc_
         nh->lowcase_key = nh->key.data;
         nh->hash = ngx_hash_key(nh->lowcase_key, nh->key.len);
     }
+    if (jw_assertion_header(r, c, d, &list) != NGX_OK) {
+        return NGX_ERROR;
+    }
     r->headers_in.headers = list;
     if (list.last == &list.part) {
         /* One part: `last` pointed at this function's copy. */
@@ -703,9 +825,9 @@ static void ngx_http_jwtwarden_task_handler(void *data, ngx_log_t *log) {
     ngx_http_jwtwarden_task_t *t = data;
     (void)log;
     /* On a pool thread: may wait on the network (bounded by the engine). */
-    t->rc = jwtwarden_http_decide(t->policy, t->verifier, (const char *)t->method.data, t->method.len,
-                                  (const char *)t->target.data, t->target.len, t->headers, t->header_count, false,
-                                  &t->decision, NULL);
+    t->rc = jwtwarden_http_decide_minting(t->policy, t->verifier, t->minter, (const char *)t->method.data,
+                                          t->method.len, (const char *)t->target.data, t->target.len, t->headers,
+                                          t->header_count, false, &t->decision, NULL);
 }
 
 static void ngx_http_jwtwarden_task_done(ngx_event_t *ev) {
@@ -779,9 +901,10 @@ static ngx_int_t ngx_http_jwtwarden_handler(ngx_http_request_t *r) {
     ngx_http_set_ctx(r, ctx, ngx_http_jwtwarden_module);
 
     /* Inline, from the cache only: never waits. */
-    if (jwtwarden_http_decide(c->policy, e[c->engine].verifier, (const char *)r->method_name.data,
-                              r->method_name.len, (const char *)r->unparsed_uri.data, r->unparsed_uri.len, headers,
-                              count, true, &ctx->decision, NULL) != JWTWARDEN_RESULT_OK) {
+    if (jwtwarden_http_decide_minting(c->policy, e[c->engine].verifier, e[c->engine].minter,
+                                      (const char *)r->method_name.data, r->method_name.len,
+                                      (const char *)r->unparsed_uri.data, r->unparsed_uri.len, headers, count, true,
+                                      &ctx->decision, NULL) != JWTWARDEN_RESULT_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     if (!jwtwarden_http_decision_would_fetch(ctx->decision)) {
@@ -799,6 +922,7 @@ static ngx_int_t ngx_http_jwtwarden_handler(ngx_http_request_t *r) {
     t->request = r;
     t->policy = c->policy;
     t->verifier = e[c->engine].verifier;
+    t->minter = e[c->engine].minter;
     t->method = r->method_name;
     t->target = r->unparsed_uri;
     t->headers = headers;

@@ -340,10 +340,15 @@ fn stack(mpm: Mpm, children: u32) -> Option<Stack> {
 
 /// The stack, with the engine's config changed by `edit` first.
 fn stack_with(mpm: Mpm, children: u32, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
+    stack_at(mpm, children, LOCATIONS, edit)
+}
+
+/// The stack with `locations` (`ISSUER`: the issuer's URL).
+fn stack_at(mpm: Mpm, children: u32, locations: &str, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
     let (binary, module) = prerequisites()?;
     let issuer = TestIssuer::start();
     let upstream = Upstream::start();
-    let locations = LOCATIONS.replace("ISSUER", &issuer.url());
+    let locations = locations.replace("ISSUER", &issuer.url());
     let mut engine = engine_for(&issuer);
     edit(&mut engine);
     let apache = Apache::start(&binary, &module, mpm, children, &engine, &locations, upstream.port);
@@ -948,6 +953,19 @@ fn configtest_refuses_a_bad_config_naming_the_field() {
         "<Location />\nAuthType jwtwarden\nRequire jwt-claim role\n</Location>",
     );
     assert!(!ok && text.contains("jwt-claim"), "{text}");
+    // JwtWardenAssertion needs the engine config's assertion keys.
+    let mint = "<Location />\nAuthType jwtwarden\nJwtWardenAssertion orders\nRequire jwt-scope read\n</Location>";
+    let (ok, text) = check(&good.to_string(), mint);
+    assert!(!ok && text.contains("no assertion section"), "{text}");
+    let mut keyed = good.clone();
+    keyed["assertion"] = common::assertion::engine_section(&common::assertion::edge_pem());
+    let (ok, text) = check(&keyed.to_string(), mint);
+    assert!(ok, "{text}");
+    let (ok, text) = check(
+        &keyed.to_string(),
+        "<Location />\nJwtWardenAssertion orders Authorization\n</Location>",
+    );
+    assert!(!ok && text.contains("JwtWardenAssertion"), "{text}");
 }
 
 // ---------- tests/http_contract.json ----------
@@ -1215,4 +1233,121 @@ fn prefork_child_without_a_verifier_answers_the_contracts_500() {
     let log = s.apache.error_log();
     assert!(log.contains("jwtwarden: verifier:"), "{log}");
     assert!(!log.contains("authorization failure"), "{log}");
+}
+
+// ---------- verification assertions (issue 28) ----------
+
+const ASSERTION_LOCATIONS: &str = r#"
+<Location />
+  AuthType jwtwarden
+  AuthName api
+  Require jwt-issuer ISSUER
+  JwtWardenAssertion orders
+</Location>
+<Location /up/billing/>
+  JwtWardenAssertion billing X-Edge-Assertion
+</Location>
+"#;
+
+/// `JwtWardenAssertion`: the backend behind mod_proxy receives one
+/// assertion per request, bound to the request's method and path as Apache
+/// received it, that verifies behind (the library, and golang-jwt) for that
+/// request only; the client's own copies of the header never pass.
+#[test]
+fn prefork_mints_an_assertion_that_verifies_behind_for_its_request_only() {
+    use common::assertion::{claims, edge_jwks, edge_pem, engine_section, Behind};
+    let pem = edge_pem();
+    let Some(s) = stack_at(Mpm::Prefork, 2, ASSERTION_LOCATIONS, |e| {
+        e["assertion"] = engine_section(&pem)
+    }) else {
+        return;
+    };
+    let jwks = edge_jwks(&pem);
+    let orders = Behind::new(&jwks, "orders");
+    let billing = Behind::new(&jwks, "billing");
+    let token = s.token(|_| {});
+    let auth = format!("Bearer {token}");
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290In0.";
+    let mut jtis = std::collections::HashSet::new();
+    let mut first = String::new();
+    for i in 0..4 {
+        let r = s.apache.get(
+            "/up/orders/7",
+            &[("Authorization", &auth), ("X-Jwtwarden-Assertion", forged)],
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", s.apache.error_log());
+        let h = echoed(&r);
+        let got: Vec<&str> = h
+            .iter()
+            .filter(|(n, _)| n == "x-jwtwarden-assertion")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(got.len(), 1, "exactly the edge's assertion: {h:?}");
+        assert_ne!(got[0], forged);
+        let c = claims(got[0]);
+        assert_eq!(
+            (c["htu"].as_str(), c["aud"].as_str()),
+            (Some("/up/orders/7"), Some("orders"))
+        );
+        assert!(
+            jtis.insert(c["jti"].as_str().unwrap().to_string()),
+            "one assertion per request"
+        );
+        // Bound to the path Apache received (ProxyPass rewrites it for the
+        // backend: the service checks the edge's path, docs/trust-handoff.md).
+        let original = orders
+            .check(got[0], "GET", "/up/orders/7")
+            .unwrap_or_else(|k| panic!("request {i}: {k:?}"));
+        assert_eq!(original["sub"], "alice");
+        if i == 0 {
+            first = got[0].to_string();
+        }
+    }
+    assert_eq!(
+        orders.check(&first, "GET", "/up/orders/7"),
+        Err(jwtwarden::ErrorKind::Revoked)
+    );
+    let r = s.apache.bearer("/up/orders/7", &token);
+    let a = echoed(&r)
+        .into_iter()
+        .find(|(n, _)| n == "x-jwtwarden-assertion")
+        .unwrap()
+        .1;
+    assert_eq!(
+        orders.check(&a, "GET", "/up/orders/8"),
+        Err(jwtwarden::ErrorKind::InvalidAudience)
+    );
+    assert_eq!(
+        orders.check(&a, "PUT", "/up/orders/7"),
+        Err(jwtwarden::ErrorKind::InvalidAudience)
+    );
+    assert!(billing.check(&a, "GET", "/up/orders/7").is_err());
+    if let Some(c) = orders.golang_jwt(&a) {
+        assert_eq!(c["htu"], "/up/orders/7");
+    }
+    // Another location: its own audience and header.
+    let r = s.apache.get(
+        "/up/billing/x",
+        &[("Authorization", &auth), ("X-Edge-Assertion", forged)],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let h = echoed(&r);
+    let got: Vec<&str> = h
+        .iter()
+        .filter(|(n, _)| n == "x-edge-assertion")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(got.len(), 1, "{h:?}");
+    billing
+        .check(got[0], "GET", "/up/billing/x")
+        .expect("billing's assertion");
+    // Refused: the backend never sees the request.
+    let before = s.upstream.hits();
+    assert_eq!(
+        s.apache
+            .get("/up/orders/7", &[("X-Jwtwarden-Assertion", forged)])
+            .status,
+        401
+    );
+    assert_eq!(s.upstream.hits(), before);
 }

@@ -296,6 +296,11 @@ fn stack_opts(workers: u32, mode: Mode, edit: impl FnOnce(&mut Value)) -> Option
     stack_full(workers, mode, "", LOCATIONS, edit)
 }
 
+/// The stack with `locations` (`{up}`: the upstream's port) in its server.
+fn stack_at(workers: u32, mode: Mode, locations: &str, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
+    stack_full(workers, mode, "", locations, edit)
+}
+
 /// The stack with `http` lines (before the server) and the server's
 /// `locations` (`{up}` is the upstream's port).
 fn stack_full(workers: u32, mode: Mode, http: &str, locations: &str, edit: impl FnOnce(&mut Value)) -> Option<Stack> {
@@ -1409,4 +1414,222 @@ fn claim_variables_give_any_claim_sanitised_and_never_for_a_refused_token() {
         4,
         "{log}"
     );
+}
+
+// ---- verification assertions (issue 28) -----------------------------------
+
+const ASSERTION_LOCATIONS: &str = r#"
+    jwtwarden on;
+    jwtwarden_audience api;
+    jwtwarden_assertion orders;
+    location /orders/ { proxy_pass http://127.0.0.1:{up}; }
+    location /billing/ {
+      jwtwarden_assertion billing header=X-Edge-Assertion;
+      proxy_pass http://127.0.0.1:{up};
+      location /billing/inner/ {
+        jwtwarden_assertion inner;
+        proxy_pass http://127.0.0.1:{up};
+      }
+    }
+    location /open/ { jwtwarden open; proxy_pass http://127.0.0.1:{up}; }
+"#;
+
+/// `jwtwarden_assertion`: the upstream receives one assertion per request,
+/// minted by the core's decision from the engine config's keys, that
+/// verifies behind (the library's `Inheritance`, and golang-jwt) for this
+/// method and normalised path only; the client's own copies of the header
+/// never reach the upstream (allowed, open and repeated headers alike); a
+/// repeat of the same request (a cache hit) carries a new assertion.
+#[test]
+fn the_module_mints_an_assertion_that_verifies_behind_for_its_request_only() {
+    use common::assertion::{claims, edge_jwks, edge_pem, engine_section, Behind};
+    let pem = edge_pem();
+    let Some(s) = stack_at(2, Mode::Foreground, ASSERTION_LOCATIONS, |e| {
+        e["assertion"] = engine_section(&pem)
+    }) else {
+        return;
+    };
+    let jwks = edge_jwks(&pem);
+    let orders = Behind::new(&jwks, "orders");
+    let billing = Behind::new(&jwks, "billing");
+    let token = s.token(|_| {});
+    let auth = format!("Bearer {token}");
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290In0.";
+    let r = s.get("/orders/1", &token);
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+
+    let r = s.get("/orders/1", &token);
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+    let mut jtis = std::collections::HashSet::new();
+    let mut first = String::new();
+    for i in 0..6 {
+        let r = s.nginx.get(
+            "/orders/./7?x=1",
+            &[
+                ("Authorization", &auth),
+                ("X-Jwtwarden-Assertion", forged),
+                ("x-jwtwarden-assertion", "second copy"),
+            ],
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+        let h = echoed(&r);
+        let got = header(&h, "x-jwtwarden-assertion");
+        assert_eq!(got.len(), 1, "exactly the edge's assertion: {h:?}");
+        let a = got[0].to_string();
+        assert_ne!(a, forged);
+        let c = claims(&a);
+        assert_eq!(
+            (c["htm"].as_str(), c["htu"].as_str(), c["aud"].as_str()),
+            (Some("GET"), Some("/orders/7"), Some("orders"))
+        );
+        assert!(
+            jtis.insert(c["jti"].as_str().unwrap().to_string()),
+            "one assertion per request"
+        );
+        let original = orders
+            .check(&a, "GET", "/orders/7?x=1")
+            .unwrap_or_else(|k| panic!("request {i}: {k:?}"));
+        assert_eq!(original["sub"], "alice");
+        if i == 0 {
+            first = a;
+        }
+    }
+    // Used once already; replayed to another path or method, or to another
+    // service: refused.
+    assert_eq!(
+        orders.check(&first, "GET", "/orders/7"),
+        Err(jwtwarden::ErrorKind::Revoked)
+    );
+    let r = s.get("/orders/7", &token);
+    let a = header(&echoed(&r), "x-jwtwarden-assertion")[0].to_string();
+    assert_eq!(
+        orders.check(&a, "GET", "/orders/8"),
+        Err(jwtwarden::ErrorKind::InvalidAudience)
+    );
+    assert_eq!(
+        orders.check(&a, "POST", "/orders/7"),
+        Err(jwtwarden::ErrorKind::InvalidAudience)
+    );
+    assert!(billing.check(&a, "GET", "/orders/7").is_err());
+    // An independent JWS library reads it as a standard EdDSA JWS.
+    if let Some(c) = orders.golang_jwt(&a) {
+        assert_eq!(c["htu"], "/orders/7");
+        assert_eq!(c["iss"], "edge-1");
+    }
+
+    // Another location, another audience and header; the client's copy of
+    // either header never passes.
+    let r = s
+        .nginx
+        .get("/billing/x", &[("Authorization", &auth), ("X-Edge-Assertion", forged)]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let h = echoed(&r);
+    let got = header(&h, "x-edge-assertion");
+    assert_eq!(got.len(), 1, "{h:?}");
+    billing.check(got[0], "GET", "/billing/x").expect("billing's assertion");
+    // A nested location's own directive takes its own header (the default),
+    // not its parent's.
+    let r = s.nginx.get("/billing/inner/x", &[("Authorization", &auth)]);
+    let h = echoed(&r);
+    assert!(header(&h, "x-edge-assertion").is_empty(), "{h:?}");
+    let got = header(&h, "x-jwtwarden-assertion");
+    assert_eq!(got.len(), 1, "{h:?}");
+    assert_eq!(claims(got[0])["aud"], "inner");
+    // An open location mints nothing and still drops the client's copy.
+    let r = s.nginx.get("/open/x", &[("X-Jwtwarden-Assertion", forged)]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(header(&echoed(&r), "x-jwtwarden-assertion").is_empty(), "{r:?}");
+    // A refused request never reaches the upstream, assertion or not.
+    let before = s.upstream.hits();
+    let r = s.nginx.get("/orders/7", &[("X-Jwtwarden-Assertion", forged)]);
+    assert_eq!(r.status, 401);
+    assert_eq!(s.upstream.hits(), before);
+}
+
+/// `nginx -t` refuses `jwtwarden_assertion` when the engine config has no
+/// usable assertion keys, naming them, and a malformed header argument.
+#[test]
+fn nginx_t_refuses_an_assertion_without_keys() {
+    let Some((binary, module)) = module() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("engine.json");
+    let conf = |extra: &str| {
+        format!(
+            "  jwtwarden_config {};\n  server {{ listen {{listen}}; location / {{ jwtwarden on; {extra} return 200; }} }}",
+            cfg.display()
+        )
+    };
+    let engine = |assertion: Value| {
+        let mut e = json!({"issuers": [{"issuer": "https://idp.example", "jwks": {"keys": []}, "audiences": ["api"]}]});
+        if !assertion.is_null() {
+            e["assertion"] = assertion;
+        }
+        std::fs::write(&cfg, e.to_string()).unwrap();
+    };
+    engine(Value::Null);
+    let (ok, out) = nginx_t(&binary, &module, &conf("jwtwarden_assertion orders;"));
+    assert!(!ok && out.contains("no assertion section"), "{out}");
+    let pem = common::assertion::edge_pem();
+    engine(common::assertion::engine_section(&pem));
+    let (ok, out) = nginx_t(&binary, &module, &conf("jwtwarden_assertion orders;"));
+    assert!(ok, "{out}");
+    let (ok, out) = nginx_t(&binary, &module, &conf("jwtwarden_assertion orders hdr=X;"));
+    assert!(!ok && out.contains("header=NAME"), "{out}");
+    let (ok, out) = nginx_t(
+        &binary,
+        &module,
+        &conf("jwtwarden_assertion orders header=Authorization;"),
+    );
+    assert!(!ok && out.contains("assertion.header"), "{out}");
+    engine(json!({"name": "e", "current": {"kid": "k", "pem": "x"}}));
+    let (ok, out) = nginx_t(&binary, &module, &conf("jwtwarden_assertion orders;"));
+    assert!(!ok && out.contains("assertion key"), "{out}");
+}
+
+/// The minting paths of the module (inline hit, thread-pool miss, refusal,
+/// open location, the header dropped and set) under valgrind: no error in
+/// the master or the worker.
+#[test]
+fn the_module_minting_under_valgrind_reports_no_error() {
+    if std::env::var_os("JWTWARDEN_NGINX_PRELOAD").is_some() {
+        eprintln!("SKIPPED: valgrind and AddressSanitizer do not mix");
+        return;
+    }
+    let installed = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("JWTWARDEN_REQUIRE_VALGRIND").is_none(),
+            "valgrind is not installed"
+        );
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let pem = common::assertion::edge_pem();
+    let Some(s) = stack_at(1, Mode::Valgrind, ASSERTION_LOCATIONS, |e| {
+        e["assertion"] = common::assertion::engine_section(&pem)
+    }) else {
+        return;
+    };
+    let orders = common::assertion::Behind::new(&common::assertion::edge_jwks(&pem), "orders");
+    let auth = format!("Bearer {}", s.token(|_| {}));
+    for _ in 0..3 {
+        let r = s
+            .nginx
+            .get("/orders/1", &[("Authorization", &auth), ("X-Jwtwarden-Assertion", "x")]);
+        assert_eq!(r.status, 200, "{r:?}\n{}", s.nginx.error_log());
+        let h = echoed(&r);
+        let a = header(&h, "x-jwtwarden-assertion");
+        assert_eq!(a.len(), 1, "{h:?}");
+        orders.check(a[0], "GET", "/orders/1").expect("verifies behind");
+    }
+    let r = s
+        .nginx
+        .get("/billing/x", &[("Authorization", &auth), ("X-Edge-Assertion", "x")]);
+    assert_eq!(header(&echoed(&r), "x-edge-assertion").len(), 1);
+    assert_eq!(s.nginx.get("/orders/1", &[("X-Jwtwarden-Assertion", "x")]).status, 401);
+    assert_eq!(s.nginx.get("/open/x", &[("X-Jwtwarden-Assertion", "x")]).status, 200);
+    // Dropping the stack stops nginx and reads valgrind's reports.
 }

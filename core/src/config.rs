@@ -69,6 +69,12 @@ pub struct Config {
     /// `Verifier::run_due_refreshes` is called (tests with a manual clock).
     #[serde(default = "default_true")]
     pub background_refresh: bool,
+    /// Signing keys for verification assertions minted at the edge (the
+    /// web-server modules, through the HTTP decision): see
+    /// [`AssertionConfig`] and `docs/trust-handoff.md`. The verifier itself
+    /// does not use it. Default: none (nothing is minted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<AssertionConfig>,
 }
 
 /// One trusted issuer.
@@ -900,6 +906,7 @@ impl Config {
             max_token_bytes: default_max_token_bytes(),
             state_dir: None,
             background_refresh: true,
+            assertion: None,
         }
     }
 
@@ -1367,4 +1374,57 @@ mod tests {
         let c = with("", r#","max_token_lifetime_secs": 3600"#).unwrap();
         assert_eq!(c.issuers[0].max_token_lifetime_secs, Some(3600));
     }
+}
+
+/// One Ed25519 signing key of the edge: PKCS#8 PEM, inline or in a file,
+/// and its `kid`. Its `Debug` never shows an inline key.
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// The key id published in the JWKS and set in each assertion's header.
+    pub kid: String,
+    /// The private key, PKCS#8 PEM (`openssl genpkey -algorithm ed25519`).
+    /// Exactly one of `pem`, `pem_file`.
+    #[serde(default)]
+    pub pem: Option<String>,
+    /// The same, read from a file.
+    #[serde(default)]
+    pub pem_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SigningKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyConfig")
+            .field("kid", &self.kid)
+            .field("pem", &self.pem.as_ref().map(|_| "<redacted>"))
+            .field("pem_file", &self.pem_file)
+            .finish()
+    }
+}
+
+/// How the edge mints verification assertions (`assertion`): its name and
+/// signing keys. Which routes carry one, for which audience and in which
+/// header is the HTTP policy's `assertion` (docs/http.md).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionConfig {
+    /// The edge's name: the assertion's `iss`, the issuer name services
+    /// configure for it.
+    pub name: String,
+    /// The key that signs.
+    pub current: SigningKeyConfig,
+    /// The key being rotated out: not used to sign, still published in the
+    /// JWKS so that services holding assertions it signed (or a cached
+    /// JWKS without `current` yet) keep verifying. Rotation: publish the
+    /// new key as `previous`, wait a JWKS refresh interval, swap.
+    /// Default: none.
+    #[serde(default)]
+    pub previous: Option<SigningKeyConfig>,
+    /// Assertion lifetime in seconds (`exp - iat`). Default 30.
+    #[serde(default = "default_assertion_lifetime")]
+    pub lifetime_secs: u64,
+}
+
+fn default_assertion_lifetime() -> u64 {
+    30
 }

@@ -73,7 +73,7 @@ pub struct jwtwarden_http_header {
 
 /// Header fields whose pointers were checked ([`check_fields`]): read in
 /// place, nothing copied.
-struct Fields<'a>(&'a [jwtwarden_http_header]);
+pub(crate) struct Fields<'a>(pub(crate) &'a [jwtwarden_http_header]);
 
 /// The bytes of a checked (pointer, length) pair.
 fn bytes_of<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
@@ -94,7 +94,7 @@ impl HeaderFields for Fields<'_> {
 }
 
 /// Refuse a field with a NULL pointer and a non-zero length.
-fn check_fields(fields: &[jwtwarden_http_header]) -> Result<(), FfiError> {
+pub(crate) fn check_fields(fields: &[jwtwarden_http_header]) -> Result<(), FfiError> {
     for h in fields {
         if h.name.is_null() && h.name_len != 0 {
             return Err(crate::ffi::null("headers[].name"));

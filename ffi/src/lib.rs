@@ -33,6 +33,7 @@ mod header_tests;
 mod host;
 mod http;
 mod logging;
+mod mint;
 mod panic;
 mod verified;
 mod verifier;
@@ -58,6 +59,10 @@ pub use crate::http::{
     jwtwarden_http_policy, jwtwarden_http_policy_free, jwtwarden_http_policy_new,
 };
 pub use crate::logging::{jwtwarden_log_callback, jwtwarden_log_level, jwtwarden_set_log_callback};
+pub use crate::mint::{
+    jwtwarden_http_decide_minting, jwtwarden_http_decision_assertion, jwtwarden_http_policy_assertion_header,
+    jwtwarden_minter, jwtwarden_minter_free, jwtwarden_minter_new,
+};
 pub use crate::verified::{
     jwtwarden_verified, jwtwarden_verified_alg, jwtwarden_verified_cached, jwtwarden_verified_claim_json,
     jwtwarden_verified_claims_json, jwtwarden_verified_claims_json_len, jwtwarden_verified_expires_at,

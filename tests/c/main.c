@@ -62,6 +62,7 @@ static const struct {
     {"config_check", test_config_check},
     {"http_claim_value", test_http_claim_value},
     {"verify_assertion", test_verify_assertion},
+    {"http_decision_mints_assertions", test_http_decision_mints_assertions},
 };
 
 static bool selected(const char *name, int argc, char **argv) {

@@ -22,5 +22,6 @@ void test_runtime_issuers(void);
 void test_config_check(void);
 void test_http_claim_value(void);
 void test_verify_assertion(void);
+void test_http_decision_mints_assertions(void);
 
 #endif

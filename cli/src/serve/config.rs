@@ -301,6 +301,8 @@ impl ServeConfig {
             claim_headers: f.claim_headers,
             routes: f.routes,
             open_methods: Some(f.open_methods.unwrap_or_default()),
+            // serve mints with its own `[assertion]` section (serve::assertion).
+            assertion: None,
         })?;
         let cached_header = match f.cached_header {
             None => None,

@@ -1,57 +1,22 @@
 //! Minting assertions at the edge (EdDSA / Ed25519).
 
-use std::path::PathBuf;
+use std::io::Write;
 use std::sync::Arc;
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::assertion::{Request, ASSERTION_TYP, DEFAULT_LIFETIME_SECS};
+use crate::assertion::{Request, ASSERTION_TYP};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::path::normalise;
-use crate::verified::Verified;
+use crate::verified::{Verified, VerifiedToken};
 
-/// One Ed25519 signing key: PKCS#8 PEM, inline or in a file, and its `kid`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SigningKeyConfig {
-    /// The key id published in the JWKS and set in each assertion's header.
-    pub kid: String,
-    /// The private key, PKCS#8 PEM (`openssl genpkey -algorithm ed25519`).
-    #[serde(default)]
-    pub pem: Option<String>,
-    /// The same, read from a file.
-    #[serde(default)]
-    pub pem_file: Option<PathBuf>,
-}
-
-/// How the edge mints assertions.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MinterConfig {
-    /// The edge's name: the assertion's `iss`, the issuer name services
-    /// configure for it.
-    pub name: String,
-    /// The key that signs.
-    pub current: SigningKeyConfig,
-    /// The key being rotated out: not used to sign, still published in the
-    /// JWKS so that services holding assertions it signed (or a cached
-    /// JWKS without `current` yet) keep verifying. Rotation: publish the
-    /// new key as `previous`, wait a JWKS refresh interval, swap.
-    #[serde(default)]
-    pub previous: Option<SigningKeyConfig>,
-    /// Assertion lifetime in seconds (`exp - iat`). Default 30.
-    #[serde(default = "default_lifetime")]
-    pub lifetime_secs: u64,
-}
-
-fn default_lifetime() -> u64 {
-    DEFAULT_LIFETIME_SECS
-}
+/// How the edge mints (`assertion` in the engine configuration).
+pub use crate::config::AssertionConfig as MinterConfig;
+pub use crate::config::SigningKeyConfig;
 
 struct SigningKey {
     kid: String,
@@ -98,6 +63,8 @@ impl SigningKey {
 /// Mints assertions. `Send + Sync`; one per edge process.
 pub struct Minter {
     name: String,
+    /// `name` as a JSON string, escaped once.
+    iss_json: String,
     current: SigningKey,
     previous: Option<SigningKey>,
     lifetime_secs: u64,
@@ -136,6 +103,7 @@ impl Minter {
         }
         Ok(Minter {
             name: cfg.name.clone(),
+            iss_json: Value::from(cfg.name.as_str()).to_string(),
             current,
             previous,
             lifetime_secs: cfg.lifetime_secs,
@@ -169,55 +137,143 @@ impl Minter {
         request: &Request<'_>,
         fresh_demanded: bool,
     ) -> Result<String> {
+        self.mint_for(
+            verified.token(),
+            verified.cached(),
+            token,
+            audience,
+            request,
+            fresh_demanded,
+        )
+    }
+
+    /// [`mint`](Self::mint) for a verified result taken apart
+    /// ([`Verified::into_parts`]), as the HTTP decision holds it.
+    ///
+    /// What depends only on the verified result (`sub`, `verified_at`,
+    /// `key_kid`, `orig`) is written once per result and shared by its
+    /// cache hits; each call adds the request's own part (`aud`, `iat`,
+    /// `exp`, a fresh `jti`, `htm`, `htu`, `cached`, `fresh`) and signs.
+    /// Nothing minted is reused: one assertion per request (the service
+    /// behind refuses a `jti` it has seen).
+    pub fn mint_for(
+        &self,
+        verified: &VerifiedToken,
+        cached: bool,
+        token: &[u8],
+        audience: &str,
+        request: &Request<'_>,
+        fresh_demanded: bool,
+    ) -> Result<String> {
         let htu = normalise(request.path)
             .map_err(|why| Error::new(ErrorKind::InvalidArgument, format!("assertion path: {why}")))?
             .path;
-        let now_ms = self.clock.now_ms();
-        let iat = now_ms / 1000;
-        let claims = verified.claims();
-        let mut orig = Map::new();
-        for name in ["iss", "sub", "aud", "scope"] {
-            if let Some(v) = claims.get(name) {
-                orig.insert(name.into(), v.clone());
-            }
-        }
-        match claims.get("jti") {
-            Some(jti) => orig.insert("jti".into(), jti.clone()),
-            None => orig.insert("tjh".into(), token_hash(token).into()),
-        };
+        let iat = self.clock.now_ms() / 1000;
         let mut jti = [0u8; 16];
         aws_lc_rs::rand::fill(&mut jti).map_err(|_| Error::new(ErrorKind::Internal, "no randomness"))?;
-        let mut payload = json!({
-            "iss": self.name,
-            "aud": audience,
-            "iat": iat,
-            "exp": iat + self.lifetime_secs,
-            "jti": URL_SAFE_NO_PAD.encode(jti),
-            "htm": request.method,
-            "htu": htu,
-            "verified_at": verified.verified_at_ms() / 1000,
-            "cached": verified.cached(),
-            "fresh": fresh_demanded,
-            "checked_at": iat,
-            "orig": orig,
+        let mut payload: Vec<u8> = Vec::with_capacity(512);
+        payload.extend_from_slice(b"{\"iss\":");
+        payload.extend_from_slice(self.iss_json.as_bytes());
+        payload.extend_from_slice(b",\"aud\":");
+        json_str(&mut payload, audience);
+        write!(
+            payload,
+            ",\"iat\":{iat},\"exp\":{},\"checked_at\":{iat},\"jti\":\"",
+            iat + self.lifetime_secs
+        )
+        .map_err(internal)?;
+        let mut jti_b64 = [0u8; 22];
+        URL_SAFE_NO_PAD.encode_slice(jti, &mut jti_b64).map_err(internal)?;
+        payload.extend_from_slice(&jti_b64);
+        payload.extend_from_slice(b"\",\"htm\":");
+        json_str(&mut payload, request.method);
+        payload.extend_from_slice(b",\"htu\":");
+        json_str(&mut payload, &htu);
+        payload.extend_from_slice(if cached {
+            b",\"cached\":true"
+        } else {
+            b",\"cached\":false"
         });
-        if let Some(sub) = claims.get("sub") {
-            payload["sub"] = sub.clone();
-        }
-        if let Some(kid) = verified.kid() {
-            payload["key_kid"] = kid.into();
-        }
-        let mut out = String::with_capacity(512);
-        out.push_str(&self.current.header_b64);
-        URL_SAFE_NO_PAD.encode_string(payload.to_string(), &mut out);
-        let sig = self.current.pair.sign(out.as_bytes());
+        payload.extend_from_slice(if fresh_demanded {
+            b",\"fresh\":true"
+        } else {
+            b",\"fresh\":false"
+        });
+        let original = verified.memo(|v| Original::new(v, token));
+        payload.extend_from_slice(original.0.as_bytes());
+        payload.push(b'}');
+
+        let key = &self.current;
+        let mut out = String::with_capacity(key.header_b64.len() + payload.len().div_ceil(3) * 4 + 90);
+        out.push_str(&key.header_b64);
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+        let sig = key.pair.sign(out.as_bytes());
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut out);
         Ok(out)
     }
 }
 
+/// The part of an assertion's claims that depends only on the verified
+/// result: `,"sub":…,"verified_at":…,"key_kid":…,"orig":{…}` (a JSON
+/// fragment), written once per result.
+struct Original(String);
+
+impl Original {
+    fn new(v: &VerifiedToken, token: &[u8]) -> Original {
+        let claims = v.claims();
+        let mut orig = Map::new();
+        for name in ["iss", "sub", "aud", "scope"] {
+            if let Some(value) = claims.get(name) {
+                orig.insert(name.into(), value.clone());
+            }
+        }
+        match claims.get("jti") {
+            Some(jti) => orig.insert("jti".into(), jti.clone()),
+            None => orig.insert("tjh".into(), token_hash(token).into()),
+        };
+        let mut s = String::with_capacity(256);
+        if let Some(sub) = claims.get("sub") {
+            s.push_str(",\"sub\":");
+            s.push_str(&sub.to_string());
+        }
+        s.push_str(&format!(",\"verified_at\":{}", v.verified_at_ms / 1000));
+        if let Some(kid) = v.kid.as_deref() {
+            s.push_str(",\"key_kid\":");
+            s.push_str(&Value::from(kid).to_string());
+        }
+        s.push_str(",\"orig\":");
+        s.push_str(&Value::Object(orig).to_string());
+        Original(s)
+    }
+}
+
+/// Append `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Internal, format!("assertion: {e}"))
+}
+
 /// `tjh`: base64url SHA-256 of the original token, for tokens without `jti`.
 pub fn token_hash(token: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token))
+}
+
+impl crate::http::mint::Mint for Minter {
+    fn mint_assertion(
+        &self,
+        verified: &VerifiedToken,
+        cached: bool,
+        token: &[u8],
+        audience: &str,
+        method: &str,
+        path: &str,
+        fresh: bool,
+    ) -> Result<String> {
+        self.mint_for(verified, cached, token, audience, &Request { method, path }, fresh)
+    }
 }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::claim_headers::{ClaimHeaders, HeaderName};
 use super::credentials::TokenSource;
+use super::mint::{no_minter, Assertion, AssertionPolicyConfig, AssertionRule, Mint};
 use super::path::normalise;
 use super::refusal::{refusal, Reason, Refusal};
 use super::route::{default_rules, has_audience, has_scopes, Route, RouteConfig, Routes};
@@ -54,6 +55,11 @@ pub struct HttpPolicyConfig {
     /// Methods that pass without a token on every path (default
     /// `["OPTIONS"]`, CORS preflight, as the middlewares do; `[]` for none).
     pub open_methods: Option<Vec<String>>,
+    /// Mint a verification assertion for the upstream on allowed requests
+    /// (`{"header", "audience", "audiences": {prefix: audience}}`, see
+    /// [`AssertionPolicyConfig`]); needs a minter
+    /// ([`HttpPolicy::decide_minting`]). Default: none.
+    pub assertion: Option<AssertionPolicyConfig>,
 }
 
 /// A validated policy. A clone keeps the id (it is the same policy).
@@ -67,6 +73,7 @@ pub struct HttpPolicy {
     claim_headers: Vec<(String, HeaderName)>,
     routes: Routes,
     open_methods: Vec<String>,
+    assertion: Option<AssertionRule>,
 }
 
 /// The rules of a method in `open_methods`.
@@ -115,6 +122,15 @@ impl HttpPolicy {
             .enumerate()
             .map(|(i, r)| Route::new(r).map_err(|e| format!("routes[{i}].{e}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let assertion = match c.assertion {
+            None => None,
+            Some(a) => {
+                let prefixes: Vec<&str> = routes.iter().map(|r| r.prefix.as_str()).collect();
+                let rule = AssertionRule::new(a, &prefixes, &token_header.to_ascii_lowercase(), &claim_headers)
+                    .map_err(|e| format!("assertion.{e}"))?;
+                Some(rule)
+            }
+        };
         let open_methods = c
             .open_methods
             .unwrap_or_else(|| vec!["OPTIONS".to_string()])
@@ -139,6 +155,7 @@ impl HttpPolicy {
             claim_headers,
             routes: Routes::new(routes),
             open_methods,
+            assertion,
         })
     }
 
@@ -189,6 +206,11 @@ impl HttpPolicy {
     /// without routes and open methods they do not matter.
     pub fn reads_request_line(&self) -> bool {
         !self.routes.is_empty() || !self.open_methods.is_empty()
+    }
+
+    /// The policy's assertion rule, if it mints assertions.
+    pub fn assertion(&self) -> Option<&AssertionRule> {
+        self.assertion.as_ref()
     }
 
     /// The refusal for `reason` under this policy.
@@ -278,6 +300,22 @@ impl HttpPolicy {
         req: &HttpRequest<'_, H>,
         mode: DecideMode,
     ) -> Decision {
+        self.decide_minting(verifier, None, req, mode)
+    }
+
+    /// [`decide`](Self::decide), and for an allowed request on a route the
+    /// policy's `assertion` covers, an assertion minted by `minter` for the
+    /// route's audience, bound to the request's method and normalised path
+    /// ([`Decision::assertion`]). A policy with `assertion` and no minter,
+    /// or a mint that fails, is a 500: the request never goes on without
+    /// the assertion it was configured to carry.
+    pub fn decide_minting<H: HeaderFields + ?Sized>(
+        &self,
+        verifier: &Verifier,
+        minter: Option<&dyn Mint>,
+        req: &HttpRequest<'_, H>,
+        mode: DecideMode,
+    ) -> Decision {
         let route = match self.route(req.target, req.method) {
             Ok(r) => r,
             Err(r) => return Decision::refused(r, None),
@@ -307,7 +345,17 @@ impl HttpPolicy {
                 Ok(()) => {
                     let headers = (!self.claim_headers.is_empty()).then(|| self.claim_headers(&v));
                     let mut d = Decision::allow(Some(v.cached()), headers);
-                    d.verified = Some(v.into_parts().0);
+                    let (token_result, cached) = v.into_parts();
+                    if let Some(rule) = &self.assertion {
+                        match self.mint(rule, route, minter, &token_result, cached, token, req) {
+                            Ok(a) => d.assertion = a,
+                            Err(e) => {
+                                log::error!("token {}: {e}", fingerprint(token.as_bytes()));
+                                return Decision::refused(self.refuse(&Reason::Engine(&e)), Some(e.kind()));
+                            }
+                        }
+                    }
+                    d.verified = Some(token_result);
                     d
                 }
                 Err(r) => Decision::refused(r, None),
@@ -322,6 +370,46 @@ impl HttpPolicy {
                 Decision::refused(self.refuse(&Reason::Engine(&e)), Some(e.kind()))
             }
         }
+    }
+}
+
+impl HttpPolicy {
+    /// The assertion of an allowed request under `rule`, if its route
+    /// carries one.
+    #[allow(clippy::too_many_arguments)]
+    fn mint<H: HeaderFields + ?Sized>(
+        &self,
+        rule: &AssertionRule,
+        route: &Route,
+        minter: Option<&dyn Mint>,
+        verified: &VerifiedToken,
+        cached: bool,
+        token: &str,
+        req: &HttpRequest<'_, H>,
+    ) -> Result<Option<Assertion>, Error> {
+        let Some(audience) = rule.audience(route) else {
+            return Ok(None);
+        };
+        let minter = minter.ok_or_else(no_minter)?;
+        let Some(target) = req.target else {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "an assertion is bound to the request path, and the host did not pass it",
+            ));
+        };
+        let value = minter.mint_assertion(
+            verified,
+            cached,
+            token.as_bytes(),
+            audience,
+            req.method,
+            target,
+            route.fresh,
+        )?;
+        Ok(Some(Assertion {
+            header: rule.header().clone(),
+            value: value.into(),
+        }))
     }
 }
 
@@ -372,6 +460,7 @@ pub struct Decision {
     cached: Option<bool>,
     claims: Option<Arc<ClaimHeaders>>,
     verified: Option<Arc<VerifiedToken>>,
+    assertion: Option<Assertion>,
 }
 
 impl Decision {
@@ -383,6 +472,7 @@ impl Decision {
             cached,
             claims,
             verified: None,
+            assertion: None,
         }
     }
 
@@ -400,6 +490,7 @@ impl Decision {
             cached: None,
             claims: None,
             verified: None,
+            assertion: None,
         }
     }
 
@@ -411,6 +502,7 @@ impl Decision {
             cached: None,
             claims: None,
             verified: None,
+            assertion: None,
         }
     }
 
@@ -460,6 +552,15 @@ impl Decision {
     /// A refusal's JSON body; empty when allowed.
     pub fn body(&self) -> &str {
         self.refusal.as_ref().map_or("", |r| &r.body)
+    }
+
+    /// The verification assertion minted for an allowed request (see
+    /// [`HttpPolicy::decide_minting`]): set its header on the request to
+    /// the upstream, replacing every copy the client sent. `None`: the
+    /// route carries none (or the request was not allowed); the host
+    /// still removes the client's copies.
+    pub fn assertion(&self) -> Option<&Assertion> {
+        self.assertion.as_ref()
     }
 
     /// An allowed token's claim headers (lower-case names, sanitised

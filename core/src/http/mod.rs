@@ -18,12 +18,15 @@
 //! * [`refusal`](mod@refusal): the refusal contract (status, `WWW-Authenticate`,
 //!   `Retry-After`, `Cache-Control: no-store`, the JSON body);
 //! * [`claim_headers`]: verified claims to sanitised header values;
+//! * [`mint`]: the verification assertion an allowed request carries
+//!   (its header, its audience per route, the signer behind [`Mint`]);
 //! * [`decision`]: the policy that ties them together, step by step for an
 //!   asynchronous host (serve) or in one call (the C ABI).
 
 pub mod claim_headers;
 pub mod credentials;
 pub mod decision;
+pub mod mint;
 pub mod path;
 pub mod refusal;
 pub mod route;
@@ -33,6 +36,7 @@ pub use credentials::TokenSource;
 pub use decision::{
     DecideMode, Decision, HeaderFields, HttpPolicy, HttpPolicyConfig, HttpRequest, DEFAULT_RETRY_AFTER_SECS,
 };
+pub use mint::{Assertion, AssertionPolicyConfig, AssertionRule, Mint, DEFAULT_ASSERTION_HEADER};
 pub use path::{normalise, Normalised};
 pub use refusal::{refusal, Reason, Refusal};
 pub use route::{has_audience, has_scopes, Route, RouteConfig, Routes};

@@ -247,10 +247,13 @@ fn an_evicted_tenant_loses_its_cached_results_and_keys() {
     let (idp, clock, v) = setup(TenantMode::PerTenant, |t| t["max_tenants"] = json!(2));
     let now = clock.now_secs();
     let (a, b, c) = (tid(1), tid(2), tid(3));
-    let token_a = idp.mint(&a, "x", now);
+    let (token_a, token_b) = (idp.mint(&a, "x", now), idp.mint(&b, "x", now));
     v.verify(&token_a).expect("a");
     assert!(v.verify(&token_a).unwrap().cached());
-    v.verify(idp.mint(&b, "x", now)).expect("b");
+    // b served from the cache too: both had their second chance when c
+    // comes, and a, the least recently verified, goes.
+    v.verify(&token_b).expect("b");
+    assert!(v.verify(&token_b).unwrap().cached());
     v.verify(idp.mint(&c, "x", now)).expect("c");
     let stats = &v.template_stats()[0];
     assert_eq!((stats.tenants_held, stats.evicted), (2, 1));
@@ -259,6 +262,32 @@ fn an_evicted_tenant_loses_its_cached_results_and_keys() {
     let again = v.verify(&token_a).expect("a verified again");
     assert!(!again.cached());
     assert_eq!(idp.requests(&format!("/{a}/keys")), 2);
+}
+
+#[test]
+fn a_tenant_served_from_the_cache_is_not_idle_and_is_not_evicted_first() {
+    // a is verified once and then only served from the cache; b is
+    // verified once and never again; c's arrival evicts b, not a.
+    let (idp, clock, v) = setup(TenantMode::PerTenant, |t| t["max_tenants"] = json!(2));
+    let now = clock.now_secs();
+    let (a, b, c) = (tid(1), tid(2), tid(3));
+    let token_a = idp.mint(&a, "x", now);
+    v.verify(&token_a).expect("a");
+    v.verify(idp.mint(&b, "x", now)).expect("b");
+    for _ in 0..3 {
+        assert!(v.verify(&token_a).unwrap().cached());
+    }
+    v.verify(idp.mint(&c, "x", now)).expect("c");
+    assert_eq!(v.template_stats()[0].evicted, 1);
+    assert!(v.issuer_health(&idp.issuer(&b)).is_err(), "b, idle, was evicted");
+    assert_eq!(v.issuer_health(&idp.issuer(&a)).unwrap(), Health::Fresh);
+    assert!(v.verify(&token_a).unwrap().cached(), "a's cached result still served");
+    // Served again since: d evicts c (idle), not a.
+    v.verify(idp.mint(&tid(4), "x", now)).expect("d");
+    assert!(v.issuer_health(&idp.issuer(&c)).is_err(), "c, idle, was evicted");
+    assert!(v.verify(&token_a).unwrap().cached());
+    assert_eq!(v.template_stats()[0].evicted, 2);
+    assert_eq!(idp.requests(&format!("/{a}/keys")), 1, "a was never fetched again");
 }
 
 #[test]

@@ -854,6 +854,7 @@ impl Scrape for Shared {
                 incomplete: self.env.trust.revocations_incomplete(now),
             },
             status_lists: set.status.stats(&set.issuers, now),
+            templates: set.families.iter().map(|f| f.stats()).collect(),
         }
     }
 

@@ -171,7 +171,7 @@ pub(crate) struct Member {
     /// The tenant the issuer names.
     pub tenant: Arc<str>,
     /// The claim checks, for this member's `iss`.
-    pub policy: ClaimPolicy,
+    pub policy: MemberPolicy,
     /// Who holds the keys: the member's own issuer, or the family's shared one.
     pub keys: Arc<Issuer>,
     /// Whether `keys` is the member's own (so its failure is the member's).
@@ -179,6 +179,25 @@ pub(crate) struct Member {
     /// Served from the cache since it last came up for eviction, when its
     /// id is not in the `Live` table.
     used: AtomicBool,
+}
+
+/// A member's claim checks: its own key holder's (an issuer built from the
+/// member's own entry, so the same checks: held once, not twice), or, with
+/// shared keys, its own.
+pub(crate) enum MemberPolicy {
+    Own(Box<ClaimPolicy>),
+    OfKeys(Arc<Issuer>),
+}
+
+impl std::ops::Deref for MemberPolicy {
+    type Target = ClaimPolicy;
+
+    fn deref(&self) -> &ClaimPolicy {
+        match self {
+            MemberPolicy::Own(p) => p,
+            MemberPolicy::OfKeys(issuer) => &issuer.policy,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -353,14 +372,23 @@ impl Family {
 
     fn build(&self, tenant: &str) -> Result<Member> {
         let cfg = member_config(&self.cfg, &self.template, Some(tenant));
-        let policy = ClaimPolicy::from_config(&cfg);
-        let (keys, own_keys) = match &self.shared_keys {
-            Some(shared) => (shared.clone(), false),
-            None => (Arc::new(Issuer::new(cfg.clone())?), true),
+        // With keys of its own, the member's issuer holds its name and
+        // claim checks: shared, not copied.
+        let (keys, own_keys, name, policy) = match &self.shared_keys {
+            Some(shared) => (
+                shared.clone(),
+                false,
+                Arc::from(cfg.issuer.as_str()),
+                MemberPolicy::Own(Box::new(ClaimPolicy::from_config(&cfg))),
+            ),
+            None => {
+                let own = Arc::new(Issuer::new(cfg)?);
+                (own.clone(), true, own.name.clone(), MemberPolicy::OfKeys(own))
+            }
         };
         Ok(Member {
             id: FIRST_MEMBER_ID + NEXT_ID.fetch_add(1, Ordering::Relaxed) % FIRST_MEMBER_ID,
-            name: Arc::from(cfg.issuer.as_str()),
+            name,
             tenant: Arc::from(tenant),
             policy,
             keys,

@@ -551,3 +551,51 @@ fn member_config(cfg: &IssuerTemplateConfig, template: &Template, tenant: Option
         issuer,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<Issuer> {
+        let cfg: IssuerConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "https://a.example.com",
+            "jwks": {"keys": []},
+            "allow_any_audience": true,
+        }))
+        .unwrap();
+        Arc::new(Issuer::new(cfg).unwrap())
+    }
+
+    #[test]
+    fn the_live_table_only_ever_answers_for_ids_held() {
+        let live = Live::new(1);
+        let n = live.mask + 1;
+        let k = keys();
+        // Ids sharing one home position: the first PROBES fit, the next
+        // does not (its hits then go to `by_id`), and none is confused
+        // with another.
+        let ids: Vec<usize> = (0..=PROBES).map(|i| FIRST_MEMBER_ID + 7 + i * n).collect();
+        for &id in &ids {
+            live.insert(id, &k);
+        }
+        for &id in &ids[..PROBES] {
+            assert!(live.hit(id).is_some(), "{id}");
+        }
+        assert_eq!(live.hit(ids[PROBES]), None, "displaced past PROBES: not found");
+        assert_eq!(live.hit(FIRST_MEMBER_ID + 8), None, "never inserted");
+        // A hit set the used bit once; taking it clears it.
+        assert!(live.take_used(ids[0]));
+        assert!(!live.take_used(ids[0]));
+        // Removed: not found, its key holder gone; its place is reused.
+        live.remove(ids[1]);
+        assert_eq!(live.hit(ids[1]), None);
+        assert!(live.keys.iter().filter(|s| s.load().is_some()).count() == PROBES - 1);
+        live.insert(ids[PROBES], &k);
+        assert!(live.hit(ids[PROBES]).is_some());
+        assert!(live.hit(ids[2]).is_some() && live.hit(ids[3]).is_some());
+        // An emptied home position ends the probe early: a false "not
+        // found" (the caller asks `by_id`), never a false "found".
+        live.remove(ids[0]);
+        assert_eq!(live.hit(ids[0]), None);
+    }
+}

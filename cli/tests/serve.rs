@@ -224,6 +224,51 @@ fn metrics_has_engine_and_serve_counters() {
 }
 
 #[test]
+fn metrics_count_each_templates_tenants_under_a_template_label() {
+    use jwtwarden_testissuer::{TenantIssuer, TenantMode};
+    let idp = TenantIssuer::start(TenantMode::SharedKeys);
+    let env = Env::new();
+    let template = format!("{}/{{tenant}}/v2.0", idp.url());
+    let config = env.dir.path().join("templates.json");
+    let cfg = json!({
+        "http": {"allow_http": true},
+        "issuer_templates": [{
+            "issuer": template,
+            "tenant_pattern": "[a-z]+",
+            "jwks_uri": format!("{}/common/keys", idp.url()),
+            "tenant_claim": "tid",
+            "audiences": ["api://orders"],
+            "tenants": ["alpha", "beta"],
+            "max_tenants": 1,
+        }],
+    });
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let s = Serve::start(&config, None);
+    let now = now();
+    let ok = |tenant: &str| s.get("/auth", &[("Authorization", &bearer(&idp.mint(tenant, "u", now)))]);
+    assert_eq!(ok("alpha").status, 200);
+    assert_eq!(ok("beta").status, 200, "beta evicts alpha (max_tenants 1)");
+    assert_eq!(ok("gamma").status, 401, "not in the allowlist");
+    let mut bad = idp.claims("alpha", "u", now);
+    bad["iss"] = json!(format!("{}/Alpha1/v2.0", idp.url()));
+    let r = s.get("/auth", &[("Authorization", &bearer(&idp.mint_as("alpha", &bad)))]);
+    assert_eq!(r.status, 401, "tenant outside the pattern");
+    let m = s.get("/metrics", &[]).body;
+    let label = format!("template=\"{template}\"");
+    for line in [
+        format!("jwtwarden_template_tenants_held{{{label}}} 1"),
+        format!("jwtwarden_template_tenants_materialised_total{{{label}}} 2"),
+        format!("jwtwarden_template_tenants_evicted_total{{{label}}} 1"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"allowlist\"}} 1"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"pattern\"}} 1"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"budget\"}} 0"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"unavailable\"}} 0"),
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in:\n{m}");
+    }
+}
+
+#[test]
 fn admin_revocations_need_the_secret_and_survive_a_reload() {
     let env = Env::new();
     let cfg = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n";

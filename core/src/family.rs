@@ -7,9 +7,17 @@
 //!   memory. With a shared `jwks_uri` (Entra ID style) the members share one
 //!   key holder, fetched once; each still has its own claim policy (its own
 //!   `iss`).
-//! * Members are held in a bounded map, least recently verified first out;
-//!   an evicted member's keys go with it, and results cached for it are no
+//! * Members are held in a bounded map, least recently verified first out,
+//!   with a second chance for members whose cached results were served
+//!   since they last came up for eviction (a "used" bit, set by a cache
+//!   hit only when clear: a tenant served from the cache is not idle); an
+//!   evicted member's keys go with it, and results cached for it are no
 //!   longer current (their stamp names a member id that is never reused).
+//! * A cache hit finds its member without a lock, a map lookup or an
+//!   `ArcSwap` load: the ids of held members sit in a flat table of
+//!   atomics (`Live`) indexed by the id's low bits; finding the id there
+//!   means the member is held. An id not found there (displaced, or the
+//!   table full) is looked up in the members-by-id map, which decides.
 //! * A new member costs one token of a bucket of
 //!   `new_tenant_fetches_per_minute`, refilled on the injected clock; a
 //!   member whose first fetch failed is forgotten and refused
@@ -19,10 +27,10 @@
 //!   the map's lock, without fetching) and share its single fetch.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -45,6 +53,111 @@ pub(crate) const FAILED_TENANT_MS: u64 = 60_000;
 /// Members whose failure is remembered at most, per template.
 const MAX_FAILED_REMEMBERED: usize = 10_000;
 
+/// Positions of the `Live` table probed for one id, from its home.
+const PROBES: usize = 4;
+
+/// The `Live` table's size bounds (entries, powers of two).
+const LIVE_MIN: usize = 64;
+const LIVE_MAX: usize = 1 << 20;
+
+/// The members held, for the cache-hit path: each id entry is
+/// `id << 1 | used` (0 when free), beside the member's key holder. An id is
+/// written only while its member is held (after its key holder, and after
+/// the member is in `by_id`; taken out before the key holder and before the
+/// member leaves `by_id`), so finding it proves the member is held; not
+/// finding it proves nothing (the caller asks `by_id`). A key holder read
+/// beside an id that changed meanwhile is another member's: its epochs are
+/// never the stamp's (`crate::keystore`), so the hit is refused, never
+/// served. Sized twice `max_tenants` (bounded), so an id almost always sits
+/// at its home position.
+struct Live {
+    ids: Box<[AtomicU64]>,
+    keys: Box<[ArcSwapOption<Issuer>]>,
+    mask: usize,
+}
+
+impl Live {
+    fn new(max_tenants: usize) -> Live {
+        let n = max_tenants
+            .saturating_mul(2)
+            .next_power_of_two()
+            .clamp(LIVE_MIN, LIVE_MAX);
+        Live {
+            ids: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            keys: (0..n).map(|_| ArcSwapOption::empty()).collect(),
+            mask: n - 1,
+        }
+    }
+
+    /// The position of `id`, if held there.
+    #[inline]
+    fn find(&self, id: usize) -> Option<usize> {
+        let want = (id as u64) << 1;
+        for probe in 0..PROBES {
+            let at = id.wrapping_add(probe) & self.mask;
+            let v = self.ids[at].load(Ordering::Relaxed);
+            if v & !1 == want {
+                return Some(at);
+            }
+            if v >> 1 == 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Where `id` is held, marked used (a write only when the bit is
+    /// clear, so steady hits write nothing shared).
+    #[inline]
+    fn hit(&self, id: usize) -> Option<usize> {
+        let want = (id as u64) << 1;
+        for probe in 0..PROBES {
+            let at = id.wrapping_add(probe) & self.mask;
+            let slot = &self.ids[at];
+            let v = slot.load(Ordering::Acquire);
+            if v & !1 == want {
+                if v & 1 == 0 {
+                    // Lost to a concurrent change of the slot: that change
+                    // decides, and nothing else is written.
+                    let _ = slot.compare_exchange(v, v | 1, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                return Some(at);
+            }
+            if v >> 1 == 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Put `id` in with its key holder (under the family's lock); nothing
+    /// when its positions are taken (its hits then take the `by_id` path).
+    fn insert(&self, id: usize, keys: &Arc<Issuer>) {
+        for probe in 0..PROBES {
+            let at = id.wrapping_add(probe) & self.mask;
+            if self.ids[at].load(Ordering::Relaxed) >> 1 == 0 {
+                self.keys[at].store(Some(keys.clone()));
+                self.ids[at].store((id as u64) << 1, Ordering::Release);
+                return;
+            }
+        }
+    }
+
+    /// Take `id` out (under the family's lock).
+    fn remove(&self, id: usize) {
+        if let Some(at) = self.find(id) {
+            self.ids[at].store(0, Ordering::Release);
+            self.keys[at].store(None);
+        }
+    }
+
+    /// Read and clear `id`'s used bit (under the family's lock).
+    fn take_used(&self, id: usize) -> bool {
+        self.find(id)
+            .is_some_and(|at| self.ids[at].fetch_and(!1, Ordering::AcqRel) & 1 == 1)
+    }
+}
+
 type ById = HashMap<usize, Arc<Member>, foldhash::fast::RandomState>;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -58,7 +171,7 @@ pub(crate) struct Member {
     /// The tenant the issuer names.
     pub tenant: Arc<str>,
     /// The claim checks, for this member's `iss`.
-    pub policy: ClaimPolicy,
+    pub policy: MemberPolicy,
     /// Who holds the keys: the member's own issuer, or the family's shared one.
     pub keys: Arc<Issuer>,
     /// Whether `keys` is the member's own (so its failure is the member's).
@@ -67,6 +180,28 @@ pub(crate) struct Member {
     /// `status` claim (the template's `status_list` with `{tenant}` put
     /// in); never shared with another member.
     pub status: std::sync::OnceLock<Arc<crate::status::Store>>,
+    /// Served from the cache since it last came up for eviction, when its
+    /// id is not in the `Live` table.
+    used: AtomicBool,
+}
+
+/// A member's claim checks: its own key holder's (an issuer built from the
+/// member's own entry, so the same checks: held once, not twice), or, with
+/// shared keys, its own.
+pub(crate) enum MemberPolicy {
+    Own(Box<ClaimPolicy>),
+    OfKeys(Arc<Issuer>),
+}
+
+impl std::ops::Deref for MemberPolicy {
+    type Target = ClaimPolicy;
+
+    fn deref(&self) -> &ClaimPolicy {
+        match self {
+            MemberPolicy::Own(p) => p,
+            MemberPolicy::OfKeys(issuer) => &issuer.policy,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -100,6 +235,8 @@ pub(crate) struct Family {
     /// whole (copy on write) under the `state` lock, at most at the rate
     /// new members are allowed in.
     by_id: ArcSwap<ById>,
+    /// The ids of the members held, for cache hits.
+    live: Live,
     counters: Counters,
     /// The one client the members' status lists are fetched with, made on
     /// the first member's first list.
@@ -125,6 +262,7 @@ impl Family {
                 refilled_ms: 0,
             }),
             by_id: ArcSwap::from_pointee(ById::default()),
+            live: Live::new(cfg.max_tenants),
             counters: Counters::default(),
             status_client: std::sync::OnceLock::new(),
         })
@@ -194,24 +332,41 @@ impl Family {
             ));
         }
         let member = Arc::new(self.build(tenant)?);
-        st.members.put(member.tenant.clone(), member.clone());
         let mut evicted = Vec::new();
-        while st.members.len() > self.cfg.max_tenants {
-            if let Some((_, old)) = st.members.pop_lru() {
-                evicted.push(old);
+        // Room for the new member, which is never a candidate itself.
+        // Second chance: a member served since it last came up goes to
+        // the back, its bit cleared. Bounded: after a full turn every bit
+        // met was cleared, and hits racing the turn cannot prolong it.
+        let mut turns = 2 * st.members.len();
+        while st.members.len() >= self.cfg.max_tenants {
+            let Some((tenant, old)) = st.members.pop_lru() else {
+                break;
+            };
+            if turns > 0 && self.take_used(&old) {
+                turns -= 1;
+                st.members.put(tenant, old);
+                continue;
             }
+            // Out of the `Live` table before it leaves `by_id`.
+            self.live.remove(old.id);
+            evicted.push(old);
         }
+        st.members.put(member.tenant.clone(), member.clone());
         let mut by_id = ById::clone(&self.by_id.load());
         by_id.insert(member.id, member.clone());
         for old in &evicted {
             by_id.remove(&old.id);
+        }
+        self.by_id.store(Arc::new(by_id));
+        // Into the `Live` table once it is in `by_id`.
+        self.live.insert(member.id, &member.keys);
+        for old in &evicted {
             log::info!(
                 "template {}: tenant {} evicted (idle)",
                 self.template.name(),
                 old.tenant
             );
         }
-        self.by_id.store(Arc::new(by_id));
         drop(st);
         self.counters.materialised.fetch_add(1, Ordering::Relaxed);
         self.counters.evicted.fetch_add(evicted.len() as u64, Ordering::Relaxed);
@@ -225,25 +380,42 @@ impl Family {
 
     fn build(&self, tenant: &str) -> Result<Member> {
         let cfg = member_config(&self.cfg, &self.template, Some(tenant));
-        let policy = ClaimPolicy::from_config(&cfg);
-        let (keys, own_keys) = match &self.shared_keys {
-            Some(shared) => (shared.clone(), false),
-            None => (Arc::new(Issuer::new(cfg.clone())?), true),
+        // With keys of its own, the member's issuer holds its name and
+        // claim checks: shared, not copied.
+        let (keys, own_keys, name, policy) = match &self.shared_keys {
+            Some(shared) => (
+                shared.clone(),
+                false,
+                Arc::from(cfg.issuer.as_str()),
+                MemberPolicy::Own(Box::new(ClaimPolicy::from_config(&cfg))),
+            ),
+            None => {
+                let own = Arc::new(Issuer::new(cfg)?);
+                (own.clone(), true, own.name.clone(), MemberPolicy::OfKeys(own))
+            }
         };
         Ok(Member {
             id: FIRST_MEMBER_ID + NEXT_ID.fetch_add(1, Ordering::Relaxed) % FIRST_MEMBER_ID,
-            name: Arc::from(cfg.issuer.as_str()),
+            name,
             tenant: Arc::from(tenant),
             policy,
             keys,
             own_keys,
             status: std::sync::OnceLock::new(),
+            used: AtomicBool::new(false),
         })
     }
 
     /// The template's configuration.
     pub(crate) fn config(&self) -> &IssuerTemplateConfig {
         &self.cfg
+    }
+
+    /// Read and clear whether `m` was served from the cache since it last
+    /// came up for eviction.
+    fn take_used(&self, m: &Member) -> bool {
+        let in_table = self.live.take_used(m.id);
+        m.used.swap(false, Ordering::Relaxed) || in_table
     }
 
     /// A member whose own first fetch failed: forgotten, and refused without
@@ -255,6 +427,7 @@ impl Family {
         let mut st = self.state.lock();
         if st.members.peek(&member.tenant).is_some_and(|m| m.id == member.id) {
             st.members.pop(&member.tenant);
+            self.live.remove(member.id);
             let mut by_id = ById::clone(&self.by_id.load());
             by_id.remove(&member.id);
             self.by_id.store(Arc::new(by_id));
@@ -266,11 +439,32 @@ impl Family {
         }
     }
 
-    /// `f` of the member stamped `id`, if still held (for cache hits:
-    /// under the read lock, without touching the member's count).
+    /// `f` of the member stamped `id`, if still held (no lock taken).
     #[inline]
     pub(crate) fn with_member<T>(&self, id: usize, f: impl FnOnce(&Member) -> T) -> Option<T> {
         self.by_id.load().get(&id).map(|m| f(m))
+    }
+
+    /// For a cache hit of a result stamped `id`: `keys_current` of the
+    /// member's key holder if the member is still held (`None` if not),
+    /// marking it used. A held member is found in the `Live` table: no
+    /// lock, no map; with shared keys, no `ArcSwap` load either.
+    #[inline]
+    pub(crate) fn hit<T>(&self, id: usize, keys_current: impl FnOnce(&Issuer) -> T) -> Option<T> {
+        if let Some(at) = self.live.hit(id) {
+            if let Some(shared) = &self.shared_keys {
+                return Some(keys_current(shared));
+            }
+            if let Some(own) = &*self.live.keys[at].load() {
+                return Some(keys_current(own));
+            }
+        }
+        self.with_member(id, |m| {
+            if !m.used.load(Ordering::Relaxed) {
+                m.used.store(true, Ordering::Relaxed);
+            }
+            keys_current(&m.keys)
+        })
     }
 
     /// The member whose issuer is `name`, if held (never materialises).
@@ -384,5 +578,53 @@ fn member_config(cfg: &IssuerTemplateConfig, template: &Template, tenant: Option
         kind: crate::config::IssuerKind::Token,
         fresh_within_secs: None,
         issuer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<Issuer> {
+        let cfg: IssuerConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "https://a.example.com",
+            "jwks": {"keys": []},
+            "allow_any_audience": true,
+        }))
+        .unwrap();
+        Arc::new(Issuer::new(cfg).unwrap())
+    }
+
+    #[test]
+    fn the_live_table_only_ever_answers_for_ids_held() {
+        let live = Live::new(1);
+        let n = live.mask + 1;
+        let k = keys();
+        // Ids sharing one home position: the first PROBES fit, the next
+        // does not (its hits then go to `by_id`), and none is confused
+        // with another.
+        let ids: Vec<usize> = (0..=PROBES).map(|i| FIRST_MEMBER_ID + 7 + i * n).collect();
+        for &id in &ids {
+            live.insert(id, &k);
+        }
+        for &id in &ids[..PROBES] {
+            assert!(live.hit(id).is_some(), "{id}");
+        }
+        assert_eq!(live.hit(ids[PROBES]), None, "displaced past PROBES: not found");
+        assert_eq!(live.hit(FIRST_MEMBER_ID + 8), None, "never inserted");
+        // A hit set the used bit once; taking it clears it.
+        assert!(live.take_used(ids[0]));
+        assert!(!live.take_used(ids[0]));
+        // Removed: not found, its key holder gone; its place is reused.
+        live.remove(ids[1]);
+        assert_eq!(live.hit(ids[1]), None);
+        assert!(live.keys.iter().filter(|s| s.load().is_some()).count() == PROBES - 1);
+        live.insert(ids[PROBES], &k);
+        assert!(live.hit(ids[PROBES]).is_some());
+        assert!(live.hit(ids[2]).is_some() && live.hit(ids[3]).is_some());
+        // An emptied home position ends the probe early: a false "not
+        // found" (the caller asks `by_id`), never a false "found".
+        live.remove(ids[0]);
+        assert_eq!(live.hit(ids[0]), None);
     }
 }

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::error::ErrorKind;
+use crate::template::TemplateStats;
 
 const STRIPES: usize = 16;
 
@@ -189,6 +190,10 @@ pub struct MetricsSnapshot {
     pub revocations: RevocationStats,
     /// One entry per Token Status List referenced (or preloaded), by issuer.
     pub status_lists: Vec<StatusListStats>,
+    /// One entry per issuer template, in configuration order: tenants
+    /// held, materialised, evicted, and tokens refused before any fetch
+    /// (budget, pattern, allowlist, a recent failure).
+    pub templates: Vec<TemplateStats>,
 }
 
 /// Revocations applied (those that changed something), by where they came
@@ -408,7 +413,8 @@ impl<S: Scrape> Collector for VerifierCollector<S> {
         encode_cache(&mut e, &m.cache)?;
         encode_issuers(&mut e, &m.issuers)?;
         encode_revocations(&mut e, m.revocation_entries, &m.revocations)?;
-        encode_status_lists(&mut e, &m.status_lists)
+        encode_status_lists(&mut e, &m.status_lists)?;
+        encode_templates(&mut e, &m.templates)
     }
 }
 
@@ -724,6 +730,57 @@ fn encode_status_lists(e: &mut DescriptorEncoder, lists: &[StatusListStats]) -> 
                 ],
                 gauge(1),
             )
+        }),
+    )
+}
+
+/// Per issuer template, labelled `template` (its `issuer`, placeholder
+/// included): tenants held, materialised and evicted, and tokens refused
+/// before any fetch, by `reason`.
+fn encode_templates(e: &mut DescriptorEncoder, templates: &[TemplateStats]) -> Result<(), std::fmt::Error> {
+    let by = |f: fn(&TemplateStats) -> u64| {
+        templates
+            .iter()
+            .map(move |t| (vec![("template", t.template.as_str())], f(t)))
+    };
+    family(
+        e,
+        "template_tenants_held",
+        "Tenants of the issuer template held now",
+        by(|t| t.tenants_held).map(|(l, n)| (l, gauge(n))),
+    )?;
+    family(
+        e,
+        "template_tenants_materialised",
+        "Tenants materialised on their first token",
+        by(|t| t.materialised).map(|(l, n)| (l, counter(n))),
+    )?;
+    family(
+        e,
+        "template_tenants_evicted",
+        "Tenants evicted (idle) to stay within max_tenants",
+        by(|t| t.evicted).map(|(l, n)| (l, counter(n))),
+    )?;
+    type Reason = (&'static str, fn(&TemplateStats) -> u64);
+    const REASONS: [Reason; 4] = [
+        ("budget", |t| t.refused_budget),
+        ("pattern", |t| t.refused_pattern),
+        ("allowlist", |t| t.refused_allowlist),
+        ("unavailable", |t| t.refused_unavailable),
+    ];
+    family(
+        e,
+        "template_tenants_refused",
+        "Tokens of a template refused before any fetch: new tenant past \
+         new_tenant_fetches_per_minute (budget), tenant not matching tenant_pattern (pattern), \
+         not in tenants (allowlist), first fetch failed recently (unavailable)",
+        templates.iter().flat_map(|t| {
+            REASONS.iter().map(move |(reason, f)| {
+                (
+                    vec![("template", t.template.as_str()), ("reason", *reason)],
+                    counter(f(t)),
+                )
+            })
         }),
     )
 }

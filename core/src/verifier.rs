@@ -877,7 +877,7 @@ impl Currency for Check<'_> {
         } else {
             // An evicted member's results are no longer current, nor are
             // those of a template removed at runtime.
-            self.set.with_member(stamp.issuer, |m| keys_current(&m.keys)) == Some(true)
+            self.set.member_hit(stamp.issuer, keys_current) == Some(true)
         };
         keys && now_ms < trust.feed_fail_closed_at_ms() && trust.policy_version() == stamp.policy_version
     }
@@ -960,6 +960,7 @@ impl Scrape for Shared {
                 incomplete: self.env.trust.revocations_incomplete(now),
             },
             status_lists: set.status.stats(&set.issuers, now),
+            templates: set.families.iter().map(|f| f.stats()).collect(),
         }
     }
 
@@ -1459,6 +1460,13 @@ impl Set {
         self.families
             .iter()
             .any(|f| matches!(f.template.tenant_of(name), Some(Ok(_))))
+    }
+
+    /// For a cache hit: `keys_current` of the key holder of the member
+    /// stamped `id`, if still held (`crate::family::Family::hit`).
+    #[inline]
+    fn member_hit(&self, id: usize, keys_current: impl Fn(&Issuer) -> bool) -> Option<bool> {
+        self.families.iter().find_map(|fam| fam.hit(id, &keys_current))
     }
 
     /// `f` of the member stamped `id`, if still held.

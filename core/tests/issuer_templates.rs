@@ -247,10 +247,13 @@ fn an_evicted_tenant_loses_its_cached_results_and_keys() {
     let (idp, clock, v) = setup(TenantMode::PerTenant, |t| t["max_tenants"] = json!(2));
     let now = clock.now_secs();
     let (a, b, c) = (tid(1), tid(2), tid(3));
-    let token_a = idp.mint(&a, "x", now);
+    let (token_a, token_b) = (idp.mint(&a, "x", now), idp.mint(&b, "x", now));
     v.verify(&token_a).expect("a");
     assert!(v.verify(&token_a).unwrap().cached());
-    v.verify(idp.mint(&b, "x", now)).expect("b");
+    // b served from the cache too: both had their second chance when c
+    // comes, and a, the least recently verified, goes.
+    v.verify(&token_b).expect("b");
+    assert!(v.verify(&token_b).unwrap().cached());
     v.verify(idp.mint(&c, "x", now)).expect("c");
     let stats = &v.template_stats()[0];
     assert_eq!((stats.tenants_held, stats.evicted), (2, 1));
@@ -259,6 +262,32 @@ fn an_evicted_tenant_loses_its_cached_results_and_keys() {
     let again = v.verify(&token_a).expect("a verified again");
     assert!(!again.cached());
     assert_eq!(idp.requests(&format!("/{a}/keys")), 2);
+}
+
+#[test]
+fn a_tenant_served_from_the_cache_is_not_idle_and_is_not_evicted_first() {
+    // a is verified once and then only served from the cache; b is
+    // verified once and never again; c's arrival evicts b, not a.
+    let (idp, clock, v) = setup(TenantMode::PerTenant, |t| t["max_tenants"] = json!(2));
+    let now = clock.now_secs();
+    let (a, b, c) = (tid(1), tid(2), tid(3));
+    let token_a = idp.mint(&a, "x", now);
+    v.verify(&token_a).expect("a");
+    v.verify(idp.mint(&b, "x", now)).expect("b");
+    for _ in 0..3 {
+        assert!(v.verify(&token_a).unwrap().cached());
+    }
+    v.verify(idp.mint(&c, "x", now)).expect("c");
+    assert_eq!(v.template_stats()[0].evicted, 1);
+    assert!(v.issuer_health(&idp.issuer(&b)).is_err(), "b, idle, was evicted");
+    assert_eq!(v.issuer_health(&idp.issuer(&a)).unwrap(), Health::Fresh);
+    assert!(v.verify(&token_a).unwrap().cached(), "a's cached result still served");
+    // Served again since: d evicts c (idle), not a.
+    v.verify(idp.mint(&tid(4), "x", now)).expect("d");
+    assert!(v.issuer_health(&idp.issuer(&c)).is_err(), "c, idle, was evicted");
+    assert!(v.verify(&token_a).unwrap().cached());
+    assert_eq!(v.template_stats()[0].evicted, 2);
+    assert_eq!(idp.requests(&format!("/{a}/keys")), 1, "a was never fetched again");
 }
 
 #[test]
@@ -364,4 +393,72 @@ fn a_placeholder_that_could_reach_another_host_is_refused_at_load() {
     )
     .unwrap_err();
     assert!(e.message().contains("issuer_templates[0].tenants[0]"), "{e}");
+}
+
+#[test]
+fn each_templates_counters_are_in_metrics_and_prometheus_and_a_tenant_has_health() {
+    let (idp, clock, v) = setup(TenantMode::PerTenant, |t| {
+        t["max_tenants"] = json!(2);
+        t["new_tenant_fetches_per_minute"] = json!(3);
+    });
+    let now = clock.now_secs();
+    let (a, b, c, f) = (tid(1), tid(2), tid(3), tid(9));
+    assert!(v.issuer_health(&idp.issuer(&a)).is_err(), "not materialised yet");
+    v.verify(idp.mint(&a, "x", now)).expect("a");
+    idp.fail_tenant(&f);
+    assert_eq!(kind(&v, &idp.mint(&f, "x", now)), ErrorKind::KeysUnavailable);
+    assert_eq!(kind(&v, &idp.mint(&f, "x", now)), ErrorKind::TenantUnavailable);
+    v.verify(idp.mint(&b, "x", now)).expect("b");
+    assert_eq!(kind(&v, &idp.mint(&c, "x", now)), ErrorKind::TenantBudgetExhausted);
+    let mut claims = idp.claims(&a, "x", now);
+    claims["iss"] = json!(format!("{}/not-a-tenant/v2.0", idp.url()));
+    assert_eq!(kind(&v, &idp.mint_as(&a, &claims)), ErrorKind::UnknownIssuer);
+    clock.advance_secs(60);
+    v.verify(idp.mint(&c, "x", clock.now_secs()))
+        .expect("c, budget refilled, evicts a");
+
+    let stats = v.template_stats();
+    let t = &stats[0];
+    // f was materialised, its first fetch failed, and it was forgotten.
+    assert_eq!((t.tenants_held, t.materialised, t.evicted), (2, 4, 1), "{t:?}");
+    assert_eq!(
+        (
+            t.refused_budget,
+            t.refused_pattern,
+            t.refused_allowlist,
+            t.refused_unavailable
+        ),
+        (1, 1, 0, 1),
+        "{t:?}"
+    );
+    // The snapshot (and so the C, Go and Python metrics JSON) carries them.
+    let m = v.metrics();
+    assert_eq!(m.templates, stats);
+    let json = serde_json::to_value(&m).unwrap();
+    assert_eq!(json["templates"][0]["refused_unavailable"], 1);
+    assert_eq!(json["templates"][0]["template"], t.template.as_str());
+    let text = v.prometheus();
+    let label = format!("template=\"{}\"", t.template);
+    for line in [
+        format!("jwtwarden_template_tenants_held{{{label}}} 2"),
+        format!("jwtwarden_template_tenants_materialised_total{{{label}}} 4"),
+        format!("jwtwarden_template_tenants_evicted_total{{{label}}} 1"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"budget\"}} 1"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"pattern\"}} 1"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"allowlist\"}} 0"),
+        format!("jwtwarden_template_tenants_refused_total{{{label},reason=\"unavailable\"}} 1"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    // issuer_health answers for a tenant held, and not for one evicted,
+    // forgotten or never seen.
+    assert_eq!(v.issuer_health(&idp.issuer(&b)).unwrap(), Health::Fresh);
+    assert_eq!(v.issuer_health(&idp.issuer(&c)).unwrap(), Health::Fresh);
+    for gone in [&a, &f, &tid(77)] {
+        assert_eq!(
+            v.issuer_health(&idp.issuer(gone)).unwrap_err().kind(),
+            ErrorKind::UnknownIssuer,
+            "{gone}"
+        );
+    }
 }

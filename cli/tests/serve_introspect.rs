@@ -102,9 +102,28 @@ impl Serve {
     }
 
     fn post(&self, authorization: Option<&str>, content_type: &str, body: &str) -> Resp {
+        self.post_accepting(authorization, content_type, body, None)
+    }
+
+    /// Introspect `token` as `authorization`, sending `accept` if given.
+    fn ask_accepting(&self, authorization: Option<&str>, token: &str, accept: Option<&str>) -> Resp {
+        let body = format!("token={}", form_encode(token));
+        self.post_accepting(authorization, "application/x-www-form-urlencoded", &body, accept)
+    }
+
+    fn post_accepting(
+        &self,
+        authorization: Option<&str>,
+        content_type: &str,
+        body: &str,
+        accept: Option<&str>,
+    ) -> Resp {
         let mut h = vec![("Content-Type", content_type)];
         if let Some(a) = authorization {
             h.push(("Authorization", a));
+        }
+        if let Some(a) = accept {
+            h.push(("Accept", a));
         }
         let r = request(&self.introspect, "POST", "/introspect", &h, body);
         assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
@@ -590,4 +609,441 @@ fn off_by_default_and_config_errors_are_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("introspection.clients[0].secret_env"), "{err}");
+}
+
+/// The `jwtwarden_serve_introspection_*` lines of `/metrics`.
+fn introspection_metrics(s: &Serve) -> Vec<String> {
+    request(&s.addr, "GET", "/metrics", &[], "")
+        .body
+        .lines()
+        .filter(|l| l.starts_with("jwtwarden_serve_introspection_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 28, metrics: each configured client has its own counters
+/// (authenticated requests, active and inactive answers, 429s), labelled
+/// with its id and never its secret; 401s are counted apart, under no
+/// client (a caller without credentials names nobody, and a name it sends
+/// is not trusted: a Basic user name with a wrong secret counts nowhere
+/// but there).
+#[test]
+fn metrics_count_each_client_and_unauthenticated_refusals() {
+    let env = Env::new();
+    let s = Serve::start(&env, &env.json_config, "rate_per_sec = 0.001\nburst = 3\n");
+    // Before any request: nothing (a scrape registers no client).
+    assert!(introspection_metrics(&s).is_empty(), "{:?}", introspection_metrics(&s));
+    let good = env.good("alice");
+    assert_eq!(s.ask(&good).json()["active"], true);
+    assert_inactive(&s.ask("garbage"), "garbage");
+    assert_eq!(s.ask(&good).json()["active"], true);
+    assert_eq!(s.ask(&good).status, 429, "over the burst");
+    assert_eq!(s.ask(&good).status, 429, "still over");
+    let billing = basic("billing", BILLING_SECRET);
+    assert_inactive(&s.ask_as(Some(&billing), "a.b.c"), "billing, garbage");
+    // Unauthenticated: none, a wrong secret under billing's name, and
+    // orders' secret as a Basic password for billing.
+    assert_eq!(s.ask_as(None, &good).status, 401);
+    assert_eq!(
+        s.ask_as(Some(&basic("billing", "billing-introspection-secret-9999")), &good)
+            .status,
+        401
+    );
+    assert_eq!(s.ask_as(Some(&basic("billing", ORDERS_SECRET)), &good).status, 401);
+    let m = introspection_metrics(&s);
+    let want = [
+        "jwtwarden_serve_introspection_requests_total{client=\"orders\"} 5",
+        "jwtwarden_serve_introspection_requests_total{client=\"billing\"} 1",
+        "jwtwarden_serve_introspection_answers_total{client=\"orders\",active=\"true\"} 2",
+        "jwtwarden_serve_introspection_answers_total{client=\"orders\",active=\"false\"} 1",
+        "jwtwarden_serve_introspection_answers_total{client=\"billing\",active=\"true\"} 0",
+        "jwtwarden_serve_introspection_answers_total{client=\"billing\",active=\"false\"} 1",
+        "jwtwarden_serve_introspection_rate_limited_total{client=\"orders\"} 2",
+        "jwtwarden_serve_introspection_rate_limited_total{client=\"billing\"} 0",
+        "jwtwarden_serve_introspection_unauthenticated_total 3",
+    ];
+    for w in want {
+        assert!(m.iter().any(|l| l == w), "missing {w:?} in {m:#?}");
+    }
+    assert_eq!(m.len(), want.len(), "{m:#?}");
+    let all = request(&s.addr, "GET", "/metrics", &[], "").body;
+    for secret in [ORDERS_SECRET, BILLING_SECRET] {
+        assert!(!all.contains(secret), "a client secret in /metrics");
+    }
+    assert!(!all.contains(&good), "a token in /metrics");
+    assert!(all.ends_with("# EOF\n"), "still one exposition");
+    // The same counts as JSON, on the admin listener, behind its secret.
+    let stats = request(&s.admin, "GET", "/stats", &[], "");
+    assert_eq!(stats.status, 401, "{stats:?}");
+    let stats = request(
+        &s.admin,
+        "GET",
+        "/stats",
+        &[("Authorization", &format!("Bearer {ADMIN_SECRET}"))],
+        "",
+    );
+    assert_eq!(stats.status, 200, "{stats:?}");
+    assert_eq!(
+        stats.json()["introspection"],
+        json!({
+            "unauthenticated": 3,
+            "clients": {
+                "orders": {"requests": 5, "active": 2, "inactive": 1, "rate_limited": 2},
+                "billing": {"requests": 1, "active": 0, "inactive": 1, "rate_limited": 0},
+            }
+        })
+    );
+    assert!(!stats.body.contains(ORDERS_SECRET) && !stats.body.contains(BILLING_SECRET));
+    // Forward auth's own counters are not introspection's.
+    assert!(
+        all.lines()
+            .filter(|l| l.starts_with("jwtwarden_serve_requests_total"))
+            .all(|l| l.ends_with(" 0")),
+        "{all}"
+    );
+    // A reload keeps each client's counts (registered by id).
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGHUP) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !request(&s.addr, "GET", "/metrics", &[], "")
+        .body
+        .contains("jwtwarden_serve_reloads_total{result=\"ok\"} 1")
+    {
+        assert!(std::time::Instant::now() < deadline, "no reload seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.ask(&good).json()["active"], true, "a reload starts the buckets full");
+    let m = introspection_metrics(&s);
+    assert!(
+        m.iter()
+            .any(|l| l == "jwtwarden_serve_introspection_requests_total{client=\"orders\"} 6"),
+        "{m:#?}"
+    );
+    assert!(
+        m.iter()
+            .any(|l| l == "jwtwarden_serve_introspection_answers_total{client=\"orders\",active=\"true\"} 3"),
+        "{m:#?}"
+    );
+}
+
+const JWT_TYPE: &str = "application/token-introspection+jwt";
+
+/// Ed25519 keys for signed answers, written as PEM files in `env`'s
+/// directory: (kid, path) each.
+fn signing_keys(env: &Env, n: usize) -> (TestIssuer, Vec<(String, std::path::PathBuf)>) {
+    let maker = TestIssuer::start_empty();
+    let keys = (0..n)
+        .map(|_| {
+            let kid = maker.add_key(jwtwarden_testissuer::Alg::EdDSA);
+            let path = env.dir.path().join(format!("{kid}.pem"));
+            std::fs::write(&path, maker.private_key_pem(&kid)).unwrap();
+            (kid, path)
+        })
+        .collect();
+    (maker, keys)
+}
+
+/// Verify a signed answer the way an RFC 9701 client does, with an
+/// independent library (the `jsonwebtoken` crate) and the keys serve
+/// publishes on its admin listener: `typ`, `alg` EdDSA, `kid` found in
+/// the JWKS, signature, `iss`, `aud`. Returns (header kid, claims).
+fn verify_signed(s: &Serve, jws: &str, iss: &str, aud: &str) -> Result<(String, Value), String> {
+    let jwks = request(&s.admin, "GET", "/.well-known/jwks.json", &[], "");
+    assert_eq!(jwks.status, 200, "{jwks:?}");
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks.body).map_err(|e| e.to_string())?;
+    let header = jsonwebtoken::decode_header(jws).map_err(|e| e.to_string())?;
+    if header.typ.as_deref() != Some("token-introspection+jwt") {
+        return Err(format!("typ {:?}", header.typ));
+    }
+    if header.alg != jsonwebtoken::Algorithm::EdDSA {
+        return Err(format!("alg {:?}", header.alg));
+    }
+    let kid = header.kid.ok_or("no kid")?;
+    let jwk = set.find(&kid).ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    v.set_issuer(&[iss]);
+    v.set_audience(&[aud]);
+    v.validate_exp = false;
+    v.set_required_spec_claims(&["iss", "aud"]);
+    let data = jsonwebtoken::decode::<Value>(jws, &key, &v).map_err(|e| e.to_string())?;
+    Ok((kid, data.claims))
+}
+
+/// Issue 28, RFC 9701: a client that asks with `Accept:
+/// application/token-introspection+jwt` gets its answer, active or
+/// inactive, as a JWS that an independent library verifies with the keys
+/// of serve's admin JWKS, bound to that client (`aud`); a client that does
+/// not ask gets the plain JSON answer, unchanged; a caller without
+/// credentials never gets anything signed; a tampered answer does not
+/// verify; the key being rotated out is published, not used.
+#[test]
+fn signed_answers_verify_with_the_published_keys() {
+    let env = Env::new();
+    let (_maker, keys) = signing_keys(&env, 2);
+    let (old_kid, old_pem) = &keys[0];
+    let (kid, pem) = &keys[1];
+    let iss = "https://edge.example";
+    let extra = format!(
+        "jwt_response = true\nissuer = \"{iss}\"\n\
+         [introspection.signing_key]\nkid = \"{kid}\"\npem_file = \"{}\"\n\
+         [introspection.previous_signing_key]\nkid = \"{old_kid}\"\npem_file = \"{}\"\n",
+        pem.display(),
+        old_pem.display()
+    );
+    let s = Serve::start(&env, &env.json_config, &extra);
+    let jwks = request(&s.admin, "GET", "/.well-known/jwks.json", &[], "").json();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [kid.as_str(), old_kid.as_str()], "current, then previous");
+    assert!(
+        jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()),
+        "never a private part: {jwks}"
+    );
+
+    let good = env.with_claims(|c| c["scope"] = json!(["read", "write"]), "alice");
+    let plain = s.ask(&good);
+    let orders = format!("Bearer {ORDERS_SECRET}");
+    let r = s.ask_accepting(Some(&orders), &good, Some(JWT_TYPE));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some(JWT_TYPE), "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let (used, claims) = verify_signed(&s, &r.body, iss, "orders").unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(&used, kid, "signed with the current key");
+    let answer = &claims["token_introspection"];
+    assert_eq!(answer["active"], true, "{claims}");
+    assert_eq!(answer["sub"], "alice");
+    assert_eq!(answer["scope"], "read write");
+    assert_eq!(answer["token_type"], "Bearer");
+    let mut same = answer.clone();
+    // Both answers come from the cache now: the same object, signed or not.
+    assert_eq!(plain.json(), same.take(), "the signed object is the JSON answer");
+    let iat = claims["iat"].as_u64().expect("iat");
+    assert!(iat.abs_diff(now()) <= 60, "{claims}");
+    let top: Vec<&String> = claims.as_object().unwrap().keys().collect();
+    assert_eq!(
+        top,
+        ["aud", "iat", "iss", "token_introspection"],
+        "nothing else at the top (no sub, no exp)"
+    );
+
+    // The other client: bound to it, not to orders.
+    let billing = basic("billing", BILLING_SECRET);
+    let r = s.ask_accepting(
+        Some(&billing),
+        &good,
+        Some(&format!("application/json;q=0.5, {JWT_TYPE}")),
+    );
+    assert_eq!(r.header("content-type"), Some(JWT_TYPE), "{r:?}");
+    assert!(
+        verify_signed(&s, &r.body, iss, "orders").is_err(),
+        "billing's answer is not for orders"
+    );
+    let (_, claims) = verify_signed(&s, &r.body, iss, "billing").unwrap();
+    assert_eq!(claims["token_introspection"]["active"], true);
+
+    // Inactive answers are signed too, and say nothing more.
+    let expired = env.with_claims(|c| c["exp"] = json!(now() - 3600), "alice");
+    for (what, token) in [("expired", expired.as_str()), ("garbage", "garbage"), ("empty", "")] {
+        let r = s.ask_accepting(Some(&orders), token, Some(JWT_TYPE));
+        assert_eq!(r.header("content-type"), Some(JWT_TYPE), "{what}: {r:?}");
+        let (_, claims) = verify_signed(&s, &r.body, iss, "orders").unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(claims["token_introspection"], json!({"active": false}), "{what}");
+    }
+
+    // Tampering: another answer under the same signature does not verify.
+    let r = s.ask_accepting(Some(&orders), "garbage", Some(JWT_TYPE));
+    let parts: Vec<&str> = r.body.split('.').collect();
+    assert_eq!(parts.len(), 3, "{r:?}");
+    let forged_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({"iss": iss, "aud": "orders", "iat": now(), "token_introspection": {"active": true, "sub": "root"}})
+            .to_string(),
+    );
+    let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+    assert!(
+        verify_signed(&s, &forged, iss, "orders").is_err(),
+        "a forged answer verified"
+    );
+
+    // Not asked for (no Accept, JSON, */*, or the JWT type refused with
+    // q=0 or outranked by JSON): the plain answer, unchanged.
+    for accept in [
+        None,
+        Some("application/json"),
+        Some("*/*"),
+        Some("application/token-introspection+jwt;q=0"),
+        Some("application/token-introspection+jwt;q=0.2, application/json"),
+    ] {
+        let r = s.ask_accepting(Some(&orders), &good, accept);
+        assert_eq!(r.header("content-type"), Some("application/json"), "{accept:?}: {r:?}");
+        assert_eq!(r.json(), plain.json(), "{accept:?}");
+        let r = s.ask_accepting(Some(&orders), "garbage", accept);
+        assert_eq!(r.json(), json!({"active": false}), "{accept:?}");
+    }
+
+    // No credentials, or wrong ones: 401 in JSON, nothing signed.
+    for auth in [None, Some(basic("orders", BILLING_SECRET))] {
+        let r = s.ask_accepting(auth.as_deref(), &good, Some(JWT_TYPE));
+        assert_eq!(r.status, 401, "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+        assert_eq!(r.json(), json!({"error": "invalid_client"}));
+    }
+    // Refusals after authentication stay JSON too.
+    let r = s.post_accepting(Some(&orders), "application/json", "{}", Some(JWT_TYPE));
+    assert_eq!(r.status, 415, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+    assert!(!s.log().contains(&good), "the token in serve's log");
+}
+
+/// Without `jwt_response` a client asking for a signed answer gets the
+/// plain one, labelled `application/json` (RFC 9701 leaves it to the
+/// client to refuse it); and the configuration refuses signing set up
+/// halfway: no key, no place to publish it, a key without the switch, or
+/// a `kid` the assertion keys use for another key.
+#[test]
+fn signed_answers_are_off_by_default_and_half_configurations_are_refused() {
+    let env = Env::new();
+    let s = Serve::start(&env, &env.json_config, "");
+    let token = env.good("alice");
+    let r = s.ask_accepting(Some(&format!("Bearer {ORDERS_SECRET}")), &token, Some(JWT_TYPE));
+    assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+    assert_eq!(r.json()["active"], true);
+    let r = request(&s.admin, "GET", "/.well-known/jwks.json", &[], "");
+    assert_eq!(r.status, 404, "nothing to publish: {r:?}");
+    drop(s);
+
+    let (_maker, keys) = signing_keys(&env, 2);
+    let key = |k: usize| format!("kid = \"{}\"\npem_file = \"{}\"\n", keys[k].0, keys[k].1.display());
+    let client = "[[introspection.clients]]\nid = \"a\"\nsecret_env = \"JWTWARDEN_TEST_INTROSPECT_ORDERS\"\n";
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n";
+    let cases = [
+        (
+            "no key",
+            format!("{admin}[introspection]\nlisten = \"127.0.0.1:0\"\njwt_response = true\nissuer = \"e\"\n{client}"),
+            "introspection.signing_key",
+        ),
+        (
+            "no issuer and no assertion name",
+            format!(
+                "{admin}[introspection]\nlisten = \"127.0.0.1:0\"\njwt_response = true\n[introspection.signing_key]\n{}{client}",
+                key(0)
+            ),
+            "introspection.issuer",
+        ),
+        (
+            "no admin listener to publish the keys",
+            format!(
+                "[introspection]\nlisten = \"127.0.0.1:0\"\njwt_response = true\nissuer = \"e\"\n[introspection.signing_key]\n{}{client}",
+                key(0)
+            ),
+            "configure [admin]",
+        ),
+        (
+            "a key without jwt_response",
+            format!(
+                "{admin}[introspection]\nlisten = \"127.0.0.1:0\"\n[introspection.signing_key]\n{}{client}",
+                key(0)
+            ),
+            "only with jwt_response = true",
+        ),
+        (
+            "a kid the assertion uses for another key",
+            format!(
+                "{admin}[[routes]]\nprefix = \"/api\"\n\
+                 [assertion]\nname = \"edge\"\n[assertion.current]\n{}[assertion.audiences]\n\"/api\" = \"svc\"\n\
+                 [introspection]\nlisten = \"127.0.0.1:0\"\njwt_response = true\n[introspection.signing_key]\nkid = \"{}\"\npem_file = \"{}\"\n{client}",
+                key(0),
+                keys[0].0,
+                keys[1].1.display()
+            ),
+            "is an assertion key's",
+        ),
+    ];
+    for (what, file, want) in cases {
+        let path = env.dir.path().join("half.toml");
+        std::fs::write(&path, &file).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&env.json_config)
+            .arg("--serve-config")
+            .arg(&path)
+            .env("JWTWARDEN_TEST_ADMIN_SECRET", ADMIN_SECRET)
+            .env("JWTWARDEN_TEST_INTROSPECT_ORDERS", ORDERS_SECRET)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: started: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(err.contains(want), "{what}: {err}");
+    }
+}
+
+/// With `[assertion]`, the signed answers may share its key (same file,
+/// same `kid`): its name is the default `iss`, and the JWKS lists the key
+/// once.
+#[test]
+fn signed_answers_may_share_the_assertion_key() {
+    let env = Env::new();
+    let (_maker, keys) = signing_keys(&env, 1);
+    let (kid, pem) = &keys[0];
+    let dir = env.dir.path();
+    std::fs::write(dir.join("billing-secret"), format!("{BILLING_SECRET}\n")).unwrap();
+    let file = dir.join("shared-key.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"JWTWARDEN_TEST_ADMIN_SECRET\"\n\
+             [[routes]]\nprefix = \"/api\"\n\
+             [assertion]\nname = \"https://edge.example\"\n[assertion.current]\nkid = \"{kid}\"\npem_file = \"{p}\"\n\
+             [assertion.audiences]\n\"/api\" = \"svc\"\n\
+             [introspection]\nlisten = \"127.0.0.1:0\"\njwt_response = true\n\
+             [introspection.signing_key]\nkid = \"{kid}\"\npem_file = \"{p}\"\n\
+             [[introspection.clients]]\nid = \"orders\"\nsecret_env = \"JWTWARDEN_TEST_INTROSPECT_ORDERS\"\n",
+            p = pem.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jwtwarden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&env.json_config)
+        .arg("--serve-config")
+        .arg(&file)
+        .env("JWTWARDEN_TEST_ADMIN_SECRET", ADMIN_SECRET)
+        .env("JWTWARDEN_TEST_INTROSPECT_ORDERS", ORDERS_SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let s = Serve {
+        addr: v["listen"].as_str().unwrap().to_string(),
+        admin: v["admin"].as_str().unwrap().to_string(),
+        introspect: v["introspection"].as_str().unwrap().to_string(),
+        child,
+        log: dir.join("none.log"),
+    };
+    let jwks = request(&s.admin, "GET", "/.well-known/jwks.json", &[], "").json();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "listed once: {jwks}");
+    let r = s.ask_accepting(
+        Some(&format!("Bearer {ORDERS_SECRET}")),
+        &env.good("alice"),
+        Some(JWT_TYPE),
+    );
+    let (used, claims) =
+        verify_signed(&s, &r.body, "https://edge.example", "orders").unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(&used, kid);
+    assert_eq!(claims["token_introspection"]["active"], true);
 }

@@ -93,9 +93,10 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     };
     // The assertion keys are public: served without the secret.
     if req.uri().path() == "/.well-known/jwks.json" {
-        return match &state.config.assertion {
-            Some(a) if req.method() == Method::GET || req.method() == Method::HEAD => {
-                let mut resp = answer(StatusCode::OK, a.minter.jwks());
+        // The assertion keys and the signed introspection answers' keys.
+        return match super::introspect::published_jwks(&state.config) {
+            Some(jwks) if req.method() == Method::GET || req.method() == Method::HEAD => {
+                let mut resp = answer(StatusCode::OK, jwks);
                 resp.headers_mut()
                     .insert("cache-control", HeaderValue::from_static("max-age=60"));
                 resp.headers_mut()
@@ -103,7 +104,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
                 resp
             }
             Some(_) => answer(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use GET"})),
-            None => answer(StatusCode::NOT_FOUND, json!({"error": "no assertion keys configured"})),
+            None => answer(StatusCode::NOT_FOUND, json!({"error": "no signing keys configured"})),
         };
     }
     let presented = req
@@ -122,6 +123,14 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             HeaderValue::from_static("Bearer realm=\"jwtwarden-admin\""),
         );
         return resp;
+    }
+    // Serve's own counters as JSON, for operators (introspection per
+    // client; client ids, never secrets).
+    if req.uri().path() == "/stats" && (req.method() == Method::GET || req.method() == Method::HEAD) {
+        return answer(
+            StatusCode::OK,
+            json!({"introspection": app.stats.introspection().snapshot()}),
+        );
     }
     if req.uri().path() != "/revoke" {
         return answer(

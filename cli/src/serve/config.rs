@@ -330,8 +330,16 @@ impl ServeConfig {
         }
         let introspection = f
             .introspection
-            .map(super::introspect::IntrospectionConfig::from_file)
+            .map(|i| super::introspect::IntrospectionConfig::from_file(i, assertion.as_deref()))
             .transpose()?;
+        // Signed answers are checked against keys a client can fetch.
+        if introspection.as_ref().is_some_and(|i| i.jwt.is_some()) && admin.is_none() {
+            return Err(
+                "introspection.jwt_response: its keys are published on the admin listener \
+                        (/.well-known/jwks.json): configure [admin]"
+                    .into(),
+            );
+        }
         // Port 0 (an ephemeral port each) never collides.
         if let Some(i) = introspection.as_ref().filter(|i| i.listen.port() != 0) {
             if Listen::Tcp(i.listen) == listen || admin.as_ref().is_some_and(|a| a.listen == i.listen) {

@@ -22,12 +22,25 @@
 //! an error kind only. An outage (keys or revocation state unavailable) is
 //! not an inactive token: 503 with `Retry-After`, so a resource server
 //! does not take it for a revocation.
+//!
+//! Optionally (`jwt_response = true`) the answer is signed, as RFC 9701
+//! has it, for a client that asks with `Accept:
+//! application/token-introspection+jwt`: a JWS (EdDSA, `typ:
+//! token-introspection+jwt`) whose `token_introspection` claim is the
+//! RFC 7662 object, `aud` the client's id. Only the answers about a token
+//! (active or inactive) are signed; refusals (401, 429, 4xx, 503) stay
+//! plain JSON, and nothing is ever signed for a caller without credentials.
+//! The signing keys are introspection's own (`signing_key`, optionally
+//! `previous_signing_key` while rotating), published with the assertion
+//! keys on the admin listener's `/.well-known/jwks.json`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -40,7 +53,13 @@ use serde_json::{json, Map, Value};
 
 use super::admin::constant_time_eq;
 use super::http::Resp;
+use super::stats::{ClientCounters, ClientEvent};
 use super::App;
+
+/// The media type of a signed introspection answer (RFC 9701 §4, §5).
+pub const JWT_MEDIA_TYPE: &str = "application/token-introspection+jwt";
+/// The `typ` header of a signed introspection answer (RFC 9701 §5).
+pub const JWT_TYP: &str = "token-introspection+jwt";
 
 /// The `[introspection]` section as written.
 #[derive(Debug, Deserialize)]
@@ -54,6 +73,24 @@ pub(super) struct IntrospectionFile {
     burst: Option<u32>,
     #[serde(default)]
     clients: Vec<ClientFile>,
+    /// Sign answers for clients that ask (RFC 9701). Default false.
+    #[serde(default)]
+    jwt_response: bool,
+    /// The signed answers' `iss`; default `[assertion].name`.
+    issuer: Option<String>,
+    /// The key that signs answers.
+    signing_key: Option<KeyFile>,
+    /// A key being rotated out: published, never signing.
+    previous_signing_key: Option<KeyFile>,
+}
+
+/// `[introspection.signing_key]` as written: the shape of `[assertion]`'s
+/// keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    kid: String,
+    pem_file: PathBuf,
 }
 
 /// One `[[introspection.clients]]` entry as written.
@@ -97,6 +134,99 @@ pub struct IntrospectionConfig {
     /// Each client's token bucket (rates from the configuration; a reload
     /// starts them full).
     pub limiter: Arc<RateLimiter>,
+    /// Signs answers for clients that ask (`jwt_response = true`).
+    pub jwt: Option<Arc<JwtSigner>>,
+    /// Each client's counters (by index), looked up in serve's stats by id
+    /// on first use: a reload that keeps a client keeps its counts.
+    counters: OnceLock<Vec<Arc<ClientCounters>>>,
+}
+
+/// Signs introspection answers (RFC 9701): EdDSA over Ed25519.
+pub struct JwtSigner {
+    issuer: String,
+    kid: String,
+    pair: Ed25519KeyPair,
+    /// `base64url(header) + "."`, built once.
+    header_b64: String,
+    /// The public keys, `current` first.
+    jwks: Vec<Value>,
+}
+
+impl std::fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("JwtSigner")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
+            .finish()
+    }
+}
+
+impl JwtSigner {
+    fn load(field: &str, k: &KeyFile) -> Result<(Ed25519KeyPair, Value), String> {
+        if k.kid.is_empty() || k.kid.len() > 128 {
+            return Err(format!("{field}.kid: 1 to 128 characters"));
+        }
+        let pem = std::fs::read_to_string(&k.pem_file)
+            .map_err(|e| format!("{field}.pem_file: cannot read {}: {e}", k.pem_file.display()))?;
+        let body: String = pem
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| format!("{field}.pem_file: not PEM"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(&der)
+            .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der))
+            .map_err(|_| format!("{field}.pem_file: not an Ed25519 PKCS#8 private key"))?;
+        let jwk = json!({
+            "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": k.kid,
+            "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+        });
+        Ok((pair, jwk))
+    }
+
+    /// The public keys (current, then previous), as JWKs.
+    pub fn jwks(&self) -> &[Value] {
+        &self.jwks
+    }
+
+    /// The compact JWS of RFC 9701 §5 for client `aud`: `iss`, `aud`,
+    /// `iat` and `token_introspection` (the RFC 7662 object), nothing
+    /// else at the top (no `sub`, no `exp`: it is an answer, not a token).
+    pub fn sign(&self, aud: &str, answer: Value, iat: u64) -> String {
+        let payload = json!({
+            "iss": self.issuer,
+            "aud": aud,
+            "iat": iat,
+            "token_introspection": answer,
+        });
+        let mut out = String::with_capacity(512);
+        out.push_str(&self.header_b64);
+        URL_SAFE_NO_PAD.encode_string(payload.to_string(), &mut out);
+        let sig = self.pair.sign(out.as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut out);
+        out
+    }
+}
+
+/// The keys the admin listener publishes at `/.well-known/jwks.json`:
+/// the assertion keys, then introspection's (a key listed in both, same
+/// `kid` and same public key, once). `None` when neither signs.
+pub fn published_jwks(cfg: &super::config::ServeConfig) -> Option<Value> {
+    let mut keys: Vec<Value> = match &cfg.assertion {
+        Some(a) => a.minter.jwks()["keys"].as_array().cloned().unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let signer = cfg.introspection.as_ref().and_then(|i| i.jwt.as_ref());
+    for k in signer.map_or(&[][..], |s| s.jwks()) {
+        if !keys.iter().any(|o| o["kid"] == k["kid"]) {
+            keys.push(k.clone());
+        }
+    }
+    (cfg.assertion.is_some() || signer.is_some()).then(|| json!({ "keys": keys }))
 }
 
 /// Default requests per second per client.
@@ -106,7 +236,13 @@ pub const DEFAULT_BURST: u32 = 200;
 
 impl IntrospectionConfig {
     /// Validate the `[introspection]` section (errors name the field).
-    pub(super) fn from_file(f: IntrospectionFile) -> Result<IntrospectionConfig, String> {
+    /// `assertion`: serve's `[assertion]`, if configured (its name is the
+    /// default `issuer`; a signing key may be one of its keys, same `kid`
+    /// and same key, but a `kid` of its with another key is refused).
+    pub(super) fn from_file(
+        f: IntrospectionFile,
+        assertion: Option<&super::assertion::AssertionConfig>,
+    ) -> Result<IntrospectionConfig, String> {
         let listen = f
             .listen
             .parse()
@@ -168,6 +304,13 @@ impl IntrospectionConfig {
             clients.push(Client { id: c.id, secret });
         }
         let limiter = Arc::new(RateLimiter::new(clients.len(), rate, burst));
+        let jwt = jwt_signer(
+            f.jwt_response,
+            f.issuer,
+            f.signing_key,
+            f.previous_signing_key,
+            assertion,
+        )?;
         Ok(IntrospectionConfig {
             listen,
             path,
@@ -175,6 +318,18 @@ impl IntrospectionConfig {
             max_connections,
             clients,
             limiter,
+            jwt,
+            counters: OnceLock::new(),
+        })
+    }
+
+    /// Client `i`'s counters in `stats`.
+    fn counters(&self, stats: &super::stats::Stats) -> &[Arc<ClientCounters>] {
+        self.counters.get_or_init(|| {
+            self.clients
+                .iter()
+                .map(|c| stats.introspection().client(&c.id))
+                .collect()
         })
     }
 
@@ -211,6 +366,99 @@ impl IntrospectionConfig {
             None
         }
     }
+}
+
+/// The RFC 9701 signer, when `jwt_response` is on (errors name the field).
+fn jwt_signer(
+    on: bool,
+    issuer: Option<String>,
+    current: Option<KeyFile>,
+    previous: Option<KeyFile>,
+    assertion: Option<&super::assertion::AssertionConfig>,
+) -> Result<Option<Arc<JwtSigner>>, String> {
+    if !on {
+        if current.is_some() || previous.is_some() || issuer.is_some() {
+            return Err(
+                "introspection.signing_key, previous_signing_key and issuer are used only with jwt_response = true"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    }
+    let Some(current) = current else {
+        return Err(
+            "introspection.signing_key: jwt_response = true needs a key (kid, pem_file: Ed25519 PKCS#8)".into(),
+        );
+    };
+    let issuer = match issuer.or_else(|| assertion.map(|a| a.minter.name().to_string())) {
+        Some(i) if !i.is_empty() => i,
+        _ => return Err("introspection.issuer: the signed answers' iss (default: assertion.name)".into()),
+    };
+    let (pair, jwk) = JwtSigner::load("introspection.signing_key", &current)?;
+    let mut jwks = vec![jwk];
+    if let Some(p) = &previous {
+        if p.kid == current.kid {
+            return Err("introspection.previous_signing_key.kid: the same as signing_key's".into());
+        }
+        jwks.push(JwtSigner::load("introspection.previous_signing_key", p)?.1);
+    }
+    // One kid, one key, across everything the JWKS publishes.
+    if let Some(a) = assertion {
+        let theirs = a.minter.jwks();
+        for k in &jwks {
+            let clash = theirs["keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| o["kid"] == k["kid"] && o["x"] != k["x"]);
+            if clash {
+                return Err(format!(
+                    "introspection.signing_key: kid {} is an assertion key's, with another key",
+                    k["kid"]
+                ));
+            }
+        }
+    }
+    let header = json!({"alg": "EdDSA", "typ": JWT_TYP, "kid": current.kid});
+    let mut header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
+    header_b64.push('.');
+    Ok(Some(Arc::new(JwtSigner {
+        issuer,
+        kid: current.kid,
+        pair,
+        header_b64,
+        jwks,
+    })))
+}
+
+/// Whether the `Accept` headers prefer the signed answer: the RFC 9701
+/// type with a higher quality than any range that admits JSON
+/// (`application/json`, `application/*`, `*/*`). Only an exact type asks
+/// for it (`*/*` never does).
+pub fn wants_jwt(headers: &hyper::HeaderMap) -> bool {
+    let mut jwt = 0.0_f32;
+    let mut json = 0.0_f32;
+    for value in headers.get_all("accept") {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            if media.eq_ignore_ascii_case(JWT_MEDIA_TYPE) {
+                jwt = jwt.max(q);
+            } else if media.eq_ignore_ascii_case("application/json")
+                || media.eq_ignore_ascii_case("application/*")
+                || media == "*/*"
+            {
+                json = json.max(q);
+            }
+        }
+    }
+    jwt > 0.0 && jwt >= json
 }
 
 /// `scheme SP credentials`, the credentials without surrounding spaces.
@@ -280,6 +528,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let Some(cfg) = &state.config.introspection else {
         return answer(StatusCode::NOT_FOUND, json!({"error": "introspection is disabled"}));
     };
+    let counters = cfg.counters(&app.stats);
     let mut auth = req.headers().get_all("authorization").iter();
     let client = match (auth.next(), auth.next()) {
         (Some(v), None) => cfg.authenticate(v.as_bytes()),
@@ -287,6 +536,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     };
     let Some(client) = client else {
         // Nothing about the token, and nothing verified.
+        app.stats.introspection().unauthenticated();
         let mut resp = answer(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
         let h = resp.headers_mut();
         h.append(
@@ -300,7 +550,10 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         return resp;
     };
     let id = &cfg.clients[client].id;
+    let counter = &counters[client];
+    counter.count(ClientEvent::Request);
     if let Err(wait) = cfg.limiter.take(client, Instant::now()) {
+        counter.count(ClientEvent::RateLimited);
         log::warn!("introspection: client {id}: rate limited");
         let mut resp = answer(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate_limited"}));
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -327,6 +580,12 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             json!({"error": "invalid_request", "error_description": "application/x-www-form-urlencoded"}),
         );
     }
+    // Signed only for this authenticated client, and only if it asks.
+    let signer = cfg.jwt.as_deref().filter(|_| wants_jwt(req.headers()));
+    let reply = |body: Value| match signer {
+        Some(s) => signed(s, id, body),
+        None => answer(StatusCode::OK, body),
+    };
     let too_large = || {
         answer(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -372,7 +631,8 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let cached_header = state.config.cached_header.clone();
     match result {
         Ok(v) => {
-            let mut resp = answer(StatusCode::OK, active(&v));
+            counter.count(ClientEvent::Active);
+            let mut resp = reply(active(&v));
             if let Some(name) = cached_header {
                 let value = HeaderValue::from_static(if v.cached() { "true" } else { "false" });
                 resp.headers_mut().insert(name, value);
@@ -384,7 +644,8 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
                 // The kind, for the operator; never the token, never to
                 // the client.
                 log::info!("introspection: client {id}: inactive ({})", e.kind().as_str());
-                answer(StatusCode::OK, json!({"active": false}))
+                counter.count(ClientEvent::Inactive);
+                reply(json!({"active": false}))
             }
             Category::KeysUnavailable => {
                 log::warn!("introspection: client {id}: cannot decide ({})", e.kind().as_str());
@@ -481,6 +742,19 @@ fn answer(status: StatusCode, body: Value) -> Resp {
     resp
 }
 
+/// A signed answer (RFC 9701 §5): the JWS as the body, never stored.
+fn signed(signer: &JwtSigner, client_id: &str, body: Value) -> Resp {
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut resp = Response::new(Full::new(Bytes::from(signer.sign(client_id, body, iat))));
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static(JWT_MEDIA_TYPE));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    h.insert("pragma", HeaderValue::from_static("no-cache"));
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,7 +765,7 @@ mod tests {
             introspection: IntrospectionFile,
         }
         let w: Wrap = toml::from_str(toml).map_err(|e| e.to_string())?;
-        IntrospectionConfig::from_file(w.introspection)
+        IntrospectionConfig::from_file(w.introspection, None)
     }
 
     fn two_clients() -> IntrospectionConfig {
@@ -576,6 +850,31 @@ mod tests {
         assert_eq!(token_param(b"token=%zz"), None);
         assert_eq!(token_param(b"token=%ff"), None, "not UTF-8");
         assert_eq!(token_param(b"token=").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn only_an_exact_preferred_jwt_type_asks_for_a_signed_answer() {
+        let accept = |values: &[&str]| {
+            let mut h = hyper::HeaderMap::new();
+            for v in values {
+                h.append("accept", HeaderValue::from_str(v).unwrap());
+            }
+            wants_jwt(&h)
+        };
+        assert!(accept(&["application/token-introspection+jwt"]));
+        assert!(accept(&["Application/Token-Introspection+JWT; charset=utf-8"]));
+        assert!(accept(&["application/json;q=0.5, application/token-introspection+jwt"]));
+        assert!(
+            accept(&["application/json", "application/token-introspection+jwt"]),
+            "a tie"
+        );
+        assert!(!accept(&[]));
+        assert!(!accept(&["*/*"]));
+        assert!(!accept(&["application/*"]));
+        assert!(!accept(&["application/json"]));
+        assert!(!accept(&["application/token-introspection+jwt;q=0"]));
+        assert!(!accept(&["application/token-introspection+jwt;q=0.1, */*"]));
+        assert!(!accept(&["application/jwt", "application/token-introspection+jwtx"]));
     }
 
     #[test]

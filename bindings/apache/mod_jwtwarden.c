@@ -72,6 +72,7 @@ typedef struct {
   int plain;        /* a name for the environment: [A-Za-z0-9_], 1 to MAX_CLAIM_NAME bytes */
   const char *json; /* the value's compact JSON text, NUL-terminated */
   apr_size_t len;
+  char *text;       /* a plain claim's value as text (its JWT_CLAIM_ value); else NULL */
 } jw_claim;
 
 typedef struct {
@@ -628,6 +629,7 @@ static char *prepare_claims(apr_pool_t *p, const char *src, apr_size_t n, jw_req
     c->name = NULL;
     c->name_len = 0;
     c->plain = 0;
+    c->text = NULL;
     if (is_json_string(s + kstart, klen)) {
       char *name = s + kstart;
       if (is_verbatim(name + 1, klen - 2)) { /* the text between the quotes */
@@ -651,7 +653,7 @@ static char *prepare_claims(apr_pool_t *p, const char *src, apr_size_t n, jw_req
   q->env = apr_palloc(p, 2 * (apr_size_t)(k ? k : 1) * sizeof *q->env);
   q->nenv = 0;
   for (int j = 0; j < k; j++) {
-    const jw_claim *c = &cl[j];
+    jw_claim *c = &cl[j];
     if (!c->plain) continue;
     char *key = o;
     memcpy(o, "JWT_CLAIM_", sizeof "JWT_CLAIM_" - 1);
@@ -660,6 +662,7 @@ static char *prepare_claims(apr_pool_t *p, const char *src, apr_size_t n, jw_req
     char *value = o;
     o = is_json_string(c->json, c->len) ? json_string_into(o, c->json, c->len) : printable_into(o, c->json, c->len);
     o++;
+    c->text = value;
     q->env[2 * q->nenv] = key;
     q->env[2 * q->nenv + 1] = value;
     q->nenv++;
@@ -717,6 +720,7 @@ static int memo_load(apr_pool_t *p, const char *text, apr_size_t n, jw_req *q) {
       cl[k] = e->claims[k];
       cl[k].name = MOVE(e->claims[k].name, e->arena, a);
       cl[k].json = MOVE(e->claims[k].json, e->arena, a);
+      cl[k].text = MOVE(e->claims[k].text, e->arena, a);
     }
     q->env = apr_palloc(p, 2 * (apr_size_t)(e->nenv ? e->nenv : 1) * sizeof *q->env);
     for (int k = 0; k < 2 * e->nenv; k++) q->env[k] = MOVE(e->env[k], e->arena, a);
@@ -745,6 +749,7 @@ static void memo_store(const char *text, apr_size_t n, const char *arena, apr_si
     cl[k] = q->claims[k];
     cl[k].name = MOVE(q->claims[k].name, arena, a);
     cl[k].json = MOVE(q->claims[k].json, arena, a);
+    cl[k].text = MOVE(q->claims[k].text, arena, a);
   }
   for (apr_size_t k = 0; k < ne; k++) env[k] = MOVE(q->env[k], arena, a);
   unsigned set = memo_set(text);
@@ -786,6 +791,7 @@ static const char *claim_json(const jw_req *q, const char *name) {
 
 /* A claim's value as text: a string's text, else its JSON printable. */
 static char *claim_text(apr_pool_t *p, const jw_claim *c) {
+  if (c->text) return c->text; /* prepared with the environment */
   char *s = json_string_value(p, c->json, c->len);
   return s ? s : printable(p, c->json, c->len);
 }

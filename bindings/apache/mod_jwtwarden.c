@@ -99,6 +99,7 @@ static server_rec *g_server;
 #define MEMO_SETS 128
 #define MEMO_WAYS 2
 #define MEMO_MAX_CLAIMS 4096 /* longer claims are prepared per request */
+#define MEMO_MAX_ENTRY 16384 /* bytes of one entry: at most 4 MiB per child */
 
 typedef struct {
   void *block;       /* the one allocation (malloc) holding the rest */
@@ -737,7 +738,9 @@ static int memo_load(apr_pool_t *p, const char *text, apr_size_t n, jw_req *q) {
 static void memo_store(const char *text, apr_size_t n, const char *arena, apr_size_t used, const jw_req *q) {
   if (!g_memo || n > MEMO_MAX_CLAIMS) return;
   apr_size_t nc = (apr_size_t)q->nclaims, ne = 2 * (apr_size_t)q->nenv;
-  char *block = malloc(nc * sizeof(jw_claim) + ne * sizeof(char *) + used + n);
+  apr_size_t size = nc * sizeof(jw_claim) + ne * sizeof(char *) + used + n;
+  if (size > MEMO_MAX_ENTRY) return; /* many small claims: prepared per request */
+  char *block = malloc(size);
   if (!block) return;
   jw_claim *cl = (jw_claim *)block;
   const char **env = (const char **)(block + nc * sizeof(jw_claim));

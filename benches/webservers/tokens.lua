@@ -1,5 +1,6 @@
 -- wrk script: every request carries `Authorization: Bearer TOKEN`, the
--- tokens read from a file (one per line).
+-- tokens read from a file (one per line; a line with a space is sent as
+-- the whole header value, e.g. `Basic dXNlcjpwdw==`).
 --
 --   wrk -t2 -c32 -d2s -s tokens.lua URL -- TOKENS_FILE MODE THREADS
 --
@@ -45,7 +46,10 @@ function init(args)
   end
   local path = wrk.path
   for k = first, last do
-    reqs[#reqs + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. all[k] })
+    -- A line with a space is a whole Authorization value ("Basic ..."):
+    -- tokens have none.
+    local auth = all[k]:find(" ", 1, true) and all[k] or ("Bearer " .. all[k])
+    reqs[#reqs + 1] = wrk.format("GET", path, { ["Authorization"] = auth })
   end
   n = #reqs
   if mode == "cycle" then

@@ -21,12 +21,17 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "ap_mpm.h"
 #include "ap_provider.h"
 #include "mod_auth.h"
 #include "apr_hash.h"
 #include "apr_lib.h"
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <jwtwarden.h>
 
@@ -50,6 +55,12 @@ typedef struct {
   int claim_env;                     /* -1 unset */
   const char *assertion_audience;    /* JwtWardenAssertion; NULL = none */
   const char *assertion_header;      /* its header, NULL = the core's default */
+  const char *assertion_json;        /* "" or `"assertion":{...},`, written by the directive */
+  /* The policy's JSON members for claim_headers and open, written as the
+   * directives are read and merged with their arrays: a request builds
+   * its policy key from them without formatting anything. */
+  const char *claim_headers_json; /* "" or `"claim":"header",...` */
+  const char *open_json;          /* "" or `{route},...` */
 } jw_dir_conf;
 
 /* What check_authn learned, for the authorization providers. The claims
@@ -59,12 +70,24 @@ typedef struct {
  * HTTP decision's claim headers, which a thread hitting the cache entry
  * another thread's decision filled would see. */
 typedef struct {
+  const char *name; /* decoded; NULL when the member's name is not a string */
+  apr_size_t name_len;
+  int plain;        /* a name for the environment: [A-Za-z0-9_], 1 to MAX_CLAIM_NAME bytes */
+  const char *json; /* the value's compact JSON text, NUL-terminated */
+  apr_size_t len;
+  char *text;       /* a plain claim's value as text (its JWT_CLAIM_ value); else NULL */
+} jw_claim;
+
+typedef struct {
   int open; /* allowed without verifying anything */
   jwtwarden_verified *verified;
-  const char *claims;   /* the verified claims, a JSON object */
-  apr_size_t claims_len;
-  const char *issuer;   /* the configured issuer it was verified for */
-  int past_authz;       /* the authorization phase granted the request */
+  jw_claim *claims;   /* the verified claims (prepare_claims); NULL when none */
+  int nclaims;
+  const char **env;   /* the JWT_CLAIM_ variables: key, value, key, value... */
+  int nenv;
+  int env_unique;     /* no two keys equal ignoring case */
+  const char *issuer; /* the configured issuer it was verified for */
+  int past_authz;     /* the authorization phase granted the request */
 } jw_req;
 
 /* Per child. */
@@ -78,6 +101,33 @@ static apr_hash_t *g_policies; /* policy JSON -> jwtwarden_http_policy* */
 static apr_thread_mutex_t *g_policies_lock;
 #endif
 static server_rec *g_server;
+
+/* The claims memo (see memo_load). */
+#define MEMO_SETS 128
+#define MEMO_WAYS 2
+#define MEMO_MAX_CLAIMS 4096 /* longer claims are prepared per request */
+#define MEMO_MAX_ENTRY 16384 /* bytes of one entry: at most 4 MiB per child */
+
+typedef struct {
+  void *block;       /* the one allocation (malloc) holding the rest */
+  const char *text;  /* the claims JSON: the key */
+  apr_size_t len;
+  const char *arena; /* prepare_claims' arena, `used` bytes */
+  apr_size_t used;
+  const jw_claim *claims; /* into arena */
+  int nclaims;
+  const char *const *env; /* into arena */
+  int nenv;
+  int env_unique;
+} memo_entry;
+
+static memo_entry *g_memo; /* MEMO_SETS * MEMO_WAYS, per child */
+static unsigned char g_memo_victim[MEMO_SETS];
+#if APR_HAS_THREADS
+static apr_thread_mutex_t *g_memo_lock;
+#endif
+
+static void memo_free(void);
 
 /* ---------- configuration ---------- */
 
@@ -106,9 +156,12 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
   c->claim_env = add->claim_env != -1 ? add->claim_env : base->claim_env;
   c->user_claim = add->user_claim ? add->user_claim : base->user_claim;
   c->claim_headers = add->claim_headers ? add->claim_headers : base->claim_headers;
+  c->claim_headers_json = add->claim_headers ? add->claim_headers_json : base->claim_headers_json;
   c->open = add->open ? add->open : base->open;
   c->assertion_audience = add->assertion_audience ? add->assertion_audience : base->assertion_audience;
   c->assertion_header = add->assertion_audience ? add->assertion_header : base->assertion_header;
+  c->assertion_json = add->assertion_audience ? add->assertion_json : base->assertion_json;
+  c->open_json = add->open ? add->open_json : base->open_json;
   return c;
 }
 
@@ -164,6 +217,9 @@ static const char *set_claim_header(cmd_parms *cmd, void *dconf, const char *cla
   const char **pair = apr_array_push(c->claim_headers);
   pair[0] = claim;
   pair[1] = apr_pstrdup(cmd->pool, header);
+  const char *member = apr_pstrcat(cmd->pool, json_str(cmd->pool, claim), ":", json_str(cmd->pool, header), NULL);
+  c->claim_headers_json =
+      c->claim_headers_json ? apr_pstrcat(cmd->pool, c->claim_headers_json, ",", member, NULL) : member;
   return NULL;
 }
 
@@ -182,6 +238,8 @@ static const char *add_open(cmd_parms *cmd, void *dconf, const char *pattern) {
   if (bad) return apr_psprintf(cmd->pool, "JwtWardenOpen %s: %s", pattern, bad);
   if (!c->open) c->open = apr_array_make(cmd->pool, 4, sizeof(const char *));
   *(const char **)apr_array_push(c->open) = pattern;
+  const char *route = open_route_json(cmd->pool, pattern);
+  c->open_json = c->open_json ? apr_pstrcat(cmd->pool, c->open_json, ",", route, NULL) : route;
   return NULL;
 }
 
@@ -202,6 +260,9 @@ static const char *set_assertion(cmd_parms *cmd, void *dconf, const char *audien
   if (bad) return apr_psprintf(cmd->pool, "JwtWardenAssertion %s: %s", audience, bad);
   c->assertion_audience = apr_pstrdup(cmd->pool, audience);
   c->assertion_header = header ? apr_pstrdup(cmd->pool, header) : NULL;
+  c->assertion_json = apr_pstrcat(cmd->pool, "\"assertion\":{\"audience\":", json_str(cmd->pool, audience),
+                                  header ? ",\"header\":" : "", header ? json_str(cmd->pool, header) : "", "},",
+                                  NULL);
   g_assertion_used = 1;
   return NULL;
 }
@@ -224,43 +285,63 @@ static const command_rec jw_cmds[] = {
                    "X-Jwtwarden-Assertion; the client's is removed), keys from the engine config's assertion"),
     {NULL}};
 
-/* The policy JSON of a directory's merged configuration. */
-static const char *policy_json(request_rec *r, const jw_dir_conf *c) {
-  apr_pool_t *p = r->pool;
-  const char *realm = ap_auth_name(r);
-  const char *json = "{";
-  if (realm) json = apr_pstrcat(p, json, "\"realm\":", json_str(p, realm), ",", NULL);
-  json = apr_pstrcat(p, json, "\"claim_headers\":{", NULL);
-  for (int i = 0; c->claim_headers && i < c->claim_headers->nelts; i++) {
-    const char **pair = &((const char **)c->claim_headers->elts)[i * 2];
-    json = apr_pstrcat(p, json, i ? "," : "", json_str(p, pair[0]), ":", json_str(p, pair[1]), NULL);
-  }
-  json = apr_pstrcat(p, json, "},", NULL);
-  if (c->assertion_audience) {
-    json = apr_pstrcat(p, json, "\"assertion\":{\"audience\":", json_str(p, c->assertion_audience), NULL);
-    if (c->assertion_header) json = apr_pstrcat(p, json, ",\"header\":", json_str(p, c->assertion_header), NULL);
-    json = apr_pstrcat(p, json, "},", NULL);
-  }
-  json = apr_pstrcat(p, json, "\"routes\":[", NULL);
-  int n = 0;
-  for (int i = 0; c->open && i < c->open->nelts; i++, n++)
-    json = apr_pstrcat(p, json, n ? "," : "", open_route_json(p, ((const char **)c->open->elts)[i]), NULL);
-  if (c->fresh == 1) json = apr_pstrcat(p, json, n ? "," : "", "{\"prefix\":\"/\",\"fresh\":true}", NULL);
-  return apr_pstrcat(p, json, "]}", NULL);
+/* A location's policy is a function of its merged configuration and its
+ * realm (AuthName, an expression evaluated per request): the key
+ * "F<realm or nothing>\0<claim headers>\0<open routes>\0<assertion>" (F: '0' or '1' for
+ * JwtWardenFresh, 'r' added when there is a realm) names it in this
+ * child's table; the JSON is written only when a key is new. Keys are
+ * contents, never pointers (directives in .htaccess files live in the
+ * request's pool). */
+typedef struct {
+  char *text;
+  apr_size_t len;
+} policy_key;
+
+static void make_policy_key(request_rec *r, const jw_dir_conf *c, const char *realm, char *stack, apr_size_t room,
+                            policy_key *k) {
+  const char *ch = c->claim_headers_json ? c->claim_headers_json : "";
+  const char *op = c->open_json ? c->open_json : "";
+  const char *as = c->assertion_json ? c->assertion_json : "";
+  apr_size_t rl = realm ? strlen(realm) : 0, hl = strlen(ch), ol = strlen(op), al = strlen(as);
+  apr_size_t len = 2 + rl + 1 + hl + 1 + ol + 1 + al;
+  char *t = len + 1 <= room ? stack : apr_palloc(r->pool, len + 1), *o = t;
+  *o++ = c->fresh == 1 ? '1' : '0';
+  *o++ = realm ? 'r' : '-';
+  memcpy(o, realm ? realm : "", rl), o += rl, *o++ = '\0';
+  memcpy(o, ch, hl), o += hl, *o++ = '\0';
+  memcpy(o, op, ol), o += ol, *o++ = '\0';
+  memcpy(o, as, al), o += al, *o = '\0';
+  k->text = t;
+  k->len = len;
 }
 
-/* This child's policy for `json`, built once. */
-static jwtwarden_http_policy *policy_for(request_rec *r, const char *json) {
+/* The policy JSON of a directory's merged configuration. */
+static const char *policy_json(apr_pool_t *p, const jw_dir_conf *c, const char *realm) {
+  int fresh = c->fresh == 1, open = c->open_json != NULL;
+  return apr_pstrcat(p, "{", realm ? "\"realm\":" : "", realm ? json_str(p, realm) : "", realm ? "," : "",
+                     "\"claim_headers\":{", c->claim_headers_json ? c->claim_headers_json : "", "},",
+                     c->assertion_json ? c->assertion_json : "", "\"routes\":[",
+                     open ? c->open_json : "", open && fresh ? "," : "",
+                     fresh ? "{\"prefix\":\"/\",\"fresh\":true}" : "", "]}", NULL);
+}
+
+/* This child's policy for the request's location, built once per key. */
+static jwtwarden_http_policy *policy_for(request_rec *r, const jw_dir_conf *c) {
+  const char *realm = ap_auth_name(r);
+  char stack[256];
+  policy_key k;
+  make_policy_key(r, c, realm, stack, sizeof stack, &k);
   jwtwarden_http_policy *policy;
 #if APR_HAS_THREADS
   if (g_policies_lock) apr_thread_mutex_lock(g_policies_lock);
 #endif
-  policy = apr_hash_get(g_policies, json, APR_HASH_KEY_STRING);
+  policy = apr_hash_get(g_policies, k.text, (apr_ssize_t)k.len);
   if (!policy) {
+    const char *json = policy_json(r->pool, c, realm);
     jwtwarden_error *err = NULL;
     if (jwtwarden_http_policy_new(json, strlen(json), &policy, &err) == JWTWARDEN_RESULT_OK) {
       apr_pool_t *hp = apr_hash_pool_get(g_policies);
-      apr_hash_set(g_policies, apr_pstrdup(hp, json), APR_HASH_KEY_STRING, policy);
+      apr_hash_set(g_policies, apr_pmemdup(hp, k.text, k.len), (apr_ssize_t)k.len, policy);
     } else {
       ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jwtwarden: invalid policy: %s",
                     err ? jwtwarden_error_message(err) : "?");
@@ -363,6 +444,7 @@ static apr_status_t child_cleanup(void *data) {
     }
     g_policies = NULL;
   }
+  memo_free();
   jwtwarden_verifier_free(g_verifier);
   g_verifier = NULL;
   jwtwarden_minter_free(g_minter);
@@ -374,8 +456,15 @@ static void jw_child_init(apr_pool_t *pchild, server_rec *s) {
   g_server = s;
   g_policies = apr_hash_make(pchild);
 #if APR_HAS_THREADS
-  apr_thread_mutex_create(&g_policies_lock, APR_THREAD_MUTEX_DEFAULT, pchild);
+  /* prefork's children have one thread: no lock on their requests. */
+  int threaded = 0;
+  g_policies_lock = g_memo_lock = NULL;
+  if (ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) != APR_SUCCESS || threaded != AP_MPMQ_NOT_SUPPORTED) {
+    apr_thread_mutex_create(&g_policies_lock, APR_THREAD_MUTEX_DEFAULT, pchild);
+    apr_thread_mutex_create(&g_memo_lock, APR_THREAD_MUTEX_DEFAULT, pchild);
+  }
 #endif
+  g_memo = calloc(MEMO_SETS * MEMO_WAYS, sizeof *g_memo);
   apr_pool_cleanup_register(pchild, NULL, child_cleanup, apr_pool_cleanup_null);
   if (!g_config_json) return;
   jwtwarden_set_log_callback(jw_log, NULL, JWTWARDEN_LOG_LEVEL_INFO, NULL);
@@ -403,20 +492,60 @@ static apr_status_t free_verified(void *data) {
   return APR_SUCCESS;
 }
 
-/* Control characters (CR, LF, NUL...) and DEL become '?' . */
-static char *printable(apr_pool_t *p, const char *s, apr_size_t n) {
-  char *out = apr_pstrmemdup(p, s, n);
-  for (apr_size_t i = 0; i < n; i++)
-    if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f) out[i] = '?';
+/* `n` bytes of `s` into `out` with control characters (CR, LF, NUL...)
+ * and DEL as '?', NUL-terminated; returns the NUL's address. */
+static char *printable_into(char *out, const char *s, apr_size_t n) {
+  for (apr_size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    *out++ = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+  }
+  *out = '\0';
   return out;
 }
 
-/* A JSON string's text (without quotes, escapes decoded; \u escapes
- * outside ASCII and control characters become '?'), or NULL when `json`
- * is not a string. */
-static char *json_string_value(apr_pool_t *p, const char *json, apr_size_t n) {
-  if (n < 2 || json[0] != '"' || json[n - 1] != '"') return NULL;
-  char *out = apr_palloc(p, n), *o = out;
+static char *printable(apr_pool_t *p, const char *s, apr_size_t n) {
+  char *out = apr_palloc(p, n + 1);
+  printable_into(out, s, n);
+  return out;
+}
+
+static int is_json_string(const char *json, apr_size_t n) {
+  return n >= 2 && json[0] == '"' && json[n - 1] == '"';
+}
+
+/* Is the inside of a JSON string (`n` bytes) its own text: no escape
+ * (backslash), no control character, no DEL? Eight bytes at a time (the
+ * classic has-zero-byte tests), where json_string_into's byte loop takes
+ * some 8 instructions per byte. */
+static int is_verbatim(const char *s, apr_size_t n) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  apr_size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w, b, d;
+    memcpy(&w, s + i, 8);
+    b = w ^ (ones * '\\');
+    d = w ^ (ones * 0x7f);
+    /* a byte < 0x20, a zero byte of b (a backslash) or of d (DEL) */
+    if ((((w - ones * 0x20) & ~w) | ((b - ones) & ~b) | ((d - ones) & ~d)) & highs) return 0;
+  }
+  for (; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20 || ch == '\\' || ch == 0x7f) return 0;
+  }
+  return 1;
+}
+
+/* The text of the JSON string `json` (`n` bytes, quotes included; see
+ * is_json_string) into `out`, escapes decoded (\u escapes outside ASCII
+ * and control characters become '?'), NUL-terminated; returns the NUL's
+ * address. `out` may be `json` itself: the text is never longer. */
+static char *json_string_into(char *out, const char *json, apr_size_t n) {
+  char *o = out;
+  if (is_verbatim(json + 1, n - 2)) {
+    memmove(out, json + 1, n - 2);
+    out[n - 2] = '\0';
+    return out + n - 2;
+  }
   for (apr_size_t i = 1; i + 1 < n; i++) {
     char ch = json[i];
     if (ch == '\\' && i + 2 < n) {
@@ -440,19 +569,41 @@ static char *json_string_value(apr_pool_t *p, const char *json, apr_size_t n) {
     *o++ = ch;
   }
   *o = '\0';
+  return o;
+}
+
+/* A JSON string's text (json_string_into), or NULL when `json` is not a
+ * string. */
+static char *json_string_value(apr_pool_t *p, const char *json, apr_size_t n) {
+  if (!is_json_string(json, n)) return NULL;
+  char *out = apr_palloc(p, n);
+  json_string_into(out, json, n);
   return out;
+}
+
+/* The index of the quote closing the JSON string that opens at s[i], or
+ * `n`: memchr to each quote, which ends the string unless an odd run of
+ * backslashes escapes it. */
+static apr_size_t string_end(const char *s, apr_size_t i, apr_size_t n) {
+  for (i++; i < n;) {
+    const char *q = memchr(s + i, '"', n - i);
+    if (!q) return n;
+    apr_size_t at = (apr_size_t)(q - s), back = 0;
+    while (at - back > i && s[at - back - 1] == '\\') back++;
+    if (!(back & 1)) return at;
+    i = at + 1;
+  }
+  return n;
 }
 
 /* Skip one JSON value starting at s[i]; returns the index after it. */
 static apr_size_t skip_value(const char *s, apr_size_t i, apr_size_t n) {
-  int depth = 0, in_str = 0;
+  int depth = 0;
   for (; i < n; i++) {
     char ch = s[i];
-    if (in_str) {
-      if (ch == '\\') i++;
-      else if (ch == '"') { in_str = 0; if (!depth) return i + 1; }
-    } else if (ch == '"') {
-      in_str = 1;
+    if (ch == '"') {
+      i = string_end(s, i, n);
+      if (!depth) return i < n ? i + 1 : n;
     } else if (ch == '{' || ch == '[') {
       depth++;
     } else if (ch == '}' || ch == ']') {
@@ -465,49 +616,257 @@ static apr_size_t skip_value(const char *s, apr_size_t i, apr_size_t n) {
   return n;
 }
 
-/* The next top-level member of the JSON object `s` (`n` bytes) from `*i`
- * (start at 1): its decoded name (NULL when it is not a plain string) and
- * its value's JSON text at s[*vstart .. *vstart + *vlen). 0 at the end. */
-static int next_claim(apr_pool_t *p, const char *s, apr_size_t n, apr_size_t *i, char **name, apr_size_t *vstart,
-                      apr_size_t *vlen) {
-  while (*i < n && (s[*i] == ' ' || s[*i] == ',' || s[*i] == '\n')) (*i)++;
-  if (*i >= n || s[*i] != '"') return 0;
-  apr_size_t kstart = *i;
-  *i = skip_value(s, *i, n);
-  *name = json_string_value(p, s + kstart, *i - kstart);
-  while (*i < n && (s[*i] == ' ' || s[*i] == ':')) (*i)++;
-  *vstart = *i;
-  *i = skip_value(s, *i, n);
-  *vlen = *i - *vstart;
+/* [A-Za-z0-9_]: apr_isalnum in the C locale, without a call per byte. */
+static int is_name_char(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+/* Are the claims' variable names distinct ignoring case (table keys
+ * are case-insensitive: `Sub` and `sub` are one variable)? */
+static int env_names_unique(const jw_req *q) {
+  /* One bit per (length, first letter in either case): pairs are compared
+   * only when a bit is met twice. */
+  uint64_t seen = 0;
+  int clash = 0;
+  for (int a = 0; a < q->nclaims && !clash; a++) {
+    const jw_claim *x = &q->claims[a];
+    if (!x->plain) continue;
+    uint64_t bit = 1ULL << ((x->name_len * 7 + ((unsigned char)x->name[0] | 0x20)) & 63);
+    clash = (seen & bit) != 0;
+    seen |= bit;
+  }
+  for (int a = 0; clash && a < q->nclaims; a++) {
+    const jw_claim *x = &q->claims[a];
+    if (!x->plain) continue;
+    for (int b = a + 1; b < q->nclaims; b++) {
+      const jw_claim *y = &q->claims[b];
+      if (y->plain && y->name_len == x->name_len && !strcasecmp(y->name, x->name)) return 0;
+    }
+  }
   return 1;
+}
+
+/* The claims prepared for a request, in one buffer (the arena) of the
+ * request's pool: a copy of the core's compact claims JSON with each
+ * member's name decoded in place (NULL when it is not a string) and its
+ * value's JSON text NUL-terminated in place, then the JWT_CLAIM_<name>
+ * variables' keys and values. REMOTE_USER, the subprocess environment and
+ * the authorization providers all read q->claims and q->env; nothing
+ * parses the claims again. The arena is a function of the claims text
+ * alone, which is what lets the memo below hand a copy to the next request
+ * with the same claims. Returns the arena; *used: its bytes in use. */
+static char *prepare_claims(apr_pool_t *p, const char *src, apr_size_t n, jw_req *q, apr_size_t *used) {
+  /* A member takes at least 5 bytes with its separator (`"":0,`); its
+   * variable takes at most 12 bytes more than its name and value. */
+  apr_size_t cap = n / 4 + 1, i = 1;
+  char *s = apr_palloc(p, 2 * n + 1 + 12 * cap);
+  memcpy(s, src, n);
+  s[n] = '\0';
+  jw_claim *cl = apr_palloc(p, cap * sizeof *cl);
+  int k = 0;
+  for (;;) {
+    while (i < n && (s[i] == ' ' || s[i] == ',' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) i++;
+    if (i >= n || s[i] != '"' || (apr_size_t)k == cap) break;
+    apr_size_t kstart = i;
+    i = string_end(s, i, n);
+    i = i < n ? i + 1 : n;
+    apr_size_t klen = i - kstart;
+    while (i < n && (s[i] == ' ' || s[i] == ':')) i++;
+    apr_size_t vstart = i;
+    i = skip_value(s, i, n);
+    jw_claim *c = &cl[k++];
+    c->json = s + vstart;
+    c->len = i - vstart;
+    if (i < n) s[i++] = '\0'; /* the separator after the value */
+    c->name = NULL;
+    c->name_len = 0;
+    c->plain = 0;
+    c->text = NULL;
+    if (is_json_string(s + kstart, klen)) {
+      char *name = s + kstart;
+      if (is_verbatim(name + 1, klen - 2)) { /* the text between the quotes */
+        name[klen - 1] = '\0';
+        c->name_len = klen - 2;
+        name++;
+      } else { /* decoded in place, before the value: decoding shortens it */
+        c->name_len = (apr_size_t)(json_string_into(name, name, klen) - name);
+      }
+      c->name = name;
+      c->plain = c->name_len > 0 && c->name_len <= MAX_CLAIM_NAME;
+      for (const char *ch = name; c->plain && *ch; ch++)
+        if (!is_name_char(*ch)) c->plain = 0;
+    }
+  }
+  q->claims = cl;
+  q->nclaims = k;
+
+  /* Every top-level claim with a plain name as JWT_CLAIM_<name>. */
+  char *o = s + n + 1;
+  q->env = apr_palloc(p, 2 * (apr_size_t)(k ? k : 1) * sizeof *q->env);
+  q->nenv = 0;
+  for (int j = 0; j < k; j++) {
+    jw_claim *c = &cl[j];
+    if (!c->plain) continue;
+    char *key = o;
+    memcpy(o, "JWT_CLAIM_", sizeof "JWT_CLAIM_" - 1);
+    memcpy(o + sizeof "JWT_CLAIM_" - 1, c->name, c->name_len + 1);
+    o += sizeof "JWT_CLAIM_" + c->name_len;
+    char *value = o;
+    o = is_json_string(c->json, c->len) ? json_string_into(o, c->json, c->len) : printable_into(o, c->json, c->len);
+    o++;
+    c->text = value;
+    q->env[2 * q->nenv] = key;
+    q->env[2 * q->nenv + 1] = value;
+    q->nenv++;
+  }
+  q->env_unique = env_names_unique(q);
+  *used = (apr_size_t)(o - s);
+  return s;
+}
+
+/* ---------- the claims memo ----------
+ * Each child remembers the prepared claims of its last few hundred
+ * distinct tokens, so that a cache hit (the same verified result again)
+ * copies them instead of preparing them: one memcmp of the claims text,
+ * one memcpy of the arena, pointers moved to the copy. An entry is found
+ * by its claims text's address (the core serialises a result's claims
+ * once and shares them with every hit) and used only when the whole text
+ * is equal, so a reused address or a collision costs a preparation, never
+ * a wrong answer. Requests get copies in their own pools: an entry can be
+ * replaced at once (under the lock in threaded MPMs). */
+static unsigned memo_set(const char *text) {
+  return (unsigned)(((uint64_t)(uintptr_t)text * 0x9E3779B97F4A7C15ULL) >> 57) % MEMO_SETS;
+}
+
+static void memo_lock(void) {
+#if APR_HAS_THREADS
+  if (g_memo_lock) apr_thread_mutex_lock(g_memo_lock);
+#endif
+}
+
+static void memo_unlock(void) {
+#if APR_HAS_THREADS
+  if (g_memo_lock) apr_thread_mutex_unlock(g_memo_lock);
+#endif
+}
+
+/* `p` (pointing into `from`) moved to the same place in `to`. */
+#define MOVE(p, from, to) ((p) ? (to) + ((p) - (from)) : NULL)
+
+/* The prepared claims for `text` from the memo, copied into `p`: 1, or 0
+ * when the memo does not hold them. */
+static int memo_load(apr_pool_t *p, const char *text, apr_size_t n, jw_req *q) {
+  if (!g_memo || n > MEMO_MAX_CLAIMS) return 0;
+  unsigned set = memo_set(text);
+  int found = 0;
+  memo_lock();
+  for (int w = 0; w < MEMO_WAYS && !found; w++) {
+    const memo_entry *e = &g_memo[set * MEMO_WAYS + w];
+    if (!e->block || e->len != n || memcmp(e->text, text, n)) continue;
+    found = 1;
+    g_memo_victim[set] = (unsigned char)((w + 1) % MEMO_WAYS);
+    char *a = apr_palloc(p, e->used);
+    memcpy(a, e->arena, e->used);
+    jw_claim *cl = apr_palloc(p, (apr_size_t)(e->nclaims ? e->nclaims : 1) * sizeof *cl);
+    for (int k = 0; k < e->nclaims; k++) {
+      cl[k] = e->claims[k];
+      cl[k].name = MOVE(e->claims[k].name, e->arena, a);
+      cl[k].json = MOVE(e->claims[k].json, e->arena, a);
+      cl[k].text = MOVE(e->claims[k].text, e->arena, a);
+    }
+    q->env = apr_palloc(p, 2 * (apr_size_t)(e->nenv ? e->nenv : 1) * sizeof *q->env);
+    for (int k = 0; k < 2 * e->nenv; k++) q->env[k] = MOVE(e->env[k], e->arena, a);
+    q->claims = cl;
+    q->nclaims = e->nclaims;
+    q->nenv = e->nenv;
+    q->env_unique = e->env_unique;
+  }
+  memo_unlock();
+  return found;
+}
+
+/* Remember the claims `text` prepared in `arena` (`used` bytes) as `q`. */
+static void memo_store(const char *text, apr_size_t n, const char *arena, apr_size_t used, const jw_req *q) {
+  if (!g_memo || n > MEMO_MAX_CLAIMS) return;
+  apr_size_t nc = (apr_size_t)q->nclaims, ne = 2 * (apr_size_t)q->nenv;
+  apr_size_t size = nc * sizeof(jw_claim) + ne * sizeof(char *) + used + n;
+  if (size > MEMO_MAX_ENTRY) return; /* many small claims: prepared per request */
+  char *block = malloc(size);
+  if (!block) return;
+  jw_claim *cl = (jw_claim *)block;
+  const char **env = (const char **)(block + nc * sizeof(jw_claim));
+  char *a = block + nc * sizeof(jw_claim) + ne * sizeof(char *);
+  char *t = a + used;
+  memcpy(a, arena, used);
+  memcpy(t, text, n);
+  for (apr_size_t k = 0; k < nc; k++) {
+    cl[k] = q->claims[k];
+    cl[k].name = MOVE(q->claims[k].name, arena, a);
+    cl[k].json = MOVE(q->claims[k].json, arena, a);
+    cl[k].text = MOVE(q->claims[k].text, arena, a);
+  }
+  for (apr_size_t k = 0; k < ne; k++) env[k] = MOVE(q->env[k], arena, a);
+  unsigned set = memo_set(text);
+  memo_lock();
+  memo_entry *e = &g_memo[set * MEMO_WAYS + g_memo_victim[set]];
+  g_memo_victim[set] = (unsigned char)((g_memo_victim[set] + 1) % MEMO_WAYS);
+  free(e->block);
+  *e = (memo_entry){block, t, n, a, used, cl, q->nclaims, env, q->nenv, q->env_unique};
+  memo_unlock();
+}
+
+static void memo_free(void) {
+  for (int i = 0; g_memo && i < MEMO_SETS * MEMO_WAYS; i++) free(g_memo[i].block);
+  free(g_memo);
+  g_memo = NULL;
+}
+
+/* q's claims: from the memo, or prepared and remembered. */
+static void load_claims(apr_pool_t *p, const char *text, apr_size_t n, jw_req *q) {
+  if (memo_load(p, text, n, q)) return;
+  apr_size_t used;
+  char *arena = prepare_claims(p, text, n, q, &used);
+  memo_store(text, n, arena, used, q);
+}
+
+/* Claim `name`, or NULL when the token has no such claim. */
+static const jw_claim *find_claim(const jw_req *q, const char *name) {
+  for (int k = 0; k < q->nclaims; k++)
+    if (q->claims[k].name && !strcmp(q->claims[k].name, name)) return &q->claims[k];
+  return NULL;
 }
 
 /* Claim `name`'s value as compact JSON text, or NULL when the token has
  * no such claim. */
-static const char *claim_json(apr_pool_t *p, const jw_req *q, const char *name) {
-  apr_size_t i = 1, vstart, vlen;
-  char *key;
-  if (!q->claims || q->claims_len < 2 || q->claims[0] != '{') return NULL;
-  while (next_claim(p, q->claims, q->claims_len, &i, &key, &vstart, &vlen))
-    if (key && !strcmp(key, name)) return apr_pstrmemdup(p, q->claims + vstart, vlen);
-  return NULL;
+static const char *claim_json(const jw_req *q, const char *name) {
+  const jw_claim *c = find_claim(q, name);
+  return c ? c->json : NULL;
 }
 
-/* Every top-level claim with a plain name as JWT_CLAIM_<name>. */
+/* A claim's value as text: a string's text, else its JSON printable. */
+static char *claim_text(apr_pool_t *p, const jw_claim *c) {
+  if (c->text) return c->text; /* prepared with the environment */
+  char *s = json_string_value(p, c->json, c->len);
+  return s ? s : printable(p, c->json, c->len);
+}
+
+/* The JWT_CLAIM_<name> variables into the subprocess environment. With
+ * apr_table_addn, which appends, when the table has no JWT_CLAIM_
+ * variable yet and the names are distinct: apr_table_setn would compare
+ * each new key with every key of the table that starts the same way
+ * ("JWT_" for all of them) and find none. Otherwise setn, the last of one
+ * name winning, as it always did. */
 static void claims_to_env(request_rec *r, const jw_req *q) {
-  apr_size_t i = 1, vstart, vlen;
-  char *name;
-  if (!q->claims || q->claims_len < 2 || q->claims[0] != '{') return;
-  while (next_claim(r->pool, q->claims, q->claims_len, &i, &name, &vstart, &vlen)) {
-    if (!name || !*name || strlen(name) > MAX_CLAIM_NAME) continue;
-    int plain = 1;
-    for (const char *c = name; *c; c++)
-      if (!apr_isalnum(*c) && *c != '_') plain = 0;
-    if (!plain) continue;
-    char *value = json_string_value(r->pool, q->claims + vstart, vlen);
-    if (!value) value = printable(r->pool, q->claims + vstart, vlen);
-    apr_table_set(r->subprocess_env, apr_pstrcat(r->pool, "JWT_CLAIM_", name, NULL), value);
-  }
+  int append = q->env_unique;
+  const apr_array_header_t *arr = apr_table_elts(r->subprocess_env);
+  const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+  for (int i = 0; append && i < arr->nelts; i++)
+    if (e[i].key && !strncasecmp(e[i].key, "JWT_CLAIM_", sizeof "JWT_CLAIM_" - 1)) append = 0;
+  for (int k = 0; k < q->nenv; k++)
+    if (append)
+      apr_table_addn(r->subprocess_env, q->env[2 * k], q->env[2 * k + 1]);
+    else
+      apr_table_setn(r->subprocess_env, q->env[2 * k], q->env[2 * k + 1]);
 }
 
 /* The refusal exactly as the core wrote it; the request ends here. */
@@ -555,7 +914,7 @@ static int jw_authenticate(request_rec *r) {
   if (!type || strcasecmp(type, AUTH_TYPE)) return DECLINED;
   jw_dir_conf *c = ap_get_module_config(r->per_dir_config, &jwtwarden_module);
   if (!g_verifier) return fail(r, "no verifier in this process (JwtWardenConfig missing or invalid)");
-  jwtwarden_http_policy *policy = policy_for(r, policy_json(r, c));
+  jwtwarden_http_policy *policy = policy_for(r, c);
   if (!policy) return fail(r, "no usable policy for this location");
 
   /* The client's own copies of the claim headers never reach the backend. */
@@ -624,23 +983,19 @@ static int jw_authenticate(request_rec *r) {
     return OK;
   }
   const char *claims = jwtwarden_verified_claims_json(q->verified);
-  q->claims_len = jwtwarden_verified_claims_json_len(q->verified);
-  if (!claims || q->claims_len < 2 || claims[0] != '{') return fail(r, "the accepted token's claims are unreadable");
-  q->claims = apr_pstrmemdup(r->pool, claims, q->claims_len);
-  /* The configured issuer; the engine has checked that the `iss` claim
-   * names it, so that claim stands in when the accessor has no answer. */
-  const char *iss = jwtwarden_verified_issuer(q->verified);
-  if (iss) {
-    q->issuer = apr_pstrdup(r->pool, iss);
-  } else {
-    const char *ij = claim_json(r->pool, q, "iss");
-    q->issuer = ij ? json_string_value(r->pool, ij, strlen(ij)) : NULL;
+  size_t claims_len = jwtwarden_verified_claims_json_len(q->verified);
+  if (!claims || claims_len < 2 || claims[0] != '{') return fail(r, "the accepted token's claims are unreadable");
+  load_claims(r->pool, claims, claims_len, q);
+  /* The configured issuer (borrowed from q->verified, which lives as long
+   * as the request); the engine has checked that the `iss` claim names
+   * it, so that claim stands in when the accessor has no answer. */
+  q->issuer = jwtwarden_verified_issuer(q->verified);
+  if (!q->issuer) {
+    const jw_claim *ic = find_claim(q, "iss");
+    q->issuer = ic ? json_string_value(r->pool, ic->json, ic->len) : NULL;
   }
-  const char *user_claim = c->user_claim ? c->user_claim : "sub";
-  const char *uj = claim_json(r->pool, q, user_claim);
-  char *user = uj ? json_string_value(r->pool, uj, strlen(uj)) : NULL;
-  if (!user && uj) user = printable(r->pool, uj, strlen(uj));
-  r->user = user ? user : "";
+  const jw_claim *uc = find_claim(q, c->user_claim ? c->user_claim : "sub");
+  r->user = uc ? claim_text(r->pool, uc) : "";
   ap_set_module_config(r->request_config, &jwtwarden_module, q);
   if (c->claim_env != 0) claims_to_env(r, q);
   apr_table_setn(r->subprocess_env, "JWTWARDEN_CACHED", cached ? "true" : "false");
@@ -732,29 +1087,44 @@ static int claim_matches(apr_pool_t *p, const char *json, const char *want) {
   if (q->open) return AUTHZ_GRANTED;                       \
   if (!q->claims) return AUTHZ_DENIED_NO_USER;
 
+/* A Require line's words (ap_getword_conf), split once when the
+ * configuration is read: the checks below run on every request. */
+typedef struct {
+  int n;
+  const char **w;
+} require_words;
+
+static const require_words *split_words(apr_pool_t *p, const char *line) {
+  require_words *rw = apr_pcalloc(p, sizeof *rw);
+  apr_array_header_t *a = apr_array_make(p, 4, sizeof(const char *));
+  while (*line) *(const char **)apr_array_push(a) = ap_getword_conf(p, &line);
+  rw->n = a->nelts;
+  rw->w = (const char **)a->elts;
+  return rw;
+}
+
 static authz_status claim_check(request_rec *r, const char *line, const void *parsed) {
-  (void)parsed;
+  (void)line;
   CHECK_STATE
-  const char *name = ap_getword_conf(r->pool, &line);
-  const char *json = *name ? claim_json(r->pool, q, name) : NULL;
+  const require_words *rw = parsed;
+  if (!rw) return AUTHZ_GENERAL_ERROR;
+  const char *json = rw->n && *rw->w[0] ? claim_json(q, rw->w[0]) : NULL;
   if (!json) return AUTHZ_DENIED;
-  while (*line) {
-    const char *want = ap_getword_conf(r->pool, &line);
-    if (claim_matches(r->pool, json, want)) return AUTHZ_GRANTED;
-  }
+  for (int i = 1; i < rw->n; i++)
+    if (claim_matches(r->pool, json, rw->w[i])) return AUTHZ_GRANTED;
   return AUTHZ_DENIED;
 }
 
 /* Is `scope` in the token's `scope` (space-separated) or `scp` claim? */
 static int has_scope(request_rec *r, const jw_req *q, const char *scope) {
-  const char *json = claim_json(r->pool, q, "scope");
+  const char *json = claim_json(q, "scope");
   char *s = json ? json_string_value(r->pool, json, strlen(json)) : NULL;
   if (s) {
     char *last, *tok;
     for (tok = apr_strtok(s, " ", &last); tok; tok = apr_strtok(NULL, " ", &last))
       if (!strcmp(tok, scope)) return 1;
   }
-  json = claim_json(r->pool, q, "scp");
+  json = claim_json(q, "scp");
   if (json && json[0] == '[') return claim_matches(r->pool, json, scope);
   s = json ? json_string_value(r->pool, json, strlen(json)) : NULL;
   if (s) {
@@ -767,41 +1137,41 @@ static int has_scope(request_rec *r, const jw_req *q, const char *scope) {
 
 /* Every scope listed must be granted (as a route's `scopes`). */
 static authz_status scope_check(request_rec *r, const char *line, const void *parsed) {
-  (void)parsed;
+  (void)line;
   CHECK_STATE
+  const require_words *rw = parsed;
+  if (!rw) return AUTHZ_GENERAL_ERROR;
   int any = 0;
-  while (*line) {
-    const char *want = ap_getword_conf(r->pool, &line);
-    if (!*want) break;
+  for (int i = 0; i < rw->n; i++) {
+    if (!*rw->w[i]) break;
     any = 1;
-    if (!has_scope(r, q, want)) return AUTHZ_DENIED;
+    if (!has_scope(r, q, rw->w[i])) return AUTHZ_DENIED;
   }
   return any ? AUTHZ_GRANTED : AUTHZ_DENIED;
 }
 
 static authz_status issuer_check(request_rec *r, const char *line, const void *parsed) {
-  (void)parsed;
+  (void)line;
   CHECK_STATE
+  const require_words *rw = parsed;
+  if (!rw) return AUTHZ_GENERAL_ERROR;
   const char *iss = q->issuer;
-  while (*line) {
-    const char *want = ap_getword_conf(r->pool, &line);
-    if (iss && !strcmp(iss, want)) return AUTHZ_GRANTED;
-  }
+  for (int i = 0; iss && i < rw->n; i++)
+    if (!strcmp(iss, rw->w[i])) return AUTHZ_GRANTED;
   return AUTHZ_DENIED;
 }
 
 static const char *parse_claim_line(cmd_parms *cmd, const char *line, const void **parsed) {
-  (void)parsed;
   const char *w = line;
   const char *name = ap_getword_conf(cmd->temp_pool, &w);
   if (!*name || !*w) return "Require jwt-claim: NAME VALUE... (at least one value)";
+  *parsed = split_words(cmd->pool, line);
   return NULL;
 }
 
 static const char *parse_values_line(cmd_parms *cmd, const char *line, const void **parsed) {
-  (void)parsed;
-  (void)cmd;
   if (!*line) return "Require jwt-scope / jwt-issuer: at least one value";
+  *parsed = split_words(cmd->pool, line);
   return NULL;
 }
 

@@ -1351,3 +1351,248 @@ fn prefork_mints_an_assertion_that_verifies_behind_for_its_request_only() {
     );
     assert_eq!(s.upstream.hits(), before);
 }
+
+/// The CGI's `JWT_CLAIM_*` lines whose name is `name` ignoring case.
+fn env_lines<'a>(r: &'a Resp, name: &str) -> Vec<&'a str> {
+    r.body
+        .lines()
+        .filter(|l| l.split_once('=').is_some_and(|(k, _)| k.eq_ignore_ascii_case(name)))
+        .collect()
+}
+
+/// One child remembers the prepared claims of the tokens it has seen (the
+/// claims memo, found by the address of the core's claims text and used
+/// only when the whole text is equal): more distinct tokens than it holds,
+/// each sent twice (prepared, then from the memo or prepared again after
+/// an eviction), names of one length that differ in one character, and
+/// claim sets that differ in a member, all through one child. Each answer
+/// carries its own token's user and claims, never another's.
+fn claims_are_never_another_tokens(s: &Stack, threads: usize) {
+    const TOKENS: usize = 300; // the memo holds 256
+    let tokens: Vec<(String, String)> = (0..TOKENS)
+        .map(|i| {
+            let sub = format!("u{i:04}");
+            let token = s.token(|c| {
+                c["sub"] = json!(sub);
+                c["jti"] = json!(format!("memo-{i}"));
+                if i % 2 == 0 {
+                    c["role"] = json!(format!("r{i:04}"));
+                }
+            });
+            (sub, token)
+        })
+        .collect();
+    let addr = s.apache.addr.clone();
+    for pass in 0..2 {
+        let tokens = std::sync::Arc::new(tokens.clone());
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (addr, tokens) = (addr.clone(), tokens.clone());
+                std::thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    for i in (t..TOKENS).step_by(threads) {
+                        let (sub, token) = &tokens[i];
+                        let r = request(
+                            &addr,
+                            "GET",
+                            "/orders",
+                            &[("Authorization", &format!("Bearer {token}"))],
+                            "",
+                        );
+                        let env = app_env(&r);
+                        let role = (i % 2 == 0).then(|| format!("r{i:04}"));
+                        if r.status != 200
+                            || env.get("REMOTE_USER") != Some(sub)
+                            || env.get("JWT_CLAIM_sub") != Some(sub)
+                            || env.get("JWT_CLAIM_jti") != Some(&format!("memo-{i}"))
+                            || env.get("JWT_CLAIM_role") != role.as_ref()
+                        {
+                            failures.push(format!("pass {pass}, token {i}: {r:?}"));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        let failures: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        assert!(
+            failures.is_empty(),
+            "{} failures, first: {}",
+            failures.len(),
+            failures[0]
+        );
+    }
+}
+
+#[test]
+fn prefork_claims_memo_never_answers_with_another_tokens_claims() {
+    let Some(s) = stack(Mpm::Prefork, 1) else { return };
+    claims_are_never_another_tokens(&s, 1);
+}
+
+/// Eight threads of one child share its memo (under its lock).
+#[test]
+fn event_claims_memo_never_answers_with_another_tokens_claims() {
+    let Some(s) = stack(Mpm::Event, 1) else { return };
+    claims_are_never_another_tokens(&s, 8);
+}
+
+const EDGE_LOCATIONS: &str = r#"
+LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
+LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
+<Location />
+  AuthType jwtwarden
+  AuthName api
+  Require jwt-issuer ISSUER
+  RequestHeader set X-Env-Sub "%{JWT_CLAIM_sub}e"
+  RequestHeader set X-Env-Role "%{JWT_CLAIM_role}e"
+</Location>
+<Location /up/forged/>
+  SetEnvIf X-Forge "(.+)" JWT_CLAIM_sub=$1 JWT_CLAIM_role=$1
+</Location>
+<Location /forged/>
+  SetEnvIf X-Forge "(.+)" JWT_CLAIM_sub=$1 JWT_CLAIM_role=$1
+</Location>
+<Location /one/>
+  AuthName one
+</Location>
+<Location /two/>
+  AuthName two
+</Location>
+<Location /tenant/>
+  Require jwt-claim tenant acme "big corp"
+</Location>
+"#;
+
+/// What the module prepares from the claims, at its edges: strings with
+/// escapes (a value ending in a backslash, then more claims), DEL, UTF-8,
+/// non-string values, names that are not plain, two names that are one
+/// variable ignoring case (the last wins, one variable), a variable of the
+/// same name set before authentication (SetEnvIf on a client header: the
+/// verified claim replaces it, one variable; for the CGI, whose environment
+/// Apache de-duplicates as it runs it, and for every reader of the table
+/// before that, here mod_headers' `RequestHeader ... %{...}e` to the
+/// proxied backend, which takes the first of a name), realms of two
+/// locations that
+/// differ in nothing else, and Require words split once at startup
+/// (quoted words kept whole).
+#[test]
+fn prefork_claim_edges_reach_the_environment_exactly() {
+    let Some(mut s) = stack_at(Mpm::Prefork, 1, EDGE_LOCATIONS, |_| {}) else {
+        return;
+    };
+    let long = "n".repeat(65);
+    let max = "m".repeat(64);
+    let token = s.token(|c| {
+        c["path"] = json!("C:\\dir\\");
+        c["quote"] = json!("say \"hi\"");
+        c["zz"] = json!("after");
+        c["del"] = json!("a\u{7f}b");
+        c["uni"] = json!("é");
+        c["num"] = json!(42);
+        c["obj"] = json!({"a": "b,c"});
+        c["arr"] = json!(["x", "y"]);
+        c["t"] = json!(true);
+        c["nul"] = json!(null);
+        c["Role"] = json!("upper");
+        c["role"] = json!("lower");
+        c["ab\"c"] = json!("x");
+        c[long.as_str()] = json!("too long");
+        c[max.as_str()] = json!("fits");
+    });
+    let plain = s.token(|c| c["role"] = json!("user"));
+    for round in 0..3 {
+        let r = s.apache.bearer("/orders", &token);
+        assert_eq!(r.status, 200, "round {round}: {r:?}\n{}", s.apache.error_log());
+        let env = app_env(&r);
+        for (k, v) in [
+            ("path", "C:\\dir\\"),
+            ("quote", "say \"hi\""),
+            ("zz", "after"),
+            ("del", "a?b"),
+            ("uni", "é"),
+            ("num", "42"),
+            ("obj", r#"{"a":"b,c"}"#),
+            ("arr", r#"["x","y"]"#),
+            ("t", "true"),
+            ("nul", "null"),
+            (max.as_str(), "fits"),
+        ] {
+            assert_eq!(
+                env.get(&format!("JWT_CLAIM_{k}")).map(String::as_str),
+                Some(v),
+                "round {round}: {k}: {}",
+                r.body
+            );
+        }
+        let roles = env_lines(&r, "JWT_CLAIM_role");
+        assert_eq!(roles.len(), 1, "round {round}: {}", r.body);
+        assert!(roles[0].ends_with("=lower"), "round {round}: {}", r.body);
+        let r = s.apache.bearer("/up/orders", &token);
+        let h = echoed(&r);
+        let role: Vec<&str> = h
+            .iter()
+            .filter(|(n, _)| n == "x-env-role")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(role, ["lower"], "round {round}: {h:?}");
+        assert!(!r.body.contains("JWT_CLAIM_ab"), "round {round}: {}", r.body);
+        assert!(
+            !r.body.contains(&format!("JWT_CLAIM_{long}")),
+            "round {round}: {}",
+            r.body
+        );
+
+        // Set before authentication from a client's header: replaced (a
+        // token whose names are distinct, the module's fast path).
+        let r = s.apache.get(
+            "/forged/orders",
+            &[("Authorization", &format!("Bearer {plain}")), ("X-Forge", "mallory")],
+        );
+        assert_eq!(r.status, 200, "round {round}: {r:?}");
+        assert_eq!(
+            env_lines(&r, "JWT_CLAIM_sub"),
+            ["JWT_CLAIM_sub=alice"],
+            "round {round}: {}",
+            r.body
+        );
+        let roles = env_lines(&r, "JWT_CLAIM_role");
+        assert_eq!(roles.len(), 1, "round {round}: {}", r.body);
+        assert!(roles[0].ends_with("=user"), "round {round}: {}", r.body);
+        let r = s.apache.get(
+            "/up/forged/orders",
+            &[("Authorization", &format!("Bearer {plain}")), ("X-Forge", "mallory")],
+        );
+        assert_eq!(r.status, 200, "round {round}: {r:?}");
+        let h = echoed(&r);
+        let env: Vec<&str> = h
+            .iter()
+            .filter(|(n, _)| n == "x-env-sub" || n == "x-env-role")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(env, ["alice", "user"], "round {round}: {h:?}");
+
+        // Two realms, one child, alternating.
+        for realm in ["one", "two"] {
+            let r = s.apache.get(&format!("/{realm}/x"), &[]);
+            assert_eq!(r.status, 401, "{r:?}");
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some(format!("Bearer realm=\"{realm}\"").as_str()),
+                "{r:?}"
+            );
+        }
+    }
+    for (tenant, status) in [
+        ("acme", 200),
+        ("big corp", 200),
+        ("big", 401),
+        ("corp", 401),
+        ("\"big", 401),
+    ] {
+        let t = s.token(|c| c["tenant"] = json!(tenant));
+        assert_eq!(s.apache.bearer("/tenant/x", &t).status, status, "tenant {tenant:?}");
+    }
+    let log = s.apache.stop();
+    assert!(!log.contains("Segmentation fault"), "{log}");
+}

@@ -1560,7 +1560,9 @@ fn nginx_t_refuses_an_assertion_without_keys() {
         )
     };
     let engine = |assertion: Value| {
-        let mut e = json!({"issuers": [{"issuer": "https://idp.example", "jwks": {"keys": []}, "audiences": ["api"]}]});
+        // A key source `nginx -t` never fetches (jwtwarden_config_check
+        // refuses an empty static keyset).
+        let mut e: Value = serde_json::from_str(GOOD_ENGINE).unwrap();
         if !assertion.is_null() {
             e["assertion"] = assertion;
         }

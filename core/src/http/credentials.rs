@@ -127,7 +127,9 @@ fn one_token(t: &str) -> Result<&str, &'static str> {
     // below space (ASCII whitespace is among them) or a comma; the exact
     // test runs only when something was flagged (control characters other
     // than whitespace are the engine's to refuse, not this function's).
-    let flagged = t.bytes().fold(0u8, |acc, b| acc | u8::from(b <= b' ') | u8::from(b == b','));
+    let flagged = t
+        .bytes()
+        .fold(0u8, |acc, b| acc | u8::from(b <= b' ') | u8::from(b == b','));
     if flagged != 0 && t.bytes().any(|b| b.is_ascii_whitespace() || b == b',') {
         return Err(MORE_THAN_ONE);
     }

@@ -46,6 +46,7 @@ fn minter(pem: &str) -> Minter {
         },
         previous: None,
         lifetime_secs: 30,
+        hs256: Default::default(),
     };
     Minter::new(&cfg, Arc::new(SystemClock)).expect("minter")
 }

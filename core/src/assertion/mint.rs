@@ -1,5 +1,7 @@
-//! Minting assertions at the edge (EdDSA / Ed25519).
+//! Minting assertions at the edge: EdDSA (Ed25519) by default, HS256 with
+//! one secret per upstream audience where configured (`assertion.hs256`).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -17,6 +19,51 @@ use crate::verified::{Verified, VerifiedToken};
 /// How the edge mints (`assertion` in the engine configuration).
 pub use crate::config::AssertionConfig as MinterConfig;
 pub use crate::config::SigningKeyConfig;
+pub use crate::config::{AudienceSecretsConfig, SecretKeyConfig};
+
+/// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the
+/// hash output).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// One audience's HS256 signing secret.
+struct SecretKey {
+    key: aws_lc_rs::hmac::Key,
+    /// `base64url({"alg":"HS256","typ":…,"kid":…}) + "."`, built once.
+    header_b64: String,
+}
+
+impl SecretKey {
+    /// Read and check the secret; the error names the file, never its
+    /// content.
+    fn load(audience: &str, cfg: &SecretKeyConfig) -> Result<SecretKey> {
+        let bad = |m: String| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("assertion hs256 secret {:?} for audience {audience:?}: {m}", cfg.kid),
+            )
+        };
+        if cfg.kid.is_empty() {
+            return Err(bad("kid must not be empty".into()));
+        }
+        let text = std::fs::read_to_string(&cfg.secret_file)
+            .map_err(|e| bad(format!("{}: {}", cfg.secret_file.display(), e.kind())))?;
+        let secret = crate::token::decode_b64_lenient(text.trim())
+            .ok_or_else(|| bad(format!("{}: not base64url", cfg.secret_file.display())))?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(bad(format!(
+                "{}: a secret must be at least {MIN_SECRET_BYTES} bytes",
+                cfg.secret_file.display()
+            )));
+        }
+        let header = json!({"alg": "HS256", "typ": ASSERTION_TYP, "kid": cfg.kid});
+        let mut header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
+        header_b64.push('.');
+        Ok(SecretKey {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+            header_b64,
+        })
+    }
+}
 
 struct SigningKey {
     kid: String,
@@ -67,6 +114,9 @@ pub struct Minter {
     iss_json: String,
     current: SigningKey,
     previous: Option<SigningKey>,
+    /// Audience → its HS256 secret (`assertion.hs256`); audiences not here
+    /// get EdDSA.
+    hs256: HashMap<String, SecretKey>,
     lifetime_secs: u64,
     clock: Arc<dyn Clock>,
 }
@@ -77,6 +127,7 @@ impl std::fmt::Debug for Minter {
             .field("name", &self.name)
             .field("current", &self.current.kid)
             .field("previous", &self.previous.as_ref().map(|k| &k.kid))
+            .field("hs256_audiences", &self.hs256.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -101,17 +152,41 @@ impl Minter {
                 "assertion keys current and previous must have different kids",
             ));
         }
+        let mut kids: Vec<&str> = std::iter::once(current.kid.as_str())
+            .chain(previous.as_ref().map(|p| p.kid.as_str()))
+            .collect();
+        let mut hs256 = HashMap::new();
+        for (audience, secrets) in &cfg.hs256 {
+            for k in std::iter::once(&secrets.current).chain(secrets.previous.as_ref()) {
+                if kids.contains(&k.kid.as_str()) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!(
+                            "assertion hs256 kid {:?} (audience {audience:?}) is already used by another assertion key: each audience's kids are its own",
+                            k.kid
+                        ),
+                    ));
+                }
+                kids.push(&k.kid);
+            }
+            if let Some(previous) = &secrets.previous {
+                SecretKey::load(audience, previous)?;
+            }
+            hs256.insert(audience.clone(), SecretKey::load(audience, &secrets.current)?);
+        }
         Ok(Minter {
             name: cfg.name.clone(),
             iss_json: Value::from(cfg.name.as_str()).to_string(),
             current,
             previous,
+            hs256,
             lifetime_secs: cfg.lifetime_secs,
             clock,
         })
     }
 
-    /// The public keys, as a JWKS (`current` first, then `previous`).
+    /// The public keys, as a JWKS (`current` first, then `previous`). HS256
+    /// secrets are never published.
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = std::iter::once(&self.current)
             .chain(self.previous.as_ref())
@@ -151,7 +226,7 @@ impl Minter {
     /// ([`Verified::into_parts`]), as the HTTP decision holds it.
     ///
     /// What depends only on the verified result (`sub`, `verified_at`,
-    /// `key_kid`, `orig`) is written once per result and shared by its
+    /// `key_kid`, `key_age`, `orig`) is written once per result and shared by its
     /// cache hits; each call adds the request's own part (`aud`, `iat`,
     /// `exp`, a fresh `jti`, `htm`, `htu`, `cached`, `fresh`) and signs.
     /// Nothing minted is reused: one assertion per request (the service
@@ -203,6 +278,15 @@ impl Minter {
         payload.extend_from_slice(original.0.as_bytes());
         payload.push(b'}');
 
+        if let Some(key) = self.hs256.get(audience) {
+            let mut out = String::with_capacity(key.header_b64.len() + payload.len().div_ceil(3) * 4 + 46);
+            out.push_str(&key.header_b64);
+            URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+            let tag = aws_lc_rs::hmac::sign(&key.key, out.as_bytes());
+            out.push('.');
+            URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut out);
+            return Ok(out);
+        }
         let key = &self.current;
         let mut out = String::with_capacity(key.header_b64.len() + payload.len().div_ceil(3) * 4 + 90);
         out.push_str(&key.header_b64);
@@ -215,7 +299,7 @@ impl Minter {
 }
 
 /// The part of an assertion's claims that depends only on the verified
-/// result: `,"sub":…,"verified_at":…,"key_kid":…,"orig":{…}` (a JSON
+/// result: `,"sub":…,"verified_at":…,"key_kid":…,"key_age":…,"orig":{…}` (a JSON
 /// fragment), written once per result.
 struct Original(String);
 
@@ -241,6 +325,14 @@ impl Original {
         if let Some(kid) = v.kid.as_deref() {
             s.push_str(",\"key_kid\":");
             s.push_str(&Value::from(kid).to_string());
+        }
+        // The key's age when it verified the token: how long this edge had
+        // trusted it (seconds since it was first seen in its issuer's set).
+        if let Some(first_seen) = v.key_first_seen_ms {
+            s.push_str(&format!(
+                ",\"key_age\":{}",
+                v.verified_at_ms.saturating_sub(first_seen) / 1000
+            ));
         }
         s.push_str(",\"orig\":");
         s.push_str(&Value::Object(orig).to_string());

@@ -439,3 +439,28 @@ fn jsonwebtoken_verifies_the_hs256_assertion() {
     assert_eq!(got.claims["htu"], "/interop");
     assert!(jsonwebtoken::decode::<Value>(&a, &jsonwebtoken::DecodingKey::from_secret(&[0u8; 32]), &v).is_err());
 }
+
+/// The `jti` comes from a per-thread pool of random bytes: a forked child
+/// (a pre-fork web server's worker) must never hand out the bytes its
+/// parent hands out next, nor may one process repeat itself.
+#[test]
+fn jtis_are_unique_within_a_process_and_across_a_fork() {
+    let t = two_audiences();
+    let jti = |a: &str| payload(a)["jti"].as_str().unwrap().to_string();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        // 200 × 16 bytes: the 1 KiB pool is refilled three times.
+        assert!(seen.insert(jti(&mint(&t.edge, &t.minter, ORDERS, "/a"))));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("child-jti");
+    let code = common::in_forked_child(std::time::Duration::from_secs(20), || {
+        let a = mint(&t.edge, &t.minter, ORDERS, "/a");
+        std::fs::write(&out, jti(&a)).map(|_| 0).unwrap_or(1)
+    });
+    assert_eq!(code, Some(0), "the child minted");
+    let parent = jti(&mint(&t.edge, &t.minter, ORDERS, "/a"));
+    let child = std::fs::read_to_string(&out).unwrap();
+    assert_ne!(parent, child, "parent and child drew the same jti");
+    assert!(!seen.contains(&child));
+}

@@ -244,8 +244,7 @@ impl Minter {
             .map_err(|why| Error::new(ErrorKind::InvalidArgument, format!("assertion path: {why}")))?
             .path;
         let iat = self.clock.now_ms() / 1000;
-        let mut jti = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut jti).map_err(|_| Error::new(ErrorKind::Internal, "no randomness"))?;
+        let jti = random_jti()?;
         let mut payload: Vec<u8> = Vec::with_capacity(512);
         payload.extend_from_slice(b"{\"iss\":");
         payload.extend_from_slice(self.iss_json.as_bytes());
@@ -338,6 +337,41 @@ impl Original {
         s.push_str(&Value::Object(orig).to_string());
         Original(s)
     }
+}
+
+/// 16 random bytes for a `jti`. Taken from a per-thread pool of 1 KiB
+/// filled from the system generator (aws-lc) at once: one call per 64
+/// assertions instead of one per assertion (about 0.5 µs each, a quarter
+/// of an HS256 mint). A forked child (its pid differs from the pool's)
+/// refills before it takes anything, so parent and child never hand out
+/// the same bytes.
+fn random_jti() -> Result<[u8; 16]> {
+    use std::cell::RefCell;
+    const POOL: usize = 1024;
+    struct Pool {
+        pid: u32,
+        used: usize,
+        bytes: [u8; POOL],
+    }
+    thread_local! {
+        static JTI_POOL: RefCell<Pool> = const { RefCell::new(Pool { pid: 0, used: POOL, bytes: [0; POOL] }) };
+    }
+    JTI_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let pid = std::process::id();
+        if pool.used + 16 > POOL || pool.pid != pid {
+            aws_lc_rs::rand::fill(&mut pool.bytes).map_err(|_| Error::new(ErrorKind::Internal, "no randomness"))?;
+            pool.pid = pid;
+            pool.used = 0;
+        }
+        let mut jti = [0u8; 16];
+        let at = pool.used;
+        jti.copy_from_slice(&pool.bytes[at..at + 16]);
+        // Not handed out twice, and not left readable in the pool.
+        pool.bytes[at..at + 16].fill(0);
+        pool.used += 16;
+        Ok(jti)
+    })
 }
 
 /// Append `s` as a JSON string.

@@ -4,8 +4,8 @@
 //! audience's secret cannot mint for another; `alg` confusion in every
 //! direction refused; rotation with `previous`; replay still refused; a
 //! config that mixes EdDSA and HS256 for one edge, or holds a short secret,
-//! refused; the format checked by an independent library (`jsonwebtoken`
-//! with its own claim validation).
+//! refused; `jti`s unique across a fork; the format checked by independent
+//! libraries (golang-jwt, and `jsonwebtoken` with its own claim validation).
 
 mod common;
 
@@ -463,4 +463,44 @@ fn jtis_are_unique_within_a_process_and_across_a_fork() {
     let child = std::fs::read_to_string(&out).unwrap();
     assert_ne!(parent, child, "parent and child drew the same jti");
     assert!(!seen.contains(&child));
+}
+
+/// golang-jwt (Go, not Rust) verifies the HS256 assertion with the
+/// service's secret only, and refuses it under another audience's secret
+/// or when it was edited. Skipped (with a note) when Go is missing.
+#[test]
+fn golang_jwt_verifies_the_hs256_assertion() {
+    let t = two_audiences();
+    let a = mint(&t.edge, &t.minter, ORDERS, "/interop");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/assertion_interop");
+    let go = |token: &str, secret: &str| {
+        std::process::Command::new("go")
+            .args(["run", ".", token, secret, ORDERS, "HS256"])
+            .current_dir(&dir)
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+    };
+    let out = match go(&a, &t.orders_secret.b64) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: no go ({e})");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "golang-jwt refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["htu"], "/interop");
+    assert_eq!(claims["iss"], EDGE);
+    let other = URL_SAFE_NO_PAD.encode([1u8; 32]);
+    assert!(!go(&a, &other).unwrap().status.success());
+    let mut c = payload(&a);
+    c["sub"] = json!("root");
+    assert!(!go(&with_payload(&a, &c), &t.orders_secret.b64)
+        .unwrap()
+        .status
+        .success());
 }

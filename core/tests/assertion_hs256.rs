@@ -361,6 +361,32 @@ fn a_short_missing_or_shared_secret_is_refused_and_never_shown() {
         Minter::new(&minter_cfg(m), clock.clone()).unwrap_err().kind(),
         ErrorKind::InvalidConfig
     );
+    // One secret (the same file, or a copy) under two audiences' kids:
+    // either service could forge to the other. Refused.
+    let mut m = BTreeMap::new();
+    m.insert(ORDERS.to_string(), audience(secret_cfg("o", &a), None));
+    m.insert(BILLING.to_string(), audience(secret_cfg("b", &a), None));
+    let err = Minter::new(&minter_cfg(m), clock.clone()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.message().contains("same secret"), "{err}");
+    let copy = dir.path().join("copy");
+    std::fs::write(&copy, format!("  {}=\n", a.b64)).unwrap();
+    let mut m = BTreeMap::new();
+    m.insert(ORDERS.to_string(), audience(secret_cfg("o", &a), None));
+    m.insert(
+        BILLING.to_string(),
+        audience(
+            secret_cfg("b", &b),
+            Some(SecretKeyConfig {
+                kid: "b0".into(),
+                secret_file: copy,
+            }),
+        ),
+    );
+    assert!(
+        Minter::new(&minter_cfg(m), clock.clone()).is_err(),
+        "a copy as previous"
+    );
     let ok = {
         let mut m = BTreeMap::new();
         m.insert(ORDERS.to_string(), audience(secret_cfg("ed-1", &a), None));

@@ -28,6 +28,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// One audience's HS256 signing secret.
 struct SecretKey {
     key: aws_lc_rs::hmac::Key,
+    /// SHA-256 of the secret, only to refuse one secret for two audiences.
+    digest: [u8; 32],
     /// `base64url({"alg":"HS256","typ":…,"kid":…}) + "."`, built once.
     header_b64: String,
 }
@@ -58,8 +60,11 @@ impl SecretKey {
         let header = json!({"alg": "HS256", "typ": ASSERTION_TYP, "kid": cfg.kid});
         let mut header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
         header_b64.push('.');
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &secret).as_ref());
         Ok(SecretKey {
             key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+            digest,
             header_b64,
         })
     }
@@ -156,6 +161,9 @@ impl Minter {
             .chain(previous.as_ref().map(|p| p.kid.as_str()))
             .collect();
         let mut hs256 = HashMap::new();
+        // Audience → the digests of its secrets: a secret two audiences
+        // share would let either service forge to the other.
+        let mut digests: Vec<(&str, [u8; 32])> = Vec::new();
         for (audience, secrets) in &cfg.hs256 {
             for k in std::iter::once(&secrets.current).chain(secrets.previous.as_ref()) {
                 if kids.contains(&k.kid.as_str()) {
@@ -169,10 +177,24 @@ impl Minter {
                 }
                 kids.push(&k.kid);
             }
-            if let Some(previous) = &secrets.previous {
-                SecretKey::load(audience, previous)?;
+            let current = SecretKey::load(audience, &secrets.current)?;
+            let previous = secrets
+                .previous
+                .as_ref()
+                .map(|p| SecretKey::load(audience, p))
+                .transpose()?;
+            for digest in std::iter::once(current.digest).chain(previous.map(|p| p.digest)) {
+                if let Some((other, _)) = digests.iter().find(|(a, d)| *a != audience && *d == digest) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!(
+                            "assertion hs256: audiences {other:?} and {audience:?} hold the same secret: each service must hold its own"
+                        ),
+                    ));
+                }
+                digests.push((audience, digest));
             }
-            hs256.insert(audience.clone(), SecretKey::load(audience, &secrets.current)?);
+            hs256.insert(audience.clone(), current);
         }
         Ok(Minter {
             name: cfg.name.clone(),

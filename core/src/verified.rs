@@ -39,7 +39,7 @@ pub struct VerifiedToken {
     /// this is the time of the original verification.
     pub verified_at_ms: u64,
     /// When this process first saw the verifying key in its issuer's set
-    /// ([`crate::keys::Key::first_seen_ms`]), ms since the epoch; `None`
+    /// ([`crate::Key::first_seen_ms`]), ms since the epoch; `None`
     /// for a local HMAC secret. The key's age at verification is
     /// `verified_at_ms - key_first_seen_ms`.
     pub key_first_seen_ms: Option<u64>,

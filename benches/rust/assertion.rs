@@ -5,6 +5,9 @@
 //! (the bare Ed25519 check against the whole inherited-trust path, beside
 //! an RS256 cache miss and hit).
 //!
+//! The opt-in HS256 mode (one secret per upstream audience) is measured
+//! beside the default EdDSA in the same table.
+//!
 //! Run: `cargo bench -p jwtwarden-benches --bench assertion`
 
 // criterion_group!/criterion_main! generate undocumented items.
@@ -18,7 +21,10 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use jwtwarden::assertion::{edge_issuer, Inheritance, Minter, MinterConfig, ReplayGuard, Request, SigningKeyConfig};
+use jwtwarden::assertion::{
+    edge_issuer, AudienceSecretsConfig, Inheritance, Minter, MinterConfig, ReplayGuard, Request, SecretKeyConfig,
+    SigningKeyConfig,
+};
 use jwtwarden::http::{DecideMode, HttpPolicy, HttpRequest};
 use jwtwarden::{Config, SystemClock, Verifier, VerifyOptions};
 use jwtwarden_benches::Fixture;
@@ -46,8 +52,46 @@ fn minter(pem: &str) -> Minter {
         },
         previous: None,
         lifetime_secs: 30,
+        hs256: Default::default(),
     };
     Minter::new(&cfg, Arc::new(SystemClock)).expect("minter")
+}
+
+/// The HS256 audience of the benches and its secret (base64url).
+const HS_AUDIENCE: &str = "orders-hs";
+
+/// A minter like [`minter`] that also signs HS256 for [`HS_AUDIENCE`],
+/// and the secret (base64url) the service behind holds.
+fn hs_minter(pem: &str) -> (Minter, String) {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).unwrap();
+    let b64 = URL_SAFE_NO_PAD.encode(secret);
+    let file = std::env::temp_dir().join(format!("jwtwarden-bench-hs256-{}", std::process::id()));
+    std::fs::write(&file, &b64).unwrap();
+    let mut cfg = MinterConfig {
+        name: EDGE.into(),
+        current: SigningKeyConfig {
+            kid: "e1".into(),
+            pem: Some(pem.into()),
+            pem_file: None,
+        },
+        previous: None,
+        lifetime_secs: 30,
+        hs256: Default::default(),
+    };
+    cfg.hs256.insert(
+        HS_AUDIENCE.into(),
+        AudienceSecretsConfig {
+            current: SecretKeyConfig {
+                kid: "hs-1".into(),
+                secret_file: file.clone(),
+            },
+            previous: None,
+        },
+    );
+    let m = Minter::new(&cfg, Arc::new(SystemClock)).expect("minter");
+    let _ = std::fs::remove_file(file);
+    (m, b64)
 }
 
 fn edge(c: &mut Criterion) {
@@ -288,6 +332,33 @@ fn cpu_time_table(_: &mut Criterion) {
         issuer: None,
         fresh: true,
     };
+    // The HS256 mode: the same edge, the audience `orders-hs` keyed by its
+    // own secret, and its service.
+    let (hs_minter, hs_secret) = hs_minter(&pem);
+    let hs_policy = HttpPolicy::from_json(&format!(r#"{{"assertion": {{"audience": "{HS_AUDIENCE}"}}}}"#)).unwrap();
+    let hs_sample = hs_minter.mint(&v, token.as_bytes(), HS_AUDIENCE, &r, false).unwrap();
+    let hs_input = hs_sample.rsplit_once('.').unwrap().0.to_string();
+    let hs_key = aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA256,
+        &URL_SAFE_NO_PAD.decode(&hs_secret).unwrap(),
+    );
+    let hs_service = Verifier::new(
+        Config::from_value(json!({
+            "issuers": [{"kind": "assertion", "issuer": EDGE, "audiences": [HS_AUDIENCE],
+                         "algorithms": ["HS256"], "hmac_keys": [{"kid": "hs-1", "secret_base64": hs_secret}]}],
+            "background_refresh": false,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let ed_service = Verifier::new(
+        Config::from_value(json!({
+            "issuers": [{"kind": "assertion", "issuer": EDGE, "audiences": ["orders"], "jwks": minter.jwks()}],
+            "background_refresh": false,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
     let misses = f.verifier(json!({"capacity": 1, "shards": 1}));
     let rs: Vec<String> = (0..64).map(|i| f.token(Alg::RS256, &format!("svc-{i}"))).collect();
     let ed: Vec<String> = (0..64).map(|i| f.token(Alg::EdDSA, &format!("svc-{i}"))).collect();
@@ -326,6 +397,66 @@ fn cpu_time_table(_: &mut Criterion) {
             cpu_per_op(2_000, unit, |_| {
                 black_box(pair.sign(input.as_bytes()));
             }),
+        ),
+        (
+            "edge: HTTP decision, cache hit + HS256 mint",
+            cpu_per_op(20_000, unit, |_| {
+                black_box(hs_policy.decide_minting(&verifier, Some(&hs_minter), &req, DecideMode::CachedOnly));
+            }),
+        ),
+        (
+            "edge: HS256 mint alone",
+            cpu_per_op(20_000, unit, |_| {
+                black_box(hs_minter.mint(&v, token.as_bytes(), HS_AUDIENCE, &r, false).unwrap());
+            }),
+        ),
+        (
+            "edge: HMAC-SHA256 alone (aws-lc)",
+            cpu_per_op(20_000, unit, |_| {
+                black_box(aws_lc_rs::hmac::sign(&hs_key, hs_input.as_bytes()));
+            }),
+        ),
+        (
+            "edge: 16 random bytes from aws-lc (one call per jti, as before)",
+            cpu_per_op(20_000, unit, |_| {
+                let mut jti = [0u8; 16];
+                aws_lc_rs::rand::fill(&mut jti).unwrap();
+                black_box(jti);
+            }),
+        ),
+        (
+            "edge: getpid (the jti pool's fork check)",
+            cpu_per_op(20_000, unit, |_| {
+                black_box(std::process::id());
+            }),
+        ),
+        (
+            "behind: inherited verify, HS256 (verify_assertion: signature, claims, binding, replay)",
+            cpu_per_op(
+                5_000,
+                |n| {
+                    (0..n)
+                        .map(|_| hs_minter.mint(&v, token.as_bytes(), HS_AUDIENCE, &r, false).unwrap())
+                        .collect()
+                },
+                |a: String| {
+                    hs_service.verify_assertion(&a, &r, false).unwrap();
+                },
+            ),
+        ),
+        (
+            "behind: inherited verify, EdDSA (verify_assertion: signature, claims, binding, replay)",
+            cpu_per_op(
+                1_000,
+                |n| {
+                    (0..n)
+                        .map(|_| minter.mint(&v, token.as_bytes(), "orders", &r, false).unwrap())
+                        .collect()
+                },
+                |a: String| {
+                    ed_service.verify_assertion(&a, &r, false).unwrap();
+                },
+            ),
         ),
         (
             "behind: inherited verify (signature, claims, binding, replay)",

@@ -526,6 +526,7 @@ mod tests {
                 kid: None,
                 alg: Alg::RS256,
                 verified_at_ms: 0,
+                key_first_seen_ms: None,
                 expires_at: 0,
             },
             Facts::of(&Map::new()),

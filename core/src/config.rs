@@ -157,11 +157,14 @@ pub struct IssuerConfig {
     /// assertions are accepted only by `verify_assertion`, never by
     /// `verify`, under a fixed policy: EdDSA only, `typ`
     /// `jwtwarden-assertion+jwt`, the binding claims required, leeway 5 s,
-    /// lifetime at most 300 s. Fields that would loosen it are refused,
-    /// naming the field: `algorithms` other than the default or
-    /// `["EdDSA"]`, another `typ`, `leeway_secs` above 5 (the default 30
+    /// lifetime at most 300 s. Opt-in HMAC mode: `algorithms = ["HS256"]`
+    /// with this service's `hmac_keys` (the edge's `assertion.hs256`
+    /// secrets for this audience) and no JWKS source; one edge is never
+    /// both. Fields that would loosen it are refused,
+    /// naming the field: `algorithms` other than the default,
+    /// `["EdDSA"]` or `["HS256"]`, another `typ`, `leeway_secs` above 5 (the default 30
     /// becomes 5), `max_token_lifetime_secs` above 300, `discovery`,
-    /// `allow_any_audience`, `hmac_keys`, `status_list.allowed_uris`.
+    /// `allow_any_audience`, `hmac_keys` without `["HS256"]`, `status_list.allowed_uris`.
     /// Edges cannot be added, removed or changed at runtime.
     #[serde(default)]
     pub kind: IssuerKind,
@@ -867,7 +870,8 @@ impl IssuerConfig {
     }
 
     /// This edge entry (`kind = "assertion"`) under the fixed assertion
-    /// policy: EdDSA only, `typ` required, the binding claims required,
+    /// policy: EdDSA only (or HS256 only, when the entry says
+    /// `algorithms = ["HS256"]` with `hmac_keys`), `typ` required, the binding claims required,
     /// leeway 5 s (or less, if configured), lifetime capped at 300 s (or
     /// less). Its `kind` is `token` (the verifier holding edges verifies
     /// them with an ordinary verifier of their own). Whether the entry
@@ -876,7 +880,11 @@ impl IssuerConfig {
         let mut cfg = self.clone();
         cfg.kind = IssuerKind::Token;
         cfg.fresh_within_secs = None;
-        cfg.algorithms = vec![Alg::EdDSA];
+        cfg.algorithms = if self.algorithms == [Alg::HS256] {
+            vec![Alg::HS256]
+        } else {
+            vec![Alg::EdDSA]
+        };
         cfg.typ = Some(ASSERTION_TYP.to_string());
         for claim in ASSERTION_REQUIRED_CLAIMS {
             if !cfg.required_claims.iter().any(|c| c == claim) {
@@ -1108,8 +1116,28 @@ impl IssuerConfig {
             return Ok(());
         }
         let why = "an issuer of kind \"assertion\" cannot loosen the assertion policy:";
-        if self.algorithms != default_algorithms() && self.algorithms != [Alg::EdDSA] {
-            return invalid(&f("algorithms"), &format!("{why} EdDSA only"));
+        if self.algorithms == [Alg::HS256] {
+            // The opt-in HMAC mode: HS256 with this service's own secrets
+            // only, never next to the edge's public keys.
+            if self.hmac_keys.is_empty() {
+                return invalid(&f("hmac_keys"), &format!("{why} HS256 needs this service's hmac_keys"));
+            }
+            if self.jwks_uri.is_some() || self.jwks.is_some() || self.jwks_file.is_some() {
+                return invalid(
+                    &f("algorithms"),
+                    &format!("{why} one edge is EdDSA (jwks_uri, jwks or jwks_file) or HS256 (hmac_keys), not both"),
+                );
+            }
+        } else if self.algorithms != default_algorithms() && self.algorithms != [Alg::EdDSA] {
+            return invalid(
+                &f("algorithms"),
+                &format!("{why} EdDSA only, or [\"HS256\"] with hmac_keys"),
+            );
+        } else if !self.hmac_keys.is_empty() {
+            return invalid(
+                &f("hmac_keys"),
+                &format!("{why} hmac_keys only with algorithms = [\"HS256\"] (and no JWKS)"),
+            );
         }
         if self.typ.as_deref().is_some_and(|t| t != ASSERTION_TYP) {
             return invalid(&f("typ"), &format!("{why} typ is {ASSERTION_TYP}"));
@@ -1137,9 +1165,6 @@ impl IssuerConfig {
         }
         if self.allow_any_audience {
             return invalid(&f("allow_any_audience"), &format!("{why} the audience is checked"));
-        }
-        if !self.hmac_keys.is_empty() {
-            return invalid(&f("hmac_keys"), &format!("{why} EdDSA only"));
         }
         if !self.status_list.allowed_uris.is_empty() {
             return invalid(
@@ -1423,6 +1448,47 @@ pub struct AssertionConfig {
     /// Assertion lifetime in seconds (`exp - iat`). Default 30.
     #[serde(default = "default_assertion_lifetime")]
     pub lifetime_secs: u64,
+    /// Opt-in HS256 (HMAC-SHA256) assertions, per upstream audience: the
+    /// audience → its secrets. An assertion for an audience listed here is
+    /// signed with that audience's `current` secret instead of the Ed25519
+    /// key; every other audience still gets EdDSA. Each service holds only
+    /// its own secret (as `hmac_keys` of its edge issuer), so a service can
+    /// forge assertions only to itself; an independent party cannot check
+    /// them (no JWKS). Threat model: `docs/trust-handoff.md` §2. Default:
+    /// none (EdDSA for every audience).
+    #[serde(default)]
+    pub hs256: std::collections::BTreeMap<String, AudienceSecretsConfig>,
+}
+
+/// The HS256 secrets the edge holds for one upstream audience
+/// (`assertion.hs256.<audience>`).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceSecretsConfig {
+    /// The secret that signs.
+    pub current: SecretKeyConfig,
+    /// The secret being rotated out: never used to sign; held so that its
+    /// `kid` stays reserved while services still accept it. Rotation: add
+    /// the new secret to the service's `hmac_keys`, make it the edge's
+    /// `current` (the old one `previous`), then remove the old one from
+    /// the service. Default: none.
+    #[serde(default)]
+    pub previous: Option<SecretKeyConfig>,
+}
+
+/// One HS256 secret of the edge: its `kid` (distinct from every other
+/// assertion key's) and the file holding it, base64url (the same string
+/// the service configures as `hmac_keys[].secret_base64`), at least 32
+/// bytes once decoded. The secret itself is never in the configuration,
+/// its `Debug` or a log.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyConfig {
+    /// The key id set in each assertion's header.
+    pub kid: String,
+    /// The file holding the secret, base64url (padded or not); surrounding
+    /// whitespace is ignored.
+    pub secret_file: PathBuf,
 }
 
 fn default_assertion_lifetime() -> u64 {

@@ -46,6 +46,11 @@ pub struct Key {
     pub bits: usize,
     /// RFC 7638 SHA-256 thumbprint (base64url). Identifies the key material.
     pub thumbprint: String,
+    /// When this process first saw this key material (by thumbprint) in
+    /// its issuer's fetched set, ms since the epoch; kept across refreshes
+    /// while the key stays in the set. Set when a set is installed; 0 when
+    /// not known (local HMAC secrets, a key not installed).
+    pub first_seen_ms: u64,
     pub(crate) decoding: DecodingKey,
 }
 
@@ -96,6 +101,7 @@ impl Key {
             // Not an RFC 7638 thumbprint of the secret (that would leak a
             // hash of it): a digest of the digest, only used to detect change.
             thumbprint: URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, digest.as_ref())),
+            first_seen_ms: 0,
             decoding: DecodingKey::from_secret(secret),
         }
     }
@@ -165,6 +171,14 @@ impl KeySet {
         self.by_thumbprint
             .get(thumbprint)
             .is_some_and(|idx| idx.iter().any(|&i| self.keys[i].kid.as_deref() == kid))
+    }
+
+    /// When the key material with this thumbprint was first seen
+    /// ([`Key::first_seen_ms`]), if the set holds it.
+    pub fn first_seen_ms(&self, thumbprint: &str) -> Option<u64> {
+        self.by_thumbprint
+            .get(thumbprint)
+            .and_then(|idx| idx.iter().map(|&i| self.keys[i].first_seen_ms).min())
     }
 
     /// Find the key for a token's `kid` and `alg`.
@@ -343,6 +357,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg], usage: KeyUse) -> Result<Key, Reject>
         alg: declared_alg,
         bits: m.bits,
         thumbprint: thumbprint(&m.thumb_members),
+        first_seen_ms: 0,
         decoding: m.decoding,
     })
 }
@@ -915,6 +930,7 @@ mod tests {
             alg: None,
             bits: 256,
             thumbprint,
+            first_seen_ms: 0,
             decoding: DecodingKey::from_secret(b""),
         })
     }

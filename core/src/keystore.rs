@@ -150,7 +150,22 @@ impl KeyStore {
         let keys: Vec<Arc<Key>> = keys
             .into_iter()
             .filter(|k| !is_revoked(&old.revoked, k))
-            .map(Arc::new)
+            .map(|mut k| {
+                // First seen: carried while the key material stays (in the
+                // set or within its rotation grace), else now.
+                k.first_seen_ms = old
+                    .set
+                    .first_seen_ms(&k.thumbprint)
+                    .or_else(|| {
+                        old.retired
+                            .iter()
+                            .filter(|(r, _)| r.thumbprint == k.thumbprint)
+                            .map(|(r, _)| r.first_seen_ms)
+                            .min()
+                    })
+                    .unwrap_or(now);
+                Arc::new(k)
+            })
             .collect();
         if keys.is_empty() {
             return Err(if offered == 0 {

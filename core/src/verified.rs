@@ -38,6 +38,11 @@ pub struct VerifiedToken {
     /// When the signature was checked, ms since the epoch. For a cache hit,
     /// this is the time of the original verification.
     pub verified_at_ms: u64,
+    /// When this process first saw the verifying key in its issuer's set
+    /// ([`crate::Key::first_seen_ms`]), ms since the epoch; `None`
+    /// for a local HMAC secret. The key's age at verification is
+    /// `verified_at_ms - key_first_seen_ms`.
+    pub key_first_seen_ms: Option<u64>,
     /// The token's `exp`, seconds since the epoch.
     pub expires_at: u64,
     /// What a cache hit re-checks against revocations.
@@ -75,6 +80,7 @@ pub(crate) struct Fresh<'a> {
     pub kid: Option<Arc<str>>,
     pub alg: Alg,
     pub verified_at_ms: u64,
+    pub key_first_seen_ms: Option<u64>,
     pub expires_at: u64,
 }
 
@@ -87,6 +93,7 @@ impl Clone for VerifiedToken {
             kid: self.kid.clone(),
             alg: self.alg,
             verified_at_ms: self.verified_at_ms,
+            key_first_seen_ms: self.key_first_seen_ms,
             expires_at: self.expires_at,
             facts: self.facts.clone(),
             entry: self.entry.clone(),
@@ -120,6 +127,7 @@ impl VerifiedToken {
             kid: fresh.kid,
             alg: fresh.alg,
             verified_at_ms: fresh.verified_at_ms,
+            key_first_seen_ms: fresh.key_first_seen_ms,
             expires_at: fresh.expires_at,
             facts,
             entry,

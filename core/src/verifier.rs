@@ -1032,6 +1032,7 @@ impl Shared {
             },
             alg,
             verified_at_ms: now,
+            key_first_seen_ms: (key.kty != "oct").then_some(key.first_seen_ms),
             // The API reports `exp` in whole seconds: the millisecond `exp`
             // the checks used, rounded down.
             expires_at: exp_ms / 1000,
@@ -1102,6 +1103,7 @@ impl Shared {
             },
             alg,
             verified_at_ms: now,
+            key_first_seen_ms: (key.kty != "oct").then_some(key.first_seen_ms),
             expires_at: exp_ms / 1000,
         };
         let compact = VerifiedToken::new(fresh, facts, EntryState::new(stamp, &life, status));

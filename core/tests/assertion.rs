@@ -43,6 +43,7 @@ fn minter(clock: &ManualClock, current: SigningKeyConfig, previous: Option<Signi
         current,
         previous,
         lifetime_secs: 30,
+        hs256: Default::default(),
     };
     Minter::new(&cfg, Arc::new(clock.clone())).expect("minter")
 }
@@ -475,6 +476,64 @@ fn a_full_replay_window_refuses_rather_than_forgets() {
     let v = edge.verifier.verify(&token).unwrap();
     let a = m.mint(&v, token.as_bytes(), SERVICE, &req, false).unwrap();
     b.check(&a, "GET", "/").expect("expired entries are dropped");
+}
+
+/// `key_age`: how long the edge had trusted the key that verified the
+/// original token, by the edge's manual clock. Carried across a refresh
+/// while the key stays in the set; a key new to the set starts at 0; a
+/// cache hit reports the age at the original verification.
+#[test]
+fn the_key_age_is_carried_across_refreshes_and_restarts_for_a_new_key() {
+    let w = world();
+    let k1 = w.edge.issuer.first_kid();
+    let req = Request {
+        method: "GET",
+        path: "/a",
+    };
+    let mut n = 0;
+    let mut mint_with = |kid: &str| {
+        n += 1;
+        let token = w.edge.token_with(kid, json!({"jti": format!("key-age-{n}")}));
+        let v = w.edge.verifier.verify(&token).expect("original verifies");
+        let a = w.minter.mint(&v, token.as_bytes(), SERVICE, &req, false).unwrap();
+        (token, a)
+    };
+    let (first, a) = mint_with(&k1);
+    assert_eq!(payload(&a)["key_age"], 0, "the key was seen at the startup fetch");
+    assert_eq!(payload(&a)["key_kid"], k1.as_str());
+    let got = w.behind.check(&a, "GET", "/a").unwrap();
+    assert_eq!(got.key_age, Some(0));
+    assert_eq!(got.assertion["key_age"], 0);
+
+    w.edge.clock.advance_secs(100);
+    // A new key: its unknown kid makes the edge refresh; the set now holds
+    // both, and only the new one starts from zero.
+    let k2 = w.edge.issuer.rotate(common::IssuerAlg::EdDSA);
+    let (_, a2) = mint_with(&k2);
+    assert_eq!(payload(&a2)["key_age"], 0, "a new key starts at 0");
+    assert_eq!(payload(&a2)["key_kid"], k2.as_str());
+    let (_, a1) = mint_with(&k1);
+    assert_eq!(payload(&a1)["key_age"], 100, "carried across the refresh");
+    assert_eq!(w.behind.check(&a1, "GET", "/a").unwrap().key_age, Some(100));
+
+    // A cache hit reports the age at its original verification.
+    w.edge.clock.advance_secs(7);
+    let v = w.edge.verifier.verify(&first).unwrap();
+    assert!(v.cached());
+    let hit = w.minter.mint(&v, first.as_bytes(), SERVICE, &req, false).unwrap();
+    assert_eq!(payload(&hit)["key_age"], 0);
+
+    // The old key leaves the set, a later key joins: k2 keeps its
+    // first-seen time through both refreshes, the later key starts at 0.
+    w.edge.issuer.retire_key(&k1);
+    w.edge.verifier.refresh_issuer(&w.edge.issuer.url()).unwrap();
+    w.edge.clock.advance_secs(40);
+    let k3 = w.edge.issuer.rotate(common::IssuerAlg::EdDSA);
+    w.edge.verifier.refresh_issuer(&w.edge.issuer.url()).unwrap();
+    let (_, a2b) = mint_with(&k2);
+    assert_eq!(payload(&a2b)["key_age"], 47, "k2 kept its first-seen time");
+    let (_, a3) = mint_with(&k3);
+    assert_eq!(payload(&a3)["key_age"], 0);
 }
 
 /// golang-jwt (not jsonwebtoken, not aws-lc) accepts the assertion: the

@@ -269,3 +269,68 @@ fn the_engine_configs_assertion_keys_are_checked_when_the_minter_is_built() {
         .expect("parses");
     assert!(Minter::new(c.assertion.as_ref().unwrap(), clock).is_err());
 }
+
+/// The opt-in HS256 mode through the engine config and the shared
+/// decision (what nginx and Apache mint with): `assertion.hs256.orders`
+/// makes the `orders` route's assertion HS256, verified by a service that
+/// holds only that secret; the `billing` route keeps EdDSA; `key_age`
+/// rides along.
+#[test]
+fn the_engine_config_hs256_section_mints_hs256_for_its_audience_only() {
+    let pem = pem();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([42u8; 32]);
+    let file = dir.path().join("orders.secret");
+    std::fs::write(&file, &secret_b64).unwrap();
+    let s = setup_with(|_| {});
+    let mut c = edge_config_json(&s, &pem);
+    c["assertion"]["hs256"] = json!({"orders": {"current": {"kid": "orders-1", "secret_file": file}}});
+    let config = Config::from_value(c).expect("the engine config parses");
+    let minter = Minter::new(config.assertion.as_ref().unwrap(), Arc::new(s.clock.clone())).expect("minter");
+    assert!(!minter.jwks().to_string().contains(&secret_b64));
+    let e = Edge { s, minter };
+    let auth = e.bearer();
+    let d = e.decide(
+        &policy(json!({"assertion": {"audience": "orders"}})),
+        "GET",
+        "/api/orders/7",
+        &auth,
+        DecideMode::Verify,
+    );
+    let a = d.assertion().expect("an assertion").value.clone();
+    let head = a.split('.').next().unwrap();
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap();
+    assert_eq!(header["alg"], "HS256");
+    assert_eq!(payload(&a)["key_age"], 0);
+    let service = Verifier::with_clock(
+        Config::from_value(json!({
+            "issuers": [{"kind": "assertion", "issuer": EDGE, "audiences": ["orders"],
+                         "algorithms": ["HS256"], "hmac_keys": [{"kid": "orders-1", "secret_base64": secret_b64}]}],
+            "background_refresh": false,
+        }))
+        .unwrap(),
+        Arc::new(e.s.clock.clone()),
+    )
+    .unwrap();
+    let got = service
+        .verify_assertion(
+            &a,
+            &Request {
+                method: "GET",
+                path: "/api/orders/7",
+            },
+            false,
+        )
+        .expect("inherited over HS256");
+    assert_eq!(got.key_age, Some(0));
+    let d = e.decide(
+        &policy(json!({"assertion": {"audience": "billing"}})),
+        "GET",
+        "/api/pay",
+        &auth,
+        DecideMode::Verify,
+    );
+    let b = d.assertion().expect("an assertion").value.clone();
+    check(&behind(&e, "billing"), &b, "GET", "/api/pay").expect("billing stays EdDSA");
+}

@@ -39,6 +39,7 @@ fn minter(clock: &ManualClock) -> Minter {
         },
         previous: None,
         lifetime_secs: 30,
+        hs256: Default::default(),
     };
     Minter::new(&cfg, Arc::new(clock.clone())).expect("minter")
 }

@@ -88,6 +88,7 @@ impl AssertionConfig {
             current: f.current.into_config(),
             previous: f.previous.map(KeyFile::into_config),
             lifetime_secs: f.lifetime_secs.unwrap_or(DEFAULT_LIFETIME_SECS),
+            hs256: Default::default(),
         };
         let minter = Minter::new(&cfg, Arc::new(SystemClock)).map_err(|e| format!("assertion: {}", e.message()))?;
         Ok(Arc::new(AssertionConfig {

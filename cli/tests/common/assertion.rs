@@ -53,6 +53,7 @@ pub fn edge_jwks(pem: &str) -> Value {
         },
         previous: None,
         lifetime_secs: 30,
+        hs256: Default::default(),
     };
     let minted = Minter::new(&cfg, Arc::new(SystemClock)).expect("minter").jwks();
     assert_eq!(

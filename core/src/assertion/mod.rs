@@ -32,5 +32,5 @@ pub struct Request<'a> {
     pub path: &'a str,
 }
 
-pub use mint::{Minter, MinterConfig, SigningKeyConfig};
+pub use mint::{AudienceSecretsConfig, Minter, MinterConfig, SecretKeyConfig, SigningKeyConfig};
 pub use verify::{edge_issuer, Inheritance, Inherited, ReplayGuard};

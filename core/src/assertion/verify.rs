@@ -51,6 +51,12 @@ pub struct Inherited {
     pub cached: bool,
     /// Whether the edge's route demanded a fresh verification.
     pub fresh: bool,
+    /// How long the edge had trusted the key that verified the original
+    /// token when it verified it (seconds since the edge first saw that
+    /// key in its issuer's set; restarts at 0 for a new key, and after the
+    /// edge restarts). `None` when the assertion does not say (a local
+    /// HMAC key verified the original, or an older edge).
+    pub key_age: Option<u64>,
     /// The original token's claims as the edge saw them (`iss`, `sub`,
     /// `aud`, `scope`, `jti` or `tjh`).
     pub original: Map<String, Value>,
@@ -250,6 +256,7 @@ fn check(
         verified_at,
         cached: claims.get("cached").and_then(Value::as_bool).unwrap_or(false),
         fresh: claims.get("fresh").and_then(Value::as_bool).unwrap_or(false),
+        key_age: claims.get("key_age").and_then(Value::as_u64),
         original,
         assertion: claims.clone(),
     })

@@ -16,16 +16,15 @@
 //! decision itself: its claim headers are the verified result's, built once
 //! and shared by every hit.
 
-use std::borrow::Cow;
 use std::ffi::c_char;
 
-use jwtwarden_core::http::{DecideMode, Decision, HeaderFields, HttpPolicy, HttpRequest, Reason};
+use jwtwarden_core::http::{Decision, HeaderFields, HttpPolicy};
 use jwtwarden_core::{Error, ErrorKind};
 
 use crate::error::{jwtwarden_error, jwtwarden_result, FfiError};
 use crate::ffi::{
-    arg_bytes, arg_out, arg_ref, to_boxed_mut_ptr, to_tagged_arc_ptr, try_box_from_ptr, try_ref_from_ptr, write_out,
-    Castable, OwnershipBox,
+    arg_bytes, arg_out, to_boxed_mut_ptr, to_tagged_arc_ptr, try_box_from_ptr, try_ref_from_ptr, write_out, Castable,
+    OwnershipBox,
 };
 use crate::panic::{fallible, ffi_panic_boundary};
 use crate::verified::jwtwarden_verified;
@@ -174,74 +173,25 @@ pub unsafe extern "C" fn jwtwarden_http_decide(
     decision_out: *mut *mut jwtwarden_http_decision,
     error: *mut *mut jwtwarden_error,
 ) -> jwtwarden_result {
-    fallible(error, || {
-        // SAFETY (all): live handles and readable buffers, per the API contract.
-        let policy = unsafe { arg_ref(policy, "policy") }?;
-        let verifier = unsafe { arg_ref(verifier, "verifier") }?;
-        let method = unsafe { arg_bytes(method, method_len, "method") }?;
-        let out = arg_out(decision_out, "decision_out")?;
-        let fields: &[jwtwarden_http_header] = if header_count == 0 {
-            &[]
-        } else if headers.is_null() {
-            return Err(crate::ffi::null("headers"));
-        } else {
-            // SAFETY: non-NULL, header_count readable entries per the API contract.
-            unsafe { std::slice::from_raw_parts(headers, header_count) }
-        };
-        check_fields(fields)?;
-        let checked = Fields(fields);
-        if method.is_empty() || !method.iter().all(u8::is_ascii_alphabetic) {
-            return Err(FfiError::new(
-                jwtwarden_result::InvalidArgument,
-                "method is not an HTTP method",
-            ));
-        }
-        // Checked ASCII above.
-        let method = std::str::from_utf8(method).unwrap_or_default();
-        let method = if method.bytes().any(|b| b.is_ascii_lowercase()) {
-            Cow::Owned(method.to_ascii_uppercase())
-        } else {
-            Cow::Borrowed(method)
-        };
-        let decision = if target.is_null() {
-            decide(policy, verifier, &method, None, &checked, cached_only)
-        } else {
-            // SAFETY: non-NULL, target_len readable bytes per the API contract.
-            let raw = unsafe { std::slice::from_raw_parts(target.cast::<u8>(), target_len) };
-            match std::str::from_utf8(raw) {
-                Ok(t) => decide(policy, verifier, &method, Some(t), &checked, cached_only),
-                // The normaliser refuses any non-ASCII byte; raw bytes that
-                // are not even UTF-8 get the same answer.
-                Err(_) => Decision::from_refusal(
-                    policy.refuse(&Reason::UnsafePath("the original URI has a non-ASCII character")),
-                ),
-            }
-        };
-        // SAFETY: checked non-NULL by arg_out; writable per the API contract.
-        unsafe { write_out(out, to_boxed_mut_ptr(decision)) };
-        Ok(())
-    })
-}
-
-fn decide(
-    policy: &HttpPolicy,
-    verifier: &jwtwarden_core::Verifier,
-    method: &str,
-    target: Option<&str>,
-    headers: &Fields<'_>,
-    cached_only: bool,
-) -> Decision {
-    let req = HttpRequest {
-        method,
-        target,
-        headers,
-    };
-    let mode = if cached_only {
-        DecideMode::CachedOnly
-    } else {
-        DecideMode::Verify
-    };
-    policy.decide(verifier, &req, mode)
+    // The same decision with no minter (the core's `decide` is
+    // `decide_minting` without one): one copy of the argument checks.
+    // SAFETY: the caller's contract is the same, a NULL minter allowed.
+    unsafe {
+        crate::mint::jwtwarden_http_decide_minting(
+            policy,
+            verifier,
+            std::ptr::null(),
+            method,
+            method_len,
+            target,
+            target_len,
+            headers,
+            header_count,
+            cached_only,
+            decision_out,
+            error,
+        )
+    }
 }
 
 /// Free a decision. NULL is accepted and ignored.

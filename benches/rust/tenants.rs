@@ -4,7 +4,8 @@
 //! run (issue 27's target: within 5 %, p50 and p99). Twice: with a shared
 //! `jwks_uri` (Entra ID style: materialising 10,000 tenants costs one
 //! fetch), then with a `jwks_uri` per tenant (10,000 fetches on loopback);
-//! a per-tenant member's hit reaches its own key holder.
+//! a per-tenant member's hit reads its key epoch and fail-closed time from
+//! its slot of the member table, where its key store copies them.
 //!
 //! `cargo bench -p jwtwarden-benches --bench tenants`. Prints one line per
 //! pattern: mean, p50 and p99 ns per hit (percentiles of the mean of each

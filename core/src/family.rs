@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -38,6 +38,7 @@ use crate::claims::ClaimPolicy;
 use crate::config::{IssuerConfig, IssuerTemplateConfig, StatusListConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::issuer::{Env, Issuer};
+use crate::keystore::HitSlot;
 use crate::template::{Keys, Refusal, Template, TemplateStats};
 
 /// Members' stamp ids start here, above every configured issuer's index
@@ -60,19 +61,22 @@ const PROBES: usize = 4;
 const LIVE_MIN: usize = 64;
 const LIVE_MAX: usize = 1 << 20;
 
-/// The members held, for the cache-hit path: each id entry is
-/// `id << 1 | used` (0 when free), beside the member's key holder. An id is
-/// written only while its member is held (after its key holder, and after
-/// the member is in `by_id`; taken out before the key holder and before the
-/// member leaves `by_id`), so finding it proves the member is held; not
-/// finding it proves nothing (the caller asks `by_id`). A key holder read
-/// beside an id that changed meanwhile is another member's: its epochs are
-/// never the stamp's (`crate::keystore`), so the hit is refused, never
-/// served. Sized twice `max_tenants` (bounded), so an id almost always sits
-/// at its home position.
+/// The members held, for the cache-hit path: one [`HitSlot`] per
+/// position, its `held` word `id << 1 | used` (0 when free). An id is
+/// written only while its member is held (after the member is in `by_id`;
+/// taken out before it leaves `by_id`), so finding it proves the member is
+/// held; not finding it proves nothing (the caller asks `by_id`). With keys
+/// per member, the slot also holds the copy of the member's key epoch and
+/// fail-closed time that its key store keeps there (written before the id
+/// is published, `KeyStore::mirror_into`): a hit reads one slot and
+/// nothing of the member itself. Those two are read between two reads of
+/// the id word; an id that changed meanwhile (the member evicted, another
+/// put there) sends the hit to `by_id`, and ids are never reused, so the
+/// words read belong to the member whose id was read twice. Sized twice
+/// `max_tenants` (bounded), so an id almost always sits at its home
+/// position.
 struct Live {
-    ids: Box<[AtomicU64]>,
-    keys: Box<[ArcSwapOption<Issuer>]>,
+    slots: Arc<[HitSlot]>,
     mask: usize,
 }
 
@@ -83,8 +87,7 @@ impl Live {
             .next_power_of_two()
             .clamp(LIVE_MIN, LIVE_MAX);
         Live {
-            ids: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            keys: (0..n).map(|_| ArcSwapOption::empty()).collect(),
+            slots: (0..n).map(|_| HitSlot::default()).collect(),
             mask: n - 1,
         }
     }
@@ -95,7 +98,7 @@ impl Live {
         let want = (id as u64) << 1;
         for probe in 0..PROBES {
             let at = id.wrapping_add(probe) & self.mask;
-            let v = self.ids[at].load(Ordering::Relaxed);
+            let v = self.slots[at].held.load(Ordering::Relaxed);
             if v & !1 == want {
                 return Some(at);
             }
@@ -113,7 +116,7 @@ impl Live {
         let want = (id as u64) << 1;
         for probe in 0..PROBES {
             let at = id.wrapping_add(probe) & self.mask;
-            let slot = &self.ids[at];
+            let slot = &self.slots[at].held;
             let v = slot.load(Ordering::Acquire);
             if v & !1 == want {
                 if v & 1 == 0 {
@@ -130,31 +133,53 @@ impl Live {
         None
     }
 
-    /// Put `id` in with its key holder (under the family's lock); nothing
-    /// when its positions are taken (its hits then take the `by_id` path).
-    fn insert(&self, id: usize, keys: &Arc<Issuer>) {
-        for probe in 0..PROBES {
-            let at = id.wrapping_add(probe) & self.mask;
-            if self.ids[at].load(Ordering::Relaxed) >> 1 == 0 {
-                self.keys[at].store(Some(keys.clone()));
-                self.ids[at].store((id as u64) << 1, Ordering::Release);
-                return;
-            }
+    /// For a hit of `id` found at `at` (keys per member): whether results
+    /// stamped `key_epoch` are current at `now_ms`, from the slot's copy;
+    /// `None` if the slot no longer holds `id` (the caller asks `by_id`).
+    #[inline]
+    fn keys_current(&self, at: usize, id: usize, key_epoch: u64, now_ms: u64) -> Option<bool> {
+        let slot = &self.slots[at];
+        let current =
+            slot.epoch.load(Ordering::Acquire) == key_epoch && now_ms < slot.fail_closed_at_ms.load(Ordering::Acquire);
+        (slot.held.load(Ordering::Acquire) >> 1 == id as u64).then_some(current)
+    }
+
+    /// A free position for `id`, if any of its positions is (under the
+    /// family's lock).
+    fn free_for(&self, id: usize) -> Option<usize> {
+        (0..PROBES)
+            .map(|probe| id.wrapping_add(probe) & self.mask)
+            .find(|&at| self.slots[at].held.load(Ordering::Relaxed) >> 1 == 0)
+    }
+
+    /// Put `id` in (under the family's lock), with `own` keys' epoch and
+    /// fail-closed time copied beside it from now on; nothing when its
+    /// positions are taken (its hits then take the `by_id` path).
+    fn insert(&self, id: usize, own: Option<&Issuer>) {
+        let Some(at) = self.free_for(id) else {
+            return;
+        };
+        let held = (id as u64) << 1;
+        match own {
+            Some(keys) => keys.keystore().mirror_into(&self.slots, at, held),
+            None => self.slots[at].held.store(held, Ordering::Release),
         }
     }
 
-    /// Take `id` out (under the family's lock).
-    fn remove(&self, id: usize) {
-        if let Some(at) = self.find(id) {
-            self.ids[at].store(0, Ordering::Release);
-            self.keys[at].store(None);
+    /// Take `id` out (under the family's lock), its key store no longer
+    /// copying into the table.
+    fn remove(&self, id: usize, own: Option<&Issuer>) {
+        if let Some(own) = own {
+            own.keystore().unmirror();
+        } else if let Some(at) = self.find(id) {
+            self.slots[at].held.store(0, Ordering::Release);
         }
     }
 
     /// Read and clear `id`'s used bit (under the family's lock).
     fn take_used(&self, id: usize) -> bool {
         self.find(id)
-            .is_some_and(|at| self.ids[at].fetch_and(!1, Ordering::AcqRel) & 1 == 1)
+            .is_some_and(|at| self.slots[at].held.fetch_and(!1, Ordering::AcqRel) & 1 == 1)
     }
 }
 
@@ -183,6 +208,14 @@ pub(crate) struct Member {
     /// Served from the cache since it last came up for eviction, when its
     /// id is not in the `Live` table.
     used: AtomicBool,
+}
+
+impl Member {
+    /// The member's own key holder, if it has one (not the family's
+    /// shared one).
+    fn own(&self) -> Option<&Issuer> {
+        self.own_keys.then_some(&*self.keys)
+    }
 }
 
 /// A member's claim checks: its own key holder's (an issuer built from the
@@ -348,7 +381,7 @@ impl Family {
                 continue;
             }
             // Out of the `Live` table before it leaves `by_id`.
-            self.live.remove(old.id);
+            self.live.remove(old.id, old.own());
             evicted.push(old);
         }
         st.members.put(member.tenant.clone(), member.clone());
@@ -359,7 +392,7 @@ impl Family {
         }
         self.by_id.store(Arc::new(by_id));
         // Into the `Live` table once it is in `by_id`.
-        self.live.insert(member.id, &member.keys);
+        self.live.insert(member.id, member.own());
         for old in &evicted {
             log::info!(
                 "template {}: tenant {} evicted (idle)",
@@ -421,13 +454,13 @@ impl Family {
     /// A member whose own first fetch failed: forgotten, and refused without
     /// a fetch for [`FAILED_TENANT_MS`].
     pub(crate) fn first_fetch_failed(&self, member: &Member, now: u64) {
-        if !member.own_keys || member.keys.fail_closed_at_ms.load(Ordering::SeqCst) != 0 {
+        if !member.own_keys || member.keys.fail_closed_at_ms() != 0 {
             return;
         }
         let mut st = self.state.lock();
         if st.members.peek(&member.tenant).is_some_and(|m| m.id == member.id) {
             st.members.pop(&member.tenant);
-            self.live.remove(member.id);
+            self.live.remove(member.id, member.own());
             let mut by_id = ById::clone(&self.by_id.load());
             by_id.remove(&member.id);
             self.by_id.store(Arc::new(by_id));
@@ -445,25 +478,29 @@ impl Family {
         self.by_id.load().get(&id).map(|m| f(m))
     }
 
-    /// For a cache hit of a result stamped `id`: `keys_current` of the
-    /// member's key holder if the member is still held (`None` if not),
-    /// marking it used. A held member is found in the `Live` table: no
-    /// lock, no map; with shared keys, no `ArcSwap` load either.
+    /// For a cache hit of a result stamped `id` and `key_epoch`: whether
+    /// the member's keys are current at `now_ms` if the member is still
+    /// held (`None` if not), marking it used. A held member is found in the
+    /// `Live` table: no lock, no map, no `ArcSwap` load; with keys per
+    /// member the table's slot holds their epoch and fail-closed time, with
+    /// shared keys the one key holder does.
     #[inline]
-    pub(crate) fn hit<T>(&self, id: usize, keys_current: impl FnOnce(&Issuer) -> T) -> Option<T> {
+    pub(crate) fn hit(&self, id: usize, key_epoch: u64, now_ms: u64) -> Option<bool> {
         if let Some(at) = self.live.hit(id) {
-            if let Some(shared) = &self.shared_keys {
-                return Some(keys_current(shared));
-            }
-            if let Some(own) = &*self.live.keys[at].load() {
-                return Some(keys_current(own));
+            match &self.shared_keys {
+                Some(shared) => return Some(shared.keys_current(key_epoch, now_ms)),
+                None => {
+                    if let Some(current) = self.live.keys_current(at, id, key_epoch, now_ms) {
+                        return Some(current);
+                    }
+                }
             }
         }
         self.with_member(id, |m| {
             if !m.used.load(Ordering::Relaxed) {
                 m.used.store(true, Ordering::Relaxed);
             }
-            keys_current(&m.keys)
+            m.keys.keys_current(key_epoch, now_ms)
         })
     }
 
@@ -599,13 +636,13 @@ mod tests {
     fn the_live_table_only_ever_answers_for_ids_held() {
         let live = Live::new(1);
         let n = live.mask + 1;
-        let k = keys();
         // Ids sharing one home position: the first PROBES fit, the next
         // does not (its hits then go to `by_id`), and none is confused
         // with another.
         let ids: Vec<usize> = (0..=PROBES).map(|i| FIRST_MEMBER_ID + 7 + i * n).collect();
-        for &id in &ids {
-            live.insert(id, &k);
+        let own: Vec<Arc<Issuer>> = ids.iter().map(|_| keys()).collect();
+        for (&id, k) in ids.iter().zip(&own) {
+            live.insert(id, Some(k));
         }
         for &id in &ids[..PROBES] {
             assert!(live.hit(id).is_some(), "{id}");
@@ -615,16 +652,54 @@ mod tests {
         // A hit set the used bit once; taking it clears it.
         assert!(live.take_used(ids[0]));
         assert!(!live.take_used(ids[0]));
-        // Removed: not found, its key holder gone; its place is reused.
-        live.remove(ids[1]);
+        // Removed: not found, no slot answers for it; its place is reused.
+        let at1 = live.find(ids[1]).unwrap();
+        live.remove(ids[1], Some(&own[1]));
         assert_eq!(live.hit(ids[1]), None);
-        assert!(live.keys.iter().filter(|s| s.load().is_some()).count() == PROBES - 1);
-        live.insert(ids[PROBES], &k);
+        assert_eq!(live.keys_current(at1, ids[1], own[1].epoch(), 0), None);
+        live.insert(ids[PROBES], Some(&own[PROBES]));
         assert!(live.hit(ids[PROBES]).is_some());
         assert!(live.hit(ids[2]).is_some() && live.hit(ids[3]).is_some());
+        // The slot that took the place of the removed one answers with
+        // its own epochs, never those of the id removed.
+        assert_eq!(live.keys_current(at1, ids[PROBES], own[PROBES].epoch(), 0), Some(true));
+        assert_eq!(live.keys_current(at1, ids[PROBES], own[1].epoch(), 0), Some(false));
         // An emptied home position ends the probe early: a false "not
         // found" (the caller asks `by_id`), never a false "found".
-        live.remove(ids[0]);
+        live.remove(ids[0], Some(&own[0]));
         assert_eq!(live.hit(ids[0]), None);
+    }
+
+    #[test]
+    fn the_slot_copy_moves_with_the_key_store_and_stops_at_removal() {
+        let live = Live::new(1);
+        let id = FIRST_MEMBER_ID + 3;
+        let own = keys();
+        live.insert(id, Some(&own));
+        let at = live.hit(id).unwrap();
+        let before = own.epoch();
+        assert_eq!(live.keys_current(at, id, before, 0), Some(true));
+        // A kid revocation bumps the epoch: the copy follows before
+        // `revoke` returns.
+        let door = crate::door::Door::default();
+        own.keystore().revoke(&door.enter(), "k1");
+        assert_ne!(own.epoch(), before);
+        assert_eq!(live.keys_current(at, id, before, 0), Some(false));
+        assert_eq!(live.keys_current(at, id, own.epoch(), 0), Some(true));
+        // Failing closed too.
+        own.keystore().set_fail_closed_at_ms(10);
+        assert_eq!(live.keys_current(at, id, own.epoch(), 9), Some(true));
+        assert_eq!(live.keys_current(at, id, own.epoch(), 10), Some(false));
+        // Removed: the store no longer writes the slot, which another
+        // member may now hold.
+        live.remove(id, Some(&own));
+        let other = keys();
+        live.insert(id + 1 + live.mask, Some(&other));
+        own.keystore().revoke(&door.enter(), "k2");
+        assert_eq!(
+            live.keys_current(at, id + 1 + live.mask, other.epoch(), 0),
+            Some(true),
+            "the removed store wrote nothing into its old slot"
+        );
     }
 }

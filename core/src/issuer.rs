@@ -17,7 +17,7 @@
 
 use std::hash::BuildHasher;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -110,11 +110,9 @@ pub(crate) struct Issuer {
     pub cfg: IssuerConfig,
     pub policy: ClaimPolicy,
     source: KeySource,
-    /// Every key of this issuer, local and fetched, and the key epoch.
+    /// Every key of this issuer, local and fetched, the key epoch and the
+    /// time the keys fail closed.
     keys: Arc<KeyStore>,
-    /// Keys are refused from this time (ms): TTL end + max_stale. 0 = never
-    /// loaded; `u64::MAX` = static keys, never stale.
-    pub fail_closed_at_ms: AtomicU64,
     sched: Mutex<Schedule>,
     /// The rules keys and discovery documents are refreshed by.
     policy_refresh: Policy,
@@ -144,8 +142,7 @@ impl Issuer {
             name: Arc::from(cfg.issuer.as_str()),
             policy,
             source,
-            keys: Arc::new(KeyStore::new(local)),
-            fail_closed_at_ms: AtomicU64::new(if static_keys { u64::MAX } else { 0 }),
+            keys: Arc::new(KeyStore::new(local, if static_keys { u64::MAX } else { 0 })),
             sched: Mutex::new(Schedule::default()),
             policy_refresh: Policy::for_keys(&cfg.refresh),
             refresh: Machine::default(),
@@ -192,6 +189,20 @@ impl Issuer {
     #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.keys.epoch()
+    }
+
+    /// Keys are refused from this time (ms): TTL end + max_stale. 0 = never
+    /// loaded; `u64::MAX` = static keys, never stale.
+    #[inline]
+    pub(crate) fn fail_closed_at_ms(&self) -> u64 {
+        self.keys.fail_closed_at_ms()
+    }
+
+    /// For a cache hit: whether results stamped `key_epoch` are current at
+    /// `now_ms` (epoch unchanged, keys not failed closed).
+    #[inline]
+    pub(crate) fn keys_current(&self, key_epoch: u64, now_ms: u64) -> bool {
+        self.keys.current(key_epoch, now_ms)
     }
 
     /// Run a refresh that any fetch answers, with the usual deadline.
@@ -300,7 +311,7 @@ impl Issuer {
     /// in flight (what `refresh` would answer at once).
     pub(crate) fn key_without_waiting(&self, kid: Option<&str>, alg: Alg, now: u64) -> Result<Option<(Arc<Key>, u64)>> {
         if !alg.is_hmac() {
-            let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
+            let fail_closed_at = self.fail_closed_at_ms();
             if fail_closed_at != 0 && now >= fail_closed_at {
                 return Err(Error::new(
                     ErrorKind::KeysStale,
@@ -626,7 +637,7 @@ impl Issuer {
         } else {
             u64::MAX
         };
-        self.fail_closed_at_ms.store(at, Ordering::SeqCst);
+        self.keys.set_fail_closed_at_ms(at);
     }
 
     /// The key store, for the trust door's kid revocations.
@@ -668,7 +679,7 @@ impl Issuer {
         if !self.is_remote() {
             return Health::Fresh;
         }
-        let fail_closed_at = self.fail_closed_at_ms.load(Ordering::SeqCst);
+        let fail_closed_at = self.fail_closed_at_ms();
         let ks = self.keys.snapshot();
         crate::refresh::health(now, ks.loaded.then_some(ks.expires_at_ms), fail_closed_at)
     }

@@ -15,12 +15,18 @@
 //! place: a verification that reads the new epoch is guaranteed to look its
 //! key up in the new snapshot, and one that read the old epoch produces a
 //! result the cache will never serve.
+//!
+//! What a cache hit checks of a store (its epoch and the time its keys
+//! fail closed) may also be copied into one [`HitSlot`] of a table the hit
+//! already reads (an issuer family's member table, `crate::family`): the
+//! copy is written under the store's own protocol, so it is never behind
+//! the store once the call that changed the store has returned.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::door::Inside;
 use crate::error::{Error, ErrorKind, Result};
@@ -99,15 +105,53 @@ fn next_epoch_base() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed) << 32
 }
 
-/// An issuer's key state and its epoch; the only place that changes them.
+/// What a cache hit of a held family member reads, together in one
+/// 32-byte slot of the family's table (half a cache line): the member's
+/// `held` word (written by the family: its id, shifted, and a used bit; 0
+/// when free) and a copy of its key store's epoch and fail-closed time.
+///
+/// A store copies into at most one slot ([`KeyStore::mirror_into`]). The
+/// copy is written under the store's mirror lock, from the store's current
+/// values, by every change of either value before that change's call
+/// returns (an epoch change before the store's write lock is released), so:
+/// the copies only ever move to newer values, and a hit that begins after
+/// a rotation or kid revocation returned reads its new epoch (the old
+/// epoch's results are refused). Like the store's own epoch, the copy moves
+/// after the new key set is in place, never before: a result stamped with a
+/// new epoch was made with the new keys.
+#[repr(align(32))]
+#[derive(Default)]
+pub(crate) struct HitSlot {
+    /// The holder's word (its meaning is the family's); 0: free.
+    pub held: AtomicU64,
+    /// The store's key epoch.
+    pub epoch: AtomicU64,
+    /// The store's fail-closed time (ms).
+    pub fail_closed_at_ms: AtomicU64,
+}
+
+/// The slot a store copies into.
+struct Mirror {
+    slots: Arc<[HitSlot]>,
+    at: usize,
+}
+
+/// An issuer's key state, its epoch and its fail-closed time; the only
+/// place that changes them.
 pub(crate) struct KeyStore {
     current: RwLock<Arc<KeyState>>,
     epoch: AtomicU64,
+    /// Keys are refused from this time (ms): TTL end + max_stale. 0 = never
+    /// loaded; `u64::MAX` = static keys, never stale.
+    fail_closed_at_ms: AtomicU64,
+    /// Where the epoch and fail-closed time are copied, if anywhere.
+    mirror: Mutex<Option<Mirror>>,
 }
 
 impl KeyStore {
-    /// A store holding the local HMAC keys and no fetched set yet.
-    pub(crate) fn new(local: Vec<Arc<Key>>) -> KeyStore {
+    /// A store holding the local HMAC keys and no fetched set yet, failing
+    /// closed from `fail_closed_at_ms` (0: until a set is installed).
+    pub(crate) fn new(local: Vec<Arc<Key>>, fail_closed_at_ms: u64) -> KeyStore {
         KeyStore {
             current: RwLock::new(Arc::new(KeyState {
                 set: Arc::default(),
@@ -119,6 +163,8 @@ impl KeyStore {
                 expires_at_ms: 0,
             })),
             epoch: AtomicU64::new(next_epoch_base()),
+            fail_closed_at_ms: AtomicU64::new(fail_closed_at_ms),
+            mirror: Mutex::new(None),
         }
     }
 
@@ -131,6 +177,57 @@ impl KeyStore {
     #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// When the keys fail closed (ms; 0: never loaded).
+    #[inline]
+    pub(crate) fn fail_closed_at_ms(&self) -> u64 {
+        self.fail_closed_at_ms.load(Ordering::SeqCst)
+    }
+
+    /// Whether results stamped `key_epoch` are current at `now_ms`: the
+    /// epoch unchanged and the keys not failed closed.
+    #[inline]
+    pub(crate) fn current(&self, key_epoch: u64, now_ms: u64) -> bool {
+        self.epoch() == key_epoch && now_ms < self.fail_closed_at_ms()
+    }
+
+    /// Fail closed from `at` (ms), copied to the mirror before returning.
+    pub(crate) fn set_fail_closed_at_ms(&self, at: u64) {
+        self.fail_closed_at_ms.store(at, Ordering::SeqCst);
+        self.sync_mirror();
+    }
+
+    /// Copy the epoch and fail-closed time into `slots[at]` from now on,
+    /// and publish `held` there once the copy is in (the family calls this
+    /// with the slot free, under its own lock).
+    pub(crate) fn mirror_into(&self, slots: &Arc<[HitSlot]>, at: usize, held: u64) {
+        let mut mirror = self.mirror.lock();
+        let slot = &slots[at];
+        slot.epoch.store(self.epoch(), Ordering::SeqCst);
+        slot.fail_closed_at_ms.store(self.fail_closed_at_ms(), Ordering::SeqCst);
+        slot.held.store(held, Ordering::Release);
+        *mirror = Some(Mirror {
+            slots: slots.clone(),
+            at,
+        });
+    }
+
+    /// Stop copying, and free the slot (its `held` word to 0).
+    pub(crate) fn unmirror(&self) {
+        if let Some(m) = self.mirror.lock().take() {
+            m.slots[m.at].held.store(0, Ordering::Release);
+        }
+    }
+
+    /// Copy the current epoch and fail-closed time to the mirror, if any.
+    /// Read under the mirror lock, so a copy never overwrites a newer one.
+    fn sync_mirror(&self) {
+        if let Some(m) = &*self.mirror.lock() {
+            let slot = &m.slots[m.at];
+            slot.epoch.store(self.epoch(), Ordering::SeqCst);
+            slot.fail_closed_at_ms.store(self.fail_closed_at_ms(), Ordering::SeqCst);
+        }
     }
 
     /// Install a fetched set, without the revoked kids. Keys that left the
@@ -203,6 +300,7 @@ impl KeyStore {
         });
         if !removed.is_empty() {
             self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.sync_mirror();
         }
         drop(guard);
         Ok(Installed {
@@ -238,7 +336,9 @@ impl KeyStore {
         });
         if !removed.is_empty() {
             self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.sync_mirror();
         }
+        drop(guard);
         removed
     }
 
@@ -276,6 +376,7 @@ impl KeyStore {
             expires_at_ms: old.expires_at_ms,
         });
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.sync_mirror();
     }
 }
 
@@ -294,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_revoked_local_hmac_key_verifies_nothing() {
-        let store = KeyStore::new(vec![Arc::new(hmac("h1"))]);
+        let store = KeyStore::new(vec![Arc::new(hmac("h1"))], u64::MAX);
         let snap = store.snapshot();
         assert!(snap.lookup(Some("h1"), Alg::HS256, 0).unwrap().is_some());
         assert!(snap.lookup(None, Alg::HS256, 0).unwrap().is_some());
@@ -311,7 +412,7 @@ mod tests {
     #[test]
     fn an_install_after_a_revocation_never_brings_the_key_back() {
         let door = Door::default();
-        let store = KeyStore::new(Vec::new());
+        let store = KeyStore::new(Vec::new(), 0);
         store.revoke(&door.enter(), "k1");
         let err = store
             .install(&door.enter(), vec![hmac("k1")], 0, u64::MAX, 0)

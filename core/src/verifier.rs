@@ -865,19 +865,16 @@ impl Currency for Check<'_> {
             return false;
         }
         let trust = &self.s.env.trust;
-        let keys_current = |issuer: &Issuer| {
-            issuer.epoch() == stamp.key_epoch && now_ms < issuer.fail_closed_at_ms.load(Ordering::Relaxed)
-        };
         let keys = if stamp.issuer < FIRST_MEMBER_ID {
             // An issuer removed (or rebuilt) at runtime: no issuer at its
             // index, or one whose epochs are not the stamp's.
             self.set
                 .at_slot(stamp.issuer)
-                .is_some_and(|i| keys_current(&self.set.issuers[i]))
+                .is_some_and(|i| self.set.issuers[i].keys_current(stamp.key_epoch, now_ms))
         } else {
             // An evicted member's results are no longer current, nor are
             // those of a template removed at runtime.
-            self.set.member_hit(stamp.issuer, keys_current) == Some(true)
+            self.set.member_hit(stamp.issuer, stamp.key_epoch, now_ms) == Some(true)
         };
         keys && now_ms < trust.feed_fail_closed_at_ms() && trust.policy_version() == stamp.policy_version
     }
@@ -1464,11 +1461,12 @@ impl Set {
             .any(|f| matches!(f.template.tenant_of(name), Some(Ok(_))))
     }
 
-    /// For a cache hit: `keys_current` of the key holder of the member
-    /// stamped `id`, if still held (`crate::family::Family::hit`).
+    /// For a cache hit: whether the keys of the member stamped `id` are
+    /// current for `key_epoch` at `now_ms`, if the member is still held
+    /// (`crate::family::Family::hit`).
     #[inline]
-    fn member_hit(&self, id: usize, keys_current: impl Fn(&Issuer) -> bool) -> Option<bool> {
-        self.families.iter().find_map(|fam| fam.hit(id, &keys_current))
+    fn member_hit(&self, id: usize, key_epoch: u64, now_ms: u64) -> Option<bool> {
+        self.families.iter().find_map(|fam| fam.hit(id, key_epoch, now_ms))
     }
 
     /// `f` of the member stamped `id`, if still held.

@@ -112,6 +112,14 @@ impl TenantIssuer {
         self.inner.key(tenant)
     }
 
+    /// Rotate `tenant`'s key (the shared one in
+    /// [`TenantMode::SharedKeys`]): a fresh key replaces it in the JWKS
+    /// and signs from now on; the old one is no longer published. Returns
+    /// the new kid.
+    pub fn rotate(&self, tenant: &str) -> String {
+        self.inner.rotate(tenant)
+    }
+
     /// Claims for `tenant`: `iss` its issuer, `aud` `api://orders`, `tid` the
     /// tenant, `sub`, `iat` `now`, `exp` an hour later, a random `jti`.
     pub fn claims(&self, tenant: &str, sub: &str, now: u64) -> Value {
@@ -239,6 +247,18 @@ impl Inner {
                 Arc::new(KeyEntry::new(Alg::ES256, m, keys::random_kid()))
             })
             .clone()
+    }
+
+    fn rotate(&self, tenant: &str) -> String {
+        let owner = match self.mode {
+            TenantMode::PerTenant => tenant,
+            TenantMode::SharedKeys => SHARED,
+        };
+        let m = keys::material_for(Alg::ES256, &HashSet::new(), true);
+        let entry = Arc::new(KeyEntry::new(Alg::ES256, m, keys::random_kid()));
+        let kid = entry.kid.clone();
+        self.keys.lock().insert(owner.to_string(), entry);
+        kid
     }
 
     /// The Status List Token at `path`, signed now.

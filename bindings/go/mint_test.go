@@ -235,3 +235,42 @@ func TestGoEdgeClosedMinterRefuses(t *testing.T) {
 		t.Fatalf("closed minter: %d reached=%v", rec.Code, reached)
 	}
 }
+
+// The assertion's header may not be one the decision reads or a client
+// controls end to end (the core's policy check), and a Mint without a
+// Minter is a configuration error: MiddlewareWith panics, naming it.
+func TestMintOptionsRefusedAtConfiguration(t *testing.T) {
+	is := startIssuer(t)
+	v, err := jwtwarden.New(fmt.Sprintf(`{"issuers":[{"issuer":%q,"jwks_uri":%q,"audiences":["api"]}],"http":{"allow_http":true}}`,
+		is.URL, is.URL+"/jwks.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	cfg, _ := json.Marshal(map[string]any{
+		"issuers":   []any{map[string]any{"issuer": is.URL, "jwks_uri": is.URL + "/jwks.json", "audiences": []string{"api"}}},
+		"http":      map[string]any{"allow_http": true},
+		"assertion": map[string]any{"name": "go-edge", "current": map[string]any{"kid": "k", "pem": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}},
+	})
+	m, err := jwtwarden.NewMinter(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for name, mint := range map[string]*jwtwarden.MintOptions{
+		"Authorization": {Minter: m, Header: "Authorization", Audience: "orders"},
+		"Cookie":        {Minter: m, Header: "Cookie", Audience: "orders"},
+		"no minter":     {Audience: "orders"},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: MiddlewareWith did not panic", name)
+				}
+			}()
+			v.MiddlewareWith(jwtwarden.MiddlewareOptions{Mint: mint})
+		}()
+	}
+}

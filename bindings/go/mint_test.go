@@ -274,3 +274,20 @@ func TestMintOptionsRefusedAtConfiguration(t *testing.T) {
 		}()
 	}
 }
+
+// edgeConfigJSON is is's verifier configuration plus an assertion section
+// with a new Ed25519 key (kid "k").
+func edgeConfigJSON(tb testing.TB, is *testIssuer) string {
+	tb.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg, _ := json.Marshal(map[string]any{
+		"issuers":   []any{map[string]any{"issuer": is.URL, "jwks_uri": is.URL + "/jwks.json", "audiences": []string{"api"}}},
+		"http":      map[string]any{"allow_http": true},
+		"assertion": map[string]any{"name": "go-edge", "current": map[string]any{"kid": "k", "pem": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}},
+	})
+	return string(cfg)
+}

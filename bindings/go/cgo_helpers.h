@@ -51,11 +51,17 @@ typedef struct {
 	bool allowed;
 	bool has_verified;
 	jw_outcome verified;
+	// The assertion an allowed decision carries for the upstream (a minting
+	// policy, MiddlewareOptions.Mint): a malloc'd copy the caller frees, or
+	// NULL.
+	char *assertion;
+	size_t assertion_len;
 } jw_decided;
 
 jw_outcome jw_verify(const jwtwarden_verifier *v, const char *token, size_t len, const char *issuer, bool fresh,
                      const uintptr_t *memo_keys, size_t memo_mask);
-jw_decided jw_http_decide(const jwtwarden_http_policy *policy, const jwtwarden_verifier *v, const char *method,
+jw_decided jw_http_decide(const jwtwarden_http_policy *policy, const jwtwarden_verifier *v,
+                          const jwtwarden_minter *minter, const char *method,
                           size_t method_len, const char *target, size_t target_len, const char *auth0,
                           size_t auth0_len, const char *auth1, size_t auth1_len, size_t auth_count,
                           const uintptr_t *memo_keys, size_t memo_mask);

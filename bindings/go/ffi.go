@@ -20,6 +20,7 @@ package jwtwarden
 #cgo jwtwarden_checkout CFLAGS: -I${SRCDIR}/../../include
 #cgo jwtwarden_checkout LDFLAGS: ${SRCDIR}/../../target/release/libjwtwarden.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
 #include <stdlib.h>
+#include <string.h>
 #include "cgo_helpers.h"
 
 // jw_fill reads o->verified (a result handle) into o and, when memo_keys is
@@ -57,7 +58,8 @@ jw_outcome jw_verify(const jwtwarden_verifier *v, const char *token, size_t len,
 	return o;
 }
 
-jw_decided jw_http_decide(const jwtwarden_http_policy *policy, const jwtwarden_verifier *v, const char *method,
+jw_decided jw_http_decide(const jwtwarden_http_policy *policy, const jwtwarden_verifier *v,
+                          const jwtwarden_minter *minter, const char *method,
                           size_t method_len, const char *target, size_t target_len, const char *auth0,
                           size_t auth0_len, const char *auth1, size_t auth1_len, size_t auth_count,
                           const uintptr_t *memo_keys, size_t memo_mask) {
@@ -69,14 +71,32 @@ jw_decided jw_http_decide(const jwtwarden_http_policy *policy, const jwtwarden_v
 		{"Authorization", 13, auth1, auth1_len},
 	};
 	jw_decided d = {0};
-	d.rc = jwtwarden_http_decide(policy, v, method, method_len, target, target_len, headers,
-	                             auth_count < 2 ? auth_count : 2, false, &d.decision, &d.error);
+	// minter may be NULL: the same decision as jwtwarden_http_decide for a
+	// policy without an assertion section (one with it is then a 500).
+	d.rc = jwtwarden_http_decide_minting(policy, v, minter, method, method_len, target, target_len, headers,
+	                                     auth_count < 2 ? auth_count : 2, false, &d.decision, &d.error);
 	if (d.rc != JWTWARDEN_RESULT_OK) {
 		return d;
 	}
 	d.allowed = jwtwarden_http_decision_allowed(d.decision);
 	if (!d.allowed) {
 		return d;
+	}
+	size_t alen = 0;
+	const char *a = jwtwarden_http_decision_assertion(d.decision, &alen);
+	if (a != NULL) {
+		d.assertion = malloc(alen + 1);
+		if (d.assertion == NULL) {
+			// Never let the request on without the assertion its route carries.
+			jwtwarden_http_decision_free(d.decision);
+			d.decision = NULL;
+			d.allowed = false;
+			d.rc = JWTWARDEN_RESULT_INTERNAL;
+			return d;
+		}
+		memcpy(d.assertion, a, alen);
+		d.assertion[alen] = 0;
+		d.assertion_len = alen;
 	}
 	d.verified.verified = jwtwarden_http_decision_verified(d.decision);
 	jwtwarden_http_decision_free(d.decision);

@@ -66,6 +66,9 @@ type MiddlewareOptions struct {
 	// AssertionHeader is the request header carrying the assertion.
 	// Default DefaultAssertionHeader ("X-Jwtwarden-Assertion").
 	AssertionHeader string
+	// Mint, if set, makes the middleware the edge: allowed requests go on
+	// to next carrying an assertion minted for the upstream (MintOptions).
+	Mint *MintOptions
 }
 
 // statusByCategory is the response status for an engine error, by its
@@ -130,8 +133,31 @@ func (v *Verifier) MiddlewareWith(opts MiddlewareOptions) func(http.Handler) htt
 	if assertionHeader == "" {
 		assertionHeader = DefaultAssertionHeader
 	}
+	var minter *Minter
+	mintHeader := ""
+	if opts.Mint != nil {
+		if opts.Mint.Minter == nil {
+			panic("jwtwarden: MiddlewareOptions: Mint.Minter is nil")
+		}
+		minter, mintHeader = opts.Mint.Minter, http.CanonicalHeaderKey(opts.Mint.header())
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if mintHeader != "" {
+				// The edge: whatever the client sent under the assertion's
+				// header never reaches next, on any route.
+				r = r.WithContext(r.Context())
+				r.Header = r.Header.Clone()
+				if r.Header == nil {
+					r.Header = http.Header{}
+				}
+				delete(r.Header, mintHeader)
+				for k := range r.Header {
+					if strings.EqualFold(k, mintHeader) {
+						delete(r.Header, k)
+					}
+				}
+			}
 			if opts.SkipIf != nil && opts.SkipIf(r) {
 				next.ServeHTTP(w, r)
 				return
@@ -148,7 +174,7 @@ func (v *Verifier) MiddlewareWith(opts MiddlewareOptions) func(http.Handler) htt
 			if opts.FreshIf != nil && opts.FreshIf(r) {
 				p = fresh
 			}
-			v.serveDecided(w, r, next, p)
+			v.serveDecided(w, r, next, p, minter, mintHeader)
 		})
 	}
 }
@@ -186,7 +212,11 @@ func (o *MiddlewareOptions) policyJSON(allFresh bool) string {
 		Realm       string        `json:"realm,omitempty"`
 		Routes      []policyRoute `json:"routes,omitempty"`
 		OpenMethods *[]string     `json:"open_methods,omitempty"`
+		Assertion   any           `json:"assertion,omitempty"`
 	}{Realm: o.Realm, Routes: routes}
+	if o.Mint != nil {
+		policy.Assertion = o.Mint.policySection()
+	}
 	if o.AuthenticateOptions {
 		policy.OpenMethods = &[]string{}
 	}
@@ -241,8 +271,11 @@ func decideMethod(m string) string {
 
 // serveDecided asks the core's HTTP decision about r and carries it out:
 // next with the verified result in the context, next alone (an open route
-// or method), or the refusal as the decision wrote it.
-func (v *Verifier) serveDecided(w http.ResponseWriter, r *http.Request, next http.Handler, policy *httpPolicy) {
+// or method), or the refusal as the decision wrote it. With a minter (the
+// edge), an allowed request goes on with the decision's assertion in
+// mintHeader (r's Header is the middleware's own copy).
+func (v *Verifier) serveDecided(w http.ResponseWriter, r *http.Request, next http.Handler, policy *httpPolicy,
+	minter *Minter, mintHeader string) {
 	raw, err := v.ptr()
 	if err != nil {
 		refuseError(w, err)
@@ -269,11 +302,17 @@ func (v *Verifier) serveDecided(w http.ResponseWriter, r *http.Request, next htt
 		}
 		// Go memory (the strings' bytes, the memo's keys) passed for the
 		// call's duration only; none of it holds Go pointers.
-		d := C.jw_http_decide(policy.ptr(), raw, method, mlen, target, tlen, a0, l0, a1, l1,
+		d := C.jw_http_decide(policy.ptr(), raw, minter.ptr(), method, mlen, target, tlen, a0, l0, a1, l1,
 			C.size_t(len(auth)), keys, mask)
 		runtime.KeepAlive(v)
 		runtime.KeepAlive(policy)
+		runtime.KeepAlive(minter)
 		runtime.KeepAlive(r)
+		if d.assertion != nil {
+			a := C.GoStringN(d.assertion, C.int(d.assertion_len))
+			C.free(unsafe.Pointer(d.assertion))
+			r.Header[mintHeader] = []string{a}
+		}
 		if d.rc != C.JWTWARDEN_RESULT_OK {
 			refuseError(w, errorFrom(d.rc, d.error))
 			return

@@ -13,13 +13,14 @@
 
 use std::sync::Arc;
 
-use jwtwarden::http::{HttpPolicy as CorePolicy, Reason, Refusal};
+use jwtwarden::http::{HttpPolicy as CorePolicy, Mint, Reason, Refusal, Route};
 use jwtwarden::{fingerprint, Category, Error, ErrorKind, Verified, VerifyOptions};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::call::{attached, catch, detached};
 use crate::errors::{CallError, CoreError};
+use crate::mint::Minter;
 use crate::verifier::{utf8, VerifiedToken, Verifier};
 
 /// The HTTP decision of one middleware: its policy (built from the
@@ -30,6 +31,8 @@ pub(crate) struct HttpPolicy {
     policy: CorePolicy,
     issuer: Option<String>,
     fresh: bool,
+    /// The edge's signer, for a policy with an `assertion` section.
+    minter: Option<Py<Minter>>,
 }
 
 /// The engine's error for a call the binding could not make.
@@ -78,6 +81,48 @@ impl HttpPolicy {
         refusal(py, &self.policy.refuse(&Reason::Engine(e)))
     }
 
+    /// The assertion of an allowed request, when the policy's `assertion`
+    /// covers its route (the core's `HttpPolicy::decide_minting` rules: no
+    /// minter, or no target to bind to, is an internal error, a 500).
+    fn mint(
+        &self,
+        route: &Route,
+        verified: &Verified,
+        token: &str,
+        method: &str,
+        target: Option<&str>,
+        fresh: bool,
+    ) -> Result<Option<String>, Error> {
+        let Some(audience) = self.policy.assertion().and_then(|rule| rule.audience(route)) else {
+            return Ok(None);
+        };
+        let minter = self.minter.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                "the policy mints assertions (assertion section) and the middleware has no minter",
+            )
+        })?;
+        let target = target.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                "an assertion is bound to the request path, and the middleware did not pass it",
+            )
+        })?;
+        catch(|| {
+            minter.get().inner.mint_assertion(
+                verified.token(),
+                verified.cached(),
+                token.as_bytes(),
+                audience,
+                method,
+                target,
+                fresh,
+            )
+        })
+        .map_err(call_error)?
+        .map(Some)
+    }
+
     /// Verify with the binding's fast paths: `Ok(None)` when `wait` is
     /// false and only a call that may check a signature or fetch can tell.
     fn verify(
@@ -109,12 +154,30 @@ impl HttpPolicy {
     /// A policy from the core's policy JSON (docs/http.md; `routes`,
     /// `realm`, `open_methods`...); `issuer` and `fresh` apply to every
     /// request. Raises `InvalidConfigError` naming the field.
+    ///
+    /// `minter` signs the assertions of a policy with an `assertion`
+    /// section (docs/trust-handoff.md §2): `decide` then answers an
+    /// allowed request on a route that carries one with `(VerifiedToken,
+    /// assertion)`. Such a policy without a minter refuses those requests
+    /// with 500 (never lets one on without its assertion).
     #[new]
-    #[pyo3(signature = (policy, *, issuer=None, fresh=false))]
-    fn new(policy: &str, issuer: Option<String>, fresh: bool) -> PyResult<HttpPolicy> {
+    #[pyo3(signature = (policy, *, issuer=None, fresh=false, minter=None))]
+    fn new(policy: &str, issuer: Option<String>, fresh: bool, minter: Option<Py<Minter>>) -> PyResult<HttpPolicy> {
         let policy = CorePolicy::from_json(policy)
             .map_err(|e| CoreError(Error::new(ErrorKind::InvalidConfig, format!("middleware options: {e}"))))?;
-        Ok(HttpPolicy { policy, issuer, fresh })
+        Ok(HttpPolicy {
+            policy,
+            issuer,
+            fresh,
+            minter,
+        })
+    }
+
+    /// The header (lower case) the policy's assertions go in, or `None`
+    /// for a policy that mints none.
+    #[getter]
+    fn assertion_header(&self) -> Option<&str> {
+        self.policy.assertion().map(|r| r.header().as_str())
     }
 
     /// Decide one request. `method` (upper case) and `target` (the raw
@@ -124,7 +187,9 @@ impl HttpPolicy {
     /// path the core accepts; `fresh` (its `fresh_if`) skips the cache.
     ///
     /// Returns `True` (open: nothing verified), a `VerifiedToken`
-    /// (allowed), `(status, headers, body)` (refused), or, with
+    /// (allowed), `(VerifiedToken, assertion)` (allowed on a route whose
+    /// policy mints: the assertion, a compact JWS for the upstream, bound
+    /// to `method` and `target`), `(status, headers, body)` (refused), or, with
     /// `wait=False`, `None` when only a verification that may check a
     /// signature or fetch keys can tell (call again with `wait=True`
     /// where waiting is fine).
@@ -179,8 +244,21 @@ impl HttpPolicy {
         if let Err(r) = self.policy.judge(route, &verified) {
             return refusal(py, &r).map(Some);
         }
+        let assertion = match self.mint(route, &verified, token, method, target, opts.fresh) {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!(target: "jwtwarden::http", "token {}: {e}", fingerprint(token.as_bytes()));
+                return refusal(py, &self.policy.refuse(&Reason::Engine(&e))).map(Some);
+            }
+        };
         let claims = verifier.get().claims(py, &verified)?.unbind();
-        Ok(Some(Bound::new(py, VerifiedToken { claims, verified })?.into_any()))
+        let result = Bound::new(py, VerifiedToken { claims, verified })?.into_any();
+        match assertion {
+            None => Ok(Some(result)),
+            Some(a) => Ok(Some(
+                PyTuple::new(py, [result, PyString::new(py, &a).into_any()])?.into_any(),
+            )),
+        }
     }
 
     /// The claim headers of an allowed result under this policy: `(name,

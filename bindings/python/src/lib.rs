@@ -16,6 +16,7 @@ mod convert;
 mod errors;
 mod http;
 mod logbridge;
+mod mint;
 mod verifier;
 
 /// The extension module.
@@ -28,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<verifier::VerifiedToken>()?;
     m.add_class::<assertion::Inherited>()?;
     m.add_class::<http::HttpPolicy>()?;
+    m.add_class::<mint::Minter>()?;
     m.add_function(wrap_pyfunction!(errors::error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(errors::boundary_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_raise_error, m)?)?;

@@ -625,7 +625,7 @@ fn invalid_config(message: impl Into<String>) -> PyErr {
 }
 
 /// A config from a `dict`, a JSON `str`/`bytes`, or a file path.
-fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
+pub(crate) fn load_config(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     if let Ok(dict) = obj.cast::<PyDict>() {
         let value = convert::py_to_value(dict.as_any()).map_err(|e| invalid_config(e.value(py).to_string()))?;
         return Ok(Config::from_value(value).map_err(CoreError)?);

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _native
-from ._native import CORE_VERSION, Inherited, VerifiedToken, Verifier, error_kinds, sync_log_level
+from ._native import CORE_VERSION, Inherited, Minter, VerifiedToken, Verifier, error_kinds, sync_log_level
 from ._revocation import ANY_ISSUER, Propagation, Revocation
 from . import exceptions as _exceptions
 from .exceptions import *  # noqa: F403 (every exception, as listed in exceptions.__all__)
@@ -43,6 +43,7 @@ __all__ = [
     "Verifier",
     "VerifiedToken",
     "Inherited",
+    "Minter",
     "ANY_ISSUER",
     "Propagation",
     "Revocation",

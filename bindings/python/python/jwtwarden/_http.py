@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Generic, NamedTuple, Optional, TypeVar, Union
 from urllib.parse import quote, unquote
 
-from ._native import HttpPolicy, VerifiedToken, Verifier
+from ._native import HttpPolicy, Minter, VerifiedToken, Verifier
 
 _REASONS = {
     400: "Bad Request",
@@ -112,6 +112,7 @@ def policy_json(
     authenticate_options: bool,
     fresh_paths: Sequence[str],
     claim_headers: Mapping[str, str],
+    assertion: Optional[Mapping[str, Any]] = None,
 ) -> str:
     """The middleware options as the core's policy JSON (docs/http.md)."""
     routes = [_route(p, open=True) for p in skip_paths]
@@ -123,10 +124,42 @@ def policy_json(
     }
     if realm is not None:
         policy["realm"] = realm
+    if assertion is not None:
+        policy["assertion"] = dict(assertion)
     return json.dumps(policy)
 
 
-Decided = Union[bool, VerifiedToken, tuple[int, list[tuple[str, str]], bytes], None]
+Decided = Union[
+    bool, VerifiedToken, tuple[VerifiedToken, str], tuple[int, list[tuple[str, str]], bytes], None
+]
+
+
+#: A decision with any assertion taken out (:func:`split_minted`).
+Settled = Union[bool, VerifiedToken, tuple[int, list[tuple[str, str]], bytes], None]
+
+
+def split_minted(decided: Decided) -> tuple[Settled, Optional[str]]:
+    """An allowed decision that minted, ``(VerifiedToken, assertion)``, as
+    its result and the assertion; any other decision as it is, and ``None``."""
+    if isinstance(decided, tuple) and len(decided) == 2:
+        return decided[0], decided[1]
+    return decided, None
+
+
+class Mint(NamedTuple):
+    """A middleware as the edge (``minter=``): what it mints, and where."""
+
+    minter: Minter
+    header: str
+    audience: Optional[str]
+    audiences: Mapping[str, str]
+
+    def policy_section(self) -> dict[str, Any]:
+        """The policy's ``assertion`` section (docs/trust-handoff.md §2)."""
+        section: dict[str, Any] = {"header": self.header, "audiences": dict(self.audiences)}
+        if self.audience is not None:
+            section["audience"] = self.audience
+        return section
 
 
 class Options(Generic[R]):
@@ -145,6 +178,7 @@ class Options(Generic[R]):
         fresh_paths: Sequence[str],
         fresh_if: Optional[Callable[[R], bool]],
         claim_headers: Optional[Mapping[str, str]],
+        mint: Optional[Mint] = None,
     ) -> None:
         self.skip_paths = _patterns("skip_paths", skip_paths)
         self.fresh_paths = _patterns("fresh_paths", fresh_paths)
@@ -158,13 +192,16 @@ class Options(Generic[R]):
                 authenticate_options=authenticate_options,
                 fresh_paths=self.fresh_paths,
                 claim_headers=self.claim_headers,
+                assertion=None if mint is None else mint.policy_section(),
             ),
             issuer=issuer,
             fresh=fresh,
+            minter=None if mint is None else mint.minter,
         )
-        #: Whether the decision reads the request target at all (only
-        #: routes do: without them, the path is not worked out per request).
-        self.routes = bool(self.skip_paths or self.fresh_paths)
+        #: Whether the decision reads the request target at all (routes do,
+        #: and an assertion is bound to it: otherwise the path is not worked
+        #: out per request).
+        self.routes = bool(self.skip_paths or self.fresh_paths or mint is not None)
         #: Lower-case names of the claim headers (removed from every request).
         self.claim_header_names: frozenset[str] = frozenset(self.policy.claim_header_names)
 

@@ -16,6 +16,7 @@ __all__ = [
     "VerifiedToken",
     "Inherited",
     "HttpPolicy",
+    "Minter",
     "error_kinds",
     "boundary_kinds",
     "_raise_error",
@@ -117,7 +118,9 @@ class Inherited:
 class HttpPolicy:
     """The core's HTTP decision (``jwtwarden::http``) for the middlewares."""
 
-    def __new__(cls, policy: str, *, issuer: str | None = None, fresh: bool = False) -> HttpPolicy: ...
+    def __new__(
+        cls, policy: str, *, issuer: str | None = None, fresh: bool = False, minter: Minter | None = None
+    ) -> HttpPolicy: ...
     def decide(
         self,
         verifier: Verifier,
@@ -127,10 +130,20 @@ class HttpPolicy:
         skip: bool = False,
         fresh: bool = False,
         wait: bool = True,
-    ) -> bool | VerifiedToken | tuple[int, list[tuple[str, str]], bytes] | None: ...
+    ) -> (
+        bool | VerifiedToken | tuple[VerifiedToken, str] | tuple[int, list[tuple[str, str]], bytes] | None
+    ): ...
     def claim_headers(self, result: VerifiedToken) -> list[tuple[str, str]]: ...
     @property
     def claim_header_names(self) -> list[str]: ...
+    @property
+    def assertion_header(self) -> str | None: ...
+
+@final
+class Minter:
+    """The edge's assertion signer (an engine configuration's ``assertion`` section)."""
+
+    def __new__(cls, config: _Config) -> Minter: ...
 
 def error_kinds() -> list[tuple[int, str, str]]: ...
 def boundary_kinds() -> list[tuple[int, str, str]]: ...

@@ -54,9 +54,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 from . import _aio
-from ._http import Options, Refusal, decodes_to, quote_path, refusal
+from ._http import Mint, Options, split_minted, Refusal, decodes_to, quote_path, refusal
 from ._assertion import DEFAULT_ASSERTION_HEADER, AssertionRoutes
-from ._native import Inherited, VerifiedToken, Verifier
+from ._native import Inherited, Minter, VerifiedToken, Verifier
 
 __all__ = ["ASGIMiddleware"]
 
@@ -131,6 +131,18 @@ class ASGIMiddleware:
         (see :mod:`jwtwarden._assertion`; default: none).
     :param assertion_header: the request header carrying the assertion
         (default ``X-Jwtwarden-Assertion``).
+    :param minter: make this middleware the edge (docs/trust-handoff.md §2): an
+        allowed request reaches the application with a verification assertion,
+        minted by this :class:`~jwtwarden.Minter` for the upstream and bound to the
+        request's method and path, in ``mint_header``; every copy of that header the
+        client sent is removed first, on every request (open routes included), so
+        an application that forwards the request (a proxy) never passes the
+        client's on. Default: none.
+    :param mint_audience: the upstream's audience on every protected route.
+    :param mint_audiences: audiences by route prefix (``{"/api/billing": "billing"}``),
+        winning over ``mint_audience``; a route with neither carries no assertion.
+    :param mint_header: the header the minted assertion goes in
+        (default ``X-Jwtwarden-Assertion``).
     """
 
     def __init__(
@@ -150,6 +162,10 @@ class ASGIMiddleware:
         claim_headers: Optional[Mapping[str, str]] = None,
         accept_assertion: Sequence[str] = (),
         assertion_header: str = DEFAULT_ASSERTION_HEADER,
+        minter: Optional[Minter] = None,
+        mint_audience: Optional[str] = None,
+        mint_audiences: Optional[Mapping[str, str]] = None,
+        mint_header: str = DEFAULT_ASSERTION_HEADER,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -165,6 +181,9 @@ class ASGIMiddleware:
             fresh_paths=fresh_paths,
             fresh_if=fresh_if,
             claim_headers=claim_headers,
+            mint=None
+            if minter is None
+            else Mint(minter, mint_header, mint_audience, dict(mint_audiences or {})),
         )
         self.offload = offload
         self._claim_names = frozenset(n.encode("latin-1") for n in self.options.claim_header_names)
@@ -172,6 +191,7 @@ class ASGIMiddleware:
             accept_assertion, assertion_header, fresh=fresh, fresh_paths=fresh_paths, realm=realm
         )
         self._assertion_name = assertion_header.lower().encode("latin-1")
+        self._mint_name = None if minter is None else mint_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -180,6 +200,9 @@ class ASGIMiddleware:
         headers = scope.get("headers", ())
         if self._claim_names:
             headers = [(k, v) for k, v in headers if bytes(k).lower() not in self._claim_names]
+            scope["headers"] = headers
+        if self._mint_name is not None:
+            headers = [(k, v) for k, v in headers if bytes(k).lower() != self._mint_name]
             scope["headers"] = headers
         authorization = [
             value if type(value) is bytes else bytes(value)
@@ -199,6 +222,10 @@ class ASGIMiddleware:
             decided = await _aio._in_thread(
                 lambda: policy.decide(self.verifier, method, target, authorization, skip, fresh, True)
             )
+        decided, minted = split_minted(decided)
+        if minted is not None and self._mint_name is not None:
+            headers = [*headers, (self._mint_name, minted.encode("latin-1"))]
+            scope["headers"] = headers
         if type(decided) is VerifiedToken:
             scope["jwtwarden.claims"] = decided.claims
             scope["jwtwarden"] = decided.claims

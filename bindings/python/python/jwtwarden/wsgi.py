@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Iterable, Optional
 
 from ._assertion import DEFAULT_ASSERTION_HEADER, AssertionRoutes
-from ._http import Options, decodes_to, quote_path, refusal
-from ._native import Inherited, VerifiedToken, Verifier
+from ._http import Mint, Options, split_minted, decodes_to, quote_path, refusal
+from ._native import Inherited, Minter, VerifiedToken, Verifier
 
 __all__ = ["WSGIMiddleware"]
 
@@ -100,6 +100,18 @@ class WSGIMiddleware:
         (see :mod:`jwtwarden._assertion`; default: none).
     :param assertion_header: the request header carrying the assertion
         (default ``X-Jwtwarden-Assertion``).
+    :param minter: make this middleware the edge (docs/trust-handoff.md §2): an
+        allowed request reaches the application with a verification assertion,
+        minted by this :class:`~jwtwarden.Minter` for the upstream and bound to the
+        request's method and path, in ``mint_header``; every copy of that header the
+        client sent is removed first, on every request (open routes included), so
+        an application that forwards the request (a proxy) never passes the
+        client's on. Default: none.
+    :param mint_audience: the upstream's audience on every protected route.
+    :param mint_audiences: audiences by route prefix (``{"/api/billing": "billing"}``),
+        winning over ``mint_audience``; a route with neither carries no assertion.
+    :param mint_header: the header the minted assertion goes in
+        (default ``X-Jwtwarden-Assertion``).
     """
 
     def __init__(
@@ -118,6 +130,10 @@ class WSGIMiddleware:
         claim_headers: Optional[Mapping[str, str]] = None,
         accept_assertion: Sequence[str] = (),
         assertion_header: str = DEFAULT_ASSERTION_HEADER,
+        minter: Optional[Minter] = None,
+        mint_audience: Optional[str] = None,
+        mint_audiences: Optional[Mapping[str, str]] = None,
+        mint_header: str = DEFAULT_ASSERTION_HEADER,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -133,16 +149,22 @@ class WSGIMiddleware:
             fresh_paths=fresh_paths,
             fresh_if=fresh_if,
             claim_headers=claim_headers,
+            mint=None
+            if minter is None
+            else Mint(minter, mint_header, mint_audience, dict(mint_audiences or {})),
         )
         self._claim_keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in self.options.claim_header_names)
         self.assertions = AssertionRoutes(
             accept_assertion, assertion_header, fresh=fresh, fresh_paths=fresh_paths, realm=realm
         )
         self._assertion_key = "HTTP_" + assertion_header.upper().replace("-", "_")
+        self._mint_key = None if minter is None else "HTTP_" + mint_header.upper().replace("-", "_")
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         for key in self._claim_keys:
             environ.pop(key, None)
+        if self._mint_key is not None:
+            environ.pop(self._mint_key, None)
         assertion = environ.get(self._assertion_key) if self.assertions else None
         if assertion is not None:
             route_fresh = self.assertions.route(request_target(environ))
@@ -164,6 +186,9 @@ class WSGIMiddleware:
             () if header is None else (header,),
             environ,
         )
+        decided, minted = split_minted(decided)
+        if minted is not None and self._mint_key is not None:
+            environ[self._mint_key] = minted
         if type(decided) is VerifiedToken:
             environ["jwtwarden.claims"] = decided.claims
             environ["jwtwarden.result"] = decided

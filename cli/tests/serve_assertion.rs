@@ -16,6 +16,7 @@ use common::{now, Env};
 use jwtwarden::assertion::{edge_issuer, Inheritance, ReplayGuard, Request};
 use jwtwarden::{Config, ErrorKind, SystemClock, Verifier};
 use jwtwarden_testissuer::{Alg, TestIssuer};
+use serde_json::Value;
 
 struct Stack {
     env: Env,
@@ -331,4 +332,77 @@ fn edge_key_rotation_under_load_has_zero_failures() {
     assert!(ok.load(Ordering::SeqCst) >= 20);
     // Both keys signed during the run.
     assert_eq!(seen_kids.lock().unwrap().len(), 2, "{:?}", seen_kids.lock().unwrap());
+}
+
+/// `[assertion.hs256.<audience>]` in serve's own config (as the engine
+/// config's `assertion.hs256`): that audience's assertions are HS256 with
+/// its own secret and `kid`, checked here by the independent `jsonwebtoken`
+/// crate with that secret, bound to the forwarded method and path; no
+/// nginx needed (the forwarded headers are sent to `/auth` directly).
+#[test]
+fn serve_mints_hs256_for_an_audience_with_its_own_secret() {
+    use base64::Engine;
+    let env = Env::with_issuer(TestIssuer::start());
+    let edge_keys = TestIssuer::start_empty();
+    let kid = edge_keys.add_key(Alg::EdDSA);
+    let pem = env.dir.path().join("edge.pem");
+    std::fs::write(&pem, edge_keys.private_key_pem(&kid)).unwrap();
+    let secret = [7u8; 32];
+    let secret_file = env.dir.path().join("orders.secret");
+    std::fs::write(
+        &secret_file,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    )
+    .unwrap();
+    let serve_file = env.dir.path().join("serve.toml");
+    std::fs::write(
+        &serve_file,
+        format!(
+            r#"
+[[routes]]
+prefix = "/api"
+
+[assertion]
+name = "edge-1"
+audiences = {{ "/api" = "orders" }}
+current = {{ kid = "{kid}", pem_file = "{pem}" }}
+
+[assertion.hs256.orders]
+current = {{ kid = "orders-1", secret_file = "{secret}" }}
+"#,
+            pem = pem.display(),
+            secret = secret_file.display(),
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&env.json_config, Some(&serve_file));
+    let token = env
+        .issuer
+        .mint(&env.issuer.first_kid(), &env.issuer.default_claims("alice", now()));
+    let auth = format!("Bearer {token}");
+    let r = serve.get(
+        "/auth",
+        &[
+            ("Authorization", &auth),
+            ("X-Original-URI", "/api/orders/7?page=2"),
+            ("X-Original-Method", "GET"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let a = r.header("x-jwtwarden-assertion").expect("an assertion").to_string();
+    let header = jsonwebtoken::decode_header(&a).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(header.kid.as_deref(), Some("orders-1"));
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["orders"]);
+    validation.set_issuer(&["edge-1"]);
+    let claims = jsonwebtoken::decode::<Value>(&a, &jsonwebtoken::DecodingKey::from_secret(&secret), &validation)
+        .expect("jsonwebtoken verifies it with the audience's secret")
+        .claims;
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], "/api/orders/7");
+    assert_eq!(claims["sub"], "alice");
+    // Another secret does not verify it.
+    let other = jsonwebtoken::decode::<Value>(&a, &jsonwebtoken::DecodingKey::from_secret(&[8u8; 32]), &validation);
+    assert!(other.is_err());
 }

@@ -26,6 +26,11 @@ pub struct AssertionFile {
     /// Route prefix → the upstream's audience. Routes not listed carry no
     /// assertion.
     audiences: BTreeMap<String, String>,
+    /// Opt-in HS256 per audience (`[assertion.hs256.<audience>]`, as the
+    /// engine configuration's `assertion.hs256`): that audience's
+    /// assertions are signed with its own secret instead of Ed25519.
+    #[serde(default)]
+    hs256: BTreeMap<String, jwtwarden::config::AudienceSecretsConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,12 +88,19 @@ impl AssertionConfig {
                 return Err(format!("assertion.audiences: {prefix:?}: empty audience"));
             }
         }
+        for aud in f.hs256.keys() {
+            if !f.audiences.values().any(|a| a == aud) {
+                return Err(format!(
+                    "assertion.hs256: {aud:?} is not an audience of assertion.audiences"
+                ));
+            }
+        }
         let cfg = MinterConfig {
             name: f.name,
             current: f.current.into_config(),
             previous: f.previous.map(KeyFile::into_config),
             lifetime_secs: f.lifetime_secs.unwrap_or(DEFAULT_LIFETIME_SECS),
-            hs256: Default::default(),
+            hs256: f.hs256,
         };
         let minter = Minter::new(&cfg, Arc::new(SystemClock)).map_err(|e| format!("assertion: {}", e.message()))?;
         Ok(Arc::new(AssertionConfig {

@@ -647,15 +647,7 @@ fn first_hits_in_parallel_keep_the_user(s: &Stack, rounds: usize, threads: usize
                 std::thread::spawn(move || {
                     barrier.wait();
                     (0..3)
-                        .map(|_| {
-                            request(
-                                &addr,
-                                "GET",
-                                "/up/orders",
-                                &[("Authorization", &format!("Bearer {token}"))],
-                                "",
-                            )
-                        })
+                        .map(|_| get_retrying_a_dropped_connection(&addr, "/up/orders", &token))
                         .collect::<Vec<_>>()
                 })
             })
@@ -679,6 +671,32 @@ fn first_hits_in_parallel_keep_the_user(s: &Stack, rounds: usize, threads: usize
     }
     let log = s.apache.error_log();
     assert!(!log.contains("authorization failure"), "{log}");
+    // A connection closed without an answer is retried above; a child that
+    // crashed would be logged here.
+    assert!(!log.contains("exit signal"), "{log}");
+}
+
+/// GET `path` with `token` on a connection of its own (HTTP/1.0). A
+/// connection the server closed without a byte (seen once in CI under
+/// load, not reproduced since, with no child crash logged) is tried once
+/// more on a new connection: what this file checks is the answer, and an
+/// answer is still required.
+fn get_retrying_a_dropped_connection(addr: &str, path: &str, token: &str) -> Resp {
+    use std::io::{Read, Write};
+    let auth = format!("Bearer {token}");
+    for attempt in 0..2 {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {auth}\r\n\r\n");
+        c.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).unwrap();
+        if !raw.is_empty() || attempt == 1 {
+            return common::serve::parse_response(&raw);
+        }
+        eprintln!("{addr}: connection closed without an answer; trying once more");
+    }
+    unreachable!()
 }
 
 fn whole_suite(mpm: Mpm) {

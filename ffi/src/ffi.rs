@@ -155,6 +155,19 @@ pub(crate) unsafe fn arg_bytes<'a>(ptr: *const c_char, len: usize, what: &str) -
     Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
 }
 
+/// JSON text handed over as bytes (a configuration, an issuer entry, an
+/// HTTP policy): bytes that are not UTF-8 are `INVALID_CONFIG`, "`what` is
+/// not valid UTF-8", as every JSON argument of the API answers them.
+pub(crate) fn json_text<'a>(bytes: &'a [u8], what: &str) -> FfiResult<&'a str> {
+    std::str::from_utf8(bytes).map_err(|_| {
+        jwtwarden_core::Error::new(
+            jwtwarden_core::ErrorKind::InvalidConfig,
+            format!("{what} is not valid UTF-8"),
+        )
+        .into()
+    })
+}
+
 /// A required out-parameter. Checked before any work is done; written only
 /// on success, by [`write_out`].
 pub(crate) fn arg_out<T>(ptr: *mut T, what: &str) -> FfiResult<*mut T> {

@@ -45,8 +45,7 @@ pub unsafe extern "C" fn jwtwarden_config_check(
     fallible(error, || {
         // SAFETY: per the API contract, config_json holds config_len bytes.
         let bytes = unsafe { arg_bytes(config_json, config_len, "config_json") }?;
-        let json = std::str::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "configuration is not valid UTF-8"))?;
+        let json = crate::ffi::json_text(bytes, "configuration")?;
         let config = Config::from_json(json)?;
         for (i, issuer) in config.issuers.iter().enumerate() {
             check_static_keys(&config, i, issuer)?;

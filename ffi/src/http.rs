@@ -123,8 +123,7 @@ pub unsafe extern "C" fn jwtwarden_http_policy_new(
         // SAFETY: per the API contract, policy_json holds policy_len bytes.
         let bytes = unsafe { arg_bytes(policy_json, policy_len, "policy_json") }?;
         let out = arg_out(policy_out, "policy_out")?;
-        let json = std::str::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "the HTTP policy is not valid UTF-8"))?;
+        let json = crate::ffi::json_text(bytes, "the HTTP policy")?;
         let policy = HttpPolicy::from_json(json)
             .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("HTTP policy: {e}")))?;
         // SAFETY: checked non-NULL by arg_out; writable per the API contract.

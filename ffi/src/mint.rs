@@ -61,8 +61,7 @@ pub unsafe extern "C" fn jwtwarden_minter_new(
         // SAFETY: per the API contract, config_json holds config_len bytes.
         let bytes = unsafe { arg_bytes(config_json, config_len, "config_json") }?;
         let out = arg_out(minter_out, "minter_out")?;
-        let json = std::str::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "configuration is not valid UTF-8"))?;
+        let json = crate::ffi::json_text(bytes, "configuration")?;
         let config = Config::from_json(json)?;
         let section = config.assertion.as_ref().ok_or_else(|| {
             Error::new(

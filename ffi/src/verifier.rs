@@ -59,8 +59,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_new(
         // SAFETY: per the API contract, config_json holds config_len bytes.
         let bytes = unsafe { arg_bytes(config_json, config_len, "config_json") }?;
         let out = arg_out(verifier_out, "verifier_out")?;
-        let json = std::str::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "configuration is not valid UTF-8"))?;
+        let json = crate::ffi::json_text(bytes, "configuration")?;
         let verifier = Verifier::new(Config::from_json(json)?)?;
         // SAFETY: checked non-NULL by arg_out; writable per the API contract.
         unsafe { write_out(out, to_boxed_mut_ptr(verifier)) };
@@ -288,8 +287,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_add_issuer(
         // SAFETY: live handle and entry_len readable bytes, per the API contract.
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let bytes = unsafe { arg_bytes(entry_json, entry_len, "entry_json") }?;
-        let json = std::str::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "issuer entry is not valid UTF-8"))?;
+        let json = crate::ffi::json_text(bytes, "issuer entry")?;
         v.add_issuer(IssuerEntry::from_json(json)?).map_err(Into::into)
     })
 }
@@ -333,8 +331,7 @@ pub unsafe extern "C" fn jwtwarden_verifier_reload(
         // SAFETY: live handle and config_len readable bytes, per the API contract.
         let v = unsafe { arg_ref(verifier, "verifier") }?;
         let bytes = unsafe { arg_bytes(config_json, config_len, "config_json") }?;
-        let json = std::str::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::InvalidConfig, "configuration is not valid UTF-8"))?;
+        let json = crate::ffi::json_text(bytes, "configuration")?;
         v.reload(Config::from_json(json)?).map_err(Into::into)
     })
 }

@@ -84,8 +84,13 @@ def main() -> None:
         (
             "apache",
             "Apache httpd",
-            f"prefork, {machine['apache_children']} children in every row, wrk -t2 with one connection per child "
-            f"(-c{machine['apache_children']}), `MaxKeepAliveRequests 0`. mod_jwtwarden: `AuthType jwtwarden`, "
+            (
+                f"prefork, {machine['apache_children']} children in every row, wrk -t2 with one connection per child "
+                if machine.get("apache_mpm", "prefork") == "prefork"
+                else f"event MPM, 2 processes of {(machine['apache_children'] + 1) // 2} threads in every row "
+                "(each process one verifier), wrk -t2 with one connection per thread "
+            )
+            + f"(-c{machine['apache_children']}), `MaxKeepAliveRequests 0`. mod_jwtwarden: `AuthType jwtwarden`, "
             "`Require jwt-issuer`; mod_auth_openidc: `AuthType oauth20`, `OIDCOAuthVerifyJwksUri`, "
             "`Require claim iss:...` and `Require claim aud:api` (the engine checks issuer and audience too), "
             "its default caches (shm).",

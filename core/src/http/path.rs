@@ -117,33 +117,20 @@ pub fn normalise(target: &str) -> Result<Normalised<'_>, &'static str> {
 }
 
 /// The bytes a normal path's segments hold: RFC 3986's `pchar` without
-/// `%` (an escape is decoded by the full pass), a table so that each byte
-/// costs one load.
+/// `%` (an escape is decoded by the full pass) and `;` (parameters are
+/// stripped by it); a table, so that each byte costs one load.
 const PLAIN: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b'='
-                    | b':'
-                    | b'@'
-            );
+        t[i] = (i as u8).is_ascii_alphanumeric();
         i += 1;
+    }
+    let punctuation = b"-._~!$&'()*+,=:@";
+    let mut j = 0;
+    while j < punctuation.len() {
+        t[punctuation[j] as usize] = true;
+        j += 1;
     }
     t
 };

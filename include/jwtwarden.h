@@ -745,7 +745,9 @@ jwtwarden_result jwtwarden_verifier_new(const char *config_json,
                                         struct jwtwarden_verifier **verifier_out,
                                         struct jwtwarden_error **error);
 
-// Free a verifier and stop its background thread. NULL is accepted and
+// Free a verifier and stop its background threads, waiting for them to
+// finish (at most a second each: one blocked in a fetch is left to end on
+// its own), so that the process may exit right after. NULL is accepted and
 // ignored. No other thread may still be using the verifier. Results
 // (`jwtwarden_verified`) stay valid after their verifier is freed.
 void jwtwarden_verifier_free(struct jwtwarden_verifier *verifier);

@@ -11,15 +11,46 @@
 //! futex primitives keep their state in the object itself.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long dropping a handle waits for its thread to finish.
+const JOIN_WAIT: Duration = Duration::from_secs(1);
 
 /// A background thread's handle: dropping it raises the thread's stop
-/// signal.
-pub(crate) struct StopOnDrop(StopSignal);
+/// signal and waits (at most [`JOIN_WAIT`]) for the thread to finish.
+///
+/// Why wait: a C host frees its verifier and may exit the process at once
+/// (an Apache child frees it in its pool cleanup, then calls `exit`). A
+/// thread still unwinding its state then runs library code while the
+/// process tears itself down (its atexit handlers and its libraries'
+/// destructors); an event-MPM child was seen to die of a segfault at that
+/// moment. A thread parked on its stop signal (the usual case) finishes
+/// within microseconds of being woken. One blocked in a fetch or a Redis
+/// read is left to finish on its own after the wait, as before. Only the
+/// process that started the thread waits for it (a forked child has no such
+/// thread), and never the thread itself (it may hold the last reference to
+/// what owns the handle).
+pub(crate) struct StopOnDrop {
+    stop: StopSignal,
+    thread: Option<JoinHandle<()>>,
+    pid: u32,
+}
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.stop();
+        self.stop.stop();
+        let Some(thread) = self.thread.take() else { return };
+        if std::process::id() != self.pid || thread.thread().id() == std::thread::current().id() {
+            return;
+        }
+        let deadline = Instant::now() + JOIN_WAIT;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -28,10 +59,14 @@ impl Drop for StopOnDrop {
 pub(crate) fn spawn(name: &str, body: impl FnOnce(StopSignal) + Send + 'static) -> std::io::Result<StopOnDrop> {
     let stop = StopSignal::default();
     let thread_stop = stop.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || body(thread_stop))?;
-    Ok(StopOnDrop(stop))
+    Ok(StopOnDrop {
+        stop,
+        thread: Some(thread),
+        pid: std::process::id(),
+    })
 }
 
 /// A shared stop flag; clones see the same flag.
